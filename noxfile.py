@@ -1,0 +1,32 @@
+"""Checks for agent-runtime: ``nox`` runs lint, type and test."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "type", "test"]
+nox.options.reuse_existing_virtualenvs = True
+
+CODE = ["server", "agents", "sessions", "tests", "bench", "noxfile.py"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", *CODE)
+    session.run("ruff", "format", "--check", *CODE)
+
+
+@nox.session
+def type(session: nox.Session) -> None:  # noqa: A001 - the session's public name
+    """``mypy --strict`` over all packages, tests, benchmarks and this file."""
+    session.install("-e", ".[dev]", "nox")
+    session.run("mypy")
+
+
+@nox.session
+def test(session: nox.Session) -> None:
+    """The whole pytest suite (unit, live and crash tests)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", *session.posargs)

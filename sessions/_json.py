@@ -1,0 +1,30 @@
+"""JSON value types shared by every package.
+
+The store keeps event payloads as plain JSON objects; the typed event union lives
+in ``agents`` (the dependency points that way), so here a payload is just data.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TypeAlias
+
+JSON: TypeAlias = "dict[str, JSON] | list[JSON] | str | int | float | bool | None"
+JSONObject: TypeAlias = "dict[str, JSON]"
+
+
+def dumps(value: JSON) -> str:
+    """Compact, deterministic-enough JSON text (no spaces, UTF-8 kept)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads_object(text: str | bytes) -> JSONObject:
+    """Parse *text* and insist on a JSON object.
+
+    Raises:
+        ValueError: the text is not JSON or not an object.
+    """
+    value: JSON = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object")
+    return value

@@ -1,0 +1,95 @@
+"""The store seam: what agents and the server may ask of any session store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from ._models import Append, Approval, Committed, Event, Session, Turn
+
+
+class Subscription(Protocol):
+    """Committed events of one session, replayed from a cursor, then live.
+
+    Iterating yields events with strictly increasing, contiguous seqs. If the
+    subscriber's bounded buffer overflows, iteration raises
+    :class:`~sessions.SubscriberTooSlow` carrying the last seq delivered, so the
+    caller can resubscribe from it without a gap.
+    """
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last event delivered (the cursor to resume from)."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    async def receive_batch(self) -> Sequence[Event]:
+        """Wait for at least one event, then return every event already buffered.
+
+        Lets a transport coalesce queued events into one write.
+        """
+        ...
+
+
+class SessionStore(Protocol):
+    """Durable sessions and their event logs.
+
+    All writes go through :meth:`append`, which returns only after the write is
+    committed; events become visible to readers and subscribers only after that.
+
+    Cancellation: cancelling an ``append`` caller never leaves a partial write: the
+    append is either committed whole (with its seqs) or absent.
+    """
+
+    async def append(self, append: Append) -> Committed:
+        """Commit *append* atomically and return what it became.
+
+        Raises:
+            StoreClosed: the store is shutting down.
+            SessionNotFound: events for a session that does not exist.
+            Conflict: e.g. resolving an approval that is not pending.
+        """
+        ...
+
+    async def get_session(self, session_id: str) -> Session | None:
+        """The session, or ``None`` if unknown or deleted."""
+        ...
+
+    async def list_sessions(
+        self, owner: str, *, limit: int = 50, before: tuple[float, str] | None = None
+    ) -> list[Session]:
+        """*owner*'s live sessions, newest first.
+
+        ``before`` is the ``(created_at, id)`` of the last session of the previous page.
+        """
+        ...
+
+    async def read_events(
+        self, session_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        """Committed events with ``seq > after``, oldest first."""
+        ...
+
+    def subscribe(
+        self, session_id: str, *, after: int = 0, buffer: int = 1024
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Replay events after *after*, then follow live ones, without gap or duplicate."""
+        ...
+
+    async def get_turn(self, turn_id: str) -> Turn | None: ...
+
+    async def active_turns(self) -> list[Turn]:
+        """Turns whose status is running or awaiting (for restart recovery)."""
+        ...
+
+    async def get_approval(self, session_id: str, call_id: str) -> Approval | None: ...
+
+    async def pending_approvals(self, session_id: str | None = None) -> list[Approval]:
+        """Pending approvals of one session, or of all sessions when ``None``."""
+        ...
+
+    async def get_command(self, session_id: str, command_id: str) -> Committed | None:
+        """The committed result of a command id, if that id was already used."""
+        ...
