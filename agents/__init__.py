@@ -1,5 +1,22 @@
-"""Agents: modes, tools, approval policy, model providers and the turn runner."""
+"""Agents: modes, tools, approval policy, model providers and the turn supervisor.
 
+Depends on :mod:`sessions` only; never imports the web stack.
+"""
+
+from ._actor import SessionActor
+from ._commands import (
+    Ack,
+    Answer,
+    Cancel,
+    Command,
+    SendMessage,
+    SubmitApproval,
+    SubmitToolResult,
+    SwitchAgent,
+    encode_command,
+    parse_command,
+)
+from ._config import RuntimeConfig
 from ._errors import (
     AgentError,
     CommandError,
@@ -9,6 +26,30 @@ from ._errors import (
     PairingViolation,
     ToolError,
 )
+from ._events import (
+    AgentEvent,
+    AgentSwitched,
+    ApprovalRequested,
+    ApprovalResolved,
+    AssistantMessage,
+    ErrorEvent,
+    QuestionAnswered,
+    QuestionAsked,
+    SubtaskEnded,
+    SubtaskStarted,
+    TextDeltaEvent,
+    ToolCallEvent,
+    ToolCallInfo,
+    ToolResultEvent,
+    TurnEnded,
+    TurnStarted,
+    UsageEvent,
+    UserMessage,
+    decode_event,
+    encode_event,
+    summarize,
+)
+from ._metrics import RuntimeMetrics
 from ._model import (
     ChatMessage,
     FinishDelta,
@@ -21,23 +62,95 @@ from ._model import (
     ToolSpec,
     UsageDelta,
 )
+from ._modes import (
+    Mode,
+    ModeRegistry,
+    builtin_modes,
+    load_modes,
+    parse_modes,
+    parse_route_answer,
+    route_by_keywords,
+)
+from ._openai import OpenAIClient, open_openai_client
+from ._policy import Decision, Policy, Rule, load_policy, parse_policy
+from ._scripted import ScriptedModel
+from ._state import SessionState, check_pairing
+from ._supervisor import Supervisor, open_supervisor
+from ._tools import TOOLS, ToolDef, validate_arguments, validate_call
 
 __all__ = [
+    "TOOLS",
+    "Ack",
     "AgentError",
+    "AgentEvent",
+    "AgentSwitched",
+    "Answer",
+    "ApprovalRequested",
+    "ApprovalResolved",
+    "AssistantMessage",
+    "Cancel",
     "ChatMessage",
+    "Command",
     "CommandError",
     "ConfigError",
+    "Decision",
+    "ErrorEvent",
     "FinishDelta",
+    "Mode",
+    "ModeRegistry",
     "ModelClient",
     "ModelDelta",
     "ModelError",
     "ModelRequest",
     "ModelTimeout",
+    "OpenAIClient",
     "PairingViolation",
+    "Policy",
+    "QuestionAnswered",
+    "QuestionAsked",
+    "Rule",
+    "RuntimeConfig",
+    "RuntimeMetrics",
+    "ScriptedModel",
+    "SendMessage",
+    "SessionActor",
+    "SessionState",
+    "SubmitApproval",
+    "SubmitToolResult",
+    "SubtaskEnded",
+    "SubtaskStarted",
+    "Supervisor",
+    "SwitchAgent",
     "TextDelta",
+    "TextDeltaEvent",
     "ToolCallDelta",
+    "ToolCallEvent",
+    "ToolCallInfo",
     "ToolCallRequest",
+    "ToolDef",
     "ToolError",
+    "ToolResultEvent",
     "ToolSpec",
+    "TurnEnded",
+    "TurnStarted",
     "UsageDelta",
+    "UsageEvent",
+    "UserMessage",
+    "builtin_modes",
+    "check_pairing",
+    "decode_event",
+    "encode_command",
+    "encode_event",
+    "load_modes",
+    "load_policy",
+    "open_openai_client",
+    "open_supervisor",
+    "parse_command",
+    "parse_modes",
+    "parse_policy",
+    "parse_route_answer",
+    "route_by_keywords",
+    "summarize",
+    "validate_arguments",
+    "validate_call",
 ]

@@ -1,12 +1,12 @@
 """The agents branch of the error tree (root: :class:`sessions.AgentRuntimeError`)::
 
-    AgentError
-    ├── ModelError            the LLM provider failed (``retryable`` says if a retry may help)
-    │   └── ModelTimeout      connect / first-token / idle timeout
-    ├── ToolError             a tool call is invalid or forbidden (text goes back to the LLM)
-    ├── PairingViolation      history has an unpaired tool call or result (a bug)
-    ├── CommandError          a client command is malformed or not applicable (``code``)
-    └── ConfigError           a modes / policy file is invalid
+AgentError
+├── ModelError            the LLM provider failed (``retryable`` says if a retry may help)
+│   └── ModelTimeout      connect / first-token / idle timeout
+├── ToolError             a tool call is invalid or forbidden (text goes back to the LLM)
+├── PairingViolation      history has an unpaired tool call or result (a bug)
+├── CommandError          a client command is malformed or not applicable (``code``)
+└── ConfigError           a modes / policy file is invalid
 """
 
 from __future__ import annotations

@@ -130,7 +130,9 @@ class ModelClient(Protocol):
         """Provider name for logs and metrics (``openai``, ``scripted``)."""
         ...
 
-    def stream(self, request: ModelRequest) -> AbstractAsyncContextManager[AsyncIterator[ModelDelta]]:
+    def stream(
+        self, request: ModelRequest
+    ) -> AbstractAsyncContextManager[AsyncIterator[ModelDelta]]:
         """Open a streaming completion; iterate the yielded iterator for deltas.
 
         Raises (from entering or iterating):

@@ -84,6 +84,7 @@ class Event:
 
 
 class TurnStatus(enum.Enum):
+    QUEUED = "queued"  # its user message is committed; it starts when the session is free
     RUNNING = "running"
     AWAITING_TOOL = "awaiting_tool"
     AWAITING_APPROVAL = "awaiting_approval"
@@ -98,7 +99,9 @@ class TurnStatus(enum.Enum):
         return self in _ACTIVE_TURN
 
 
-_ACTIVE_TURN = frozenset({TurnStatus.RUNNING, TurnStatus.AWAITING_TOOL, TurnStatus.AWAITING_APPROVAL})
+_ACTIVE_TURN = frozenset(
+    {TurnStatus.QUEUED, TurnStatus.RUNNING, TurnStatus.AWAITING_TOOL, TurnStatus.AWAITING_APPROVAL}
+)
 
 
 @frozen

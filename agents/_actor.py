@@ -1,0 +1,190 @@
+"""One session's live runtime state and its single, serialised write path.
+
+Every write of a session (the turn runner's and the command handlers') goes
+through :meth:`SessionActor.commit` under the actor's lock, so the derived
+:class:`~agents._state.SessionState` folds events in exactly seq order and a
+check-then-write (is this call still pending?) cannot race another command.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from sessions import (
+    Append,
+    Approval,
+    ApprovalStatus,
+    CommandRecord,
+    Committed,
+    JSONObject,
+    NewEvent,
+    Session,
+    SessionStore,
+    Turn,
+    loads_object,
+    now,
+)
+
+from ._events import AgentEvent, TurnEndReason, encode_event
+from ._metrics import RuntimeMetrics
+from ._policy import Policy
+from ._state import SUBTASK_KEY, SessionState
+
+
+@attrs.frozen
+class Out:
+    """An event to commit, with the payload extras that are not part of its class."""
+
+    event: AgentEvent
+    subtask_id: str | None = None
+    extra: JSONObject = attrs.field(factory=dict)
+
+    def to_new(self, turn_id: str | None) -> NewEvent:
+        wire_type, data = encode_event(self.event)
+        if self.subtask_id is not None:
+            data[SUBTASK_KEY] = self.subtask_id
+        for key, value in self.extra.items():
+            data.setdefault(key, value)
+        return NewEvent(wire_type, data, turn_id)
+
+
+@attrs.define(eq=False)
+class QueuedTurn:
+    """A turn waiting for the session to become free (or to be resumed)."""
+
+    turn: Turn
+    user_message_seq: int | None
+    resume: bool = False
+
+
+@attrs.define(eq=False)
+class RunningTurn:
+    turn_id: str
+    scope: trio.CancelScope
+    done: trio.Event = attrs.field(factory=trio.Event)
+    cancel_reason: TurnEndReason = "cancelled"
+    suspend: bool = False  # shutdown: leave a waiting turn open so it resumes after restart
+
+
+@attrs.define(eq=False)
+class SessionActor:
+    """Runtime state of one session: derived log state, turn queue, running turn."""
+
+    session: Session
+    state: SessionState
+    store: SessionStore
+    base_policy: Policy
+    metrics: RuntimeMetrics
+    lock: trio.Lock = attrs.field(factory=trio.Lock)
+    queue: collections.deque[QueuedTurn] = attrs.field(factory=collections.deque)
+    running: RunningTurn | None = None
+    driving: bool = False
+    turns: dict[str, Turn] = attrs.field(factory=dict)
+    turn_changed: trio.Event = attrs.field(factory=trio.Event)  # replaced on every change
+
+    @property
+    def policy(self) -> Policy:
+        """The configured policy plus every ``remember: session`` allow of this session."""
+        policy = self.base_policy
+        for tool, arguments in self.state.remembered:
+            policy = policy.with_session_allow(tool, _loads(arguments))
+        return policy
+
+    @property
+    def busy(self) -> bool:
+        return self.running is not None or bool(self.queue)
+
+    async def commit(
+        self,
+        outs: Sequence[Out] = (),
+        *,
+        turn_id: str | None = None,
+        turn: Turn | None = None,
+        approval: Approval | None = None,
+        session: Session | None = None,
+        command: CommandRecord | None = None,
+    ) -> Committed:
+        """Commit *outs* (and the row updates) atomically; fold them into the state.
+
+        Cancellation: the store's append is atomic, so a cancelled commit either
+        happened whole (and is folded the next time the state catches up) or not at
+        all. The lock is released on cancellation.
+        """
+        async with self.lock:
+            return await self.commit_locked(
+                outs,
+                turn_id=turn_id,
+                turn=turn,
+                approval=approval,
+                session=session,
+                command=command,
+            )
+
+    async def commit_locked(
+        self,
+        outs: Sequence[Out] = (),
+        *,
+        turn_id: str | None = None,
+        turn: Turn | None = None,
+        approval: Approval | None = None,
+        session: Session | None = None,
+        command: CommandRecord | None = None,
+    ) -> Committed:
+        """:meth:`commit` for a caller that already holds :attr:`lock`."""
+        events = tuple(out.to_new(turn_id) for out in outs)
+        # Shielded so a commit that happens is always folded into the state: a
+        # cancelled waiter would otherwise leave the state behind the log (the
+        # wait is one group-commit batch, so cancellation stays prompt).
+        with trio.CancelScope(shield=True):
+            committed = await self.store.append(
+                Append(
+                    self.session.id,
+                    events,
+                    session=session,
+                    command=command,
+                    turn=turn,
+                    approval=approval,
+                )
+            )
+        if committed.duplicate:
+            return committed
+        if events and committed.events and committed.events[0].seq != self.state.last_seq + 1:
+            # Someone else wrote to this session (another process is impossible: the
+            # store holds a lock), so only a skipped fold can cause this: catch up.
+            missing = await self.store.read_events(
+                self.session.id, after=self.state.last_seq, limit=None
+            )
+            self.state.apply_all(missing)
+        self.state.apply_all(committed.events)
+        if session is not None:
+            self.session = session
+        if turn is not None:
+            if turn.status.active:
+                self.turns[turn.id] = turn
+            else:
+                self.turns.pop(turn.id, None)
+            self.turn_changed.set()
+            self.turn_changed = trio.Event()
+        self.metrics.events.inc(len(committed.events))
+        return committed
+
+    async def close_approval(
+        self, call_id: str, status: ApprovalStatus, resolution: JSONObject, by: str
+    ) -> Approval | None:
+        """The stored pending approval of *call_id*, moved to *status* (not yet written)."""
+        current = await self.store.get_approval(self.session.id, call_id)
+        if current is None or current.status is not ApprovalStatus.PENDING:
+            return None
+        self.metrics.approval_wait.observe(max(0.0, now() - current.requested_at))
+        return attrs.evolve(current, status=status, resolution=resolution, resolved_by=by)
+
+
+def _loads(text: str) -> JSONObject:
+    try:
+        return loads_object(text)
+    except ValueError:
+        return {}

@@ -1,0 +1,34 @@
+"""Runtime settings of the agent loop (values, not behaviour)."""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+
+@frozen
+class RuntimeConfig:
+    """Knobs of the turn runner and supervisor.
+
+    Attributes:
+        model: model name sent to the provider (a mode may override it).
+        max_steps: LLM calls per turn before ``turn.ended {reason: "max_steps"}``.
+        max_switches: agent switches per turn (prevents ping-pong between modes).
+        approval_timeout: seconds before an unanswered approval expires as reject.
+        tool_timeout: seconds a turn waits for an IDE tool result before failing the call.
+        question_timeout: seconds a turn waits for an answer to ``question.asked``.
+        cancel_grace: seconds the cancel clean-up may take (SPEC §3.3 rule 5: < 1 s).
+        shutdown_grace: seconds running turns get to finish on shutdown before cancel.
+        max_queued: queued messages per session before ``on_busy=queue`` is refused.
+        chunk_buffer: bound of the model → runner chunk channel.
+    """
+
+    model: str = "scripted"
+    max_steps: int = 25
+    max_switches: int = 3
+    approval_timeout: float = 600.0
+    tool_timeout: float = 600.0
+    question_timeout: float = 600.0
+    cancel_grace: float = 0.9
+    shutdown_grace: float = 5.0
+    max_queued: int = 16
+    chunk_buffer: int = 256

@@ -1,0 +1,480 @@
+"""The durable event vocabulary of SPEC §3.2 as one tagged union, :data:`AgentEvent`.
+
+The store keeps payloads as plain JSON (``sessions`` must not know these classes);
+:func:`encode_event` and :func:`decode_event` are the only bridge between the two.
+Envelope fields (``seq``, ``session_id``, ``ts``, ``turn_id``) are the store's
+business and never appear in a payload. Optional fields that are ``None`` are
+omitted on the wire. Decoding ignores unknown payload keys, so a log written by a
+newer version that added a field stays readable.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, TypeAlias, TypeVar, assert_never
+
+from attrs import frozen
+
+from sessions import JSON, JSONObject
+
+TurnEndReason: TypeAlias = Literal["completed", "cancelled", "error", "max_steps", "interrupted"]
+ApprovalDecision: TypeAlias = Literal["approve", "edit", "reject", "respond", "expire", "cancel"]
+ResolvedBy: TypeAlias = Literal["user", "policy", "timeout", "cancel"]
+
+TURN_END_REASONS: tuple[TurnEndReason, ...] = (
+    "completed",
+    "cancelled",
+    "error",
+    "max_steps",
+    "interrupted",
+)
+APPROVAL_DECISIONS: tuple[ApprovalDecision, ...] = (
+    "approve",
+    "edit",
+    "reject",
+    "respond",
+    "expire",
+    "cancel",
+)
+RESOLVED_BY: tuple[ResolvedBy, ...] = ("user", "policy", "timeout", "cancel")
+
+
+def summarize(text: str, limit: int = 500) -> str:
+    """*text* cut to at most *limit* characters, marked with ``…`` when cut."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+@frozen
+class UserMessage:
+    type: ClassVar[str] = "user.message"
+    message_id: str
+    content: str
+    agent: str | None = None
+
+
+@frozen
+class TurnStarted:
+    type: ClassVar[str] = "turn.started"
+    agent: str
+    user_message_seq: int | None = None
+
+
+@frozen
+class AgentSwitched:
+    type: ClassVar[str] = "agent.switched"
+    from_agent: str
+    to_agent: str
+    reason: str
+
+
+@frozen
+class TextDeltaEvent:
+    type: ClassVar[str] = "text.delta"
+    message_id: str
+    text: str
+
+
+@frozen
+class ToolCallInfo:
+    """One tool call of an assistant message (kept so LLM history can be rebuilt)."""
+
+    call_id: str
+    name: str
+    arguments: JSONObject
+
+    def to_json(self) -> JSONObject:
+        return {"call_id": self.call_id, "name": self.name, "arguments": self.arguments}
+
+
+@frozen
+class AssistantMessage:
+    """A final assistant message; ``truncated`` when cut short by cancel or error."""
+
+    type: ClassVar[str] = "message"
+    message_id: str
+    content: str
+    agent: str
+    truncated: bool = False
+    tool_calls: tuple[ToolCallInfo, ...] = ()
+
+
+@frozen
+class ToolCallEvent:
+    type: ClassVar[str] = "tool.call"
+    call_id: str
+    name: str
+    arguments: JSONObject
+
+
+@frozen
+class ApprovalRequested:
+    type: ClassVar[str] = "approval.requested"
+    call_id: str
+    name: str
+    arguments: JSONObject
+    rule: str
+    expires_at: float
+
+
+@frozen
+class ApprovalResolved:
+    type: ClassVar[str] = "approval.resolved"
+    call_id: str
+    decision: ApprovalDecision
+    by: ResolvedBy
+    arguments: JSONObject | None = None
+    feedback: str | None = None
+
+
+@frozen
+class ToolResultEvent:
+    """A recorded tool result: ``content`` is what the LLM gets, ``summary`` is for display."""
+
+    type: ClassVar[str] = "tool.result"
+    call_id: str
+    ok: bool
+    summary: str
+    content: str
+
+    @classmethod
+    def of(cls, call_id: str, ok: bool, content: str) -> ToolResultEvent:
+        """A result whose summary is *content* cut for display."""
+        return cls(call_id=call_id, ok=ok, summary=summarize(content), content=content)
+
+
+@frozen
+class QuestionAsked:
+    type: ClassVar[str] = "question.asked"
+    question_id: str
+    text: str
+    options: tuple[str, ...] | None = None
+
+
+@frozen
+class QuestionAnswered:
+    type: ClassVar[str] = "question.answered"
+    question_id: str
+    text: str
+
+
+@frozen
+class SubtaskStarted:
+    type: ClassVar[str] = "subtask.started"
+    subtask_id: str
+    agent: str
+    message: str
+
+
+@frozen
+class SubtaskEnded:
+    type: ClassVar[str] = "subtask.ended"
+    subtask_id: str
+    agent: str
+    ok: bool
+    summary: str | None = None
+
+
+@frozen
+class UsageEvent:
+    type: ClassVar[str] = "usage"
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+
+
+@frozen
+class ErrorEvent:
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+    retryable: bool = False
+
+
+@frozen
+class TurnEnded:
+    type: ClassVar[str] = "turn.ended"
+    reason: TurnEndReason
+
+
+AgentEvent: TypeAlias = (
+    UserMessage
+    | TurnStarted
+    | AgentSwitched
+    | TextDeltaEvent
+    | AssistantMessage
+    | ToolCallEvent
+    | ApprovalRequested
+    | ApprovalResolved
+    | ToolResultEvent
+    | QuestionAsked
+    | QuestionAnswered
+    | SubtaskStarted
+    | SubtaskEnded
+    | UsageEvent
+    | ErrorEvent
+    | TurnEnded
+)
+
+
+def _drop_none(payload: dict[str, JSON | None]) -> JSONObject:
+    return {key: value for key, value in payload.items() if value is not None}
+
+
+def encode_event(ev: AgentEvent) -> tuple[str, JSONObject]:
+    """The wire type and payload of *ev* (without envelope fields)."""
+    data: dict[str, JSON | None]
+    match ev:
+        case UserMessage():
+            data = {"message_id": ev.message_id, "content": ev.content, "agent": ev.agent}
+        case TurnStarted():
+            data = {"agent": ev.agent, "user_message_seq": ev.user_message_seq}
+        case AgentSwitched():
+            data = {"from": ev.from_agent, "to": ev.to_agent, "reason": ev.reason}
+        case TextDeltaEvent():
+            data = {"message_id": ev.message_id, "text": ev.text}
+        case AssistantMessage():
+            data = {
+                "message_id": ev.message_id,
+                "role": "assistant",
+                "content": ev.content,
+                "agent": ev.agent,
+                "truncated": ev.truncated,
+                "tool_calls": [call.to_json() for call in ev.tool_calls],
+            }
+        case ToolCallEvent():
+            data = {"call_id": ev.call_id, "name": ev.name, "arguments": ev.arguments}
+        case ApprovalRequested():
+            data = {
+                "call_id": ev.call_id,
+                "name": ev.name,
+                "arguments": ev.arguments,
+                "rule": ev.rule,
+                "expires_at": ev.expires_at,
+            }
+        case ApprovalResolved():
+            data = {
+                "call_id": ev.call_id,
+                "decision": ev.decision,
+                "arguments": ev.arguments,
+                "feedback": ev.feedback,
+                "by": ev.by,
+            }
+        case ToolResultEvent():
+            data = {
+                "call_id": ev.call_id,
+                "ok": ev.ok,
+                "summary": ev.summary,
+                "content": ev.content,
+            }
+        case QuestionAsked():
+            options = None if ev.options is None else list[JSON](ev.options)
+            data = {"question_id": ev.question_id, "text": ev.text, "options": options}
+        case QuestionAnswered():
+            data = {"question_id": ev.question_id, "text": ev.text}
+        case SubtaskStarted():
+            data = {"subtask_id": ev.subtask_id, "agent": ev.agent, "message": ev.message}
+        case SubtaskEnded():
+            data = {
+                "subtask_id": ev.subtask_id,
+                "agent": ev.agent,
+                "summary": ev.summary,
+                "ok": ev.ok,
+            }
+        case UsageEvent():
+            data = {
+                "prompt_tokens": ev.prompt_tokens,
+                "completion_tokens": ev.completion_tokens,
+                "model": ev.model,
+            }
+        case ErrorEvent():
+            data = {"code": ev.code, "message": ev.message, "retryable": ev.retryable}
+        case TurnEnded():
+            data = {"reason": ev.reason}
+        case _:
+            assert_never(ev)
+    return ev.type, _drop_none(data)
+
+
+_L = TypeVar("_L", bound=str)
+
+
+def _kind(value: JSON) -> str:
+    """The JSON name of *value*'s type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+class Fields:
+    """Typed, validating access to the fields of a JSON object.
+
+    Every getter raises :class:`ValueError` naming the field and the expected type;
+    ``opt_*`` getters treat an absent key and ``null`` alike as ``None``.
+    """
+
+    def __init__(self, data: JSONObject, where: str) -> None:
+        self.data = data
+        self.where = where
+
+    def _fail(self, key: str, expected: str) -> ValueError:
+        if key not in self.data:
+            return ValueError(f"{self.where}: missing field {key!r} (expected {expected})")
+        got = _kind(self.data[key])
+        return ValueError(f"{self.where}: field {key!r} must be {expected}, got {got}")
+
+    def string(self, key: str) -> str:
+        value = self.data.get(key)
+        if not isinstance(value, str):
+            raise self._fail(key, "a string")
+        return value
+
+    def opt_string(self, key: str) -> str | None:
+        return None if self.data.get(key) is None else self.string(key)
+
+    def integer(self, key: str) -> int:
+        value = self.data.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._fail(key, "an integer")
+        return value
+
+    def opt_integer(self, key: str) -> int | None:
+        return None if self.data.get(key) is None else self.integer(key)
+
+    def number(self, key: str) -> float:
+        value = self.data.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise self._fail(key, "a number")
+        return float(value)
+
+    def boolean(self, key: str) -> bool:
+        value = self.data.get(key)
+        if not isinstance(value, bool):
+            raise self._fail(key, "a boolean")
+        return value
+
+    def obj(self, key: str) -> JSONObject:
+        value = self.data.get(key)
+        if not isinstance(value, dict):
+            raise self._fail(key, "an object")
+        return value
+
+    def opt_obj(self, key: str) -> JSONObject | None:
+        return None if self.data.get(key) is None else self.obj(key)
+
+    def array(self, key: str) -> list[JSON]:
+        value = self.data.get(key)
+        if not isinstance(value, list):
+            raise self._fail(key, "an array")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        items = self.array(key)
+        if not all(isinstance(item, str) for item in items):
+            raise self._fail(key, "an array of strings")
+        return tuple(str(item) for item in items)
+
+    def choice(self, key: str, choices: tuple[_L, ...]) -> _L:
+        value = self.data.get(key)
+        for option in choices:
+            if value == option:
+                return option
+        raise self._fail(key, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def _tool_calls(f: Fields) -> tuple[ToolCallInfo, ...]:
+    if f.data.get("tool_calls") is None:
+        return ()
+    calls = []
+    for i, item in enumerate(f.array("tool_calls")):
+        if not isinstance(item, dict):
+            raise ValueError(f"{f.where}: tool_calls[{i}] must be an object, got {_kind(item)}")
+        c = Fields(item, f"{f.where}: tool_calls[{i}]")
+        calls.append(ToolCallInfo(c.string("call_id"), c.string("name"), c.obj("arguments")))
+    return tuple(calls)
+
+
+def decode_event(type: str, data: JSONObject) -> AgentEvent:
+    """The event of wire type *type* with payload *data*.
+
+    Raises:
+        ValueError: unknown type, or a field missing or of the wrong type (the
+            message names it).
+    """
+    f = Fields(data, f"event {type!r}")
+    match type:
+        case "user.message":
+            return UserMessage(f.string("message_id"), f.string("content"), f.opt_string("agent"))
+        case "turn.started":
+            return TurnStarted(f.string("agent"), f.opt_integer("user_message_seq"))
+        case "agent.switched":
+            return AgentSwitched(f.string("from"), f.string("to"), f.string("reason"))
+        case "text.delta":
+            return TextDeltaEvent(f.string("message_id"), f.string("text"))
+        case "message":
+            if data.get("role", "assistant") != "assistant":
+                raise ValueError(f"{f.where}: field 'role' must be 'assistant'")
+            return AssistantMessage(
+                message_id=f.string("message_id"),
+                content=f.string("content"),
+                agent=f.string("agent"),
+                truncated=f.boolean("truncated"),
+                tool_calls=_tool_calls(f),
+            )
+        case "tool.call":
+            return ToolCallEvent(f.string("call_id"), f.string("name"), f.obj("arguments"))
+        case "approval.requested":
+            return ApprovalRequested(
+                call_id=f.string("call_id"),
+                name=f.string("name"),
+                arguments=f.obj("arguments"),
+                rule=f.string("rule"),
+                expires_at=f.number("expires_at"),
+            )
+        case "approval.resolved":
+            return ApprovalResolved(
+                call_id=f.string("call_id"),
+                decision=f.choice("decision", APPROVAL_DECISIONS),
+                by=f.choice("by", RESOLVED_BY),
+                arguments=f.opt_obj("arguments"),
+                feedback=f.opt_string("feedback"),
+            )
+        case "tool.result":
+            return ToolResultEvent(
+                call_id=f.string("call_id"),
+                ok=f.boolean("ok"),
+                summary=f.string("summary"),
+                content=f.string("content"),
+            )
+        case "question.asked":
+            options = None if data.get("options") is None else f.strings("options")
+            return QuestionAsked(f.string("question_id"), f.string("text"), options)
+        case "question.answered":
+            return QuestionAnswered(f.string("question_id"), f.string("text"))
+        case "subtask.started":
+            return SubtaskStarted(f.string("subtask_id"), f.string("agent"), f.string("message"))
+        case "subtask.ended":
+            return SubtaskEnded(
+                subtask_id=f.string("subtask_id"),
+                agent=f.string("agent"),
+                ok=f.boolean("ok"),
+                summary=f.opt_string("summary"),
+            )
+        case "usage":
+            return UsageEvent(
+                f.integer("prompt_tokens"), f.integer("completion_tokens"), f.string("model")
+            )
+        case "error":
+            return ErrorEvent(f.string("code"), f.string("message"), f.boolean("retryable"))
+        case "turn.ended":
+            return TurnEnded(f.choice("reason", TURN_END_REASONS))
+        case _:
+            raise ValueError(f"unknown event type {type!r}")

@@ -1,0 +1,54 @@
+"""Prometheus metrics of the agent runtime (one registry per server instance)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class RuntimeMetrics:
+    """The counters the runtime updates; ``render()`` gives Prometheus text.
+
+    A fresh :class:`CollectorRegistry` per instance keeps tests (several servers in
+    one process) independent.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.turns_started = Counter(
+            "agent_runtime_turns_started", "Turns started", ["agent"], registry=self.registry
+        )
+        self.turns_ended = Counter(
+            "agent_runtime_turns_ended", "Turns ended", ["reason"], registry=self.registry
+        )
+        self.active_turns = Gauge(
+            "agent_runtime_active_turns", "Turns running now", registry=self.registry
+        )
+        self.active_sessions = Gauge(
+            "agent_runtime_active_sessions",
+            "Sessions with a running turn or a connected client",
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "agent_runtime_events", "Durable events committed by turns", registry=self.registry
+        )
+        self.approval_wait = Histogram(
+            "agent_runtime_approval_wait_seconds",
+            "Time from approval.requested to its resolution",
+            registry=self.registry,
+            buckets=(0.1, 1, 5, 15, 60, 300, 600, 1800),
+        )
+        self.llm_first_token = Histogram(
+            "agent_runtime_llm_first_token_seconds",
+            "Time from LLM request to its first delta",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.llm_tokens = Counter(
+            "agent_runtime_llm_tokens",
+            "Tokens reported by the model",
+            ["kind"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,224 @@
+"""The approval policy: which tool calls run at once, ask a human, or are refused (SPEC §4.4).
+
+A :class:`Rule` names a tool (an ``fnmatch`` glob such as ``execute_command`` or
+``*``), optional argument globs, an action and a reason. For one call, all
+*matching* rules are collected and the strongest action wins:
+``deny`` > ``ask`` > ``allow`` > the default. Rule order only decides which rule's
+wording is reported when several rules of the winning action match (the first).
+
+Defaults: ``read_file``, ``list_files``, ``search_files`` and the server-side tools
+are allowed; ``write_file``, ``apply_diff``, ``create_directory``, ``delete_file``,
+``move_file`` and ``execute_command`` ask; an unknown tool asks.
+
+Argument globs use ``fnmatch.fnmatchcase`` on the argument's text (non-string
+values as their JSON text; a missing argument never matches). ``*`` also matches
+``/``, so ``docs/*`` covers the whole ``docs`` tree. Because a prefix like
+``pytest*`` would also match ``pytest; rm -rf ~``, an **allow** rule's ``command``
+glob does not match a command containing a shell control character
+(``; & | ` $ < >`` or a newline) unless the glob itself contains it; such a call
+falls through to the next rule or the default (ask). Deny and ask rules match as
+written.
+
+``remember: session`` on an approval calls :meth:`Policy.with_session_allow`, which
+allows the *tool name* (any arguments) for the rest of the session: remembering
+the exact arguments would almost never match again for writes and commands, and
+"don't ask me again for this tool" is what the IDE button means. Session allows
+are still below every configured ``deny`` and ``ask`` rule, so an administrator's
+"always ask for ``git push*``" keeps asking.
+
+TOML format (in the same config file as the modes)::
+
+    [[approval.rules]]
+    tool = "execute_command"
+    match = { command = "pytest*" }
+    action = "allow"
+    reason = "tests are safe"
+
+    [[approval.rules]]
+    tool = "execute_command"
+    match = { command = "rm *" }
+    action = "deny"
+    reason = "no destructive commands"
+
+Rules are numbered from 1 in file order; the number appears in the decision's
+wording ("rule 2: deny execute_command matching command='rm *' (no destructive
+commands)").
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+from attrs import field, frozen
+
+from sessions import JSON
+
+from ._errors import ConfigError
+from ._modes import read_toml
+from ._tools import TOOLS
+
+Action: TypeAlias = Literal["allow", "ask", "deny"]
+ACTIONS: tuple[Action, ...] = ("deny", "ask", "allow")  # strongest first
+
+_SHELL_CONTROL = frozenset(";&|`$<>\n\r")
+_GLOB_CHARS = frozenset("*?[")
+
+
+@frozen
+class Rule:
+    """``action`` for calls of tools matching ``tool`` whose arguments match ``match``."""
+
+    tool: str
+    match: Mapping[str, str] = field(factory=dict)
+    action: Action = "ask"
+    reason: str = ""
+
+    def matches(self, tool: str, arguments: Mapping[str, JSON]) -> bool:
+        if not fnmatch.fnmatchcase(tool, self.tool):
+            return False
+        for key, glob in self.match.items():
+            if key not in arguments:
+                return False
+            raw = arguments[key]
+            value = raw if isinstance(raw, str) else json.dumps(raw)
+            if not fnmatch.fnmatchcase(value, glob):
+                return False
+            if (
+                self.action == "allow"
+                and key == "command"
+                and (set(value) - set(glob)) & (_SHELL_CONTROL)
+            ):
+                return False
+        return True
+
+    def describe(self) -> str:
+        """The rule in words: ``deny execute_command matching command='rm *' (why)``."""
+        text = f"{self.action} {self.tool}"
+        if self.match:
+            text += " matching " + ", ".join(f"{k}={v!r}" for k, v in sorted(self.match.items()))
+        return f"{text} ({self.reason})" if self.reason else text
+
+
+@frozen
+class Decision:
+    """The policy's answer for one call, with the deciding rule in words."""
+
+    action: Action
+    rule_text: str
+
+
+def _rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
+    return tuple(rules)
+
+
+@frozen
+class Policy:
+    """Configured rules plus the allows remembered during one session (immutable)."""
+
+    rules: tuple[Rule, ...] = field(default=(), converter=_rules)
+    session_rules: tuple[Rule, ...] = field(default=(), converter=_rules)
+
+    def evaluate(self, tool: str, arguments: Mapping[str, JSON]) -> Decision:
+        """Decide *tool* called with (validated) *arguments*."""
+        numbered = [(f"rule {i}", rule) for i, rule in enumerate(self.rules, 1)]
+        numbered += [("session rule", rule) for rule in self.session_rules]
+        matching = [(label, rule) for label, rule in numbered if rule.matches(tool, arguments)]
+        for action in ACTIONS:
+            for label, rule in matching:
+                if rule.action == action:
+                    return Decision(action, f"{label}: {rule.describe()}")
+        return default_decision(tool)
+
+    def with_session_allow(self, tool: str, arguments: Mapping[str, JSON]) -> Policy:
+        """A policy that also allows *tool* (any arguments) for the rest of the session.
+
+        *arguments* is accepted for the call site's symmetry and deliberately unused
+        (see the module docstring).
+        """
+        del arguments
+        if any(rule.tool == tool and not rule.match for rule in self.session_rules):
+            return self
+        remembered = Rule(tool, {}, "allow", "remembered for this session")
+        return Policy(self.rules, (*self.session_rules, remembered))
+
+
+def default_decision(tool: str) -> Decision:
+    """The decision when no rule matches."""
+    spec = TOOLS.get(tool)
+    if spec is None:
+        return Decision("ask", f"default: unknown tool {tool} asks for approval")
+    if spec.side == "server":
+        return Decision("allow", f"default: {tool} is allowed (server-side)")
+    if spec.group == "read":
+        return Decision("allow", f"default: {tool} is allowed (read-only)")
+    return Decision("ask", f"default: {tool} asks for approval")
+
+
+def load_policy(path: Path | None) -> Policy:
+    """The ``[[approval.rules]]`` of the TOML file at *path* (no file: defaults only).
+
+    Raises:
+        ConfigError: unreadable file, invalid TOML or invalid rules.
+    """
+    if path is None:
+        return Policy()
+    return parse_policy(read_toml(path), source=str(path))
+
+
+def parse_policy(data: Mapping[str, object], *, source: str) -> Policy:
+    """The policy of a parsed TOML document; keys other than ``approval.rules`` are ignored.
+
+    Raises:
+        ConfigError: the message names *source*, the rule number and the problem.
+    """
+    approval = data.get("approval", {})
+    if not isinstance(approval, dict):
+        raise ConfigError(f"{source}: 'approval' must be a table")
+    tables = approval.get("rules", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{source}: approval.rules must be an array of [[approval.rules]] tables")
+    return Policy(_parse_rule(table, f"{source}: rule {i}") for i, table in enumerate(tables, 1))
+
+
+def _parse_rule(table: object, where: str) -> Rule:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a [[approval.rules]] table")
+    unknown = sorted(set(table) - {"tool", "match", "action", "reason"})
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field {unknown[0]!r} (fields: tool, match, action, reason)"
+        )
+    tool = table.get("tool")
+    if not isinstance(tool, str) or not tool:
+        raise ConfigError(f"{where}: 'tool' must be a non-empty string (a tool name or glob)")
+    exact = not (_GLOB_CHARS & set(tool))
+    if exact and tool not in TOOLS:
+        raise ConfigError(f"{where}: unknown tool {tool!r}")
+    action = table.get("action")
+    if action == "allow" or action == "ask" or action == "deny":
+        checked: Action = action
+    else:
+        raise ConfigError(f"{where}: 'action' must be one of allow, ask, deny (got {action!r})")
+    reason = table.get("reason", "")
+    if not isinstance(reason, str):
+        raise ConfigError(f"{where}: 'reason' must be a string")
+    raw_match = table.get("match", {})
+    if not isinstance(raw_match, dict):
+        raise ConfigError(f"{where}: 'match' must be a table of argument globs")
+    match: dict[str, str] = {}
+    for key, glob in raw_match.items():
+        if not isinstance(glob, str):
+            raise ConfigError(f"{where}: match.{key} must be a string glob")
+        if exact and key not in _argument_names(tool):
+            raise ConfigError(f"{where}: {tool} has no argument {key!r}")
+        match[key] = glob
+    return Rule(tool, match, checked, reason)
+
+
+def _argument_names(tool: str) -> frozenset[str]:
+    properties = TOOLS[tool].parameters.get("properties")
+    return frozenset(properties) if isinstance(properties, dict) else frozenset()

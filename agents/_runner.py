@@ -1,0 +1,472 @@
+"""The turn runner: the agent loop of one turn (SPEC §4, §3.3).
+
+LLM step → tool calls (approval first where the policy asks) → wait for every
+result → next LLM step, until the model answers without tool calls, calls
+``attempt_completion``, hits the step cap, fails or is cancelled. Every event is
+committed through the session actor before anyone can see it.
+
+The model streams into a bounded memory channel; the runner drains whatever is
+already queued and commits it as one ``text.delta`` (coalescing tokens keeps
+persistence cheap without delaying anything that is ready).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+import trio
+
+from sessions import (
+    Approval,
+    ApprovalStatus,
+    JSONObject,
+    Turn,
+    TurnStatus,
+    loads_object,
+    new_id,
+    now,
+)
+
+from ._actor import Out, SessionActor
+from ._config import RuntimeConfig
+from ._errors import AgentError, ToolError
+from ._events import (
+    AgentSwitched,
+    ApprovalRequested,
+    ApprovalResolved,
+    AssistantMessage,
+    QuestionAsked,
+    SubtaskEnded,
+    SubtaskStarted,
+    TextDeltaEvent,
+    ToolCallEvent,
+    ToolCallInfo,
+    ToolResultEvent,
+    UsageEvent,
+    summarize,
+)
+from ._metrics import RuntimeMetrics
+from ._model import (
+    ChatMessage,
+    FinishDelta,
+    ModelClient,
+    ModelDelta,
+    ModelRequest,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallRequest,
+    UsageDelta,
+)
+from ._modes import ModeRegistry, parse_route_answer, route_by_keywords
+from ._state import PARENT_CALL_KEY, CallState, PendingCall, check_pairing
+from ._tools import TOOLS, validate_call
+
+log = logging.getLogger("agent_runtime.runner")
+
+SUBTASK_PROMPT = "You are a subtask: do only the task below, then call attempt_completion."
+ROUTE_PROMPT = (
+    "Classify the user's request. Answer only with JSON "
+    '{"agent": NAME, "reason": TEXT}, NAME one of: '
+)
+
+
+@attrs.define(eq=False)
+class Outcome:
+    """How an agent loop ended: ``completed`` or ``max_steps``, with its final text."""
+
+    reason: str
+    text: str
+    ok: bool = True
+
+
+@attrs.define(eq=False)
+class TurnRunner:
+    """Runs one turn of one session; one instance per turn.
+
+    Cancellation: the supervisor runs :meth:`run` inside the turn's cancel scope;
+    closing the turn after a cancel is the supervisor's job (``close_turn``), which
+    works from the committed state alone.
+    """
+
+    actor: SessionActor
+    turn: Turn
+    model: ModelClient
+    modes: ModeRegistry
+    config: RuntimeConfig
+    metrics: RuntimeMetrics
+    switches: int = 0
+    agents: dict[str | None, str] = attrs.field(factory=dict)  # context -> its agent
+
+    async def set_status(self, status: TurnStatus) -> None:
+        if self.turn.status is status:
+            return
+        self.turn = attrs.evolve(self.turn, status=status, updated_at=now())
+        await self.actor.commit(turn=self.turn)
+
+    # -- routing ---------------------------------------------------------------
+
+    async def route(self, text: str) -> tuple[str, str]:
+        """Which agent should handle *text*: the model's JSON answer, else keywords."""
+        names = ", ".join(self.modes.names())
+        request = ModelRequest(
+            model=self.config.model,
+            messages=(ChatMessage("system", ROUTE_PROMPT + names), ChatMessage("user", text)),
+            agent="orchestrator",
+            purpose="route",
+        )
+        answer: list[str] = []
+        try:
+            async with self.model.stream(request) as deltas:
+                async for delta in deltas:
+                    if isinstance(delta, TextDelta):
+                        answer.append(delta.text)
+        except AgentError as exc:
+            log.info("routing call failed (%s); using keywords", exc)
+        parsed = parse_route_answer("".join(answer), self.modes)
+        if parsed is not None:
+            return parsed
+        return route_by_keywords(text), "keyword routing"
+
+    async def switch(self, to_agent: str, reason: str, subtask_id: str | None) -> str | None:
+        """Switch the main context (or a subtask) to *to_agent*; an error text if refused."""
+        if to_agent not in self.modes.names():
+            return f"unknown mode {to_agent!r}; modes: {', '.join(self.modes.names())}"
+        if self.switches >= self.config.max_switches:
+            return f"too many agent switches in one turn (limit {self.config.max_switches})"
+        self.switches += 1
+        current = self.agents.get(subtask_id) or self.actor.session.current_agent
+        self.agents[subtask_id] = to_agent
+        out = Out(AgentSwitched(current, to_agent, reason), subtask_id)
+        if subtask_id is None:
+            session = attrs.evolve(self.actor.session, current_agent=to_agent, updated_at=now())
+            self.turn = attrs.evolve(self.turn, agent=to_agent, updated_at=now())
+            await self.actor.commit([out], turn_id=self.turn.id, session=session, turn=self.turn)
+        else:
+            await self.actor.commit([out], turn_id=self.turn.id)
+        return None
+
+    # -- the agent loop --------------------------------------------------------
+
+    async def agent_loop(self, agent: str, subtask_id: str | None = None) -> Outcome:
+        """Run LLM steps for *agent* in the main context or a subtask's until done.
+
+        Open calls of this context (after a restart, or from the last message) are
+        handled before the next LLM step, so a resumed turn simply carries on.
+        """
+        self.agents.setdefault(subtask_id, agent)
+        steps = 0
+        while True:
+            pending = [
+                c
+                for c in self.actor.state.pending_of_turn(self.turn.id)
+                if c.subtask_id == subtask_id
+            ]
+            if pending:
+                completion = await self.handle_calls(subtask_id, pending)
+                if completion is not None:
+                    return Outcome("completed", completion)
+            if steps >= self.config.max_steps:
+                return Outcome("max_steps", "", ok=False)
+            steps += 1
+            text, has_calls = await self.llm_step(self.agents[subtask_id], subtask_id)
+            if not has_calls:
+                return Outcome("completed", text)
+
+    async def llm_step(self, agent: str, subtask_id: str | None) -> tuple[str, bool]:
+        """One streamed LLM call; commits deltas, usage and the final message."""
+        mode = self.modes.get(agent)
+        history = self.actor.state.context(subtask_id)
+        check_pairing(history)
+        system = (
+            mode.system_prompt if subtask_id is None else f"{mode.system_prompt}\n{SUBTASK_PROMPT}"
+        )
+        request = ModelRequest(
+            model=mode.model or self.config.model,
+            messages=(ChatMessage("system", system), *history),
+            tools=self.modes.tools_for(mode),
+            agent=agent,
+        )
+        message_id = new_id("msg")
+        try:
+            content, calls = await self._stream(request, message_id, subtask_id)
+        except BaseExceptionGroup as group:
+            raise _sole(group) from None
+        infos = []
+        unique: list[ToolCallRequest] = []
+        for call in calls:
+            call = attrs.evolve(call, id=self.actor.state.unique_call_id(call.id))
+            unique.append(call)
+            infos.append(ToolCallInfo(call.id, call.name, _arguments_object(call.arguments)))
+        if content or unique:
+            message = AssistantMessage(message_id, content, agent, False, tuple(infos))
+            await self.actor.commit([Out(message, subtask_id)], turn_id=self.turn.id)
+        return content, bool(unique)
+
+    async def _stream(
+        self, request: ModelRequest, message_id: str, subtask_id: str | None
+    ) -> tuple[str, list[ToolCallRequest]]:
+        """Pump the model into a bounded channel; commit what arrives, batch by batch.
+
+        Returns the full text and the tool calls. Text committed before a failure
+        or cancel stays in the state as partial text (closed as truncated).
+        """
+        text: list[str] = []
+        calls: list[ToolCallRequest] = []
+        send, receive = trio.open_memory_channel[ModelDelta](self.config.chunk_buffer)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump, request, send)
+            async with receive:
+                async for first in receive:
+                    batch = [first]
+                    while True:
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    chunk = "".join(d.text for d in batch if isinstance(d, TextDelta))
+                    outs: list[Out] = []
+                    if chunk:
+                        text.append(chunk)
+                        outs.append(Out(TextDeltaEvent(message_id, chunk), subtask_id))
+                    for delta in batch:
+                        if isinstance(delta, ToolCallDelta):
+                            calls.append(delta.call)
+                        elif isinstance(delta, UsageDelta):
+                            self.metrics.llm_tokens.labels("prompt").inc(delta.prompt_tokens)
+                            self.metrics.llm_tokens.labels("completion").inc(
+                                delta.completion_tokens
+                            )
+                            outs.append(
+                                Out(
+                                    UsageEvent(
+                                        delta.prompt_tokens, delta.completion_tokens, delta.model
+                                    ),
+                                    subtask_id,
+                                )
+                            )
+                    if outs:
+                        await self.actor.commit(outs, turn_id=self.turn.id)
+        return "".join(text), calls
+
+    async def _pump(self, request: ModelRequest, send: trio.MemorySendChannel[ModelDelta]) -> None:
+        started = trio.current_time()
+        first = True
+        async with send, self.model.stream(request) as deltas:
+            async for delta in deltas:
+                if first:
+                    first = False
+                    self.metrics.llm_first_token.labels(self.model.name).observe(
+                        trio.current_time() - started
+                    )
+                if isinstance(delta, FinishDelta):
+                    continue
+                await send.send(delta)
+
+    # -- tool calls ------------------------------------------------------------
+
+    async def handle_calls(self, subtask_id: str | None, calls: list[PendingCall]) -> str | None:
+        """Send, approve, run or refuse every call; wait for all results.
+
+        Returns the ``attempt_completion`` result if the model called it.
+        """
+        completion: str | None = None
+        server_side: list[tuple[PendingCall, JSONObject]] = []
+        for call in calls:
+            if call.state is not CallState.REQUESTED:
+                continue  # sent before a restart: just wait for it below
+            try:
+                arguments = validate_call(call.name, call.arguments)
+                self.modes.check_call(self.agents[subtask_id], call.name, arguments)
+            except ToolError as exc:
+                await self.tool_result(call.call_id, False, str(exc), subtask_id)
+                continue
+            if TOOLS[call.name].side == "server":
+                server_side.append((call, arguments))
+            else:
+                await self.request_ide_call(call, arguments, subtask_id)
+        for call, arguments in server_side:
+            result = await self.server_tool(subtask_id, call, arguments)
+            if result is not None:
+                completion = result
+        await self.wait_calls(calls)
+        return completion
+
+    async def request_ide_call(
+        self, call: PendingCall, args: JSONObject, subtask_id: str | None
+    ) -> None:
+        decision = self.actor.policy.evaluate(call.name, args)
+        if decision.action == "deny":
+            await self.tool_result(
+                call.call_id, False, f"denied by policy: {decision.rule_text}", subtask_id
+            )
+        elif decision.action == "ask":
+            expires = now() + self.config.approval_timeout
+            call.deadline = trio.current_time() + self.config.approval_timeout  # trio clock
+            approval = Approval(
+                self.actor.session.id,
+                call.call_id,
+                self.turn.id,
+                call.name,
+                args,
+                decision.rule_text,
+                now(),
+                expires,
+            )
+            self.turn = attrs.evolve(
+                self.turn, status=TurnStatus.AWAITING_APPROVAL, updated_at=now()
+            )
+            out = Out(
+                ApprovalRequested(call.call_id, call.name, args, decision.rule_text, expires),
+                subtask_id,
+            )
+            await self.actor.commit([out], turn_id=self.turn.id, approval=approval, turn=self.turn)
+        else:
+            status = (
+                TurnStatus.AWAITING_APPROVAL
+                if self.turn.status is TurnStatus.AWAITING_APPROVAL
+                else TurnStatus.AWAITING_TOOL
+            )
+            self.turn = attrs.evolve(self.turn, status=status, updated_at=now())
+            out = Out(ToolCallEvent(call.call_id, call.name, args), subtask_id)
+            await self.actor.commit([out], turn_id=self.turn.id, turn=self.turn)
+
+    async def tool_result(
+        self, call_id: str, ok: bool, content: str, subtask_id: str | None
+    ) -> None:
+        """Commit a result for *call_id* unless one is already there."""
+        async with self.actor.lock:
+            if call_id not in self.actor.state.pending:
+                return
+            out = Out(ToolResultEvent(call_id, ok, summarize(content), content), subtask_id)
+            await self.actor.commit_locked([out], turn_id=self.turn.id)
+
+    async def server_tool(
+        self, subtask_id: str | None, call: PendingCall, arguments: JSONObject
+    ) -> str | None:
+        name = call.name
+        if name == "switch_mode":
+            refusal = await self.switch(
+                str(arguments["mode"]), str(arguments.get("reason", "")), subtask_id
+            )
+            text = refusal or f"switched to {arguments['mode']}"
+            await self.tool_result(call.call_id, refusal is None, text, subtask_id)
+        elif name == "attempt_completion":
+            result = str(arguments["result"])
+            await self.tool_result(call.call_id, True, result, subtask_id)
+            return result
+        elif name == "ask_followup_question":
+            options = arguments.get("options")
+            opts = tuple(str(o) for o in options) if isinstance(options, list) else None
+            self.turn = attrs.evolve(self.turn, status=TurnStatus.AWAITING_TOOL, updated_at=now())
+            out = Out(QuestionAsked(call.call_id, str(arguments["question"]), opts), subtask_id)
+            await self.actor.commit([out], turn_id=self.turn.id, turn=self.turn)
+        elif name == "new_task":
+            await self.subtask(call, str(arguments["mode"]), str(arguments["message"]), subtask_id)
+        return None
+
+    async def subtask(self, call: PendingCall, mode: str, message: str, parent: str | None) -> None:
+        """Run a child agent with an isolated context; its result answers *call*.
+
+        A subtask left open by a restart is resumed rather than started again.
+        """
+        existing = self.actor.state.subtask_of_call(call.call_id)
+        if existing is not None:
+            subtask_id, mode = existing
+        elif mode not in self.modes.names():
+            await self.tool_result(call.call_id, False, f"unknown mode {mode!r}", parent)
+            return
+        else:
+            subtask_id = new_id("sub")
+            started = Out(
+                SubtaskStarted(subtask_id, mode, message), parent, {PARENT_CALL_KEY: call.call_id}
+            )
+            await self.actor.commit([started], turn_id=self.turn.id)
+        try:
+            outcome = await self.agent_loop(mode, subtask_id)
+        except AgentError as exc:
+            outcome = Outcome("error", f"subtask failed: {exc}", ok=False)
+        if outcome.reason == "max_steps":
+            outcome = Outcome("error", "subtask failed: it used all its LLM steps", ok=False)
+        text = outcome.text or "(the subtask finished without a result)"
+        ended = Out(SubtaskEnded(subtask_id, mode, outcome.ok, summarize(text)), parent)
+        result = Out(ToolResultEvent(call.call_id, outcome.ok, summarize(text), text), parent)
+        await self.actor.commit([ended, result], turn_id=self.turn.id)
+
+    async def wait_calls(self, calls: list[PendingCall]) -> None:
+        """Wait until every call has a result, resolving the ones that time out.
+
+        Each state has its own deadline: an approval expires at its ``expires_at``;
+        once approved, the IDE gets ``tool_timeout`` to answer.
+        """
+        for call in calls:
+            seen: CallState | None = None
+            while call.call_id in self.actor.state.pending:
+                if call.state is not seen:
+                    seen = call.state
+                    await self.set_deadline(call)
+                changed = call.changed
+                assert call.deadline is not None
+                with trio.move_on_at(call.deadline):
+                    await changed.wait()
+                    continue
+                await self.expire(call)
+        if self.turn.status is not TurnStatus.RUNNING:
+            await self.set_status(TurnStatus.RUNNING)
+
+    async def set_deadline(self, call: PendingCall) -> None:
+        if call.state is CallState.APPROVAL:
+            if call.deadline is None:  # resumed after a restart: the stored expiry rules
+                approval = await self.actor.store.get_approval(self.actor.session.id, call.call_id)
+                left = (approval.expires_at - now()) if approval else 0.0
+                call.deadline = trio.current_time() + max(0.0, left)
+        elif call.state is CallState.QUESTION:
+            call.deadline = trio.current_time() + self.config.question_timeout
+        else:
+            call.deadline = trio.current_time() + self.config.tool_timeout
+
+    async def expire(self, call: PendingCall) -> None:
+        """A waited-for answer did not come in time: resolve the call as failed."""
+        sub = call.subtask_id
+        if call.state is CallState.APPROVAL:
+            async with self.actor.lock:
+                if call.call_id not in self.actor.state.pending:
+                    return
+                approval = await self.actor.close_approval(
+                    call.call_id, ApprovalStatus.EXPIRED, {"decision": "reject"}, "timeout"
+                )
+                text = "rejected: the approval request expired"
+                outs = [
+                    Out(ApprovalResolved(call.call_id, "reject", "timeout", None, "expired"), sub),
+                    Out(ToolResultEvent(call.call_id, False, text, text), sub),
+                ]
+                await self.actor.commit_locked(outs, turn_id=self.turn.id, approval=approval)
+        elif call.state is CallState.QUESTION:
+            await self.tool_result(call.call_id, False, "no answer to the question in time", sub)
+        else:
+            await self.tool_result(
+                call.call_id, False, "the IDE did not return a result in time", sub
+            )
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested groups (a nursery wraps even a single error)."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return leaves[0] if len(leaves) == 1 else group
+
+
+def _arguments_object(raw: str) -> JSONObject:
+    """The call's arguments for display; the raw text when the model sent no object."""
+    try:
+        return loads_object(raw)
+    except ValueError:
+        return {"_raw": raw}

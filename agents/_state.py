@@ -1,0 +1,243 @@
+"""A session's conversation state, derived from its event log.
+
+The log is the history (SPEC §2). :class:`SessionState` folds committed events, in
+seq order, into what the runtime needs to continue: the LLM-visible messages of
+the main context and of each subtask, the tool calls still waiting for an answer,
+and the approvals remembered for the session. The same fold runs when a session
+is first loaded (lazily, on first access) and after every commit, so a restarted
+server knows exactly what a crashed one knew.
+
+Events written inside a delegated subtask carry ``subtask_id`` in their payload;
+they belong to that subtask's isolated context, not to the parent's history.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable
+
+import attrs
+import trio
+
+from sessions import Event, JSONObject, loads_object
+
+from ._errors import PairingViolation
+from ._events import (
+    AgentSwitched,
+    ApprovalRequested,
+    ApprovalResolved,
+    AssistantMessage,
+    QuestionAsked,
+    SubtaskEnded,
+    SubtaskStarted,
+    TextDeltaEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    TurnEnded,
+    TurnStarted,
+    UserMessage,
+    decode_event,
+)
+from ._model import ChatMessage, ToolCallRequest
+
+SUBTASK_KEY = "subtask_id"
+REMEMBER_KEY = "remember"
+PARENT_CALL_KEY = "call_id"  # on subtask.started: the new_task call it answers
+
+
+class CallState(enum.Enum):
+    REQUESTED = "requested"  # in an assistant message, not yet sent anywhere
+    APPROVAL = "approval"  # waiting for a human decision
+    TOOL = "tool"  # sent to the IDE, waiting for tool_result
+    QUESTION = "question"  # waiting for an answer to question.asked
+
+
+@attrs.define(eq=False)
+class PendingCall:
+    """A tool call of the current turn that has no result yet."""
+
+    call_id: str
+    name: str
+    arguments: str  # the model's raw JSON text
+    agent: str  # the mode that made the call (its restrictions apply to edits)
+    turn_id: str | None
+    subtask_id: str | None
+    state: CallState = CallState.REQUESTED
+    resolved: trio.Event = attrs.field(factory=trio.Event)
+    changed: trio.Event = attrs.field(factory=trio.Event)
+    deadline: float | None = None  # trio time at which the runner stops waiting
+
+    def arguments_object(self) -> JSONObject:
+        try:
+            return loads_object(self.arguments)
+        except ValueError:
+            return {}
+
+    def notify(self) -> None:
+        """Wake whoever waits on this call's current state."""
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+@attrs.define(eq=False)
+class SessionState:
+    """Everything the runtime derives from one session's log."""
+
+    session_id: str
+    last_seq: int = 0
+    agent: str | None = None
+    messages: list[ChatMessage] = attrs.field(factory=list)
+    subtask_messages: dict[str, list[ChatMessage]] = attrs.field(factory=dict)
+    pending: dict[str, PendingCall] = attrs.field(factory=dict)
+    known_calls: set[str] = attrs.field(factory=set)
+    remembered: list[tuple[str, str]] = attrs.field(factory=list)  # (tool, arguments JSON)
+    open_turn: str | None = None
+    open_subtasks: dict[str, tuple[str, str]] = attrs.field(factory=dict)  # id -> (call, agent)
+    user_messages: dict[int, str] = attrs.field(factory=dict)  # seq -> content, until its turn
+    user_message_seqs: dict[str, int] = attrs.field(factory=dict)  # message_id -> seq
+    partial_text: dict[str, str] = attrs.field(factory=dict)  # message_id -> deltas so far
+    partial_context: dict[str, str | None] = attrs.field(factory=dict)  # message_id -> subtask
+
+    def context(self, subtask_id: str | None) -> list[ChatMessage]:
+        """The LLM-visible messages of the main context or of one subtask."""
+        if subtask_id is None:
+            return self.messages
+        return self.subtask_messages.setdefault(subtask_id, [])
+
+    def apply_all(self, events: Iterable[Event]) -> None:
+        for ev in events:
+            self.apply(ev)
+
+    def apply(self, ev: Event) -> None:
+        """Fold one committed event into the state (events arrive in seq order)."""
+        if ev.seq <= self.last_seq:
+            return
+        self.last_seq = ev.seq
+        sub = ev.data.get(SUBTASK_KEY)
+        subtask_id = sub if isinstance(sub, str) else None
+        try:
+            typed = decode_event(ev.type, ev.data)
+        except ValueError:
+            return  # an event type this version does not derive state from
+        ctx = self.context(subtask_id)
+        match typed:
+            case UserMessage():
+                self.user_messages[ev.seq] = typed.content
+                self.user_message_seqs[typed.message_id] = ev.seq
+            case TurnStarted():
+                self.open_turn = ev.turn_id
+                self.agent = typed.agent
+                if typed.user_message_seq is not None:
+                    content = self.user_messages.pop(typed.user_message_seq, None)
+                    if content is not None:
+                        self.messages.append(ChatMessage("user", content))
+            case AgentSwitched():
+                if subtask_id is None:
+                    self.agent = typed.to_agent
+                elif subtask_id in self.open_subtasks:
+                    call_id, _ = self.open_subtasks[subtask_id]
+                    self.open_subtasks[subtask_id] = (call_id, typed.to_agent)
+            case TextDeltaEvent():
+                self.partial_text[typed.message_id] = (
+                    self.partial_text.get(typed.message_id, "") + typed.text
+                )
+                self.partial_context[typed.message_id] = subtask_id
+            case AssistantMessage():
+                self.partial_text.pop(typed.message_id, None)
+                self.partial_context.pop(typed.message_id, None)
+                calls = tuple(
+                    ToolCallRequest(c.call_id, c.name, json.dumps(c.arguments))
+                    for c in typed.tool_calls
+                )
+                ctx.append(ChatMessage("assistant", typed.content or None, calls))
+                for c in calls:
+                    self.known_calls.add(c.id)
+                    self.pending[c.id] = PendingCall(
+                        c.id, c.name, c.arguments, typed.agent, ev.turn_id, subtask_id
+                    )
+            case ApprovalRequested():
+                self._move(typed.call_id, CallState.APPROVAL)
+            case ApprovalResolved():
+                remember = ev.data.get(REMEMBER_KEY)
+                if remember == "session" and typed.decision in ("approve", "edit"):
+                    call = self.pending.get(typed.call_id)
+                    if call is not None:
+                        self.remembered.append((call.name, call.arguments))
+            case ToolCallEvent():
+                self._move(typed.call_id, CallState.TOOL)
+            case QuestionAsked():
+                self._move(typed.question_id, CallState.QUESTION)
+            case ToolResultEvent():
+                ctx.append(ChatMessage("tool", typed.content, tool_call_id=typed.call_id))
+                call = self.pending.pop(typed.call_id, None)
+                if call is not None:
+                    call.resolved.set()
+                    call.notify()
+            case SubtaskStarted():
+                parent_call = ev.data.get(PARENT_CALL_KEY)
+                if isinstance(parent_call, str):
+                    self.open_subtasks[typed.subtask_id] = (parent_call, typed.agent)
+                self.subtask_messages[typed.subtask_id] = [ChatMessage("user", typed.message)]
+            case SubtaskEnded():
+                self.open_subtasks.pop(typed.subtask_id, None)
+                self.subtask_messages.pop(typed.subtask_id, None)
+            case TurnEnded():
+                self.open_turn = None
+                self.open_subtasks.clear()
+            case _:
+                pass
+
+    def _move(self, call_id: str, state: CallState) -> None:
+        call = self.pending.get(call_id)
+        if call is not None:
+            call.state = state
+            call.notify()
+
+    def unique_call_id(self, proposed: str) -> str:
+        """*proposed*, or a variant of it no earlier call of this session used."""
+        candidate, n = proposed, 1
+        while candidate in self.known_calls:
+            n += 1
+            candidate = f"{proposed}_{n}"
+        self.known_calls.add(candidate)
+        return candidate
+
+    def subtask_of_call(self, call_id: str) -> tuple[str, str] | None:
+        """The open subtask (id, agent) started for a ``new_task`` call, if any."""
+        for subtask_id, (parent_call, agent) in self.open_subtasks.items():
+            if parent_call == call_id:
+                return subtask_id, agent
+        return None
+
+    def pending_of_turn(self, turn_id: str) -> list[PendingCall]:
+        return [call for call in self.pending.values() if call.turn_id == turn_id]
+
+
+def check_pairing(messages: Iterable[ChatMessage]) -> None:
+    """Enforce the pairing invariant (SPEC §2) on an LLM history.
+
+    Every assistant tool call has exactly one result, and every result answers a
+    call made earlier.
+
+    Raises:
+        PairingViolation: naming the offending call id.
+    """
+    open_calls: set[str] = set()
+    answered: set[str] = set()
+    for msg in messages:
+        if msg.role == "assistant":
+            for call in msg.tool_calls:
+                if call.id in open_calls or call.id in answered:
+                    raise PairingViolation(f"tool call id {call.id!r} used twice")
+                open_calls.add(call.id)
+        elif msg.role == "tool":
+            cid = msg.tool_call_id
+            if cid is None or cid not in open_calls:
+                if cid in answered:
+                    raise PairingViolation(f"tool call {cid!r} has more than one result")
+                raise PairingViolation(f"tool result {cid!r} answers no earlier call")
+            open_calls.discard(cid)
+            answered.add(cid)
+    if open_calls:
+        raise PairingViolation(f"tool call(s) without a result: {', '.join(sorted(open_calls))}")

@@ -1,0 +1,352 @@
+"""The turn supervisor: owns every turn, applies client commands, recovers on start.
+
+Turns run in the supervisor's nursery, never in a request handler (SPEC §1.1).
+Each session has one driver task at a time that runs its queued turns in order,
+so at most one turn runs per session. Session state is loaded lazily, on the
+first command or turn that needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import assert_never
+
+import attrs
+import trio
+
+from sessions import (
+    JSON,
+    Append,
+    Session,
+    SessionStore,
+    TurnStatus,
+    new_id,
+    now,
+)
+
+from ._actor import QueuedTurn, RunningTurn, SessionActor
+from ._commands import (
+    Ack,
+    Answer,
+    Cancel,
+    SendMessage,
+    SubmitApproval,
+    SubmitToolResult,
+    SwitchAgent,
+    parse_command,
+)
+from ._config import RuntimeConfig
+from ._errors import CommandError
+from ._handlers import (
+    cancel_queued,
+    duplicate_ack,
+    enqueue_message,
+    record,
+    submit_answer,
+    submit_approval,
+    submit_tool_result,
+    switch_agent,
+)
+from ._metrics import RuntimeMetrics
+from ._model import ChatMessage, ModelClient
+from ._modes import ModeRegistry
+from ._policy import Policy
+from ._runner import TurnRunner
+from ._state import SessionState
+from ._turn import ROUTER, close_turn, run_turn
+
+log = logging.getLogger("agent_runtime.supervisor")
+
+_WAITING = (TurnStatus.AWAITING_TOOL, TurnStatus.AWAITING_APPROVAL)
+
+
+@attrs.define(eq=False)
+class Supervisor:
+    """Runs turns and applies commands for every session of one store.
+
+    Use :func:`open_supervisor` to get one.
+    """
+
+    store: SessionStore
+    model: ModelClient
+    modes: ModeRegistry
+    policy: Policy
+    config: RuntimeConfig
+    metrics: RuntimeMetrics
+    _nursery: trio.Nursery
+    _actors: dict[str, SessionActor] = attrs.field(factory=dict)
+    _loading: trio.Lock = attrs.field(factory=trio.Lock)
+    _closing: bool = False
+
+    # -- sessions ----------------------------------------------------------------
+
+    async def create_session(
+        self, owner: str, *, title: str | None = None, agent: str | None = None
+    ) -> Session:
+        """Create a session owned by *owner* (first agent: orchestrator by default).
+
+        Raises:
+            CommandError: ``unknown_agent``.
+        """
+        agent = agent or ROUTER
+        if agent not in self.modes.names():
+            raise CommandError("unknown_agent", f"unknown agent {agent!r}")
+        t = now()
+        session = Session(new_id("ses"), owner, " ".join((title or "").split())[:120], t, t, agent)
+        await self.store.append(Append(session.id, session=session))
+        return session
+
+    async def update_session(self, session: Session, *, title: str) -> Session:
+        actor = await self._actor(session)
+        async with actor.lock:
+            updated = attrs.evolve(actor.session, title=title.strip()[:120], updated_at=now())
+            await actor.commit_locked(session=updated)
+            return updated
+
+    async def delete_session(self, session: Session) -> None:
+        """Cancel the session's turn, drop its queue, and soft-delete it."""
+        actor = await self._actor(session)
+        async with actor.lock:
+            actor.queue.clear()
+            running = actor.running
+            if running is not None:
+                running.cancel_reason = "cancelled"
+                running.scope.cancel()
+        if running is not None:
+            await running.done.wait()
+        async with actor.lock:
+            deleted = attrs.evolve(actor.session, deleted=True, updated_at=now())
+            await actor.commit_locked(session=deleted)
+        self._actors.pop(session.id, None)
+
+    async def history(self, session: Session) -> list[ChatMessage]:
+        """The LLM-visible history of the session's main context."""
+        return list((await self._actor(session)).state.messages)
+
+    def running_turn(self, session_id: str) -> str | None:
+        actor = self._actors.get(session_id)
+        return actor.running.turn_id if actor is not None and actor.running else None
+
+    # -- commands ------------------------------------------------------------------
+
+    async def submit(self, session: Session, raw: JSON) -> Ack:
+        """Apply one client command; the ack comes after its effect is committed.
+
+        Never raises for bad input: refusals are acks with status ``rejected``, a
+        ``code`` and a reason. A repeated command id returns the original ack
+        with status ``duplicate`` and has no second effect.
+
+        Cancellation: the command's write is atomic; if the caller is cancelled
+        the command either took effect (a retry with the same id says
+        ``duplicate``) or did not.
+        """
+        command_id = raw.get("id") if isinstance(raw, dict) else None
+        try:
+            cmd = parse_command(raw)
+        except CommandError as exc:
+            return Ack(
+                command_id if isinstance(command_id, str) else "", "rejected", str(exc), exc.code
+            )
+        previous = await self.store.get_command(session.id, cmd.id)
+        if previous is not None:
+            return duplicate_ack(previous, cmd.id)
+        actor = await self._actor(session)
+        if isinstance(cmd, Cancel):
+            return await self._cancel(actor, cmd)
+        async with actor.lock:
+            try:
+                ack, queued = await self._apply(actor, cmd)
+            except CommandError as exc:
+                ack, queued = Ack.rejected(cmd.id, exc), None
+                committed = await actor.commit_locked(command=record(actor, ack))
+                if committed.duplicate:
+                    ack = duplicate_ack(committed, cmd.id)
+        if queued is not None:
+            self._kick(actor)
+        return ack
+
+    async def _apply(
+        self,
+        actor: SessionActor,
+        cmd: SendMessage | SubmitToolResult | SubmitApproval | Answer | SwitchAgent,
+    ) -> tuple[Ack, QueuedTurn | None]:
+        if self._closing:
+            raise CommandError("shutting_down", "the server is shutting down; retry after restart")
+        match cmd:
+            case SendMessage():
+                return await enqueue_message(
+                    actor,
+                    self.modes,
+                    command_id=cmd.id,
+                    content=cmd.content,
+                    agent=cmd.agent,
+                    on_busy=cmd.on_busy,
+                    max_queued=self.config.max_queued,
+                )
+            case SubmitToolResult():
+                return await submit_tool_result(actor, cmd), None
+            case SubmitApproval():
+                return await submit_approval(actor, self.modes, cmd), None
+            case Answer():
+                return await submit_answer(actor, cmd), None
+            case SwitchAgent():
+                return await switch_agent(actor, self.modes, cmd, self.config.max_queued)
+            case _:
+                assert_never(cmd)
+
+    async def _cancel(self, actor: SessionActor, cmd: Cancel) -> Ack:
+        async with actor.lock:
+            running = actor.running
+            if cmd.turn_id is not None and (running is None or running.turn_id != cmd.turn_id):
+                ack = await cancel_queued(actor, cmd.turn_id, cmd.id)
+                if ack is not None:
+                    return ack
+                running = None
+            if running is None:
+                error = CommandError("no_turn", "no running turn to cancel")
+                ack = Ack.rejected(cmd.id, error)
+                await actor.commit_locked(command=record(actor, ack))
+                return ack
+            ack = Ack.accepted(cmd.id, running.turn_id)
+            committed = await actor.commit_locked(command=record(actor, ack))
+            if committed.duplicate:
+                return duplicate_ack(committed, cmd.id)
+            running.cancel_reason = "cancelled"
+            running.scope.cancel()
+        # The ack follows the effect: the turn's closing events are committed.
+        await running.done.wait()
+        return ack
+
+    # -- turns ---------------------------------------------------------------------
+
+    async def _actor(self, session: Session) -> SessionActor:
+        actor = self._actors.get(session.id)
+        if actor is not None:
+            return actor
+        async with self._loading:
+            actor = self._actors.get(session.id)
+            if actor is None:
+                state = SessionState(session.id)
+                state.apply_all(await self.store.read_events(session.id))
+                actor = SessionActor(session, state, self.store, self.policy, self.metrics)
+                self._actors[session.id] = actor
+        return actor
+
+    def _kick(self, actor: SessionActor) -> None:
+        if not actor.driving and actor.queue and not self._closing:
+            actor.driving = True
+            self._nursery.start_soon(self._drive, actor)
+
+    async def _drive(self, actor: SessionActor) -> None:
+        """Run *actor*'s queued turns one after another (the session's only driver)."""
+        try:
+            while actor.queue and not self._closing:
+                queued = actor.queue.popleft()
+                running = RunningTurn(queued.turn.id, trio.CancelScope())
+                actor.running = running
+                actor.turns[queued.turn.id] = queued.turn
+                runner = TurnRunner(
+                    actor, queued.turn, self.model, self.modes, self.config, self.metrics
+                )
+                self.metrics.turns_started.labels(queued.turn.agent).inc()
+                self.metrics.active_turns.inc()
+                try:
+                    await run_turn(runner, queued, running, grace=self.config.cancel_grace)
+                finally:
+                    actor.running = None
+                    self.metrics.active_turns.dec()
+        finally:
+            actor.driving = False
+
+    async def _recover(self) -> None:
+        """Restart recovery (SPEC §3.3 rule 7), reading only sessions with open turns."""
+        for turn in await self.store.active_turns():
+            session = await self.store.get_session(turn.session_id)
+            if session is None:
+                continue
+            actor = await self._actor(session)
+            actor.turns[turn.id] = turn
+            if turn.status is TurnStatus.QUEUED:
+                message_id = turn.state.get("message_id")
+                seq = (
+                    actor.state.user_message_seqs.get(message_id)
+                    if isinstance(message_id, str)
+                    else None
+                )
+                actor.queue.append(QueuedTurn(turn, seq))
+            elif turn.status is TurnStatus.RUNNING:
+                await close_turn(actor, turn, "interrupted")
+            else:
+                actor.queue.appendleft(QueuedTurn(turn, None, resume=True))
+            self._kick(actor)
+
+    async def _wind_down(self, actor: SessionActor) -> None:
+        """Wait for *actor*'s turn to end, suspending it as soon as it waits for an answer."""
+        while (running := actor.running) is not None and not running.done.is_set():
+            turn = actor.turns.get(running.turn_id)
+            if turn is not None and turn.status in _WAITING:
+                running.suspend = True
+                running.scope.cancel()
+            changed = actor.turn_changed
+            async with trio.open_nursery() as nursery:
+                for event in (running.done, changed):
+                    nursery.start_soon(_set_then_cancel, event, nursery.cancel_scope)
+
+    async def _shutdown(self) -> None:
+        """Stop taking turns; give running ones ``shutdown_grace``, then end them.
+
+        A turn waiting for the IDE or a human is suspended, not ended: it stays
+        awaiting in the store and resumes after the restart, like after a crash.
+        """
+        self._closing = True
+        with trio.move_on_after(self.config.shutdown_grace):
+            async with trio.open_nursery() as nursery:
+                for actor in list(self._actors.values()):
+                    nursery.start_soon(self._wind_down, actor)
+        for actor in list(self._actors.values()):
+            running = actor.running
+            if running is not None:
+                turn = actor.turns.get(running.turn_id)
+                running.suspend = turn is not None and turn.status in _WAITING
+                running.cancel_reason = "interrupted"
+                running.scope.cancel()
+                await running.done.wait()
+
+
+async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+@asynccontextmanager
+async def open_supervisor(
+    store: SessionStore,
+    model: ModelClient,
+    *,
+    modes: ModeRegistry,
+    policy: Policy,
+    config: RuntimeConfig,
+    metrics: RuntimeMetrics | None = None,
+) -> AsyncIterator[Supervisor]:
+    """Run a turn supervisor over *store* for the duration of the block.
+
+    On entry it recovers the store's open turns (streaming ones end as
+    ``interrupted``; waiting and queued ones carry on). On exit it stops taking
+    turns, lets running ones finish for ``config.shutdown_grace`` seconds, then
+    ends them as ``interrupted``; turns waiting for an answer are suspended.
+
+    Cancellation: if the block is cancelled, turns still get their shielded
+    closing write (each limited to ``config.cancel_grace``).
+    """
+    async with trio.open_nursery() as nursery:
+        supervisor = Supervisor(
+            store, model, modes, policy, config, metrics or RuntimeMetrics(), nursery
+        )
+        await supervisor._recover()
+        try:
+            yield supervisor
+        finally:
+            with trio.CancelScope(shield=True):
+                await supervisor._shutdown()

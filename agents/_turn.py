@@ -1,0 +1,142 @@
+"""A turn's life: start (with routing), the agent loop, and exactly one end.
+
+:func:`run_turn` guarantees SPEC §3.3 rules 4 and 5: whatever happens (completion,
+model error, bug, cancel, shutdown) the turn is closed by :func:`close_turn`, which
+commits the partial text as a truncated message, resolves every open call and
+approval as cancelled, and writes the single ``turn.ended``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+import trio
+
+from sessions import ApprovalStatus, Turn, TurnStatus, now
+
+from ._actor import Out, QueuedTurn, RunningTurn, SessionActor
+from ._errors import AgentError, ModelError, PairingViolation
+from ._events import (
+    ApprovalResolved,
+    AssistantMessage,
+    ErrorEvent,
+    SubtaskEnded,
+    ToolResultEvent,
+    TurnEnded,
+    TurnEndReason,
+    TurnStarted,
+)
+from ._runner import TurnRunner
+from ._state import CallState
+
+log = logging.getLogger("agent_runtime.turn")
+
+ROUTER = "orchestrator"
+
+_FINAL_STATUS: dict[TurnEndReason, TurnStatus] = {
+    "completed": TurnStatus.COMPLETED,
+    "cancelled": TurnStatus.CANCELLED,
+    "error": TurnStatus.ERROR,
+    "max_steps": TurnStatus.MAX_STEPS,
+    "interrupted": TurnStatus.INTERRUPTED,
+}
+
+
+async def run_turn(
+    runner: TurnRunner, queued: QueuedTurn, running: RunningTurn, *, grace: float
+) -> None:
+    """Run one turn to its ``turn.ended``.
+
+    Cancellation: cancelling ``running.scope`` (cancel command, interrupt,
+    shutdown) ends the turn with ``running.cancel_reason``; an outer cancellation
+    ends it as ``interrupted``. The closing write is shielded and limited to
+    *grace* seconds.
+    """
+    reason: TurnEndReason | None = None
+    error: ErrorEvent | None = None
+    try:
+        with running.scope:
+            if not queued.resume:
+                await start_turn(runner, queued)
+            runner.agents[None] = runner.actor.state.agent or runner.turn.agent
+            outcome = await runner.agent_loop(runner.agents[None])
+            reason = "max_steps" if outcome.reason == "max_steps" else "completed"
+    except ModelError as exc:
+        reason, error = "error", ErrorEvent(exc.code, str(exc), exc.retryable)
+    except PairingViolation as exc:
+        reason, error = "error", ErrorEvent("pairing_violation", str(exc), False)
+    except AgentError as exc:
+        reason, error = "error", ErrorEvent("agent_error", str(exc), False)
+    except Exception as exc:
+        log.exception("turn %s failed", runner.turn.id)
+        reason, error = (
+            "error",
+            ErrorEvent("internal", f"internal error: {type(exc).__name__}", False),
+        )
+    finally:
+        if reason is None:
+            reason = running.cancel_reason if running.scope.cancel_called else "interrupted"
+        if not running.suspend:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + grace):
+                await close_turn(runner.actor, runner.turn, reason, error)
+        running.done.set()
+
+
+async def start_turn(runner: TurnRunner, queued: QueuedTurn) -> None:
+    """Commit ``turn.started``; an orchestrator turn first routes the message."""
+    actor = runner.actor
+    runner.turn = attrs.evolve(queued.turn, status=TurnStatus.RUNNING, updated_at=now())
+    started = Out(TurnStarted(runner.turn.agent, queued.user_message_seq))
+    await actor.commit([started], turn_id=runner.turn.id, turn=runner.turn)
+    runner.agents[None] = runner.turn.agent
+    if runner.turn.agent != ROUTER or queued.user_message_seq is None:
+        return
+    content = actor.state.messages[-1].content if actor.state.messages else None
+    target, why = await runner.route(content or "")
+    if target != ROUTER:
+        refusal = await runner.switch(target, why, None)
+        if refusal is not None:
+            log.warning("routing to %s refused: %s", target, refusal)
+
+
+async def close_turn(
+    actor: SessionActor, turn: Turn, reason: TurnEndReason, error: ErrorEvent | None = None
+) -> None:
+    """Close *turn*: truncated text, cancelled calls and approvals, one ``turn.ended``.
+
+    Works from the committed state alone, so recovery after a crash uses it too.
+    Does nothing if the turn already ended.
+
+    Cancellation: callers shield it; every write is atomic.
+    """
+    state = actor.state
+    async with actor.lock:
+        current = actor.turns.get(turn.id, turn)
+        if not current.status.active:
+            return
+        why = f"cancelled: the turn ended ({reason})"
+        for call in [c for c in state.pending_of_turn(turn.id) if c.state is CallState.APPROVAL]:
+            approval = await actor.close_approval(
+                call.call_id, ApprovalStatus.CANCELLED, {"decision": "cancel"}, "cancel"
+            )
+            outs = [
+                Out(ApprovalResolved(call.call_id, "cancel", "cancel"), call.subtask_id),
+                Out(ToolResultEvent(call.call_id, False, why, why), call.subtask_id),
+            ]
+            await actor.commit_locked(outs, turn_id=turn.id, approval=approval)
+        outs = [Out(error)] if error is not None else []
+        agent = state.agent or turn.agent
+        for message_id, text in list(state.partial_text.items()):
+            sub = state.partial_context.get(message_id)
+            outs.append(Out(AssistantMessage(message_id, text, agent, True), sub))
+        # Innermost contexts first, so a subtask's calls close before the subtask does.
+        pending = sorted(state.pending_of_turn(turn.id), key=lambda c: c.subtask_id is None)
+        for call in pending:
+            outs.append(Out(ToolResultEvent(call.call_id, False, why, why), call.subtask_id))
+        for subtask_id, (_, sub_agent) in list(state.open_subtasks.items()):
+            outs.append(Out(SubtaskEnded(subtask_id, sub_agent, False, why)))
+        outs.append(Out(TurnEnded(reason)))
+        final = attrs.evolve(current, status=_FINAL_STATUS[reason], updated_at=now())
+        await actor.commit_locked(outs, turn_id=turn.id, turn=final)
+        actor.metrics.turns_ended.labels(reason).inc()

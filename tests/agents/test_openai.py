@@ -1,0 +1,395 @@
+"""The ``openai`` provider against a real loopback server (tests/fakes/openai_server.py).
+
+Real sockets, so the real clock: timeouts are configured short instead of using
+``autojump_clock``. Synchronisation goes through the fake's events, never sleeps.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+import trio
+
+from agents._errors import ModelError, ModelTimeout
+from agents._model import (
+    ChatMessage,
+    FinishDelta,
+    ModelClient,
+    ModelDelta,
+    ModelRequest,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallRequest,
+    ToolSpec,
+    UsageDelta,
+)
+from agents._openai import OpenAIClient, open_openai_client
+from agents._openai_stream import SSEDecoder
+from sessions import JSONObject
+from tests.fakes.openai_server import (
+    Behaviour,
+    Chunk,
+    Done,
+    Drop,
+    FakeOpenAI,
+    HangUp,
+    Pause,
+    Raw,
+    Reply,
+    Script,
+    Stall,
+    Stream,
+    error_reply,
+    finish_chunk,
+    open_fake_openai,
+    stream_text,
+    text_chunk,
+    tool_chunk,
+    tool_fragment,
+    usage_chunk,
+)
+
+REQUEST = ModelRequest(
+    model="fake-model",
+    messages=(ChatMessage("system", "be brief"), ChatMessage("user", "hi")),
+)
+READ_FILE = ToolSpec("read_file", "Read a file", {"type": "object", "properties": {}})
+
+
+class CountingTransport(httpx.AsyncHTTPTransport):
+    """Counts connection attempts, which a refused port cannot record itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        return await super().handle_async_request(request)
+
+
+@asynccontextmanager
+async def running(
+    script: Script,
+    *,
+    max_retries: int = 3,
+    first_token_timeout: float = 10,
+    idle_timeout: float = 10,
+    api_key: str | None = None,
+) -> AsyncIterator[tuple[FakeOpenAI, OpenAIClient]]:
+    async with (
+        open_fake_openai(script) as fake,
+        open_openai_client(
+            fake.base_url,
+            "fake-model",
+            api_key,
+            first_token_timeout=first_token_timeout,
+            idle_timeout=idle_timeout,
+            max_retries=max_retries,
+            backoff_base=0.01,
+        ) as client,
+    ):
+        yield fake, client
+
+
+async def collect(client: OpenAIClient, request: ModelRequest = REQUEST) -> list[ModelDelta]:
+    async with client.stream(request) as deltas:
+        return [delta async for delta in deltas]
+
+
+async def test_streams_text_and_sends_a_streaming_request() -> None:
+    async with running([stream_text("Hel", "lo")], api_key="sk-test") as (fake, client):
+        assert await collect(client) == [TextDelta("Hel"), TextDelta("lo"), FinishDelta("stop")]
+    [request] = fake.requests
+    assert request.method == "POST"
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer sk-test"
+    body = request.json()
+    assert body["model"] == "fake-model"
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+    ]
+    assert "tools" not in body
+    assert "response_format" not in body
+
+
+async def test_keep_alive_connection_serves_consecutive_streams() -> None:
+    async with running([stream_text("a"), stream_text("b")]) as (fake, client):
+        assert (await collect(client))[0] == TextDelta("a")
+        assert (await collect(client))[0] == TextDelta("b")
+    assert len(fake.requests) == 2
+
+
+async def test_one_tool_call_split_over_many_deltas() -> None:
+    steps = Stream(
+        (
+            text_chunk("Let me look."),
+            tool_chunk(tool_fragment(0, call_id="call_1", name="read_file")),
+            tool_chunk(tool_fragment(0, arguments='{"pa')),
+            tool_chunk(tool_fragment(0, arguments='th": "a')),
+            tool_chunk(tool_fragment(0, arguments='.py"}')),
+            finish_chunk("tool_calls"),
+            Done(),
+        )
+    )
+    request = ModelRequest(model="fake-model", messages=REQUEST.messages, tools=(READ_FILE,))
+    async with running([steps]) as (fake, client):
+        deltas = await collect(client, request)
+    assert deltas == [
+        TextDelta("Let me look."),
+        ToolCallDelta(ToolCallRequest("call_1", "read_file", '{"path": "a.py"}')),
+        FinishDelta("tool_calls"),
+    ]
+    assert fake.requests[0].json()["tools"] == [READ_FILE.to_openai()]
+
+
+async def test_parallel_tool_calls_with_interleaved_indices() -> None:
+    steps = Stream(
+        (
+            tool_chunk(
+                tool_fragment(1, call_id="call_b", name="list_files"),
+                tool_fragment(0, call_id="call_a", name="read_file"),
+            ),
+            tool_chunk(tool_fragment(0, arguments='{"path":')),
+            tool_chunk(tool_fragment(1, arguments='{"path":"src"')),
+            tool_chunk(tool_fragment(0, arguments='"a.py"}'), tool_fragment(1, arguments="}")),
+            finish_chunk("tool_calls"),
+            Done(),
+        )
+    )
+    async with running([steps]) as (_, client):
+        deltas = await collect(client)
+    assert deltas == [
+        ToolCallDelta(ToolCallRequest("call_a", "read_file", '{"path":"a.py"}')),
+        ToolCallDelta(ToolCallRequest("call_b", "list_files", '{"path":"src"}')),
+        FinishDelta("tool_calls"),
+    ]
+
+
+async def test_usage_is_reported_before_finish() -> None:
+    async with running([stream_text("ok", usage=(12, 3))]) as (_, client):
+        deltas = await collect(client)
+    assert deltas == [TextDelta("ok"), UsageDelta(12, 3, "fake-model"), FinishDelta("stop")]
+
+
+async def test_finish_without_done_marker_is_accepted() -> None:
+    steps = Stream((text_chunk("ok"), finish_chunk("length"), usage_chunk(1, 1)))
+    async with running([steps]) as (_, client):
+        deltas = await collect(client)
+    assert deltas[0] == TextDelta("ok")
+    assert deltas[-1] == FinishDelta("length")
+
+
+async def test_malformed_json_chunk_is_a_model_error() -> None:
+    steps = Stream((text_chunk("a"), Raw('data: {"choices": [\n\n'), Done()))
+    async with running([steps]) as (fake, client), client.stream(REQUEST) as deltas:
+        assert await anext(deltas) == TextDelta("a")
+        with pytest.raises(ModelError, match="malformed JSON chunk") as info:
+            await anext(deltas)
+    assert not info.value.retryable
+    assert len(fake.requests) == 1
+
+
+async def test_500_then_success_is_retried() -> None:
+    async with running([error_reply(500, "boom"), stream_text("ok")]) as (fake, client):
+        assert await collect(client) == [TextDelta("ok"), FinishDelta("stop")]
+    assert len(fake.requests) == 2
+
+
+async def test_429_then_success_is_retried() -> None:
+    script: list[Behaviour] = [error_reply(429, "slow down", retry_after=0.01), stream_text("ok")]
+    async with running(script) as (fake, client):
+        assert await collect(client) == [TextDelta("ok"), FinishDelta("stop")]
+    assert len(fake.requests) == 2
+
+
+async def test_retries_give_up_with_the_upstream_message() -> None:
+    async with running([error_reply(503, "overloaded")] * 3, max_retries=2) as (fake, client):
+        with pytest.raises(ModelError, match=r"503: overloaded.*after 3 attempts") as info:
+            await collect(client)
+    assert info.value.retryable
+    assert len(fake.requests) == 3
+
+
+async def test_client_error_is_not_retried() -> None:
+    async with running([error_reply(400, "context too long")]) as (fake, client):
+        with pytest.raises(ModelError, match="HTTP 400: context too long") as info:
+            await collect(client)
+    assert not info.value.retryable
+    assert info.value.code == "model_rejected"
+    assert len(fake.requests) == 1
+
+
+async def test_upstream_error_after_the_first_token_is_not_retried() -> None:
+    error: JSONObject = {"error": {"message": "internal failure", "code": 500}}
+    steps = Stream((text_chunk("par"), Chunk(error)))
+    async with running([steps, stream_text("unused")]) as (fake, client):
+        async with client.stream(REQUEST) as deltas:
+            assert await anext(deltas) == TextDelta("par")
+            with pytest.raises(ModelError, match=r"internal failure.*not retried") as info:
+                await anext(deltas)
+        assert not info.value.retryable
+        assert len(fake.requests) == 1
+
+
+async def test_connection_dropped_after_the_first_token_is_not_retried() -> None:
+    steps = Stream((text_chunk("par"), Drop()))
+    async with running([steps, stream_text("unused")]) as (fake, client):
+        with pytest.raises(ModelError, match="not retried") as info:
+            await collect(client)
+    assert not info.value.retryable
+    assert len(fake.requests) == 1
+
+
+async def test_connection_lost_before_the_first_token_is_retried() -> None:
+    script: list[Behaviour] = [HangUp(), Stream((Drop(),)), stream_text("ok")]
+    async with running(script) as (fake, client):
+        assert await collect(client) == [TextDelta("ok"), FinishDelta("stop")]
+    assert len(fake.requests) == 3
+
+
+async def test_stall_after_the_first_token_hits_the_idle_timeout() -> None:
+    steps = Stream((text_chunk("a"), Stall()))
+    async with running([steps], idle_timeout=0.2) as (fake, client):
+        async with client.stream(REQUEST) as deltas:
+            assert await anext(deltas) == TextDelta("a")
+            with pytest.raises(ModelTimeout, match="idle timeout") as info:
+                await anext(deltas)
+        assert not info.value.retryable
+        with trio.fail_after(5):
+            await fake.disconnected.wait()
+        assert len(fake.requests) == 1
+
+
+async def test_slow_but_steady_stream_does_not_hit_the_idle_timeout() -> None:
+    steps = Stream((text_chunk("a"), Pause(0.1), text_chunk("b"), Pause(0.1), finish_chunk()))
+    async with running([steps], idle_timeout=0.5) as (_, client):
+        assert await collect(client) == [TextDelta("a"), TextDelta("b"), FinishDelta("stop")]
+
+
+async def test_no_first_token_hits_the_first_token_timeout() -> None:
+    async with running([Stream((Stall(),))], first_token_timeout=0.2) as (fake, client):
+        with pytest.raises(ModelTimeout, match="no first token"):
+            await collect(client)
+        with trio.fail_after(5):
+            await fake.disconnected.wait()
+    assert len(fake.requests) == 1
+
+
+async def test_connect_refused_is_retried_then_fails() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    transport = CountingTransport()
+    url = f"http://127.0.0.1:{port}/v1"
+    async with open_openai_client(
+        url, "m", max_retries=2, backoff_base=0.01, transport=transport
+    ) as client:
+        with pytest.raises(ModelError, match=r"cannot reach.*after 3 attempts") as info:
+            await collect(client)
+    assert info.value.retryable
+    assert transport.calls == 3
+
+
+async def test_connect_timeout_is_retried_then_a_model_timeout() -> None:
+    attempts = 0
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    transport = httpx.MockTransport(refuse)
+    async with open_openai_client(
+        "http://upstream.invalid/v1", "m", max_retries=1, backoff_base=0.01, transport=transport
+    ) as client:
+        with pytest.raises(ModelTimeout, match=r"timed out connecting.*after 2 attempts"):
+            await collect(client)
+    assert attempts == 2
+
+
+async def test_a_json_answer_instead_of_a_stream_is_a_clear_error() -> None:
+    async with running([Reply(200, {"error": "streaming is disabled"})]) as (fake, client):
+        with pytest.raises(ModelError, match=r"did not stream.*streaming is disabled"):
+            await collect(client)
+    assert len(fake.requests) == 1
+
+
+async def test_idle_after_finish_reason_ends_the_stream_instead_of_failing() -> None:
+    steps = Stream((text_chunk("done"), finish_chunk(), Stall()))
+    async with running([steps], idle_timeout=0.2) as (_, client):
+        assert await collect(client) == [TextDelta("done"), FinishDelta("stop")]
+
+
+async def test_tool_calls_without_index_are_told_apart_by_id() -> None:
+    first: JSONObject = {"id": "c1", "function": {"name": "read_file", "arguments": {"path": "a"}}}
+    second: JSONObject = {"id": "c2", "function": {"name": "list_files", "arguments": ""}}
+    steps = Stream((tool_chunk(first), tool_chunk(second), finish_chunk("tool_calls"), Done()))
+    async with running([steps]) as (_, client):
+        deltas = await collect(client)
+    assert deltas == [
+        ToolCallDelta(ToolCallRequest("c1", "read_file", '{"path":"a"}')),
+        ToolCallDelta(ToolCallRequest("c2", "list_files", "{}")),
+        FinishDelta("tool_calls"),
+    ]
+
+
+async def test_a_failed_stream_stays_failed() -> None:
+    script: list[Behaviour] = [error_reply(401, "bad key"), stream_text("unused")]
+    async with running(script) as (fake, client), client.stream(REQUEST) as deltas:
+        with pytest.raises(ModelError, match="bad key"):
+            await anext(deltas)
+        assert [d async for d in deltas] == []
+    assert len(fake.requests) == 1
+
+
+async def test_cancellation_mid_stream_closes_the_connection() -> None:
+    steps = Stream((text_chunk("a"), Stall()))
+    async with running([steps]) as (fake, client):
+        with trio.CancelScope() as scope:
+            async with client.stream(REQUEST) as deltas:
+                assert await anext(deltas) == TextDelta("a")
+                scope.cancel()
+                await anext(deltas)
+        assert scope.cancelled_caught
+        with trio.fail_after(5):
+            await fake.disconnected.wait()
+
+
+async def test_satisfies_the_model_client_protocol() -> None:
+    async with open_openai_client("http://127.0.0.1:9/v1", "m") as client:
+        as_protocol: ModelClient = client
+        assert as_protocol.name == "openai"
+
+
+def test_rejects_a_base_url_without_scheme() -> None:
+    with pytest.raises(ValueError, match="http"):
+        OpenAIClient("localhost:8000/v1", "m")
+
+
+def test_sse_decoder_handles_arbitrary_splits() -> None:
+    stream = (
+        'data: {"a": "é"}\r\n\r\n: keep-alive\n\nevent: x\ndata: one\ndata: two\r\rdata: [DONE]\n\n'
+    )
+    raw = stream.encode()
+    expected = ['{"a": "é"}', "one\ntwo", "[DONE]"]
+    for size in range(1, 8):
+        decoder = SSEDecoder()
+        out: list[str] = []
+        for i in range(0, len(raw), size):
+            out += decoder.feed(raw[i : i + size])
+        out += decoder.close()
+        assert out == expected, size
+
+
+def test_sse_decoder_delivers_an_unterminated_last_event() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: last") == []
+    assert decoder.close() == ["last"]
