@@ -132,7 +132,8 @@ def _pending(actor: SessionActor, call_id: str, want: CallState, what: str) -> P
 async def submit_tool_result(actor: SessionActor, cmd: SubmitToolResult) -> Ack:
     call = _pending(actor, cmd.call_id, CallState.TOOL, "tool call")
     ok = cmd.error is None
-    content = cmd.error if cmd.error is not None else _result_text(cmd.result)
+    # The prefix tells any model, not only the scripted one, that the call failed.
+    content = f"error: {cmd.error}" if cmd.error is not None else _result_text(cmd.result)
     ack = Ack.accepted(cmd.id, call.turn_id)
     out = Out(ToolResultEvent(call.call_id, ok, summarize(content), content), call.subtask_id)
     committed = await actor.commit_locked([out], turn_id=call.turn_id, command=record(actor, ack))
@@ -159,6 +160,12 @@ async def submit_approval(actor: SessionActor, modes: ModeRegistry, cmd: SubmitA
                 modes.check_call(call.agent, call.name, arguments)
             except ToolError as exc:
                 raise CommandError("invalid_arguments", f"edited arguments refused: {exc}") from exc
+            verdict = actor.policy.evaluate(call.name, arguments)
+            if verdict.action == "deny":
+                # An edit must not smuggle in what the policy forbids outright.
+                raise CommandError(
+                    "invalid_arguments", f"edited arguments refused: {verdict.rule_text}"
+                )
             outs = [
                 Out(ApprovalResolved(call.call_id, "edit", "user", arguments), sub, extra),
                 Out(ToolCallEvent(call.call_id, call.name, arguments), sub),

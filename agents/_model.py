@@ -73,6 +73,9 @@ class ChatMessage:
 
 Purpose: TypeAlias = Literal["chat", "route"]
 
+SUBTASK_MARKER = "You are a subtask"
+"""Starts a line of a delegated child's system prompt (providers may key on it)."""
+
 
 @frozen
 class ModelRequest:

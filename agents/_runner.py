@@ -48,6 +48,7 @@ from ._events import (
 )
 from ._metrics import RuntimeMetrics
 from ._model import (
+    SUBTASK_MARKER,
     ChatMessage,
     FinishDelta,
     ModelClient,
@@ -64,7 +65,7 @@ from ._tools import TOOLS, validate_call
 
 log = logging.getLogger("agent_runtime.runner")
 
-SUBTASK_PROMPT = "You are a subtask: do only the task below, then call attempt_completion."
+SUBTASK_PROMPT = f"{SUBTASK_MARKER}: do only the task below, then call attempt_completion."
 ROUTE_PROMPT = (
     "Classify the user's request. Answer only with JSON "
     '{"agent": NAME, "reason": TEXT}, NAME one of: '

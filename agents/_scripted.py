@@ -82,6 +82,7 @@ from attrs import frozen
 from sessions import JSON, JSONObject, dumps
 
 from ._model import (
+    SUBTASK_MARKER,
     ChatMessage,
     FinishDelta,
     ModelDelta,
@@ -93,7 +94,6 @@ from ._model import (
 )
 from ._modes import match_keyword
 
-SUBTASK_MARKER = "You are a subtask"
 SLOW_PACE = 0.1
 MAX_STREAM_WORDS = 100_000
 

@@ -9,6 +9,7 @@ import trio
 import trio.testing
 
 from agents._model import (
+    SUBTASK_MARKER,
     ChatMessage,
     FinishDelta,
     ModelClient,
@@ -22,7 +23,7 @@ from agents._model import (
     UsageDelta,
 )
 from agents._modes import builtin_modes
-from agents._scripted import SLOW_PACE, SUBTASK_MARKER, ScriptedModel
+from agents._scripted import SLOW_PACE, ScriptedModel
 from sessions import JSON, JSONObject
 
 

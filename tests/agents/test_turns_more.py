@@ -16,6 +16,8 @@ from agents import (
     ModelError,
     ModelRequest,
     PairingViolation,
+    Policy,
+    Rule,
     RuntimeConfig,
     TextDelta,
     ToolCallDelta,
@@ -193,3 +195,40 @@ def test_pairing_violations_are_detected() -> None:
     check_pairing(
         [ChatMessage("assistant", None, (call,)), ChatMessage("tool", "x", tool_call_id="c1")]
     )
+
+
+async def test_ide_error_reaches_the_model_marked_as_an_error() -> None:
+    async with open_runtime() as h:
+        s = await h.session("coder")
+        await h.message(s, "read missing.py")
+        call = await h.wait_for(s, "tool.call")
+        ack = await h.send(
+            s, {"type": "tool_result", "call_id": call.data["call_id"], "error": "no such file"}
+        )
+        assert ack.status == "accepted"
+        result = await h.wait_for(s, "tool.result")
+        assert result.data["ok"] is False
+        assert result.data["content"] == "error: no such file"
+        final = await h.wait_for(s, "message", after=result.seq)
+        assert "failed" in str(final.data["content"])
+
+
+async def test_an_edit_cannot_bypass_a_deny_rule() -> None:
+    policy = Policy((Rule("write_file", {"path": "secrets/*"}, "deny", "no secrets"),))
+    async with open_runtime(policy=policy) as h:
+        s = await h.session("coder")
+        await h.message(s, "create notes.md with hi")
+        req = await h.wait_for(s, "approval.requested")
+        edit = {"path": "secrets/key", "content": "x"}
+        ack = await h.send(
+            s,
+            {
+                "type": "approval",
+                "call_id": req.data["call_id"],
+                "decision": "edit",
+                "arguments": edit,
+            },
+        )
+        assert ack.status == "rejected" and ack.code == "invalid_arguments"
+        assert ack.error is not None and "no secrets" in ack.error
+        assert await h.store.pending_approvals(s.id) != []
