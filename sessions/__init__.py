@@ -1,4 +1,9 @@
-"""Durable sessions: models, the store protocol, and its SQLite and in-memory stores."""
+"""Durable sessions: models, the store protocol, and its SQLite and in-memory stores.
+
+Open a store with :func:`open_sqlite_store` (production) or
+:func:`open_memory_store` (tests); both yield a :class:`GroupCommitStore`, which
+implements :class:`SessionStore`. Depend on the protocol.
+"""
 
 from ._errors import (
     AgentRuntimeError,
@@ -10,6 +15,7 @@ from ._errors import (
     SubscriberTooSlow,
 )
 from ._json import JSON, JSONObject, dumps, loads_object
+from ._memory import open_memory_store
 from ._models import (
     Append,
     Approval,
@@ -25,6 +31,10 @@ from ._models import (
     now,
 )
 from ._protocol import SessionStore, Subscription
+from ._sqlite import open_sqlite_store
+from ._sqlite_sql import Durability
+from ._store import GroupCommitStore
+from ._writer import WriterStats
 
 __all__ = [
     "JSON",
@@ -36,7 +46,9 @@ __all__ = [
     "Committed",
     "Conflict",
     "DatabaseInUse",
+    "Durability",
     "Event",
+    "GroupCommitStore",
     "JSONObject",
     "NewEvent",
     "Session",
@@ -48,8 +60,11 @@ __all__ = [
     "Subscription",
     "Turn",
     "TurnStatus",
+    "WriterStats",
     "dumps",
     "loads_object",
     "new_id",
     "now",
+    "open_memory_store",
+    "open_sqlite_store",
 ]

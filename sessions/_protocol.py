@@ -81,7 +81,10 @@ class SessionStore(Protocol):
     async def get_turn(self, turn_id: str) -> Turn | None: ...
 
     async def active_turns(self) -> list[Turn]:
-        """Turns whose status is queued, running or awaiting (for restart recovery), oldest first."""
+        """Turns whose status is queued, running or awaiting, oldest first.
+
+        For restart recovery; turns of deleted sessions are left out.
+        """
         ...
 
     async def get_approval(self, session_id: str, call_id: str) -> Approval | None: ...

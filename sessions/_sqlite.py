@@ -1,0 +1,336 @@
+"""The SQLite store: aiosqlite inside trio-asyncio, hidden behind the store protocol.
+
+The asyncio side exists only inside :func:`open_sqlite_store`: it opens its own
+trio-asyncio loop and passes it explicitly on every crossing
+(``loop.run_aio_coroutine``), so any trio task of the run may call the store,
+including tasks outside the store's context (hypercorn handlers). No caller
+ever sees asyncio, and sqlite3/aiosqlite errors are translated to the
+:class:`~sessions.StoreError` tree here, once.
+
+Why each batch is ONE shielded crossing: cancelling an ``aio_as_trio`` call
+returns at once while aiosqlite's thread keeps executing, which would leave the
+connection mid-transaction holding the write lock. So the whole transaction is
+one plain function run on aiosqlite's worker thread (through its
+``Connection._execute``, a private but stable hook), awaited in a shielded
+scope. One crossing costs ~70-100 µs; one per statement would dominate a batch.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
+from typing import Protocol, TypeVar, cast
+
+import aiosqlite
+import trio
+import trio_asyncio
+
+from ._batch import BatchResult, Known
+from ._errors import StoreClosed, StoreError
+from ._groups import unwrap_single_error
+from ._lock import hold_db_lock
+from ._models import Append, Approval, Committed, Event, Session, Turn
+from ._schema import MIGRATIONS, Migration
+from ._sqlite_sql import (
+    ACTIVE_TURNS,
+    LIST_SESSIONS,
+    LIST_SESSIONS_BEFORE,
+    PENDING_APPROVALS_ALL,
+    PENDING_APPROVALS_OF,
+    SELECT_APPROVAL,
+    SELECT_COMMAND,
+    SELECT_EVENT_RANGE,
+    SELECT_EVENTS,
+    SELECT_SESSION,
+    SELECT_TURN,
+    Durability,
+    Row,
+    commit_batch,
+    configure,
+    decode_approval,
+    decode_command,
+    decode_event,
+    decode_session,
+    decode_turn,
+)
+from ._store import GroupCommitStore, open_store
+
+T = TypeVar("T")
+
+_Params = tuple[str | int | float | None, ...]
+
+
+class _RunsOnItsThread(Protocol):
+    """aiosqlite's private ``Connection._execute`` (unannotated upstream).
+
+    It queues a plain function on the connection's worker thread and awaits the
+    result: the way to run a whole transaction in one hop.
+    """
+
+    def _execute(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
+
+
+def translate(exc: sqlite3.Error) -> StoreError:
+    """The one place sqlite3/aiosqlite errors become store errors."""
+    name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+    if name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in str(exc):
+        return StoreError(f"the database is locked by another connection ({name}): {exc}")
+    return StoreError(f"SQLite error ({name}): {exc}")
+
+
+class SqliteBackend:
+    """One aiosqlite connection, reached through an explicit trio-asyncio loop."""
+
+    def __init__(
+        self, loop: trio_asyncio.TrioEventLoop, conn: aiosqlite.Connection, raw: sqlite3.Connection
+    ) -> None:
+        self._loop = loop
+        self._conn = conn
+        self._raw = raw  # used only on aiosqlite's thread
+        self._runner = cast(_RunsOnItsThread, conn)
+        self._closed = False
+        self._in_flight = 0
+        self._idle = trio.Event()
+
+    @classmethod
+    async def connect(
+        cls,
+        loop: trio_asyncio.TrioEventLoop,
+        path: str,
+        durability: Durability,
+        busy_timeout_ms: int,
+        migrations: Sequence[Migration],
+    ) -> SqliteBackend:
+        async def connect() -> aiosqlite.Connection:
+            # isolation_level=None: autocommit; transactions are explicit.
+            return await aiosqlite.connect(path, isolation_level=None)
+
+        # Shielded: abandoning a half-made aiosqlite connection would leave its
+        # (non-daemon) thread running; opening is short anyway.
+        with trio.CancelScope(shield=True):
+            try:
+                conn = await loop.run_aio_coroutine(connect())
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+            backend = cls(loop, conn, conn._conn)
+            try:
+                await backend._on_thread(
+                    partial(configure, backend._raw, durability, busy_timeout_ms, migrations)
+                )
+            except BaseException:
+                await backend.aclose()
+                raise
+        return backend
+
+    async def aclose(self) -> None:
+        """Wait for crossings in flight, then close the connection.
+
+        Cancellation: call it shielded; it waits for reads in flight (short).
+        """
+        self._closed = True
+        if self._in_flight:
+            await self._idle.wait()
+
+        async def close() -> None:
+            await self._conn.close()
+
+        try:
+            await self._loop.run_aio_coroutine(close())
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+
+    async def _cross(self, make: Callable[[], Awaitable[T]]) -> T:
+        if self._is_closed():
+            raise StoreClosed("the session store is closed")
+
+        async def on_loop() -> T:
+            # The awaitable is created here, inside the asyncio task: aiosqlite
+            # looks up the running loop when it queues work.
+            return await make()
+
+        self._in_flight += 1
+        try:
+            return await self._loop.run_aio_coroutine(on_loop())
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+        finally:
+            self._in_flight -= 1
+            if self._is_closed() and not self._in_flight:
+                self._idle.set()
+
+    def _is_closed(self) -> bool:
+        # A method, not the attribute, so the type checker does not assume it
+        # is still False after an await.
+        return self._closed
+
+    async def _on_thread(self, fn: Callable[[], T]) -> T:
+        return await self._cross(lambda: self._runner._execute(fn))
+
+    async def _fetch(self, sql: str, params: _Params) -> list[Row]:
+        conn = self._conn
+
+        async def fetch() -> Iterable[sqlite3.Row]:
+            return await conn.execute_fetchall(sql, params)
+
+        return list(await self._cross(fetch))
+
+    async def commit(self, appends: Sequence[Append], known: Known, ts: float) -> BatchResult:
+        # Shielded: the transaction runs to COMMIT or ROLLBACK on its thread in
+        # any case; only waiting for it here keeps the connection consistent.
+        with trio.CancelScope(shield=True):
+            result = await self._on_thread(partial(commit_batch, self._raw, appends, known, ts))
+        return result
+
+    async def get_session(self, session_id: str) -> Session | None:
+        rows = await self._fetch(SELECT_SESSION, (session_id,))
+        return decode_session(rows[0]) if rows else None
+
+    async def list_sessions(
+        self, owner: str, *, limit: int, before: tuple[float, str] | None
+    ) -> list[Session]:
+        if before is None:
+            rows = await self._fetch(LIST_SESSIONS, (owner, limit))
+        else:
+            rows = await self._fetch(LIST_SESSIONS_BEFORE, (owner, before[0], before[1], limit))
+        return [decode_session(row) for row in rows]
+
+    async def read_events(
+        self, session_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        # LIMIT -1 is SQLite for "no limit".
+        rows = await self._fetch(SELECT_EVENTS, (session_id, after, -1 if limit is None else limit))
+        return [decode_event(row) for row in rows]
+
+    async def get_turn(self, turn_id: str) -> Turn | None:
+        rows = await self._fetch(SELECT_TURN, (turn_id,))
+        return decode_turn(rows[0]) if rows else None
+
+    async def active_turns(self) -> list[Turn]:
+        return [decode_turn(row) for row in await self._fetch(ACTIVE_TURNS, ())]
+
+    async def get_approval(self, session_id: str, call_id: str) -> Approval | None:
+        rows = await self._fetch(SELECT_APPROVAL, (session_id, call_id))
+        return decode_approval(rows[0]) if rows else None
+
+    async def pending_approvals(self, session_id: str | None) -> list[Approval]:
+        if session_id is None:
+            rows = await self._fetch(PENDING_APPROVALS_ALL, ())
+        else:
+            rows = await self._fetch(PENDING_APPROVALS_OF, (session_id,))
+        return [decode_approval(row) for row in rows]
+
+    async def get_command(self, session_id: str, command_id: str) -> Committed | None:
+        conn = self._conn
+
+        async def fetch() -> tuple[list[Row], list[Row]]:
+            # Both reads in one crossing; the single connection serialises them
+            # against the writer, so they see the same committed state.
+            found: list[Row] = list(
+                await conn.execute_fetchall(SELECT_COMMAND, (session_id, command_id))
+            )
+            if not found:
+                return found, []
+            stored = decode_command(found[0])
+            if stored.first_seq is None or stored.last_seq is None:
+                return found, []
+            rows = await conn.execute_fetchall(
+                SELECT_EVENT_RANGE, (session_id, stored.first_seq, stored.last_seq)
+            )
+            return found, list(rows)
+
+        found, rows = await self._cross(fetch)
+        if not found:
+            return None
+        events = tuple(decode_event(row) for row in rows)
+        return Committed(events=events, duplicate=True, ack=decode_command(found[0]).ack)
+
+
+def open_sqlite_store(
+    path: str | os.PathLike[str],
+    *,
+    durability: Durability = "normal",
+    queue_size: int = 1024,
+    max_batch: int = 1024,
+    drain_timeout: float = 10.0,
+    busy_timeout: float = 5.0,
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> AbstractAsyncContextManager[GroupCommitStore]:
+    """Open (creating or upgrading) the SQLite database at *path* as a session store.
+
+    Holds an exclusive OS lock on ``path + ".lock"`` while open: one writer
+    process per database. Opening reads no history, only the schema version.
+
+    Args:
+        path: the database file; its directory is created if missing.
+        durability: ``"normal"`` (WAL, ``synchronous=NORMAL``: survives a
+            process crash) or ``"full"`` (``synchronous=FULL``: survives power loss).
+        queue_size: bound of the append queue (back-pressure beyond it).
+        max_batch: most appends per transaction (1 = one transaction per append).
+        drain_timeout: seconds the writer may spend committing queued appends
+            on exit.
+        busy_timeout: seconds SQLite waits for a lock held by another connection
+            (a reader process, a backup) before failing the batch.
+        migrations: the schema history (tests pass their own).
+
+    Raises:
+        DatabaseInUse: another process (or store) has the database open.
+        StoreError: the file cannot be opened, is not a database, or has a
+            newer schema.
+
+    Cancellation: opening the database and migrating it are shielded (short,
+    and never left half-done); a cancellation then takes effect and nothing is
+    left open. Exiting is shielded: it drains queued appends for at most
+    *drain_timeout* seconds, ends subscriptions, closes the database, then
+    releases the lock.
+    """
+    return _open_sqlite_store(
+        os.fspath(path),
+        durability,
+        queue_size,
+        max_batch,
+        drain_timeout,
+        round(busy_timeout * 1000),
+        migrations,
+    )
+
+
+def _ensure_parent(path: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create directory {parent}: {exc.strerror}") from exc
+
+
+@asynccontextmanager
+async def _open_sqlite_store(
+    path: str,
+    durability: Durability,
+    queue_size: int,
+    max_batch: int,
+    drain_timeout: float,
+    busy_timeout_ms: int,
+    migrations: Sequence[Migration],
+) -> AsyncIterator[GroupCommitStore]:
+    if durability not in ("normal", "full"):
+        raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
+    _ensure_parent(path)
+    with unwrap_single_error(), hold_db_lock(path):  # the lock is released last
+        async with trio_asyncio.open_loop() as loop:
+            backend = await SqliteBackend.connect(
+                loop, path, durability, busy_timeout_ms, migrations
+            )
+            try:
+                async with open_store(
+                    backend,
+                    queue_size=queue_size,
+                    max_batch=max_batch,
+                    drain_timeout=drain_timeout,
+                ) as store:
+                    yield store
+            finally:
+                with trio.CancelScope(shield=True):
+                    await backend.aclose()

@@ -1,0 +1,363 @@
+"""The SQL of the SQLite store: plain synchronous sqlite3, no async, no bridge.
+
+Everything here runs on the database's own thread (aiosqlite's worker): the
+whole batch transaction as one function, the connection set-up and the
+migrations. The read queries are plain strings with row decoders, used by the
+async backend through aiosqlite's public API.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Literal, Protocol
+
+from ._batch import BatchResult, Known, StoredCommand, apply_batch
+from ._errors import StoreError
+from ._json import JSONObject, dumps, loads_object
+from ._models import (
+    Append,
+    Approval,
+    ApprovalStatus,
+    CommandRecord,
+    Event,
+    Session,
+    Turn,
+    TurnStatus,
+)
+from ._schema import MIGRATIONS, Migration, migrate
+
+Durability = Literal["normal", "full"]
+
+# Same text as sessions.dumps, without building an encoder per call (the hot
+# path encodes one payload per streamed event).
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class Row(Protocol):
+    """A result row: a tuple, or a ``sqlite3.Row``."""
+
+    def __getitem__(self, index: int, /) -> object: ...
+
+
+# --- set-up -------------------------------------------------------------------------
+
+
+def configure(
+    conn: sqlite3.Connection,
+    durability: Durability,
+    busy_timeout_ms: int,
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> None:
+    """Pragmas, then migrations. *conn* must be in autocommit mode."""
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if str(mode[0]).lower() != "wal":
+        raise StoreError(f"cannot use WAL journal mode (got {mode[0]!r})")
+    # NORMAL in WAL mode survives a process crash; FULL also survives power loss.
+    conn.execute(
+        "PRAGMA synchronous = FULL" if durability == "full" else "PRAGMA synchronous = NORMAL"
+    )
+    conn.execute("PRAGMA foreign_keys = ON")
+    migrate(conn, migrations)
+
+
+# --- the batch transaction ------------------------------------------------------------
+
+
+def commit_batch(
+    conn: sqlite3.Connection, appends: Sequence[Append], known: Known, ts: float
+) -> BatchResult:
+    """Apply *appends* in one ``BEGIN IMMEDIATE`` … ``COMMIT``; roll back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = apply_batch(SqliteTx(conn), appends, known, ts)
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback_quietly(conn)
+        raise
+    return result
+
+
+def rollback_quietly(conn: sqlite3.Connection) -> None:
+    # The original error is the one worth reporting; a failing ROLLBACK after
+    # it only means SQLite already rolled back on its own.
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+class SqliteTx:
+    """The :class:`~sessions._batch.Tx` of one open SQLite transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @contextmanager
+    def savepoint(self, needed: bool) -> Iterator[None]:
+        if not needed:
+            # One statement: SQLite undoes a failed statement by itself and the
+            # transaction goes on. Skipping the savepoint saves two statements
+            # on the hot path (one streamed event per append).
+            try:
+                yield
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"the database refused this append: {exc}") from exc
+            return
+        self._conn.execute("SAVEPOINT append_")
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            self._undo()
+            raise StoreError(f"the database refused this append: {exc}") from exc
+        except BaseException:
+            self._undo()
+            raise
+        self._conn.execute("RELEASE append_")
+
+    def _undo(self) -> None:
+        self._conn.execute("ROLLBACK TO append_")
+        self._conn.execute("RELEASE append_")
+
+    def load_session(self, session_id: str) -> Session | None:
+        row = self._conn.execute(SELECT_SESSION, (session_id,)).fetchone()
+        return None if row is None else decode_session(row)
+
+    def max_seq(self, session_id: str) -> int:
+        row = self._conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        return as_int(row[0])
+
+    def load_command(self, session_id: str, command_id: str) -> StoredCommand | None:
+        row = self._conn.execute(SELECT_COMMAND, (session_id, command_id)).fetchone()
+        return None if row is None else decode_command(row)
+
+    def load_events(self, session_id: str, first_seq: int, last_seq: int) -> list[Event]:
+        rows = self._conn.execute(SELECT_EVENT_RANGE, (session_id, first_seq, last_seq))
+        return [decode_event(row) for row in rows]
+
+    def load_approval(self, session_id: str, call_id: str) -> Approval | None:
+        row = self._conn.execute(SELECT_APPROVAL, (session_id, call_id)).fetchone()
+        return None if row is None else decode_approval(row)
+
+    def save_session(self, session: Session) -> None:
+        self._conn.execute(
+            """
+            INSERT INTO sessions (id, owner, title, created_at, updated_at, current_agent, deleted)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (id) DO UPDATE SET
+                owner = excluded.owner, title = excluded.title,
+                created_at = excluded.created_at, updated_at = excluded.updated_at,
+                current_agent = excluded.current_agent, deleted = excluded.deleted
+            """,
+            (
+                session.id,
+                session.owner,
+                session.title,
+                session.created_at,
+                session.updated_at,
+                session.current_agent,
+                int(session.deleted),
+            ),
+        )
+
+    def save_events(self, events: Sequence[Event]) -> None:
+        self._conn.executemany(
+            "INSERT INTO events (session_id, seq, type, ts, turn_id, data)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(e.session_id, e.seq, e.type, e.ts, e.turn_id, _encode(e.data)) for e in events],
+        )
+
+    def save_command(
+        self, record: CommandRecord, first_seq: int | None, last_seq: int | None
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO commands (session_id, command_id, ack, first_seq, last_seq)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (record.session_id, record.command_id, dumps(record.ack), first_seq, last_seq),
+        )
+
+    def save_turn(self, turn: Turn) -> None:
+        self._conn.execute(
+            """
+            INSERT INTO turns (id, session_id, agent, status, started_at, updated_at, state)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (id) DO UPDATE SET
+                session_id = excluded.session_id, agent = excluded.agent,
+                status = excluded.status, started_at = excluded.started_at,
+                updated_at = excluded.updated_at, state = excluded.state
+            """,
+            (
+                turn.id,
+                turn.session_id,
+                turn.agent,
+                turn.status.value,
+                turn.started_at,
+                turn.updated_at,
+                dumps(turn.state),
+            ),
+        )
+
+    def save_approval(self, approval: Approval) -> None:
+        self._conn.execute(
+            """
+            INSERT OR REPLACE INTO approvals (session_id, call_id, turn_id, name, arguments,
+                rule, requested_at, expires_at, status, resolution, resolved_by)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            (
+                approval.session_id,
+                approval.call_id,
+                approval.turn_id,
+                approval.name,
+                dumps(approval.arguments),
+                approval.rule,
+                approval.requested_at,
+                approval.expires_at,
+                approval.status.value,
+                dumps(approval.resolution),
+                approval.resolved_by,
+            ),
+        )
+
+
+# --- reads --------------------------------------------------------------------------
+
+_SESSION_COLS = "id, owner, title, created_at, updated_at, current_agent, deleted"
+_EVENT_COLS = "session_id, seq, type, ts, turn_id, data"
+_TURN_COLS = "id, session_id, agent, status, started_at, updated_at, state"
+_APPROVAL_COLS = (
+    "a.session_id, a.call_id, a.turn_id, a.name, a.arguments, a.rule, a.requested_at,"
+    " a.expires_at, a.status, a.resolution, a.resolved_by"
+)
+
+SELECT_SESSION = f"SELECT {_SESSION_COLS} FROM sessions WHERE id = ?"
+LIST_SESSIONS = (
+    f"SELECT {_SESSION_COLS} FROM sessions WHERE owner = ? AND deleted = 0"
+    " ORDER BY created_at DESC, id DESC LIMIT ?"
+)
+LIST_SESSIONS_BEFORE = (
+    f"SELECT {_SESSION_COLS} FROM sessions WHERE owner = ? AND deleted = 0"
+    " AND (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?"
+)
+SELECT_EVENTS = (
+    f"SELECT {_EVENT_COLS} FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+SELECT_EVENT_RANGE = (
+    f"SELECT {_EVENT_COLS} FROM events WHERE session_id = ? AND seq BETWEEN ? AND ? ORDER BY seq"
+)
+SELECT_COMMAND = (
+    "SELECT ack, first_seq, last_seq FROM commands WHERE session_id = ? AND command_id = ?"
+)
+SELECT_TURN = f"SELECT {_TURN_COLS} FROM turns WHERE id = ?"
+_ACTIVE = ", ".join(f"'{status.value}'" for status in TurnStatus if status.active)
+ACTIVE_TURNS = (
+    f"SELECT {', '.join('t.' + c for c in _TURN_COLS.split(', '))} FROM turns t"
+    " JOIN sessions s ON s.id = t.session_id AND s.deleted = 0"
+    f" WHERE t.status IN ({_ACTIVE}) ORDER BY t.started_at, t.id"
+)
+SELECT_APPROVAL = (
+    f"SELECT {_APPROVAL_COLS} FROM approvals a WHERE a.session_id = ? AND a.call_id = ?"
+)
+PENDING_APPROVALS_OF = (
+    f"SELECT {_APPROVAL_COLS} FROM approvals a WHERE a.session_id = ? AND a.status = 'pending'"
+    " ORDER BY a.requested_at, a.session_id, a.call_id"
+)
+PENDING_APPROVALS_ALL = (
+    f"SELECT {_APPROVAL_COLS} FROM approvals a"
+    " JOIN sessions s ON s.id = a.session_id AND s.deleted = 0"
+    " WHERE a.status = 'pending' ORDER BY a.requested_at, a.session_id, a.call_id"
+)
+
+
+def as_str(value: object) -> str:
+    if not isinstance(value, str):
+        raise StoreError(f"corrupt row: expected text, got {type(value).__name__}")
+    return value
+
+
+def as_opt_str(value: object) -> str | None:
+    return None if value is None else as_str(value)
+
+
+def as_int(value: object) -> int:
+    if not isinstance(value, int):
+        raise StoreError(f"corrupt row: expected an integer, got {type(value).__name__}")
+    return value
+
+
+def as_opt_int(value: object) -> int | None:
+    return None if value is None else as_int(value)
+
+
+def as_float(value: object) -> float:
+    if not isinstance(value, int | float):
+        raise StoreError(f"corrupt row: expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def as_json(value: object) -> JSONObject:
+    try:
+        return loads_object(as_str(value))
+    except ValueError as exc:
+        raise StoreError(f"corrupt row: {exc}") from exc
+
+
+def decode_session(row: Row) -> Session:
+    return Session(
+        id=as_str(row[0]),
+        owner=as_str(row[1]),
+        title=as_str(row[2]),
+        created_at=as_float(row[3]),
+        updated_at=as_float(row[4]),
+        current_agent=as_str(row[5]),
+        deleted=bool(as_int(row[6])),
+    )
+
+
+def decode_event(row: Row) -> Event:
+    return Event(
+        session_id=as_str(row[0]),
+        seq=as_int(row[1]),
+        type=as_str(row[2]),
+        ts=as_float(row[3]),
+        turn_id=as_opt_str(row[4]),
+        data=as_json(row[5]),
+    )
+
+
+def decode_command(row: Row) -> StoredCommand:
+    return StoredCommand(
+        ack=as_json(row[0]), first_seq=as_opt_int(row[1]), last_seq=as_opt_int(row[2])
+    )
+
+
+def decode_turn(row: Row) -> Turn:
+    return Turn(
+        id=as_str(row[0]),
+        session_id=as_str(row[1]),
+        agent=as_str(row[2]),
+        status=TurnStatus(as_str(row[3])),
+        started_at=as_float(row[4]),
+        updated_at=as_float(row[5]),
+        state=as_json(row[6]),
+    )
+
+
+def decode_approval(row: Row) -> Approval:
+    return Approval(
+        session_id=as_str(row[0]),
+        call_id=as_str(row[1]),
+        turn_id=as_str(row[2]),
+        name=as_str(row[3]),
+        arguments=as_json(row[4]),
+        rule=as_str(row[5]),
+        requested_at=as_float(row[6]),
+        expires_at=as_float(row[7]),
+        status=ApprovalStatus(as_str(row[8])),
+        resolution=as_json(row[9]),
+        resolved_by=as_opt_str(row[10]),
+    )

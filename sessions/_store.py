@@ -1,0 +1,229 @@
+"""The store both backends share: reads from a backend, writes through the writer.
+
+:class:`GroupCommitStore` implements :class:`~sessions.SessionStore` on top of a
+:class:`Backend` (the in-memory fake or SQLite), so both stores behave the same
+by construction. :func:`open_store` owns the writer task and the shutdown order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+import trio
+
+from ._batch import BatchResult, Known, check_append
+from ._errors import SessionNotFound, StoreClosed
+from ._fanout import Fanout, ReplaySubscription
+from ._models import Append, Approval, Committed, Event, Session, Turn
+from ._protocol import Subscription
+from ._writer import GroupCommitWriter, WriterStats
+
+
+class Backend(Protocol):
+    """Storage under a :class:`GroupCommitStore`.
+
+    Reads return deleted sessions too (the store filters them); ``active_turns``
+    and ``pending_approvals`` leave out those of deleted sessions.
+    """
+
+    async def commit(self, appends: Sequence[Append], known: Known, ts: float) -> BatchResult: ...
+
+    async def get_session(self, session_id: str) -> Session | None: ...
+
+    async def list_sessions(
+        self, owner: str, *, limit: int, before: tuple[float, str] | None
+    ) -> list[Session]: ...
+
+    async def read_events(
+        self, session_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[Event]: ...
+
+    async def get_turn(self, turn_id: str) -> Turn | None: ...
+
+    async def active_turns(self) -> list[Turn]: ...
+
+    async def get_approval(self, session_id: str, call_id: str) -> Approval | None: ...
+
+    async def pending_approvals(self, session_id: str | None) -> list[Approval]: ...
+
+    async def get_command(self, session_id: str, command_id: str) -> Committed | None: ...
+
+
+class GroupCommitStore:
+    """A :class:`~sessions.SessionStore` whose writes are group-committed.
+
+    Obtain one from :func:`~sessions.open_memory_store` or
+    :func:`~sessions.open_sqlite_store`. Every method may be called from any trio
+    task of the run, not only from tasks inside the store's context.
+    """
+
+    def __init__(self, backend: Backend, writer: GroupCommitWriter, fanout: Fanout) -> None:
+        self._backend = backend
+        self._writer = writer
+        self._fanout = fanout
+        self._closed = False
+
+    @property
+    def stats(self) -> WriterStats:
+        """Counters of the group-commit writer."""
+        return self._writer.stats
+
+    async def append(self, append: Append) -> Committed:
+        """Commit *append* atomically and return what it became.
+
+        Raises:
+            ValueError: a part of *append* names another session.
+            StoreClosed: the store is shutting down.
+            SessionNotFound: a write other than the session row itself, for a
+                session that is unknown or deleted.
+            Conflict: an approval transition other than new pending or
+                pending → resolved.
+            StoreError: the batch transaction failed; nothing was written.
+
+        Cancellation: cancelled while the queue is full, nothing is written.
+        Cancelled later, the append still commits whole (or fails whole); only
+        the result is lost.
+        """
+        check_append(append)
+        return await self._writer.append(append)
+
+    async def get_session(self, session_id: str) -> Session | None:
+        """The session, or ``None`` if unknown or deleted.
+
+        Cancellation: safe (reads only).
+        """
+        self._check_open()
+        session = await self._backend.get_session(session_id)
+        if session is None or session.deleted:
+            return None
+        return session
+
+    async def list_sessions(
+        self, owner: str, *, limit: int = 50, before: tuple[float, str] | None = None
+    ) -> list[Session]:
+        """*owner*'s live sessions, newest first (by ``created_at``, then ``id``).
+
+        ``before`` is the ``(created_at, id)`` of the last session of the previous page.
+
+        Cancellation: safe (reads only).
+        """
+        self._check_open()
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        return await self._backend.list_sessions(owner, limit=limit, before=before)
+
+    async def read_events(
+        self, session_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        """Committed events with ``seq > after``, oldest first.
+
+        Cancellation: safe (reads only).
+        """
+        self._check_open()
+        return await self._backend.read_events(session_id, after=after, limit=limit)
+
+    def subscribe(
+        self, session_id: str, *, after: int = 0, buffer: int = 1024
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Replay events after *after*, then follow live ones, without gap or duplicate.
+
+        Entering raises :class:`~sessions.SessionNotFound` for an unknown or
+        deleted session. Iteration ends cleanly when the store closes, and raises
+        :class:`~sessions.SubscriberTooSlow` if more than *buffer* live events
+        pile up unread.
+
+        Cancellation: entering and iterating are safe to cancel; resume from
+        ``last_seq``.
+        """
+        return self._subscribe(session_id, after, buffer)
+
+    @asynccontextmanager
+    async def _subscribe(
+        self, session_id: str, after: int, buffer: int
+    ) -> AsyncIterator[Subscription]:
+        if await self.get_session(session_id) is None:
+            raise SessionNotFound(session_id)
+        subscription = ReplaySubscription(session_id, after, buffer, self._backend, self._fanout)
+        try:
+            yield subscription
+        finally:
+            subscription.close()
+
+    async def get_turn(self, turn_id: str) -> Turn | None:
+        """The turn, or ``None``.
+
+        Cancellation: safe (reads only).
+        """
+        self._check_open()
+        return await self._backend.get_turn(turn_id)
+
+    async def active_turns(self) -> list[Turn]:
+        """Turns still running or awaiting, of live sessions (for restart recovery).
+
+        Cancellation: safe (reads only).
+        """
+        self._check_open()
+        return await self._backend.active_turns()
+
+    async def get_approval(self, session_id: str, call_id: str) -> Approval | None:
+        """The approval with its current status, or ``None``.
+
+        Cancellation: safe (reads only).
+        """
+        self._check_open()
+        return await self._backend.get_approval(session_id, call_id)
+
+    async def pending_approvals(self, session_id: str | None = None) -> list[Approval]:
+        """Pending approvals of one session, or of all live sessions when ``None``.
+
+        Oldest request first.
+
+        Cancellation: safe (reads only).
+        """
+        self._check_open()
+        return await self._backend.pending_approvals(session_id)
+
+    async def get_command(self, session_id: str, command_id: str) -> Committed | None:
+        """What a command id committed (``duplicate=True``), if that id was used.
+
+        Cancellation: safe (reads only).
+        """
+        self._check_open()
+        return await self._backend.get_command(session_id, command_id)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("the session store is closed")
+
+    def _mark_closed(self) -> None:
+        self._closed = True
+
+
+@asynccontextmanager
+async def open_store(
+    backend: Backend,
+    *,
+    queue_size: int,
+    max_batch: int,
+    drain_timeout: float,
+) -> AsyncIterator[GroupCommitStore]:
+    """Run the writer for *backend* and yield the store.
+
+    On exit: stop accepting appends, let the writer commit what is queued
+    (shielded, at most *drain_timeout* seconds), then end every subscription.
+    Closing the backend is the caller's job, after this returns.
+    """
+    fanout = Fanout()
+    writer = GroupCommitWriter(backend, fanout, queue_size=queue_size, max_batch=max_batch)
+    store = GroupCommitStore(backend, writer, fanout)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        try:
+            yield store
+        finally:
+            writer.stop_accepting()
+            await writer.wait_drained(drain_timeout)
+            fanout.close()
+            store._mark_closed()

@@ -1,0 +1,220 @@
+"""The group-commit writer: one task commits every pending append in one transaction.
+
+Appenders put a request on a bounded channel and wait for its commit. The writer
+takes one request, drains whatever else is already queued (up to ``max_batch``),
+commits the lot in one backend transaction, completes every waiter and then
+publishes the committed events. Throughput comes from amortising one commit
+over many appends; back-pressure from the channel's bound.
+
+The writer runs in a shielded cancel scope. It is stopped by closing the send
+side (it then drains what is queued), or, when the drain deadline passes, by
+cancelling that scope; even then a batch already in the backend finishes,
+because each commit is shielded on its own. It is never cancelled
+mid-transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import trio
+from attrs import define, frozen
+
+from ._batch import BatchResult, Known
+from ._errors import StoreClosed, StoreError
+from ._models import Append, Committed, Event, Session, now
+
+
+class BatchBackend(Protocol):
+    async def commit(self, appends: Sequence[Append], known: Known, ts: float) -> BatchResult:
+        """Apply *appends* in ONE transaction (see :func:`sessions._batch.apply_batch`).
+
+        Raises:
+            StoreError: the transaction failed as a whole; nothing was written.
+        """
+        ...
+
+
+class Publisher(Protocol):
+    def publish(self, session_id: str, events: Sequence[Event]) -> None:
+        """Hand committed events to subscribers; must never block."""
+        ...
+
+
+@frozen
+class WriterStats:
+    """Counters of the group-commit writer (for metrics and benchmarks)."""
+
+    batches: int
+    appends: int
+    failed_batches: int
+    largest_batch: int
+
+
+@define
+class _Request:
+    append: Append
+    done: trio.Event
+    outcome: Committed | StoreError | None = None
+
+    def finish(self, outcome: Committed | StoreError) -> None:
+        self.outcome = outcome
+        self.done.set()
+
+
+class GroupCommitWriter:
+    """The single writer of a store, plus the ``append`` entry point."""
+
+    def __init__(
+        self,
+        backend: BatchBackend,
+        publisher: Publisher,
+        *,
+        queue_size: int = 1024,
+        max_batch: int = 1024,
+    ) -> None:
+        if queue_size < 1 or max_batch < 1:
+            raise ValueError("queue_size and max_batch must be at least 1")
+        self._backend = backend
+        self._publisher = publisher
+        self._max_batch = max_batch
+        self._send, self._receive = trio.open_memory_channel[_Request](queue_size)
+        # Only the writer task touches these, and only between transactions.
+        # They grow with the sessions written since start (an int and a small
+        # frozen object each).
+        self._last_seqs: dict[str, int] = {}
+        self._sessions: dict[str, Session] = {}
+        self._scope = trio.CancelScope(shield=True)
+        self._finished = trio.Event()
+        self._batches = 0
+        self._appends = 0
+        self._failed = 0
+        self._largest = 0
+
+    @property
+    def stats(self) -> WriterStats:
+        return WriterStats(
+            batches=self._batches,
+            appends=self._appends,
+            failed_batches=self._failed,
+            largest_batch=self._largest,
+        )
+
+    async def append(self, append: Append) -> Committed:
+        """Queue *append* and wait until its batch committed.
+
+        Raises:
+            StoreClosed: the writer no longer accepts appends.
+            StoreError: its batch failed, or the append alone failed (a subclass
+                such as :class:`~sessions.Conflict`).
+
+        Cancellation: cancelled while waiting for room in the queue, nothing was
+        queued and nothing is written. Cancelled after that, the append still
+        commits (whole, with its seqs); only its result is lost.
+        """
+        request = _Request(append, trio.Event())
+        try:
+            await self._send.send(request)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise StoreClosed("the session store is closed") from None
+        await request.done.wait()
+        outcome = request.outcome
+        if isinstance(outcome, StoreError):
+            raise outcome
+        assert outcome is not None
+        return outcome
+
+    def stop_accepting(self) -> None:
+        """Refuse new appends; tasks blocked on a full queue get StoreClosed.
+
+        The writer then commits what is queued and returns.
+        """
+        self._send.close()
+
+    async def wait_drained(self, deadline_s: float) -> bool:
+        """Wait (shielded) up to *deadline_s* for the writer to finish; True if it did.
+
+        If the deadline passes, the writer is cancelled between batches and the
+        appends still queued fail with StoreClosed.
+
+        Cancellation: shielded; returns after at most *deadline_s*.
+        """
+        with trio.move_on_after(deadline_s) as scope:
+            scope.shield = True
+            await self._finished.wait()
+        if not self._finished.is_set():
+            self._scope.cancel()
+            return False
+        return True
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer task: commit batches until the send side is closed."""
+        with self._scope:
+            task_status.started()
+            try:
+                await self._loop()
+            finally:
+                self._fail_queued()
+                self._finished.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                first = await self._receive.receive()
+            except trio.EndOfChannel:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Request]) -> None:
+        appends = [request.append for request in batch]
+        touched = {a.session_id for a in appends}
+        known = Known(
+            seqs={sid: self._last_seqs[sid] for sid in touched if sid in self._last_seqs},
+            sessions={sid: self._sessions[sid] for sid in touched if sid in self._sessions},
+        )
+        try:
+            # Shielded: a transaction is never abandoned half-way, whatever
+            # happens to the writer's scope meanwhile.
+            with trio.CancelScope(shield=True):
+                result = await self._backend.commit(appends, known, now())
+        except StoreError as exc:
+            self._failed += 1
+            for request in batch:
+                error = StoreError(f"commit failed, nothing was written: {exc}")
+                error.__cause__ = exc
+                request.finish(error)
+            return
+        except BaseException:
+            for request in batch:
+                request.finish(StoreClosed("the session store failed"))
+            raise
+        # Nothing below checkpoints: the cache update, waking the waiters and
+        # publishing happen together with the commit or not at all.
+        self._last_seqs.update(result.last_seqs)
+        self._sessions.update(result.sessions)
+        self._batches += 1
+        self._appends += len(batch)
+        self._largest = max(self._largest, len(batch))
+        for request, outcome in zip(batch, result.outcomes, strict=True):
+            request.finish(outcome)
+        for append, outcome in zip(appends, result.outcomes, strict=True):
+            if isinstance(outcome, Committed) and outcome.events and not outcome.duplicate:
+                self._publisher.publish(append.session_id, outcome.events)
+
+    def _fail_queued(self) -> None:
+        # Drain before closing: closing the receive side would discard buffered
+        # requests and leave their appenders waiting forever.
+        while True:
+            try:
+                request = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            request.finish(StoreClosed("the session store closed before this append committed"))
+        self._receive.close()

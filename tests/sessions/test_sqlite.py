@@ -1,0 +1,239 @@
+"""SQLite only: crash safety, the file lock, migrations, pragmas, reopening."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from sessions import (
+    DatabaseInUse,
+    StoreError,
+    open_sqlite_store,
+)
+from sessions._schema import MIGRATIONS, Migration, migrate, user_version
+from sessions._sqlite_sql import configure
+
+from .helpers import append_events, assert_contiguous, create_session, ev
+
+HERE = Path(__file__).parent
+CRASH_APPENDER = HERE / "_crash_appender.py"
+HOLD_DB = HERE / "_hold_db.py"
+
+
+class LineReader:
+    def __init__(self, stream: trio.abc.ReceiveStream | None) -> None:
+        assert stream is not None
+        self._stream = stream
+        self._buffer = bytearray()
+
+    async def readline(self) -> str | None:
+        """The next line without its newline; None at end of stream."""
+        while b"\n" not in self._buffer:
+            chunk = await self._stream.receive_some()
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
+        return line.decode()
+
+
+def _raw(db_path: Path) -> sqlite3.Connection:
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    return sqlite3.connect(db_path, isolation_level=None)
+
+
+# --- durability -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_run_loses_no_committed_event(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    session_id = "ses_crash"
+    promised: list[tuple[int, int, int]] = []
+    with trio.fail_after(60):  # a bound for a broken child, not a synchronisation
+        async with trio.open_nursery() as nursery:
+            command = [sys.executable, str(CRASH_APPENDER), str(db_path), session_id]
+            process: trio.Process = await nursery.start(
+                partial(trio.run_process, command, stdout=subprocess.PIPE, check=False)
+            )
+            lines = LineReader(process.stdout)
+            assert await lines.readline() == "ready"
+            while len(promised) < 300:
+                line = await lines.readline()
+                assert line is not None, "the child stopped early"
+                seq, task, n = map(int, line.split())
+                promised.append((seq, task, n))
+            process.kill()
+            # Lines already in the pipe were printed after their commit too.
+            while (line := await lines.readline()) is not None:
+                if line.count(" ") == 2:
+                    seq, task, n = map(int, line.split())
+                    promised.append((seq, task, n))
+    assert process.returncode == -signal.SIGKILL
+
+    # Reopening also proves the dead child's lock was released.
+    async with open_sqlite_store(db_path) as store:
+        events = await store.read_events(session_id)
+        assert_contiguous(events)
+        by_seq = {e.seq: e for e in events}
+        for seq, task, n in promised:
+            assert by_seq[seq].data == {"task": task, "n": n, "text": "x" * 200}
+        assert len(events) < 8 * 5_000, "the child was not killed mid-run"
+        # And the log continues without a gap.
+        assert (await append_events(store, session_id, ev())).last_seq == len(events) + 1
+
+
+async def test_reopening_continues_each_log(db_path: Path) -> None:
+    async with open_sqlite_store(db_path, durability="full") as store:
+        session = await create_session(store)
+        await append_events(store, session.id, ev(), ev(), ev())
+    async with open_sqlite_store(db_path) as store:
+        assert await store.get_session(session.id) == session
+        assert (await append_events(store, session.id, ev())).last_seq == 4
+        assert_contiguous(await store.read_events(session.id))
+
+
+@pytest.mark.parametrize(("durability", "synchronous"), [("normal", 1), ("full", 2)])
+def test_pragmas(tmp_path: Path, durability: str, synchronous: int) -> None:
+    conn = _raw(tmp_path / "p.db")
+    try:
+        configure(conn, "full" if durability == "full" else "normal", 1234)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA synchronous").fetchone() == (synchronous,)
+        assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+        assert conn.execute("PRAGMA busy_timeout").fetchone() == (1234,)
+    finally:
+        conn.close()
+
+
+# --- one writer process -----------------------------------------------------------------
+
+
+async def test_second_open_in_the_same_process_is_refused(db_path: Path) -> None:
+    async with open_sqlite_store(db_path):
+        with pytest.raises(DatabaseInUse, match="in use by another agent-runtime process"):
+            async with open_sqlite_store(db_path):
+                pass  # pragma: no cover
+    async with open_sqlite_store(db_path):  # released on close
+        pass
+
+
+@pytest.mark.slow
+async def test_second_process_is_refused_until_the_first_exits(db_path: Path) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            command = [sys.executable, str(HOLD_DB), str(db_path)]
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    check=False,
+                )
+            )
+            line = await LineReader(process.stdout).readline()
+            assert line == f"holding {process.pid}"
+            with pytest.raises(DatabaseInUse, match=rf"pid {process.pid}\b") as caught:
+                async with open_sqlite_store(db_path):
+                    pass  # pragma: no cover
+            assert str(db_path) in str(caught.value)
+            assert process.stdin is not None
+            await process.stdin.aclose()
+    assert process.returncode == 0
+    async with open_sqlite_store(db_path) as store:
+        await create_session(store)
+
+
+# --- migrations -------------------------------------------------------------------------
+
+
+async def test_database_at_version_0_is_upgraded(db_path: Path) -> None:
+    conn = _raw(db_path)
+    conn.execute("CREATE TABLE notes (text TEXT)")  # someone's hand-made table
+    conn.execute("INSERT INTO notes VALUES ('keep me')")
+    assert user_version(conn) == 0
+    conn.close()
+    async with open_sqlite_store(db_path) as store:
+        session = await create_session(store)
+        await append_events(store, session.id, ev())
+    conn = _raw(db_path)
+    try:
+        assert user_version(conn) == len(MIGRATIONS)
+        assert conn.execute("SELECT text FROM notes").fetchall() == [("keep me",)]
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
+    finally:
+        conn.close()
+
+
+_V2 = Migration(
+    version=2,
+    description="pin sessions",
+    statements=(
+        "ALTER TABLE sessions ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX sessions_pinned ON sessions (owner, pinned)",
+    ),
+)
+
+
+async def test_older_schema_is_upgraded_keeping_its_data(db_path: Path) -> None:
+    async with open_sqlite_store(db_path) as store:
+        session = await create_session(store)
+        await append_events(store, session.id, ev(n=1))
+    async with open_sqlite_store(db_path, migrations=(*MIGRATIONS, _V2)) as store:
+        assert await store.get_session(session.id) == session
+        assert (await append_events(store, session.id, ev(n=2))).last_seq == 2
+    conn = _raw(db_path)
+    try:
+        assert user_version(conn) == 2
+        assert conn.execute("SELECT pinned FROM sessions").fetchall() == [(0,)]
+    finally:
+        conn.close()
+
+
+async def test_newer_database_is_refused(db_path: Path) -> None:
+    conn = _raw(db_path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 99, newer"):
+        async with open_sqlite_store(db_path):
+            pass  # pragma: no cover
+
+
+def test_failing_migration_changes_nothing(tmp_path: Path) -> None:
+    broken = Migration(
+        version=2,
+        description="broken",
+        statements=("CREATE TABLE extra (x INTEGER)", "ALTER TABLE nowhere ADD COLUMN y"),
+    )
+    conn = _raw(tmp_path / "m.db")
+    try:
+        assert migrate(conn) == 1
+        with pytest.raises(sqlite3.OperationalError):
+            migrate(conn, (*MIGRATIONS, broken))
+        assert user_version(conn) == 1
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert "extra" not in tables
+        assert not conn.in_transaction
+    finally:
+        conn.close()
+
+
+async def test_a_file_that_is_not_a_database_is_refused(db_path: Path) -> None:
+    path = trio.Path(db_path)
+    await path.parent.mkdir(parents=True)
+    await path.write_bytes(b"this is not a database, just text" * 100)
+    with pytest.raises(StoreError, match="SQLite error"):
+        async with open_sqlite_store(db_path):
+            pass  # pragma: no cover
+    await path.unlink()
+    async with open_sqlite_store(db_path):  # nothing was left locked or open
+        pass
