@@ -16,7 +16,7 @@ from attrs import frozen
 from sessions import JSON, JSONObject
 
 from ._errors import CommandError
-from ._events import Fields
+from ._fields import Fields
 
 OnBusy: TypeAlias = Literal["queue", "interrupt", "reject"]
 Decision: TypeAlias = Literal["approve", "edit", "reject", "respond"]

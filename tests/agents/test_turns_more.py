@@ -24,6 +24,7 @@ from agents import (
     ToolCallRequest,
     check_pairing,
 )
+from sessions import JSON
 
 from .harness import open_runtime
 
@@ -219,7 +220,7 @@ async def test_an_edit_cannot_bypass_a_deny_rule() -> None:
         s = await h.session("coder")
         await h.message(s, "create notes.md with hi")
         req = await h.wait_for(s, "approval.requested")
-        edit = {"path": "secrets/key", "content": "x"}
+        edit: dict[str, JSON] = {"path": "secrets/key", "content": "x"}
         ack = await h.send(
             s,
             {
