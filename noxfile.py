@@ -18,8 +18,8 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", *CODE)
 
 
-@nox.session
-def type(session: nox.Session) -> None:  # noqa: A001 - the session's public name
+@nox.session(name="type")
+def type_check(session: nox.Session) -> None:
     """``mypy --strict`` over all packages, tests, benchmarks and this file."""
     session.install("-e", ".[dev]", "nox")
     session.run("mypy")

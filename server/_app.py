@@ -1,0 +1,177 @@
+"""The quart-trio application: shared state, JSON errors and streamed responses.
+
+Exceptions are translated here, once: :class:`ApiError` and werkzeug's HTTP
+errors become ``{"error": {"code", "message"}}`` with their status; anything else
+is a bug, logged with its traceback and answered with a plain 500.
+
+Streamed bodies (SSE) are not async generators: a :class:`StreamResponse` carries
+a coroutine function that the HTTP connection task awaits with a body writer, so
+the stream's subscriptions and scopes nest normally inside that task, and a
+client disconnect cancels it like any other request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import attrs
+import trio
+from hypercorn.typing import ASGISendCallable, HTTPResponseBodyEvent, HTTPResponseStartEvent
+from quart import Response
+from quart.utils import encode_headers
+from quart.wrappers.response import Response as QuartResponse
+from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIHTTPConnection
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from agents import Supervisor
+from sessions import JSON, SessionStore, dumps
+
+from ._auth import Authenticator
+from ._config import ServeConfig
+from ._errors import ApiError
+from ._limits import KeyedLimiter
+from ._metrics import ServerMetrics
+
+logger = logging.getLogger("agent_runtime.server")
+
+JSON_TYPE: Final = "application/json"
+
+BodyWriter = Callable[[bytes], Awaitable[None]]
+
+
+@attrs.define(eq=False)
+class ServerState:
+    """What every handler needs; built once by ``serve()``.
+
+    ``draining`` is set when shutdown begins (streams keep delivering until their
+    session's turn ends); ``closing`` when open streams must finish now.
+    """
+
+    config: ServeConfig
+    store: SessionStore
+    supervisor: Supervisor
+    auth: Authenticator
+    metrics: ServerMetrics
+    http_limiter: KeyedLimiter
+    draining: trio.Event = attrs.field(factory=trio.Event)
+    closing: trio.Event = attrs.field(factory=trio.Event)
+
+
+def json_response(data: JSON, status: int = 200) -> Response:
+    return Response(dumps(data), status=status, content_type=JSON_TYPE)
+
+
+def error_response(error: ApiError) -> Response:
+    response = json_response(error.to_json(), error.status)
+    if error.status == 413:
+        # The unread body is still on the wire: this connection cannot be reused.
+        response.headers["Connection"] = "close"
+    return response
+
+
+class StreamResponse(QuartResponse):
+    """A streamed body produced by ``run(write)`` in the connection's own task."""
+
+    def __init__(
+        self,
+        run: Callable[[BodyWriter], Awaitable[None]],
+        *,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        # An (empty) iterable body, so no Content-Length is set and HTTP/1.1 chunks.
+        super().__init__([], status=200, headers=headers, content_type=content_type)
+        self.run_stream = run
+        self.timeout = None
+
+
+class _HTTPConnection(TrioASGIHTTPConnection):
+    async def _send_response(
+        self, send: ASGISendCallable, response: QuartResponse | WerkzeugResponse
+    ) -> None:
+        if not isinstance(response, StreamResponse):
+            await super()._send_response(send, response)
+            return
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": encode_headers(response.headers),
+            "trailers": False,
+        }
+        await send(start)
+
+        async def write(chunk: bytes) -> None:
+            body: HTTPResponseBodyEvent = {
+                "type": "http.response.body",
+                "body": chunk,
+                "more_body": True,
+            }
+            await send(body)
+
+        await response.run_stream(write)
+        end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(end)
+
+
+class AgentRuntimeApp(QuartTrio):
+    asgi_http_class = _HTTPConnection
+
+
+# werkzeug's HTTP errors that clients can cause, as stable codes.
+_HTTP_CODES: Final = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def create_app(state: ServerState) -> AgentRuntimeApp:
+    """The application with every route of SPEC §7 and §3.4 registered."""
+    from . import _rest, _sse, _ws
+
+    app = AgentRuntimeApp("agent_runtime")
+    app.config.update(
+        # Streams (SSE, WebSocket) live as long as the client wants; never cut them.
+        RESPONSE_TIMEOUT=None,
+        # Time allowed to upload a request body (bounded by MAX_CONTENT_LENGTH too).
+        BODY_TIMEOUT=120,
+        MAX_CONTENT_LENGTH=state.config.limits.max_message_bytes,
+        PROVIDE_AUTOMATIC_OPTIONS=True,
+    )
+
+    @app.errorhandler(ApiError)
+    async def _api_error(error: ApiError) -> Response:
+        state.metrics.client_errors.labels(error.code).inc()
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        if status == 413:
+            message = f"body exceeds the limit of {state.config.limits.max_message_bytes} bytes"
+        else:
+            message = error.description or error.name
+        code = _HTTP_CODES.get(status, "http_error")
+        state.metrics.client_errors.labels(code).inc()
+        return error_response(ApiError(status, code, message))
+
+    @app.errorhandler(Exception)
+    async def _unexpected(error: Exception) -> Response:
+        # Only real bugs get here: bad input is an ApiError or an HTTPException.
+        logger.error("unhandled error in request handler", exc_info=error)
+        state.metrics.internal_errors.inc()
+        return error_response(ApiError(500, "internal", "internal server error"))
+
+    _rest.register(app, state)
+    _sse.register(app, state)
+    _ws.register(app, state)
+    return app

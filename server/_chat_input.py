@@ -1,0 +1,273 @@
+"""What the human says to the chat client: lines from the terminal, approvals, answers.
+
+:class:`TerminalInput` reads lines without blocking trio. On a terminal it opens
+the tty afresh and reads it through a non-blocking :class:`trio.lowlevel.FdStream`,
+so a prompt can be cancelled cleanly (nothing typed is swallowed by a leftover
+thread) and the non-blocking mode does not leak into stdout or into an ``$EDITOR``
+we start, which use their own open file descriptions. Pipes are read the same
+way; regular files, whose reads never block, through a worker thread.
+
+:class:`Decider` turns an ``approval.requested`` or ``question.asked`` event into the
+command fields to send: interactively (keys ``a``/``e``/``r``/``s``) or by the
+non-interactive rules (``--yes``, ``--auto-approve`` globs, else reject).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shlex
+import stat
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Final, Protocol, TextIO
+
+import trio
+
+from agents import ToolError, validate_arguments
+from sessions import JSON, JSONObject
+
+from ._chat_render import Renderer, pretty_arguments
+from ._chat_tools import Workspace
+
+NOT_APPROVED: Final = "not approved (non-interactive)"
+NO_ANSWER: Final = "no answer (non-interactive client)"
+_MENU: Final = "[a]pprove  [e]dit  [r]eject  [s] approve for this session > "
+
+
+class LineSource(Protocol):
+    async def readline(self) -> str | None:
+        """The next line without its newline, or ``None`` at end of input."""
+        ...
+
+
+class TerminalInput:
+    """Lines typed on *stdin* (a terminal, a pipe or a file).
+
+    Cancellation: on a terminal or pipe, cancelling :meth:`readline` loses nothing.
+    """
+
+    def __init__(self, stdin: TextIO | None = None) -> None:
+        self.stdin = stdin if stdin is not None else sys.stdin
+        self._stream: trio.lowlevel.FdStream | None = None
+        self._buffer = b""
+        self._eof = False
+        self._mode: str | None = None
+
+    def _open(self) -> None:
+        self._mode = "thread"
+        if sys.platform == "win32":
+            return
+        try:
+            fd = self.stdin.fileno()
+            mode = os.fstat(fd).st_mode
+        except (AttributeError, OSError, ValueError):
+            return
+        if os.isatty(fd):
+            own = os.open(os.ttyname(fd), os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+        elif stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            own = os.dup(fd)
+        else:
+            return
+        self._stream = trio.lowlevel.FdStream(own)
+        self._mode = "stream"
+
+    async def readline(self) -> str | None:
+        """The next line without its newline, or ``None`` at end of input.
+
+        Cancellation: on a terminal or pipe nothing typed is lost; with a regular
+        file the line being read may be lost (such reads do not block anyway).
+        """
+        if self._mode is None:
+            self._open()
+        if self._stream is None:
+            line = await trio.to_thread.run_sync(self.stdin.readline, abandon_on_cancel=True)
+            return line.rstrip("\r\n") if line else None
+        while b"\n" not in self._buffer and not self._eof:
+            chunk = await self._stream.receive_some(4096)
+            if not chunk:
+                self._eof = True
+            self._buffer += chunk
+        if not self._buffer:
+            return None
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode(errors="replace").rstrip("\r")
+
+    async def aclose(self) -> None:
+        """Close the terminal handle.
+
+        Cancellation: closes anyway.
+        """
+        if self._stream is not None:
+            await self._stream.aclose()
+            self._stream = None
+
+
+class Decider:
+    """Answers approvals and questions, asking the human when *interactive*.
+
+    Args:
+        yes: approve every request.
+        auto_approve: tool-name globs (``read_*``) approved without asking.
+        interactive: ask the human (otherwise: reject what is not auto-approved).
+        lines: where the human's answers come from (interactive only).
+        env: for ``$VISUAL``/``$EDITOR``.
+    """
+
+    def __init__(
+        self,
+        renderer: Renderer,
+        workspace: Workspace,
+        *,
+        yes: bool = False,
+        auto_approve: Sequence[str] = (),
+        interactive: bool = False,
+        lines: LineSource | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.renderer = renderer
+        self.workspace = workspace
+        self.yes = yes
+        self.auto_approve = tuple(auto_approve)
+        self.interactive = interactive and lines is not None
+        self.lines = lines
+        self.env = os.environ if env is None else env
+
+    def automatic(self, tool: str) -> str | None:
+        """Why *tool* is approved without asking, or ``None``."""
+        if self.yes:
+            return "--yes"
+        for glob in self.auto_approve:
+            if fnmatch.fnmatchcase(tool, glob):
+                return f"--auto-approve {glob}"
+        return None
+
+    async def approval(self, event: JSONObject) -> JSONObject:
+        """The ``approval`` command fields (without ``id``) answering *event*.
+
+        Cancellation: safe; nothing has been sent.
+        """
+        call_id, name = str(event.get("call_id")), str(event.get("name"))
+        arguments = event.get("arguments")
+        args: JSONObject = arguments if isinstance(arguments, dict) else {}
+        base: JSONObject = {"type": "approval", "call_id": call_id}
+        reason = self.automatic(name)
+        depth = self.renderer.depth(event)
+        if reason is not None:
+            self.renderer.lines(f"  approving {name} ({reason})", depth, "dim")
+            return base | {"decision": "approve"}
+        if not self.interactive:
+            self.renderer.lines(f"  rejecting {name}: {NOT_APPROVED}", depth, "dim")
+            return base | {"decision": "reject", "feedback": NOT_APPROVED}
+        await self._show(name, args)
+        while True:
+            self.renderer.prompt(_MENU)
+            answer = await self._line()
+            if answer is None:
+                return base | {"decision": "reject", "feedback": "input closed"}
+            key = answer.strip().lower()[:1]
+            if key == "a":
+                return base | {"decision": "approve"}
+            if key == "s":
+                return base | {"decision": "approve", "remember": "session"}
+            if key == "r":
+                self.renderer.prompt("feedback for the agent (optional) > ")
+                feedback = (await self._line() or "").strip()
+                out = base | {"decision": "reject"}
+                return out | {"feedback": feedback} if feedback else out
+            if key == "e":
+                edited = await self._edit(name, args)
+                if edited is not None:
+                    return base | {"decision": "edit", "arguments": edited}
+                continue
+            self.renderer.note("  please type a, e, r or s")
+
+    async def _show(self, name: str, args: JSONObject) -> None:
+        """What the call would do: its arguments and, for edits, the diff."""
+        details = pretty_arguments({k: v for k, v in args.items() if k != "content"})
+        if details:
+            self.renderer.lines(details, 1)
+        preview = await trio.to_thread.run_sync(self.workspace.preview, name, args)
+        if preview is not None:
+            self.renderer.diff(preview)
+
+    async def _line(self) -> str | None:
+        assert self.lines is not None
+        return await self.lines.readline()
+
+    async def _edit(self, name: str, args: JSONObject) -> JSONObject | None:
+        """New arguments from ``$VISUAL``/``$EDITOR`` or an inline prompt; ``None`` to go back."""
+        editor = self.env.get("VISUAL") or self.env.get("EDITOR")
+        if editor:
+            text = await _run_editor(editor, json.dumps(args, indent=2) + "\n")
+        else:
+            self.renderer.note("  current arguments: " + json.dumps(args))
+            self.renderer.prompt("new arguments as one line of JSON (empty: back) > ")
+            text = await self._line()
+        if text is None or not text.strip():
+            return None
+        try:
+            value: JSON = json.loads(text)
+        except ValueError as error:
+            self.renderer.note(f"  not valid JSON: {error}", "red")
+            return None
+        if not isinstance(value, dict):
+            self.renderer.note("  the arguments must be a JSON object", "red")
+            return None
+        try:
+            return validate_arguments(name, value)
+        except ToolError as error:
+            self.renderer.note(f"  invalid arguments: {error}", "red")
+            return None
+
+    async def answer(self, event: JSONObject) -> JSONObject:
+        """The ``answer`` command fields (without ``id``) for a ``question.asked`` event.
+
+        Cancellation: safe; nothing has been sent.
+        """
+        question_id = str(event.get("question_id"))
+        base: JSONObject = {"type": "answer", "question_id": question_id}
+        if not self.interactive:
+            self.renderer.lines(f"  answering: {NO_ANSWER}", self.renderer.depth(event), "dim")
+            return base | {"text": NO_ANSWER}
+        raw = event.get("options")
+        options = [o for o in raw if isinstance(o, str)] if isinstance(raw, list) else []
+        hint = f" (1-{len(options)} or text)" if options else ""
+        while True:
+            self.renderer.prompt(f"your answer{hint} > ")
+            line = await self._line()
+            if line is None:
+                return base | {"text": "no answer (input closed)"}
+            text = line.strip()
+            if text.isdigit() and 1 <= int(text) <= len(options):
+                text = options[int(text) - 1]
+            if text:
+                return base | {"text": text}
+
+
+async def _run_editor(editor: str, text: str) -> str | None:
+    """Let the user edit *text* in *editor* on our terminal; ``None`` if it failed.
+
+    Cancellation: the editor process is terminated.
+    """
+    path = await trio.to_thread.run_sync(_temp_file, text)
+    try:
+        # stdin=None: the editor uses our terminal, not an empty pipe.
+        done = await trio.run_process([*shlex.split(editor), str(path)], stdin=None, check=False)
+        if done.returncode != 0:
+            return None
+        return await trio.to_thread.run_sync(path.read_text)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(partial(path.unlink, missing_ok=True))
+
+
+def _temp_file(text: str) -> Path:
+    handle, name = tempfile.mkstemp(prefix="agent-runtime-", suffix=".json")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    return Path(name)

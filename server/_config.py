@@ -1,0 +1,312 @@
+"""Serve configuration: one frozen value built from flags, environment, a TOML file and defaults.
+
+Precedence, per setting: CLI flag > environment (``AGENT_RUNTIME_*``) > TOML file
+(``--config``) > default. The LLM API key is read from
+``AGENT_RUNTIME_LLM_API_KEY`` only, so it never sits in a file or a process list.
+
+TOML layout (every key optional)::
+
+    [server]  host, port, db, durability, log_format, heartbeat_interval
+    [llm]     provider ("scripted" | "openai"), url, model, pace
+    [agents]  modes, policy, max_steps, approval_timeout, shutdown_grace
+    [auth]    tokens = { "<token>" = "<principal>" }
+    [limits]  max_message_bytes, commands_per_second, sessions_per_principal
+
+Relative paths in the file are resolved against the file's directory.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeAlias, TypeVar
+
+import platformdirs
+from attrs import evolve, field, frozen
+
+from ._errors import ConfigurationError
+
+Durability: TypeAlias = Literal["normal", "full"]
+Provider: TypeAlias = Literal["scripted", "openai"]
+LogFormat: TypeAlias = Literal["text", "json"]
+
+MEMORY_DB = ":memory:"
+ENV_PREFIX = "AGENT_RUNTIME_"
+API_KEY_ENV = "AGENT_RUNTIME_LLM_API_KEY"
+
+
+def default_db_path() -> str:
+    """``sessions.db`` under the platform's user data directory for ``agent-runtime``."""
+    return str(Path(platformdirs.user_data_dir("agent-runtime")) / "sessions.db")
+
+
+@frozen
+class Limits:
+    """Per-request and per-principal limits (each violation gets a clear error).
+
+    Attributes:
+        max_message_bytes: largest HTTP body or WebSocket message accepted.
+        commands_per_second: sustained command rate per connection (burst: 2 s worth).
+        sessions_per_principal: live sessions one principal may own.
+    """
+
+    max_message_bytes: int = 1024 * 1024
+    commands_per_second: float = 20.0
+    sessions_per_principal: int = 1000
+
+
+@frozen
+class ServeConfig:
+    """Everything ``serve()`` needs; secrets are kept out of ``repr``.
+
+    ``tokens`` maps bearer token → principal. ``db`` is a path or ``":memory:"``.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    db: str = field(factory=default_db_path)
+    durability: Durability = "normal"
+    llm: Provider = "scripted"
+    llm_url: str = "https://api.openai.com/v1"
+    model: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    modes: Path | None = None
+    policy: Path | None = None
+    log_format: LogFormat = "text"
+    tokens: Mapping[str, str] = field(factory=dict, repr=False)
+    limits: Limits = field(factory=Limits)
+    heartbeat_interval: float = 15.0
+    scripted_pace: float = 0.02
+    max_steps: int = 25
+    approval_timeout: float = 600.0
+    shutdown_grace: float = 5.0
+    hello_timeout: float = 10.0
+    subscriber_buffer: int = 1024
+    send_buffer: int = 256
+
+    @property
+    def in_memory(self) -> bool:
+        return self.db == MEMORY_DB
+
+    @property
+    def model_name(self) -> str:
+        """The model to request: ``model`` or the provider's default."""
+        if self.model is not None:
+            return self.model
+        return "scripted" if self.llm == "scripted" else "gpt-4o-mini"
+
+
+# Canonical setting name → (TOML section, key in section).
+_TOML_KEYS: dict[str, tuple[str, str]] = {
+    "host": ("server", "host"),
+    "port": ("server", "port"),
+    "db": ("server", "db"),
+    "durability": ("server", "durability"),
+    "log_format": ("server", "log_format"),
+    "heartbeat_interval": ("server", "heartbeat_interval"),
+    "llm": ("llm", "provider"),
+    "llm_url": ("llm", "url"),
+    "model": ("llm", "model"),
+    "scripted_pace": ("llm", "pace"),
+    "modes": ("agents", "modes"),
+    "policy": ("agents", "policy"),
+    "max_steps": ("agents", "max_steps"),
+    "approval_timeout": ("agents", "approval_timeout"),
+    "shutdown_grace": ("agents", "shutdown_grace"),
+    "tokens": ("auth", "tokens"),
+    "max_message_bytes": ("limits", "max_message_bytes"),
+    "commands_per_second": ("limits", "commands_per_second"),
+    "sessions_per_principal": ("limits", "sessions_per_principal"),
+}
+_PATH_KEYS = frozenset({"db", "modes", "policy"})
+_LIMIT_KEYS = frozenset({"max_message_bytes", "commands_per_second", "sessions_per_principal"})
+
+_T = TypeVar("_T")
+
+
+def _choice(options: tuple[_T, ...]) -> Callable[[str, object], _T]:
+    def convert(name: str, value: object) -> _T:
+        for option in options:
+            if value == option:
+                return option
+        allowed = ", ".join(repr(o) for o in options)
+        raise ConfigurationError(f"{name}: expected one of {allowed}, got {value!r}")
+
+    return convert
+
+
+def _string(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _integer(name: str, value: object) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise ConfigurationError(f"{name}: expected an integer, got {value!r}") from None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{name}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigurationError(f"{name}: expected a number, got {value!r}") from None
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{name}: expected a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _path(name: str, value: object) -> Path:
+    return Path(_string(name, value))
+
+
+def parse_tokens(text: str) -> dict[str, str]:
+    """``"token1:alice,token2:bob"`` → ``{"token1": "alice", "token2": "bob"}``.
+
+    Raises:
+        ConfigurationError: an entry is not ``token:principal`` (the token is not echoed).
+    """
+    tokens: dict[str, str] = {}
+    for index, entry in enumerate(part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        token, sep, principal = entry.partition(":")
+        if not sep or not token.strip() or not principal.strip():
+            raise ConfigurationError(
+                f"{ENV_PREFIX}TOKENS entry {index + 1} must look like token:principal"
+            )
+        tokens[token.strip()] = principal.strip()
+    return tokens
+
+
+def _tokens(name: str, value: object) -> dict[str, str]:
+    if isinstance(value, str):
+        return parse_tokens(value)
+    if isinstance(value, Mapping):
+        out: dict[str, str] = {}
+        for token, principal in value.items():
+            if not isinstance(token, str) or not token or not isinstance(principal, str):
+                raise ConfigurationError(f"{name}: expected a table of token = principal strings")
+            out[token] = principal
+        return out
+    raise ConfigurationError(f"{name}: expected a table of token = principal strings")
+
+
+_CONVERTERS: dict[str, Callable[[str, object], object]] = {
+    "host": _string,
+    "port": _integer,
+    "db": _string,
+    "durability": _choice(("normal", "full")),
+    "llm": _choice(("scripted", "openai")),
+    "llm_url": _string,
+    "model": _string,
+    "api_key": _string,
+    "modes": _path,
+    "policy": _path,
+    "log_format": _choice(("text", "json")),
+    "tokens": _tokens,
+    "max_message_bytes": _integer,
+    "commands_per_second": _number,
+    "sessions_per_principal": _integer,
+    "heartbeat_interval": _number,
+    "scripted_pace": _number,
+    "max_steps": _integer,
+    "approval_timeout": _number,
+    "shutdown_grace": _number,
+}
+
+
+def read_toml(path: Path) -> dict[str, object]:
+    """The settings of TOML file *path*, keyed by canonical name.
+
+    Raises:
+        ConfigurationError: unreadable file, invalid TOML, unknown section or key,
+            or an API key in the file.
+    """
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except OSError as error:
+        raise ConfigurationError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {error}") from None
+    by_location = {location: name for name, location in _TOML_KEYS.items()}
+    settings: dict[str, object] = {}
+    for section, table in document.items():
+        if not isinstance(table, dict):
+            raise ConfigurationError(f"{path}: top-level key {section!r} must be a [section]")
+        for key, value in table.items():
+            if (section, key) == ("llm", "api_key"):
+                raise ConfigurationError(
+                    f"{path}: do not put API keys in config files; set {API_KEY_ENV}"
+                )
+            name = by_location.get((section, key))
+            if name is None:
+                raise ConfigurationError(f"{path}: unknown setting [{section}] {key}")
+            if name in _PATH_KEYS and isinstance(value, str) and value != MEMORY_DB:
+                value = str(path.parent / Path(value).expanduser())
+            settings[name] = value
+    return settings
+
+
+def read_env(env: Mapping[str, str]) -> dict[str, object]:
+    """The ``AGENT_RUNTIME_*`` settings of *env*, keyed by canonical name."""
+    settings: dict[str, object] = {}
+    for name in _CONVERTERS:
+        value = env.get(ENV_PREFIX + name.upper())
+        if value is not None and value != "":
+            settings[name] = value
+    return settings
+
+
+def load_config(
+    *,
+    flags: Mapping[str, object] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> ServeConfig:
+    """Merge the sources by precedence and validate every value.
+
+    *flags* holds CLI values by canonical name (``None`` meaning "not given").
+    The config file is *config_file*, else ``AGENT_RUNTIME_CONFIG`` from *env*.
+
+    Raises:
+        ConfigurationError: a value is invalid; the message names the setting.
+    """
+    env = env if env is not None else {}
+    if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(env[ENV_PREFIX + "CONFIG"])
+    merged: dict[str, object] = {}
+    if config_file is not None:
+        merged.update(read_toml(config_file))
+    merged.update(read_env(env))
+    merged.pop("api_key", None)
+    if env.get(API_KEY_ENV):
+        merged["api_key"] = env[API_KEY_ENV]
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+
+    # Any: each converter returns the exact type its field declares.
+    values: dict[str, Any] = {}
+    for name, raw in merged.items():
+        convert = _CONVERTERS.get(name)
+        if convert is None:
+            raise ConfigurationError(f"unknown setting {name!r}")
+        values[name] = convert(name, raw)
+    limits = {k: values.pop(k) for k in list(values) if k in _LIMIT_KEYS}
+    config = ServeConfig()
+    config = evolve(config, limits=evolve(config.limits, **limits), **values)
+    if config.port > 65535:
+        raise ConfigurationError(f"port: expected 0..65535, got {config.port}")
+    if config.limits.max_message_bytes < 1024:
+        raise ConfigurationError("max_message_bytes: expected at least 1024")
+    if config.heartbeat_interval <= 0:
+        raise ConfigurationError("heartbeat_interval: expected a positive number")
+    return config

@@ -1,0 +1,190 @@
+"""REST routes of SPEC §7: health, metrics, agents, sessions and their read models."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from agents import CommandError
+from sessions import JSON, Approval, JSONObject, Session, dumps
+
+from ._app import ServerState, json_response
+from ._errors import ApiError, bad_request
+from ._http import authenticate, int_arg, owned_session, read_json_object
+
+MAX_TITLE = 120
+MAX_PAGE = 1000
+
+
+def session_json(state: ServerState, session: Session) -> JSONObject:
+    out = session.to_json()
+    out["running_turn"] = state.supervisor.running_turn(session.id)
+    return out
+
+
+def approval_json(approval: Approval) -> JSONObject:
+    return {
+        "call_id": approval.call_id,
+        "turn_id": approval.turn_id,
+        "name": approval.name,
+        "arguments": approval.arguments,
+        "rule": approval.rule,
+        "requested_at": approval.requested_at,
+        "expires_at": approval.expires_at,
+        "status": approval.status.value,
+    }
+
+
+def encode_cursor(session: Session) -> str:
+    raw = dumps([session.created_at, session.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The ``(created_at, id)`` an opaque page cursor stands for.
+
+    Raises:
+        ApiError: 400 ``bad_parameter`` for anything this server did not issue.
+    """
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        raise bad_request("bad_parameter", "invalid cursor") from None
+    match value:
+        case [int() | float() as created_at, str() as session_id] if not isinstance(
+            created_at, bool
+        ):
+            return float(created_at), session_id
+        case _:
+            raise bad_request("bad_parameter", "invalid cursor")
+
+
+def _title(body: JSONObject, *, required: bool) -> str | None:
+    value = body.get("title")
+    if value is None:
+        if required:
+            raise bad_request("invalid_request", "field 'title' (a string) is required")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request("invalid_request", "field 'title' must be a non-empty string")
+    return value.strip()[:MAX_TITLE]
+
+
+def _only(body: JSONObject, allowed: set[str]) -> None:
+    unknown = sorted(body.keys() - allowed)
+    if unknown:
+        raise bad_request("invalid_request", f"unknown field(s) {', '.join(map(repr, unknown))}")
+
+
+async def events_page(state: ServerState, session: Session) -> Response:
+    """``GET /v1/sessions/{id}/events?after=N&limit=M`` as one JSON page."""
+    after = int_arg("after", 0)
+    limit = int_arg("limit", 100, minimum=1, maximum=MAX_PAGE)
+    events = await state.store.read_events(session.id, after=after, limit=limit + 1)
+    page = events[:limit]
+    body: JSONObject = {
+        "events": [event.to_json() for event in page],
+        "next_after": page[-1].seq if page else after,
+        "has_more": len(events) > limit,
+    }
+    return json_response(body)
+
+
+def register(app: QuartTrio, state: ServerState) -> None:
+    @app.get("/health")
+    async def health() -> Response:
+        if state.draining.is_set():
+            return json_response({"status": "draining"}, 503)
+        return json_response({"status": "ok"})
+
+    @app.get("/metrics")
+    async def get_metrics() -> Response:
+        authenticate(state)
+        return Response(
+            state.metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    @app.get("/v1/agents")
+    async def list_agents() -> Response:
+        authenticate(state)
+        items: list[JSON] = [
+            {
+                "name": mode.name,
+                "description": mode.description,
+                "tools": list[JSON](mode.tool_names()),
+                "restriction": mode.restriction,
+            }
+            for mode in state.supervisor.modes.modes.values()
+        ]
+        return json_response({"agents": items})
+
+    @app.post("/v1/sessions")
+    async def create_session() -> Response:
+        principal = authenticate(state)
+        body = await read_json_object(required=False)
+        _only(body, {"title", "agent"})
+        agent = body.get("agent")
+        if agent is not None and not isinstance(agent, str):
+            raise bad_request("invalid_request", "field 'agent' must be a string")
+        limit = state.config.limits.sessions_per_principal
+        owned = await state.store.list_sessions(principal, limit=limit + 1)
+        if len(owned) >= limit:
+            raise ApiError(429, "too_many_sessions", f"at most {limit} sessions per principal")
+        try:
+            session = await state.supervisor.create_session(
+                principal, title=_title(body, required=False), agent=agent
+            )
+        except CommandError as error:
+            raise bad_request(error.code, str(error)) from None
+        return json_response(session_json(state, session), 201)
+
+    @app.get("/v1/sessions")
+    async def list_sessions() -> Response:
+        principal = authenticate(state)
+        limit = int_arg("limit", 50, minimum=1, maximum=MAX_PAGE)
+        cursor = request.args.get("cursor")
+        before = decode_cursor(cursor) if cursor else None
+        sessions = await state.store.list_sessions(principal, limit=limit + 1, before=before)
+        page = sessions[:limit]
+        next_cursor = encode_cursor(page[-1]) if len(sessions) > limit else None
+        items: list[JSON] = [session_json(state, s) for s in page]
+        return json_response({"sessions": items, "next_cursor": next_cursor})
+
+    @app.get("/v1/sessions/<session_id>")
+    async def get_session(session_id: str) -> Response:
+        session = await owned_session(state, authenticate(state), session_id)
+        return json_response(session_json(state, session))
+
+    @app.patch("/v1/sessions/<session_id>")
+    async def patch_session(session_id: str) -> Response:
+        session = await owned_session(state, authenticate(state), session_id)
+        body = await read_json_object()
+        _only(body, {"title"})
+        title = _title(body, required=True)
+        assert title is not None
+        session = await state.supervisor.update_session(session, title=title)
+        return json_response(session_json(state, session))
+
+    @app.delete("/v1/sessions/<session_id>")
+    async def delete_session(session_id: str) -> Response:
+        session = await owned_session(state, authenticate(state), session_id)
+        await state.supervisor.delete_session(session)
+        return Response(b"", status=204)
+
+    @app.get("/v1/sessions/<session_id>/messages")
+    async def get_messages(session_id: str) -> Response:
+        session = await owned_session(state, authenticate(state), session_id)
+        history = await state.supervisor.history(session)
+        items: list[JSON] = [message.to_openai() for message in history]
+        return json_response({"messages": items})
+
+    @app.get("/v1/sessions/<session_id>/approvals")
+    async def get_approvals(session_id: str) -> Response:
+        session = await owned_session(state, authenticate(state), session_id)
+        pending = await state.store.pending_approvals(session.id)
+        items: list[JSON] = [approval_json(a) for a in pending]
+        return json_response({"approvals": items})

@@ -1,0 +1,306 @@
+"""WebSocket transport (SPEC §3.4): ``GET /v1/sessions/{id}/ws``.
+
+One connection = three tasks in one nursery, all ending together:
+
+- the *pump* follows the session's subscription (replay after ``hello.after``,
+  then live) and hands batches to the writer through a bounded channel; when the
+  client cannot keep up, the subscription's own bounded buffer overflows and the
+  connection is closed with 1013 (the client resumes from its last seq);
+- the *reader* parses client frames, enforces size and rate limits, submits
+  commands to the supervisor and queues their ``ack`` after commit;
+- the *writer* is the only task that sends: it writes every item already queued
+  in one go, and a ``heartbeat`` after ``heartbeat_interval`` of silence.
+
+Close codes: 1000 normal, 1001 server shutting down, 1008 bad hello, 1009 frame
+over the protocol limit, 1013 slow consumer, 4401 unauthorized, 4404 no such
+session. A client disconnect cancels the handler; the session's turn goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+import attrs
+import trio
+from quart import Response, websocket
+from quart.wrappers import Websocket
+from quart_trio import QuartTrio
+
+from sessions import JSON, Event, JSONObject, Session, SubscriberTooSlow, dumps
+
+from ._app import ServerState, error_response
+from ._auth import bearer_token
+from ._errors import not_found, unauthorized
+from ._http import load_owned
+from ._limits import TokenBucket
+from ._rest import session_json
+from ._stream import (
+    Progress,
+    error_frame,
+    has_command_id,
+    refuse_while_draining,
+    wait_closing_flushed,
+)
+
+logger = logging.getLogger("agent_runtime.ws")
+
+CLOSE_NORMAL: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_POLICY: Final = 1008
+CLOSE_TRY_AGAIN: Final = 1013
+CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_NOT_FOUND: Final = 4404
+
+
+@attrs.frozen
+class _Frames:
+    """Ephemeral frames (acks, errors, sync) to send."""
+
+    frames: tuple[JSONObject, ...]
+
+
+@attrs.frozen
+class _Events:
+    events: Sequence[Event]
+
+
+_Item = _Frames | _Events
+
+
+class _Close(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Connection:
+    """One accepted WebSocket connection bound to one session."""
+
+    def __init__(self, state: ServerState, ws: Websocket, session: Session, after: int) -> None:
+        self.state = state
+        self.ws = ws
+        self.session = session
+        self.progress = Progress(after)
+        self.bucket = TokenBucket(state.config.limits.commands_per_second)
+        self.close_code = CLOSE_NORMAL
+        self.close_reason = ""
+        self._scope = trio.CancelScope()
+
+    def finish(self, code: int, reason: str) -> None:
+        """End the connection with *code* (the first reason given wins)."""
+        if not self._scope.cancel_called:
+            self.close_code, self.close_reason = code, reason
+            self._scope.cancel()
+
+    async def run(self) -> None:
+        """Serve the connection until it must close; then close it with the chosen code.
+
+        Cancellation: a client disconnect cancels this; nothing is left running.
+        """
+        send, receive = trio.open_memory_channel[_Item](self.state.config.send_buffer)
+        sync: JSONObject = {
+            "type": "sync",
+            "session": session_json(self.state, self.session),
+            "after": self.progress.seq,
+        }
+        send.send_nowait(_Frames((sync,)))
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, send.clone())
+                nursery.start_soon(self._reader, send)
+                nursery.start_soon(self._writer, receive)
+                nursery.start_soon(self._close_on_shutdown)
+        with trio.move_on_after(1):
+            await self.ws.close(self.close_code, self.close_reason)
+
+    async def _pump(self, out: trio.MemorySendChannel[_Item]) -> None:
+        state = self.state
+        async with (
+            out,
+            state.store.subscribe(
+                self.session.id, after=self.progress.seq, buffer=state.config.subscriber_buffer
+            ) as subscription,
+        ):
+            while True:
+                try:
+                    batch = await subscription.receive_batch()
+                except SubscriberTooSlow as error:
+                    state.metrics.slow_consumers.labels("ws").inc()
+                    self.finish(
+                        CLOSE_TRY_AGAIN, f"slow consumer; resume after seq {error.last_seq}"
+                    )
+                    return
+                if not batch:
+                    self.finish(CLOSE_GOING_AWAY, "server shutting down")
+                    return
+                # Blocks when the writer is behind; the subscription's bounded
+                # buffer then overflows and is reported above.
+                await out.send(_Events(batch))
+
+    async def _reader(self, out: trio.MemorySendChannel[_Item]) -> None:
+        async with out:
+            while True:
+                message = await self.ws.receive()
+                frame = await self._handle(message)
+                if frame is not None:
+                    await out.send(_Frames((frame,)))
+
+    async def _handle(self, message: str | bytes) -> JSONObject | None:
+        state = self.state
+        limit = state.config.limits.max_message_bytes
+        size = len(message) if isinstance(message, bytes) else len(message.encode())
+        if size > limit:
+            state.metrics.client_errors.labels("too_large").inc()
+            return error_frame("too_large", f"frame of {size} bytes exceeds the limit of {limit}")
+        try:
+            command: JSON = json.loads(message)
+        except (ValueError, UnicodeDecodeError) as error:
+            state.metrics.client_errors.labels("bad_json").inc()
+            return error_frame("bad_json", f"frame is not valid JSON: {error}")
+        if not isinstance(command, dict) or not has_command_id(command):
+            state.metrics.client_errors.labels("invalid_command").inc()
+            return error_frame(
+                "invalid_command", "a command is a JSON object with a string 'type' and 'id'"
+            )
+        command_id = command.get("id")
+        assert isinstance(command_id, str)
+        if not self.bucket.try_acquire():
+            state.metrics.client_errors.labels("rate_limited").inc()
+            limit_cps = state.config.limits.commands_per_second
+            return error_frame(
+                "rate_limited", f"more than {limit_cps:g} commands per second", command_id
+            )
+        ack = refuse_while_draining(state, command)
+        if ack is None:
+            try:
+                ack = await state.supervisor.submit(self.session, command)
+            except Exception:
+                # submit() answers bad input with rejected acks; this is a bug. Keep
+                # the connection (and every other session) alive and say so.
+                logger.exception("command failed", extra={"session_id": self.session.id})
+                state.metrics.internal_errors.inc()
+                return error_frame("internal", "internal server error", command_id)
+        state.metrics.commands.labels("ws", ack.status).inc()
+        return ack.to_json()
+
+    async def _writer(self, inbox: trio.MemoryReceiveChannel[_Item]) -> None:
+        heartbeat = dumps({"type": "heartbeat"})
+        interval = self.state.config.heartbeat_interval
+        async with inbox:
+            while True:
+                first: _Item | None = None
+                # Only the wait is timed: a write must never be cut in the middle.
+                with trio.move_on_after(interval):
+                    try:
+                        first = await inbox.receive()
+                    except trio.EndOfChannel:
+                        return
+                if first is None:
+                    await self.ws.send(heartbeat)
+                    continue
+                items = [first]
+                while True:
+                    try:
+                        items.append(inbox.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await self._write(items)
+
+    async def _write(self, items: list[_Item]) -> None:
+        sent = 0
+        for item in items:
+            if isinstance(item, _Frames):
+                for frame in item.frames:
+                    await self.ws.send(dumps(frame))
+                continue
+            for event in item.events:
+                await self.ws.send(dumps(event.to_json()))
+            sent += len(item.events)
+            self.progress.advance(item.events[-1].seq)
+        if sent:
+            self.state.metrics.events_sent.labels("ws").inc(sent)
+
+    async def _close_on_shutdown(self) -> None:
+        await wait_closing_flushed(self.state, self.session.id, self.progress)
+        self.finish(CLOSE_GOING_AWAY, "server shutting down")
+
+
+async def _hello(state: ServerState, ws: Websocket) -> JSONObject:
+    """The client's first frame, which must be ``hello``.
+
+    Raises:
+        _Close: no valid hello in time.
+    """
+    message: str | bytes | None = None
+    with trio.move_on_after(state.config.hello_timeout):
+        message = await ws.receive()
+    if message is None:
+        raise _Close(CLOSE_POLICY, "expected a hello frame")
+    if len(message) > 64 * 1024:
+        raise _Close(CLOSE_POLICY, "hello frame too large")
+    try:
+        hello: JSON = json.loads(message)
+    except (ValueError, UnicodeDecodeError):
+        raise _Close(CLOSE_POLICY, "hello frame is not valid JSON") from None
+    if not isinstance(hello, dict) or hello.get("type") != "hello":
+        raise _Close(CLOSE_POLICY, 'the first frame must be {"type": "hello"}')
+    after = hello.get("after", 0)
+    if after is None:
+        after = 0
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise _Close(CLOSE_POLICY, "hello.after must be a non-negative integer")
+    token = hello.get("token")
+    if token is not None and not isinstance(token, str):
+        raise _Close(CLOSE_POLICY, "hello.token must be a string")
+    return hello
+
+
+async def _serve(state: ServerState, ws: Websocket, session_id: str, principal: str | None) -> None:
+    try:
+        hello = await _hello(state, ws)
+        if principal is None:
+            token = hello.get("token")
+            principal = state.auth.principal(token if isinstance(token, str) else None)
+            if principal is None:
+                raise _Close(CLOSE_UNAUTHORIZED, "missing or invalid token")
+        session = await load_owned(state, principal, session_id)
+        if session is None:
+            raise _Close(CLOSE_NOT_FOUND, "session not found")
+    except _Close as close:
+        code = {CLOSE_UNAUTHORIZED: "unauthorized", CLOSE_NOT_FOUND: "not_found"}.get(
+            close.code, "bad_hello"
+        )
+        state.metrics.client_errors.labels(code).inc()
+        with trio.move_on_after(1):
+            await ws.send(dumps(error_frame(code, close.reason)))
+            await ws.close(close.code, close.reason)
+        return
+    after = hello.get("after") or 0
+    assert isinstance(after, int)
+    await Connection(state, ws, session, after).run()
+
+
+def register(app: QuartTrio, state: ServerState) -> None:
+    @app.websocket("/v1/sessions/<session_id>/ws")
+    async def session_ws(session_id: str) -> Response | None:
+        # A bad Authorization header is refused at the handshake, like REST; a
+        # token in hello is checked after accepting (browsers cannot set headers).
+        principal: str | None = None
+        header = websocket.headers.get("Authorization")
+        if header is not None:
+            principal = state.auth.principal(bearer_token(header))
+            if principal is None:
+                return error_response(unauthorized())
+            if await load_owned(state, principal, session_id) is None:
+                return error_response(not_found())
+        await websocket.accept()
+        state.metrics.ws_connections.inc()
+        try:
+            await _serve(state, websocket, session_id, principal)
+        finally:
+            state.metrics.ws_connections.dec()
+        return None

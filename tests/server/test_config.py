@@ -1,0 +1,188 @@
+"""Configuration precedence, validation, auth helpers and log formatting."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from server import (
+    Authenticator,
+    ConfigurationError,
+    ServeConfig,
+    ensure_tokens,
+    is_loopback,
+    load_config,
+    serve,
+)
+from server._auth import bearer_token
+from server._config import default_db_path, parse_tokens
+from server._logging import JsonFormatter, redact_query
+from tests.server.helpers import LiveServer, make_config
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults() -> None:
+    config = load_config()
+    assert (config.host, config.port, config.llm, config.log_format) == (
+        "127.0.0.1",
+        8765,
+        "scripted",
+        "text",
+    )
+    assert config.db == default_db_path()
+    assert config.db.endswith("sessions.db")
+    assert config.limits.max_message_bytes == 1024 * 1024
+    assert config.heartbeat_interval == 15.0
+    assert config.tokens == {}
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "agent.toml",
+        """
+        [server]
+        host = "127.0.0.2"
+        port = 9000
+        db = "data/s.db"
+        [llm]
+        provider = "openai"
+        model = "from-file"
+        [limits]
+        commands_per_second = 5
+        [auth]
+        tokens = { "file-token" = "carol" }
+        """,
+    )
+    env = {"AGENT_RUNTIME_PORT": "9001", "AGENT_RUNTIME_MODEL": "from-env"}
+    config = load_config(flags={"port": 9002, "host": None}, env=env, config_file=file)
+    assert config.port == 9002  # flag beats env and file
+    assert config.model == "from-env"  # env beats file
+    assert config.host == "127.0.0.2"  # file beats default; a None flag is "not given"
+    assert config.llm == "openai"
+    assert config.db == str(tmp_path / "data" / "s.db")  # relative to the file
+    assert config.limits.commands_per_second == 5.0
+    assert config.tokens == {"file-token": "carol"}
+    env_tokens = load_config(env={"AGENT_RUNTIME_TOKENS": "a:alice, b:bob"}, config_file=file)
+    assert env_tokens.tokens == {"a": "alice", "b": "bob"}
+
+
+def test_config_file_from_env_and_api_key_only_from_env(tmp_path: Path) -> None:
+    file = write(tmp_path / "c.toml", '[llm]\nurl = "http://127.0.0.1:1/v1"\n')
+    env = {"AGENT_RUNTIME_CONFIG": str(file), "AGENT_RUNTIME_LLM_API_KEY": "sk-secret"}
+    config = load_config(env=env)
+    assert config.llm_url == "http://127.0.0.1:1/v1"
+    assert config.api_key == "sk-secret"
+    assert "sk-secret" not in repr(config)
+    with pytest.raises(ConfigurationError, match="AGENT_RUNTIME_LLM_API_KEY"):
+        load_config(config_file=write(tmp_path / "k.toml", '[llm]\napi_key = "sk"\n'))
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[server]\nport = 'eighty'\n", "port"),
+        ("[server]\nport = 70000\n", "port"),
+        ("[server]\ndurability = 'maybe'\n", "durability"),
+        ("[llm]\nprovider = 'magic'\n", "llm"),
+        ("[server]\nhots = 'x'\n", r"unknown setting \[server\] hots"),
+        ("port = 1\n", "must be a \\[section\\]"),
+        ("[auth]\ntokens = ['a']\n", "tokens"),
+        ("not toml at all", "not valid TOML"),
+        ("[limits]\nmax_message_bytes = 10\n", "max_message_bytes"),
+    ],
+)
+def test_invalid_files_are_refused_clearly(tmp_path: Path, toml: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_config(config_file=write(tmp_path / "bad.toml", toml))
+
+
+def test_invalid_env_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="port"):
+        load_config(env={"AGENT_RUNTIME_PORT": "x"})
+    with pytest.raises(ConfigurationError, match="entry 2"):
+        parse_tokens("good:alice,bad")
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        load_config(config_file=tmp_path / "missing.toml")
+
+
+def test_authenticator_and_bearer_parsing() -> None:
+    auth = Authenticator({"t1": "alice", "t2": "bob"})
+    assert auth.principal("t1") == "alice"
+    assert auth.principal("t2") == "bob"
+    assert auth.principal("t3") is None
+    assert auth.principal("") is None
+    assert auth.principal(None) is None
+    assert "t1" not in repr(auth)
+    assert bearer_token("Bearer abc") == "abc"
+    assert bearer_token("bearer  abc ") == "abc"
+    assert bearer_token("Basic abc") is None
+    assert bearer_token("Bearer") is None
+    assert bearer_token(None) is None
+
+
+def test_tokens_are_generated_only_on_loopback() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+    config, token = ensure_tokens(ServeConfig(host="127.0.0.1"))
+    assert token is not None and config.tokens == {token: "local"}
+    configured = ServeConfig(tokens={"x": "alice"})
+    assert ensure_tokens(configured) == (configured, None)
+    with pytest.raises(ConfigurationError, match=r"refusing to listen on 0\.0\.0\.0"):
+        ensure_tokens(ServeConfig(host="0.0.0.0"))
+
+
+async def test_serve_refuses_public_bind_without_tokens() -> None:
+    with pytest.raises(ConfigurationError, match="without authentication"):
+        await serve(make_config(host="0.0.0.0", tokens={}), handle_signals=False)
+
+
+async def test_serve_reports_bad_modes_file(tmp_path: Path) -> None:
+    bad = write(tmp_path / "modes.toml", "[modes.coder]\ntools = 5\n")
+    with pytest.raises(ConfigurationError):
+        await serve(make_config(modes=bad), handle_signals=False)
+
+
+def test_query_redaction() -> None:
+    assert redact_query("") == ""
+    assert redact_query("after=3&access_token=s3cret") == "after=3&access_token=REDACTED"
+    assert redact_query("token=x&TOKEN=y") == "token=REDACTED&TOKEN=REDACTED"
+    assert "s3cret" not in redact_query("a=1&access_token=s3cret&b=2")
+
+
+def test_json_formatter_writes_one_object_per_line() -> None:
+    record = logging.LogRecord(
+        "agent_runtime.x", logging.INFO, __file__, 1, "hi %s", ("you",), None
+    )
+    record.session_id = "ses_1"
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    data = json.loads(line)
+    assert data["message"] == "hi you"
+    assert data["level"] == "info"
+    assert data["logger"] == "agent_runtime.x"
+    assert data["session_id"] == "ses_1"
+
+
+async def test_access_log_redacts_tokens(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    session_id = await server.new_session()
+    async with server.http(token=None) as anonymous:
+        await anonymous.get(
+            f"/v1/sessions/{session_id}/events", params={"access_token": "alice-token"}
+        )
+        await anonymous.get("/health", headers={"Authorization": "Bearer alice-token"})
+    access = [r for r in caplog.records if r.name == "agent_runtime.access"]
+    assert any(getattr(r, "query", "") == "access_token=REDACTED" for r in access)
+    server_side = ("agent_runtime", "hypercorn", "quart")
+    for record in (r for r in caplog.records if r.name.startswith(server_side)):
+        assert "alice-token" not in record.getMessage()
+        assert "alice-token" not in json.dumps(vars(record), default=str)

@@ -1,0 +1,309 @@
+"""WebSocket transport against the live server with the scripted model."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from trio_websocket import ConnectionClosed
+
+from tests.server.helpers import (
+    ALICE,
+    BOB,
+    Frame,
+    LiveServer,
+    WsClient,
+    drive_turn,
+    ended,
+    make_config,
+    small_limits,
+    start_server,
+)
+
+
+def types(events: list[Frame]) -> list[object]:
+    return [e["type"] for e in events]
+
+
+async def test_ide_conversation_then_replay(server: LiveServer) -> None:
+    session_id = await server.new_session()
+    async with server.ws(session_id) as client:
+        ack = await client.command(
+            {"type": "user_message", "id": "m1", "content": "create hello.py with print('hi')"}
+        )
+        assert ack == {"type": "ack", "id": "m1", "status": "accepted", "turn_id": ack["turn_id"]}
+        events = await drive_turn(client)
+        assert client.sync is not None
+        assert client.sync["after"] == 0
+    seen = types(events)
+    # user message → routing → coder asks approval → tool runs in the IDE → answer
+    assert seen[:3] == ["user.message", "turn.started", "agent.switched"]
+    order = ["agent.switched", "approval.requested", "approval.resolved", "tool.call"]
+    order += ["tool.result", "message", "turn.ended"]
+    positions = [max(i for i, t in enumerate(seen) if t == name) for name in order]
+    assert positions == sorted(positions), seen
+    switched = events[2]
+    assert (switched["from"], switched["to"]) == ("orchestrator", "coder")
+    call = next(e for e in events if e["type"] == "tool.call")
+    assert call["name"] == "write_file"
+    assert call["arguments"] == {"path": "hello.py", "content": "print('hi')"}
+    assert "text.delta" in seen[seen.index("tool.result") :]
+    assert events[-1]["reason"] == "completed"
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert all(e["turn_id"] == ack["turn_id"] for e in events[1:])
+
+    async with server.ws(session_id, after=0) as replay:
+        again = await replay.until(ended)
+    assert again == events
+
+
+async def test_hello_token_instead_of_header(server: LiveServer) -> None:
+    session_id = await server.new_session()
+    async with server.ws(session_id, via_header=False) as client:
+        ack = await client.command({"type": "user_message", "id": "a", "content": "explain x"})
+        assert ack["status"] == "accepted"
+        events = await client.until(ended)
+        assert events[-1]["reason"] == "completed"
+
+
+async def test_reconnect_mid_stream_without_gap_or_duplicate(paced_server: LiveServer) -> None:
+    server = paced_server
+    session_id = await server.new_session()
+    async with server.ws(session_id) as client:
+        await client.command({"type": "user_message", "id": "s", "content": "stream 80 words"})
+        first = [await client.event() for _ in range(12)]
+    # Disconnected mid-stream; the turn keeps running meanwhile.
+    async with server.ws(session_id, after=client.last_seq) as again:
+        rest = await again.until(ended)
+    assert rest[0]["seq"] == first[-1]["seq"] + 1
+    assert rest[-1]["reason"] == "completed"
+    received = first + rest
+    async with server.http() as http:
+        log = (await http.get(f"/v1/sessions/{session_id}/events?limit=1000")).json()["events"]
+    assert received == log
+
+
+async def test_pending_approval_survives_disconnect(server: LiveServer) -> None:
+    session_id = await server.new_session()
+    async with server.ws(session_id) as client:
+        await client.command({"type": "user_message", "id": "m", "content": "create a.py with x"})
+        events = await client.until_type("approval.requested")
+    call_id = events[-1]["call_id"]
+    async with server.http() as http:
+        pending = (await http.get(f"/v1/sessions/{session_id}/approvals")).json()["approvals"]
+    assert [a["call_id"] for a in pending] == [call_id]
+    async with server.ws(session_id) as client:
+        replayed = await client.until_type("approval.requested")
+        assert replayed == events
+        approval = {"type": "approval", "id": "ok", "call_id": call_id, "decision": "approve"}
+        assert (await client.command(approval))["status"] == "accepted"
+        rest = await drive_turn(client)
+    assert rest[-1]["reason"] == "completed"
+
+
+async def test_cancel_during_slow_stream(paced_server: LiveServer) -> None:
+    server = paced_server
+    session_id = await server.new_session()
+    async with server.ws(session_id) as client:
+        ack = await client.command(
+            {"type": "user_message", "id": "m", "content": "stream 500 words"}
+        )
+        await client.until(lambda e: e["type"] == "text.delta")
+        for _ in range(5):
+            await client.event()
+        started = trio.current_time()
+        cancel = await client.command({"type": "cancel", "id": "c", "turn_id": ack["turn_id"]})
+        assert cancel["status"] == "accepted"
+        rest = await client.until(ended)
+        assert trio.current_time() - started < 1.0
+    assert rest[-1]["reason"] == "cancelled"
+    message = next(e for e in rest if e["type"] == "message")
+    assert message["truncated"] is True
+    content = message["content"]
+    assert isinstance(content, str) and 0 < len(content.split()) < 500
+    async with server.http() as http:
+        history = (await http.get(f"/v1/sessions/{session_id}/messages")).json()["messages"]
+    assert history[-1]["role"] == "assistant"
+    assert history[-1]["content"] == content
+
+
+async def test_on_busy_reject_queue_interrupt(paced_server: LiveServer) -> None:
+    server = paced_server
+    session_id = await server.new_session()
+    async with server.ws(session_id) as client:
+        first = await client.command(
+            {"type": "user_message", "id": "1", "content": "stream 60 words"}
+        )
+        await client.until_type("text.delta")
+        rejected = await client.command(
+            {"type": "user_message", "id": "2", "content": "explain a", "on_busy": "reject"}
+        )
+        assert (rejected["status"], rejected["code"]) == ("rejected", "busy")
+        queued = await client.command(
+            {"type": "user_message", "id": "3", "content": "explain b", "on_busy": "queue"}
+        )
+        assert queued["status"] == "accepted"
+        end_first = (await client.until(ended))[-1]
+        assert (end_first["turn_id"], end_first["reason"]) == (first["turn_id"], "completed")
+        end_queued = (await client.until(ended))[-1]
+        assert (end_queued["turn_id"], end_queued["reason"]) == (queued["turn_id"], "completed")
+
+        busy = await client.command(
+            {"type": "user_message", "id": "4", "content": "stream 300 words"}
+        )
+        await client.until_type("text.delta")
+        interrupting = await client.command(
+            {"type": "user_message", "id": "5", "content": "explain c", "on_busy": "interrupt"}
+        )
+        assert interrupting["status"] == "accepted"
+        events = await client.until(lambda e: ended(e) and e["turn_id"] == interrupting["turn_id"])
+    endings = {e["turn_id"]: e["reason"] for e in events if ended(e)}
+    assert endings[busy["turn_id"]] in ("cancelled", "interrupted")
+    assert endings[interrupting["turn_id"]] == "completed"
+
+
+async def test_same_command_id_twice_has_one_effect(server: LiveServer) -> None:
+    session_id = await server.new_session()
+    async with server.ws(session_id) as client:
+        frame = {"type": "user_message", "id": "same", "content": "explain twice"}
+        first = await client.command(frame)
+        await client.until(ended)
+        second = await client.command(frame)
+    assert first["status"] == "accepted"
+    assert second["status"] == "duplicate"
+    assert second["turn_id"] == first["turn_id"]
+    async with server.http() as http:
+        log = (await http.get(f"/v1/sessions/{session_id}/events?limit=1000")).json()["events"]
+    assert [e["type"] for e in log].count("user.message") == 1
+
+
+async def test_heartbeat_when_idle(nursery: trio.Nursery) -> None:
+    server = await start_server(nursery, make_config(heartbeat_interval=0.05))
+    session_id = await server.new_session()
+    async with server.ws(session_id) as client:
+        while client.heartbeats < 2:
+            await client._pump_one()
+
+
+async def test_bad_frames_get_errors_and_connection_stays_usable(server: LiveServer) -> None:
+    session_id = await server.new_session()
+    async with server.ws(session_id) as client:
+        await client.ws.send_message("{not json")
+        assert (await client.error())["code"] == "bad_json"
+        await client.ws.send_message('["an", "array"]')
+        assert (await client.error())["code"] == "invalid_command"
+        await client.send({"type": "user_message", "content": "no id"})
+        assert (await client.error())["code"] == "invalid_command"
+        unknown = await client.command({"type": "launch_rockets", "id": "x1"})
+        assert (unknown["status"], unknown["code"]) == ("rejected", "unknown_command")
+        wrong = await client.command({"type": "user_message", "id": "x2", "content": 42})
+        assert (wrong["status"], wrong["code"]) == ("rejected", "invalid_command")
+        assert "content" in str(wrong["error"])
+        orphan = await client.command(
+            {"type": "tool_result", "id": "x3", "call_id": "call_nope", "result": "r"}
+        )
+        assert (orphan["status"], orphan["code"]) == ("rejected", "unknown_call")
+        await client.ws.send_message("x" * (1024 * 1024 + 1))
+        assert (await client.error())["code"] == "too_large"
+        # Still usable after all of that:
+        ok = await client.command({"type": "user_message", "id": "x4", "content": "explain y"})
+        assert ok["status"] == "accepted"
+        assert (await client.until(ended))[-1]["reason"] == "completed"
+
+
+async def test_duplicate_tool_result_is_rejected(server: LiveServer) -> None:
+    session_id = await server.new_session()
+    async with server.ws(session_id) as client:
+        await client.command({"type": "user_message", "id": "m", "content": "read notes.txt"})
+        call = (await client.until_type("tool.call"))[-1]
+        result = {"type": "tool_result", "call_id": call["call_id"], "result": "hello"}
+        assert (await client.command({**result, "id": "r1"}))["status"] == "accepted"
+        again = await client.command({**result, "id": "r2"})
+        assert (again["status"], again["code"]) == ("rejected", "already_resolved")
+        assert (await client.until(ended))[-1]["reason"] == "completed"
+
+
+async def test_huge_frame_is_refused_and_other_sessions_are_unaffected(
+    server: LiveServer,
+) -> None:
+    victim = await server.new_session()
+    bystander = await server.new_session()
+    async with server.ws(bystander) as other, server.ws(victim) as client:
+        await client.ws.send_message("x" * (10 * 1024 * 1024))
+        error = await client.error()
+        assert error["code"] == "too_large"
+        assert "1048576" in str(error["message"])
+        ack = await other.command({"type": "user_message", "id": "b", "content": "explain z"})
+        assert ack["status"] == "accepted"
+        assert (await other.until(ended))[-1]["reason"] == "completed"
+        ack = await client.command({"type": "user_message", "id": "v", "content": "explain v"})
+        assert ack["status"] == "accepted"
+
+
+async def test_rate_limit_per_connection(nursery: trio.Nursery) -> None:
+    config = make_config(limits=small_limits(commands_per_second=1.0))
+    server = await start_server(nursery, config)
+    session_id = await server.new_session()
+    async with server.ws(session_id) as client:
+        for i in range(3):
+            await client.send({"type": "cancel", "id": f"c{i}"})
+        error = await client.error()
+    assert error["code"] == "rate_limited"
+    assert error["id"] == "c2"
+
+
+async def expect_close(client: WsClient) -> int:
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await client._pump_one()
+    reason = closed.value.reason
+    assert reason is not None
+    return reason.code
+
+
+async def test_auth_and_ownership(server: LiveServer) -> None:
+    session_id = await server.new_session(ALICE)
+    for token, status, code in (("wrong", 401, "unauthorized"), (BOB, 404, "not_found")):
+        response = await server.ws_handshake(session_id, token)
+        assert response.status_code == status
+        assert response.json()["error"]["code"] == code
+    response = await server.ws_handshake("ses_missing", ALICE)
+    assert response.status_code == 404
+    async with server.ws(session_id, token=None) as anonymous:
+        assert (await anonymous.error())["code"] == "unauthorized"
+        assert await expect_close(anonymous) == 4401
+    async with server.ws(session_id, token=BOB, via_header=False) as bob:
+        assert (await bob.error())["code"] == "not_found"
+        assert await expect_close(bob) == 4404
+    async with server.ws("ses_missing", via_header=False) as missing:
+        assert await expect_close(missing) == 4404
+
+
+async def test_first_frame_must_be_hello(server: LiveServer) -> None:
+    session_id = await server.new_session()
+    not_hello: Frame = {"type": "user_message", "id": "1", "content": "hi"}
+    async with server.ws(session_id, hello=not_hello) as client:
+        assert (await client.error())["code"] == "bad_hello"
+        assert await expect_close(client) == 1008
+
+
+async def test_slow_consumer_is_closed_1013_then_resumes(nursery: trio.Nursery) -> None:
+    server = await start_server(nursery, make_config(subscriber_buffer=16, send_buffer=1))
+    session_id = await server.new_session()
+    async with server.ws(session_id, receive_buffer=4096) as slow:
+        async with server.ws(session_id) as watcher:
+            ack = await watcher.command(
+                {"type": "user_message", "id": "m", "content": "stream 5000 words"}
+            )
+            # The slow client reads nothing until the whole turn is committed.
+            log = await watcher.until(ended)
+        received = []
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                received.append(await slow.event())
+    reason = closed.value.reason
+    assert reason is not None and reason.code == 1013
+    assert received == log[: len(received)]
+    async with server.ws(session_id, after=slow.last_seq) as resumed:
+        rest = await resumed.until(ended)
+    assert received + rest == log
+    assert rest[-1]["turn_id"] == ack["turn_id"]
