@@ -25,7 +25,7 @@ class RuntimeMetrics:
         )
         self.active_sessions = Gauge(
             "agent_runtime_active_sessions",
-            "Sessions with a running turn or a connected client",
+            "Sessions with a turn running or queued",
             registry=self.registry,
         )
         self.events = Counter(

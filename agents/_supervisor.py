@@ -241,6 +241,7 @@ class Supervisor:
 
     async def _drive(self, actor: SessionActor) -> None:
         """Run *actor*'s queued turns one after another (the session's only driver)."""
+        self.metrics.active_sessions.inc()
         try:
             while actor.queue and not self._closing:
                 queued = actor.queue.popleft()
@@ -259,6 +260,7 @@ class Supervisor:
                     self.metrics.active_turns.dec()
         finally:
             actor.driving = False
+            self.metrics.active_sessions.dec()
 
     async def _recover(self) -> None:
         """Restart recovery (SPEC §3.3 rule 7), reading only sessions with open turns."""

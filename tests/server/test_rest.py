@@ -191,6 +191,14 @@ async def test_metrics_expose_runtime_and_server_counters(server: LiveServer) ->
     assert "agent_runtime_ws_connections 1.0" in text
     assert 'agent_runtime_commands_total{status="accepted",transport="ws"} 1.0' in text
     assert "agent_runtime_internal_errors_total 0.0" in text
+    assert 'agent_runtime_turns_ended_total{reason="completed"} 1.0' in text
+    assert "agent_runtime_active_sessions 0.0" in text
+    assert "agent_runtime_active_turns 0.0" in text
+    assert 'agent_runtime_llm_first_token_seconds_count{provider="scripted"} 1.0' in text
+    events = [line for line in text.splitlines() if line.startswith("agent_runtime_events_total ")]
+    assert events and float(events[0].split()[1]) > 5
+    completion = 'agent_runtime_llm_tokens_total{kind="completion"}'
+    assert any(line.startswith(completion) for line in text.splitlines())
 
 
 async def test_sessions_per_principal_limit(nursery: trio.Nursery) -> None:
