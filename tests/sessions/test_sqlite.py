@@ -237,3 +237,30 @@ async def test_a_file_that_is_not_a_database_is_refused(db_path: Path) -> None:
     await path.unlink()
     async with open_sqlite_store(db_path):  # nothing was left locked or open
         pass
+
+
+async def test_opening_reads_no_history(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lazy loading (SPEC §6): start-up touches no event; a log is read on first access."""
+    async with open_sqlite_store(db_path) as store:
+        sessions = [await create_session(store) for _ in range(20)]
+        for session in sessions:
+            await append_events(store, session.id, ev(n=1), ev(n=2), ev(n=3))
+
+    statements: list[str] = []
+    real_connect = sqlite3.connect
+
+    def tracing_connect(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = real_connect(*args, **kwargs)  # type: ignore[call-overload]
+        assert isinstance(conn, sqlite3.Connection)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    # Only the library's connect is wrapped, to watch what our store asks SQLite.
+    monkeypatch.setattr(sqlite3, "connect", tracing_connect)
+    async with open_sqlite_store(db_path) as store:
+        assert statements, "the trace saw the store's start-up"
+        assert not [s for s in statements if "events" in s.lower() and "select" in s.lower()]
+        events = await store.read_events(sessions[7].id)
+        assert [e.data["n"] for e in events] == [1, 2, 3]
+        reads = [s for s in statements if "from events" in s.lower()]
+        assert reads and all(sessions[7].id in s for s in reads)
