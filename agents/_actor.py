@@ -152,13 +152,8 @@ class SessionActor:
             )
         if committed.duplicate:
             return committed
-        if events and committed.events and committed.events[0].seq != self.state.last_seq + 1:
-            # Someone else wrote to this session (another process is impossible: the
-            # store holds a lock), so only a skipped fold can cause this: catch up.
-            missing = await self.store.read_events(
-                self.session.id, after=self.state.last_seq, limit=None
-            )
-            self.state.apply_all(missing)
+        # Every event write of a session passes here, under the lock and shielded,
+        # so the committed events always follow the folded state without a gap.
         self.state.apply_all(committed.events)
         if session is not None:
             self.session = session
