@@ -9,12 +9,15 @@ from ._errors import (
     AgentRuntimeError,
     Conflict,
     DatabaseInUse,
+    SessionLimitReached,
     SessionNotFound,
+    StorageUnavailable,
     StoreClosed,
     StoreError,
     SubscriberTooSlow,
+    Unstorable,
 )
-from ._json import JSON, JSONObject, dumps, loads_object
+from ._json import JSON, JSONObject, dumps, loads_object, valid_text
 from ._memory import open_memory_store
 from ._models import (
     Append,
@@ -34,7 +37,7 @@ from ._protocol import SessionStore, Subscription
 from ._sqlite import open_sqlite_store
 from ._sqlite_sql import Durability
 from ._store import GroupCommitStore
-from ._writer import WriterStats
+from ._writer import StoreHealth, WriterStats
 
 __all__ = [
     "JSON",
@@ -52,14 +55,18 @@ __all__ = [
     "JSONObject",
     "NewEvent",
     "Session",
+    "SessionLimitReached",
     "SessionNotFound",
     "SessionStore",
+    "StorageUnavailable",
     "StoreClosed",
     "StoreError",
+    "StoreHealth",
     "SubscriberTooSlow",
     "Subscription",
     "Turn",
     "TurnStatus",
+    "Unstorable",
     "WriterStats",
     "dumps",
     "loads_object",
@@ -67,4 +74,5 @@ __all__ = [
     "now",
     "open_memory_store",
     "open_sqlite_store",
+    "valid_text",
 ]

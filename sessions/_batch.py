@@ -16,7 +16,7 @@ from typing import Protocol
 
 from attrs import frozen
 
-from ._errors import Conflict, SessionNotFound, StoreError
+from ._errors import Conflict, SessionLimitReached, SessionNotFound, StoreError
 from ._json import JSONObject
 from ._models import (
     Append,
@@ -67,6 +67,14 @@ class Tx(Protocol):
     def load_approval(self, session_id: str, call_id: str) -> Approval | None: ...
 
     def save_session(self, session: Session) -> None: ...
+
+    def live_sessions(self, owner: str) -> int:
+        """How many live (not deleted) sessions *owner* has: a maintained count, O(1)."""
+        ...
+
+    def add_live_sessions(self, owner: str, delta: int) -> None:
+        """Adjust *owner*'s maintained count of live sessions by *delta*."""
+        ...
 
     def save_events(self, events: Sequence[Event]) -> None: ...
 
@@ -160,8 +168,10 @@ def apply_batch(tx: Tx, appends: Sequence[Append], known: Known, ts: float) -> B
 
 def _writes(append: Append) -> int:
     """How many write statements *append* makes."""
-    parts = (append.session, append.command, append.turn, append.approval)
-    return len(append.events) + sum(part is not None for part in parts)
+    parts = (append.command, append.turn, append.approval)
+    # A session row may also move its owner's live count: two statements.
+    session_writes = 2 if append.session is not None else 0
+    return len(append.events) + session_writes + sum(part is not None for part in parts)
 
 
 class _Batch:
@@ -207,6 +217,7 @@ class _Batch:
         before = self.session(sid)
         after = before
         if append.session is not None:
+            self._count_liveness(before, append.session, append.max_live_sessions)
             self.tx.save_session(append.session)
             self.sessions[sid] = after = append.session
         writes_more = bool(append.events) or any(
@@ -251,6 +262,18 @@ class _Batch:
             first = events[0].seq if events else None
             self.tx.save_command(append.command, first, new_last)
         return Committed(events=events, duplicate=False, ack=ack), new_last
+
+    def _count_liveness(self, before: Session | None, after: Session, limit: int | None) -> None:
+        """Keep the owner's live-session count true, refusing a creation over *limit*."""
+        was_live = before is not None and not before.deleted
+        if was_live == (not after.deleted):
+            return
+        if was_live:
+            self.tx.add_live_sessions(after.owner, -1)
+            return
+        if limit is not None and self.tx.live_sessions(after.owner) >= limit:
+            raise SessionLimitReached(after.owner, limit)
+        self.tx.add_live_sessions(after.owner, 1)
 
     def _check_approval(self, approval: Approval) -> None:
         current = self.tx.load_approval(approval.session_id, approval.call_id)

@@ -8,7 +8,10 @@ The whole tree (documented in ``docs/errors.md``)::
     │   ├── DatabaseInUse
     │   ├── SessionNotFound
     │   ├── Conflict
-    │   └── SubscriberTooSlow
+    │   ├── SubscriberTooSlow
+    │   ├── Unstorable              (a value cannot be stored; its append fails alone)
+    │   ├── SessionLimitReached
+    │   └── StorageUnavailable      (the storage failed; retry later)
     ├── AgentError                      (agents)
     │   └── ...
     └── ServerError                     (server)
@@ -59,3 +62,24 @@ class SubscriberTooSlow(StoreError):
         )
         self.session_id = session_id
         self.last_seq = last_seq
+
+
+class Unstorable(StoreError):
+    """A value cannot be stored (or looked up) as given: text that is not valid
+    Unicode, an integer out of range, data too big, a constraint. Only the append
+    that carries it fails; the other appends of its batch commit normally."""
+
+
+class SessionLimitReached(StoreError):
+    """Creating the session would exceed its owner's limit of live sessions."""
+
+    def __init__(self, owner: str, limit: int) -> None:
+        super().__init__(f"{owner!r} already has {limit} live sessions (the limit)")
+        self.owner = owner
+        self.limit = limit
+
+
+class StorageUnavailable(StoreError):
+    """The storage itself failed (disk full, I/O error, corruption, locked):
+    nothing of the batch was written. Retryable: the store keeps running and
+    writes resume as soon as the storage accepts them again."""

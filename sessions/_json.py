@@ -28,3 +28,20 @@ def loads_object(text: str | bytes) -> JSONObject:
     if not isinstance(value, dict):
         raise ValueError("expected a JSON object")
     return value
+
+
+def valid_text(text: str) -> str:
+    """*text* with every lone UTF-16 surrogate replaced by U+FFFD.
+
+    JSON's ``\\ud800`` escapes decode to lone surrogates, which UTF-8 (and so the
+    database) cannot hold. Clients' input is refused at the server's boundary;
+    text a model produced is repaired with this instead, so a turn never fails
+    on it. Pairs split across two strings are joined when they meet again here.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text

@@ -39,6 +39,7 @@ class _Data:
         self.commands: dict[tuple[str, str], StoredCommand] = {}
         self.turns: dict[str, Turn] = {}
         self.approvals: dict[tuple[str, str], Approval] = {}
+        self.live_sessions: dict[str, int] = {}
 
 
 def _restore(table: dict[K, V], key: K, previous: V | None) -> Callable[[], None]:
@@ -91,6 +92,12 @@ class _MemoryTx:
 
     def save_session(self, session: Session) -> None:
         self._put(self._data.sessions, session.id, session)
+
+    def live_sessions(self, owner: str) -> int:
+        return self._data.live_sessions.get(owner, 0)
+
+    def add_live_sessions(self, owner: str, delta: int) -> None:
+        self._put(self._data.live_sessions, owner, self.live_sessions(owner) + delta)
 
     def save_events(self, events: Sequence[Event]) -> None:
         log = self._data.events.setdefault(events[0].session_id, [])

@@ -173,6 +173,10 @@ class Append:
       is returned with ``duplicate=True``.
     - ``turn``: insert or replace the turn row.
     - ``approval``: insert a new pending approval, or resolve a pending one.
+    - ``max_live_sessions``: when ``session`` creates (or revives) a live
+      session, refuse it with :class:`~sessions.SessionLimitReached` if its owner
+      already has that many; checked inside the transaction, so concurrent
+      creations cannot overshoot.
     """
 
     session_id: str
@@ -181,6 +185,7 @@ class Append:
     command: CommandRecord | None = None
     turn: Turn | None = None
     approval: Approval | None = None
+    max_live_sessions: int | None = None
 
 
 @frozen

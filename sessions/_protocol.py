@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from ._models import Append, Approval, Committed, Event, Session, Turn
+from ._writer import StoreHealth, WriterStats
 
 
 class Subscription(Protocol):
@@ -50,7 +51,20 @@ class SessionStore(Protocol):
             StoreClosed: the store is shutting down.
             SessionNotFound: events for a session that does not exist.
             Conflict: e.g. resolving an approval that is not pending.
+            SessionLimitReached: a creation over ``append.max_live_sessions``.
+            Unstorable: a value cannot be stored; this append alone fails.
+            StorageUnavailable: the storage failed; nothing was written; retry.
         """
+        ...
+
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the storage accepts writes, as the last commit found."""
+        ...
+
+    @property
+    def stats(self) -> WriterStats:
+        """Counters of the store's writer (batches, failures)."""
         ...
 
     async def get_session(self, session_id: str) -> Session | None:

@@ -99,7 +99,26 @@ _V1 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+_V2 = Migration(
+    version=2,
+    description="a maintained count of live sessions per owner",
+    statements=(
+        # Read and updated inside the batch transaction that creates or deletes
+        # a session, so the per-principal cap is atomic and costs O(1).
+        """
+        CREATE TABLE owners (
+            owner         TEXT PRIMARY KEY,
+            live_sessions INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        """
+        INSERT INTO owners (owner, live_sessions)
+        SELECT owner, COUNT(*) FROM sessions WHERE deleted = 0 GROUP BY owner
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 
 
 def user_version(conn: sqlite3.Connection) -> int:

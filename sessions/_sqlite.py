@@ -46,6 +46,7 @@ from ._sqlite_sql import (
     SELECT_EVENTS,
     SELECT_SESSION,
     SELECT_TURN,
+    VALUE_FAULTS,
     Durability,
     Row,
     commit_batch,
@@ -55,12 +56,15 @@ from ._sqlite_sql import (
     decode_event,
     decode_session,
     decode_turn,
+    translate,
 )
 from ._store import GroupCommitStore, open_store
 
 T = TypeVar("T")
 
 _Params = tuple[str | int | float | None, ...]
+
+_CROSSING_FAULTS: tuple[type[Exception], ...] = (sqlite3.Error, *VALUE_FAULTS)
 
 
 class _RunsOnItsThread(Protocol):
@@ -71,14 +75,6 @@ class _RunsOnItsThread(Protocol):
     """
 
     def _execute(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
-
-
-def translate(exc: sqlite3.Error) -> StoreError:
-    """The one place sqlite3/aiosqlite errors become store errors."""
-    name = getattr(exc, "sqlite_errorname", type(exc).__name__)
-    if name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in str(exc):
-        return StoreError(f"the database is locked by another connection ({name}): {exc}")
-    return StoreError(f"SQLite error ({name}): {exc}")
 
 
 class SqliteBackend:
@@ -154,7 +150,10 @@ class SqliteBackend:
         self._in_flight += 1
         try:
             return await self._loop.run_aio_coroutine(on_loop())
-        except sqlite3.Error as exc:
+        except _CROSSING_FAULTS as exc:
+            # A value fault escaping here is a read's parameter (a batch turns
+            # its own into per-append outcomes) or a bug in a batch, which the
+            # writer isolates by retrying the appends one by one.
             raise translate(exc) from exc
         finally:
             self._in_flight -= 1

@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from typing import Literal, Protocol
 
 from ._batch import BatchResult, Known, StoredCommand, apply_batch
-from ._errors import StoreError
+from ._errors import StorageUnavailable, StoreError, Unstorable
 from ._json import JSONObject, dumps, loads_object
 from ._models import (
     Append,
@@ -40,6 +40,61 @@ class Row(Protocol):
     """A result row: a tuple, or a ``sqlite3.Row``."""
 
     def __getitem__(self, index: int, /) -> object: ...
+
+
+# --- errors -------------------------------------------------------------------------
+
+# Result codes (prefixes cover the extended codes, e.g. SQLITE_IOERR_WRITE) that
+# mean the storage itself failed, whatever was being written: retry later.
+_STORAGE_CODES: tuple[str, ...] = (
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+    "SQLITE_CANTOPEN",
+    "SQLITE_READONLY",
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_NOMEM",
+    "SQLITE_PROTOCOL",
+    "SQLITE_PERM",
+    "SQLITE_NOLFS",
+)
+# Python-side failures to bind one value (a lone surrogate cannot be UTF-8, an
+# int beyond 64 bits, JSON nested past the recursion limit): that value's fault.
+VALUE_FAULTS: tuple[type[Exception], ...] = (
+    UnicodeError,
+    OverflowError,
+    RecursionError,
+    ValueError,
+    TypeError,
+)
+
+
+def translate(exc: BaseException) -> StoreError:
+    """The one place sqlite3 (and value-binding) errors become store errors.
+
+    Storage failures become :class:`StorageUnavailable`; what belongs to the data
+    of one statement (constraints, too big, unbindable values) :class:`Unstorable`.
+    """
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, VALUE_FAULTS):
+        return Unstorable(f"a value cannot be stored: {type(exc).__name__}: {exc}")
+    name = str(getattr(exc, "sqlite_errorname", "") or type(exc).__name__)
+    if name.startswith(_STORAGE_CODES) or "locked" in str(exc):
+        return StorageUnavailable(f"the database is unavailable ({name}): {exc}")
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError):
+        return Unstorable(f"the database refused a value ({name}): {exc}")
+    return StoreError(f"SQLite error ({name}): {exc}")
+
+
+def _unstorable(exc: BaseException) -> Unstorable | None:
+    """*exc* as the failure of one append, or ``None`` if it is not that."""
+    if not isinstance(exc, sqlite3.Error) and not isinstance(exc, VALUE_FAULTS):
+        return None
+    error = translate(exc)
+    return error if isinstance(error, Unstorable) else None
 
 
 # --- set-up -------------------------------------------------------------------------
@@ -97,29 +152,43 @@ class SqliteTx:
 
     @contextmanager
     def savepoint(self, needed: bool) -> Iterator[None]:
+        """Undo the append on any error; one whose data is at fault fails alone.
+
+        A value SQLite or Python cannot store (a constraint, a lone surrogate, an
+        oversized int or blob) becomes :class:`Unstorable` for this append, and
+        the transaction goes on. Anything else (disk full, I/O error, a bug)
+        escapes and fails the whole transaction.
+        """
         if not needed:
             # One statement: SQLite undoes a failed statement by itself and the
             # transaction goes on. Skipping the savepoint saves two statements
             # on the hot path (one streamed event per append).
             try:
                 yield
-            except sqlite3.IntegrityError as exc:
-                raise StoreError(f"the database refused this append: {exc}") from exc
+            except BaseException as exc:
+                if (rejected := _unstorable(exc)) is None or not self._conn.in_transaction:
+                    raise
+                raise rejected from exc
             return
         self._conn.execute("SAVEPOINT append_")
         try:
             yield
-        except sqlite3.IntegrityError as exc:
-            self._undo()
-            raise StoreError(f"the database refused this append: {exc}") from exc
-        except BaseException:
-            self._undo()
-            raise
+        except BaseException as exc:
+            if not self._undo():
+                raise  # SQLite already rolled the transaction back: the batch fails
+            if (rejected := _unstorable(exc)) is None:
+                raise
+            raise rejected from exc
         self._conn.execute("RELEASE append_")
 
-    def _undo(self) -> None:
-        self._conn.execute("ROLLBACK TO append_")
-        self._conn.execute("RELEASE append_")
+    def _undo(self) -> bool:
+        """Roll back to the append's savepoint; ``False`` if the transaction is gone."""
+        try:
+            self._conn.execute("ROLLBACK TO append_")
+            self._conn.execute("RELEASE append_")
+        except sqlite3.Error:
+            return False
+        return True
 
     def load_session(self, session_id: str) -> Session | None:
         row = self._conn.execute(SELECT_SESSION, (session_id,)).fetchone()
@@ -162,6 +231,19 @@ class SqliteTx:
                 session.current_agent,
                 int(session.deleted),
             ),
+        )
+
+    def live_sessions(self, owner: str) -> int:
+        row = self._conn.execute(
+            "SELECT live_sessions FROM owners WHERE owner = ?", (owner,)
+        ).fetchone()
+        return 0 if row is None else as_int(row[0])
+
+    def add_live_sessions(self, owner: str, delta: int) -> None:
+        self._conn.execute(
+            "INSERT INTO owners (owner, live_sessions) VALUES (?, ?) ON CONFLICT (owner)"
+            " DO UPDATE SET live_sessions = live_sessions + excluded.live_sessions",
+            (owner, delta),
         )
 
     def save_events(self, events: Sequence[Event]) -> None:

@@ -18,7 +18,7 @@ from ._errors import SessionNotFound, StoreClosed
 from ._fanout import Fanout, ReplaySubscription
 from ._models import Append, Approval, Committed, Event, Session, Turn
 from ._protocol import Subscription
-from ._writer import GroupCommitWriter, WriterStats
+from ._writer import GroupCommitWriter, StoreHealth, WriterStats
 
 
 class Backend(Protocol):
@@ -70,6 +70,11 @@ class GroupCommitStore:
         """Counters of the group-commit writer."""
         return self._writer.stats
 
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the storage accepts writes (as the last commit found)."""
+        return self._writer.health
+
     async def append(self, append: Append) -> Committed:
         """Commit *append* atomically and return what it became.
 
@@ -80,7 +85,10 @@ class GroupCommitStore:
                 session that is unknown or deleted.
             Conflict: an approval transition other than new pending or
                 pending → resolved.
-            StoreError: the batch transaction failed; nothing was written.
+            SessionLimitReached: a creation over ``max_live_sessions``.
+            Unstorable: a value of *append* cannot be stored (it fails alone).
+            StorageUnavailable: the storage failed (disk full, I/O); nothing
+                was written; retry later.
 
         Cancellation: cancelled while the queue is full, nothing is written.
         Cancelled later, the append still commits whole (or fails whole); only

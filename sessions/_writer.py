@@ -6,6 +6,14 @@ commits the lot in one backend transaction, completes every waiter and then
 publishes the committed events. Throughput comes from amortising one commit
 over many appends; back-pressure from the channel's bound.
 
+One bad append never stops the writer. The backend fails an append whose data
+cannot be stored on its own, inside the transaction; and if a whole batch fails
+for any other reason than the storage (a bug, an unclassified error), the writer
+retries its appends one by one, so only the culprit fails. A storage failure
+(:class:`~sessions.StorageUnavailable`: disk full, I/O error) fails its batch
+and marks the store degraded; the writer keeps running, and the next batch that
+commits marks it healthy again.
+
 The writer runs in a shielded cancel scope. It is stopped by closing the send
 side (it then drains what is queued), or, when the drain deadline passes, by
 cancelling that scope; even then a batch already in the backend finishes,
@@ -15,6 +23,7 @@ mid-transaction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -22,8 +31,10 @@ import trio
 from attrs import define, frozen
 
 from ._batch import BatchResult, Known
-from ._errors import StoreClosed, StoreError
+from ._errors import StorageUnavailable, StoreClosed, StoreError, Unstorable
 from ._models import Append, Committed, Event, Session, now
+
+log = logging.getLogger("agent_runtime.store")
 
 
 class BatchBackend(Protocol):
@@ -50,6 +61,20 @@ class WriterStats:
     appends: int
     failed_batches: int
     largest_batch: int
+    storage_failures: int = 0
+
+
+@frozen
+class StoreHealth:
+    """Whether the storage accepts writes, as the last commit found.
+
+    ``degraded_since`` (monotonic trio time) and ``error`` are set while the last
+    batch failed with :class:`~sessions.StorageUnavailable`.
+    """
+
+    ok: bool = True
+    degraded_since: float | None = None
+    error: str | None = None
 
 
 @define
@@ -91,6 +116,8 @@ class GroupCommitWriter:
         self._appends = 0
         self._failed = 0
         self._largest = 0
+        self._storage_failures = 0
+        self._health = StoreHealth()
 
     @property
     def stats(self) -> WriterStats:
@@ -99,7 +126,12 @@ class GroupCommitWriter:
             appends=self._appends,
             failed_batches=self._failed,
             largest_batch=self._largest,
+            storage_failures=self._storage_failures,
         )
+
+    @property
+    def health(self) -> StoreHealth:
+        return self._health
 
     async def append(self, append: Append) -> Committed:
         """Queue *append* and wait until its batch committed.
@@ -184,12 +216,35 @@ class GroupCommitWriter:
             # happens to the writer's scope meanwhile.
             with trio.CancelScope(shield=True):
                 result = await self._backend.commit(appends, known, now())
-        except StoreError as exc:
+        except StorageUnavailable as exc:
             self._failed += 1
+            self._storage_failures += 1
+            if self._health.ok:
+                log.error("storage unavailable; appends fail until it recovers: %s", exc)
+                self._health = StoreHealth(False, trio.current_time(), str(exc))
             for request in batch:
+                request.finish(StorageUnavailable(f"nothing was written: {exc}"))
+            return
+        except Exception as exc:
+            # Not the storage: one append (or a bug) is at fault. The transaction
+            # rolled back; find the culprit by committing the appends one by one.
+            self._failed += 1
+            if len(batch) > 1:
+                for request in batch:
+                    await self._commit([request])
+                return
+            if type(exc) is StoreError:
                 error = StoreError(f"commit failed, nothing was written: {exc}")
                 error.__cause__ = exc
-                request.finish(error)
+                batch[0].finish(error)
+                return
+            if isinstance(exc, StoreError):
+                batch[0].finish(exc)
+                return
+            log.error("an append failed with an unexpected error", exc_info=exc)
+            error = Unstorable(f"this append cannot be stored: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            batch[0].finish(error)
             return
         except BaseException:
             for request in batch:
@@ -197,6 +252,9 @@ class GroupCommitWriter:
             raise
         # Nothing below checkpoints: the cache update, waking the waiters and
         # publishing happen together with the commit or not at all.
+        if not self._health.ok:
+            log.warning("storage recovered; appends commit again")
+            self._health = StoreHealth()
         self._last_seqs.update(result.last_seqs)
         self._sessions.update(result.sessions)
         self._batches += 1

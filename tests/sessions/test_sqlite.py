@@ -54,21 +54,27 @@ def _raw(db_path: Path) -> sqlite3.Connection:
 
 
 @pytest.mark.slow
-async def test_sigkill_mid_run_loses_no_committed_event(db_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["", "poison"])
+async def test_sigkill_mid_run_loses_no_committed_event(db_path: Path, mode: str) -> None:
+    """With ``poison``, batches also hold appends that fail alone (a lone surrogate)."""
     db_path.parent.mkdir(parents=True)
     session_id = "ses_crash"
     promised: list[tuple[int, int, int]] = []
+    refused = 0
     with trio.fail_after(60):  # a bound for a broken child, not a synchronisation
         async with trio.open_nursery() as nursery:
-            command = [sys.executable, str(CRASH_APPENDER), str(db_path), session_id]
+            command = [sys.executable, str(CRASH_APPENDER), str(db_path), session_id, mode]
             process: trio.Process = await nursery.start(
                 partial(trio.run_process, command, stdout=subprocess.PIPE, check=False)
             )
             lines = LineReader(process.stdout)
             assert await lines.readline() == "ready"
-            while len(promised) < 300:
+            while len(promised) < 300 or (mode and refused < 20):
                 line = await lines.readline()
                 assert line is not None, "the child stopped early"
+                if line == "refused":
+                    refused += 1
+                    continue
                 seq, task, n = map(int, line.split())
                 promised.append((seq, task, n))
             process.kill()
@@ -87,6 +93,7 @@ async def test_sigkill_mid_run_loses_no_committed_event(db_path: Path) -> None:
         for seq, task, n in promised:
             assert by_seq[seq].data == {"task": task, "n": n, "text": "x" * 200}
         assert len(events) < 8 * 5_000, "the child was not killed mid-run"
+        assert not [e for e in events if "poison" in e.data]
         # And the log continues without a gap.
         assert (await append_events(store, session_id, ev())).last_seq == len(events) + 1
 
@@ -174,8 +181,8 @@ async def test_database_at_version_0_is_upgraded(db_path: Path) -> None:
         conn.close()
 
 
-_V2 = Migration(
-    version=2,
+_NEXT = Migration(
+    version=len(MIGRATIONS) + 1,
     description="pin sessions",
     statements=(
         "ALTER TABLE sessions ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0",
@@ -188,12 +195,12 @@ async def test_older_schema_is_upgraded_keeping_its_data(db_path: Path) -> None:
     async with open_sqlite_store(db_path) as store:
         session = await create_session(store)
         await append_events(store, session.id, ev(n=1))
-    async with open_sqlite_store(db_path, migrations=(*MIGRATIONS, _V2)) as store:
+    async with open_sqlite_store(db_path, migrations=(*MIGRATIONS, _NEXT)) as store:
         assert await store.get_session(session.id) == session
         assert (await append_events(store, session.id, ev(n=2))).last_seq == 2
     conn = _raw(db_path)
     try:
-        assert user_version(conn) == 2
+        assert user_version(conn) == _NEXT.version
         assert conn.execute("SELECT pinned FROM sessions").fetchall() == [(0,)]
     finally:
         conn.close()
@@ -210,16 +217,16 @@ async def test_newer_database_is_refused(db_path: Path) -> None:
 
 def test_failing_migration_changes_nothing(tmp_path: Path) -> None:
     broken = Migration(
-        version=2,
+        version=len(MIGRATIONS) + 1,
         description="broken",
         statements=("CREATE TABLE extra (x INTEGER)", "ALTER TABLE nowhere ADD COLUMN y"),
     )
     conn = _raw(tmp_path / "m.db")
     try:
-        assert migrate(conn) == 1
+        assert migrate(conn) == len(MIGRATIONS)
         with pytest.raises(sqlite3.OperationalError):
             migrate(conn, (*MIGRATIONS, broken))
-        assert user_version(conn) == 1
+        assert user_version(conn) == len(MIGRATIONS)
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert "extra" not in tables
         assert not conn.in_transaction
@@ -231,7 +238,7 @@ async def test_a_file_that_is_not_a_database_is_refused(db_path: Path) -> None:
     path = trio.Path(db_path)
     await path.parent.mkdir(parents=True)
     await path.write_bytes(b"this is not a database, just text" * 100)
-    with pytest.raises(StoreError, match="SQLite error"):
+    with pytest.raises(StoreError, match="SQLITE_NOTADB"):
         async with open_sqlite_store(db_path):
             pass  # pragma: no cover
     await path.unlink()
