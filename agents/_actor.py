@@ -68,6 +68,7 @@ class RunningTurn:
     done: trio.Event = attrs.field(factory=trio.Event)
     cancel_reason: TurnEndReason = "cancelled"
     suspend: bool = False  # shutdown: leave a waiting turn open so it resumes after restart
+    unclosed: bool = False  # the store refused the closing write; close it when it recovers
 
 
 @attrs.define(eq=False)

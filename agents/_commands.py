@@ -21,11 +21,14 @@ from ._fields import Fields
 OnBusy: TypeAlias = Literal["queue", "interrupt", "reject"]
 Decision: TypeAlias = Literal["approve", "edit", "reject", "respond"]
 Remember: TypeAlias = Literal["once", "session"]
+# Who decided: a person, or the client's own policy (e.g. a non-interactive run).
+DecidedBy: TypeAlias = Literal["user", "policy"]
 AckStatus: TypeAlias = Literal["accepted", "duplicate", "rejected"]
 
 ON_BUSY: tuple[OnBusy, ...] = ("queue", "interrupt", "reject")
 DECISIONS: tuple[Decision, ...] = ("approve", "edit", "reject", "respond")
 REMEMBER: tuple[Remember, ...] = ("once", "session")
+DECIDED_BY: tuple[DecidedBy, ...] = ("user", "policy")
 ACK_STATUSES: tuple[AckStatus, ...] = ("accepted", "duplicate", "rejected")
 
 MAX_ID_LENGTH = 200
@@ -65,6 +68,7 @@ class SubmitApproval:
     feedback: str | None = None
     result: JSON = None
     remember: Remember = "once"
+    by: DecidedBy = "user"
 
     def __attrs_post_init__(self) -> None:
         if (self.decision == "edit") != (self.arguments is not None):
@@ -101,7 +105,9 @@ Command: TypeAlias = SendMessage | SubmitToolResult | SubmitApproval | Answer | 
 _FIELDS: dict[str, frozenset[str]] = {
     "user_message": frozenset({"content", "agent", "on_busy"}),
     "tool_result": frozenset({"call_id", "result", "error"}),
-    "approval": frozenset({"call_id", "decision", "arguments", "feedback", "result", "remember"}),
+    "approval": frozenset(
+        {"call_id", "decision", "arguments", "feedback", "result", "remember", "by"}
+    ),
     "answer": frozenset({"question_id", "text"}),
     "cancel": frozenset({"turn_id"}),
     "switch_agent": frozenset({"agent", "content"}),
@@ -136,6 +142,7 @@ def _parse_fields(type_: str, f: Fields, command_id: str) -> Command:
                     "'edit' and only allowed there"
                 )
             remember = "once" if data.get("remember") is None else f.choice("remember", REMEMBER)
+            by = "user" if data.get("by") is None else f.choice("by", DECIDED_BY)
             return SubmitApproval(
                 id=command_id,
                 call_id=f.string("call_id"),
@@ -144,6 +151,7 @@ def _parse_fields(type_: str, f: Fields, command_id: str) -> Command:
                 feedback=f.opt_string("feedback"),
                 result=data.get("result"),
                 remember=remember,
+                by=by,
             )
         case "answer":
             return Answer(command_id, f.string("question_id"), f.string("text"))
@@ -210,6 +218,7 @@ def encode_command(cmd: Command) -> JSONObject:
                     "arguments": cmd.arguments,
                     "feedback": cmd.feedback,
                     "remember": cmd.remember,
+                    "by": cmd.by,
                 }
             )
             if cmd.decision == "respond":

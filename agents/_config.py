@@ -20,6 +20,8 @@ class RuntimeConfig:
         shutdown_grace: seconds running turns get to finish on shutdown before cancel.
         max_queued: queued messages per session before ``on_busy=queue`` is refused.
         chunk_buffer: bound of the model → runner chunk channel.
+        store_retry: seconds before first retrying to close a turn whose closing
+            write the store refused (disk full); doubles up to ten times that.
     """
 
     model: str = "scripted"
@@ -32,3 +34,4 @@ class RuntimeConfig:
     shutdown_grace: float = 5.0
     max_queued: int = 16
     chunk_buffer: int = 256
+    store_retry: float = 0.5

@@ -116,6 +116,14 @@ async def enqueue_message(
     return ack, queued
 
 
+_WAITS_FOR = {
+    CallState.REQUESTED: "nothing from the client yet",
+    CallState.APPROVAL: "an approval",
+    CallState.TOOL: "a tool_result",
+    CallState.QUESTION: "an answer",
+}
+
+
 def _pending(actor: SessionActor, call_id: str, want: CallState, what: str) -> PendingCall:
     call = actor.state.pending.get(call_id)
     if call is None:
@@ -124,9 +132,28 @@ def _pending(actor: SessionActor, call_id: str, want: CallState, what: str) -> P
         raise CommandError("unknown_call", f"no {what} {call_id!r} in this session")
     if call.state is not want:
         raise CommandError(
-            "not_waiting", f"{what} {call_id!r} is not waiting for this ({call.state.value})"
+            "not_waiting",
+            f"call {call_id!r} is not waiting for {_WAITS_FOR[want]}; "
+            f"it waits for {_WAITS_FOR[call.state]}",
         )
     return call
+
+
+async def _refuse_decided(actor: SessionActor, call_id: str) -> None:
+    """Refuse a second decision on an approval with ``already_resolved``.
+
+    After an approve the call stays pending (it now waits for its tool result), so
+    only the stored approval can tell "decided already" from "never asked".
+    """
+    call = actor.state.pending.get(call_id)
+    if call is not None and call.state is CallState.APPROVAL:
+        return
+    approval = await actor.store.get_approval(actor.session.id, call_id)
+    if approval is not None and approval.status is not ApprovalStatus.PENDING:
+        raise CommandError(
+            "already_resolved",
+            f"approval {call_id!r} was already resolved ({approval.status.value})",
+        )
 
 
 async def submit_tool_result(actor: SessionActor, cmd: SubmitToolResult) -> Ack:
@@ -141,6 +168,7 @@ async def submit_tool_result(actor: SessionActor, cmd: SubmitToolResult) -> Ack:
 
 
 async def submit_approval(actor: SessionActor, modes: ModeRegistry, cmd: SubmitApproval) -> Ack:
+    await _refuse_decided(actor, cmd.call_id)
     call = _pending(actor, cmd.call_id, CallState.APPROVAL, "approval")
     sub = call.subtask_id
     extra: dict[str, JSON] = {REMEMBER_KEY: cmd.remember} if cmd.remember == "session" else {}
@@ -150,7 +178,7 @@ async def submit_approval(actor: SessionActor, modes: ModeRegistry, cmd: SubmitA
             status = ApprovalStatus.APPROVED
             arguments = call.arguments_object()
             outs = [
-                Out(ApprovalResolved(call.call_id, "approve", "user"), sub, extra),
+                Out(ApprovalResolved(call.call_id, "approve", cmd.by), sub, extra),
                 Out(ToolCallEvent(call.call_id, call.name, arguments), sub),
             ]
         case "edit":
@@ -167,25 +195,25 @@ async def submit_approval(actor: SessionActor, modes: ModeRegistry, cmd: SubmitA
                     "invalid_arguments", f"edited arguments refused: {verdict.rule_text}"
                 )
             outs = [
-                Out(ApprovalResolved(call.call_id, "edit", "user", arguments), sub, extra),
+                Out(ApprovalResolved(call.call_id, "edit", cmd.by, arguments), sub, extra),
                 Out(ToolCallEvent(call.call_id, call.name, arguments), sub),
             ]
         case "reject":
             status = ApprovalStatus.REJECTED
             text = f"rejected by user: {cmd.feedback}" if cmd.feedback else "rejected by user"
             outs = [
-                Out(ApprovalResolved(call.call_id, "reject", "user", None, cmd.feedback), sub),
+                Out(ApprovalResolved(call.call_id, "reject", cmd.by, None, cmd.feedback), sub),
                 Out(ToolResultEvent(call.call_id, False, summarize(text), text), sub),
             ]
         case "respond":
             status = ApprovalStatus.RESPONDED
             text = _result_text(cmd.result)
             outs = [
-                Out(ApprovalResolved(call.call_id, "respond", "user"), sub),
+                Out(ApprovalResolved(call.call_id, "respond", cmd.by), sub),
                 Out(ToolResultEvent(call.call_id, True, summarize(text), text), sub),
             ]
     resolution: dict[str, JSON] = {"decision": cmd.decision, "remember": cmd.remember}
-    approval = await actor.close_approval(call.call_id, status, resolution, "user")
+    approval = await actor.close_approval(call.call_id, status, resolution, cmd.by)
     if approval is None:
         raise CommandError("already_resolved", f"approval {call.call_id!r} is not pending")
     ack = Ack.accepted(cmd.id, call.turn_id)

@@ -16,8 +16,21 @@ values as their JSON text; a missing argument never matches). ``*`` also matches
 ``pytest*`` would also match ``pytest; rm -rf ~``, an **allow** rule's ``command``
 glob does not match a command containing a shell control character
 (``; & | ` $ < >`` or a newline) unless the glob itself contains it; such a call
-falls through to the next rule or the default (ask). Deny and ask rules match as
-written.
+falls through to the next rule or the default (ask).
+
+Deny and ask rules on ``command`` match the whole command *or any segment* of it:
+the command is cut at ``;``, ``&``, ``|`` (so also ``&&`` and ``||``), newlines,
+backticks, ``$(``, ``(`` and ``)``, and each piece is stripped, so ``rm *`` denies
+``pytest -q; rm -rf build``, ``make && rm -rf ~`` and ``echo $(rm -rf x)`` alike
+(a command substitution runs its contents, so they count as a segment). Quotes are
+not interpreted: a separator inside quotes also cuts, which can only make a deny or
+ask rule match *more* often. This catches chained commands; it is not a sandbox
+(``bash -c 'rm -rf x'`` or ``sudo rm`` need rules of their own).
+
+Globs are checked when the file is loaded: an unclosed ``[`` (``[pytest``), which
+``fnmatch`` would silently read as a literal ``[``, is refused with a
+:class:`ConfigError` naming the file and the rule's number (write ``[[]`` for a
+literal ``[``).
 
 ``remember: session`` on an approval calls :meth:`Policy.with_session_allow`, which
 allows the *tool name* (any arguments) for the rest of the session: remembering
@@ -49,6 +62,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -66,6 +80,7 @@ ACTIONS: tuple[Action, ...] = ("deny", "ask", "allow")  # strongest first
 
 _SHELL_CONTROL = frozenset(";&|`$<>\n\r")
 _GLOB_CHARS = frozenset("*?[")
+_SEGMENT_BREAK = re.compile(r"\$\(|[;&|`()\n\r]")
 
 
 @frozen
@@ -85,7 +100,12 @@ class Rule:
                 return False
             raw = arguments[key]
             value = raw if isinstance(raw, str) else json.dumps(raw)
-            if not fnmatch.fnmatchcase(value, glob):
+            if key == "command" and self.action != "allow":
+                # Refusing or asking must not be dodged by chaining: any segment counts.
+                candidates = (value, *command_segments(value))
+                if not any(fnmatch.fnmatchcase(c, glob) for c in candidates):
+                    return False
+            elif not fnmatch.fnmatchcase(value, glob):
                 return False
             if (
                 self.action == "allow"
@@ -101,6 +121,12 @@ class Rule:
         if self.match:
             text += " matching " + ", ".join(f"{k}={v!r}" for k, v in sorted(self.match.items()))
         return f"{text} ({self.reason})" if self.reason else text
+
+
+def command_segments(command: str) -> tuple[str, ...]:
+    """The pieces of a shell *command* that deny and ask rules also match (see above)."""
+    pieces = (piece.strip() for piece in _SEGMENT_BREAK.split(command))
+    return tuple(piece for piece in pieces if piece)
 
 
 @frozen
@@ -195,6 +221,7 @@ def _parse_rule(table: object, where: str) -> Rule:
     tool = table.get("tool")
     if not isinstance(tool, str) or not tool:
         raise ConfigError(f"{where}: 'tool' must be a non-empty string (a tool name or glob)")
+    _check_glob(tool, f"{where}: 'tool'")
     exact = not (_GLOB_CHARS & set(tool))
     if exact and tool not in TOOLS:
         raise ConfigError(f"{where}: unknown tool {tool!r}")
@@ -213,10 +240,41 @@ def _parse_rule(table: object, where: str) -> Rule:
     for key, glob in raw_match.items():
         if not isinstance(glob, str):
             raise ConfigError(f"{where}: match.{key} must be a string glob")
+        _check_glob(glob, f"{where}: match.{key}")
         if exact and key not in _argument_names(tool):
             raise ConfigError(f"{where}: {tool} has no argument {key!r}")
         match[key] = glob
     return Rule(tool, match, checked, reason)
+
+
+def _check_glob(glob: str, where: str) -> None:
+    """Refuse a glob that ``fnmatch`` would quietly read as something else."""
+    start = _unclosed_bracket(glob)
+    if start is not None:
+        raise ConfigError(
+            f"{where}: glob {glob!r} has an unclosed '[' at position {start + 1} "
+            "(write '[[]' for a literal '[')"
+        )
+
+
+def _unclosed_bracket(glob: str) -> int | None:
+    """Index of the first ``[`` without its ``]``, scanning as ``fnmatch.translate`` does."""
+    i, n = 0, len(glob)
+    while i < n:
+        if glob[i] != "[":
+            i += 1
+            continue
+        j = i + 1
+        if j < n and glob[j] == "!":
+            j += 1
+        if j < n and glob[j] == "]":
+            j += 1  # a ']' right after '[' or '[!' is a member, not the end
+        while j < n and glob[j] != "]":
+            j += 1
+        if j >= n:
+            return i
+        i = j + 1
+    return None
 
 
 def _argument_names(tool: str) -> frozenset[str]:

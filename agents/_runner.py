@@ -26,6 +26,7 @@ from sessions import (
     loads_object,
     new_id,
     now,
+    valid_text,
 )
 
 from ._actor import Out, SessionActor
@@ -225,14 +226,23 @@ class TurnRunner:
                             batch.append(receive.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
-                    chunk = "".join(d.text for d in batch if isinstance(d, TextDelta))
+                    # Repaired, not refused: a model's stray surrogate must not fail the turn.
+                    chunk = valid_text("".join(d.text for d in batch if isinstance(d, TextDelta)))
                     outs: list[Out] = []
                     if chunk:
                         text.append(chunk)
                         outs.append(Out(TextDeltaEvent(message_id, chunk), subtask_id))
                     for delta in batch:
                         if isinstance(delta, ToolCallDelta):
-                            calls.append(delta.call)
+                            call = delta.call
+                            calls.append(
+                                attrs.evolve(
+                                    call,
+                                    id=valid_text(call.id),
+                                    name=valid_text(call.name),
+                                    arguments=valid_text(call.arguments),
+                                )
+                            )
                         elif isinstance(delta, UsageDelta):
                             self.metrics.llm_tokens.labels("prompt").inc(delta.prompt_tokens)
                             self.metrics.llm_tokens.labels("completion").inc(

@@ -15,9 +15,9 @@ CMD, QUESTION run verbatim to the end of the message.
 
 **Routing** (``purpose="route"``): the answer is the JSON text
 ``{"agent": X, "reason": "..."}`` where X is ``orchestrator`` for
-``first A then B`` and otherwise :func:`route_by_keywords` of the message (for
-``create``/``write``/``edit`` only the words before ``with``/``replace``, because
-the content is not an instruction).
+``first A then B``, MODE for ``switch to MODE``, and otherwise
+:func:`route_by_keywords` of the message (for ``create``/``write``/``edit`` only
+the words before ``with``/``replace``, because the content is not an instruction).
 
 **A fresh message** (the history ends with the user message, or only with results
 of successful ``switch_mode`` calls, so the agent switched to acts on it):
@@ -26,6 +26,10 @@ of successful ``switch_mode`` calls, so the agent switched to acts on it):
 message                                            reply
 =================================================  ===========================================
 agent ``orchestrator``: ``first A then B``         ``new_task{mode: route(A), message: A}``
+any other agent: ``first A then B``                ``switch_mode{mode: orchestrator}``, which
+                                                   then delegates (the agent is sticky, so
+                                                   this works from any session)
+agent ``orchestrator``: ``switch to MODE``         as for every agent (below)
 agent ``orchestrator``: anything else              ``switch_mode{mode: route(msg), reason}``
 ``create A with X and create B with Y``            two ``write_file`` calls in one message
 ``create FILE with TEXT`` / ``write FILE with ..``  ``write_file{path, content: TEXT}``
@@ -44,6 +48,10 @@ agent ``orchestrator``: anything else              ``switch_mode{mode: route(msg
 ``stream N words``                                 text of N words (N ≤ 100000), no tool call
 anything else                                      ≥ 3 sentences naming the agent, no tool call
 =================================================  ===========================================
+
+A message is handed over at most once: an agent that got it through
+``switch_mode`` and would switch again answers with a sentence instead, so agents
+never bounce a message between them.
 
 A tool call is preceded by one short sentence ("Writing hello.py."). The rule's
 call is issued even when the mode lacks that tool (so restrictions can be tested:
@@ -103,6 +111,7 @@ _CREATE = re.compile(r"(?:create|write) (\S+) with (.+)", _F)
 _EDIT = re.compile(r"edit (\S+) replace (.+?) with (.+)", _F)
 _FIRST_THEN = re.compile(r"first (.+?),? then (.+)", _F)
 _STREAM = re.compile(r"stream (\d+) words?\b.*", _F)
+_SWITCH = re.compile(r"switch to (\S+).*", _F)
 _ARGUMENT_RULES: Sequence[tuple[re.Pattern[str], str, tuple[str, ...]]] = (
     (re.compile(r"read (\S+).*", _F), "read_file", ("path",)),
     (re.compile(r"list(?: (\S+).*)?", _F), "list_files", ("path",)),
@@ -112,7 +121,7 @@ _ARGUMENT_RULES: Sequence[tuple[re.Pattern[str], str, tuple[str, ...]]] = (
     (re.compile(r"move (\S+) to (\S+).*", _F), "move_file", ("source", "destination")),
     (re.compile(r"run (.+)", _F), "execute_command", ("command",)),
     (re.compile(r"ask (.+)", _F), "ask_followup_question", ("question",)),
-    (re.compile(r"switch to (\S+).*", _F), "switch_mode", ("mode",)),
+    (_SWITCH, "switch_mode", ("mode",)),
     (re.compile(r"loop\b.*", _F), "read_file", ()),
 )
 _WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
@@ -230,6 +239,8 @@ def route(message: str) -> tuple[str, str]:
     """The scripted routing decision ``(agent, reason)`` for *message*."""
     if first := _FIRST_THEN.fullmatch(message):
         return "orchestrator", f"two steps ({first[1]!r}, then {first[2]!r}): delegating"
+    if switch := _SWITCH.fullmatch(message):
+        return switch[1].lower(), "the user asked for it"
     instruction = message
     if match := _CREATE.fullmatch(message) or _EDIT.fullmatch(message):
         instruction = message[: match.start(2)]
@@ -260,21 +271,24 @@ def _reply(request: ModelRequest, message: str) -> _Reply:
     if results and not switched:
         reply = _after_results(request, message, results, calls)
     else:
-        reply = _fresh(request, message)
+        reply = _fresh(request, message, handed_over=bool(results))
     if subtask and not reply.calls and request.tools:
         return _Reply(reply.text, (("attempt_completion", {"result": reply.text}),))
     return reply
 
 
-def _fresh(request: ModelRequest, message: str) -> _Reply:
+def _fresh(request: ModelRequest, message: str, *, handed_over: bool = False) -> _Reply:
     agent = request.agent
     calls: tuple[Call, ...] = ()
-    if agent == "orchestrator":
-        if first := _FIRST_THEN.fullmatch(message):
-            calls = (("new_task", {"mode": route(first[1])[0], "message": first[1]}),)
-        else:
-            target, reason = route(message)
-            calls = (("switch_mode", {"mode": target, "reason": reason}),)
+    first = _FIRST_THEN.fullmatch(message)
+    if agent == "orchestrator" and first:
+        calls = (("new_task", {"mode": route(first[1])[0], "message": first[1]}),)
+    elif first:
+        # Only the orchestrator delegates, and the session's agent is sticky: hand over.
+        calls = (("switch_mode", {"mode": "orchestrator", "reason": route(message)[1]}),)
+    elif agent == "orchestrator" and not _SWITCH.fullmatch(message):
+        target, reason = route(message)
+        calls = (("switch_mode", {"mode": target, "reason": reason}),)
     elif match := _TWO_CREATES.fullmatch(message):
         calls = (
             ("write_file", {"path": match[1], "content": match[2]}),
@@ -289,8 +303,16 @@ def _fresh(request: ModelRequest, message: str) -> _Reply:
         return _Reply(" ".join(_WORDS[i % len(_WORDS)] for i in range(count)))
     else:
         calls = _argument_rule(message)
-    if calls and calls[0][0] == "switch_mode" and calls[0][1].get("mode") == agent:
-        return _Reply(f"I am already the {agent} agent.")
+    if calls and calls[0][0] == "switch_mode":
+        to_mode = calls[0][1].get("mode")
+        if to_mode == agent:
+            return _Reply(f"I am already the {agent} agent.")
+        if handed_over:
+            # A second hand-over of the same message could only bounce between agents.
+            return _Reply(
+                f"I am the {agent} agent. This message was handed over to me already, "
+                f"so I will not hand it on to {to_mode}."
+            )
     if not calls:
         return _Reply(
             f"I am the {agent} agent of the scripted model. You said: {_clip(message, 60)!r}. "
@@ -312,6 +334,7 @@ def _argument_rule(message: str) -> tuple[Call, ...]:
                 return ((name, {"path": "loop.txt"}),)
             args: JSONObject = {key: match[i] or "." for i, key in enumerate(keys, 1)}
             if name == "switch_mode":
+                args["mode"] = str(args["mode"]).lower()
                 args["reason"] = "the user asked for it"
             return ((name, args),)
     return ()
@@ -337,7 +360,7 @@ def _after_results(
         parts = []
         for i, task in enumerate(tasks[:2], 1):
             text = _result_text("new_task", answers.get(task.id, ""))[0]
-            parts.append(f"Step {i} ({_target(task)}): {_clip(text, 200)}")
+            parts.append(f"Step {i} ({_target(task)}): {_clip(text, 200).rstrip('.')}")
         summary = "Both steps are done. " + "; ".join(parts)
         return _Reply("Finishing.", (("attempt_completion", {"result": summary}),))
     lines = [

@@ -21,6 +21,8 @@ from sessions import (
     Append,
     Session,
     SessionStore,
+    StoreError,
+    Turn,
     TurnStatus,
     new_id,
     now,
@@ -79,23 +81,35 @@ class Supervisor:
     _actors: dict[str, SessionActor] = attrs.field(factory=dict)
     _loading: trio.Lock = attrs.field(factory=trio.Lock)
     _closing: bool = False
+    _retrying: set[trio.CancelScope] = attrs.field(factory=set)
 
     # -- sessions ----------------------------------------------------------------
 
     async def create_session(
-        self, owner: str, *, title: str | None = None, agent: str | None = None
+        self,
+        owner: str,
+        *,
+        title: str | None = None,
+        agent: str | None = None,
+        max_live_sessions: int | None = None,
     ) -> Session:
         """Create a session owned by *owner* (first agent: orchestrator by default).
 
         Raises:
             CommandError: ``unknown_agent``.
+            SessionLimitReached: *owner* already has *max_live_sessions* (checked
+                atomically with the insert).
         """
         agent = agent or ROUTER
         if agent not in self.modes.names():
-            raise CommandError("unknown_agent", f"unknown agent {agent!r}")
+            raise CommandError(
+                "unknown_agent", f"unknown agent {agent!r}; agents: {', '.join(self.modes.names())}"
+            )
         t = now()
         session = Session(new_id("ses"), owner, " ".join((title or "").split())[:120], t, t, agent)
-        await self.store.append(Append(session.id, session=session))
+        await self.store.append(
+            Append(session.id, session=session, max_live_sessions=max_live_sessions)
+        )
         return session
 
     async def update_session(self, session: Session, *, title: str) -> Session:
@@ -258,9 +272,40 @@ class Supervisor:
                 finally:
                     actor.running = None
                     self.metrics.active_turns.dec()
+                if running.unclosed:
+                    # Still this session's driver: nothing else starts until it is closed.
+                    await self._close_when_writable(actor, runner.turn)
         finally:
             actor.driving = False
             self.metrics.active_sessions.dec()
+
+    async def _close_when_writable(self, actor: SessionActor, turn: Turn) -> None:
+        """Close *turn* as ``interrupted`` once the store takes writes again.
+
+        Retries with exponential backoff (``config.store_retry``, doubling up to
+        ten times that). Gives up at shutdown: the turn then stays open in the
+        store, and restart recovery closes it.
+
+        Cancellation: shutdown cancels the wait between attempts; an attempt
+        itself is shielded (one atomic write).
+        """
+        delay = self.config.store_retry
+        with trio.CancelScope() as scope:
+            self._retrying.add(scope)
+            try:
+                while not self._closing:
+                    await trio.sleep(delay)
+                    try:
+                        with trio.CancelScope(shield=True):
+                            await close_turn(actor, turn, "interrupted")
+                    except StoreError as exc:
+                        log.info("turn %s still cannot be closed: %s", turn.id, exc)
+                        delay = min(2 * delay, 10 * self.config.store_retry)
+                        continue
+                    log.info("turn %s closed as interrupted after the store recovered", turn.id)
+                    return
+            finally:
+                self._retrying.discard(scope)
 
     async def _recover(self) -> None:
         """Restart recovery (SPEC §3.3 rule 7), reading only sessions with open turns."""
@@ -303,6 +348,8 @@ class Supervisor:
         awaiting in the store and resumes after the restart, like after a crash.
         """
         self._closing = True
+        for scope in self._retrying:
+            scope.cancel()
         with trio.move_on_after(self.config.shutdown_grace):
             async with trio.open_nursery() as nursery:
                 for actor in list(self._actors.values()):

@@ -13,7 +13,7 @@ import logging
 import attrs
 import trio
 
-from sessions import ApprovalStatus, Turn, TurnStatus, now
+from sessions import ApprovalStatus, StorageUnavailable, StoreError, Turn, TurnStatus, now
 
 from ._actor import Out, QueuedTurn, RunningTurn, SessionActor
 from ._errors import AgentError, ModelError, PairingViolation
@@ -52,6 +52,11 @@ async def run_turn(
     shutdown) ends the turn with ``running.cancel_reason``; an outer cancellation
     ends it as ``interrupted``. The closing write is shielded and limited to
     *grace* seconds.
+
+    A store that refuses writes (disk full) fails the turn with an
+    ``error {code: "storage_unavailable", retryable: true}``; if even the closing
+    write fails, ``running.unclosed`` is set and the caller closes the turn once
+    the store takes writes again.
     """
     reason: TurnEndReason | None = None
     error: ErrorEvent | None = None
@@ -68,6 +73,11 @@ async def run_turn(
         reason, error = "error", ErrorEvent("pairing_violation", str(exc), False)
     except AgentError as exc:
         reason, error = "error", ErrorEvent("agent_error", str(exc), False)
+    except StoreError as exc:
+        log.warning("turn %s failed: the store refused a write: %s", runner.turn.id, exc)
+        retryable = isinstance(exc, StorageUnavailable)
+        code = "storage_unavailable" if retryable else "store_error"
+        reason, error = "error", ErrorEvent(code, str(exc), retryable)
     except Exception as exc:
         log.exception("turn %s failed", runner.turn.id)
         reason, error = (
@@ -79,7 +89,11 @@ async def run_turn(
             reason = running.cancel_reason if running.scope.cancel_called else "interrupted"
         if not running.suspend:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + grace):
-                await close_turn(runner.actor, runner.turn, reason, error)
+                try:
+                    await close_turn(runner.actor, runner.turn, reason, error)
+                except StoreError as exc:
+                    log.warning("turn %s stays open for now: %s", runner.turn.id, exc)
+                    running.unclosed = True
         running.done.set()
 
 

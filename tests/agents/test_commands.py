@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents._commands import (
+    DECIDED_BY,
     DECISIONS,
     ON_BUSY,
     REMEMBER,
@@ -43,6 +44,7 @@ def approvals(draw: st.DrawFn) -> SubmitApproval:
         feedback=draw(opt_texts),
         result=draw(json_values) if decision == "respond" else None,
         remember=draw(st.sampled_from(REMEMBER)),
+        by=draw(st.sampled_from(DECIDED_BY)),
     )
 
 
@@ -78,8 +80,29 @@ def test_defaults() -> None:
         "1", "hi", None, "queue"
     )
     approval = parse_command({"type": "approval", "id": "2", "call_id": "c", "decision": "approve"})
-    assert approval == SubmitApproval("2", "c", "approve", remember="once")
+    assert approval == SubmitApproval("2", "c", "approve", remember="once", by="user")
     assert parse_command({"type": "cancel", "id": "3"}) == Cancel("3")
+
+
+def test_approval_by_policy() -> None:
+    wire: JSON = {
+        "type": "approval",
+        "id": "1",
+        "call_id": "c",
+        "decision": "reject",
+        "by": "policy",
+    }
+    cmd = parse_command(wire)
+    assert cmd == SubmitApproval("1", "c", "reject", by="policy")
+    assert encode_command(cmd)["by"] == "policy"
+    null_by: JSON = {
+        "type": "approval",
+        "id": "1",
+        "call_id": "c",
+        "decision": "approve",
+        "by": None,
+    }
+    assert parse_command(null_by) == SubmitApproval("1", "c", "approve", by="user")
 
 
 def test_tool_result_null_counts_only_when_present() -> None:
@@ -151,6 +174,14 @@ _INVALID: list[tuple[JSON, str]] = [
     (
         {"type": "approval", "id": "1", "call_id": "c", "decision": "approve", "remember": "ever"},
         "'remember' must be one of 'once', 'session'",
+    ),
+    (
+        {"type": "approval", "id": "1", "call_id": "c", "decision": "reject", "by": "timeout"},
+        "field 'by' must be one of 'user', 'policy', got string",
+    ),
+    (
+        {"type": "approval", "id": "1", "call_id": "c", "decision": "reject", "by": True},
+        "field 'by' must be one of 'user', 'policy', got boolean",
     ),
     ({"type": "answer", "id": "1", "question_id": "q"}, "missing field 'text'"),
     ({"type": "switch_agent", "id": "1", "agent": None}, "missing field 'agent'|'agent' must"),

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from agents._errors import ConfigError
-from agents._policy import Decision, Policy, Rule, load_policy, parse_policy
+from agents._policy import (
+    Decision,
+    Policy,
+    Rule,
+    command_segments,
+    load_policy,
+    parse_policy,
+)
 from agents._tools import TOOLS
 
 DEFAULTS = {
@@ -121,6 +129,59 @@ def test_allow_prefix_does_not_cover_chained_commands(command: str) -> None:
     assert Policy([deny]).evaluate("execute_command", {"command": command}).action == "deny"
 
 
+RM = Rule("execute_command", {"command": "rm *"}, "deny", "no destructive commands")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "pytest -q; rm -rf build",
+        "pytest -q;rm -rf build",
+        "make && rm -rf ~",
+        "false || rm -rf ~",
+        "ls | rm -rf x",
+        "sleep 1 & rm -rf x",
+        "pytest\nrm -rf build",
+        "echo $(rm -rf x)",
+        "echo `rm -rf x`",
+        "(cd src && rm -rf build)",
+        'git commit -m "wip; rm later"',  # quotes are not interpreted: errs on refusing
+    ],
+)
+def test_deny_matches_any_segment_of_a_chained_command(command: str) -> None:
+    decision = Policy([RM]).evaluate("execute_command", {"command": command})
+    assert decision == Decision(
+        "deny", "rule 1: deny execute_command matching command='rm *' (no destructive commands)"
+    )
+
+
+@pytest.mark.parametrize("command", ["pytest -q", "echo rm -rf x", "pytest; echo rm", "firm x"])
+def test_deny_does_not_match_segments_that_do_not_match(command: str) -> None:
+    decision = Policy([RM]).evaluate("execute_command", {"command": command})
+    assert decision == DEFAULTS["execute_command"]
+
+
+def test_ask_matches_segments_too_and_allow_does_not() -> None:
+    ask = Rule("execute_command", {"command": "git push*"}, "ask", "review pushes")
+    allow_all = Rule("execute_command", {"command": "*;*"}, "allow", "anything chained")
+    policy = Policy([allow_all, ask])
+    assert policy.evaluate("execute_command", {"command": "pytest; git push"}) == Decision(
+        "ask", "rule 2: ask execute_command matching command='git push*' (review pushes)"
+    )
+    allow_git = Policy([Rule("execute_command", {"command": "git push*"}, "allow")])
+    assert (
+        allow_git.evaluate("execute_command", {"command": "pytest; git push"})
+        == DEFAULTS["execute_command"]
+    )
+
+
+def test_command_segments() -> None:
+    assert command_segments("a; b && c || d | e & f\ng") == ("a", "b", "c", "d", "e", "f", "g")
+    assert command_segments("echo $(rm x) `ls`") == ("echo", "rm x", "ls")
+    assert command_segments("pytest -q") == ("pytest -q",)
+    assert command_segments(" ; ") == ()
+
+
 def test_allow_glob_may_name_shell_characters_itself() -> None:
     policy = Policy([Rule("execute_command", {"command": "make | tee *"}, "allow")])
     assert policy.evaluate("execute_command", {"command": "make | tee log"}).action == "allow"
@@ -219,7 +280,36 @@ INVALID = [
         "rule 2: 'tool' must be a non-empty string",
     ),
     ("[[approval.rules]\n", "invalid TOML"),
+    (
+        "[[approval.rules]]\ntool = 'execute_command'\naction = 'deny'\n"
+        "match = {command = '[pytest'}",
+        "rule 1: match.command: glob '[pytest' has an unclosed '[' at position 1 "
+        "(write '[[]' for a literal '[')",
+    ),
+    (
+        "[[approval.rules]]\ntool = '*'\naction = 'ask'\n"
+        "[[approval.rules]]\ntool = 'read_[!'\naction = 'ask'",
+        "rule 2: 'tool': glob 'read_[!' has an unclosed '[' at position 6",
+    ),
+    (
+        "[[approval.rules]]\ntool = 'write_file'\naction = 'ask'\nmatch = {path = 'src/[]'}",
+        "rule 1: match.path: glob 'src/[]' has an unclosed '['",
+    ),
 ]
+
+
+def test_bracket_globs_that_close_are_accepted() -> None:
+    text = (
+        "[[approval.rules]]\ntool = 'execute_command'\naction = 'deny'\n"
+        "match = {command = '[[]x*'}\n"
+        "[[approval.rules]]\ntool = 'write_file'\naction = 'ask'\n"
+        "match = {path = '[]]*[!]]'}"
+    )
+    policy = parse_policy(tomllib.loads(text), source="p.toml")
+    assert policy.evaluate("execute_command", {"command": "[x]"}).action == "deny"
+    assert policy.evaluate("write_file", {"path": "]a", "content": ""}).rule_text.startswith(
+        "rule 2"
+    )
 
 
 @pytest.mark.parametrize(("text", "message"), INVALID)

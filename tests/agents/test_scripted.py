@@ -161,6 +161,46 @@ async def test_no_tools_offered_means_text_only() -> None:
 
 async def test_switch_to_the_current_mode_is_text() -> None:
     assert await reply(request(user("switch to coder"))) == ("I am already the coder agent.", [])
+    expected: tuple[str, list[tuple[str, JSON]]] = ("I am already the orchestrator agent.", [])
+    assert await reply(request(user("switch to orchestrator"), agent="orchestrator")) == expected
+
+
+async def test_the_orchestrator_follows_switch_to() -> None:
+    _, calls = await reply(request(user("switch to Debug"), agent="orchestrator"))
+    assert calls == [("switch_mode", {"mode": "debug", "reason": "the user asked for it"})]
+
+
+@pytest.mark.parametrize("agent", ["coder", "architect", "debug", "ask"])
+async def test_other_agents_hand_first_then_to_the_orchestrator(agent: str) -> None:
+    text, calls = await reply(request(user("first read a.py then run pytest"), agent=agent))
+    assert calls == [
+        (
+            "switch_mode",
+            {
+                "mode": "orchestrator",
+                "reason": "two steps ('read a.py', then 'run pytest'): delegating",
+            },
+        )
+    ]
+    assert text == "Handing over to orchestrator."
+
+
+async def test_a_handed_over_message_is_not_handed_on() -> None:
+    history = (
+        user("switch to debug"),
+        assistant(("call_1", "switch_mode", {"mode": "ask", "reason": "r"})),
+        tool("call_1", "switched to ask"),
+    )
+    text, calls = await reply(request(*history, agent="ask"))
+    assert calls == []
+    assert text == (
+        "I am the ask agent. This message was handed over to me already, "
+        "so I will not hand it on to debug."
+    )
+    # A failed switch is a result to report, not a hand-over.
+    refused = (*history[:2], tool("call_1", "unknown mode 'ask'"))
+    text, calls = await reply(request(*refused, agent="coder"))
+    assert calls == [] and text.startswith("Done: switch_mode ask failed")
 
 
 @pytest.mark.parametrize(
@@ -178,6 +218,8 @@ async def test_switch_to_the_current_mode_is_text() -> None:
         ("I see an error", "debug"),
         ("create hello.py with print('hi')", "coder"),
         ("create notes.md with why we fix the error", "coder"),  # content is not instruction
+        ("switch to debug", "debug"),
+        ("Switch to Orchestrator please", "orchestrator"),
         ("slow stream 10 words", "coder"),
     ],
 )

@@ -1,0 +1,108 @@
+"""Turns on a store whose storage fails (disk full): no crash, one ``turn.ended``, recovery.
+
+The memory store is wrapped in :class:`~tests.fakes.faulty_backend.FaultyBackend`;
+time is the autojump clock (no threads, no sockets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from agents import RuntimeConfig, ScriptedModel
+from sessions import GroupCommitStore, StorageUnavailable
+from sessions._memory import MemoryBackend
+from sessions._store import open_store
+from tests.fakes.faulty_backend import FaultyBackend
+
+from .harness import Harness, open_runtime, seqs_contiguous
+
+
+def healthy(store: GroupCommitStore) -> bool:
+    return store.health.ok
+
+
+@asynccontextmanager
+async def faulty_runtime() -> AsyncIterator[tuple[Harness, FaultyBackend, GroupCommitStore]]:
+    backend = FaultyBackend(MemoryBackend())
+    async with open_store(backend, queue_size=64, max_batch=64, drain_timeout=5) as store:
+        async with open_runtime(
+            RuntimeConfig(store_retry=0.5), model=ScriptedModel(pace=0.01), store=store
+        ) as harness:
+            yield harness, backend, store
+
+
+async def test_a_turn_whose_store_fills_up_ends_once_when_space_returns(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with faulty_runtime() as (harness, backend, store):
+        session = await harness.session(agent="coder")
+        await harness.message(session, "stream 200 words")
+        await harness.wait_for(session, "text.delta")
+        backend.failing = "disk_full"
+        # The turn fails on its next write and cannot even write its end yet.
+        await trio.sleep(5)  # mock time: the first close and a few retries fail
+        assert store.stats.storage_failures >= 3
+        assert not healthy(store)
+        with pytest.raises(StorageUnavailable):
+            await harness.message(session, "hello")
+        # Nothing crashed: the supervisor keeps retrying the close with backoff.
+        await trio.sleep(30)
+        assert harness.supervisor.running_turn(session.id) is None
+        backend.failing = None
+        ended = await harness.wait_for(session, "turn.ended")
+        assert ended.data["reason"] == "interrupted"
+        assert healthy(store)
+        # The session works again: a new turn runs to completion.
+        await harness.message(session, "hi there")
+        await harness.wait_for(session, "turn.ended", after=ended.seq)
+        events = await harness.events(session)
+        assert seqs_contiguous(events)
+        ends = [e.data["reason"] for e in events if e.type == "turn.ended"]
+        assert ends == ["interrupted", "completed"]
+        await harness.assert_paired(session)
+
+
+async def test_a_brief_storage_failure_ends_the_turn_with_a_retryable_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with faulty_runtime() as (harness, backend, store):
+        session = await harness.session(agent="coder")
+        await harness.message(session, "stream 200 words")
+        await harness.wait_for(session, "text.delta")
+        backend.fail_next("io_error")
+        ended = await harness.wait_for(session, "turn.ended")
+        assert ended.data["reason"] == "error"
+        errors = [e for e in await harness.events(session) if e.type == "error"]
+        assert [(e.data["code"], e.data["retryable"]) for e in errors] == [
+            ("storage_unavailable", True)
+        ]
+        assert store.health.ok
+        await harness.assert_paired(session)
+
+
+async def test_shutdown_while_a_turn_waits_for_storage_leaves_it_to_recovery(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backend = FaultyBackend(MemoryBackend())
+    async with open_store(backend, queue_size=64, max_batch=64, drain_timeout=5) as store:
+        async with open_runtime(
+            RuntimeConfig(store_retry=0.5), model=ScriptedModel(pace=0.01), store=store
+        ) as harness:
+            session = await harness.session(agent="coder")
+            await harness.message(session, "stream 200 words")
+            await harness.wait_for(session, "text.delta")
+            backend.failing = "disk_full"
+            await trio.sleep(5)
+            started = trio.current_time()
+        # Leaving the runtime did not wait on the retry loop.
+        assert trio.current_time() - started < 10
+        backend.failing = None
+        # The turn is still open in the store: restart recovery closes it.
+        assert [t.session_id for t in await store.active_turns()] == [session.id]
+        async with open_runtime(store=store) as again:
+            ended = await again.wait_for(session, "turn.ended")
+            assert ended.data["reason"] == "interrupted"
