@@ -9,7 +9,13 @@ way; regular files, whose reads never block, through a worker thread.
 
 :class:`Decider` turns an ``approval.requested`` or ``question.asked`` event into the
 command fields to send: interactively (keys ``a``/``e``/``r``/``s``) or by the
-non-interactive rules (``--yes``, ``--auto-approve`` globs, else reject).
+non-interactive rules (``--yes``, ``--auto-approve`` globs, else reject). What a
+rule decided is sent with ``by: "policy"``, so the log does not claim a person
+decided; a non-interactive refusal carries the reason ``non-interactive``.
+
+The approval prompt shows every argument in full; one with a control character
+in it is shown as an escaped literal, so the terminal cannot be made to display
+anything but what would run.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ import trio
 from agents import ToolError, validate_arguments
 from sessions import JSON, JSONObject
 
-from ._chat_render import Renderer, pretty_arguments
+from ._chat_render import Renderer
+from ._chat_text import exact, needs_escaping, visible
 from ._chat_tools import Workspace
 
-NOT_APPROVED: Final = "not approved (non-interactive)"
+NOT_APPROVED: Final = "non-interactive"
 NO_ANSWER: Final = "no answer (non-interactive client)"
 _MENU: Final = "[a]pprove  [e]dit  [r]eject  [s] approve for this session > "
 
@@ -136,6 +143,8 @@ class Decider:
         self.interactive = interactive and lines is not None
         self.lines = lines
         self.env = os.environ if env is None else env
+        # Approvals refused because nobody could be asked (the exit status says so).
+        self.refused = 0
 
     def automatic(self, tool: str) -> str | None:
         """Why *tool* is approved without asking, or ``None``."""
@@ -158,11 +167,17 @@ class Decider:
         reason = self.automatic(name)
         depth = self.renderer.depth(event)
         if reason is not None:
-            self.renderer.lines(f"  approving {name} ({reason})", depth, "dim")
-            return base | {"decision": "approve"}
+            self.renderer.lines(f"  approving {visible(name)} ({reason})", depth, "dim")
+            return base | {"decision": "approve", "by": "policy"}
         if not self.interactive:
-            self.renderer.lines(f"  rejecting {name}: {NOT_APPROVED}", depth, "dim")
-            return base | {"decision": "reject", "feedback": NOT_APPROVED}
+            self.refused += 1
+            self.renderer.lines(
+                f"  refusing {visible(name)}: nobody to ask (non-interactive); "
+                f"pass --yes or --auto-approve {visible(name)} to allow it",
+                depth,
+                "dim",
+            )
+            return base | {"decision": "reject", "feedback": NOT_APPROVED, "by": "policy"}
         await self._show(name, args)
         while True:
             self.renderer.prompt(_MENU)
@@ -187,10 +202,10 @@ class Decider:
             self.renderer.note("  please type a, e, r or s")
 
     async def _show(self, name: str, args: JSONObject) -> None:
-        """What the call would do: its arguments and, for edits, the diff."""
-        details = pretty_arguments({k: v for k, v in args.items() if k != "content"})
-        if details:
-            self.renderer.lines(details, 1)
+        """What the call would do: its arguments in full and, for edits, the diff."""
+        for key, value in args.items():
+            if key != "content":  # the diff shows it
+                self.renderer.lines(argument_line(key, value), 1)
         preview = await trio.to_thread.run_sync(self.workspace.preview, name, args)
         if preview is not None:
             self.renderer.diff(preview)
@@ -203,7 +218,11 @@ class Decider:
         """New arguments from ``$VISUAL``/``$EDITOR`` or an inline prompt; ``None`` to go back."""
         editor = self.env.get("VISUAL") or self.env.get("EDITOR")
         if editor:
-            text = await _run_editor(editor, json.dumps(args, indent=2) + "\n")
+            try:
+                text = await _run_editor(editor, json.dumps(args, indent=2) + "\n")
+            except (OSError, ValueError) as error:
+                self.renderer.note(f"  cannot run the editor {editor!r}: {error}", "red")
+                return None
         else:
             self.renderer.note("  current arguments: " + json.dumps(args))
             self.renderer.prompt("new arguments as one line of JSON (empty: back) > ")
@@ -249,8 +268,25 @@ class Decider:
                 return base | {"text": text}
 
 
+def argument_line(key: str, value: JSON) -> str:
+    """``key: value`` for an approval prompt: never shortened, and exact.
+
+    A string with a control character (newlines included) is shown as an escaped
+    literal and flagged; JSON values are shown as JSON (which escapes them too).
+    """
+    if not isinstance(value, str):
+        return f"{visible(key)}: {json.dumps(value)}"
+    if needs_escaping(value):
+        return f"{visible(key)} (has control characters; shown escaped): {exact(value)}"
+    return f"{visible(key)}: {value}"
+
+
 async def _run_editor(editor: str, text: str) -> str | None:
     """Let the user edit *text* in *editor* on our terminal; ``None`` if it failed.
+
+    Raises:
+        OSError: the editor could not be started.
+        ValueError: *editor* is not a valid command line (unbalanced quotes).
 
     Cancellation: the editor process is terminated.
     """

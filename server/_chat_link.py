@@ -44,6 +44,10 @@ class ChatError(Exception):
     """A failure the client cannot recover from (bad token, unknown session, server gone)."""
 
 
+class ServerBusy(httpx.TransportError):
+    """The server answered 5xx or 429: it is there, but waiting (and retrying) may help."""
+
+
 class Outbox:
     """Commands not yet acknowledged, re-sent with their original id after a reconnect."""
 
@@ -177,7 +181,7 @@ class Link:
                 if live.connected:
                     failures = 0
             except (httpx.TransportError, HandshakeError, OSError) as error:
-                problem = _describe(error)
+                problem = describe_error(error)
             finally:
                 # catching_up stays set after a failed catch-up: the replay was partial,
                 # so open calls might already be answered further on in the log.
@@ -197,8 +201,14 @@ class Link:
                 params={"after": self.state.last_seq, "limit": _PAGE},
             )
             check_response(response, self.session_id)
-            body = response.json()
-            events = body.get("events", []) if isinstance(body, dict) else []
+            try:
+                body: JSON = response.json()
+            except ValueError:
+                raise ChatError(
+                    f"{response.url} did not answer with JSON; is it an agent-runtime server?"
+                ) from None
+            page = body.get("events") if isinstance(body, dict) else None
+            events = page if isinstance(page, list) else []
             for event in events:
                 if isinstance(event, dict):
                     self._deliver(event)
@@ -238,11 +248,11 @@ class Link:
                 reason = await self._read(ws)
                 return _Ended(connected, reason)
         except ConnectionRejected as error:
-            if error.status_code in (401, 403):
-                raise ChatError("the server refused the token (HTTP 401)") from None
-            if error.status_code == 404:
-                raise ChatError(f"no session {self.session_id!r} for this token") from None
-            return _Ended(connected, f"handshake refused with HTTP {error.status_code}")
+            status = error.status_code
+            if status in (401, 403, 404):
+                body = error.body or b""
+                check_response(httpx.Response(status, content=body), self.session_id)
+            return _Ended(connected, f"handshake refused with HTTP {status}")
         except ConnectionClosed as error:
             return _Ended(connected, self._closed(error))
         finally:
@@ -311,33 +321,61 @@ async def _close_stream(ws: WebSocketConnection) -> None:
 
 
 def check_response(response: httpx.Response, session_id: str | None = None) -> None:
-    """Turn an HTTP error status into :class:`ChatError` (4xx) or a retryable error (5xx).
+    """Turn an HTTP error status into :class:`ChatError` or, if waiting may help, a
+    retryable error; the server's own message (``{"error": {"code", "message"}}``)
+    is what the user reads.
 
     Raises:
         ChatError: authentication failed, unknown session, or another client error.
-        httpx.TransportError: a 5xx answer (the server may come back).
+        ServerBusy: a 5xx or 429 answer (the server may come back, or want us
+            slower); a transport error, so the link retries it.
     """
     status = response.status_code
     if status < 400:
         return
-    try:
-        body = response.json()
-        message = body.get("message") if isinstance(body, dict) else None
-    except ValueError:
-        message = None
-    detail = f": {message}" if isinstance(message, str) else ""
+    code, message = _error_body(response)
+    tag = f"HTTP {status} {code}" if code else f"HTTP {status}"
     if status == 401:
-        raise ChatError(f"the server refused the token (HTTP 401){detail}")
+        raise ChatError(
+            f"the server refused the token ({tag}: {message or 'unauthorized'}); "
+            "check --token or $AGENT_RUNTIME_TOKEN"
+        )
     if status == 404 and session_id is not None:
-        raise ChatError(f"no session {session_id!r} for this token")
-    if status >= 500:
-        raise httpx.TransportError(f"server error HTTP {status}{detail}")
-    raise ChatError(f"HTTP {status}{detail}")
+        raise ChatError(
+            f"no session {session_id!r} for this token ({tag}); omit --session to start a new one"
+        )
+    if status >= 500 or status == 429:
+        raise ServerBusy(f"{message or response.reason_phrase} ({tag})")
+    raise ChatError(f"{message or response.reason_phrase or 'request refused'} ({tag})")
 
 
-def _describe(error: BaseException) -> str:
+def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
+    """``(code, message)`` of the server's error body, when it has one."""
+    try:
+        body: JSON = response.json()
+    except ValueError:
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    error = body.get("error")
+    fields = error if isinstance(error, dict) else body
+    code, message = fields.get("code"), fields.get("message")
+    return (
+        code if isinstance(code, str) else None,
+        message if isinstance(message, str) and message else None,
+    )
+
+
+def describe_error(error: BaseException) -> str:
+    """*error* in words, with its cause unless that says nothing new.
+
+    (httpx wraps an ``OSError`` whose text it repeats; saying it twice helps nobody.)
+    """
+    text = str(error)
     cause = error.__cause__ or error.__context__
-    text = str(error) or type(error).__name__
-    if cause is not None and str(cause):
-        text = f"{text} ({cause})" if str(error) else str(cause)
-    return text
+    reason = str(cause) if cause is not None else ""
+    if not text:
+        return reason or type(error).__name__
+    if reason and reason not in text and text not in reason:
+        return f"{text} ({reason})"
+    return text if len(text) >= len(reason) else reason

@@ -1,7 +1,10 @@
 """Terminal rendering for the chat client: streamed text, agents, subtasks, tools, turn ends.
 
-Everything is plain ASCII text; colour (ANSI) is added only when the output is a
-terminal and ``NO_COLOR`` is unset, so piped output stays suitable for scripts.
+Colour (ANSI) is added only when the output is a terminal and ``NO_COLOR`` is
+unset, so piped output stays suitable for scripts. Everything else that reaches
+the terminal goes through :mod:`._chat_text` first: text from the server, the model,
+files or commands never carries a control character to the terminal (only the
+styles this module adds do).
 Events inside a delegated subtask (payload ``subtask_id``) are indented one level
 per nesting depth. Token usage is summed per turn and shown on the turn's end line.
 """
@@ -10,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Final, TextIO
 
 from agents import (
+    TOOLS,
     AgentSwitched,
     ApprovalRequested,
     ApprovalResolved,
@@ -34,8 +39,12 @@ from agents import (
 )
 from sessions import JSON, JSONObject
 
+from ._chat_text import plural, visible, visible_block
+
 ENVELOPE: Final = frozenset({"seq", "session_id", "type", "ts", "turn_id"})
 INDENT: Final = "    "
+RETRY_INTERACTIVE: Final = "send the message again to retry"
+_BLANKS: Final = re.compile(r"[ \t\n]+")
 
 _RESET = "\x1b[0m"
 _CODES: Final = {
@@ -68,8 +77,12 @@ def use_color(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
 
 
 def clip(text: str, limit: int = 120) -> str:
-    """*text* on one line, at most *limit* characters."""
-    flat = " ".join(text.split())
+    """*text* on one line, at most about *limit* characters.
+
+    Runs of spaces, tabs and newlines become one space; any other control
+    character (a lone CR included) is escaped, not hidden.
+    """
+    flat = visible(_BLANKS.sub(" ", text.replace("\r\n", "\n")).strip(" "))
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
@@ -78,11 +91,13 @@ def describe_call(name: str, args: JSONObject) -> str:
 
     def arg(key: str) -> str:
         value = args.get(key)
-        return value if isinstance(value, str) else ""
+        return visible(value) if isinstance(value, str) else ""
 
     match name:
         case "write_file":
-            return f"write_file {arg('path')} ({len(arg('content').encode())} bytes)"
+            content = args.get("content")
+            size = len(content.encode()) if isinstance(content, str) else 0
+            return f"write_file {arg('path')} ({plural(size, 'byte')})"
         case "read_file":
             start, end = args.get("start_line"), args.get("end_line")
             span = f" lines {start or 1}-{end or 'end'}" if start or end else ""
@@ -96,18 +111,23 @@ def describe_call(name: str, args: JSONObject) -> str:
             return f"move_file {arg('source')} -> {arg('destination')}"
         case "execute_command":
             where = f" in {arg('cwd')}" if arg("cwd") else ""
-            return f"execute_command `{clip(arg('command'), 200)}`{where}"
+            command = args.get("command")
+            shown = clip(command if isinstance(command, str) else "", 200)
+            return f"execute_command `{shown}`{where}"
         case _:
             target = arg("path") or clip(json.dumps(args), 100)
-            return f"{name} {target}"
+            return f"{visible(name)} {target}"
 
 
 class Renderer:
     """Writes durable events and client notes to *out* as readable text."""
 
-    def __init__(self, out: TextIO, *, color: bool = False) -> None:
+    def __init__(
+        self, out: TextIO, *, color: bool = False, retry_hint: str = RETRY_INTERACTIVE
+    ) -> None:
         self.out = out
         self.color = color
+        self.retry_hint = retry_hint
         self._stream: str | None = None  # message_id whose text is being streamed
         self._streamed: set[str] = set()
         self._subtasks: dict[str, int] = {}
@@ -117,6 +137,8 @@ class Renderer:
         # Messages typed at our own prompt: already on screen, so not echoed again.
         self.typed: list[str] = []
         self._calls: dict[str, str] = {}  # call_id -> tool name
+        self._asked: set[str] = set()  # call_ids a person was (or is being) asked about
+        self._session_allowed: set[str] = set()  # tools approved "for this session"
 
     def style(self, text: str, *styles: str) -> str:
         if not self.color or not styles:
@@ -139,7 +161,8 @@ class Renderer:
         """*text* as whole lines, indented *depth* levels."""
         self.end_stream()
         prefix = INDENT * depth
-        self._write("".join(prefix + self.style(line, *styles) + "\n" for line in text.split("\n")))
+        shown = visible_block(text).split("\n")
+        self._write("".join(prefix + self.style(line, *styles) + "\n" for line in shown))
 
     def note(self, text: str, *styles: str) -> None:
         """A message from the client itself (connection state, decisions)."""
@@ -148,14 +171,14 @@ class Renderer:
     def prompt(self, text: str) -> None:
         """*text* without a newline, for the user to answer on the same line."""
         self.end_stream()
-        self._write(self.style(text, "bold"))
+        self._write(self.style(visible(text), "bold"))
 
     def diff(self, text: str, depth: int = 0) -> None:
         """A unified diff, additions green and removals red on a terminal."""
         self.end_stream()
         prefix = INDENT * depth + "  "
         out = []
-        for line in text.split("\n"):
+        for line in visible_block(text).split("\n"):
             if line.startswith(("+++", "---")):
                 styled = self.style(line, "bold")
             elif line.startswith("+"):
@@ -187,7 +210,7 @@ class Renderer:
         try:
             decoded = decode_event(str(kind), payload)
         except ValueError:
-            self.lines(f"[{kind}] {clip(json.dumps(payload), 200)}", 0, "dim")
+            self.lines(f"[{clip(str(kind))}] {clip(json.dumps(payload), 200)}", 0, "dim")
             return
         turn = event.get("turn_id")
         turn_id = turn if isinstance(turn, str) else ""
@@ -214,11 +237,18 @@ class Renderer:
                 self._calls.update((c.call_id, c.name) for c in decoded.tool_calls)
                 self._message(decoded, depth)
             case ToolCallEvent():
-                self.lines(f"> {describe_call(decoded.name, decoded.arguments)}", depth, "cyan")
+                line = f"> {describe_call(decoded.name, decoded.arguments)}"
+                self.lines(line + self._decided_by_rule(decoded), depth, "cyan")
             case ApprovalRequested():
+                self._asked.add(decoded.call_id)
+                self._calls[decoded.call_id] = decoded.name
                 line = f"? approval needed: {describe_call(decoded.name, decoded.arguments)}"
                 self.lines(f"{line} [{decoded.rule}]", depth, "yellow")
             case ApprovalResolved():
+                tool = self._calls.get(decoded.call_id)
+                remembered = event.get("remember") == "session"
+                if remembered and tool is not None and decoded.decision in ("approve", "edit"):
+                    self._session_allowed.add(tool)
                 self.lines(_resolved(decoded), depth, "yellow")
             case ToolResultEvent():
                 self._result(decoded, depth)
@@ -245,10 +275,27 @@ class Renderer:
                 total = (prompt + decoded.prompt_tokens, completion + decoded.completion_tokens)
                 self._usage[turn_id] = total
             case ErrorEvent():
-                again = " (retryable)" if decoded.retryable else ""
+                again = f" (temporary: {self.retry_hint})" if decoded.retryable else ""
                 self.lines(f"! error [{decoded.code}]: {decoded.message}{again}", depth, "red")
             case TurnEnded():
                 self._turn_ended(decoded, turn_id, depth)
+
+    def _decided_by_rule(self, call: ToolCallEvent) -> str:
+        """A note when no person was asked about a call a person would be asked about.
+
+        The server sends a ``tool.call`` without an ``approval.requested`` when its
+        policy allows the call: by a rule remembered for this session, or by a rule
+        of the server's policy file (the defaults of reads and server tools are
+        not worth a note).
+        """
+        tool = TOOLS.get(call.name)
+        if call.call_id in self._asked or tool is None:
+            return ""
+        if call.name in self._session_allowed:
+            return f" (auto-approved: session rule for {visible(call.name)})"
+        if tool.side == "ide" and tool.group != "read":  # the policy's default is to ask
+            return " (auto-approved: a rule of the server's approval policy)"
+        return ""
 
     def _delta(self, delta: TextDeltaEvent, depth: int, agent: str) -> None:
         prefix = INDENT * depth
@@ -256,11 +303,11 @@ class Renderer:
             self.end_stream()
             self._stream = delta.message_id
             self._streamed.add(delta.message_id)
-            self._write(prefix + self.style(f"{agent}:", "bold") + " ")
+            self._write(prefix + self.style(f"{visible(agent)}:", "bold") + " ")
             text = delta.text.lstrip(" ")
         else:
             text = delta.text
-        self._write(text.replace("\n", "\n" + prefix))
+        self._write(visible_block(text).replace("\n", "\n" + prefix))
 
     def _message(self, message: AssistantMessage, depth: int) -> None:
         if message.message_id not in self._streamed and message.content:
@@ -278,7 +325,7 @@ class Renderer:
         text = _command_summary(result.summary) or result.summary.strip() or "(empty)"
         shown = text.split("\n")
         if len(shown) > 4:
-            shown = [*shown[:4], f"... ({len(shown) - 4} more lines)"]
+            shown = [*shown[:4], f"... ({plural(len(shown) - 4, 'more line')})"]
         body = "\n  ".join(clip(line, 200) for line in shown)
         if result.ok:
             self.lines(f"= ok: {body}", depth, "green")
@@ -306,20 +353,8 @@ def _command_summary(summary: str) -> str | None:
 
 
 def _resolved(resolved: ApprovalResolved) -> str:
-    line = f"approval {_DECISIONS.get(resolved.decision, resolved.decision)} (by {resolved.by})"
+    decision = _DECISIONS.get(resolved.decision, resolved.decision)
+    line = f"approval {decision} (by {resolved.by})"
     if resolved.feedback:
         line += f": {resolved.feedback}"
     return line
-
-
-def pretty_arguments(args: JSONObject, limit: int = 400) -> str:
-    """Arguments as ``key: value`` lines, long strings cut to *limit* characters."""
-    out = []
-    for key, value in args.items():
-        text: JSON = value
-        shown = text if isinstance(text, str) else json.dumps(text)
-        if len(shown) > limit:
-            shown = shown[:limit] + f"... ({len(shown)} chars)"
-        shown = shown.replace("\n", "\n    ")
-        out.append(f"{key}: {shown}")
-    return "\n".join(out)

@@ -132,5 +132,14 @@ class ChatState:
 
     @property
     def idle(self) -> bool:
-        """No turn running and nothing waiting for this client."""
-        return self.running_turn is None and self._ready() is None and not self.catching_up
+        """No turn running, nothing waiting for this client and nothing being handled.
+
+        (An item being handled when its turn ends is still being stopped: a command
+        being killed. The prompt waits for that.)
+        """
+        return (
+            self.running_turn is None
+            and not self._busy
+            and self._ready() is None
+            and not self.catching_up
+        )

@@ -5,8 +5,8 @@
 ``move_file`` and ``execute_command`` for real. Every path is confined to the
 workspace: absolute paths, ``~``, drive letters and ``..`` escapes are refused, and
 symlinks are resolved before the check, so a link pointing outside cannot be used
-to escape either. A refusal or failure raises :class:`ToolFailure`, whose text the
-client sends back as the tool result's ``error`` (the LLM reads it).
+to escape either (``_chat_paths``). A refusal or failure raises :class:`ToolFailure`,
+whose text the client sends back as the tool result's ``error`` (the LLM reads it).
 
 Choices where SPEC is silent (also what the LLM is told in error texts):
 
@@ -16,13 +16,14 @@ Choices where SPEC is silent (also what the LLM is told in error texts):
 - ``list_files``/``search_files`` print workspace-relative paths (usable as tool
   arguments) and skip VCS, cache and virtualenv directories when recursing.
 - ``execute_command`` runs through the shell with stdin closed, stdout and stderr
-  merged, in its own process group (killed as a whole on timeout or cancel), and
-  keeps the first and last half of ``MAX_OUTPUT`` bytes of output (``_chat_command``).
+  merged, in its own process group (killed as a whole on timeout, on cancel and
+  when the user cancels the turn), and keeps the first and last half of
+  ``MAX_OUTPUT`` bytes of output (``_chat_command``). Its default timeout is the
+  client's ``--command-timeout``; a call's ``timeout_s`` overrides it.
 """
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 import posixpath
@@ -37,14 +38,16 @@ import trio
 from agents import TOOLS, ToolError, validate_arguments
 from sessions import JSON, JSONObject
 
-from ._chat_command import MAX_OUTPUT, ToolFailure, run_command
+from ._chat_command import KILL_GRACE, MAX_OUTPUT, ToolFailure, run_command
+from ._chat_diff import changed_lines, unified_diff
+from ._chat_paths import ConfinedRoot
+from ._chat_text import plural
 
 DEFAULT_TIMEOUT: Final = 60.0
 MAX_TIMEOUT: Final = 3600.0
 MAX_FILE_BYTES: Final = 10 * 1024 * 1024
 MAX_ENTRIES: Final = 2000
 MAX_MATCHES: Final = 500
-MAX_DIFF_LINES: Final = 200
 SKIP_DIRS: Final = frozenset(
     {
         ".git",
@@ -64,16 +67,15 @@ SKIP_DIRS: Final = frozenset(
 
 IDE_TOOLS: Final = frozenset(name for name, tool in TOOLS.items() if tool.side == "ide")
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
-
-class Workspace:
+class Workspace(ConfinedRoot):
     """Executes IDE tool calls inside *root* (which must be an existing directory).
 
     Args:
         root: the workspace directory.
         max_output: bytes of text a result may carry before it is truncated.
         default_timeout: ``execute_command`` timeout when the call gives none.
+        kill_grace: seconds between SIGTERM and SIGKILL when a command is stopped.
     """
 
     def __init__(
@@ -82,13 +84,12 @@ class Workspace:
         *,
         max_output: int = MAX_OUTPUT,
         default_timeout: float = DEFAULT_TIMEOUT,
+        kill_grace: float = KILL_GRACE,
     ) -> None:
-        path = Path(root).expanduser().resolve()
-        if not path.is_dir():
-            raise ValueError(f"workspace {str(root)!r} is not a directory")
-        self.root = path
+        super().__init__(root)
         self.max_output = max_output
         self.default_timeout = default_timeout
+        self.kill_grace = kill_grace
         self._handlers: dict[str, Callable[[JSONObject], JSON]] = {
             "read_file": self._read_file,
             "write_file": self._write_file,
@@ -100,8 +101,13 @@ class Workspace:
             "move_file": self._move_file,
         }
 
-    async def execute(self, name: str, arguments: JSONObject) -> JSON:
+    async def execute(
+        self, name: str, arguments: JSONObject, *, stop: trio.Event | None = None
+    ) -> JSON:
         """Run tool *name* with *arguments*; returns the JSON result for the server.
+
+        Setting *stop* kills a running ``execute_command`` (the user cancelled the
+        turn); its failure then says so. File operations ignore it.
 
         Raises:
             ToolFailure: unknown tool, invalid arguments, a path outside the
@@ -109,60 +115,21 @@ class Workspace:
 
         Cancellation: file operations run in a worker thread and complete even if
         cancelled (a half-written file would be worse); a running command's
-        process group is killed at once.
+        process group is killed (SIGTERM, then SIGKILL after ``kill_grace`` s).
         """
         if name not in IDE_TOOLS:
-            raise ToolFailure(f"unknown tool {name!r}; this client runs {', '.join(IDE_TOOLS)}")
+            tools = ", ".join(sorted(IDE_TOOLS))
+            raise ToolFailure(f"unknown tool {name!r}; this client runs {tools}")
         try:
             arguments = validate_arguments(name, arguments)
         except ToolError as error:
             raise ToolFailure(str(error)) from None
-        if name == "execute_command":
-            return await self._execute_command(arguments)
-        return await trio.to_thread.run_sync(self._handlers[name], arguments)
-
-    # -- paths ---------------------------------------------------------------
-
-    def resolve(self, value: str, key: str = "path") -> Path:
-        """The real path *value* names, symlinks resolved, checked to be inside the root.
-
-        Raises:
-            ToolFailure: empty, absolute or escaping path.
-        """
-        normal = self._normal(value, key)
-        real = (self.root / normal).resolve()
-        if real != self.root and self.root not in real.parents:
-            raise ToolFailure(f"{key} {value!r} resolves outside the workspace")
-        return real
-
-    def entry(self, value: str, key: str = "path") -> Path:
-        """Like :meth:`resolve`, but a final symlink is the entry itself, not its target."""
-        normal = self._normal(value, key)
-        if normal == ".":
-            raise ToolFailure(f"{key} {value!r} is the workspace root itself")
-        head, tail = posixpath.split(normal)
-        return self.resolve(head or ".", key) / tail
-
-    def relative(self, path: Path) -> str:
-        """*path* as the workspace-relative POSIX text a tool argument would use."""
         try:
-            text = path.relative_to(self.root).as_posix()
-        except ValueError:
-            return str(path)
-        return text or "."
-
-    def _normal(self, value: str, key: str) -> str:
-        if "\x00" in value:
-            raise ToolFailure(f"{key} {value!r} contains a NUL byte")
-        unified = value.replace("\\", "/").strip()
-        if not unified:
-            raise ToolFailure(f"{key} must not be empty (use '.' for the workspace root)")
-        if unified.startswith(("/", "~")) or _DRIVE.match(unified):
-            raise ToolFailure(f"{key} {value!r} must be relative to the workspace")
-        normal = posixpath.normpath(unified)
-        if normal == ".." or normal.startswith("../"):
-            raise ToolFailure(f"{key} {value!r} escapes the workspace (it leads outside via '..')")
-        return normal
+            if name == "execute_command":
+                return await self._execute_command(arguments, stop)
+            return await trio.to_thread.run_sync(self._handlers[name], arguments)
+        except OSError as error:  # what the handlers do not anticipate still reads well
+            raise ToolFailure(f"{name}: {error.strerror or error}") from None
 
     # -- file tools (run in a worker thread) ----------------------------------
 
@@ -174,7 +141,7 @@ class Workspace:
         try:
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:
-                raise ToolFailure(f"{shown} is too large ({size} bytes)")
+                raise ToolFailure(f"{shown} is too large ({plural(size, 'byte')})")
             data = path.read_bytes()
         except OSError as error:
             raise ToolFailure(f"cannot read {shown}: {error.strerror}") from None
@@ -193,7 +160,8 @@ class Workspace:
         first = start if isinstance(start, int) else 1
         last = end if isinstance(end, int) else len(lines)
         if first > len(lines):
-            raise ToolFailure(f"start_line {first} is past the end of {shown} ({len(lines)} lines)")
+            length = plural(len(lines), "line")
+            raise ToolFailure(f"start_line {first} is past the end of {shown} ({length})")
         if last < first:
             raise ToolFailure(f"end_line {last} is before start_line {first}")
         return self._clip("".join(lines[first - 1 : last]), "read fewer lines at a time")
@@ -211,7 +179,7 @@ class Workspace:
         except OSError as error:
             raise ToolFailure(f"cannot write {shown}: {error.strerror}") from None
         verb = "overwrote" if existed else "created"
-        return f"{verb} {shown} ({len(data)} bytes)"
+        return f"{verb} {shown} ({plural(len(data), 'byte')})"
 
     def edited(self, args: JSONObject) -> tuple[Path, str, str]:
         """``(path, old text, new text)`` of an ``apply_diff`` call, without writing.
@@ -250,7 +218,7 @@ class Workspace:
             path.write_bytes(new.encode())
         except OSError as error:
             raise ToolFailure(f"cannot write {shown}: {error.strerror}") from None
-        removed, added = _changed_lines(old, new)
+        removed, added = changed_lines(old, new)
         return f"edited {shown} (-{removed} +{added} lines)"
 
     def _walk(self, top: Path, recursive: bool) -> Iterator[Path]:
@@ -280,7 +248,7 @@ class Workspace:
         if not lines:
             return f"{self.relative(top)} is empty"
         if more:
-            lines.append(f"[... {more} more entries; list a subdirectory]")
+            lines.append(f"[... {plural(more, 'more entry', 'more entries')}; list a subdirectory]")
         return "\n".join(lines)
 
     def _search_files(self, args: JSONObject) -> JSON:
@@ -310,7 +278,7 @@ class Workspace:
         if not matches:
             return "no matches"
         if more:
-            matches.append(f"[... {more} more matches; narrow the search]")
+            matches.append(f"[... {plural(more, 'more match', 'more matches')}; narrow the search]")
         return self._clip("\n".join(matches), "narrow the search")
 
     def _create_directory(self, args: JSONObject) -> JSON:
@@ -357,7 +325,7 @@ class Workspace:
 
     # -- commands --------------------------------------------------------------
 
-    async def _execute_command(self, args: JSONObject) -> JSON:
+    async def _execute_command(self, args: JSONObject, stop: trio.Event | None) -> JSON:
         command = _str(args, "command")
         cwd_arg = args.get("cwd")
         cwd = self.resolve(cwd_arg, "cwd") if isinstance(cwd_arg, str) else self.root
@@ -365,15 +333,18 @@ class Workspace:
             raise ToolFailure(f"cwd {self.relative(cwd)} is not a directory")
         timeout = args.get("timeout_s")
         seconds = float(timeout) if isinstance(timeout, int | float) else self.default_timeout
-        seconds = min(seconds, MAX_TIMEOUT)
-        return await run_command(command, cwd, seconds, self.max_output)
+        seconds = min(seconds, max(MAX_TIMEOUT, self.default_timeout))
+        return await run_command(
+            command, cwd, seconds, self.max_output, stop=stop, grace=self.kill_grace
+        )
 
     def _clip(self, text: str, advice: str) -> str:
         data = text.encode()
         if len(data) <= self.max_output:
             return text
         kept = data[: self.max_output].decode("utf-8", errors="ignore")
-        return f"{kept}\n[... truncated: {len(data) - self.max_output} more bytes; {advice}]"
+        more = plural(len(data) - self.max_output, "more byte")
+        return f"{kept}\n[... truncated: {more}; {advice}]"
 
     # -- approval previews -----------------------------------------------------
 
@@ -401,23 +372,6 @@ class Workspace:
         return unified_diff(old, new, source, f"b/{shown}")
 
 
-def unified_diff(old: str, new: str, source: str, target: str) -> str:
-    """*old* → *new* as a unified diff, cut to :data:`MAX_DIFF_LINES` lines."""
-    lines = list(
-        difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True), source, target
-        )
-    )
-    if not lines:
-        return "(no changes)"
-    out = [
-        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
-    ]
-    if len(out) > MAX_DIFF_LINES:
-        out = [*out[:MAX_DIFF_LINES], f"[... {len(out) - MAX_DIFF_LINES} more diff lines]\n"]
-    return "".join(out).rstrip("\n")
-
-
 def _str(args: JSONObject, key: str) -> str:
     value = args[key]
     if not isinstance(value, str):
@@ -434,14 +388,3 @@ def _glob_match(rel: str, pattern: str) -> bool:
 
 def _clip_line(line: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _changed_lines(old: str, new: str) -> tuple[int, int]:
-    removed = added = 0
-    diff = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
-    for line in list(diff)[2:]:  # after the ---/+++ header
-        if line.startswith("-"):
-            removed += 1
-        elif line.startswith("+"):
-            added += 1
-    return removed, added

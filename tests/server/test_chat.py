@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shlex
 import sys
 from collections import Counter, deque
@@ -14,7 +15,13 @@ from typing import Any
 import pytest
 import trio
 
-from server._chat import ChatOptions, chat_main, http_url, options_from_args
+from server._chat import (
+    EXIT_NOT_APPROVED,
+    ChatOptions,
+    chat_main,
+    http_url,
+    options_from_args,
+)
 from server._chat_state import ChatState
 from server._chat_tools import Workspace
 from sessions import JSON, JSONObject
@@ -40,12 +47,14 @@ class CountingWorkspace(Workspace):
         self.calls: Counter[str] = Counter()
         self.on_execute = on_execute
 
-    async def execute(self, name: str, arguments: JSONObject) -> JSON:
+    async def execute(
+        self, name: str, arguments: JSONObject, *, stop: trio.Event | None = None
+    ) -> JSON:
         key = f"{name}:{arguments.get('path', arguments.get('command', ''))}"
         self.calls[key] += 1
         if self.on_execute is not None:
             self.on_execute(key)
-        return await super().execute(name, arguments)
+        return await super().execute(name, arguments, stop=stop)
 
 
 class ScriptedLines:
@@ -102,21 +111,25 @@ async def test_message_with_yes_creates_the_file(server: LiveServer, root: Path)
 
 async def test_without_approval_the_workspace_is_untouched(server: LiveServer, root: Path) -> None:
     code, out = await chat(options(server.url, root, message="create nope.txt with x"))
-    assert code == 0, out  # the turn itself completes; the agent hears the rejection
+    # The turn completes (the agent hears the refusal), but CI must notice.
+    assert code == EXIT_NOT_APPROVED, out
     assert names(root) == []
-    assert "rejected by user: not approved (non-interactive)" in out
+    assert "approval rejected (by policy): non-interactive" in out
+    assert "pass --yes or --auto-approve write_file" in out
+    assert "(by user)" not in out
 
 
 async def test_auto_approve_globs(server: LiveServer, root: Path) -> None:
     opts = options(server.url, root, message="create a.txt with A", auto_approve=("read_*",))
     code, out = await chat(opts)
-    assert code == 0
+    assert code == EXIT_NOT_APPROVED
     assert not (root / "a.txt").exists()
     opts = options(server.url, root, message="create a.txt with A", auto_approve=("write_*",))
     code, out = await chat(opts)
     assert code == 0, out
     assert (root / "a.txt").read_text() == "A"
     assert "approving write_file (--auto-approve write_*)" in out
+    assert "approval approved (by policy)" in out
 
 
 async def test_path_escape_is_refused(server: LiveServer, root: Path, tmp_path: Path) -> None:
@@ -359,6 +372,7 @@ async def test_state_hands_out_only_unanswered_open_work() -> None:
     state.record(_event(6, "turn.ended", reason="cancelled"))
     assert state.open == {}
     assert state.ended == {"t1": "cancelled"}
+    state.done(second)  # the worker gives up on an approval whose turn ended
     assert state.idle
     assert state.last_seq == 6
 
@@ -380,29 +394,6 @@ def test_options_from_arguments() -> None:
     assert not opts.interactive
     assert http_url("h:1/") == "http://h:1"
     assert http_url("wss://example.org") == "https://example.org"
-
-
-async def test_bad_token_unknown_session_and_missing_token(server: LiveServer, root: Path) -> None:
-    code, out = await chat(options(server.url, root, token="wrong", message="hi"))
-    assert code == 1
-    assert "refused the token" in out
-    code, out = await chat(options(server.url, root, session="ses_nope", message="hi"))
-    assert code == 1
-    assert "no session 'ses_nope'" in out
-    code, out = await chat(options(server.url, root, token=None, message="hi"))
-    assert code == 2
-    assert "token is required" in out
-
-
-async def test_unreachable_server_gives_up(root: Path) -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    listener.close()  # nothing listens on that port now
-    opts = options(f"http://127.0.0.1:{port}", root, session="ses_x", message="hi", attempts=2)
-    code, out = await chat(opts)
-    assert code == 1
-    assert "giving up after 2 reconnect attempts" in out
 
 
 async def test_interactive_edit_reject_session_and_answer(server: LiveServer, root: Path) -> None:
@@ -430,6 +421,8 @@ async def test_interactive_edit_reject_session_and_answer(server: LiveServer, ro
     assert "approval approved with edited arguments (by user)" in out
     assert "approval rejected (by user): not now" in out
     assert out.count("[a]pprove") == 3  # x (edited), q (rejected), z; w was remembered
+    assert "> write_file w.txt (4 bytes) (auto-approved: session rule for write_file)" in out
+    assert "> write_file z.txt (5 bytes)\n" in out  # a person approved that one
     assert "= ok: blue" in out
     assert list(human.lines) == ["never read"]
     assert "+++ b/x.txt" in out  # the diff preview of the first write
@@ -439,3 +432,34 @@ async def test_interactive_end_of_input_exits(server: LiveServer, root: Path) ->
     code, out = await chat(options(server.url, root), lines=ScriptedLines([]))
     assert code == 0
     assert "[session ses_" in out
+
+
+async def test_control_characters_in_a_file_are_shown_escaped(
+    server: LiveServer, root: Path
+) -> None:
+    (root / "evil.txt").write_text("\x1b[2J\x1b[Hall clear\r\u202eexe.txt\n")
+    code, out = await chat(options(server.url, root, message="read evil.txt"))
+    assert code == 0, out
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]", out), repr(out)
+    assert "= ok: \\x1b[2J\\x1b[Hall clear\\r\\u202eexe.txt" in out
+
+
+async def test_an_approval_shows_exactly_what_would_run(server: LiveServer, root: Path) -> None:
+    spoof = "touch PWNED_FILE \x1b[1K\r\x1b[2Cecho hello"
+    human = ScriptedLines([f"run {spoof}", "r", "", "/quit"])
+    code, out = await chat(options(server.url, root), lines=human)
+    assert code == 0, out
+    assert "\x1b" not in out and "\r" not in out, repr(out)
+    assert (
+        "    command (has control characters; shown escaped): "
+        "'touch PWNED_FILE \\x1b[1K\\r\\x1b[2Cecho hello'\n[a]pprove"
+    ) in out
+    assert names(root) == []
+
+
+async def test_command_timeout_option(server: LiveServer, root: Path) -> None:
+    opts = options(server.url, root, message="run sleep 30", yes=True, command_timeout=0.3)
+    with trio.fail_after(STEP):
+        code, out = await chat(opts)
+    assert code == 0, out
+    assert "execute_command: timed out after 0.3 s; the command was killed" in out

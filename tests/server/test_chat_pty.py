@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import re
+import select
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
+
+from tests.server.test_chat_command import LONG, kill_leftovers, live_members
 
 pytestmark = [
     pytest.mark.slow,
@@ -54,10 +58,13 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.close()
 
 
-def spawn_chat(url: str, workspace: Path) -> pexpect.spawn[str]:
+def spawn_chat(url: str, workspace: Path, *extra: str) -> pexpect.spawn[str]:
     chat = pexpect.spawn(
         sys.executable,
-        ["-m", "server", "chat", "--url", url, "--token", TOKEN, "--workspace", str(workspace)],
+        [
+            *("-m", "server", "chat", "--url", url, "--token", TOKEN),
+            *("--workspace", str(workspace), *extra),
+        ],
         cwd=str(workspace),
         env=child_env(),
         encoding="utf-8",
@@ -110,3 +117,41 @@ def test_ctrl_c_cancels_the_turn_then_quits(server_url: str, tmp_path: Path) -> 
     finally:
         chat.close(force=True)
     assert chat.exitstatus == 130
+
+
+def read_pid_from_fifo(path: Path) -> int:
+    """The pid a command writes to FIFO *path*, waiting at most TIMEOUT for it."""
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    keep_open = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # so a read waits for data
+    try:
+        data = b""
+        while b"\n" not in data:
+            ready, _, _ = select.select([reader], [], [], TIMEOUT)
+            assert ready, "the command did not report its pid"
+            data += os.read(reader, 64)
+        return int(data.split()[0])
+    finally:
+        os.close(keep_open)
+        os.close(reader)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads process groups in /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_client_killed_by_a_signal_kills_its_command(
+    server_url: str, tmp_path: Path, signum: signal.Signals
+) -> None:
+    os.mkfifo(tmp_path / "pids.fifo")
+    chat = spawn_chat(server_url, tmp_path, "--yes")
+    group = None
+    try:
+        chat.sendline(f"run sh -c '{LONG} & echo $! > pids.fifo; wait'")
+        group = os.getpgid(read_pid_from_fifo(tmp_path / "pids.fifo"))
+        chat.kill(signum)
+        chat.expect(pexpect.EOF)
+        chat.close()
+        assert live_members(group) == []
+        assert chat.exitstatus == 128 + signum
+    finally:
+        chat.close(force=True)
+        if group is not None:
+            kill_leftovers(group)

@@ -10,7 +10,8 @@ import pytest
 import trio
 
 from server._chat_command import OutputBuffer, ToolFailure
-from server._chat_tools import Workspace, unified_diff
+from server._chat_diff import unified_diff
+from server._chat_tools import Workspace
 from sessions import JSON, JSONObject
 
 
@@ -58,7 +59,7 @@ async def test_write_creates_parents_and_read_returns_content(ws: Workspace, roo
     assert (root / "src/pkg/mod.py").read_text() == "a = 1\n"
     assert await run(ws, "read_file", path="src/pkg/mod.py") == "a = 1\n"
     again = await run(ws, "write_file", path="src/pkg/mod.py", content="b")
-    assert again == "overwrote src/pkg/mod.py (1 bytes)"
+    assert again == "overwrote src/pkg/mod.py (1 byte)"
 
 
 async def test_read_line_ranges(ws: Workspace, root: Path) -> None:

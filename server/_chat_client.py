@@ -1,0 +1,363 @@
+"""One chat run against one session: the link, the worker, the driver and Ctrl-C.
+
+Three tasks share one nursery, all ending together:
+
+- the *link* keeps the session connected (catch-up, live events, reconnects);
+- the *worker* handles open work one item at a time, oldest first: executes tool
+  calls, answers approvals and questions; answers go out through the outbox. An
+  item that stops being open while it is handled (its turn ended, or another
+  client answered it) is abandoned, which kills a running command;
+- the *driver* sends the user's messages: one ``--message`` (exit status from
+  that turn's end) or a prompt loop until end of input or ``/quit``.
+
+A fourth task watches for interrupts. The first Ctrl-C cancels the running turn:
+a command it is running is killed first (its whole process group), and its
+``tool_result`` says so, then the ``cancel`` goes out. The next Ctrl-C (or one
+while idle) exits with status 130; SIGTERM and SIGHUP exit too. Exiting cancels
+the nursery, which kills a running command as well.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import attrs
+import httpx
+import trio
+
+from sessions import JSONObject
+
+from ._chat_command import ToolFailure
+from ._chat_input import Decider, LineSource
+from ._chat_link import ChatError, Link, Outbox
+from ._chat_options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_APPROVED,
+    EXIT_OK,
+    ChatOptions,
+    http_url,
+)
+from ._chat_render import Renderer
+from ._chat_state import ChatState, Work
+from ._chat_text import plural
+from ._chat_tools import Workspace
+
+_T = TypeVar("_T")
+
+Interrupts = trio.abc.ReceiveChannel[object]
+
+
+@attrs.frozen
+class _Running:
+    """The tool call the worker is executing: *stop* kills it, *answered* follows its result."""
+
+    stop: trio.Event = attrs.field(factory=trio.Event)
+    answered: trio.Event = attrs.field(factory=trio.Event)
+
+
+class ChatClient:
+    """One chat run against one session (see the module docstring for its tasks).
+
+    *interrupts* replaces the process's signals as the source of Ctrl-Cs (tests);
+    each item received is one Ctrl-C.
+    """
+
+    def __init__(
+        self,
+        options: ChatOptions,
+        http: httpx.AsyncClient,
+        session_id: str,
+        workspace: Workspace,
+        renderer: Renderer,
+        lines: LineSource | None,
+        env: Mapping[str, str] | None = None,
+        interrupts: Interrupts | None = None,
+    ) -> None:
+        self.options = options
+        self.session_id = session_id
+        self.workspace = workspace
+        self.renderer = renderer
+        self.lines = lines
+        self.interrupts = interrupts
+        self.state = ChatState()
+        self.outbox = Outbox()
+        self.decider = Decider(
+            renderer,
+            workspace,
+            yes=options.yes,
+            auto_approve=options.auto_approve,
+            interactive=options.interactive,
+            lines=lines,
+            env=env,
+        )
+        if not options.interactive:
+            renderer.retry_hint = (
+                f"run the command again; add --session {session_id} to continue this session"
+            )
+        ws_url = "ws" + http_url(options.url).removeprefix("http")
+        self.link = Link(
+            http,
+            f"{ws_url}/v1/sessions/{session_id}/ws",
+            options.token or "",
+            session_id,
+            self.state,
+            self.outbox,
+            self._on_event,
+            renderer.note,
+            backoff=options.backoff,
+            attempts=options.attempts,
+        )
+        self._prefix = f"chat-{secrets.token_hex(4)}"
+        self._count = 0
+        self._cancelling: set[str] = set()
+        self._running: _Running | None = None
+        self._code: int | None = None
+        self._scope = trio.CancelScope()
+
+    def new_id(self) -> str:
+        self._count += 1
+        return f"{self._prefix}-{self._count}"
+
+    def finish(self, code: int) -> None:
+        if self._code is None:
+            self._code = code
+        self._scope.cancel()
+
+    async def run(self) -> int:
+        """Run until the driver finishes, the link fails or the user quits.
+
+        Raises:
+            ChatError: the link gave up (the caller prints it).
+
+        Cancellation: stops at once; a running command is killed.
+        """
+        self.renderer.note(f"[session {self.session_id} | workspace {self.workspace.root}]", "dim")
+        failure: ChatError | None = None
+
+        async def link() -> None:
+            nonlocal failure
+            try:
+                await self.link.run()
+            except ChatError as error:
+                failure = error
+                self.finish(EXIT_FAILED)
+
+        async def drive() -> None:
+            if self.options.message is not None:
+                self.finish(await self._one_message(self.options.message))
+            else:
+                self.finish(await self._interactive())
+
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(link)
+                nursery.start_soon(self._worker)
+                if self.options.handle_signals or self.interrupts is not None:
+                    nursery.start_soon(self._signals)
+                nursery.start_soon(drive)
+        if failure is not None:
+            raise failure
+        return self._code if self._code is not None else EXIT_FAILED
+
+    def _on_event(self, event: JSONObject) -> None:
+        self.renderer.event(event)
+        self.state.record(event)
+
+    # -- the driver --------------------------------------------------------------------
+
+    async def _send_message(self, text: str, agent: str | None) -> str | None:
+        """Send a user message; its turn id, or ``None`` if the server rejected it."""
+        command: JSONObject = {"type": "user_message", "id": self.new_id(), "content": text}
+        if agent:
+            command["agent"] = agent
+        await self.outbox.send(command)
+        ack = await self.outbox.wait_ack(str(command["id"]))
+        if ack.get("status") == "rejected":
+            reason = next((v for v in (ack.get("error"), ack.get("message")) if v), "refused")
+            code = f" [{ack.get('code')}]" if isinstance(ack.get("code"), str) else ""
+            self.renderer.note(f"! message refused{code}: {reason}", "red")
+            return None
+        turn_id = ack.get("turn_id")
+        return turn_id if isinstance(turn_id, str) else None
+
+    async def _wait_turn(self, turn_id: str) -> str:
+        await self.state.wait_until(lambda: turn_id in self.state.ended)
+        return self.state.ended[turn_id]
+
+    async def _one_message(self, text: str) -> int:
+        turn_id = await self._send_message(text, self.options.agent)
+        if turn_id is None:
+            return EXIT_FAILED
+        reason = await self._wait_turn(turn_id)
+        if reason == "cancelled" and turn_id in self._cancelling:
+            return EXIT_INTERRUPTED  # the user's Ctrl-C
+        if reason != "completed":
+            return EXIT_FAILED
+        if self.decider.refused:
+            refused = plural(self.decider.refused, "approval")
+            self.renderer.note(
+                f"[exit status {EXIT_NOT_APPROVED}: {refused} refused because nobody could be "
+                "asked; pass --yes or --auto-approve TOOLS to allow]",
+                "yellow",
+            )
+            return EXIT_NOT_APPROVED
+        return EXIT_OK
+
+    async def _interactive(self) -> int:
+        assert self.lines is not None
+        self.renderer.note("[type a message; Ctrl-C cancels a turn; Ctrl-D or /quit exits]", "dim")
+        agent = self.options.agent
+        while True:
+            await self.state.wait_until(lambda: self.state.idle and self.link.connections > 0)
+            self.renderer.prompt("you> ")
+            # Another client may start a turn meanwhile: its work comes first.
+            line = await _unless(self.lines.readline, self.state, lambda: not self.state.idle)
+            if line is _Busy:
+                self.renderer.note("")
+                continue
+            if line is None:
+                self.renderer.note("")
+                return EXIT_OK
+            assert isinstance(line, str)
+            text = line.strip()
+            if text in ("/quit", "/exit"):
+                return EXIT_OK
+            if not text:
+                continue
+            self.renderer.typed.append(text)
+            turn_id = await self._send_message(text, agent)
+            agent = None  # --agent switches the session once; it stays switched
+            if turn_id is not None:
+                await self._wait_turn(turn_id)
+
+    # -- the worker ----------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            work = await self.state.next_work()
+            fields: JSONObject | None
+            if work.kind == "call":
+                self._running = running = _Running()
+                fields = await self._execute(work, running.stop)
+            elif work.kind == "approval":
+                fields = await self._ask(work, self.decider.approval)
+            else:
+                fields = await self._ask(work, self.decider.answer)
+            if fields is not None:
+                await self.outbox.send(fields | {"id": self.new_id()})
+            self.state.done(work)
+            if self._running is not None:
+                self._running.answered.set()
+                self._running = None
+
+    async def _execute(self, work: Work, stop: trio.Event) -> JSONObject | None:
+        """The ``tool_result`` fields for *work*; ``None`` if it stopped being open."""
+        event = work.event
+        name, arguments = event.get("name"), event.get("arguments")
+        base: JSONObject = {"type": "tool_result", "call_id": work.id}
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            return base | {"error": "malformed tool call"}
+
+        async def execute() -> JSONObject:
+            try:
+                result = await self.workspace.execute(name, arguments, stop=stop)
+            except ToolFailure as error:
+                return base | {"error": str(error)}
+            return base | {"result": result}
+
+        fields = await _unless(execute, self.state, lambda: not self.state.still_open(work))
+        if fields is _Busy:
+            self.renderer.note(
+                "[stopped the tool call: no longer pending (its turn ended or another client "
+                "answered it)]",
+                "dim",
+            )
+            return None
+        assert isinstance(fields, dict)
+        return fields
+
+    async def _ask(
+        self, work: Work, decide: Callable[[JSONObject], Awaitable[JSONObject]]
+    ) -> JSONObject | None:
+        """The human's (or the rules') answer; ``None`` if it was resolved meanwhile."""
+        answer = await _unless(
+            lambda: decide(work.event), self.state, lambda: not self.state.still_open(work)
+        )
+        if answer is _Busy:
+            self.renderer.note("[no longer pending: answered elsewhere, expired or cancelled]")
+            return None
+        assert isinstance(answer, dict)
+        return answer
+
+    # -- Ctrl-C --------------------------------------------------------------------------
+
+    async def _signals(self) -> None:
+        async with self._interrupt_source() as source:
+            async for signum in source:
+                if isinstance(signum, int) and signum != signal.SIGINT:
+                    self.renderer.note(f"[{signal.Signals(signum).name}: quitting]", "yellow")
+                    self.finish(128 + signum)
+                else:
+                    await self._interrupt()
+
+    @asynccontextmanager
+    async def _interrupt_source(self) -> AsyncIterator[AsyncIterator[object]]:
+        if self.interrupts is not None:
+            async with self.interrupts:
+                yield self.interrupts
+            return
+        signals = [signal.SIGINT, signal.SIGTERM]
+        if sys.platform != "win32":
+            signals.append(signal.SIGHUP)  # the terminal went away
+        with trio.open_signal_receiver(*signals) as receiver:
+            yield receiver
+
+    async def _interrupt(self) -> None:
+        turn = self.state.running_turn
+        if turn is None or turn in self._cancelling:
+            self.renderer.note("^C quitting", "yellow")
+            self.finish(EXIT_INTERRUPTED)
+            return
+        self._cancelling.add(turn)
+        self.renderer.note("^C cancelling the turn (Ctrl-C again quits)", "yellow")
+        running = self._running
+        if running is not None:
+            # Kill the command first, so the result the server records says so.
+            running.stop.set()
+            with trio.move_on_after(self.options.kill_grace + 1.0):
+                await running.answered.wait()
+        await self.outbox.send({"type": "cancel", "id": self.new_id(), "turn_id": turn})
+
+
+class _Busy:
+    """Marker: the wait was abandoned because the condition became true."""
+
+
+async def _unless(
+    fn: Callable[[], Awaitable[_T]], state: ChatState, condition: Callable[[], bool]
+) -> _T | type[_Busy]:
+    """``await fn()``, abandoned (returning :class:`_Busy`) as soon as *condition* holds."""
+    result: _T | type[_Busy] = _Busy
+
+    async def run(cancel: trio.CancelScope) -> None:
+        nonlocal result
+        result = await fn()
+        cancel.cancel()
+
+    async def watch(cancel: trio.CancelScope) -> None:
+        await state.wait_until(condition)
+        cancel.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, nursery.cancel_scope)
+        nursery.start_soon(watch, nursery.cancel_scope)
+    return result
+
+
+__all__ = ["ChatClient", "ChatError", "Interrupts"]

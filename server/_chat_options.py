@@ -1,0 +1,167 @@
+"""The ``agent-runtime chat`` command line: its flags, their environment defaults, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+import attrs
+import httpx
+
+from ._chat_command import KILL_GRACE
+from ._chat_tools import DEFAULT_TIMEOUT
+
+DEFAULT_URL: Final = "http://127.0.0.1:8765"
+TOKEN_ENV: Final = "AGENT_RUNTIME_TOKEN"
+URL_ENV: Final = "AGENT_RUNTIME_URL"
+COMMAND_TIMEOUT_ENV: Final = "AGENT_RUNTIME_COMMAND_TIMEOUT"
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1  # the turn did not complete, or the client could not go on
+EXIT_USAGE: Final = 2
+EXIT_NOT_APPROVED: Final = 3  # --message: completed, but approvals were refused unasked
+EXIT_INTERRUPTED: Final = 130
+
+
+class UsageError(Exception):
+    """A flag or environment value the client cannot use; ``str()`` says which and why."""
+
+
+@attrs.frozen
+class ChatOptions:
+    """Everything ``chat`` needs; ``message`` set means non-interactive."""
+
+    url: str = DEFAULT_URL
+    token: str | None = None
+    session: str | None = None
+    workspace: Path = attrs.field(factory=Path.cwd)
+    agent: str | None = None
+    message: str | None = None
+    auto_approve: tuple[str, ...] = ()
+    yes: bool = False
+    command_timeout: float = DEFAULT_TIMEOUT
+    handle_signals: bool = True
+    backoff: float = 0.25
+    attempts: int = 8
+    kill_grace: float = KILL_GRACE
+
+    @property
+    def interactive(self) -> bool:
+        return self.message is None
+
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds.
+
+    Raises:
+        ValueError: anything else (argparse turns it into a usage error).
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _seconds_flag(text: str) -> float:
+    try:
+        return seconds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``chat`` options to *parser*."""
+    parser.add_argument("--url", help=f"server URL (default ${URL_ENV} or {DEFAULT_URL})")
+    parser.add_argument("--token", help=f"bearer token (default ${TOKEN_ENV})")
+    parser.add_argument("--session", help="resume this session instead of creating one")
+    parser.add_argument(
+        "--workspace", type=Path, help="directory the tools work in (default: current)"
+    )
+    parser.add_argument("--agent", help="agent for the (first) message, e.g. coder")
+    parser.add_argument(
+        "-m", "--message", help="send this one message, answer non-interactively, exit"
+    )
+    parser.add_argument(
+        "--auto-approve",
+        action="append",
+        default=[],
+        metavar="RULES",
+        help="comma-separated tool globs approved without asking, e.g. 'write_file,read_*'",
+    )
+    parser.add_argument("-y", "--yes", action="store_true", help="approve every request")
+    parser.add_argument(
+        "--command-timeout",
+        type=_seconds_flag,
+        metavar="SECONDS",
+        help="execute_command time limit when the agent gives none "
+        f"(default ${COMMAND_TIMEOUT_ENV} or {DEFAULT_TIMEOUT:g})",
+    )
+
+
+def chat_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agent-runtime chat",
+        description="Terminal IDE client: chat with a session and run its tool calls.",
+        epilog=(
+            "exit status: 0 ok; 1 the turn did not complete (or the client could not go on); "
+            "2 usage; 3 with --message, the turn completed but approvals were refused "
+            "because nobody could be asked (pass --yes or --auto-approve); 130 Ctrl-C"
+        ),
+    )
+    add_chat_arguments(parser)
+    return parser
+
+
+def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ChatOptions:
+    """:class:`ChatOptions` from parsed arguments, with environment defaults.
+
+    Raises:
+        UsageError: an environment value is unusable.
+    """
+    globs = tuple(
+        glob.strip() for value in args.auto_approve for glob in value.split(",") if glob.strip()
+    )
+    timeout: float | None = getattr(args, "command_timeout", None)
+    if timeout is None and env.get(COMMAND_TIMEOUT_ENV, "").strip():
+        try:
+            timeout = seconds(env[COMMAND_TIMEOUT_ENV].strip())
+        except ValueError as error:
+            raise UsageError(f"${COMMAND_TIMEOUT_ENV}: {error}") from None
+    return ChatOptions(
+        url=args.url or env.get(URL_ENV) or DEFAULT_URL,
+        token=args.token or env.get(TOKEN_ENV) or None,
+        session=args.session,
+        workspace=args.workspace if args.workspace is not None else Path.cwd(),
+        agent=args.agent,
+        message=args.message,
+        auto_approve=globs,
+        yes=args.yes,
+        command_timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+    )
+
+
+def http_url(url: str) -> str:
+    """*url* without a trailing slash, ``ws(s)://`` turned into ``http(s)://``.
+
+    Raises:
+        UsageError: not an ``http``, ``https``, ``ws`` or ``wss`` URL with a host.
+    """
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    for ws, http in (("ws://", "http://"), ("wss://", "https://")):
+        if url.startswith(ws):
+            url = http + url.removeprefix(ws)
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise UsageError(f"--url {url!r} is not a valid URL: {error}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(f"--url {url!r} must be an http(s):// or ws(s):// URL with a host")
+    return url

@@ -1,0 +1,73 @@
+"""Paths confined to the workspace: what a tool argument may name, and how it is shown.
+
+Absolute paths, ``~``, drive letters and ``..`` escapes are refused, and symlinks
+are resolved before the check, so a link pointing outside cannot be used to
+escape either. Refusals raise :class:`ToolFailure` (the LLM reads them).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from pathlib import Path
+from typing import Final
+
+from ._chat_command import ToolFailure
+
+_DRIVE: Final = re.compile(r"^[A-Za-z]:")
+
+
+class ConfinedRoot:
+    """A directory, and the paths inside it that tool arguments may name.
+
+    Raises:
+        ValueError: *root* is not an existing directory.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        path = Path(root).expanduser().resolve()
+        if not path.is_dir():
+            raise ValueError(f"workspace {str(root)!r} is not a directory")
+        self.root = path
+
+    def resolve(self, value: str, key: str = "path") -> Path:
+        """The real path *value* names, symlinks resolved, checked to be inside the root.
+
+        Raises:
+            ToolFailure: empty, absolute or escaping path.
+        """
+        normal = self._normal(value, key)
+        real = (self.root / normal).resolve()
+        if real != self.root and self.root not in real.parents:
+            raise ToolFailure(f"{key} {value!r} resolves outside the workspace")
+        return real
+
+    def entry(self, value: str, key: str = "path") -> Path:
+        """Like :meth:`resolve`, but a final symlink is the entry itself, not its target."""
+        normal = self._normal(value, key)
+        if normal == ".":
+            raise ToolFailure(f"{key} {value!r} is the workspace root itself")
+        head, tail = posixpath.split(normal)
+        return self.resolve(head or ".", key) / tail
+
+    def relative(self, path: Path) -> str:
+        """*path* as the workspace-relative POSIX text a tool argument would use."""
+        try:
+            text = path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+        return text or "."
+
+    def _normal(self, value: str, key: str) -> str:
+        if "\x00" in value:
+            raise ToolFailure(f"{key} {value!r} contains a NUL byte")
+        unified = value.replace("\\", "/").strip()
+        if not unified:
+            raise ToolFailure(f"{key} must not be empty (use '.' for the workspace root)")
+        if unified.startswith(("/", "~")) or _DRIVE.match(unified):
+            raise ToolFailure(f"{key} {value!r} must be relative to the workspace")
+        normal = posixpath.normpath(unified)
+        if normal == ".." or normal.startswith("../"):
+            raise ToolFailure(f"{key} {value!r} escapes the workspace (it leads outside via '..')")
+        return normal
