@@ -250,7 +250,7 @@ def _parse_mode(name: str, fields: dict[str, object], old: Mode | None, where: s
             raise ConfigError(f"{where}.tool_groups: unknown group {group!r} ({', '.join(GROUPS)})")
     for tool in tools or ():
         if tool not in TOOLS:
-            raise ConfigError(f"{where}.tools: unknown tool {tool!r}")
+            raise ConfigError(f"{where}.tools: unknown tool {tool!r} ({', '.join(TOOLS)})")
     if text.get("file_regex"):
         try:
             re.compile(text["file_regex"])

@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_RETRY_AFTER = 30.0
+# Backoff doubles per attempt; capped so that a large configured retry count means
+# "keep trying every half minute", not a wait of days (or a float overflow).
+_MAX_BACKOFF = 30.0
 _CLOSE_GRACE = 2.0
 
 
@@ -78,6 +81,15 @@ class OpenAIClient:
     ``base_url`` includes the API version (``http://localhost:8000/v1``); ``model``
     is used when a request does not name one. Prefer :func:`open_openai_client`,
     which closes the connection pool; otherwise call :meth:`aclose`.
+
+    Timeouts are positive seconds. ``max_retries`` counts retries after the first
+    attempt (3: at most 4 requests); the wait before retry *n* is ``backoff_base``
+    doubled *n* - 1 times, jittered and capped at 30 s, or the upstream's
+    ``Retry-After`` when longer (also capped at 30 s).
+
+    Raises:
+        ValueError: a URL that is not http(s), a timeout that is not positive, or
+            a negative ``max_retries``.
     """
 
     def __init__(
@@ -96,8 +108,18 @@ class OpenAIClient:
         url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
         if url.scheme not in ("http", "https"):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        for what, seconds in (
+            ("connect_timeout", connect_timeout),
+            ("first_token_timeout", first_token_timeout),
+            ("idle_timeout", idle_timeout),
+        ):
+            if not seconds > 0:
+                raise ValueError(f"{what} must be a positive number of seconds, got {seconds!r}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must not be negative, got {max_retries!r}")
         self.url = url
         self.model = model
+        self.connect_timeout = connect_timeout
         self.first_token_timeout = first_token_timeout
         self.idle_timeout = idle_timeout
         self.max_retries = max_retries
@@ -155,7 +177,7 @@ class OpenAIClient:
             await self._http.aclose()
 
     def _retry_delay(self, attempt: int, failure: _Transient) -> float:
-        delay = self.backoff_base * 2.0 ** (attempt - 1)
+        delay = min(self.backoff_base * 2.0 ** min(attempt - 1, 32), _MAX_BACKOFF)
         # Jitter spreads the retries of many turns hitting the same overloaded server.
         delay *= 0.5 + random.random() / 2
         if failure.retry_after is not None:

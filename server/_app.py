@@ -19,20 +19,20 @@ from typing import Final
 import attrs
 import trio
 from hypercorn.typing import ASGISendCallable, HTTPResponseBodyEvent, HTTPResponseStartEvent
-from quart import Response
+from quart import Response, request
 from quart.utils import encode_headers
 from quart.wrappers.response import Response as QuartResponse
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from agents import Supervisor
-from sessions import JSON, SessionStore, dumps
+from sessions import JSON, SessionStore, StoreError, dumps
 
 from ._auth import Authenticator
 from ._config import ServeConfig
-from ._errors import ApiError
+from ._errors import ApiError, store_error
 from ._limits import KeyedLimiter
 from ._metrics import ServerMetrics
 
@@ -67,6 +67,8 @@ def json_response(data: JSON, status: int = 200) -> Response:
 
 def error_response(error: ApiError) -> Response:
     response = json_response(error.to_json(), error.status)
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
     if error.status == 413:
         # The unread body is still on the wire: this connection cannot be reused.
         response.headers["Connection"] = "close"
@@ -158,11 +160,26 @@ def create_app(state: ServerState) -> AgentRuntimeApp:
         status = error.code or 500
         if status == 413:
             message = f"body exceeds the limit of {state.config.limits.max_message_bytes} bytes"
+        elif isinstance(error, NotFound):
+            message = f"no such endpoint: {request.method} {request.path} (see docs/protocol.md §8)"
+        elif isinstance(error, MethodNotAllowed):
+            allowed = ", ".join(sorted(error.valid_methods or ()))
+            message = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
         else:
             message = error.description or error.name
         code = _HTTP_CODES.get(status, "http_error")
         state.metrics.client_errors.labels(code).inc()
         return error_response(ApiError(status, code, message))
+
+    @app.errorhandler(StoreError)
+    async def _store_error(error: StoreError) -> Response:
+        api = store_error(error)
+        if api.status == 500:
+            logger.error("store error in request handler", exc_info=error)
+            state.metrics.internal_errors.inc()
+        else:
+            state.metrics.client_errors.labels(api.code).inc()
+        return error_response(api)
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:

@@ -1,14 +1,19 @@
 """The ``agent-runtime`` command: ``serve``, ``sessions list|show|delete`` and ``chat``.
 
-This module holds the program's only ``trio.run``.
+This module holds the program's only ``trio.run``. Exit status: 0 success; 1 a
+failure after the command started (e.g. ``sessions show`` of an unknown id); 2 the
+command could not start (bad configuration, a database in use, an address in use),
+reported in one line on stderr; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -22,17 +27,21 @@ from ._config import MEMORY_DB, ServeConfig, load_config
 from ._errors import ConfigurationError
 from ._logging import configure_logging
 from ._serve import open_configured_store, serve
+from ._startup import PROGRAM, banner, describe_failure, single_error, version
 
-SCRIPTED_NOTE = (
-    "using the scripted model (offline demo); pass --llm openai --llm-url URL --model NAME "
-    "(API key in AGENT_RUNTIME_LLM_API_KEY) to use a real LLM"
-)
+
+@attrs.define
+class _Progress:
+    """Whether the command got past start-up: decides exit status 2 or 1 on failure."""
+
+    started: bool = False
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="agent-runtime", description="Run AI coding agents for IDE clients."
+        prog=PROGRAM, description="Run AI coding agents for IDE clients."
     )
+    parser.add_argument("--version", action="version", version=f"{PROGRAM} {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_cmd = commands.add_parser("serve", help="run the server")
@@ -46,9 +55,21 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--policy", type=Path, help="TOML file with approval rules")
     serve_cmd.add_argument("--pace", type=float, help="scripted model: seconds between chunks")
     serve_cmd.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    # Strings, validated by load_config, so an error names the flag like any other source.
+    llm = serve_cmd.add_argument_group("openai provider timeouts (seconds) and retries")
+    llm.add_argument("--llm-connect-timeout", metavar="S", help="to connect (default 10)")
+    llm.add_argument(
+        "--llm-first-token-timeout", metavar="S", help="request → first token (default 60)"
+    )
+    llm.add_argument("--llm-idle-timeout", metavar="S", help="between two chunks (default 60)")
+    llm.add_argument(
+        "--llm-retries", metavar="N", help="retries before the first token (default 3)"
+    )
+    _debug_flag(serve_cmd)
 
     sessions_cmd = commands.add_parser("sessions", help="inspect the session database")
     _store_flags(sessions_cmd)
+    _debug_flag(sessions_cmd)
     actions = sessions_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
     list_cmd = actions.add_parser("list", help="list sessions, newest first")
     list_cmd.add_argument(
@@ -60,21 +81,54 @@ def _parser() -> argparse.ArgumentParser:
     show_cmd.add_argument("--events", action="store_true", help="also print its event log")
     delete_cmd = actions.add_parser("delete", help="delete one session")
     delete_cmd.add_argument("session_id")
+    for action in (list_cmd, show_cmd, delete_cmd):
+        # Also after the action (``sessions list --db PATH``, as the README writes it).
+        _store_flags(action, default=argparse.SUPPRESS)
+        _debug_flag(action, default=argparse.SUPPRESS)
 
     # Listed for --help only: main() hands "chat ..." to the client's own parser.
     commands.add_parser("chat", help="terminal IDE client (agent-runtime chat --help)")
     return parser
 
 
-def _store_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="TOML configuration file")
-    parser.add_argument("--db", help=f"SQLite database path, or {MEMORY_DB}")
-    parser.add_argument("--durability", choices=["normal", "full"], help="SQLite durability")
+def _store_flags(parser: argparse.ArgumentParser, default: object = None) -> None:
+    # SUPPRESS on the inner parser: its default would overwrite the outer one's value.
+    parser.add_argument("--config", type=Path, default=default, help="TOML configuration file")
+    parser.add_argument("--db", default=default, help=f"SQLite database path, or {MEMORY_DB}")
+    parser.add_argument(
+        "--durability", choices=["normal", "full"], default=default, help="SQLite durability"
+    )
+
+
+def _debug_flag(parser: argparse.ArgumentParser, default: object = False) -> None:
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="debug logging, and a traceback with start-up errors",
+    )
+
+
+_FLAG_SETTINGS = (
+    "host",
+    "port",
+    "db",
+    "durability",
+    "llm",
+    "llm_url",
+    "model",
+    "modes",
+    "policy",
+    "log_format",
+    "llm_connect_timeout",
+    "llm_first_token_timeout",
+    "llm_idle_timeout",
+    "llm_retries",
+)
 
 
 def _config(args: argparse.Namespace) -> ServeConfig:
-    names = ("host", "port", "db", "durability", "llm", "llm_url", "model", "modes", "policy")
-    flags = {name: getattr(args, name, None) for name in (*names, "log_format")}
+    flags = {name: getattr(args, name, None) for name in _FLAG_SETTINGS}
     flags["scripted_pace"] = getattr(args, "pace", None)
     return load_config(flags=flags, env=os.environ, config_file=args.config)
 
@@ -83,39 +137,58 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-async def _serve_main(config: ServeConfig, token: str | None) -> None:
+async def _serve_main(config: ServeConfig, token: str | None, progress: _Progress) -> None:
     async with trio.open_nursery() as nursery:
         url: str = await nursery.start(serve, config)
-        _say(f"listening on {url}")
-        if config.llm == "scripted":
-            _say(SCRIPTED_NOTE)
-        if token is not None:
-            _say("no tokens configured; generated one for this run. Try:")
-            _say(f"  curl -H 'Authorization: Bearer {token}' {url}/v1/sessions")
-            _say(f"  agent-runtime chat --url {url} --token {token}")
+        progress.started = True
+        for line in banner(config, url, token):
+            _say(line)
 
 
-def _run_serve(args: argparse.Namespace) -> int:
+def _run_serve(args: argparse.Namespace, progress: _Progress) -> int:
     config = _config(args)
-    configure_logging(config.log_format)
+    configure_logging(config.log_format, logging.DEBUG if args.debug else logging.INFO)
     config, token = ensure_tokens(config)
-    trio.run(_serve_main, config, token)
+    trio.run(_serve_main, config, token, progress)
     return 0
 
 
-async def _with_store(config: ServeConfig, action: Callable[[SessionStore], Awaitable[int]]) -> int:
+async def _with_store(
+    config: ServeConfig, action: Callable[[SessionStore], Awaitable[int]], progress: _Progress
+) -> int:
     async with open_configured_store(config) as store:
+        progress.started = True
         return await action(store)
 
 
-def _run_sessions(args: argparse.Namespace) -> int:
+def _run_sessions(args: argparse.Namespace, progress: _Progress) -> int:
     config = _config(args)
+    if args.debug:
+        configure_logging(config.log_format, logging.DEBUG)
     if args.action == "list":
         owners = args.owner or sorted({*config.tokens.values(), LOCAL_PRINCIPAL})
-        return trio.run(_with_store, config, lambda s: _list(s, owners, args.limit))
+        return trio.run(_with_store, config, lambda s: _list(s, owners, args.limit), progress)
     if args.action == "show":
-        return trio.run(_with_store, config, lambda s: _show(s, args.session_id, args.events))
-    return trio.run(_with_store, config, lambda s: _delete(s, args.session_id))
+        return trio.run(
+            _with_store, config, lambda s: _show(s, args.session_id, args.events), progress
+        )
+    return trio.run(_with_store, config, lambda s: _delete(s, args.session_id), progress)
+
+
+def _report_failure(raised: BaseException, progress: _Progress, *, debug: bool) -> int:
+    """Print *raised* as one line and return the exit status; re-raise a bug."""
+    error = single_error(raised)
+    if isinstance(error, KeyboardInterrupt):
+        return 130
+    message = describe_failure(error)
+    if message is None:
+        raise raised
+    print(f"{PROGRAM}: {message}", file=sys.stderr)
+    if debug:
+        traceback.print_exception(raised)
+    elif not isinstance(error, AgentRuntimeError):
+        print(f"{PROGRAM}: (--debug shows where it happened)", file=sys.stderr)
+    return 1 if progress.started else 2
 
 
 async def _list(store: SessionStore, owners: Sequence[str], limit: int) -> int:
@@ -179,9 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["chat"]:
             return _run_chat(argv[1:])
         args = _parser().parse_args(argv)
-        if args.command == "serve":
-            return _run_serve(args)
-        return _run_sessions(args)
+        progress = _Progress()
+        try:
+            if args.command == "serve":
+                return _run_serve(args, progress)
+            return _run_sessions(args, progress)
+        except BaseException as raised:  # a bug is re-raised by _report_failure
+            return _report_failure(raised, progress, debug=args.debug)
     except ConfigurationError as error:
         print(f"agent-runtime: configuration error: {error}", file=sys.stderr)
         return 2

@@ -6,17 +6,23 @@ Precedence, per setting: CLI flag > environment (``AGENT_RUNTIME_*``) > TOML fil
 
 TOML layout (every key optional)::
 
-    [server]  host, port, db, durability, log_format, heartbeat_interval
-    [llm]     provider ("scripted" | "openai"), url, model, pace
+    [server]  host, port, db, durability, log_format, heartbeat_interval, send_timeout
+    [llm]     provider ("scripted" | "openai"), url, model, pace,
+              connect_timeout, first_token_timeout, idle_timeout, retries
     [agents]  modes, policy, max_steps, approval_timeout, shutdown_grace
     [auth]    tokens = { "<token>" = "<principal>" }
     [limits]  max_message_bytes, commands_per_second, sessions_per_principal
 
-Relative paths in the file are resolved against the file's directory.
+Relative paths in the file are resolved against the file's directory. An invalid
+value is refused with a message naming where it came from: the flag
+(``--llm-retries``), the variable (``AGENT_RUNTIME_LLM_RETRIES``) or the file and
+key (``agent.toml: [llm] retries``).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -77,7 +83,14 @@ class ServeConfig:
     tokens: Mapping[str, str] = field(factory=dict, repr=False)
     limits: Limits = field(factory=Limits)
     heartbeat_interval: float = 15.0
+    # A connection whose peer accepts no byte for this long is cut (two heartbeats).
+    send_timeout: float = 30.0
     scripted_pace: float = 0.02
+    # The openai provider's patience (seconds) and retries before the first token.
+    llm_connect_timeout: float = 10.0
+    llm_first_token_timeout: float = 60.0
+    llm_idle_timeout: float = 60.0
+    llm_retries: int = 3
     max_steps: int = 25
     approval_timeout: float = 600.0
     shutdown_grace: float = 5.0
@@ -105,10 +118,15 @@ _TOML_KEYS: dict[str, tuple[str, str]] = {
     "durability": ("server", "durability"),
     "log_format": ("server", "log_format"),
     "heartbeat_interval": ("server", "heartbeat_interval"),
+    "send_timeout": ("server", "send_timeout"),
     "llm": ("llm", "provider"),
     "llm_url": ("llm", "url"),
     "model": ("llm", "model"),
     "scripted_pace": ("llm", "pace"),
+    "llm_connect_timeout": ("llm", "connect_timeout"),
+    "llm_first_token_timeout": ("llm", "first_token_timeout"),
+    "llm_idle_timeout": ("llm", "idle_timeout"),
+    "llm_retries": ("llm", "retries"),
     "modes": ("agents", "modes"),
     "policy": ("agents", "policy"),
     "max_steps": ("agents", "max_steps"),
@@ -121,6 +139,8 @@ _TOML_KEYS: dict[str, tuple[str, str]] = {
 }
 _PATH_KEYS = frozenset({"db", "modes", "policy"})
 _LIMIT_KEYS = frozenset({"max_message_bytes", "commands_per_second", "sessions_per_principal"})
+# Flags spelled other than ``--`` + the setting name with dashes.
+_FLAG_SPELLING = {"scripted_pace": "--pace"}
 
 _T = TypeVar("_T")
 
@@ -159,12 +179,31 @@ def _number(name: str, value: object) -> float:
             value = float(value)
         except ValueError:
             raise ConfigurationError(f"{name}: expected a number, got {value!r}") from None
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+    # "nan" and "inf" parse as floats, but no setting means them.
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise ConfigurationError(f"{name}: expected a non-negative number, got {value!r}")
     return float(value)
 
 
+def _seconds(name: str, value: object) -> float:
+    try:
+        seconds = _number(name, value)
+    except ConfigurationError:
+        seconds = 0.0  # refused below, with the wording this setting needs
+    if seconds <= 0:
+        raise ConfigurationError(f"{name}: expected a positive number of seconds, got {value!r}")
+    return seconds
+
+
 def _path(name: str, value: object) -> Path:
+    # Flags arrive as Path already; files and the environment give strings.
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
     return Path(_string(name, value))
 
 
@@ -217,7 +256,12 @@ _CONVERTERS: dict[str, Callable[[str, object], object]] = {
     "commands_per_second": _number,
     "sessions_per_principal": _integer,
     "heartbeat_interval": _number,
+    "send_timeout": _seconds,
     "scripted_pace": _number,
+    "llm_connect_timeout": _seconds,
+    "llm_first_token_timeout": _seconds,
+    "llm_idle_timeout": _seconds,
+    "llm_retries": _integer,
     "max_steps": _integer,
     "approval_timeout": _number,
     "shutdown_grace": _number,
@@ -250,11 +294,19 @@ def read_toml(path: Path) -> dict[str, object]:
                 )
             name = by_location.get((section, key))
             if name is None:
-                raise ConfigurationError(f"{path}: unknown setting [{section}] {key}")
+                hint = _known_keys(section)
+                raise ConfigurationError(f"{path}: unknown setting [{section}] {key}; {hint}")
             if name in _PATH_KEYS and isinstance(value, str) and value != MEMORY_DB:
                 value = str(path.parent / Path(value).expanduser())
             settings[name] = value
     return settings
+
+
+def _known_keys(section: str) -> str:
+    known = [key for where, key in _TOML_KEYS.values() if where == section]
+    if known:
+        return f"[{section}] has {', '.join(known)}"
+    return "sections: " + ", ".join(sorted({where for where, _ in _TOML_KEYS.values()}))
 
 
 def read_env(env: Mapping[str, str]) -> dict[str, object]:
@@ -285,13 +337,21 @@ def load_config(
     if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
         config_file = Path(env[ENV_PREFIX + "CONFIG"])
     merged: dict[str, object] = {}
+    # Where each merged value came from, so an error names what the user wrote.
+    origin: dict[str, str] = {}
     if config_file is not None:
-        merged.update(read_toml(config_file))
-    merged.update(read_env(env))
+        from_file = read_toml(config_file)
+        merged.update(from_file)
+        origin.update({name: _file_label(config_file, name) for name in from_file})
+    from_env = read_env(env)
+    merged.update(from_env)
+    origin.update({name: ENV_PREFIX + name.upper() for name in from_env})
     merged.pop("api_key", None)
     if env.get(API_KEY_ENV):
         merged["api_key"] = env[API_KEY_ENV]
-    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    from_flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    merged.update(from_flags)
+    origin.update({name: flag_name(name) for name in from_flags})
 
     # Any: each converter returns the exact type its field declares.
     values: dict[str, Any] = {}
@@ -299,14 +359,26 @@ def load_config(
         convert = _CONVERTERS.get(name)
         if convert is None:
             raise ConfigurationError(f"unknown setting {name!r}")
-        values[name] = convert(name, raw)
+        values[name] = convert(origin.get(name, name), raw)
     limits = {k: values.pop(k) for k in list(values) if k in _LIMIT_KEYS}
     config = ServeConfig()
     config = evolve(config, limits=evolve(config.limits, **limits), **values)
     if config.port > 65535:
-        raise ConfigurationError(f"port: expected 0..65535, got {config.port}")
+        raise ConfigurationError(f"{origin['port']}: expected 0..65535, got {config.port}")
     if config.limits.max_message_bytes < 1024:
-        raise ConfigurationError("max_message_bytes: expected at least 1024")
+        where = origin["max_message_bytes"]
+        raise ConfigurationError(f"{where}: expected at least 1024")
     if config.heartbeat_interval <= 0:
-        raise ConfigurationError("heartbeat_interval: expected a positive number")
+        where = origin["heartbeat_interval"]
+        raise ConfigurationError(f"{where}: expected a positive number")
     return config
+
+
+def flag_name(name: str) -> str:
+    """The command-line flag of setting *name* (``llm_retries`` → ``--llm-retries``)."""
+    return _FLAG_SPELLING.get(name, "--" + name.replace("_", "-"))
+
+
+def _file_label(path: Path, name: str) -> str:
+    section, key = _TOML_KEYS[name]
+    return f"{path}: [{section}] {key}"

@@ -10,7 +10,21 @@ responses once, in ``_app.py``; handlers raise only this tree.
 
 from __future__ import annotations
 
-from sessions import AgentRuntimeError, JSONObject
+from typing import Final
+
+from sessions import (
+    AgentRuntimeError,
+    JSONObject,
+    SessionLimitReached,
+    SessionNotFound,
+    StorageUnavailable,
+    StoreClosed,
+    StoreError,
+    Unstorable,
+)
+
+# Seconds a client is told to wait before retrying while the storage is unavailable.
+STORAGE_RETRY_AFTER: Final = 5
 
 
 class ServerError(AgentRuntimeError):
@@ -24,18 +38,29 @@ class ConfigurationError(ServerError):
 class ApiError(ServerError):
     """A client error with an HTTP status and a machine-readable ``code``.
 
-    Rendered as ``{"error": {"code": ..., "message": ...}}``; on WebSocket as an
-    ``error`` frame with the same code.
+    Rendered as ``{"error": {"code": ..., "message": ...}}`` (plus
+    ``"retryable": true`` and a ``Retry-After`` header when retrying later can
+    succeed); on WebSocket as an ``error`` frame with the same code.
     """
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.retry_after is not None
 
     def to_json(self) -> JSONObject:
-        return {"error": {"code": self.code, "message": self.message}}
+        error: JSONObject = {"code": self.code, "message": self.message}
+        if self.retryable:
+            error["retryable"] = True
+        return {"error": error}
 
 
 def bad_request(code: str, message: str) -> ApiError:
@@ -56,3 +81,32 @@ def too_large(limit: int) -> ApiError:
 
 def rate_limited(message: str) -> ApiError:
     return ApiError(429, "rate_limited", message)
+
+
+def store_error(error: StoreError) -> ApiError:
+    """The one translation of store failures into API errors."""
+    match error:
+        case StorageUnavailable():
+            return ApiError(
+                503,
+                "storage_unavailable",
+                f"the session store cannot write right now; retry later ({error})",
+                retry_after=STORAGE_RETRY_AFTER,
+            )
+        case SessionLimitReached():
+            return ApiError(
+                429, "too_many_sessions", f"at most {error.limit} live sessions per principal"
+            )
+        case Unstorable():
+            return ApiError(400, "unstorable", str(error))
+        case StoreClosed():
+            return ApiError(
+                503,
+                "shutting_down",
+                "the server is shutting down; retry after it restarts",
+                retry_after=STORAGE_RETRY_AFTER,
+            )
+        case SessionNotFound():
+            return not_found()
+        case _:
+            return ApiError(500, "internal", "internal server error")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from quart import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -12,6 +10,7 @@ from sessions import JSON, JSONObject, Session
 from ._app import ServerState
 from ._auth import bearer_token
 from ._errors import ApiError, bad_request, not_found, too_large, unauthorized
+from ._json_input import INT_MAX, decode_json
 
 
 def authenticate(state: ServerState, *, allow_query_token: bool = False) -> str:
@@ -58,7 +57,9 @@ async def read_json(*, required: bool = True) -> JSON:
     """The request body decoded as JSON (``None`` when empty and not *required*).
 
     Raises:
-        ApiError: 413 over the size limit, 400 ``bad_json`` when not valid JSON.
+        ApiError: 413 over the size limit, 400 ``bad_json`` when not valid JSON,
+            400 ``too_deep`` / ``invalid_number`` / ``invalid_text`` for JSON
+            the boundary refuses (see ``_json_input``).
     """
     try:
         raw = await request.get_data(as_text=False)
@@ -68,11 +69,7 @@ async def read_json(*, required: bool = True) -> JSON:
         if required:
             raise bad_request("bad_json", "request body must be a JSON value")
         return None
-    try:
-        value: JSON = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise bad_request("bad_json", f"request body is not valid JSON: {error}") from None
-    return value
+    return decode_json(raw, "request body")
 
 
 async def read_json_object(*, required: bool = True) -> JSONObject:
@@ -85,8 +82,8 @@ async def read_json_object(*, required: bool = True) -> JSONObject:
     return value
 
 
-def int_arg(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
-    """Query parameter *name* as an integer within bounds.
+def int_arg(name: str, default: int, *, minimum: int = 0, maximum: int = INT_MAX) -> int:
+    """Query parameter *name* as an integer within bounds (at most SQLite's 2**63 - 1).
 
     Raises:
         ApiError: 400 ``bad_parameter`` naming the parameter.
@@ -94,13 +91,25 @@ def int_arg(name: str, default: int, *, minimum: int = 0, maximum: int | None = 
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request("bad_parameter", f"query parameter {name!r} must be an integer") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise bad_request("bad_parameter", f"query parameter {name!r} must be {bounds}")
+    return parse_int(raw, f"query parameter {name!r}", minimum=minimum, maximum=maximum)
+
+
+def parse_int(raw: str, what: str, *, minimum: int = 0, maximum: int = INT_MAX) -> int:
+    """*raw* (a query parameter or header, described as *what*) as a bounded integer.
+
+    Raises:
+        ApiError: 400 ``bad_parameter``.
+    """
+    # Digits only (int() would also take "+1", " 1", "1_000" and 4,000 digits).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        raise bad_request(
+            "bad_parameter", f"{what} must be an integer between {minimum} and {maximum}"
+        )
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise bad_request(
+            "bad_parameter", f"{what} must be an integer between {minimum} and {maximum}"
+        )
     return value
 
 

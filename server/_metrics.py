@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from agents import RuntimeMetrics
+from sessions import SessionStore
 
 
 class ServerMetrics:
@@ -43,11 +48,43 @@ class ServerMetrics:
             ["transport"],
             registry=registry,
         )
+        self.stalled_connections = Counter(
+            "agent_runtime_stalled_connections",
+            "Connections reset because the peer accepted no data for send_timeout",
+            registry=registry,
+        )
         self.internal_errors = Counter(
             "agent_runtime_internal_errors",
             "Unexpected exceptions turned into 500 responses",
             registry=registry,
         )
 
+    def watch_store(self, store: SessionStore) -> None:
+        """Export *store*'s health and write failures, read at each scrape."""
+        self.runtime.registry.register(_StoreCollector(store))
+
     def render(self) -> bytes:
         return self.runtime.render()
+
+
+class _StoreCollector(Collector):
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        health, stats = self._store.health, self._store.stats
+        yield GaugeMetricFamily(
+            "agent_runtime_store_degraded",
+            "1 while the session store cannot write (disk full, I/O error), else 0",
+            value=0 if health.ok else 1,
+        )
+        yield CounterMetricFamily(
+            "agent_runtime_store_storage_failures",
+            "Batches the storage refused (disk full, I/O error); nothing of them was written",
+            value=stats.storage_failures,
+        )
+        yield CounterMetricFamily(
+            "agent_runtime_store_failed_batches",
+            "Batches that failed for any reason (one bad append is retried alone)",
+            value=stats.failed_batches,
+        )

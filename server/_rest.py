@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 
+import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
@@ -13,8 +13,9 @@ from agents import CommandError
 from sessions import JSON, Approval, JSONObject, Session, dumps
 
 from ._app import ServerState, json_response
-from ._errors import ApiError, bad_request
+from ._errors import STORAGE_RETRY_AFTER, ApiError, bad_request
 from ._http import authenticate, int_arg, owned_session, read_json_object
+from ._json_input import decode_json
 
 MAX_TITLE = 120
 MAX_PAGE = 1000
@@ -51,8 +52,8 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         ApiError: 400 ``bad_parameter`` for anything this server did not issue.
     """
     try:
-        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
+        value = decode_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), "cursor")
+    except (ValueError, binascii.Error, ApiError):
         raise bad_request("bad_parameter", "invalid cursor") from None
     match value:
         case [int() | float() as created_at, str() as session_id] if not isinstance(
@@ -99,7 +100,21 @@ def register(app: QuartTrio, state: ServerState) -> None:
     async def health() -> Response:
         if state.draining.is_set():
             return json_response({"status": "draining"}, 503)
-        return json_response({"status": "ok"})
+        store = state.store.health
+        if not store.ok:
+            since = store.degraded_since or 0.0
+            body: JSONObject = {
+                "status": "degraded",
+                "store": {
+                    "ok": False,
+                    "error": store.error,
+                    "degraded_for_s": round(max(0.0, trio.current_time() - since), 3),
+                },
+            }
+            response = json_response(body, 503)
+            response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
+            return response
+        return json_response({"status": "ok", "store": {"ok": True}})
 
     @app.get("/metrics")
     async def get_metrics() -> Response:
@@ -130,13 +145,14 @@ def register(app: QuartTrio, state: ServerState) -> None:
         agent = body.get("agent")
         if agent is not None and not isinstance(agent, str):
             raise bad_request("invalid_request", "field 'agent' must be a string")
-        limit = state.config.limits.sessions_per_principal
-        owned = await state.store.list_sessions(principal, limit=limit + 1)
-        if len(owned) >= limit:
-            raise ApiError(429, "too_many_sessions", f"at most {limit} sessions per principal")
         try:
+            # The cap is checked inside the insert's transaction (SessionLimitReached
+            # → 429), so concurrent creations cannot overshoot it.
             session = await state.supervisor.create_session(
-                principal, title=_title(body, required=False), agent=agent
+                principal,
+                title=_title(body, required=False),
+                agent=agent,
+                max_live_sessions=state.config.limits.sessions_per_principal,
             )
         except CommandError as error:
             raise bad_request(error.code, str(error)) from None
@@ -173,7 +189,9 @@ def register(app: QuartTrio, state: ServerState) -> None:
     async def delete_session(session_id: str) -> Response:
         session = await owned_session(state, authenticate(state), session_id)
         await state.supervisor.delete_session(session)
-        return Response(b"", status=204)
+        response = Response(b"", status=204)
+        del response.headers["Content-Type"]  # no body, so no type (quart defaults to HTML)
+        return response
 
     @app.get("/v1/sessions/<session_id>/messages")
     async def get_messages(session_id: str) -> Response:

@@ -4,7 +4,8 @@ Start-up nests store (outermost) → supervisor → hypercorn serving the quart-
 app, and reports the bound URL once the socket listens. Shutdown runs inside-out,
 each step with a deadline:
 
-1. stop accepting connections (hypercorn's shutdown trigger) and refuse new work;
+1. stop accepting connections (hypercorn's shutdown trigger), close idle
+   keep-alive ones (``_tcp.py``) and refuse new work;
 2. exit the supervisor: running turns get ``shutdown_grace`` to finish, then end
    as ``interrupted``; turns waiting for the IDE or a human are suspended. Open
    streams stay connected meanwhile, so clients see each ``turn.ended``;
@@ -27,7 +28,6 @@ from typing import Final
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from agents import (
     ConfigError,
@@ -52,7 +52,9 @@ from ._errors import ConfigurationError
 from ._limits import KeyedLimiter
 from ._logging import AccessLogger
 from ._metrics import ServerMetrics
+from ._startup import bind_error, missing_key_warning, single_error
 from ._stream import FLUSH_TIMEOUT
+from ._tcp import serve_app
 
 logger = logging.getLogger("agent_runtime.server")
 
@@ -83,7 +85,17 @@ async def open_model(config: ServeConfig) -> AsyncIterator[ModelClient]:
     if config.llm == "scripted":
         yield ScriptedModel(pace=config.scripted_pace)
         return
-    async with open_openai_client(config.llm_url, config.model_name, config.api_key) as client:
+    if (warning := missing_key_warning(config)) is not None:
+        logger.warning("%s", warning)
+    async with open_openai_client(
+        config.llm_url,
+        config.model_name,
+        config.api_key,
+        connect_timeout=config.llm_connect_timeout,
+        first_token_timeout=config.llm_first_token_timeout,
+        idle_timeout=config.llm_idle_timeout,
+        max_retries=config.llm_retries,
+    ) as client:
         yield client
 
 
@@ -161,9 +173,11 @@ async def _run_hypercorn(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     try:
-        await hypercorn_serve(
+        await serve_app(
             create_app(state),
             hypercorn_config(state.config),
+            send_timeout=state.config.send_timeout,
+            on_stalled=state.metrics.stalled_connections.inc,
             shutdown_trigger=stop_accepting.wait,
             task_status=task_status,
         )
@@ -172,10 +186,19 @@ async def _run_hypercorn(
 
 
 async def _watch_signals(
-    scope: trio.CancelScope, shutdown: trio.Event, force: trio.CancelScope
+    scope: trio.CancelScope,
+    shutdown: trio.Event,
+    force: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """First SIGINT/SIGTERM: graceful shutdown; the next one: cancel *force* (stop now)."""
+    """First SIGINT/SIGTERM: graceful shutdown; the next one: cancel *force* (stop now).
+
+    Reports started once the handlers are installed, so a signal sent as soon as
+    the URL is announced already shuts down gracefully.
+    """
     with scope, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
         async for signum in signals:
             if not shutdown.is_set():
                 logger.info("received %s; shutting down gracefully", signal.Signals(signum).name)
@@ -236,15 +259,30 @@ async def serve(
             metrics=ServerMetrics(runtime_metrics),
             http_limiter=KeyedLimiter(config.limits.commands_per_second),
         )
+        state.metrics.watch_store(store)
         stop_accepting, hypercorn_done = trio.Event(), trio.Event()
-        binds: list[str] = await nursery.start(
-            partial(_run_hypercorn, state, stop_accepting, hypercorn_done)
-        )
+        try:
+            binds: list[str] = await nursery.start(
+                partial(_run_hypercorn, state, stop_accepting, hypercorn_done)
+            )
+        except (OSError, BaseExceptionGroup) as raised:
+            # Before hypercorn reports started, an OSError (in its nurseries' groups)
+            # can only come from binding the socket.
+            if isinstance(error := single_error(raised), OSError):
+                raise bind_error(config.host, config.port, error) from None
+            raise
         signals = trio.CancelScope()
         if handle_signals:
-            nursery.start_soon(_watch_signals, signals, shutdown, nursery.cancel_scope)
+            await nursery.start(_watch_signals, signals, shutdown, nursery.cancel_scope)
         url = binds[0]
-        logger.info("listening on %s", url, extra={"url": url})
+        # With text logs a person reads the CLI's banner, which says this on stdout;
+        # JSON logs are read by machines, which get it as one structured record.
+        logger.log(
+            logging.INFO if config.log_format == "json" else logging.DEBUG,
+            "listening on %s",
+            url,
+            extra={"url": url, "db": config.db, "llm": config.llm, "model": config.model_name},
+        )
         task_status.started(url)
 
         await shutdown.wait()

@@ -9,7 +9,8 @@
   ``Accept: text/event-stream`` streams that turn's events until its ``turn.ended``.
 
 Events already queued are written as one body chunk. A stream that falls behind
-ends (``EventSource`` reconnects with ``Last-Event-ID``); nothing is dropped.
+ends (``EventSource`` reconnects with ``Last-Event-ID``); nothing is dropped. One
+that takes no byte for ``send_timeout`` is reset by the transport (``_tcp.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from sessions import Event, JSONObject, Session, SubscriberTooSlow, dumps, new_i
 
 from ._app import BodyWriter, ServerState, StreamResponse, json_response
 from ._errors import ApiError, bad_request
-from ._http import authenticate, int_arg, owned_session, rate_limit, read_json, read_json_object
+from ._http import (
+    authenticate,
+    int_arg,
+    owned_session,
+    parse_int,
+    rate_limit,
+    read_json,
+    read_json_object,
+)
 from ._rest import events_page
 from ._stream import Progress, has_command_id, refuse_while_draining, wait_closing_flushed
 
@@ -70,13 +79,7 @@ def _start_seq() -> int:
     """
     last_id = request.headers.get("Last-Event-ID")
     if last_id:
-        try:
-            value = int(last_id)
-        except ValueError:
-            raise bad_request("bad_parameter", "Last-Event-ID must be an event seq") from None
-        if value < 0:
-            raise bad_request("bad_parameter", "Last-Event-ID must be an event seq")
-        return value
+        return parse_int(last_id, "Last-Event-ID (an event seq)")
     return int_arg("after", 0)
 
 

@@ -74,8 +74,12 @@ def has_command_id(command: JSON) -> bool:
     return isinstance(command_id, str) and 0 < len(command_id) <= 200
 
 
-def error_frame(code: str, message: str, command_id: str | None = None) -> JSONObject:
+def error_frame(
+    code: str, message: str, command_id: str | None = None, *, retryable: bool = False
+) -> JSONObject:
     frame: JSONObject = {"type": "error", "code": code, "message": message}
     if command_id is not None:
         frame["id"] = command_id
+    if retryable:
+        frame["retryable"] = True
     return frame

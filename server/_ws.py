@@ -14,11 +14,15 @@ One connection = three tasks in one nursery, all ending together:
 Close codes: 1000 normal, 1001 server shutting down, 1008 bad hello, 1009 frame
 over the protocol limit, 1013 slow consumer, 4401 unauthorized, 4404 no such
 session. A client disconnect cancels the handler; the session's turn goes on.
+
+Every write (events, heartbeats, the close frame) is shielded inside hypercorn, so
+cancelling this handler cannot interrupt one; the transport bounds them instead: a
+client that takes no byte for ``send_timeout`` is reset, which ends the handler
+like a disconnect (``_tcp.py``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Final
@@ -29,12 +33,13 @@ from quart import Response, websocket
 from quart.wrappers import Websocket
 from quart_trio import QuartTrio
 
-from sessions import JSON, Event, JSONObject, Session, SubscriberTooSlow, dumps
+from sessions import JSON, Event, JSONObject, Session, StoreError, SubscriberTooSlow, dumps
 
 from ._app import ServerState, error_response
 from ._auth import bearer_token
-from ._errors import not_found, unauthorized
+from ._errors import ApiError, not_found, store_error, unauthorized
 from ._http import load_owned
+from ._json_input import INT_MAX, decode_json
 from ._limits import TokenBucket
 from ._rest import session_json
 from ._stream import (
@@ -157,10 +162,10 @@ class Connection:
             state.metrics.client_errors.labels("too_large").inc()
             return error_frame("too_large", f"frame of {size} bytes exceeds the limit of {limit}")
         try:
-            command: JSON = json.loads(message)
-        except (ValueError, UnicodeDecodeError) as error:
-            state.metrics.client_errors.labels("bad_json").inc()
-            return error_frame("bad_json", f"frame is not valid JSON: {error}")
+            command: JSON = decode_json(message, "frame")
+        except ApiError as error:
+            state.metrics.client_errors.labels(error.code).inc()
+            return error_frame(error.code, error.message)
         if not isinstance(command, dict) or not has_command_id(command):
             state.metrics.client_errors.labels("invalid_command").inc()
             return error_frame(
@@ -178,6 +183,11 @@ class Connection:
         if ack is None:
             try:
                 ack = await state.supervisor.submit(self.session, command)
+            except StoreError as error:
+                # The storage refused the write (disk full): say so, keep the connection.
+                api = store_error(error)
+                state.metrics.client_errors.labels(api.code).inc()
+                return error_frame(api.code, api.message, command_id, retryable=api.retryable)
             except Exception:
                 # submit() answers bad input with rejected acks; this is a bug. Keep
                 # the connection (and every other session) alive and say so.
@@ -243,16 +253,16 @@ async def _hello(state: ServerState, ws: Websocket) -> JSONObject:
     if len(message) > 64 * 1024:
         raise _Close(CLOSE_POLICY, "hello frame too large")
     try:
-        hello: JSON = json.loads(message)
-    except (ValueError, UnicodeDecodeError):
-        raise _Close(CLOSE_POLICY, "hello frame is not valid JSON") from None
+        hello: JSON = decode_json(message, "hello frame")
+    except ApiError as error:
+        raise _Close(CLOSE_POLICY, error.message) from None
     if not isinstance(hello, dict) or hello.get("type") != "hello":
         raise _Close(CLOSE_POLICY, 'the first frame must be {"type": "hello"}')
     after = hello.get("after", 0)
     if after is None:
         after = 0
-    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-        raise _Close(CLOSE_POLICY, "hello.after must be a non-negative integer")
+    if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= INT_MAX:
+        raise _Close(CLOSE_POLICY, f"hello.after must be an integer between 0 and {INT_MAX}")
     token = hello.get("token")
     if token is not None and not isinstance(token, str):
         raise _Close(CLOSE_POLICY, "hello.token must be a string")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +28,7 @@ from agents._model import (
     ToolSpec,
     UsageDelta,
 )
-from agents._openai import OpenAIClient, open_openai_client
+from agents._openai import OpenAIClient, _Transient, open_openai_client
 from agents._openai_stream import SSEDecoder
 from sessions import JSONObject
 from tests.fakes.openai_server import (
@@ -372,6 +373,27 @@ async def test_satisfies_the_model_client_protocol() -> None:
 def test_rejects_a_base_url_without_scheme() -> None:
     with pytest.raises(ValueError, match="http"):
         OpenAIClient("localhost:8000/v1", "m")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("connect_timeout", 0.0), ("first_token_timeout", -1.0), ("idle_timeout", float("nan"))],
+)
+def test_rejects_a_timeout_that_is_not_positive(setting: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"{setting} must be a positive number"):
+        timeouts: dict[str, Any] = {setting: value}
+        OpenAIClient("http://127.0.0.1:1/v1", "m", **timeouts)
+    with pytest.raises(ValueError, match="max_retries must not be negative"):
+        OpenAIClient("http://127.0.0.1:1/v1", "m", max_retries=-1)
+
+
+def test_backoff_is_capped_for_many_retries() -> None:
+    client = OpenAIClient("http://127.0.0.1:1/v1", "m", max_retries=5000)
+    failure = _Transient("busy")
+    assert client._retry_delay(1, failure) <= 0.5
+    # Uncapped, attempt 12 would wait ~17 minutes and attempt 1100 overflow a float.
+    assert 15.0 <= client._retry_delay(12, failure) <= 30.0
+    assert 15.0 <= client._retry_delay(1100, failure) <= 30.0
 
 
 def test_sse_decoder_handles_arbitrary_splits() -> None:

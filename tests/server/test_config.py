@@ -7,7 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
+import trio
 
+from agents._openai import OpenAIClient
 from server import (
     Authenticator,
     ConfigurationError,
@@ -20,7 +22,9 @@ from server import (
 from server._auth import bearer_token
 from server._config import default_db_path, parse_tokens
 from server._logging import JsonFormatter, redact_query
-from tests.server.helpers import LiveServer, make_config
+from server._serve import open_model
+from tests.fakes.openai_server import Stall, Stream, open_fake_openai
+from tests.server.helpers import LiveServer, ended, make_config, start_server
 
 
 def write(path: Path, text: str) -> Path:
@@ -104,7 +108,7 @@ def test_invalid_files_are_refused_clearly(tmp_path: Path, toml: str, message: s
 
 
 def test_invalid_env_and_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="port"):
+    with pytest.raises(ConfigurationError, match=r"^AGENT_RUNTIME_PORT: expected an integer"):
         load_config(env={"AGENT_RUNTIME_PORT": "x"})
     with pytest.raises(ConfigurationError, match="entry 2"):
         parse_tokens("good:alice,bad")
@@ -186,3 +190,119 @@ async def test_access_log_redacts_tokens(
     for record in (r for r in caplog.records if r.name.startswith(server_side)):
         assert "alice-token" not in record.getMessage()
         assert "alice-token" not in json.dumps(vars(record), default=str)
+
+
+def test_model_client_patience_defaults_and_precedence(tmp_path: Path) -> None:
+    defaults = load_config()
+    assert (
+        defaults.llm_connect_timeout,
+        defaults.llm_first_token_timeout,
+        defaults.llm_idle_timeout,
+        defaults.llm_retries,
+    ) == (10.0, 60.0, 60.0, 3)
+    file = write(
+        tmp_path / "agent.toml",
+        "[llm]\nconnect_timeout = 4\nfirst_token_timeout = 30.5\nidle_timeout = 20\nretries = 1\n",
+    )
+    env = {"AGENT_RUNTIME_LLM_IDLE_TIMEOUT": "7.5", "AGENT_RUNTIME_LLM_RETRIES": "2"}
+    config = load_config(flags={"llm_retries": "0"}, env=env, config_file=file)
+    assert config.llm_connect_timeout == 4.0  # file beats default
+    assert config.llm_first_token_timeout == 30.5
+    assert config.llm_idle_timeout == 7.5  # env beats file
+    assert config.llm_retries == 0  # flag beats env; zero means "never retry"
+
+
+@pytest.mark.parametrize(
+    ("source", "value", "message"),
+    [
+        ("flag", "0", r"^--llm-connect-timeout: expected a positive number of seconds, got '0'"),
+        ("flag", "-2", r"^--llm-connect-timeout: expected a positive"),
+        ("flag", "soon", r"^--llm-connect-timeout: expected a positive number of seconds"),
+        ("flag", "nan", r"^--llm-connect-timeout: expected a positive"),
+        ("flag", "inf", r"^--llm-connect-timeout: expected a positive"),
+        ("env", "0", r"^AGENT_RUNTIME_LLM_CONNECT_TIMEOUT: expected a positive"),
+        ("file", "0", r"agent\.toml: \[llm\] connect_timeout: expected a positive"),
+        ("file", "'ten'", r"agent\.toml: \[llm\] connect_timeout: expected a positive"),
+        ("file", "true", r"agent\.toml: \[llm\] connect_timeout: expected a positive"),
+    ],
+)
+def test_model_client_timeouts_are_validated_naming_their_source(
+    tmp_path: Path, source: str, value: str, message: str
+) -> None:
+    file = write(tmp_path / "agent.toml", f"[llm]\nconnect_timeout = {value}\n")
+    with pytest.raises(ConfigurationError, match=message):
+        if source == "flag":
+            load_config(flags={"llm_connect_timeout": value})
+        elif source == "env":
+            load_config(env={"AGENT_RUNTIME_LLM_CONNECT_TIMEOUT": value})
+        else:
+            load_config(config_file=file)
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "many"])
+def test_model_client_retries_must_be_a_non_negative_integer(value: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"^--llm-retries: expected"):
+        load_config(flags={"llm_retries": value})
+
+
+def test_non_finite_numbers_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"^AGENT_RUNTIME_HEARTBEAT_INTERVAL: expected"):
+        load_config(env={"AGENT_RUNTIME_HEARTBEAT_INTERVAL": "nan"})
+
+
+def test_unknown_key_lists_the_keys_of_its_section(tmp_path: Path) -> None:
+    file = write(tmp_path / "agent.toml", "[llm]\ntimeout = 5\n")
+    with pytest.raises(ConfigurationError, match=r"\[llm\] has provider, url, model, pace, "):
+        load_config(config_file=file)
+    other = write(tmp_path / "other.toml", "[serve]\nport = 5\n")
+    with pytest.raises(ConfigurationError, match="sections: agents, auth, limits, llm, server"):
+        load_config(config_file=other)
+
+
+def test_mode_and_policy_flags_accept_paths(tmp_path: Path) -> None:
+    # argparse hands these flags over as Path objects (the README's --modes FILE form).
+    config = load_config(flags={"modes": tmp_path / "m.toml", "policy": tmp_path / "p.toml"})
+    assert config.modes == tmp_path / "m.toml"
+    assert config.policy == tmp_path / "p.toml"
+
+
+async def test_the_openai_client_gets_the_configured_patience() -> None:
+    config = make_config(
+        llm="openai",
+        llm_url="http://127.0.0.1:9/v1",
+        llm_connect_timeout=1.5,
+        llm_first_token_timeout=2.5,
+        llm_idle_timeout=3.5,
+        llm_retries=1,
+    )
+    async with open_model(config) as client:
+        assert isinstance(client, OpenAIClient)
+        patience = (
+            client.connect_timeout,
+            client.first_token_timeout,
+            client.idle_timeout,
+            client.max_retries,
+        )
+        assert patience == (1.5, 2.5, 3.5, 1)
+
+
+async def test_a_served_turn_obeys_the_configured_first_token_timeout(
+    nursery: trio.Nursery,
+) -> None:
+    async with open_fake_openai([Stream((Stall(),))] * 5) as fake:
+        config = make_config(
+            llm="openai",
+            llm_url=fake.base_url,
+            llm_first_token_timeout=0.2,
+            llm_retries=0,
+        )
+        server = await start_server(nursery, config)
+        session_id = await server.new_session(agent="ask")
+        async with server.ws(session_id) as client:
+            await client.command({"type": "user_message", "id": "m", "content": "hi"})
+            events = await client.until(ended)  # bounded by STEP, far below the default 60 s
+        assert events[-1]["reason"] == "error"
+        errors = [e for e in events if e["type"] == "error"]
+        assert errors and "within 0.2s" in errors[0]["message"]
+        assert len(fake.requests) == 1  # no retries
+        server.shutdown.set()

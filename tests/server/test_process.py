@@ -190,7 +190,7 @@ async def test_cli_generates_a_token_on_loopback(tmp_path: Path) -> None:
             while "agent-runtime chat" not in await lines.line():
                 pass
         output = "\n".join(lines.seen)
-        assert "using the scripted model" in output
+        assert "\nmodel: scripted (offline demo)" in output
         curl = next(line for line in lines.seen if "curl" in line)
         token = curl.split("Bearer ")[1].split("'")[0]
         url = next(line for line in lines.seen if line.startswith("listening on")).split()[-1]

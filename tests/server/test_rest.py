@@ -18,7 +18,7 @@ from tests.server.helpers import (
 async def test_health_is_public_everything_else_needs_a_token(server: LiveServer) -> None:
     async with server.http(token=None) as anonymous:
         health = await anonymous.get("/health")
-        assert (health.status_code, health.json()) == (200, {"status": "ok"})
+        assert (health.status_code, health.json()) == (200, {"status": "ok", "store": {"ok": True}})
         for path in ("/v1/agents", "/v1/sessions", "/metrics", "/v1/sessions/x/events"):
             response = await anonymous.get(path)
             assert response.status_code == 401, path

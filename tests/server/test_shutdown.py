@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from functools import partial
 
+import httpx
 import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
 from server import serve
-from tests.server.helpers import ALICE, STEP, LiveServer, ended, make_config, open_sse
+from tests.server.helpers import (
+    ALICE,
+    STEP,
+    LiveServer,
+    ended,
+    make_config,
+    open_sse,
+    small_limits,
+)
 
 
 async def test_shutdown_ends_turns_then_closes_streams() -> None:
@@ -47,3 +56,52 @@ async def test_shutdown_ends_turns_then_closes_streams() -> None:
                 assert streamed[-1]["event"] == "turn.ended"
         # serve() returned on its own: the nursery closed without being cancelled.
         assert not nursery.cancel_scope.cancel_called
+
+
+async def test_shutdown_closes_idle_keep_alive_connections() -> None:
+    config = make_config(shutdown_grace=2.0)
+    shutdown = trio.Event()
+    headers = {"Authorization": f"Bearer {ALICE}"}
+    async with httpx.AsyncClient(headers=headers, timeout=STEP) as http:
+        with trio.fail_after(STEP + config.shutdown_grace):
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(
+                    partial(serve, config, shutdown=shutdown, handle_signals=False)
+                )
+                # A completed request leaves the connection idle in httpx's pool.
+                response = await http.get(f"{url}/v1/sessions")
+                assert response.status_code == 200
+                assert response.headers.get("connection") != "close"
+                started = trio.current_time()
+                shutdown.set()
+        # Nothing was running: the idle connection must not hold the exit up to
+        # hypercorn's graceful_timeout (grace + flush + slack).
+        assert trio.current_time() - started < config.shutdown_grace
+        assert not nursery.cancel_scope.cancel_called
+
+
+async def test_a_connection_answered_with_connection_close_is_closed() -> None:
+    config = make_config(limits=small_limits(max_message_bytes=1024))
+    shutdown = trio.Event()
+    with trio.fail_after(STEP + config.shutdown_grace):
+        async with trio.open_nursery() as nursery:
+            url = httpx.URL(
+                await nursery.start(partial(serve, config, shutdown=shutdown, handle_signals=False))
+            )
+            assert url.port is not None
+            async with await trio.open_tcp_stream(url.host, url.port) as stream:
+                body = b"x" * 4096
+                head = (
+                    f"POST /v1/sessions HTTP/1.1\r\nHost: {url.netloc.decode()}\r\n"
+                    f"Authorization: Bearer {ALICE}\r\nContent-Length: {len(body)}\r\n\r\n"
+                )
+                await stream.send_all(head.encode() + body)
+                # 413 with "Connection: close": the server must then close the socket.
+                response = b""
+                with trio.fail_after(STEP):
+                    while chunk := await stream.receive_some(65536):
+                        response += chunk
+                assert response.startswith(b"HTTP/1.1 413 ")
+                started = trio.current_time()
+                shutdown.set()
+        assert trio.current_time() - started < config.shutdown_grace
