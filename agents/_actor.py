@@ -29,7 +29,7 @@ from sessions import (
     now,
 )
 
-from ._events import AgentEvent, TurnEndReason, encode_event
+from ._events import AgentEvent, ErrorEvent, TurnEndReason, encode_event
 from ._metrics import RuntimeMetrics
 from ._policy import Policy
 from ._state import SUBTASK_KEY, SessionState
@@ -68,7 +68,9 @@ class RunningTurn:
     done: trio.Event = attrs.field(factory=trio.Event)
     cancel_reason: TurnEndReason = "cancelled"
     suspend: bool = False  # shutdown: leave a waiting turn open so it resumes after restart
-    unclosed: bool = False  # the store refused the closing write; close it when it recovers
+    # Set when the closing write did not happen (the store refused it, or it took
+    # longer than the grace): how to close the turn when the store allows.
+    unclosed: tuple[TurnEndReason, ErrorEvent | None] | None = None
 
 
 @attrs.define(eq=False)

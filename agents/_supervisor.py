@@ -41,6 +41,7 @@ from ._commands import (
 )
 from ._config import RuntimeConfig
 from ._errors import CommandError
+from ._events import ErrorEvent, TurnEndReason
 from ._handlers import (
     cancel_queued,
     duplicate_ack,
@@ -272,15 +273,21 @@ class Supervisor:
                 finally:
                     actor.running = None
                     self.metrics.active_turns.dec()
-                if running.unclosed:
+                if running.unclosed is not None:
                     # Still this session's driver: nothing else starts until it is closed.
-                    await self._close_when_writable(actor, runner.turn)
+                    await self._close_when_writable(actor, runner.turn, *running.unclosed)
         finally:
             actor.driving = False
             self.metrics.active_sessions.dec()
 
-    async def _close_when_writable(self, actor: SessionActor, turn: Turn) -> None:
-        """Close *turn* as ``interrupted`` once the store takes writes again.
+    async def _close_when_writable(
+        self,
+        actor: SessionActor,
+        turn: Turn,
+        reason: TurnEndReason,
+        error: ErrorEvent | None,
+    ) -> None:
+        """Close *turn* (with *reason*, *error*) once the store takes the write.
 
         Retries with exponential backoff (``config.store_retry``, doubling up to
         ten times that). Gives up at shutdown: the turn then stays open in the
@@ -297,12 +304,12 @@ class Supervisor:
                     await trio.sleep(delay)
                     try:
                         with trio.CancelScope(shield=True):
-                            await close_turn(actor, turn, "interrupted")
+                            await close_turn(actor, turn, reason, error)
                     except StoreError as exc:
                         log.info("turn %s still cannot be closed: %s", turn.id, exc)
                         delay = min(2 * delay, 10 * self.config.store_retry)
                         continue
-                    log.info("turn %s closed as interrupted after the store recovered", turn.id)
+                    log.warning("turn %s closed (%s) on a retry", turn.id, reason)
                     return
             finally:
                 self._retrying.discard(scope)

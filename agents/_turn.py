@@ -54,9 +54,10 @@ async def run_turn(
     *grace* seconds.
 
     A store that refuses writes (disk full) fails the turn with an
-    ``error {code: "storage_unavailable", retryable: true}``; if even the closing
-    write fails, ``running.unclosed`` is set and the caller closes the turn once
-    the store takes writes again.
+    ``error {code: "storage_unavailable", retryable: true}``. If the closing write
+    fails, or does not finish within *grace*, ``running.unclosed`` says how to
+    close the turn and the caller retries until it is written: ``turn.ended`` is
+    never dropped.
     """
     reason: TurnEndReason | None = None
     error: ErrorEvent | None = None
@@ -88,12 +89,21 @@ async def run_turn(
         if reason is None:
             reason = running.cancel_reason if running.scope.cancel_called else "interrupted"
         if not running.suspend:
-            with trio.CancelScope(shield=True, deadline=trio.current_time() + grace):
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + grace) as closing:
                 try:
                     await close_turn(runner.actor, runner.turn, reason, error)
                 except StoreError as exc:
                     log.warning("turn %s stays open for now: %s", runner.turn.id, exc)
-                    running.unclosed = True
+                    running.unclosed = ("interrupted", None)
+            if closing.cancelled_caught:
+                # Never silently: a turn whose turn.ended is not written is retried
+                # by its session's driver (or closed by restart recovery).
+                log.error(
+                    "turn %s: closing took longer than %g s; its turn.ended is retried",
+                    runner.turn.id,
+                    grace,
+                )
+                running.unclosed = (reason, error)
         running.done.set()
 
 

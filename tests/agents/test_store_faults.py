@@ -106,3 +106,31 @@ async def test_shutdown_while_a_turn_waits_for_storage_leaves_it_to_recovery(
         async with open_runtime(store=store) as again:
             ended = await again.wait_for(session, "turn.ended")
             assert ended.data["reason"] == "interrupted"
+
+
+async def test_a_close_held_up_past_the_grace_still_writes_turn_ended(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The closing write waits behind other commands' slow commits for longer than
+    ``cancel_grace``: it is retried, never dropped (SPEC §3.3 rules 4 and 5)."""
+    async with faulty_runtime() as (harness, backend, _store):
+        session = await harness.session(agent="coder")
+        await harness.message(session, "stream 200 words")
+        await harness.wait_for(session, "text.delta")
+        backend.failing = "slow"
+        backend.slow_s = 0.5
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(harness.send, session, {"type": "cancel"})
+            await trio.testing.wait_all_tasks_blocked()  # the cancel holds the lock
+            for n in range(4):  # each a rejected ack, committed under the lock
+                command = {"type": "answer", "question_id": f"q{n}", "text": "x"}
+                nursery.start_soon(harness.send, session, command)
+            await trio.testing.wait_all_tasks_blocked()
+        backend.failing = None
+        with trio.fail_after(60):  # mock time: fails at once if turn.ended never comes
+            ended = await harness.wait_for(session, "turn.ended")
+        assert ended.data["reason"] == "cancelled"
+        events = await harness.events(session)
+        assert [e.type for e in events].count("turn.ended") == 1
+        assert seqs_contiguous(events)
+        await harness.assert_paired(session)
