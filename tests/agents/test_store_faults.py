@@ -7,13 +7,13 @@ time is the autojump clock (no threads, no sockets).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 import trio
 
 from agents import RuntimeConfig, ScriptedModel
-from sessions import GroupCommitStore, StorageUnavailable
+from sessions import JSON, GroupCommitStore, StorageUnavailable
 from sessions._memory import MemoryBackend
 from sessions._store import open_store
 from tests.fakes.faulty_backend import FaultyBackend
@@ -26,13 +26,20 @@ def healthy(store: GroupCommitStore) -> bool:
 
 
 @asynccontextmanager
-async def faulty_runtime() -> AsyncIterator[tuple[Harness, FaultyBackend, GroupCommitStore]]:
+async def faulty_store() -> AsyncIterator[tuple[GroupCommitStore, FaultyBackend]]:
     backend = FaultyBackend(MemoryBackend())
     async with open_store(backend, queue_size=64, max_batch=64, drain_timeout=5) as store:
-        async with open_runtime(
-            RuntimeConfig(store_retry=0.5), model=ScriptedModel(pace=0.01), store=store
-        ) as harness:
-            yield harness, backend, store
+        yield store, backend
+
+
+def runtime_on(store: GroupCommitStore) -> AbstractAsyncContextManager[Harness]:
+    return open_runtime(RuntimeConfig(store_retry=0.5), model=ScriptedModel(pace=0.01), store=store)
+
+
+@asynccontextmanager
+async def faulty_runtime() -> AsyncIterator[tuple[Harness, FaultyBackend, GroupCommitStore]]:
+    async with faulty_store() as (store, backend), runtime_on(store) as harness:
+        yield harness, backend, store
 
 
 async def test_a_turn_whose_store_fills_up_ends_once_when_space_returns(
@@ -87,11 +94,8 @@ async def test_a_brief_storage_failure_ends_the_turn_with_a_retryable_error(
 async def test_shutdown_while_a_turn_waits_for_storage_leaves_it_to_recovery(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    backend = FaultyBackend(MemoryBackend())
-    async with open_store(backend, queue_size=64, max_batch=64, drain_timeout=5) as store:
-        async with open_runtime(
-            RuntimeConfig(store_retry=0.5), model=ScriptedModel(pace=0.01), store=store
-        ) as harness:
+    async with faulty_store() as (store, backend):
+        async with runtime_on(store) as harness:
             session = await harness.session(agent="coder")
             await harness.message(session, "stream 200 words")
             await harness.wait_for(session, "text.delta")
@@ -120,10 +124,11 @@ async def test_a_close_held_up_past_the_grace_still_writes_turn_ended(
         backend.failing = "slow"
         backend.slow_s = 0.5
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(harness.send, session, {"type": "cancel"})
+            cancel: dict[str, JSON] = {"type": "cancel"}
+            nursery.start_soon(harness.send, session, cancel)
             await trio.testing.wait_all_tasks_blocked()  # the cancel holds the lock
             for n in range(4):  # each a rejected ack, committed under the lock
-                command = {"type": "answer", "question_id": f"q{n}", "text": "x"}
+                command: dict[str, JSON] = {"type": "answer", "question_id": f"q{n}", "text": "x"}
                 nursery.start_soon(harness.send, session, command)
             await trio.testing.wait_all_tasks_blocked()
         backend.failing = None
