@@ -1,23 +1,17 @@
-"""The quart-trio application: shared state, JSON errors and streamed responses.
+"""The quart-trio application: its routes, JSON errors and the streaming connection.
 
-Exceptions are translated here, once: :class:`ApiError` and werkzeug's HTTP
-errors become ``{"error": {"code", "message"}}`` with their status; anything else
-is a bug, logged with its traceback and answered with a plain 500.
-
-Streamed bodies (SSE) are not async generators: a :class:`StreamResponse` carries
-a coroutine function that the HTTP connection task awaits with a body writer, so
-the stream's subscriptions and scopes nest normally inside that task, and a
-client disconnect cancels it like any other request.
+Exceptions are translated here, once: :class:`ApiError`, store errors and
+werkzeug's HTTP errors become ``{"error": {"code", "message"}}`` with their
+status; anything else is a bug, logged with its traceback and answered with a
+plain 500. :class:`_HTTPConnection` runs a :class:`StreamResponse`'s body in the
+connection's own task.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Final
 
-import attrs
-import trio
 from hypercorn.typing import ASGISendCallable, HTTPResponseBodyEvent, HTTPResponseStartEvent
 from quart import Response, request
 from quart.utils import encode_headers
@@ -27,68 +21,14 @@ from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from agents import Supervisor
-from sessions import JSON, SessionStore, StoreError, dumps
+from sessions import StoreError
 
-from ._auth import Authenticator
-from ._config import ServeConfig
+from . import _rest, _sse, _ws
 from ._errors import ApiError, store_error
-from ._limits import KeyedLimiter
-from ._metrics import ServerMetrics
+from ._responses import StreamResponse, error_response
+from ._state import ServerState
 
 logger = logging.getLogger("agent_runtime.server")
-
-JSON_TYPE: Final = "application/json"
-
-BodyWriter = Callable[[bytes], Awaitable[None]]
-
-
-@attrs.define(eq=False)
-class ServerState:
-    """What every handler needs; built once by ``serve()``.
-
-    ``draining`` is set when shutdown begins (streams keep delivering until their
-    session's turn ends); ``closing`` when open streams must finish now.
-    """
-
-    config: ServeConfig
-    store: SessionStore
-    supervisor: Supervisor
-    auth: Authenticator
-    metrics: ServerMetrics
-    http_limiter: KeyedLimiter
-    draining: trio.Event = attrs.field(factory=trio.Event)
-    closing: trio.Event = attrs.field(factory=trio.Event)
-
-
-def json_response(data: JSON, status: int = 200) -> Response:
-    return Response(dumps(data), status=status, content_type=JSON_TYPE)
-
-
-def error_response(error: ApiError) -> Response:
-    response = json_response(error.to_json(), error.status)
-    if error.retry_after is not None:
-        response.headers["Retry-After"] = str(error.retry_after)
-    if error.status == 413:
-        # The unread body is still on the wire: this connection cannot be reused.
-        response.headers["Connection"] = "close"
-    return response
-
-
-class StreamResponse(QuartResponse):
-    """A streamed body produced by ``run(write)`` in the connection's own task."""
-
-    def __init__(
-        self,
-        run: Callable[[BodyWriter], Awaitable[None]],
-        *,
-        content_type: str,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        # An (empty) iterable body, so no Content-Length is set and HTTP/1.1 chunks.
-        super().__init__([], status=200, headers=headers, content_type=content_type)
-        self.run_stream = run
-        self.timeout = None
 
 
 class _HTTPConnection(TrioASGIHTTPConnection):
@@ -138,8 +78,6 @@ _HTTP_CODES: Final = {
 
 def create_app(state: ServerState) -> AgentRuntimeApp:
     """The application with every route of SPEC §7 and §3.4 registered."""
-    from . import _rest, _sse, _ws
-
     app = AgentRuntimeApp("agent_runtime")
     app.config.update(
         # Streams (SSE, WebSocket) live as long as the client wants; never cut them.

@@ -7,10 +7,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from sessions import JSON, JSONObject, Session
 
-from ._app import ServerState
 from ._auth import bearer_token
 from ._errors import ApiError, bad_request, not_found, too_large, unauthorized
 from ._json_input import INT_MAX, decode_json
+from ._state import ServerState
 
 
 def authenticate(state: ServerState, *, allow_query_token: bool = False) -> str:

@@ -12,10 +12,11 @@ from quart_trio import QuartTrio
 from agents import CommandError
 from sessions import JSON, Approval, JSONObject, Session, dumps
 
-from ._app import ServerState, json_response
 from ._errors import STORAGE_RETRY_AFTER, ApiError, bad_request
 from ._http import authenticate, int_arg, owned_session, read_json_object
 from ._json_input import decode_json
+from ._responses import json_response
+from ._state import ServerState
 
 MAX_TITLE = 120
 MAX_PAGE = 1000

@@ -45,7 +45,7 @@ from agents import (
 )
 from sessions import SessionStore, open_memory_store, open_sqlite_store
 
-from ._app import ServerState, create_app
+from ._app import create_app
 from ._auth import Authenticator, ensure_tokens
 from ._config import ServeConfig
 from ._errors import ConfigurationError
@@ -53,6 +53,7 @@ from ._limits import KeyedLimiter
 from ._logging import AccessLogger
 from ._metrics import ServerMetrics
 from ._startup import bind_error, missing_key_warning, single_error
+from ._state import ServerState
 from ._stream import FLUSH_TIMEOUT
 from ._tcp import serve_app
 

@@ -25,7 +25,6 @@ from quart_trio import QuartTrio
 from agents import Ack
 from sessions import Event, JSONObject, Session, SubscriberTooSlow, dumps, new_id
 
-from ._app import BodyWriter, ServerState, StreamResponse, json_response
 from ._errors import ApiError, bad_request
 from ._http import (
     authenticate,
@@ -36,7 +35,9 @@ from ._http import (
     read_json,
     read_json_object,
 )
+from ._responses import BodyWriter, StreamResponse, json_response
 from ._rest import events_page
+from ._state import ServerState
 from ._stream import Progress, has_command_id, refuse_while_draining, wait_closing_flushed
 
 EVENT_STREAM: Final = "text/event-stream"

@@ -9,7 +9,7 @@ import trio
 from agents import Ack, CommandError
 from sessions import JSON, JSONObject
 
-from ._app import ServerState
+from ._state import ServerState
 
 # How long a closing server waits for a stream to deliver its committed tail.
 FLUSH_TIMEOUT: Final = 2.0

@@ -35,13 +35,14 @@ from quart_trio import QuartTrio
 
 from sessions import JSON, Event, JSONObject, Session, StoreError, SubscriberTooSlow, dumps
 
-from ._app import ServerState, error_response
 from ._auth import bearer_token
 from ._errors import ApiError, not_found, store_error, unauthorized
 from ._http import load_owned
 from ._json_input import INT_MAX, decode_json
 from ._limits import TokenBucket
+from ._responses import error_response
 from ._rest import session_json
+from ._state import ServerState
 from ._stream import (
     Progress,
     error_frame,
