@@ -103,6 +103,8 @@ class OpenAIClient:
         idle_timeout: float = 60,
         max_retries: int = 3,
         backoff_base: float = 0.5,
+        max_connections: int = 100,
+        max_keepalive: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
@@ -117,6 +119,11 @@ class OpenAIClient:
                 raise ValueError(f"{what} must be a positive number of seconds, got {seconds!r}")
         if max_retries < 0:
             raise ValueError(f"max_retries must not be negative, got {max_retries!r}")
+        if max_connections < 1 or max_keepalive < 0:
+            raise ValueError(
+                "max_connections must be at least 1 and max_keepalive not negative, got "
+                f"{max_connections!r} and {max_keepalive!r}"
+            )
         self.url = url
         self.model = model
         self.connect_timeout = connect_timeout
@@ -129,7 +136,14 @@ class OpenAIClient:
             headers["authorization"] = f"Bearer {api_key}"
         # Read deadlines are trio's job (first-token / idle); httpx only bounds connecting.
         timeout = httpx.Timeout(connect=connect_timeout, read=None, write=idle_timeout, pool=None)
-        self._http = httpx.AsyncClient(transport=transport, headers=headers, timeout=timeout)
+        # Concurrent streams beyond max_connections wait for a free connection
+        # (pool=None: no timeout of its own; the first-token deadline bounds it).
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_keepalive
+        )
+        self._http = httpx.AsyncClient(
+            transport=transport, headers=headers, timeout=timeout, limits=limits
+        )
 
     @property
     def name(self) -> str:
@@ -196,6 +210,8 @@ async def open_openai_client(
     idle_timeout: float = 60,
     max_retries: int = 3,
     backoff_base: float = 0.5,
+    max_connections: int = 100,
+    max_keepalive: int = 20,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[OpenAIClient]:
     """An :class:`OpenAIClient` whose connection pool is closed on exit.
@@ -211,6 +227,8 @@ async def open_openai_client(
         idle_timeout=idle_timeout,
         max_retries=max_retries,
         backoff_base=backoff_base,
+        max_connections=max_connections,
+        max_keepalive=max_keepalive,
         transport=transport,
     )
     try:
@@ -300,6 +318,7 @@ class _DeltaStream:
             await trio.sleep(delay)
         if self._chunks.done:
             self._done = True
+            await self._read_to_end()
             await self._close_response()
 
     async def _open(self) -> None:
@@ -389,6 +408,22 @@ class _DeltaStream:
                 raise protocol_error(f"{self._client.url}: {exc}") from None
         self._got_event = True
         return self._payloads.popleft()
+
+    async def _read_to_end(self) -> None:
+        """Read what is left of a finished stream's body, briefly.
+
+        Servers end the body right after ``[DONE]``; reading that end lets httpx
+        return the connection to its pool, so the next call needs no new TCP
+        (or TLS) handshake. A server that keeps the body open longer than
+        :data:`_CLOSE_GRACE` loses its connection instead (closed, as before).
+        """
+        reads = self._reads
+        if reads is None or self._eof:
+            return
+        with trio.move_on_after(_CLOSE_GRACE), contextlib.suppress(httpx.HTTPError):
+            while await anext(reads, None) is not None:
+                pass
+            self._eof = True
 
     async def _close_response(self) -> None:
         response, self._response = self._response, None

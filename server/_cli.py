@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     llm.add_argument(
         "--llm-retries", metavar="N", help="retries before the first token (default 3)"
     )
+    llm.add_argument(
+        "--llm-max-connections", metavar="N", help="concurrent upstream connections (default 100)"
+    )
+    llm.add_argument(
+        "--llm-max-keepalive", metavar="N", help="idle upstream connections kept (default 20)"
+    )
     _debug_flag(serve_cmd)
 
     sessions_cmd = commands.add_parser("sessions", help="inspect the session database")
@@ -124,6 +130,8 @@ _FLAG_SETTINGS = (
     "llm_first_token_timeout",
     "llm_idle_timeout",
     "llm_retries",
+    "llm_max_connections",
+    "llm_max_keepalive",
 )
 
 

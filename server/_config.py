@@ -8,7 +8,8 @@ TOML layout (every key optional)::
 
     [server]  host, port, db, durability, log_format, heartbeat_interval, send_timeout
     [llm]     provider ("scripted" | "openai"), url, model, pace,
-              connect_timeout, first_token_timeout, idle_timeout, retries
+              connect_timeout, first_token_timeout, idle_timeout, retries,
+              max_connections, max_keepalive
     [agents]  modes, policy, max_steps, approval_timeout, shutdown_grace
     [auth]    tokens = { "<token>" = "<principal>" }
     [limits]  max_message_bytes, commands_per_second, sessions_per_principal
@@ -91,6 +92,10 @@ class ServeConfig:
     llm_first_token_timeout: float = 60.0
     llm_idle_timeout: float = 60.0
     llm_retries: int = 3
+    # The openai provider's connection pool (finished streams return their
+    # connection to it, so one connection serves many calls).
+    llm_max_connections: int = 100
+    llm_max_keepalive: int = 20
     max_steps: int = 25
     approval_timeout: float = 600.0
     shutdown_grace: float = 5.0
@@ -127,6 +132,8 @@ _TOML_KEYS: dict[str, tuple[str, str]] = {
     "llm_first_token_timeout": ("llm", "first_token_timeout"),
     "llm_idle_timeout": ("llm", "idle_timeout"),
     "llm_retries": ("llm", "retries"),
+    "llm_max_connections": ("llm", "max_connections"),
+    "llm_max_keepalive": ("llm", "max_keepalive"),
     "modes": ("agents", "modes"),
     "policy": ("agents", "policy"),
     "max_steps": ("agents", "max_steps"),
@@ -171,6 +178,13 @@ def _integer(name: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ConfigurationError(f"{name}: expected a non-negative integer, got {value!r}")
     return value
+
+
+def _positive_integer(name: str, value: object) -> int:
+    number = _integer(name, value)
+    if number < 1:
+        raise ConfigurationError(f"{name}: expected a positive integer, got {value!r}")
+    return number
 
 
 def _number(name: str, value: object) -> float:
@@ -262,6 +276,8 @@ _CONVERTERS: dict[str, Callable[[str, object], object]] = {
     "llm_first_token_timeout": _seconds,
     "llm_idle_timeout": _seconds,
     "llm_retries": _integer,
+    "llm_max_connections": _positive_integer,
+    "llm_max_keepalive": _integer,
     "max_steps": _integer,
     "approval_timeout": _number,
     "shutdown_grace": _number,

@@ -96,6 +96,8 @@ async def open_model(config: ServeConfig) -> AsyncIterator[ModelClient]:
         first_token_timeout=config.llm_first_token_timeout,
         idle_timeout=config.llm_idle_timeout,
         max_retries=config.llm_retries,
+        max_connections=config.llm_max_connections,
+        max_keepalive=config.llm_max_keepalive,
     ) as client:
         yield client
 

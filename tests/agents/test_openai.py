@@ -415,3 +415,28 @@ def test_sse_decoder_delivers_an_unterminated_last_event() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"data: last") == []
     assert decoder.close() == ["last"]
+
+
+async def test_finished_streams_reuse_one_connection() -> None:
+    script = [stream_text("a", "b", usage=(3, 2)) for _ in range(5)]
+    async with running(script) as (fake, client):
+        for _ in range(5):
+            deltas = await collect(client)
+            assert deltas[:2] == [TextDelta("a"), TextDelta("b")]
+    assert len(fake.requests) == 5
+    assert fake.connections == 1
+
+
+async def test_a_stream_left_early_drops_its_connection() -> None:
+    script = [stream_text(*["w"] * 50) for _ in range(2)]
+    async with running(script) as (fake, client):
+        for _ in range(2):
+            async with client.stream(REQUEST) as deltas:
+                assert await anext(deltas) == TextDelta("w")
+    # Leaving mid-stream closes the response (the upstream must stop generating).
+    assert fake.connections == 2
+
+
+def test_pool_limits_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_connections"):
+        OpenAIClient("http://127.0.0.1:1/v1", "m", max_connections=0)

@@ -193,6 +193,8 @@ class FakeOpenAI:
         """Set when a client goes away in the middle of a response."""
         self._script = script
         self._arrived = trio.Event()
+        self.connections = 0
+        """How many TCP connections clients opened (keep-alive reuses one)."""
 
     async def wait_for_requests(self, count: int) -> None:
         """Return once at least *count* requests were received.
@@ -213,6 +215,7 @@ class FakeOpenAI:
         return self._script[n - 1]
 
     async def handle_connection(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
         conn = h11.Connection(h11.SERVER)
         try:
             while True:

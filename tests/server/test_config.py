@@ -306,3 +306,13 @@ async def test_a_served_turn_obeys_the_configured_first_token_timeout(
         assert errors and "within 0.2s" in errors[0]["message"]
         assert len(fake.requests) == 1  # no retries
         server.shutdown.set()
+
+
+def test_model_connection_pool_limits_are_settings(tmp_path: Path) -> None:
+    defaults = load_config()
+    assert (defaults.llm_max_connections, defaults.llm_max_keepalive) == (100, 20)
+    file = write(tmp_path / "agent.toml", "[llm]\nmax_connections = 8\nmax_keepalive = 2\n")
+    config = load_config(flags={"llm_max_keepalive": "4"}, env={}, config_file=file)
+    assert (config.llm_max_connections, config.llm_max_keepalive) == (8, 4)
+    with pytest.raises(ConfigurationError, match=r"^--llm-max-connections: expected a positive"):
+        load_config(flags={"llm_max_connections": "0"})
