@@ -20,14 +20,14 @@ from pathlib import Path
 import attrs
 import trio
 
-from sessions import JSON, AgentRuntimeError, Append, SessionStore, dumps, now
+from sessions import JSON, AgentRuntimeError, Append, SessionStore, dumps, now, single_error
 
 from ._auth import LOCAL_PRINCIPAL, ensure_tokens
 from ._config import MEMORY_DB, ServeConfig, load_config
 from ._errors import ConfigurationError
 from ._logging import configure_logging
 from ._serve import open_configured_store, serve
-from ._startup import PROGRAM, banner, describe_failure, single_error, version
+from ._startup import PROGRAM, banner, describe_failure, version
 
 
 @attrs.define

@@ -43,7 +43,7 @@ from agents import (
     open_openai_client,
     open_supervisor,
 )
-from sessions import SessionStore, open_memory_store, open_sqlite_store
+from sessions import SessionStore, open_memory_store, open_sqlite_store, single_error
 
 from ._app import create_app
 from ._auth import Authenticator, ensure_tokens
@@ -52,7 +52,7 @@ from ._errors import ConfigurationError
 from ._limits import KeyedLimiter
 from ._logging import AccessLogger
 from ._metrics import ServerMetrics
-from ._startup import bind_error, missing_key_warning, single_error
+from ._startup import bind_error, missing_key_warning
 from ._state import ServerState
 from ._stream import FLUSH_TIMEOUT
 from ._tcp import serve_app

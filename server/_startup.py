@@ -5,8 +5,8 @@
   ready-to-paste commands;
 - :func:`bind_error`: the ``OSError`` of binding as a sentence with the fix;
 - :func:`describe_failure`: the one-line message for an error raised at start-up
-  (or ``None`` for a bug, which keeps its traceback);
-- :func:`single_error`: the error worth reporting out of trio's exception groups.
+  (or ``None`` for a bug, which keeps its traceback; trio's exception groups
+  are looked into with :func:`sessions.single_error`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import socket
 import sys
 from importlib import metadata
 from pathlib import Path
-
-import trio
 
 from sessions import AgentRuntimeError
 
@@ -138,29 +136,3 @@ def describe_failure(error: BaseException) -> str | None:
         reason = error.strerror or str(error)
         return f"{reason}: {error.filename}" if error.filename else reason
     return None
-
-
-def single_error(raised: BaseException) -> BaseException:
-    """The error to report from *raised*, looking inside exception groups.
-
-    Nurseries wrap what their tasks raise; a group whose leaves (ignoring
-    ``Cancelled``, the echo of the failure in sibling tasks) are one error is that
-    error. Anything else is returned unchanged.
-    """
-    if not isinstance(raised, BaseExceptionGroup):
-        return raised
-    leaves = _leaves(raised)
-    errors = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
-    if len(errors) == 1:
-        return errors[0]
-    return raised
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found.extend(_leaves(exc))
-        else:
-            found.append(exc)
-    return found

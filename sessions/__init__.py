@@ -17,6 +17,7 @@ from ._errors import (
     SubscriberTooSlow,
     Unstorable,
 )
+from ._groups import single_error
 from ._json import JSON, JSONObject, dumps, loads_object, valid_text
 from ._memory import open_memory_store
 from ._models import (
@@ -74,5 +75,6 @@ __all__ = [
     "now",
     "open_memory_store",
     "open_sqlite_store",
+    "single_error",
     "valid_text",
 ]

@@ -16,18 +16,30 @@ from typing import NoReturn
 import trio
 
 
+def single_error(raised: BaseException) -> BaseException:
+    """The error worth reporting from *raised*, looking inside exception groups.
+
+    Nurseries wrap what their tasks raise; a group whose leaves (ignoring
+    ``Cancelled``, the echo of the failure in sibling tasks) are one error is that
+    error. Anything else is returned unchanged.
+    """
+    if not isinstance(raised, BaseExceptionGroup):
+        return raised
+    errors = [exc for exc in _leaves(raised) if not isinstance(exc, trio.Cancelled)]
+    return errors[0] if len(errors) == 1 else raised
+
+
 @contextmanager
 def unwrap_single_error() -> Iterator[None]:
     """Re-raise a group's only exception (ignoring Cancelled siblings) unwrapped."""
     try:
         yield
     except BaseExceptionGroup as group:
-        leaves = _leaves(group)
-        errors = [exc for exc in leaves if not isinstance(exc, trio.Cancelled)]
-        if len(errors) == 1:
-            _reraise(errors[0])
-        if not errors:
-            _reraise(leaves[0])
+        error = single_error(group)
+        if error is not group:
+            _reraise(error)
+        if all(isinstance(exc, trio.Cancelled) for exc in _leaves(group)):
+            _reraise(_leaves(group)[0])
         raise
 
 

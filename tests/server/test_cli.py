@@ -14,7 +14,8 @@ import trio
 
 from server import ConfigurationError, ServeConfig
 from server._cli import main
-from server._startup import banner, bind_error, command_name, describe_failure, single_error
+from server._startup import banner, bind_error, command_name, describe_failure
+from sessions import single_error
 
 
 def test_store_flags_work_before_and_after_the_action(
