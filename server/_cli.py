@@ -12,9 +12,10 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -28,6 +29,8 @@ from ._errors import ConfigurationError
 from ._logging import configure_logging
 from ._serve import open_configured_store, serve
 from ._startup import PROGRAM, banner, describe_failure, version
+
+logger = logging.getLogger("agent_runtime.server")
 
 
 @attrs.define
@@ -146,11 +149,43 @@ def _say(line: str) -> None:
 
 
 async def _serve_main(config: ServeConfig, token: str | None, progress: _Progress) -> None:
-    async with trio.open_nursery() as nursery:
-        url: str = await nursery.start(serve, config)
-        progress.started = True
-        for line in banner(config, url, token):
-            _say(line)
+    """Serve until SIGINT/SIGTERM (graceful); a second signal stops at once.
+
+    The handlers are installed before the server starts, so a signal sent as soon
+    as the URL is announced already shuts down gracefully.
+    """
+    shutdown = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_follow_signals, signals, shutdown, nursery.cancel_scope)
+            url: str = await nursery.start(_serve_then_stop, config, shutdown, nursery.cancel_scope)
+            progress.started = True
+            for line in banner(config, url, token):
+                _say(line)
+
+
+async def _serve_then_stop(
+    config: ServeConfig,
+    shutdown: trio.Event,
+    done: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await serve(config, shutdown=shutdown, task_status=task_status)
+    done.cancel()  # stops following signals
+
+
+async def _follow_signals(
+    signals: AsyncIterator[int], shutdown: trio.Event, force: trio.CancelScope
+) -> None:
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if not shutdown.is_set():
+            logger.info("received %s; shutting down gracefully", name)
+            shutdown.set()
+        else:
+            logger.warning("received %s again; stopping now", name)
+            force.cancel()
 
 
 def _run_serve(args: argparse.Namespace, progress: _Progress) -> int:

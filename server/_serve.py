@@ -20,7 +20,6 @@ that step 2 can happen while step 3's connections are still open.
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -188,42 +187,18 @@ async def _run_hypercorn(
         done.set()
 
 
-async def _watch_signals(
-    scope: trio.CancelScope,
-    shutdown: trio.Event,
-    force: trio.CancelScope,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """First SIGINT/SIGTERM: graceful shutdown; the next one: cancel *force* (stop now).
-
-    Reports started once the handlers are installed, so a signal sent as soon as
-    the URL is announced already shuts down gracefully.
-    """
-    with scope, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        task_status.started()
-        async for signum in signals:
-            if not shutdown.is_set():
-                logger.info("received %s; shutting down gracefully", signal.Signals(signum).name)
-                shutdown.set()
-            else:
-                logger.warning("received %s again; stopping now", signal.Signals(signum).name)
-                force.cancel()
-
-
 async def serve(
     config: ServeConfig,
     *,
     shutdown: trio.Event | None = None,
-    handle_signals: bool = True,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve *config* until *shutdown* is set or SIGINT/SIGTERM arrives.
+    """Serve *config* until *shutdown* is set (the CLI sets it on SIGINT/SIGTERM).
 
     Reports the bound URL (``http://127.0.0.1:PORT``) through *task_status* once
     the socket listens. With no tokens configured on a loopback address, a random
     token for principal ``local`` is generated (use :func:`~server.ensure_tokens`
-    first to know it). A second signal skips the grace period.
+    first to know it).
 
     Raises:
         ConfigurationError: invalid configuration, or no tokens off loopback.
@@ -274,9 +249,6 @@ async def serve(
             if isinstance(error := single_error(raised), OSError):
                 raise bind_error(config.host, config.port, error) from None
             raise
-        signals = trio.CancelScope()
-        if handle_signals:
-            await nursery.start(_watch_signals, signals, shutdown, nursery.cancel_scope)
         url = binds[0]
         # With text logs a person reads the CLI's banner, which says this on stdout;
         # JSON logs are read by machines, which get it as one structured record.
@@ -298,5 +270,4 @@ async def serve(
             await supervisor_stopped.wait()
         state.closing.set()
         await hypercorn_done.wait()
-        signals.cancel()
     logger.info("server stopped")

@@ -254,7 +254,7 @@ class LiveServer:
 
 async def start_server(nursery: trio.Nursery, config: ServeConfig) -> LiveServer:
     shutdown = trio.Event()
-    url = await nursery.start(partial(serve, config, shutdown=shutdown, handle_signals=False))
+    url = await nursery.start(partial(serve, config, shutdown=shutdown))
     assert isinstance(url, str)
     return LiveServer(url, config, shutdown)
 

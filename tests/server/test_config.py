@@ -144,13 +144,13 @@ def test_tokens_are_generated_only_on_loopback() -> None:
 
 async def test_serve_refuses_public_bind_without_tokens() -> None:
     with pytest.raises(ConfigurationError, match="without authentication"):
-        await serve(make_config(host="0.0.0.0", tokens={}), handle_signals=False)
+        await serve(make_config(host="0.0.0.0", tokens={}))
 
 
 async def test_serve_reports_bad_modes_file(tmp_path: Path) -> None:
     bad = write(tmp_path / "modes.toml", "[modes.coder]\ntools = 5\n")
     with pytest.raises(ConfigurationError):
-        await serve(make_config(modes=bad), handle_signals=False)
+        await serve(make_config(modes=bad))
 
 
 def test_query_redaction() -> None:

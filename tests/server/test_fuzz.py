@@ -57,9 +57,7 @@ def _run(config: ServeConfig, ready: list[Any], done: threading.Event) -> None:
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             url = await nursery.start(
-                lambda task_status: serve(
-                    config, shutdown=shutdown, handle_signals=False, task_status=task_status
-                )
+                lambda task_status: serve(config, shutdown=shutdown, task_status=task_status)
             )
             ready.append((url, trio.lowlevel.current_trio_token(), shutdown))
             done.set()

@@ -26,9 +26,7 @@ async def test_shutdown_ends_turns_then_closes_streams() -> None:
     shutdown = trio.Event()
     with trio.fail_after(STEP):
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(
-                partial(serve, config, shutdown=shutdown, handle_signals=False)
-            )
+            url = await nursery.start(partial(serve, config, shutdown=shutdown))
             server = LiveServer(url, config, shutdown)
             session_id = await server.new_session()
             path = f"/v1/sessions/{session_id}/events"
@@ -65,9 +63,7 @@ async def test_shutdown_closes_idle_keep_alive_connections() -> None:
     async with httpx.AsyncClient(headers=headers, timeout=STEP) as http:
         with trio.fail_after(STEP + config.shutdown_grace):
             async with trio.open_nursery() as nursery:
-                url = await nursery.start(
-                    partial(serve, config, shutdown=shutdown, handle_signals=False)
-                )
+                url = await nursery.start(partial(serve, config, shutdown=shutdown))
                 # A completed request leaves the connection idle in httpx's pool.
                 response = await http.get(f"{url}/v1/sessions")
                 assert response.status_code == 200
@@ -85,9 +81,7 @@ async def test_a_connection_answered_with_connection_close_is_closed() -> None:
     shutdown = trio.Event()
     with trio.fail_after(STEP + config.shutdown_grace):
         async with trio.open_nursery() as nursery:
-            url = httpx.URL(
-                await nursery.start(partial(serve, config, shutdown=shutdown, handle_signals=False))
-            )
+            url = httpx.URL(await nursery.start(partial(serve, config, shutdown=shutdown)))
             assert url.port is not None
             async with await trio.open_tcp_stream(url.host, url.port) as stream:
                 body = b"x" * 4096
