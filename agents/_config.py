@@ -22,6 +22,10 @@ class RuntimeConfig:
         chunk_buffer: bound of the model → runner chunk channel.
         store_retry: seconds before first retrying to close a turn whose closing
             write the store refused (disk full); doubles up to ten times that.
+        session_idle_ttl: seconds a session with nothing running stays loaded after
+            its last use; then its state is dropped (it reloads from the log).
+        max_idle_sessions: most idle sessions kept loaded; beyond it the longest
+            idle is dropped at once. Sessions with turns are never dropped.
     """
 
     model: str = "scripted"
@@ -35,3 +39,5 @@ class RuntimeConfig:
     max_queued: int = 16
     chunk_buffer: int = 256
     store_retry: float = 0.5
+    session_idle_ttl: float = 60.0
+    max_idle_sessions: int = 1000

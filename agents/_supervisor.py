@@ -3,7 +3,8 @@
 Turns run in the supervisor's nursery, never in a request handler (SPEC §1.1).
 Each session has one driver task at a time that runs its queued turns in order,
 so at most one turn runs per session. Session state is loaded lazily, on the
-first command or turn that needs it.
+first command or turn that needs it, and dropped again once the session has been
+idle a while (:mod:`agents._registry`).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ from ._metrics import RuntimeMetrics
 from ._model import ChatMessage, ModelClient
 from ._modes import ModeRegistry
 from ._policy import Policy
+from ._registry import Pin, SessionRegistry
 from ._runner import TurnRunner
-from ._state import SessionState
 from ._turn import ROUTER, close_turn, run_turn
 
 log = logging.getLogger("agent_runtime.supervisor")
@@ -79,10 +80,23 @@ class Supervisor:
     config: RuntimeConfig
     metrics: RuntimeMetrics
     _nursery: trio.Nursery
-    _actors: dict[str, SessionActor] = attrs.field(factory=dict)
-    _loading: trio.Lock = attrs.field(factory=trio.Lock)
+    _sessions: SessionRegistry = attrs.field(init=False)
     _closing: bool = False
     _retrying: set[trio.CancelScope] = attrs.field(factory=set)
+
+    def __attrs_post_init__(self) -> None:
+        self._sessions = SessionRegistry(
+            self.store,
+            self.policy,
+            self.metrics,
+            idle_ttl=self.config.session_idle_ttl,
+            max_idle=self.config.max_idle_sessions,
+        )
+
+    @property
+    def sessions(self) -> SessionRegistry:
+        """The live session actors (read-only use: tests, metrics)."""
+        return self._sessions
 
     # -- sessions ----------------------------------------------------------------
 
@@ -114,34 +128,37 @@ class Supervisor:
         return session
 
     async def update_session(self, session: Session, *, title: str) -> Session:
-        actor = await self._actor(session)
-        async with actor.lock:
+        async with self._sessions.use(session) as actor, actor.lock:
             updated = attrs.evolve(actor.session, title=title.strip()[:120], updated_at=now())
             await actor.commit_locked(session=updated)
             return updated
 
     async def delete_session(self, session: Session) -> None:
         """Cancel the session's turn, drop its queue, and soft-delete it."""
-        actor = await self._actor(session)
-        async with actor.lock:
-            actor.queue.clear()
-            running = actor.running
+        async with self._sessions.use(session) as actor:
+            async with actor.lock:
+                actor.queue.clear()
+                running = actor.running
+                if running is not None:
+                    running.cancel_reason = "cancelled"
+                    running.scope.cancel()
             if running is not None:
-                running.cancel_reason = "cancelled"
-                running.scope.cancel()
-        if running is not None:
-            await running.done.wait()
-        async with actor.lock:
-            deleted = attrs.evolve(actor.session, deleted=True, updated_at=now())
-            await actor.commit_locked(session=deleted)
-        self._actors.pop(session.id, None)
+                await running.done.wait()
+            async with actor.lock:
+                deleted = attrs.evolve(actor.session, deleted=True, updated_at=now())
+                await actor.commit_locked(session=deleted)
+            self._sessions.discard(actor)
 
     async def history(self, session: Session) -> list[ChatMessage]:
-        """The LLM-visible history of the session's main context."""
-        return list((await self._actor(session)).state.messages)
+        """The LLM-visible history of the session's main context.
+
+        A session loaded only for this stays idle and is evicted like any other.
+        """
+        async with self._sessions.use(session) as actor:
+            return list(actor.state.messages)
 
     def running_turn(self, session_id: str) -> str | None:
-        actor = self._actors.get(session_id)
+        actor = self._sessions.get(session_id)
         return actor.running.turn_id if actor is not None and actor.running else None
 
     # -- commands ------------------------------------------------------------------
@@ -167,20 +184,20 @@ class Supervisor:
         previous = await self.store.get_command(session.id, cmd.id)
         if previous is not None:
             return duplicate_ack(previous, cmd.id)
-        actor = await self._actor(session)
-        if isinstance(cmd, Cancel):
-            return await self._cancel(actor, cmd)
-        async with actor.lock:
-            try:
-                ack, queued = await self._apply(actor, cmd)
-            except CommandError as exc:
-                ack, queued = Ack.rejected(cmd.id, exc), None
-                committed = await actor.commit_locked(command=record(actor, ack))
-                if committed.duplicate:
-                    ack = duplicate_ack(committed, cmd.id)
-        if queued is not None:
-            self._kick(actor)
-        return ack
+        async with self._sessions.use(session) as actor:
+            if isinstance(cmd, Cancel):
+                return await self._cancel(actor, cmd)
+            async with actor.lock:
+                try:
+                    ack, queued = await self._apply(actor, cmd)
+                except CommandError as exc:
+                    ack, queued = Ack.rejected(cmd.id, exc), None
+                    committed = await actor.commit_locked(command=record(actor, ack))
+                    if committed.duplicate:
+                        ack = duplicate_ack(committed, cmd.id)
+            if queued is not None:
+                self._kick(actor)
+            return ack
 
     async def _apply(
         self,
@@ -236,26 +253,18 @@ class Supervisor:
 
     # -- turns ---------------------------------------------------------------------
 
-    async def _actor(self, session: Session) -> SessionActor:
-        actor = self._actors.get(session.id)
-        if actor is not None:
-            return actor
-        async with self._loading:
-            actor = self._actors.get(session.id)
-            if actor is None:
-                state = SessionState(session.id)
-                state.apply_all(await self.store.read_events(session.id))
-                actor = SessionActor(session, state, self.store, self.policy, self.metrics)
-                self._actors[session.id] = actor
-        return actor
-
     def _kick(self, actor: SessionActor) -> None:
         if not actor.driving and actor.queue and not self._closing:
             actor.driving = True
-            self._nursery.start_soon(self._drive, actor)
+            # Pinned before the task starts: the caller's own pin ends first.
+            self._nursery.start_soon(self._drive, actor, self._sessions.pin(actor))
 
-    async def _drive(self, actor: SessionActor) -> None:
-        """Run *actor*'s queued turns one after another (the session's only driver)."""
+    async def _drive(self, actor: SessionActor, pin: Pin) -> None:
+        """Run *actor*'s queued turns one after another (the session's only driver).
+
+        Holds *pin* to the end: a session with turns (or a turn still to close)
+        is never evicted.
+        """
         self.metrics.active_sessions.inc()
         try:
             while actor.queue and not self._closing:
@@ -279,6 +288,7 @@ class Supervisor:
         finally:
             actor.driving = False
             self.metrics.active_sessions.dec()
+            pin.release()
 
     async def _close_when_writable(
         self,
@@ -320,21 +330,21 @@ class Supervisor:
             session = await self.store.get_session(turn.session_id)
             if session is None:
                 continue
-            actor = await self._actor(session)
-            actor.turns[turn.id] = turn
-            if turn.status is TurnStatus.QUEUED:
-                message_id = turn.state.get("message_id")
-                seq = (
-                    actor.state.user_message_seqs.get(message_id)
-                    if isinstance(message_id, str)
-                    else None
-                )
-                actor.queue.append(QueuedTurn(turn, seq))
-            elif turn.status is TurnStatus.RUNNING:
-                await close_turn(actor, turn, "interrupted")
-            else:
-                actor.queue.appendleft(QueuedTurn(turn, None, resume=True))
-            self._kick(actor)
+            async with self._sessions.use(session) as actor:
+                actor.turns[turn.id] = turn
+                if turn.status is TurnStatus.QUEUED:
+                    message_id = turn.state.get("message_id")
+                    seq = (
+                        actor.state.user_message_seqs.get(message_id)
+                        if isinstance(message_id, str)
+                        else None
+                    )
+                    actor.queue.append(QueuedTurn(turn, seq))
+                elif turn.status is TurnStatus.RUNNING:
+                    await close_turn(actor, turn, "interrupted")
+                else:
+                    actor.queue.appendleft(QueuedTurn(turn, None, resume=True))
+                self._kick(actor)
 
     async def _wind_down(self, actor: SessionActor) -> None:
         """Wait for *actor*'s turn to end, suspending it as soon as it waits for an answer."""
@@ -348,27 +358,36 @@ class Supervisor:
                 for event in (running.done, changed):
                     nursery.start_soon(_set_then_cancel, event, nursery.cancel_scope)
 
+    async def _end_turn(self, actor: SessionActor) -> None:
+        """End *actor*'s running turn as ``interrupted`` (suspend it if it waits)."""
+        running = actor.running
+        if running is not None:
+            turn = actor.turns.get(running.turn_id)
+            running.suspend = turn is not None and turn.status in _WAITING
+            running.cancel_reason = "interrupted"
+            running.scope.cancel()
+            await running.done.wait()
+
     async def _shutdown(self) -> None:
         """Stop taking turns; give running ones ``shutdown_grace``, then end them.
 
         A turn waiting for the IDE or a human is suspended, not ended: it stays
         awaiting in the store and resumes after the restart, like after a crash.
+        Every session winds down at the same time, so shutdown takes about one
+        grace (plus one closing write), however many turns run.
         """
         self._closing = True
+        self._sessions.stop_evictor()
         for scope in self._retrying:
             scope.cancel()
+        busy = [actor for actor in self._sessions.actors() if actor.running is not None]
         with trio.move_on_after(self.config.shutdown_grace):
             async with trio.open_nursery() as nursery:
-                for actor in list(self._actors.values()):
+                for actor in busy:
                     nursery.start_soon(self._wind_down, actor)
-        for actor in list(self._actors.values()):
-            running = actor.running
-            if running is not None:
-                turn = actor.turns.get(running.turn_id)
-                running.suspend = turn is not None and turn.status in _WAITING
-                running.cancel_reason = "interrupted"
-                running.scope.cancel()
-                await running.done.wait()
+        async with trio.open_nursery() as nursery:
+            for actor in busy:
+                nursery.start_soon(self._end_turn, actor)
 
 
 async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
@@ -400,6 +419,7 @@ async def open_supervisor(
         supervisor = Supervisor(
             store, model, modes, policy, config, metrics or RuntimeMetrics(), nursery
         )
+        await nursery.start(supervisor.sessions.run_evictor)
         await supervisor._recover()
         try:
             yield supervisor

@@ -1,0 +1,246 @@
+"""The bounded registry of live session actors: loaded on demand, pinned while used.
+
+An actor holds a session's whole derived state (its history), so keeping every
+session ever touched would grow the server without bound. The state is a fold
+of the session's log, so an actor can be dropped when nothing needs it and
+rebuilt exactly from the store on the next access.
+
+Who needs an actor holds a :class:`Pin` on it: a command for as long as it runs
+(including while it waits for the actor's lock), a session's driver for as long
+as it runs turns or retries closing one. An actor without pins is *idle*; idle
+actors sit in an LRU in the order they became idle, and are evicted when idle
+longer than ``idle_ttl`` (by :meth:`SessionRegistry.run_evictor`) or when more
+than ``max_idle`` are idle (at once, on release). Pinning and releasing are
+O(1); nothing ever scans all actors.
+
+Loading is per session: different sessions load concurrently, and concurrent
+first accesses of one session share a single load.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from sessions import Session, SessionStore
+
+from ._actor import SessionActor
+from ._metrics import RuntimeMetrics
+from ._policy import Policy
+from ._state import SessionState
+
+LOAD_PAGE = 512  # events read per query when a session is loaded
+
+
+@attrs.define(eq=False)
+class _Entry:
+    actor: SessionActor
+    pins: int = 0
+
+
+@attrs.define(eq=False)
+class Pin:
+    """One use of a live actor; the registry keeps the actor while any pin is held."""
+
+    _registry: SessionRegistry
+    _entry: _Entry | None
+
+    def release(self) -> None:
+        """Give the use up (idempotent); the actor may become idle."""
+        entry, self._entry = self._entry, None
+        if entry is not None:
+            self._registry._unpin(entry)
+
+
+def quiet(actor: SessionActor) -> bool:
+    """Nothing of *actor* lives outside its log: no turn, no driver, lock free."""
+    return (
+        actor.running is None
+        and not actor.queue
+        and not actor.driving
+        and not actor.turns
+        and not actor.lock.locked()
+    )
+
+
+@attrs.define(eq=False)
+class SessionRegistry:
+    """The live :class:`SessionActor` of each session that has one.
+
+    Attributes:
+        idle_ttl: seconds an actor may stay idle before it is evicted.
+        max_idle: most idle actors kept; beyond it the longest idle is evicted.
+        evictions: actors evicted so far.
+    """
+
+    store: SessionStore
+    policy: Policy
+    metrics: RuntimeMetrics
+    idle_ttl: float
+    max_idle: int
+    load_page: int = LOAD_PAGE
+    evictions: int = attrs.field(default=0, init=False)
+    _live: dict[str, _Entry] = attrs.field(factory=dict)
+    # Unpinned entries, longest idle first, with the trio time they became idle.
+    _idle: OrderedDict[str, float] = attrs.field(factory=OrderedDict)
+    _loading: dict[str, trio.Event] = attrs.field(factory=dict)  # set when the load ends
+    _idle_added: trio.Event = attrs.field(factory=trio.Event)
+    _evictor: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+
+    def __attrs_post_init__(self) -> None:
+        if self.idle_ttl < 0 or self.max_idle < 0:
+            raise ValueError("idle_ttl and max_idle must not be negative")
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    def get(self, session_id: str) -> SessionActor | None:
+        """The live actor of *session_id*, if any (does not load, pin or touch it)."""
+        entry = self._live.get(session_id)
+        return entry.actor if entry is not None else None
+
+    def actors(self) -> list[SessionActor]:
+        return [entry.actor for entry in self._live.values()]
+
+    @asynccontextmanager
+    async def use(self, session: Session) -> AsyncIterator[SessionActor]:
+        """The session's actor (loaded if needed), kept live for the block.
+
+        Raises:
+            StoreError: loading failed (a later use loads again).
+
+        Cancellation: safe; a cancelled load is abandoned and any waiter for it
+        loads again.
+        """
+        entry = await self._acquire(session)
+        try:
+            yield entry.actor
+        finally:
+            self._unpin(entry)
+
+    def pin(self, actor: SessionActor) -> Pin:
+        """Keep *actor* live until the pin is released (synchronous, for a task to start).
+
+        An actor no longer registered (its session was deleted) gets an inert pin.
+        """
+        entry = self._live.get(actor.session.id)
+        if entry is None or entry.actor is not actor:
+            return Pin(self, None)
+        return Pin(self, self._pin(entry))
+
+    def discard(self, actor: SessionActor) -> None:
+        """Forget *actor* now (its session is deleted); its pins stay harmless."""
+        entry = self._live.get(actor.session.id)
+        if entry is not None and entry.actor is actor:
+            del self._live[actor.session.id]
+            self._idle.pop(actor.session.id, None)
+
+    async def run_evictor(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Evict actors idle longer than ``idle_ttl``, until :meth:`stop_evictor`.
+
+        Sleeps until the longest idle actor expires (or until one becomes idle),
+        so an idle server does not wake up for nothing.
+        """
+        with self._evictor:
+            task_status.started()
+            while True:
+                if not self._idle:
+                    self._idle_added = trio.Event()
+                    await self._idle_added.wait()
+                    continue
+                since = next(iter(self._idle.values()))
+                await trio.sleep_until(since + self.idle_ttl)
+                self._evict_expired(trio.current_time())
+
+    def stop_evictor(self) -> None:
+        self._evictor.cancel()
+
+    # -- internals ---------------------------------------------------------------
+
+    async def _acquire(self, session: Session) -> _Entry:
+        """The session's entry, loaded if needed, with one more pin."""
+        while True:
+            entry = self._live.get(session.id)
+            if entry is not None:
+                return self._pin(entry)
+            loading = self._loading.get(session.id)
+            if loading is not None:
+                # Share the load under way; then look again (it may have failed,
+                # or been cancelled, and then this task loads).
+                await loading.wait()
+                continue
+            loading = self._loading[session.id] = trio.Event()
+            try:
+                actor = await self._load(session)
+            finally:
+                del self._loading[session.id]
+                loading.set()
+            # No checkpoint between the load and the pin: nothing can evict it.
+            entry = self._live[session.id] = _Entry(actor)
+            return self._pin(entry)
+
+    async def _load(self, session: Session) -> SessionActor:
+        """A fresh actor whose state is the fold of the session's whole log.
+
+        The session row is read too: the caller's copy may be older than the
+        actor's last write (an evicted actor had the newest one).
+        """
+        stored = await self.store.get_session(session.id)
+        state = SessionState(session.id)
+        while True:
+            page = await self.store.read_events(
+                session.id, after=state.last_seq, limit=self.load_page
+            )
+            state.apply_all(page)
+            if len(page) < self.load_page:
+                break
+        return SessionActor(stored or session, state, self.store, self.policy, self.metrics)
+
+    def _pin(self, entry: _Entry) -> _Entry:
+        entry.pins += 1
+        self._idle.pop(entry.actor.session.id, None)
+        return entry
+
+    def _unpin(self, entry: _Entry) -> None:
+        entry.pins -= 1
+        session_id = entry.actor.session.id
+        if entry.pins > 0 or self._live.get(session_id) is not entry:
+            return
+        if not self._idle:
+            self._idle_added.set()
+        self._idle[session_id] = trio.current_time()
+        self._evict_over_cap()
+
+    def _evict_over_cap(self) -> None:
+        # Each entry is looked at once at most: one that is not quiet goes to the back.
+        for _ in range(len(self._idle)):
+            if len(self._idle) <= self.max_idle:
+                return
+            self._evict_oldest(trio.current_time())
+
+    def _evict_expired(self, now: float) -> None:
+        for _ in range(len(self._idle)):
+            since = next(iter(self._idle.values()))
+            if since + self.idle_ttl > now:
+                return
+            self._evict_oldest(now)
+
+    def _evict_oldest(self, now: float) -> None:
+        session_id, _ = self._idle.popitem(last=False)
+        entry = self._live[session_id]
+        if quiet(entry.actor):
+            del self._live[session_id]
+            self.evictions += 1
+        else:
+            # Unpinned yet not quiet should not happen; keep it and look again later.
+            self._idle[session_id] = now
