@@ -216,15 +216,20 @@ async def open_store(
     queue_size: int,
     max_batch: int,
     drain_timeout: float,
+    cache_size: int = 10_000,
 ) -> AsyncIterator[GroupCommitStore]:
     """Run the writer for *backend* and yield the store.
+
+    *cache_size* bounds the writer's per-session caches (last seq, session row).
 
     On exit: stop accepting appends, let the writer commit what is queued
     (shielded, at most *drain_timeout* seconds), then end every subscription.
     Closing the backend is the caller's job, after this returns.
     """
     fanout = Fanout()
-    writer = GroupCommitWriter(backend, fanout, queue_size=queue_size, max_batch=max_batch)
+    writer = GroupCommitWriter(
+        backend, fanout, queue_size=queue_size, max_batch=max_batch, cache_size=cache_size
+    )
     store = GroupCommitStore(backend, writer, fanout)
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)

@@ -24,8 +24,9 @@ mid-transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Protocol
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Protocol, TypeVar
 
 import trio
 from attrs import define, frozen
@@ -35,6 +36,17 @@ from ._errors import StorageUnavailable, StoreClosed, StoreError, Unstorable
 from ._models import Append, Committed, Event, Session, now
 
 log = logging.getLogger("agent_runtime.store")
+
+V = TypeVar("V")
+
+
+def _remember(cache: OrderedDict[str, V], fresh: Mapping[str, V], limit: int) -> None:
+    """Put *fresh* into the LRU *cache* as most recent, keeping at most *limit* entries."""
+    for key, value in fresh.items():
+        cache[key] = value
+        cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
 
 
 class BatchBackend(Protocol):
@@ -98,18 +110,20 @@ class GroupCommitWriter:
         *,
         queue_size: int = 1024,
         max_batch: int = 1024,
+        cache_size: int = 10_000,
     ) -> None:
-        if queue_size < 1 or max_batch < 1:
-            raise ValueError("queue_size and max_batch must be at least 1")
+        if queue_size < 1 or max_batch < 1 or cache_size < 1:
+            raise ValueError("queue_size, max_batch and cache_size must be at least 1")
         self._backend = backend
         self._publisher = publisher
         self._max_batch = max_batch
         self._send, self._receive = trio.open_memory_channel[_Request](queue_size)
         # Only the writer task touches these, and only between transactions.
-        # They grow with the sessions written since start (an int and a small
-        # frozen object each).
-        self._last_seqs: dict[str, int] = {}
-        self._sessions: dict[str, Session] = {}
+        # Least recently written last out, at most cache_size sessions: a session
+        # missing here is read inside its next batch instead (MAX(seq), its row).
+        self._cache_size = cache_size
+        self._last_seqs: OrderedDict[str, int] = OrderedDict()
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._scope = trio.CancelScope(shield=True)
         self._finished = trio.Event()
         self._batches = 0
@@ -255,8 +269,8 @@ class GroupCommitWriter:
         if not self._health.ok:
             log.warning("storage recovered; appends commit again")
             self._health = StoreHealth()
-        self._last_seqs.update(result.last_seqs)
-        self._sessions.update(result.sessions)
+        _remember(self._last_seqs, result.last_seqs, self._cache_size)
+        _remember(self._sessions, result.sessions, self._cache_size)
         self._batches += 1
         self._appends += len(batch)
         self._largest = max(self._largest, len(batch))

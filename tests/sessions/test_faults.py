@@ -283,3 +283,20 @@ async def test_the_live_count_is_backfilled_when_an_old_database_is_upgraded(
         )
     assert isinstance(first, Committed)
     assert isinstance(second, SessionLimitReached)
+
+
+async def test_the_writer_caches_are_bounded_and_a_miss_reloads_exactly() -> None:
+    backend = MemoryBackend()
+    async with open_store(
+        backend, queue_size=64, max_batch=64, drain_timeout=5, cache_size=2
+    ) as store:
+        sessions = [await create_session(store) for _ in range(5)]
+        for round_ in range(3):
+            for session in sessions:
+                await append_events(store, session.id, ev(n=round_))
+        writer = store._writer
+        assert len(writer._last_seqs) <= 2 and len(writer._sessions) <= 2
+        for session in sessions:
+            events = await store.read_events(session.id)
+            assert_contiguous(events)
+            assert ints(events, "n") == [0, 1, 2]
