@@ -10,7 +10,8 @@ TOML layout (every key optional)::
     [llm]     provider ("scripted" | "openai"), url, model, pace,
               connect_timeout, first_token_timeout, idle_timeout, retries,
               max_connections, max_keepalive
-    [agents]  modes, policy, max_steps, approval_timeout, shutdown_grace
+    [agents]  modes, policy, max_steps, approval_timeout, shutdown_grace,
+              session_idle_ttl, max_idle_sessions
     [auth]    tokens = { "<token>" = "<principal>" }
     [limits]  max_message_bytes, commands_per_second, sessions_per_principal
 
@@ -99,6 +100,10 @@ class ServeConfig:
     max_steps: int = 25
     approval_timeout: float = 600.0
     shutdown_grace: float = 5.0
+    # Live sessions with no work are dropped from memory after this many seconds
+    # idle, or beyond this many idle ones, and reloaded from the store on demand.
+    session_idle_ttl: float = 60.0
+    max_idle_sessions: int = 1000
     hello_timeout: float = 10.0
     subscriber_buffer: int = 1024
     send_buffer: int = 256
@@ -139,6 +144,8 @@ _TOML_KEYS: dict[str, tuple[str, str]] = {
     "max_steps": ("agents", "max_steps"),
     "approval_timeout": ("agents", "approval_timeout"),
     "shutdown_grace": ("agents", "shutdown_grace"),
+    "session_idle_ttl": ("agents", "session_idle_ttl"),
+    "max_idle_sessions": ("agents", "max_idle_sessions"),
     "tokens": ("auth", "tokens"),
     "max_message_bytes": ("limits", "max_message_bytes"),
     "commands_per_second": ("limits", "commands_per_second"),
@@ -281,6 +288,8 @@ _CONVERTERS: dict[str, Callable[[str, object], object]] = {
     "max_steps": _integer,
     "approval_timeout": _number,
     "shutdown_grace": _number,
+    "session_idle_ttl": _seconds,
+    "max_idle_sessions": _integer,
 }
 
 

@@ -8,7 +8,7 @@ from prometheus_client import Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agents import RuntimeMetrics
+from agents import RuntimeMetrics, Supervisor
 from sessions import SessionStore
 
 
@@ -59,12 +59,34 @@ class ServerMetrics:
             registry=registry,
         )
 
+    def watch_sessions(self, supervisor: Supervisor) -> None:
+        """Export how many sessions are live in memory, and how many were evicted."""
+        self.runtime.registry.register(_SessionsCollector(supervisor))
+
     def watch_store(self, store: SessionStore) -> None:
         """Export *store*'s health and write failures, read at each scrape."""
         self.runtime.registry.register(_StoreCollector(store))
 
     def render(self) -> bytes:
         return self.runtime.render()
+
+
+class _SessionsCollector(Collector):
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    def collect(self) -> Iterator[Metric]:
+        sessions = self._supervisor.sessions
+        yield GaugeMetricFamily(
+            "agent_runtime_live_sessions",
+            "Sessions whose state is loaded in memory (idle ones are evicted)",
+            value=len(sessions),
+        )
+        yield CounterMetricFamily(
+            "agent_runtime_session_evictions",
+            "Idle sessions dropped from memory (reloaded from the store on demand)",
+            value=sessions.evictions,
+        )
 
 
 class _StoreCollector(Collector):

@@ -119,6 +119,8 @@ def runtime_config(config: ServeConfig) -> RuntimeConfig:
         max_steps=config.max_steps,
         approval_timeout=config.approval_timeout,
         shutdown_grace=config.shutdown_grace,
+        session_idle_ttl=config.session_idle_ttl,
+        max_idle_sessions=config.max_idle_sessions,
     )
 
 
@@ -238,6 +240,7 @@ async def serve(
             http_limiter=KeyedLimiter(config.limits.commands_per_second),
         )
         state.metrics.watch_store(store)
+        state.metrics.watch_sessions(supervisor)
         stop_accepting, hypercorn_done = trio.Event(), trio.Event()
         try:
             binds: list[str] = await nursery.start(

@@ -316,3 +316,13 @@ def test_model_connection_pool_limits_are_settings(tmp_path: Path) -> None:
     assert (config.llm_max_connections, config.llm_max_keepalive) == (8, 4)
     with pytest.raises(ConfigurationError, match=r"^--llm-max-connections: expected a positive"):
         load_config(flags={"llm_max_connections": "0"})
+
+
+def test_live_session_eviction_settings(tmp_path: Path) -> None:
+    defaults = load_config()
+    assert (defaults.session_idle_ttl, defaults.max_idle_sessions) == (60.0, 1000)
+    file = write(tmp_path / "agent.toml", "[agents]\nsession_idle_ttl = 5\nmax_idle_sessions = 0\n")
+    config = load_config(config_file=file)
+    assert (config.session_idle_ttl, config.max_idle_sessions) == (5.0, 0)
+    with pytest.raises(ConfigurationError, match="AGENT_RUNTIME_SESSION_IDLE_TTL: expected a positive"):
+        load_config(env={"AGENT_RUNTIME_SESSION_IDLE_TTL": "0"})
