@@ -368,14 +368,20 @@ class Supervisor:
             running.scope.cancel()
             await running.done.wait()
 
-    async def _shutdown(self) -> None:
+    async def wind_down(self) -> None:
         """Stop taking turns; give running ones ``shutdown_grace``, then end them.
 
         A turn waiting for the IDE or a human is suspended, not ended: it stays
         awaiting in the store and resumes after the restart, like after a crash.
         Every session winds down at the same time, so shutdown takes about one
-        grace (plus one closing write), however many turns run.
+        grace (plus one closing write), however many turns run. Call it while
+        clients are still connected, so they see each ``turn.ended``; leaving
+        :func:`open_supervisor` calls it too (a second call returns at once).
+
+        Cancellation: shield it; the closing writes are shielded and bounded.
         """
+        if self._closing:
+            return
         self._closing = True
         self._sessions.stop_evictor()
         for scope in self._retrying:
@@ -425,4 +431,4 @@ async def open_supervisor(
             yield supervisor
         finally:
             with trio.CancelScope(shield=True):
-                await supervisor._shutdown()
+                await supervisor.wind_down()

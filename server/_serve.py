@@ -1,20 +1,20 @@
 """``serve()``: the store, the turn supervisor and hypercorn, started and stopped in order.
 
-Start-up nests store (outermost) → supervisor → hypercorn serving the quart-trio
-app, and reports the bound URL once the socket listens. Shutdown runs inside-out,
-each step with a deadline:
+Start-up nests store (outermost) → model → supervisor → hypercorn serving the
+quart-trio app (innermost, SPEC §1.1), and reports the bound URL once the socket
+listens. Shutdown runs inside-out under one deadline:
 
-1. stop accepting connections (hypercorn's shutdown trigger), close idle
-   keep-alive ones (``_tcp.py``) and refuse new work;
-2. exit the supervisor: running turns get ``shutdown_grace`` to finish, then end
-   as ``interrupted``; turns waiting for the IDE or a human are suspended. Open
-   streams stay connected meanwhile, so clients see each ``turn.ended``;
-3. streams deliver their committed tail and close (WS 1001, SSE end); hypercorn
-   returns once every connection is done (``graceful_timeout`` caps it);
-4. the store commits what is queued and closes.
-
-The supervisor runs in a sibling task of hypercorn (not around it) precisely so
-that step 2 can happen while step 3's connections are still open.
+1. refuse new work (``state.draining``), stop accepting connections and close
+   idle keep-alive ones (``_tcp.py``);
+2. wind the supervisor down while hypercorn still serves: running turns get
+   ``shutdown_grace`` to finish, then end as ``interrupted``; turns waiting for
+   the IDE or a human are suspended. Open streams stay connected meanwhile, so
+   clients see each ``turn.ended``;
+3. ``state.closing``: streams deliver their committed tail and close (WS 1001,
+   SSE end); hypercorn returns once every connection is done
+   (``graceful_timeout`` caps it);
+4. the supervisor's context exits (nothing left to end), then the store commits
+   what is queued and closes.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Final
 
+import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
 
@@ -36,7 +37,6 @@ from agents import (
     RuntimeConfig,
     RuntimeMetrics,
     ScriptedModel,
-    Supervisor,
     load_modes,
     load_policy,
     open_openai_client,
@@ -142,51 +142,52 @@ def hypercorn_config(config: ServeConfig) -> HypercornConfig:
     return hyper
 
 
-async def _run_supervisor(
-    store: SessionStore,
-    model: ModelClient,
-    config: ServeConfig,
-    metrics: RuntimeMetrics,
-    stop: trio.Event,
-    stopped: trio.Event,
-    *,
-    task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    modes, policy = load_agents(config)
-    try:
-        async with open_supervisor(
-            store,
-            model,
-            modes=modes,
-            policy=policy,
-            config=runtime_config(config),
-            metrics=metrics,
-        ) as supervisor:
-            task_status.started(supervisor)
-            await stop.wait()
-    finally:
-        # Every turn.ended of the shutdown is committed by now.
-        stopped.set()
+@attrs.define(eq=False)
+class HttpServer:
+    """hypercorn serving the app, as :func:`open_http_server` yields it."""
+
+    urls: list[str]
+    _stop_accepting: trio.Event
+
+    def stop_accepting(self) -> None:
+        """Refuse new connections and close idle keep-alive ones; open streams go on."""
+        self._stop_accepting.set()
 
 
-async def _run_hypercorn(
-    state: ServerState,
-    stop_accepting: trio.Event,
-    done: trio.Event,
-    *,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    try:
-        await serve_app(
-            create_app(state),
-            hypercorn_config(state.config),
-            send_timeout=state.config.send_timeout,
-            on_stalled=state.metrics.stalled_connections.inc,
-            shutdown_trigger=stop_accepting.wait,
-            task_status=task_status,
-        )
-    finally:
-        done.set()
+@asynccontextmanager
+async def open_http_server(state: ServerState) -> AsyncIterator[HttpServer]:
+    """hypercorn on *state*'s binds, listening when this yields.
+
+    Leaving stops accepting and waits until every connection is done: streams
+    end once ``state.closing`` is set, and ``graceful_timeout`` caps the wait.
+
+    Raises:
+        ConfigurationError: the address cannot be bound (a sentence with the fix).
+    """
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        try:
+            urls: list[str] = await nursery.start(
+                partial(
+                    serve_app,
+                    create_app(state),
+                    hypercorn_config(state.config),
+                    send_timeout=state.config.send_timeout,
+                    on_stalled=state.metrics.stalled_connections.inc,
+                    shutdown_trigger=stop.wait,
+                )
+            )
+        except (OSError, BaseExceptionGroup) as raised:
+            # Before hypercorn reports started, an OSError (in its nurseries' groups)
+            # can only come from binding the socket.
+            if isinstance(error := single_error(raised), OSError):
+                config = state.config
+                raise bind_error(config.host, config.port, error) from None
+            raise
+        try:
+            yield HttpServer(urls, stop)
+        finally:
+            stop.set()
 
 
 async def serve(
@@ -213,64 +214,62 @@ async def serve(
     config, generated = ensure_tokens(config)
     if generated is not None:
         logger.warning("no tokens configured; generated one for principal 'local'")
-    load_agents(config)  # fail before opening anything
+    modes, policy = load_agents(config)  # fails before anything is opened
     shutdown = shutdown if shutdown is not None else trio.Event()
     runtime_metrics = RuntimeMetrics()
-    async with (
-        open_configured_store(config) as store,
-        open_model(config) as model,
-        trio.open_nursery() as nursery,
-    ):
-        stop_supervisor, supervisor_stopped = trio.Event(), trio.Event()
-        supervisor: Supervisor = await nursery.start(
-            _run_supervisor,
-            store,
-            model,
-            config,
-            runtime_metrics,
-            stop_supervisor,
-            supervisor_stopped,
-        )
-        state = ServerState(
-            config=config,
-            store=store,
-            supervisor=supervisor,
-            auth=Authenticator(config.tokens),
-            metrics=ServerMetrics(runtime_metrics),
-            http_limiter=KeyedLimiter(config.limits.commands_per_second),
-        )
-        state.metrics.watch_store(store)
-        state.metrics.watch_sessions(supervisor)
-        stop_accepting, hypercorn_done = trio.Event(), trio.Event()
-        try:
-            binds: list[str] = await nursery.start(
-                partial(_run_hypercorn, state, stop_accepting, hypercorn_done)
+    # One bound for the whole shutdown, set when it begins; every step below
+    # stays inside it, and only a bug can reach it.
+    limit = trio.CancelScope()
+    with limit:
+        async with (
+            open_configured_store(config) as store,
+            open_model(config) as model,
+            open_supervisor(
+                store,
+                model,
+                modes=modes,
+                policy=policy,
+                config=runtime_config(config),
+                metrics=runtime_metrics,
+            ) as supervisor,
+        ):
+            state = ServerState(
+                config=config,
+                store=store,
+                supervisor=supervisor,
+                auth=Authenticator(config.tokens),
+                metrics=ServerMetrics(runtime_metrics),
+                http_limiter=KeyedLimiter(config.limits.commands_per_second),
             )
-        except (OSError, BaseExceptionGroup) as raised:
-            # Before hypercorn reports started, an OSError (in its nurseries' groups)
-            # can only come from binding the socket.
-            if isinstance(error := single_error(raised), OSError):
-                raise bind_error(config.host, config.port, error) from None
-            raise
-        url = binds[0]
-        # With text logs a person reads the CLI's banner, which says this on stdout;
-        # JSON logs are read by machines, which get it as one structured record.
-        logger.log(
-            logging.INFO if config.log_format == "json" else logging.DEBUG,
-            "listening on %s",
-            url,
-            extra={"url": url, "db": config.db, "llm": config.llm, "model": config.model_name},
-        )
-        task_status.started(url)
+            state.metrics.watch_store(store)
+            state.metrics.watch_sessions(supervisor)
+            async with open_http_server(state) as http:
+                url = http.urls[0]
+                # With text logs a person reads the CLI's banner, which says this on
+                # stdout; JSON logs are read by machines, which get one record.
+                logger.log(
+                    logging.INFO if config.log_format == "json" else logging.DEBUG,
+                    "listening on %s",
+                    url,
+                    extra={
+                        "url": url,
+                        "db": config.db,
+                        "llm": config.llm,
+                        "model": config.model_name,
+                    },
+                )
+                task_status.started(url)
+                await shutdown.wait()
 
-        await shutdown.wait()
-        deadline = trio.current_time() + config.shutdown_grace + FLUSH_TIMEOUT
-        nursery.cancel_scope.deadline = deadline + 2 * _SHUTDOWN_SLACK
-        state.draining.set()
-        stop_accepting.set()
-        stop_supervisor.set()
-        with trio.move_on_at(deadline + _SHUTDOWN_SLACK):
-            await supervisor_stopped.wait()
-        state.closing.set()
-        await hypercorn_done.wait()
+                # Inside-out, while clients are still connected: refuse new work,
+                # let turns end (clients see each turn.ended), then close streams.
+                grace = config.shutdown_grace + FLUSH_TIMEOUT
+                limit.deadline = trio.current_time() + grace + 2 * _SHUTDOWN_SLACK
+                state.draining.set()
+                http.stop_accepting()
+                with trio.move_on_after(config.shutdown_grace + _SHUTDOWN_SLACK):
+                    await supervisor.wind_down()
+                state.closing.set()
+            # hypercorn has returned: every connection is done. Leaving the
+            # supervisor finds nothing left to end; the store drains last.
     logger.info("server stopped")
