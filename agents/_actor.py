@@ -88,6 +88,9 @@ class SessionActor:
     driving: bool = False
     turns: dict[str, Turn] = attrs.field(factory=dict)
     turn_changed: trio.Event = attrs.field(factory=trio.Event)  # replaced on every change
+    # Set (and replaced) whenever committed events were folded into the state: a
+    # turn waiting for a call's answer re-reads the pure state when it fires.
+    state_changed: trio.Event = attrs.field(factory=trio.Event)
 
     @property
     def policy(self) -> Policy:
@@ -158,6 +161,9 @@ class SessionActor:
         # Every event write of a session passes here, under the lock and shielded,
         # so the committed events always follow the folded state without a gap.
         self.state.apply_all(committed.events)
+        if committed.events:
+            self.state_changed.set()
+            self.state_changed = trio.Event()
         if session is not None:
             self.session = session
         if turn is not None:

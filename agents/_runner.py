@@ -98,6 +98,8 @@ class TurnRunner:
     config: RuntimeConfig
     metrics: RuntimeMetrics
     switches: int = 0
+    # Trio time at which the turn stops waiting for each open call's answer.
+    deadlines: dict[str, float] = attrs.field(factory=dict)
     agents: dict[str | None, str] = attrs.field(factory=dict)  # context -> its agent
 
     async def set_status(self, status: TurnStatus) -> None:
@@ -313,7 +315,7 @@ class TurnRunner:
             )
         elif decision.action == "ask":
             expires = now() + self.config.approval_timeout
-            call.deadline = trio.current_time() + self.config.approval_timeout  # trio clock
+            self.deadlines[call.call_id] = trio.current_time() + self.config.approval_timeout
             approval = Approval(
                 self.actor.session.id,
                 call.call_id,
@@ -410,31 +412,32 @@ class TurnRunner:
         Each state has its own deadline: an approval expires at its ``expires_at``;
         once approved, the IDE gets ``tool_timeout`` to answer.
         """
+        pending = self.actor.state.pending
         for call in calls:
             seen: CallState | None = None
-            while call.call_id in self.actor.state.pending:
+            while call.call_id in pending:
                 if call.state is not seen:
                     seen = call.state
                     await self.set_deadline(call)
-                changed = call.changed
-                assert call.deadline is not None
-                with trio.move_on_at(call.deadline):
+                changed = self.actor.state_changed
+                with trio.move_on_at(self.deadlines[call.call_id]):
                     await changed.wait()
                     continue
                 await self.expire(call)
+            self.deadlines.pop(call.call_id, None)
         if self.turn.status is not TurnStatus.RUNNING:
             await self.set_status(TurnStatus.RUNNING)
 
     async def set_deadline(self, call: PendingCall) -> None:
         if call.state is CallState.APPROVAL:
-            if call.deadline is None:  # resumed after a restart: the stored expiry rules
+            if call.call_id not in self.deadlines:  # resumed after a restart: the stored expiry
                 approval = await self.actor.store.get_approval(self.actor.session.id, call.call_id)
                 left = (approval.expires_at - now()) if approval else 0.0
-                call.deadline = trio.current_time() + max(0.0, left)
+                self.deadlines[call.call_id] = trio.current_time() + max(0.0, left)
         elif call.state is CallState.QUESTION:
-            call.deadline = trio.current_time() + self.config.question_timeout
+            self.deadlines[call.call_id] = trio.current_time() + self.config.question_timeout
         else:
-            call.deadline = trio.current_time() + self.config.tool_timeout
+            self.deadlines[call.call_id] = trio.current_time() + self.config.tool_timeout
 
     async def expire(self, call: PendingCall) -> None:
         """A waited-for answer did not come in time: resolve the call as failed."""

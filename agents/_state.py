@@ -18,7 +18,6 @@ import json
 from collections.abc import Iterable
 
 import attrs
-import trio
 
 from sessions import Event, JSONObject, loads_object
 
@@ -64,20 +63,12 @@ class PendingCall:
     turn_id: str | None
     subtask_id: str | None
     state: CallState = CallState.REQUESTED
-    resolved: trio.Event = attrs.field(factory=trio.Event)
-    changed: trio.Event = attrs.field(factory=trio.Event)
-    deadline: float | None = None  # trio time at which the runner stops waiting
 
     def arguments_object(self) -> JSONObject:
         try:
             return loads_object(self.arguments)
         except ValueError:
             return {}
-
-    def notify(self) -> None:
-        """Wake whoever waits on this call's current state."""
-        self.changed.set()
-        self.changed = trio.Event()
 
 
 @attrs.define(eq=False)
@@ -170,10 +161,7 @@ class SessionState:
                 self._move(typed.question_id, CallState.QUESTION)
             case ToolResultEvent():
                 ctx.append(ChatMessage("tool", typed.content, tool_call_id=typed.call_id))
-                call = self.pending.pop(typed.call_id, None)
-                if call is not None:
-                    call.resolved.set()
-                    call.notify()
+                self.pending.pop(typed.call_id, None)
             case SubtaskStarted():
                 parent_call = ev.data.get(PARENT_CALL_KEY)
                 if isinstance(parent_call, str):
@@ -192,7 +180,6 @@ class SessionState:
         call = self.pending.get(call_id)
         if call is not None:
             call.state = state
-            call.notify()
 
     def unique_call_id(self, proposed: str) -> str:
         """*proposed*, or a variant of it no earlier call of this session used."""
