@@ -9,7 +9,6 @@ reported in one line on stderr; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -277,14 +276,10 @@ async def _delete(store: SessionStore, session_id: str) -> int:
 
 
 def _run_chat(argv: list[str]) -> int:
-    try:
-        module = importlib.import_module("server._chat")
-    except ModuleNotFoundError as error:
-        if error.name != "server._chat":
-            raise
-        print("agent-runtime: the chat client is not available in this build", file=sys.stderr)
-        return 2
-    run_chat: Callable[[list[str]], Awaitable[int]] = module.run_chat
+    # Imported here, not at the top: ``serve`` and ``sessions`` need none of the client
+    # (nor trio-websocket, which only the client uses).
+    from .chat import run_chat
+
     return trio.run(run_chat, argv)
 
 

@@ -324,5 +324,7 @@ def test_live_session_eviction_settings(tmp_path: Path) -> None:
     file = write(tmp_path / "agent.toml", "[agents]\nsession_idle_ttl = 5\nmax_idle_sessions = 0\n")
     config = load_config(config_file=file)
     assert (config.session_idle_ttl, config.max_idle_sessions) == (5.0, 0)
-    with pytest.raises(ConfigurationError, match="AGENT_RUNTIME_SESSION_IDLE_TTL: expected a positive"):
+    with pytest.raises(
+        ConfigurationError, match="AGENT_RUNTIME_SESSION_IDLE_TTL: expected a positive"
+    ):
         load_config(env={"AGENT_RUNTIME_SESSION_IDLE_TTL": "0"})

@@ -32,10 +32,10 @@ import trio
 
 from sessions import JSONObject
 
-from ._chat_command import ToolFailure
-from ._chat_input import Decider, LineSource
-from ._chat_link import ChatError, Link, Outbox
-from ._chat_options import (
+from ._command import ToolFailure
+from ._input import Decider, LineSource
+from ._link import ChatError, Link, Outbox
+from ._options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_NOT_APPROVED,
@@ -43,10 +43,10 @@ from ._chat_options import (
     ChatOptions,
     http_url,
 )
-from ._chat_render import Renderer
-from ._chat_state import ChatState, Work
-from ._chat_text import plural
-from ._chat_tools import Workspace
+from ._render import Renderer
+from ._state import ChatState, Work
+from ._text import plural
+from ._tools import Workspace
 
 _T = TypeVar("_T")
 

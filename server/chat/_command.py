@@ -25,7 +25,7 @@ import trio
 
 from sessions import JSONObject
 
-from ._chat_text import plural
+from ._text import plural
 
 MAX_OUTPUT: Final = 64 * 1024
 KILL_GRACE: Final = 2.0

@@ -32,7 +32,7 @@ from trio_websocket import (
 
 from sessions import JSON, JSONObject
 
-from ._chat_state import ChatState
+from ._state import ChatState
 
 # Close codes after which reconnecting cannot help.
 _FATAL_CLOSE: Final = {1008: "protocol error", 4401: "unauthorized", 4404: "session not found"}

@@ -5,7 +5,7 @@
 ``move_file`` and ``execute_command`` for real. Every path is confined to the
 workspace: absolute paths, ``~``, drive letters and ``..`` escapes are refused, and
 symlinks are resolved before the check, so a link pointing outside cannot be used
-to escape either (``_chat_paths``). A refusal or failure raises :class:`ToolFailure`,
+to escape either (``_paths``). A refusal or failure raises :class:`ToolFailure`,
 whose text the client sends back as the tool result's ``error`` (the LLM reads it).
 
 Choices where SPEC is silent (also what the LLM is told in error texts):
@@ -18,7 +18,7 @@ Choices where SPEC is silent (also what the LLM is told in error texts):
 - ``execute_command`` runs through the shell with stdin closed, stdout and stderr
   merged, in its own process group (killed as a whole on timeout, on cancel and
   when the user cancels the turn), and keeps the first and last half of
-  ``MAX_OUTPUT`` bytes of output (``_chat_command``). Its default timeout is the
+  ``MAX_OUTPUT`` bytes of output (``_command``). Its default timeout is the
   client's ``--command-timeout``; a call's ``timeout_s`` overrides it.
 """
 
@@ -38,10 +38,10 @@ import trio
 from agents import TOOLS, ToolError, validate_arguments
 from sessions import JSON, JSONObject
 
-from ._chat_command import KILL_GRACE, MAX_OUTPUT, ToolFailure, run_command
-from ._chat_diff import changed_lines, unified_diff
-from ._chat_paths import ConfinedRoot
-from ._chat_text import plural
+from ._command import KILL_GRACE, MAX_OUTPUT, ToolFailure, run_command
+from ._diff import changed_lines, unified_diff
+from ._paths import ConfinedRoot
+from ._text import plural
 
 DEFAULT_TIMEOUT: Final = 60.0
 MAX_TIMEOUT: Final = 3600.0

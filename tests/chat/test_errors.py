@@ -11,12 +11,11 @@ import httpx
 import pytest
 import trio
 
-from server._chat import ChatOptions, chat_parser, options_from_args, run_chat
-from server._chat_link import ChatError, ServerBusy, check_response, describe_error
-from server._chat_options import UsageError
+from server.chat import ChatOptions, UsageError, chat_parser, options_from_args, run_chat
+from server.chat._link import ChatError, ServerBusy, check_response, describe_error
 from sessions import JSON
+from tests.chat.test_client import chat, options
 from tests.server.helpers import LiveServer
-from tests.server.test_chat import chat, options
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.server.test_chat_command import LONG, kill_leftovers, live_members
+from tests.chat.test_command import LONG, kill_leftovers, live_members
 
 pytestmark = [
     pytest.mark.slow,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Final
 
-from ._chat_text import plural
+from ._text import plural
 
 MAX_DIFF_LINES: Final = 200
 

@@ -37,9 +37,9 @@ import trio
 from agents import ToolError, validate_arguments
 from sessions import JSON, JSONObject
 
-from ._chat_render import Renderer
-from ._chat_text import exact, needs_escaping, visible
-from ._chat_tools import Workspace
+from ._render import Renderer
+from ._text import exact, needs_escaping, visible
+from ._tools import Workspace
 
 NOT_APPROVED: Final = "non-interactive"
 NO_ANSWER: Final = "no answer (non-interactive client)"

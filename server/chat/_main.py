@@ -1,10 +1,10 @@
-"""``agent-runtime chat``: the terminal IDE client (SPEC §7).
+"""The entry points of ``agent-runtime chat``: parse, connect, run, report.
 
 It connects to one session over WebSocket (creating the session over REST when no
 ``--session`` is given, checking it exists when one is), renders the stream,
 executes every IDE tool call inside ``--workspace`` and asks the human to approve
-what the server's policy asks about. How one run works is in :mod:`._chat_client`;
-the flags and exit statuses are in :mod:`._chat_options`.
+what the server's policy asks about. How one run works is in :mod:`._client`;
+the flags and exit statuses are in :mod:`._options`.
 
 Every failure ends in one line the user can act on (``agent-runtime chat: ...``)
 and an exit status, never a traceback.
@@ -26,28 +26,23 @@ import httpx
 
 from sessions import JSONObject
 
-from ._chat_client import ChatClient, Interrupts
-from ._chat_input import LineSource, TerminalInput
-from ._chat_link import ChatError, ServerBusy, check_response, describe_error
-from ._chat_options import (
-    DEFAULT_URL,
+from ._client import ChatClient, Interrupts
+from ._input import LineSource, TerminalInput
+from ._link import ChatError, ServerBusy, check_response, describe_error
+from ._options import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_NOT_APPROVED,
-    EXIT_OK,
     EXIT_USAGE,
     TOKEN_ENV,
     URL_ENV,
     ChatOptions,
     UsageError,
-    add_chat_arguments,
     chat_parser,
     http_url,
     options_from_args,
 )
-from ._chat_render import Renderer, use_color
-from ._chat_text import visible_block
-from ._chat_tools import Workspace
+from ._render import Renderer, use_color
+from ._text import visible_block
+from ._tools import Workspace
 
 # What the server's ids look like; anything else would be spliced into URL paths.
 _SESSION_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -91,7 +86,7 @@ async def chat_main(
     env: Mapping[str, str] | None = None,
     interrupts: Interrupts | None = None,
 ) -> int:
-    """Run the chat client; returns the exit status (see :mod:`._chat_options`).
+    """Run the chat client; returns the exit status (see :mod:`._options`).
 
     *out* receives the transcript (default stdout), *err* fatal errors (default
     stderr); *lines* is the human's input (default: stdin, interactive mode only);
@@ -212,23 +207,3 @@ def _json_field(response: httpx.Response, key: str) -> object:
             f"{response.url} did not answer with JSON; is it an agent-runtime server?"
         ) from None
     return data.get(key) if isinstance(data, dict) else None
-
-
-__all__ = [
-    "DEFAULT_URL",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_NOT_APPROVED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "TOKEN_ENV",
-    "URL_ENV",
-    "ChatOptions",
-    "add_chat_arguments",
-    "chat_main",
-    "chat_parser",
-    "http_url",
-    "options_from_args",
-    "run_chat",
-    "run_chat_args",
-]

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from server._chat_input import argument_line
-from server._chat_render import Renderer, describe_call
-from server._chat_text import exact, plural, visible, visible_block
+from server.chat._input import argument_line
+from server.chat._render import Renderer, describe_call
+from server.chat._text import exact, plural, visible, visible_block
 from sessions import JSON, JSONObject
 
 # What must never reach the terminal from the outside: C0 (but newline), DEL, C1

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Final
 
-from ._chat_command import ToolFailure
+from ._command import ToolFailure
 
 _DRIVE: Final = re.compile(r"^[A-Za-z]:")
 

@@ -2,7 +2,7 @@
 
 Colour (ANSI) is added only when the output is a terminal and ``NO_COLOR`` is
 unset, so piped output stays suitable for scripts. Everything else that reaches
-the terminal goes through :mod:`._chat_text` first: text from the server, the model,
+the terminal goes through :mod:`._text` first: text from the server, the model,
 files or commands never carries a control character to the terminal (only the
 styles this module adds do).
 Events inside a delegated subtask (payload ``subtask_id``) are indented one level
@@ -39,7 +39,7 @@ from agents import (
 )
 from sessions import JSON, JSONObject
 
-from ._chat_text import plural, visible, visible_block
+from ._text import plural, visible, visible_block
 
 ENVELOPE: Final = frozenset({"seq", "session_id", "type", "ts", "turn_id"})
 INDENT: Final = "    "

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from server._chat_command import ToolFailure, run_command
+from server.chat._command import ToolFailure, run_command
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads process groups in /proc")
 

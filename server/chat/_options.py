@@ -11,8 +11,8 @@ from typing import Final
 import attrs
 import httpx
 
-from ._chat_command import KILL_GRACE
-from ._chat_tools import DEFAULT_TIMEOUT
+from ._command import KILL_GRACE
+from ._tools import DEFAULT_TIMEOUT
 
 DEFAULT_URL: Final = "http://127.0.0.1:8765"
 TOKEN_ENV: Final = "AGENT_RUNTIME_TOKEN"

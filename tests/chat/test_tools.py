@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from server._chat_command import OutputBuffer, ToolFailure
-from server._chat_diff import unified_diff
-from server._chat_tools import Workspace
+from server.chat import Workspace
+from server.chat._command import OutputBuffer, ToolFailure
+from server.chat._diff import unified_diff
 from sessions import JSON, JSONObject
 
 

@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 import trio
 
-from server._chat import (
+from server.chat import (
     EXIT_NOT_APPROVED,
     ChatOptions,
+    Workspace,
     chat_main,
     http_url,
     options_from_args,
 )
-from server._chat_state import ChatState
-from server._chat_tools import Workspace
+from server.chat._state import ChatState
 from sessions import JSON, JSONObject
 from tests.server.helpers import (
     ALICE,
@@ -380,7 +380,7 @@ async def test_state_hands_out_only_unanswered_open_work() -> None:
 def test_options_from_arguments() -> None:
     import argparse
 
-    from server._chat import add_chat_arguments
+    from server.chat import add_chat_arguments
 
     parser = argparse.ArgumentParser()
     add_chat_arguments(parser)

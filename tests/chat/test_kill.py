@@ -17,9 +17,8 @@ import attrs
 import pytest
 import trio
 
-from server._chat import ChatOptions, chat_main
-from tests.server.helpers import ALICE, STEP, LiveServer
-from tests.server.test_chat_command import (
+from server.chat import ChatOptions, chat_main
+from tests.chat.test_command import (
     LONG,
     fifo_lines,
     kill_leftovers,
@@ -27,6 +26,7 @@ from tests.server.test_chat_command import (
     make_fifo,
     read_pid,
 )
+from tests.server.helpers import ALICE, STEP, LiveServer
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads process groups in /proc")
 

@@ -1,0 +1,65 @@
+"""``agent-runtime chat``: the terminal IDE client (SPEC §7).
+
+It connects to one session over WebSocket (creating it over REST when no
+``--session`` is given), renders the stream, executes every IDE tool call inside
+``--workspace`` and asks the human to approve what the server's policy asks about.
+Every failure ends in one line the user can act on and an exit status, never a
+traceback.
+
+:func:`run_chat` is what the CLI runs inside its ``trio.run``; :func:`chat_main`
+runs the client with parsed :class:`ChatOptions` (tests replace its terminal,
+input, workspace and interrupts). The client talks to the server over the network
+only: it uses the public names of :mod:`agents` (events, tool schemas) and
+:mod:`sessions` and nothing of :mod:`server`.
+
+Modules: ``_main`` (entry points, session creation), ``_options`` (flags, environment,
+exit statuses), ``_client`` (one run: link, worker, driver, Ctrl-C), ``_link`` (the
+WebSocket connection and its reconnects), ``_state`` (open work), ``_input`` (the
+human's lines and approvals), ``_render`` (the transcript), ``_text`` (escaping what
+reaches the terminal), ``_tools`` (the workspace executor), ``_paths`` (confinement
+to the workspace), ``_command`` (running a shell command), ``_diff`` (diffs of edits).
+"""
+
+from ._client import Interrupts
+from ._input import LineSource
+from ._main import chat_main, run_chat, run_chat_args
+from ._options import (
+    DEFAULT_URL,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_APPROVED,
+    EXIT_OK,
+    EXIT_USAGE,
+    TOKEN_ENV,
+    URL_ENV,
+    ChatOptions,
+    UsageError,
+    add_chat_arguments,
+    chat_parser,
+    http_url,
+    options_from_args,
+)
+from ._tools import Workspace
+
+__all__ = [
+    "DEFAULT_URL",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_APPROVED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "TOKEN_ENV",
+    "URL_ENV",
+    "ChatOptions",
+    "Interrupts",
+    "LineSource",
+    "UsageError",
+    "Workspace",
+    "add_chat_arguments",
+    "chat_main",
+    "chat_parser",
+    "http_url",
+    "options_from_args",
+    "run_chat",
+    "run_chat_args",
+]
