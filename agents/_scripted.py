@@ -1,12 +1,14 @@
 r"""The ``scripted`` model: a deterministic, offline :class:`ModelClient` (SPEC §5).
 
 It lets every feature run without a network or keys. The same request always gives
-the same deltas: text in word-sized :class:`TextDelta` chunks (each chunk is a word
-with its leading whitespace, so the chunks join to the exact text), then the tool
-calls as :class:`ToolCallDelta`, then :class:`UsageDelta` (token counts are word
-counts) and :class:`FinishDelta` (``"tool_calls"`` or ``"stop"``). With
-``pace > 0`` it sleeps ``pace`` seconds between consecutive text chunks and tool
-calls; a message starting with ``slow`` paces at least :data:`SLOW_PACE`.
+the same deltas (except for the gate rules, whose replies depend on the gates open
+in this :class:`ScriptedModel`, see **Gates** below): text in word-sized
+:class:`TextDelta` chunks (each chunk is a word with its leading whitespace, so the
+chunks join to the exact text), then the tool calls as :class:`ToolCallDelta`, then
+:class:`UsageDelta` (token counts are word counts) and :class:`FinishDelta`
+(``"tool_calls"`` or ``"stop"``). With ``pace > 0`` it sleeps ``pace`` seconds
+between consecutive text chunks and tool calls; a message starting with ``slow``
+paces at least :data:`SLOW_PACE`.
 
 Its rules are a public contract (tests and demos rely on them). The *message* is
 the content of the last ``user`` message, stripped; a leading ``slow`` word is
@@ -46,8 +48,43 @@ agent ``orchestrator``: anything else              ``switch_mode{mode: route(msg
 ``loop``                                           ``read_file{path: "loop.txt"}``, again after
                                                    every result (for max-steps tests)
 ``stream N words``                                 text of N words (N ≤ 100000), no tool call
+``stream N words then hold GATE``                  text of N words, then the stream is held
+                                                   until ``release GATE`` (see **Gates**)
+``stream N words then hold GATE then M words``     the same, then M more words once released
+``release GATE``                                   ``Released GATE: 1 held stream continues.``
+                                                   (see **Gates**), no tool call
 anything else                                      ≥ 3 sentences naming the agent, no tool call
 =================================================  ===========================================
+
+The words of ``stream`` rules cycle through ``alpha beta gamma delta epsilon zeta
+eta theta`` (:func:`stream_words`); the words after a hold continue the cycle, so
+the whole reply is ``stream_words(N + M)`` (N + M ≤ 100000).
+
+**Gates** let a test (or a demo) act while a turn is provably still streaming,
+without pacing by the clock. They are the only state of a :class:`ScriptedModel`
+(one per server, so a gate is shared by every session of that server):
+
+* A stream of ``stream N words then hold GATE`` is *held on* GATE (GATE is a
+  single word, case-sensitive) from the moment it starts: it streams its N
+  words, then waits at the gate until GATE is released, then streams the M words
+  (if any), usage and finish.
+* ``release GATE`` releases every stream held on GATE at that moment; each goes on
+  at once (one that has not reached the gate yet passes it without stopping).
+  The reply says how many: ``Released GATE: 1 held stream continues.`` /
+  ``Released GATE: 2 held streams continue.``, or ``No stream is held on GATE.``
+  when none is (a release is not remembered: a later hold on GATE waits for a
+  later release). Send it from another session: in the held session it would
+  queue behind the held turn (or, with ``on_busy: interrupt``, end it).
+* Only a ``chat`` request that the rule answers acts on a gate: routing requests,
+  and the orchestrator handing the message over, neither hold nor release.
+* A held stream stays cancellable: waiting at the gate is a plain trio wait, so a
+  cancel ends it at once (the runner closes the turn with the partial text as a
+  truncated message). A stream that ends, fails or is cancelled stops holding
+  its gate; a gate is open while some stream holds on it.
+* At most :data:`MAX_OPEN_GATES` gates are open at once. A hold on another gate
+  past that is refused: the reply is the single sentence ``Too many open gates
+  (limit 64): not holding on GATE.``, with no words and no hold. Holding on a gate
+  that is already open always works.
 
 A message is handed over at most once: an agent that got it through
 ``switch_mode`` and would switch again answers with a sentence instead, so agents
@@ -84,8 +121,9 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import attrs
 import trio
-from attrs import frozen
+from attrs import define, field, frozen
 
 from sessions import JSON, JSONObject, dumps
 
@@ -104,6 +142,8 @@ from ._modes import match_keyword
 
 SLOW_PACE = 0.1
 MAX_STREAM_WORDS = 100_000
+# Gates are named by the client; a cap keeps a careless client from filling memory.
+MAX_OPEN_GATES = 64
 
 _F = re.IGNORECASE | re.DOTALL
 _TWO_CREATES = re.compile(r"create (\S+) with (.+?) and create (\S+) with (.+)", _F)
@@ -111,6 +151,8 @@ _CREATE = re.compile(r"(?:create|write) (\S+) with (.+)", _F)
 _EDIT = re.compile(r"edit (\S+) replace (.+?) with (.+)", _F)
 _FIRST_THEN = re.compile(r"first (.+?),? then (.+)", _F)
 _STREAM = re.compile(r"stream (\d+) words?\b.*", _F)
+_HOLD = re.compile(r"stream (\d+) words?,? then hold (\S+)(?:,? then (\d+) words?\b)?.*", _F)
+_RELEASE = re.compile(r"release (\S+).*", _F)
 _SWITCH = re.compile(r"switch to (\S+).*", _F)
 _ARGUMENT_RULES: Sequence[tuple[re.Pattern[str], str, tuple[str, ...]]] = (
     (re.compile(r"read (\S+).*", _F), "read_file", ("path",)),
@@ -157,10 +199,65 @@ _PREFACE = {
 Call = tuple[str, JSONObject]
 
 
+@define(eq=False)
+class _Gate:
+    """One open gate: the streams held on it wait for :attr:`released`."""
+
+    released: trio.Event = field(factory=trio.Event)
+    holders: int = 0
+
+
+@define
+class _Gates:
+    """The open gates of one :class:`ScriptedModel`, by name (see **Gates**)."""
+
+    limit: int
+    open: dict[str, _Gate] = field(factory=dict)
+
+    def hold(self, name: str) -> _Gate | None:
+        """Hold a new stream on gate *name*; None if that would open too many gates."""
+        gate = self.open.get(name)
+        if gate is None:
+            if len(self.open) >= self.limit:
+                return None
+            gate = self.open[name] = _Gate()
+        gate.holders += 1
+        return gate
+
+    def leave(self, name: str, gate: _Gate) -> None:
+        """A stream held on *gate* ended (or was cancelled): it no longer holds it."""
+        gate.holders -= 1
+        # After a release the name may already belong to a newer gate: keep that one.
+        if gate.holders == 0 and self.open.get(name) is gate:
+            del self.open[name]
+
+    def release(self, name: str) -> int:
+        """Release every stream held on *name*; how many there were."""
+        gate = self.open.pop(name, None)
+        if gate is None:
+            return 0
+        gate.released.set()
+        return gate.holders
+
+
+@frozen
+class _Hold:
+    name: str
+    gate: _Gate
+    after: int  # how many text chunks come before the gate
+
+
 @frozen
 class _Reply:
     text: str
     calls: tuple[Call, ...] = ()
+    hold: _Hold | None = None
+
+
+def stream_words(count: int) -> str:
+    """The text of ``stream N words`` for N = *count* (words separated by one space)."""
+    count = min(count, MAX_STREAM_WORDS)
+    return " ".join(_WORDS[i % len(_WORDS)] for i in range(count))
 
 
 class ScriptedModel:
@@ -174,6 +271,7 @@ class ScriptedModel:
         if pace < 0:
             raise ValueError("pace must be >= 0")
         self.pace = pace
+        self._gates = _Gates(MAX_OPEN_GATES)
 
     @property
     def name(self) -> str:
@@ -184,8 +282,8 @@ class ScriptedModel:
     ) -> AbstractAsyncContextManager[AsyncIterator[ModelDelta]]:
         """Stream the scripted reply to *request*.
 
-        Cancellation: every chunk is a checkpoint (a ``trio.sleep`` when paced);
-        leaving the context closes the stream at once.
+        Cancellation: every chunk is a checkpoint (a ``trio.sleep`` when paced),
+        and so is waiting at a gate; leaving the context closes the stream at once.
         """
         return self._open(request)
 
@@ -199,21 +297,31 @@ class ScriptedModel:
 
     async def _deltas(self, request: ModelRequest) -> AsyncGenerator[ModelDelta]:
         message, slow = _user_message(request.messages)
-        reply = _reply(request, message)
-        first = len([c for m in request.messages for c in m.tool_calls]) + 1
-        calls = [
-            ToolCallRequest(f"call_{first + i}", name, dumps(args))
-            for i, (name, args) in enumerate(reply.calls)
-        ]
-        pace = max(self.pace, SLOW_PACE) if slow else self.pace
-        items: list[ModelDelta] = [TextDelta(t) for t in re.findall(r"\s*\S+", reply.text)]
-        items += [ToolCallDelta(call) for call in calls]
-        for i, item in enumerate(items):
-            if i and pace > 0:
-                await trio.sleep(pace)
-            else:
-                await trio.lowlevel.checkpoint()
-            yield item
+        reply = _reply(request, message, self._gates)
+        hold = reply.hold
+        # From here on the stream may hold a gate: every way out must leave it.
+        try:
+            first = len([c for m in request.messages for c in m.tool_calls]) + 1
+            calls = [
+                ToolCallRequest(f"call_{first + i}", name, dumps(args))
+                for i, (name, args) in enumerate(reply.calls)
+            ]
+            pace = max(self.pace, SLOW_PACE) if slow else self.pace
+            items: list[ModelDelta] = [TextDelta(t) for t in re.findall(r"\s*\S+", reply.text)]
+            items += [ToolCallDelta(call) for call in calls]
+            for i, item in enumerate(items):
+                if hold is not None and i == hold.after:
+                    await hold.gate.released.wait()
+                if i and pace > 0:
+                    await trio.sleep(pace)
+                else:
+                    await trio.lowlevel.checkpoint()
+                yield item
+            if hold is not None and hold.after >= len(items):
+                await hold.gate.released.wait()
+        finally:
+            if hold is not None:
+                self._gates.leave(hold.name, hold.gate)
         prompt = sum(
             _count(m.content) + sum(_count(c.arguments) for c in m.tool_calls)
             for m in request.messages
@@ -250,7 +358,7 @@ def route(message: str) -> tuple[str, str]:
     return agent, f"the request mentions {keyword!r}"
 
 
-def _reply(request: ModelRequest, message: str) -> _Reply:
+def _reply(request: ModelRequest, message: str, gates: _Gates) -> _Reply:
     if request.purpose == "route":
         agent, reason = route(message)
         return _Reply(json.dumps({"agent": agent, "reason": reason}))
@@ -269,15 +377,17 @@ def _reply(request: ModelRequest, message: str) -> _Reply:
         for r in results
     )
     if results and not switched:
-        reply = _after_results(request, message, results, calls)
+        reply = _after_results(request, message, results, calls, gates)
     else:
-        reply = _fresh(request, message, handed_over=bool(results))
+        reply = _fresh(request, message, gates, handed_over=bool(results))
     if subtask and not reply.calls and request.tools:
-        return _Reply(reply.text, (("attempt_completion", {"result": reply.text}),))
+        return attrs.evolve(reply, calls=(("attempt_completion", {"result": reply.text}),))
     return reply
 
 
-def _fresh(request: ModelRequest, message: str, *, handed_over: bool = False) -> _Reply:
+def _fresh(
+    request: ModelRequest, message: str, gates: _Gates, *, handed_over: bool = False
+) -> _Reply:
     agent = request.agent
     calls: tuple[Call, ...] = ()
     first = _FIRST_THEN.fullmatch(message)
@@ -298,9 +408,12 @@ def _fresh(request: ModelRequest, message: str, *, handed_over: bool = False) ->
         calls = (("write_file", {"path": match[1], "content": match[2]}),)
     elif match := _EDIT.fullmatch(message):
         calls = (("apply_diff", {"path": match[1], "search": match[2], "replace": match[3]}),)
+    elif match := _HOLD.fullmatch(message):
+        return _hold(match, gates)
+    elif match := _RELEASE.fullmatch(message):
+        return _release(match[1], gates)
     elif match := _STREAM.fullmatch(message):
-        count = min(int(match[1]), MAX_STREAM_WORDS)
-        return _Reply(" ".join(_WORDS[i % len(_WORDS)] for i in range(count)))
+        return _Reply(stream_words(int(match[1])))
     else:
         calls = _argument_rule(message)
     if calls and calls[0][0] == "switch_mode":
@@ -327,6 +440,25 @@ def _fresh(request: ModelRequest, message: str, *, handed_over: bool = False) ->
     return _Reply(" ".join(_preface(name, args) for name, args in calls), calls)
 
 
+def _hold(match: re.Match[str], gates: _Gates) -> _Reply:
+    name = match[2]
+    gate = gates.hold(name)
+    if gate is None:
+        return _Reply(f"Too many open gates (limit {gates.limit}): not holding on {name}.")
+    head = min(int(match[1]), MAX_STREAM_WORDS)
+    tail = min(int(match[3] or 0), MAX_STREAM_WORDS - head)
+    return _Reply(stream_words(head + tail), hold=_Hold(name, gate, head))
+
+
+def _release(name: str, gates: _Gates) -> _Reply:
+    count = gates.release(name)
+    if count == 0:
+        return _Reply(f"No stream is held on {name}.")
+    if count == 1:
+        return _Reply(f"Released {name}: 1 held stream continues.")
+    return _Reply(f"Released {name}: {count} held streams continue.")
+
+
 def _argument_rule(message: str) -> tuple[Call, ...]:
     for pattern, name, keys in _ARGUMENT_RULES:
         if match := pattern.fullmatch(message):
@@ -345,9 +477,10 @@ def _after_results(
     message: str,
     results: list[ChatMessage],
     calls: dict[str, ToolCallRequest],
+    gates: _Gates,
 ) -> _Reply:
     if re.fullmatch(r"loop\b.*", message, _F):
-        return _fresh(request, message)
+        return _fresh(request, message, gates)
     first = _FIRST_THEN.fullmatch(message)
     if request.agent == "orchestrator" and first:
         start = max(i for i, m in enumerate(request.messages) if m.role == "user")

@@ -23,7 +23,13 @@ from agents._model import (
     UsageDelta,
 )
 from agents._modes import builtin_modes
-from agents._scripted import SLOW_PACE, ScriptedModel
+from agents._scripted import (
+    MAX_OPEN_GATES,
+    MAX_STREAM_WORDS,
+    SLOW_PACE,
+    ScriptedModel,
+    stream_words,
+)
 from sessions import JSON, JSONObject
 
 
@@ -414,3 +420,234 @@ def test_constructor() -> None:
     assert ScriptedModel().name == "scripted"
     with pytest.raises(ValueError, match="pace"):
         ScriptedModel(-1.0)
+
+
+# -- gates ---------------------------------------------------------------------
+
+
+class Reader:
+    """Reads one scripted stream in the background, so a test can act while it is held."""
+
+    def __init__(self, model: ScriptedModel, req: ModelRequest) -> None:
+        self.model = model
+        self.request = req
+        self.deltas: list[ModelDelta] = []
+        self.done = trio.Event()
+        self.finished_at: float | None = None
+        self._changed = trio.Event()
+
+    async def run(self) -> None:
+        async with self.model.stream(self.request) as stream:
+            async for delta in stream:
+                self.deltas.append(delta)
+                self._changed.set()
+                self._changed = trio.Event()
+        self.finished_at = trio.current_time()
+        self.done.set()
+
+    async def until_text(self, text: str) -> None:
+        """Wait until the stream has sent exactly *text* (however long its pacing takes)."""
+        while self.text != text:
+            assert text.startswith(self.text), (self.text, text)
+            await self._changed.wait()
+
+    @property
+    def text(self) -> str:
+        return text_of(self.deltas)
+
+
+def start_reader(nursery: trio.Nursery, model: ScriptedModel, message: str) -> Reader:
+    reader = Reader(model, request(user(message)))
+    nursery.start_soon(reader.run)
+    return reader
+
+
+ROUTE_REASON = "no planning, question or debugging keywords: a coding task"
+
+
+async def release(model: ScriptedModel, gate: str) -> str:
+    text, calls = await reply_from(model, request(user(f"release {gate}")))
+    assert calls == []
+    return text
+
+
+async def reply_from(model: ScriptedModel, req: ModelRequest) -> tuple[str, list[tuple[str, JSON]]]:
+    deltas = await collect(req, model)
+    return text_of(deltas), calls_of(deltas)
+
+
+async def test_stream_words_is_the_stream_rule_text() -> None:
+    assert stream_words(10) == "alpha beta gamma delta epsilon zeta eta theta alpha beta"
+    assert stream_words(0) == ""
+    assert stream_words(MAX_STREAM_WORDS + 5) == stream_words(MAX_STREAM_WORDS)
+    assert text_of(await collect(request(user("stream 13 words")))) == stream_words(13)
+
+
+async def test_hold_streams_then_waits_for_its_release(nursery: trio.Nursery) -> None:
+    model = ScriptedModel()
+    reader = start_reader(nursery, model, "stream 5 words then hold g1 then 3 words")
+    # Everything that can run has run: the stream is at the gate, not finished.
+    await trio.testing.wait_all_tasks_blocked()
+    assert reader.text == stream_words(5)
+    assert all(isinstance(d, TextDelta) for d in reader.deltas)
+    assert not reader.done.is_set()
+    assert await release(model, "g1") == "Released g1: 1 held stream continues."
+    await reader.done.wait()
+    assert reader.text == stream_words(8)
+    assert [len(text_of([d]).split()) for d in reader.deltas[:8]] == [1] * 8
+    assert reader.deltas[8:] == [UsageDelta(9, 8, "scripted-1"), FinishDelta("stop")]
+    # The gate closed with its last stream: nothing is left to release.
+    assert await release(model, "g1") == "No stream is held on g1."
+
+
+async def test_hold_without_more_words_finishes_on_release(nursery: trio.Nursery) -> None:
+    model = ScriptedModel()
+    reader = start_reader(nursery, model, "Stream 2 words, then hold last")
+    await trio.testing.wait_all_tasks_blocked()
+    assert reader.text == "alpha beta" and not reader.done.is_set()
+    assert await release(model, "last") == "Released last: 1 held stream continues."
+    await reader.done.wait()
+    assert reader.deltas[2:] == [UsageDelta(6, 2, "scripted-1"), FinishDelta("stop")]
+
+
+async def test_a_release_is_not_remembered(nursery: trio.Nursery) -> None:
+    model = ScriptedModel()
+    assert await release(model, "early") == "No stream is held on early."
+    reader = start_reader(nursery, model, "stream 0 words then hold early then 2 words")
+    await trio.testing.wait_all_tasks_blocked()
+    assert reader.deltas == [] and not reader.done.is_set()
+    assert await release(model, "early") == "Released early: 1 held stream continues."
+    await reader.done.wait()
+    assert reader.text == "alpha beta"
+
+
+async def test_release_frees_every_stream_of_that_gate_only(nursery: trio.Nursery) -> None:
+    model = ScriptedModel()
+    a = start_reader(nursery, model, "stream 2 words then hold shared then 1 word")
+    b = start_reader(nursery, model, "stream 3 words then hold shared")
+    other = start_reader(nursery, model, "stream 1 word then hold Shared")  # names are exact
+    await trio.testing.wait_all_tasks_blocked()
+    assert await release(model, "shared") == "Released shared: 2 held streams continue."
+    await a.done.wait()
+    await b.done.wait()
+    assert (a.text, b.text) == (stream_words(3), stream_words(3))
+    await trio.testing.wait_all_tasks_blocked()
+    assert other.text == "alpha" and not other.done.is_set()
+    assert await release(model, "Shared") == "Released Shared: 1 held stream continues."
+    await other.done.wait()
+
+
+async def test_a_stream_is_held_from_its_start(autojump_clock: trio.testing.MockClock) -> None:
+    # Released before it reaches the gate, the stream passes it without stopping.
+    model = ScriptedModel(pace=1.0)
+    async with trio.open_nursery() as nursery:
+        reader = start_reader(nursery, model, "stream 3 words then hold g then 2 words")
+        await reader.until_text("alpha")
+        start = trio.current_time()
+        assert await release(model, "g") == "Released g: 1 held stream continues."
+    assert reader.text == stream_words(5)
+    assert reader.finished_at is not None
+    assert reader.finished_at - start == pytest.approx(4 * 1.0)  # just the pacing
+
+
+async def test_pacing_goes_on_after_the_gate(autojump_clock: trio.testing.MockClock) -> None:
+    model = ScriptedModel()
+    async with trio.open_nursery() as nursery:
+        reader = start_reader(nursery, model, "slow stream 3 words then hold g then 2 words")
+        await reader.until_text(stream_words(3))
+        # Held: an hour passes (autojump), no word comes.
+        await trio.sleep(3600)
+        assert reader.text == stream_words(3)
+        start = trio.current_time()
+        assert await release(model, "g") == "Released g: 1 held stream continues."
+    assert reader.text == stream_words(5)
+    assert reader.finished_at is not None
+    assert reader.finished_at - start == pytest.approx(2 * SLOW_PACE)
+
+
+async def test_a_held_stream_is_cancelled_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    model = ScriptedModel()
+    received: list[ModelDelta] = []
+    start = trio.current_time()
+    with trio.move_on_after(5.0) as scope:
+        async with model.stream(request(user("stream 4 words then hold c then 4 words"))) as s:
+            async for delta in s:
+                received.append(delta)
+    assert scope.cancelled_caught
+    # Held: no word after the gate, and the deadline (not pacing) ended it.
+    assert text_of(received) == stream_words(4)
+    assert trio.current_time() - start == pytest.approx(5.0)
+    # The cancelled stream no longer holds its gate.
+    assert await release(model, "c") == "No stream is held on c."
+
+
+async def test_leaving_a_held_stream_early_frees_its_gate() -> None:
+    model = ScriptedModel()
+    async with model.stream(request(user("stream 4 words then hold x"))) as stream:
+        async for _ in stream:
+            break
+    assert await release(model, "x") == "No stream is held on x."
+
+
+async def test_open_gates_are_capped(nursery: trio.Nursery) -> None:
+    model = ScriptedModel()
+    readers = [
+        start_reader(nursery, model, f"stream 1 word then hold g{i}") for i in range(MAX_OPEN_GATES)
+    ]
+    await trio.testing.wait_all_tasks_blocked()
+    text, calls = await reply_from(model, request(user("stream 1 word then hold one-more")))
+    assert calls == []
+    assert text == f"Too many open gates (limit {MAX_OPEN_GATES}): not holding on one-more."
+    # An open gate takes more streams, and a released gate makes room for another.
+    joined = start_reader(nursery, model, "stream 1 word then hold g0")
+    await trio.testing.wait_all_tasks_blocked()
+    assert await release(model, "g0") == "Released g0: 2 held streams continue."
+    await joined.done.wait()
+    late = start_reader(nursery, model, "stream 1 word then hold one-more")
+    await trio.testing.wait_all_tasks_blocked()
+    assert late.text == "alpha" and not late.done.is_set()
+    for i in range(1, MAX_OPEN_GATES):
+        assert await release(model, f"g{i}") == f"Released g{i}: 1 held stream continues."
+    assert await release(model, "one-more") == "Released one-more: 1 held stream continues."
+    for reader in [*readers, late]:
+        await reader.done.wait()
+
+
+async def test_routing_and_hand_overs_do_not_touch_gates(nursery: trio.Nursery) -> None:
+    model = ScriptedModel()
+    route_hold = request(user("stream 2 words then hold r"), purpose="route", tools=())
+    assert json.loads((await reply_from(model, route_hold))[0])["agent"] == "coder"
+    held = start_reader(nursery, model, "stream 2 words then hold r")
+    await trio.testing.wait_all_tasks_blocked()
+    route_release = request(user("release r"), purpose="route", tools=())
+    assert json.loads((await reply_from(model, route_release))[0])["agent"] == "coder"
+    _, calls = await reply_from(model, request(user("release r"), agent="orchestrator"))
+    assert calls == [("switch_mode", {"mode": "coder", "reason": ROUTE_REASON})]
+    _, calls = await reply_from(
+        model, request(user("stream 1 word then hold o"), agent="orchestrator")
+    )
+    assert calls == [("switch_mode", {"mode": "coder", "reason": ROUTE_REASON})]
+    assert not held.done.is_set()
+    # The agent the message was handed to acts on it.
+    handed = (
+        user("release r"),
+        assistant(("call_1", "switch_mode", {"mode": "coder", "reason": ROUTE_REASON})),
+        tool("call_1", "switched to coder"),
+    )
+    text, calls = await reply_from(model, request(*handed))
+    assert (text, calls) == ("Released r: 1 held stream continues.", [])
+    await held.done.wait()
+    assert await release(model, "o") == "No stream is held on o."
+
+
+async def test_gate_rules_without_tools_and_in_a_subtask(nursery: trio.Nursery) -> None:
+    model = ScriptedModel()
+    system = ChatMessage("system", f"You are the coder.\n{SUBTASK_MARKER}: do only this.")
+    reader = Reader(model, request(system, user("stream 2 words then hold sub then 1 word")))
+    nursery.start_soon(reader.run)
+    await trio.testing.wait_all_tasks_blocked()
+    assert reader.text == "alpha beta"
+    text, calls = await reply_from(model, request(user("release sub"), tools=()))
+    assert (text, calls) == ("Released sub: 1 held stream continues.", [])
+    await reader.done.wait()
+    assert calls_of(reader.deltas) == [("attempt_completion", {"result": stream_words(3)})]

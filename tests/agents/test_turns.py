@@ -5,8 +5,9 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from agents import RuntimeConfig, ScriptedModel
-from sessions import JSON, Append, NewEvent, Turn, TurnStatus, now, open_memory_store
+from agents import RuntimeConfig
+from agents._scripted import stream_words
+from sessions import JSON, Append, Event, NewEvent, Turn, TurnStatus, now, open_memory_store
 
 from .harness import Harness, open_runtime, seqs_contiguous
 
@@ -215,21 +216,41 @@ async def test_approval_expires_as_reject(autojump_clock: trio.testing.MockClock
 async def test_cancel_mid_stream_commits_truncated_text(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_runtime(model=ScriptedModel(pace=0.01)) as h:
+    async with open_runtime() as h:
         s = await h.session("ask")
-        ack = await h.message(s, "stream 500 words")
-        await h.wait_for(s, "text.delta")
+        ack = await h.message(s, "stream 20 words then hold cancel then 480 words")
+        text: list[str] = []
+
+        def completes_head(ev: Event) -> bool:
+            text.append(str(ev.data["text"]))
+            assert stream_words(20).startswith("".join(text)), "text went past the gate"
+            return "".join(text) == stream_words(20)
+
+        # Every word before the gate is committed: the reply is held, still running.
+        with trio.fail_after(60):
+            await h.wait_for(s, "text.delta", where=completes_head)
         start = trio.current_time()
-        cancel = await h.send(s, {"type": "cancel", "turn_id": ack.turn_id})
-        assert cancel.status == "accepted"
+        # A held turn never ends by itself: if cancel did not cancel, this would wait
+        # forever, so the deadline (jumped to at once by the autojump clock) fails it.
+        with trio.fail_after(60):
+            cancel = await h.send(s, {"type": "cancel", "turn_id": ack.turn_id})
+            assert cancel.status == "accepted"
+            assert await ended(h, s.id) == "cancelled"
+        # Virtual time (autojump): no timer of a second or more is on the cancel path.
         assert trio.current_time() - start < 1.0
-        assert await ended(h, s.id) == "cancelled"
         message = await h.wait_for(s, "message")
         assert message.data["truncated"] is True
+        assert message.data["content"] == stream_words(20)
         deltas = [ev for ev in await h.events(s) if ev.type == "text.delta"]
         assert message.data["content"] == "".join(str(ev.data["text"]) for ev in deltas)
         assert (await h.types(s)).count("turn.ended") == 1
         await h.assert_paired(s)
+        # The cancel closed the model's stream too: nothing holds the gate any more.
+        other = await h.session("ask")
+        await h.message(other, "release cancel")
+        assert await ended(h, other.id) == "completed"
+        answer = await h.wait_for(other, "message")
+        assert answer.data["content"] == "No stream is held on cancel."
 
 
 async def test_cancel_mid_approval_resolves_it_as_cancelled() -> None:

@@ -1,4 +1,8 @@
-"""Live-server fixtures: the real ``serve()`` on 127.0.0.1:0 (helpers in ``helpers.py``)."""
+"""Live-server fixtures: the real ``serve()`` on 127.0.0.1:0 (helpers in ``helpers.py``).
+
+A test that needs a turn still streaming while it acts holds the scripted reply at
+a gate (``gates.py``) instead of pacing it by the clock.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,3 @@ from tests.server.helpers import LiveServer, make_config, start_server
 @pytest.fixture
 async def server(nursery: trio.Nursery) -> LiveServer:
     return await start_server(nursery, make_config())
-
-
-@pytest.fixture
-async def paced_server(nursery: trio.Nursery) -> LiveServer:
-    """Streams one word every 10 ms, so a turn is still running while a test acts."""
-    return await start_server(nursery, make_config(scripted_pace=0.01))

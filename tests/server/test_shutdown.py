@@ -10,6 +10,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from server import serve
+from tests.server.gates import hold, until_held
 from tests.server.helpers import (
     ALICE,
     STEP,
@@ -22,7 +23,9 @@ from tests.server.helpers import (
 
 
 async def test_shutdown_ends_turns_then_closes_streams() -> None:
-    config = make_config(scripted_pace=0.01, shutdown_grace=0.3)
+    # The grace period is real time (serve() waits on the real clock); 0.3 s keeps the
+    # test short. The turn outlives it by construction: it is held at a gate.
+    config = make_config(shutdown_grace=0.3)
     shutdown = trio.Event()
     with trio.fail_after(STEP):
         async with trio.open_nursery() as nursery:
@@ -35,12 +38,13 @@ async def test_shutdown_ends_turns_then_closes_streams() -> None:
                 open_sse(server, path, {"Authorization": f"Bearer {ALICE}"}) as (_, sse),
             ):
                 ack = await client.command(
-                    {"type": "user_message", "id": "m", "content": "stream 3000 words"}
+                    {"type": "user_message", "id": "m", "content": hold("shutdown", 5, 5)}
                 )
-                await client.until_type("text.delta")
+                await until_held(client.event, 5)
                 shutdown.set()
-                # The streaming turn outlives the grace period: it is interrupted,
-                # and connected clients still see its end before their streams close.
+                # The streaming turn (held, never released) outlives the grace period:
+                # it is interrupted, and connected clients still see its end before
+                # their streams close.
                 end = (await client.until(ended))[-1]
                 assert (end["turn_id"], end["reason"]) == (ack["turn_id"], "interrupted")
                 with pytest.raises(ConnectionClosed) as closed:

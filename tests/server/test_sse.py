@@ -7,6 +7,8 @@ import json
 import httpx
 import trio
 
+from agents._scripted import stream_words
+from tests.server.gates import hold, release, released, until_held
 from tests.server.helpers import (
     ALICE,
     BOB,
@@ -81,31 +83,45 @@ async def test_conversation_over_post_messages_stream(server: LiveServer) -> Non
         assert expected in kinds
 
 
-async def test_get_stream_replays_then_follows_live(paced_server: LiveServer) -> None:
-    server = paced_server
+async def test_get_stream_replays_then_follows_live(server: LiveServer) -> None:
     session_id = await server.new_session()
     async with server.http() as http:
         first = await http.post(
-            f"/v1/sessions/{session_id}/messages", json={"content": "stream 40 words"}
+            f"/v1/sessions/{session_id}/messages", json={"content": hold("sse", 40, 40)}
         )
         assert first.status_code == 200
         turn_id = first.json()["turn_id"]
         url = f"/v1/sessions/{session_id}/events"
         received: list[Frame] = []
-        async with open_sse(server, url, AUTH) as (raw, reader):
-            assert raw.status == 200
-            assert raw.headers["content-type"].startswith("text/event-stream")
-            while len(received) < 10:
-                received.append(await reader.event())
-        # Hung up mid-turn; reconnect where we stopped, as EventSource does.
+        async with open_sse(server, url, AUTH) as (_, watcher):
+            async with open_sse(server, url, AUTH) as (raw, reader):
+                assert raw.status == 200
+                assert raw.headers["content-type"].startswith("text/event-stream")
+                while not received or received[-1]["type"] != "turn.started":
+                    received.append(await reader.event())
+            # Hung up mid-turn. The turn streams on to its gate meanwhile: the watcher
+            # sees every word before the gate committed, so the turn is held.
+            seen = await until_held(watcher.event, 40)
+        # Reconnect where we stopped, as EventSource does.
         resume = {**AUTH, "Last-Event-ID": str(received[-1]["seq"])}
         async with open_sse(server, url, resume) as (_, reader):
+            # First the replay of what was committed while we were away...
+            while len(received) < len(seen):
+                received.append(await reader.event())
+            assert received == seen
+            # ...then, once the stream goes on, the rest of the turn live.
+            assert await release(server, "sse") == released("sse")
             while received[-1]["type"] != "turn.ended":
                 received.append(await reader.event())
         log = (await http.get(url, params={"limit": 1000})).json()["events"]
     assert received == log
     assert received[-1]["turn_id"] == turn_id
+    assert received[-1]["reason"] == "completed"
     assert [e["seq"] for e in received] == list(range(1, len(received) + 1))
+    live = received[len(seen) :]
+    assert "text.delta" in [e["type"] for e in live]
+    text = "".join(e["text"] for e in received if e["type"] == "text.delta")
+    assert text == stream_words(80)
 
 
 async def test_after_param_access_token_and_heartbeat(nursery: trio.Nursery) -> None:
