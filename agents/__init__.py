@@ -4,7 +4,8 @@ Depends on :mod:`sessions` only; never imports the web stack.
 """
 
 from ._actor import SessionActor
-from ._commands import (
+from ._config import RuntimeConfig
+from ._core._commands import (
     Ack,
     Answer,
     Cancel,
@@ -16,17 +17,7 @@ from ._commands import (
     encode_command,
     parse_command,
 )
-from ._config import RuntimeConfig
-from ._errors import (
-    AgentError,
-    CommandError,
-    ConfigError,
-    ModelError,
-    ModelTimeout,
-    PairingViolation,
-    ToolError,
-)
-from ._events import (
+from ._core._events import (
     AgentEvent,
     AgentSwitched,
     ApprovalRequested,
@@ -49,8 +40,7 @@ from ._events import (
     encode_event,
     summarize,
 )
-from ._metrics import RuntimeMetrics
-from ._model import (
+from ._core._model import (
     ChatMessage,
     FinishDelta,
     ModelClient,
@@ -62,7 +52,7 @@ from ._model import (
     ToolSpec,
     UsageDelta,
 )
-from ._modes import (
+from ._core._modes import (
     Mode,
     ModeRegistry,
     builtin_modes,
@@ -71,12 +61,22 @@ from ._modes import (
     parse_route_answer,
     route_by_keywords,
 )
+from ._core._policy import Decision, Policy, Rule, load_policy, parse_policy
+from ._core._state import SessionState, check_pairing
+from ._core._tools import TOOLS, ToolDef, validate_arguments, validate_call
+from ._errors import (
+    AgentError,
+    CommandError,
+    ConfigError,
+    ModelError,
+    ModelTimeout,
+    PairingViolation,
+    ToolError,
+)
+from ._metrics import RuntimeMetrics
 from ._openai import OpenAIClient, open_openai_client
-from ._policy import Decision, Policy, Rule, load_policy, parse_policy
 from ._scripted import ScriptedModel
-from ._state import SessionState, check_pairing
 from ._supervisor import Supervisor, open_supervisor
-from ._tools import TOOLS, ToolDef, validate_arguments, validate_call
 
 __all__ = [
     "TOOLS",

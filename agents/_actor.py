@@ -29,10 +29,10 @@ from sessions import (
     now,
 )
 
-from ._events import AgentEvent, ErrorEvent, TurnEndReason, encode_event
+from ._core._events import AgentEvent, ErrorEvent, TurnEndReason, encode_event
+from ._core._policy import Policy
+from ._core._state import SUBTASK_KEY, SessionState
 from ._metrics import RuntimeMetrics
-from ._policy import Policy
-from ._state import SUBTASK_KEY, SessionState
 
 
 @attrs.frozen

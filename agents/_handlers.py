@@ -23,9 +23,8 @@ from sessions import (
 )
 
 from ._actor import Out, QueuedTurn, SessionActor
-from ._commands import Ack, Answer, SubmitApproval, SubmitToolResult, SwitchAgent
-from ._errors import CommandError, ToolError
-from ._events import (
+from ._core._commands import Ack, Answer, SubmitApproval, SubmitToolResult, SwitchAgent
+from ._core._events import (
     AgentSwitched,
     ApprovalResolved,
     QuestionAnswered,
@@ -35,9 +34,10 @@ from ._events import (
     UserMessage,
     summarize,
 )
-from ._modes import ModeRegistry
-from ._state import REMEMBER_KEY, CallState, PendingCall
-from ._tools import validate_arguments
+from ._core._modes import ModeRegistry
+from ._core._state import REMEMBER_KEY, CallState, PendingCall
+from ._core._tools import validate_arguments
+from ._errors import CommandError, ToolError
 
 TITLE_LIMIT = 120
 

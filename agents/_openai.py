@@ -27,8 +27,8 @@ import trio
 
 from sessions import JSON, JSONObject, dumps
 
+from ._core._model import ModelDelta, ModelRequest
 from ._errors import ModelError, ModelTimeout
-from ._model import ModelDelta, ModelRequest
 from ._openai_stream import (
     ChunkAssembler,
     SSEDecoder,

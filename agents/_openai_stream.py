@@ -17,8 +17,7 @@ import attrs
 
 from sessions import JSON, JSONObject, dumps
 
-from ._errors import ModelError
-from ._model import (
+from ._core._model import (
     FinishDelta,
     ModelDelta,
     TextDelta,
@@ -26,6 +25,7 @@ from ._model import (
     ToolCallRequest,
     UsageDelta,
 )
+from ._errors import ModelError
 
 _EOL = re.compile(r"\r\n|\r|\n")
 

@@ -29,9 +29,9 @@ import trio
 from sessions import Session, SessionStore
 
 from ._actor import SessionActor
+from ._core._policy import Policy
+from ._core._state import SessionState
 from ._metrics import RuntimeMetrics
-from ._policy import Policy
-from ._state import SessionState
 
 LOAD_PAGE = 512  # events read per query when a session is loaded
 

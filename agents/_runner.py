@@ -31,8 +31,7 @@ from sessions import (
 
 from ._actor import Out, SessionActor
 from ._config import RuntimeConfig
-from ._errors import AgentError, ToolError
-from ._events import (
+from ._core._events import (
     AgentSwitched,
     ApprovalRequested,
     ApprovalResolved,
@@ -47,8 +46,7 @@ from ._events import (
     UsageEvent,
     summarize,
 )
-from ._metrics import RuntimeMetrics
-from ._model import (
+from ._core._model import (
     SUBTASK_MARKER,
     ChatMessage,
     FinishDelta,
@@ -60,9 +58,11 @@ from ._model import (
     ToolCallRequest,
     UsageDelta,
 )
-from ._modes import ModeRegistry, parse_route_answer, route_by_keywords
-from ._state import PARENT_CALL_KEY, CallState, PendingCall, check_pairing
-from ._tools import TOOLS, validate_call
+from ._core._modes import ModeRegistry, parse_route_answer, route_by_keywords
+from ._core._state import PARENT_CALL_KEY, CallState, PendingCall, check_pairing
+from ._core._tools import TOOLS, validate_call
+from ._errors import AgentError, ToolError
+from ._metrics import RuntimeMetrics
 
 log = logging.getLogger("agent_runtime.runner")
 

@@ -127,7 +127,7 @@ from attrs import define, field, frozen
 
 from sessions import JSON, JSONObject, dumps
 
-from ._model import (
+from ._core._model import (
     SUBTASK_MARKER,
     ChatMessage,
     FinishDelta,
@@ -138,7 +138,7 @@ from ._model import (
     ToolCallRequest,
     UsageDelta,
 )
-from ._modes import match_keyword
+from ._core._modes import match_keyword
 
 SLOW_PACE = 0.1
 MAX_STREAM_WORDS = 100_000

@@ -30,7 +30,8 @@ from sessions import (
 )
 
 from ._actor import QueuedTurn, RunningTurn, SessionActor
-from ._commands import (
+from ._config import RuntimeConfig
+from ._core._commands import (
     Ack,
     Answer,
     Cancel,
@@ -40,9 +41,11 @@ from ._commands import (
     SwitchAgent,
     parse_command,
 )
-from ._config import RuntimeConfig
+from ._core._events import ErrorEvent, TurnEndReason
+from ._core._model import ChatMessage, ModelClient
+from ._core._modes import ModeRegistry
+from ._core._policy import Policy
 from ._errors import CommandError
-from ._events import ErrorEvent, TurnEndReason
 from ._handlers import (
     cancel_queued,
     duplicate_ack,
@@ -54,9 +57,6 @@ from ._handlers import (
     switch_agent,
 )
 from ._metrics import RuntimeMetrics
-from ._model import ChatMessage, ModelClient
-from ._modes import ModeRegistry
-from ._policy import Policy
 from ._registry import Pin, SessionRegistry
 from ._runner import TurnRunner
 from ._turn import ROUTER, close_turn, run_turn

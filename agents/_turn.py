@@ -16,8 +16,7 @@ import trio
 from sessions import ApprovalStatus, StorageUnavailable, StoreError, Turn, TurnStatus, now
 
 from ._actor import Out, QueuedTurn, RunningTurn, SessionActor
-from ._errors import AgentError, ModelError, PairingViolation
-from ._events import (
+from ._core._events import (
     ApprovalResolved,
     AssistantMessage,
     ErrorEvent,
@@ -27,8 +26,9 @@ from ._events import (
     TurnEndReason,
     TurnStarted,
 )
+from ._core._state import CallState
+from ._errors import AgentError, ModelError, PairingViolation
 from ._runner import TurnRunner
-from ._state import CallState
 
 log = logging.getLogger("agent_runtime.turn")
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents._commands import (
+from agents._core._commands import (
     DECIDED_BY,
     DECISIONS,
     ON_BUSY,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents._events import (
+from agents._core._events import (
     APPROVAL_DECISIONS,
     RESOLVED_BY,
     TURN_END_REASONS,

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from agents._errors import ConfigError, ToolError
-from agents._modes import (
+from agents._core._modes import (
     ModeRegistry,
     builtin_modes,
     load_modes,
     parse_route_answer,
     route_by_keywords,
 )
-from agents._tools import TOOLS
+from agents._core._tools import TOOLS
+from agents._errors import ConfigError, ToolError
 from sessions import JSONObject
 
 READ = {"read_file", "list_files", "search_files"}

@@ -15,8 +15,7 @@ import httpx
 import pytest
 import trio
 
-from agents._errors import ModelError, ModelTimeout
-from agents._model import (
+from agents._core._model import (
     ChatMessage,
     FinishDelta,
     ModelClient,
@@ -28,6 +27,7 @@ from agents._model import (
     ToolSpec,
     UsageDelta,
 )
+from agents._errors import ModelError, ModelTimeout
 from agents._openai import OpenAIClient, _Transient, open_openai_client
 from agents._openai_stream import SSEDecoder
 from sessions import JSONObject

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents._errors import ConfigError
-from agents._policy import (
+from agents._core._policy import (
     Decision,
     Policy,
     Rule,
@@ -17,7 +16,8 @@ from agents._policy import (
     load_policy,
     parse_policy,
 )
-from agents._tools import TOOLS
+from agents._core._tools import TOOLS
+from agents._errors import ConfigError
 
 DEFAULTS = {
     "read_file": Decision("allow", "default: read_file is allowed (read-only)"),

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from agents._model import (
+from agents._core._model import (
     SUBTASK_MARKER,
     ChatMessage,
     FinishDelta,
@@ -22,7 +22,7 @@ from agents._model import (
     ToolSpec,
     UsageDelta,
 )
-from agents._modes import builtin_modes
+from agents._core._modes import builtin_modes
 from agents._scripted import (
     MAX_OPEN_GATES,
     MAX_STREAM_WORDS,

@@ -7,8 +7,8 @@ import json
 import pytest
 from jsonschema import Draft202012Validator
 
+from agents._core._tools import TOOLS, tool_def, validate_arguments, validate_call
 from agents._errors import ToolError
-from agents._tools import TOOLS, tool_def, validate_arguments, validate_call
 from sessions import JSONObject
 
 GOOD: dict[str, list[JSONObject]] = {

@@ -51,7 +51,7 @@ from attrs import frozen
 
 from sessions import JSON, JSONObject
 
-from ._errors import ConfigError, ToolError
+from .._errors import ConfigError, ToolError
 from ._model import ToolSpec
 from ._tools import GROUPS, TOOLS, tool_def
 

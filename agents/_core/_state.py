@@ -21,7 +21,7 @@ import attrs
 
 from sessions import Event, JSONObject, loads_object
 
-from ._errors import PairingViolation
+from .._errors import PairingViolation
 from ._events import (
     AgentSwitched,
     ApprovalRequested,

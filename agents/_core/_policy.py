@@ -71,7 +71,7 @@ from attrs import field, frozen
 
 from sessions import JSON
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 from ._modes import read_toml
 from ._tools import TOOLS
 

@@ -15,7 +15,7 @@ from attrs import frozen
 
 from sessions import JSON, JSONObject
 
-from ._errors import CommandError
+from .._errors import CommandError
 from ._fields import Fields
 
 OnBusy: TypeAlias = Literal["queue", "interrupt", "reject"]

@@ -33,7 +33,7 @@ from jsonschema import Draft202012Validator
 
 from sessions import JSON, JSONObject
 
-from ._errors import ToolError
+from .._errors import ToolError
 from ._model import ToolSpec
 
 Side: TypeAlias = Literal["ide", "server"]
