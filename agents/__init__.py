@@ -1,69 +1,17 @@
-"""Agents: modes, tools, approval policy, model providers and the turn supervisor.
+"""Agents: the turn supervisor and what it runs on (modes, tools, policy, model providers).
 
-Depends on :mod:`sessions` only; never imports the web stack.
+Depends on :mod:`sessions` only; never imports the web stack. Typed events,
+commands and the model seam are in :mod:`agents.events`, :mod:`agents.commands`
+and :mod:`agents.model`; test aids in :mod:`agents.testing`.
 """
 
-from ._actor import SessionActor
 from ._config import RuntimeConfig
-from ._core._commands import (
-    Ack,
-    Answer,
-    Cancel,
-    Command,
-    SendMessage,
-    SubmitApproval,
-    SubmitToolResult,
-    SwitchAgent,
-    encode_command,
-    parse_command,
-)
-from ._core._events import (
-    AgentEvent,
-    AgentSwitched,
-    ApprovalRequested,
-    ApprovalResolved,
-    AssistantMessage,
-    ErrorEvent,
-    QuestionAnswered,
-    QuestionAsked,
-    SubtaskEnded,
-    SubtaskStarted,
-    TextDeltaEvent,
-    ToolCallEvent,
-    ToolCallInfo,
-    ToolResultEvent,
-    TurnEnded,
-    TurnStarted,
-    UsageEvent,
-    UserMessage,
-    decode_event,
-    encode_event,
-    summarize,
-)
-from ._core._model import (
-    ChatMessage,
-    FinishDelta,
-    ModelClient,
-    ModelDelta,
-    ModelRequest,
-    TextDelta,
-    ToolCallDelta,
-    ToolCallRequest,
-    ToolSpec,
-    UsageDelta,
-)
-from ._core._modes import (
-    Mode,
-    ModeRegistry,
-    builtin_modes,
-    load_modes,
-    parse_modes,
-    parse_route_answer,
-    route_by_keywords,
-)
-from ._core._policy import Decision, Policy, Rule, load_policy, parse_policy
-from ._core._state import SessionState, check_pairing
-from ._core._tools import TOOLS, ToolDef, validate_arguments, validate_call
+from ._core._commands import Ack
+from ._core._events import AgentEvent, decode_event, encode_event
+from ._core._model import ModelClient
+from ._core._modes import ModeRegistry, builtin_modes, load_modes
+from ._core._policy import Policy, load_policy
+from ._core._tools import TOOLS, validate_arguments
 from ._errors import (
     AgentError,
     CommandError,
@@ -74,7 +22,7 @@ from ._errors import (
     ToolError,
 )
 from ._metrics import RuntimeMetrics
-from ._openai import OpenAIClient, open_openai_client
+from ._openai import open_openai_client
 from ._scripted import ScriptedModel
 from ._supervisor import Supervisor, open_supervisor
 
@@ -83,74 +31,25 @@ __all__ = [
     "Ack",
     "AgentError",
     "AgentEvent",
-    "AgentSwitched",
-    "Answer",
-    "ApprovalRequested",
-    "ApprovalResolved",
-    "AssistantMessage",
-    "Cancel",
-    "ChatMessage",
-    "Command",
     "CommandError",
     "ConfigError",
-    "Decision",
-    "ErrorEvent",
-    "FinishDelta",
-    "Mode",
     "ModeRegistry",
     "ModelClient",
-    "ModelDelta",
     "ModelError",
-    "ModelRequest",
     "ModelTimeout",
-    "OpenAIClient",
     "PairingViolation",
     "Policy",
-    "QuestionAnswered",
-    "QuestionAsked",
-    "Rule",
     "RuntimeConfig",
     "RuntimeMetrics",
     "ScriptedModel",
-    "SendMessage",
-    "SessionActor",
-    "SessionState",
-    "SubmitApproval",
-    "SubmitToolResult",
-    "SubtaskEnded",
-    "SubtaskStarted",
     "Supervisor",
-    "SwitchAgent",
-    "TextDelta",
-    "TextDeltaEvent",
-    "ToolCallDelta",
-    "ToolCallEvent",
-    "ToolCallInfo",
-    "ToolCallRequest",
-    "ToolDef",
     "ToolError",
-    "ToolResultEvent",
-    "ToolSpec",
-    "TurnEnded",
-    "TurnStarted",
-    "UsageDelta",
-    "UsageEvent",
-    "UserMessage",
     "builtin_modes",
-    "check_pairing",
     "decode_event",
-    "encode_command",
     "encode_event",
     "load_modes",
     "load_policy",
     "open_openai_client",
     "open_supervisor",
-    "parse_command",
-    "parse_modes",
-    "parse_policy",
-    "parse_route_answer",
-    "route_by_keywords",
-    "summarize",
     "validate_arguments",
-    "validate_call",
 ]

@@ -31,15 +31,14 @@ import attrs
 import httpx
 import trio
 
-from agents import (
-    AgentEvent,
+from agents import AgentEvent, encode_event
+from agents.events import (
     AssistantMessage,
     TextDeltaEvent,
     TurnEnded,
     TurnStarted,
     UsageEvent,
     UserMessage,
-    encode_event,
 )
 from sessions import (
     JSON,

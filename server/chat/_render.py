@@ -17,8 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Final, TextIO
 
-from agents import (
-    TOOLS,
+from agents import TOOLS, decode_event
+from agents.events import (
     AgentSwitched,
     ApprovalRequested,
     ApprovalResolved,
@@ -35,7 +35,6 @@ from agents import (
     TurnStarted,
     UsageEvent,
     UserMessage,
-    decode_event,
 )
 from sessions import JSON, JSONObject
 

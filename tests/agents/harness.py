@@ -18,12 +18,11 @@ from agents import (
     Policy,
     RuntimeConfig,
     ScriptedModel,
-    SessionState,
     Supervisor,
     builtin_modes,
-    check_pairing,
     open_supervisor,
 )
+from agents.testing import SessionState, check_pairing
 from sessions import JSON, Event, Session, SessionStore, new_id, open_memory_store
 
 

@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 import trio
 import trio.testing
 
-from agents import Policy, RuntimeConfig, SessionState
+from agents import Policy, RuntimeConfig
 from agents._metrics import RuntimeMetrics
 from agents._registry import SessionRegistry
+from agents.testing import SessionState
 from sessions import Append, Event, GroupCommitStore, Session, new_id, now, open_memory_store
 from sessions._memory import MemoryBackend
 from sessions._store import open_store

@@ -9,21 +9,17 @@ import pytest
 import trio
 import trio.testing
 
-from agents import (
+from agents import ModelError, PairingViolation, Policy, RuntimeConfig
+from agents.model import (
     ChatMessage,
     FinishDelta,
     ModelDelta,
-    ModelError,
     ModelRequest,
-    PairingViolation,
-    Policy,
-    Rule,
-    RuntimeConfig,
     TextDelta,
     ToolCallDelta,
     ToolCallRequest,
-    check_pairing,
 )
+from agents.testing import Rule, check_pairing
 from sessions import JSON
 
 from .harness import open_runtime

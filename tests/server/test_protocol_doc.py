@@ -9,15 +9,8 @@ from typing import Any, get_args
 
 import pytest
 
-from agents import (
-    Ack,
-    AgentEvent,
-    Command,
-    decode_event,
-    encode_command,
-    encode_event,
-    parse_command,
-)
+from agents import Ack, AgentEvent, decode_event, encode_event
+from agents.commands import Command, encode_command, parse_command
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 ENVELOPE = ("seq", "session_id", "type", "ts", "turn_id")

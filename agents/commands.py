@@ -1,0 +1,31 @@
+"""Client commands as typed values (docs/protocol.md §4) and their acknowledgement.
+
+``parse_command`` validates a command's JSON (raising ``CommandError`` with a
+code); ``encode_command`` is its inverse.
+"""
+
+from ._core._commands import (
+    Ack,
+    Answer,
+    Cancel,
+    Command,
+    SendMessage,
+    SubmitApproval,
+    SubmitToolResult,
+    SwitchAgent,
+    encode_command,
+    parse_command,
+)
+
+__all__ = [
+    "Ack",
+    "Answer",
+    "Cancel",
+    "Command",
+    "SendMessage",
+    "SubmitApproval",
+    "SubmitToolResult",
+    "SwitchAgent",
+    "encode_command",
+    "parse_command",
+]
