@@ -63,6 +63,7 @@ from ._core._state import PARENT_CALL_KEY, CallState, PendingCall, check_pairing
 from ._core._tools import TOOLS, validate_call
 from ._errors import AgentError, ToolError
 from ._metrics import RuntimeMetrics
+from ._tools import ToolCall, ToolCatalogue
 
 log = logging.getLogger("agent_runtime.runner")
 
@@ -97,6 +98,7 @@ class TurnRunner:
     modes: ModeRegistry
     config: RuntimeConfig
     metrics: RuntimeMetrics
+    tools: ToolCatalogue = attrs.field(factory=ToolCatalogue.builtin)
     switches: int = 0
     # Trio time at which the turn stops waiting for each open call's answer.
     deadlines: dict[str, float] = attrs.field(factory=dict)
@@ -284,7 +286,7 @@ class TurnRunner:
         Returns the ``attempt_completion`` result if the model called it.
         """
         completion: str | None = None
-        server_side: list[tuple[PendingCall, JSONObject]] = []
+        permitted: list[ToolCall] = []
         for call in calls:
             if call.state is not CallState.REQUESTED:
                 continue  # sent before a restart: just wait for it below
@@ -294,16 +296,29 @@ class TurnRunner:
             except ToolError as exc:
                 await self.tool_result(call.call_id, False, str(exc), subtask_id)
                 continue
-            if TOOLS[call.name].side == "server":
-                server_side.append((call, arguments))
-            else:
-                await self.request_ide_call(call, arguments, subtask_id)
-        for call, arguments in server_side:
-            result = await self.server_tool(subtask_id, call, arguments)
+            permitted.append(ToolCall(call, arguments, subtask_id))
+        # Round trips to the IDE first: the IDE works on them while the turn runs
+        # the others (a delegated subtask can take long).
+        permitted.sort(key=lambda c: c.name not in TOOLS or TOOLS[c.name].side != "ide")
+        for permitted_call in permitted:
+            result = await self.tools.executor(permitted_call.name).call(self, permitted_call)
             if result is not None:
                 completion = result
         await self.wait_calls(calls)
         return completion
+
+    # -- what executors may do (agents._tools.TurnTools) ---------------------------
+
+    async def send_to_client(self, call: ToolCall) -> None:
+        await self.request_ide_call(call.call, call.arguments, call.subtask_id)
+
+    async def ask(self, call: ToolCall, question: str, options: tuple[str, ...] | None) -> None:
+        self.turn = attrs.evolve(self.turn, status=TurnStatus.AWAITING_TOOL, updated_at=now())
+        out = Out(QuestionAsked(call.call.call_id, question, options), call.subtask_id)
+        await self.actor.commit([out], turn_id=self.turn.id, turn=self.turn)
+
+    async def delegate(self, call: ToolCall, mode: str, message: str) -> None:
+        await self.subtask(call.call, mode, message, call.subtask_id)
 
     async def request_ide_call(
         self, call: PendingCall, args: JSONObject, subtask_id: str | None
@@ -353,30 +368,6 @@ class TurnRunner:
                 return
             out = Out(ToolResultEvent(call_id, ok, summarize(content), content), subtask_id)
             await self.actor.commit_locked([out], turn_id=self.turn.id)
-
-    async def server_tool(
-        self, subtask_id: str | None, call: PendingCall, arguments: JSONObject
-    ) -> str | None:
-        name = call.name
-        if name == "switch_mode":
-            refusal = await self.switch(
-                str(arguments["mode"]), str(arguments.get("reason", "")), subtask_id
-            )
-            text = refusal or f"switched to {arguments['mode']}"
-            await self.tool_result(call.call_id, refusal is None, text, subtask_id)
-        elif name == "attempt_completion":
-            result = str(arguments["result"])
-            await self.tool_result(call.call_id, True, result, subtask_id)
-            return result
-        elif name == "ask_followup_question":
-            options = arguments.get("options")
-            opts = tuple(str(o) for o in options) if isinstance(options, list) else None
-            self.turn = attrs.evolve(self.turn, status=TurnStatus.AWAITING_TOOL, updated_at=now())
-            out = Out(QuestionAsked(call.call_id, str(arguments["question"]), opts), subtask_id)
-            await self.actor.commit([out], turn_id=self.turn.id, turn=self.turn)
-        elif name == "new_task":
-            await self.subtask(call, str(arguments["mode"]), str(arguments["message"]), subtask_id)
-        return None
 
     async def subtask(self, call: PendingCall, mode: str, message: str, parent: str | None) -> None:
         """Run a child agent with an isolated context; its result answers *call*.

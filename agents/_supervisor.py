@@ -59,6 +59,7 @@ from ._handlers import (
 from ._metrics import RuntimeMetrics
 from ._registry import Pin, SessionRegistry
 from ._runner import TurnRunner
+from ._tools import ToolCatalogue
 from ._turn import ROUTER, close_turn, run_turn
 
 log = logging.getLogger("agent_runtime.supervisor")
@@ -80,6 +81,7 @@ class Supervisor:
     config: RuntimeConfig
     metrics: RuntimeMetrics
     _nursery: trio.Nursery
+    tools: ToolCatalogue = attrs.field(factory=ToolCatalogue.builtin)
     _sessions: SessionRegistry = attrs.field(init=False)
     _closing: bool = False
     _retrying: set[trio.CancelScope] = attrs.field(factory=set)
@@ -273,7 +275,13 @@ class Supervisor:
                 actor.running = running
                 actor.turns[queued.turn.id] = queued.turn
                 runner = TurnRunner(
-                    actor, queued.turn, self.model, self.modes, self.config, self.metrics
+                    actor,
+                    queued.turn,
+                    self.model,
+                    self.modes,
+                    self.config,
+                    self.metrics,
+                    tools=self.tools,
                 )
                 self.metrics.turns_started.labels(queued.turn.agent).inc()
                 self.metrics.active_turns.inc()
@@ -410,8 +418,12 @@ async def open_supervisor(
     policy: Policy,
     config: RuntimeConfig,
     metrics: RuntimeMetrics | None = None,
+    tools: ToolCatalogue | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Run a turn supervisor over *store* for the duration of the block.
+
+    *tools* says which executor carries out each tool (default: the built-in
+    control and IDE tools; mount others with :meth:`ToolCatalogue.mount`).
 
     On entry it recovers the store's open turns (streaming ones end as
     ``interrupted``; waiting and queued ones carry on). On exit it stops taking
@@ -423,7 +435,14 @@ async def open_supervisor(
     """
     async with trio.open_nursery() as nursery:
         supervisor = Supervisor(
-            store, model, modes, policy, config, metrics or RuntimeMetrics(), nursery
+            store,
+            model,
+            modes,
+            policy,
+            config,
+            metrics or RuntimeMetrics(),
+            nursery,
+            tools or ToolCatalogue.builtin(),
         )
         await nursery.start(supervisor.sessions.run_evictor)
         await supervisor._recover()

@@ -22,6 +22,7 @@ from agents import (
     builtin_modes,
     open_supervisor,
 )
+from agents._tools import ToolCatalogue
 from agents.testing import SessionState, check_pairing
 from sessions import JSON, Event, Session, SessionStore, new_id, open_memory_store
 
@@ -109,6 +110,7 @@ async def open_runtime(
     model: ModelClient | None = None,
     policy: Policy | None = None,
     store: SessionStore | None = None,
+    tools: ToolCatalogue | None = None,
 ) -> AsyncIterator[Harness]:
     """A supervisor over a fresh in-memory store (or the given *store*)."""
     async with open_memory_store() if store is None else _given(store) as opened:
@@ -118,6 +120,7 @@ async def open_runtime(
             modes=builtin_modes(),
             policy=policy or Policy(),
             config=config or RuntimeConfig(),
+            tools=tools,
         ) as supervisor:
             yield Harness(opened, supervisor)
 
