@@ -22,8 +22,8 @@ from ._errors import (
     ToolError,
 )
 from ._metrics import RuntimeMetrics
-from ._openai import open_openai_client
-from ._scripted import ScriptedModel
+from ._providers._openai import open_openai_client
+from ._providers._scripted import ScriptedModel
 from ._supervisor import Supervisor, open_supervisor
 
 __all__ = [

@@ -6,7 +6,7 @@ AgentError
 ├── ToolError             a tool call is invalid or forbidden (text goes back to the LLM)
 ├── PairingViolation      history has an unpaired tool call or result (a bug)
 ├── CommandError          a client command is malformed or not applicable (``code``)
-└── ConfigError           a modes / policy file is invalid
+└── ConfigError           a modes / policy file, or the model provider settings, is invalid
 """
 
 from __future__ import annotations
@@ -51,4 +51,4 @@ class CommandError(AgentError):
 
 
 class ConfigError(AgentError):
-    """A configuration file (modes, policy) is invalid."""
+    """A configuration file (modes, policy) or the model provider settings are invalid."""

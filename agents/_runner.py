@@ -18,6 +18,7 @@ import attrs
 import trio
 
 from sessions import (
+    JSON,
     Approval,
     ApprovalStatus,
     JSONObject,
@@ -53,6 +54,7 @@ from ._core._model import (
     ModelClient,
     ModelDelta,
     ModelRequest,
+    ProviderDataDelta,
     TextDelta,
     ToolCallDelta,
     ToolCallRequest,
@@ -195,7 +197,7 @@ class TurnRunner:
         )
         message_id = new_id("msg")
         try:
-            content, calls = await self._stream(request, message_id, subtask_id)
+            content, calls, provider_data = await self._stream(request, message_id, subtask_id)
         except BaseExceptionGroup as group:
             raise _sole(group) from None
         infos = []
@@ -205,20 +207,24 @@ class TurnRunner:
             unique.append(call)
             infos.append(ToolCallInfo(call.id, call.name, _arguments_object(call.arguments)))
         if content or unique:
-            message = AssistantMessage(message_id, content, agent, False, tuple(infos))
+            message = AssistantMessage(
+                message_id, content, agent, False, tuple(infos), provider_data
+            )
             await self.actor.commit([Out(message, subtask_id)], turn_id=self.turn.id)
         return content, bool(unique)
 
     async def _stream(
         self, request: ModelRequest, message_id: str, subtask_id: str | None
-    ) -> tuple[str, list[ToolCallRequest]]:
+    ) -> tuple[str, list[ToolCallRequest], dict[str, JSON]]:
         """Pump the model into a bounded channel; commit what arrives, batch by batch.
 
-        Returns the full text and the tool calls. Text committed before a failure
-        or cancel stays in the state as partial text (closed as truncated).
+        Returns the full text, the tool calls and the provider data (committed with
+        the message). Text committed before a failure or cancel stays in the state
+        as partial text (closed as truncated, without provider data).
         """
         text: list[str] = []
         calls: list[ToolCallRequest] = []
+        provider_data: dict[str, JSON] = {}
         send, receive = trio.open_memory_channel[ModelDelta](self.config.chunk_buffer)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._pump, request, send)
@@ -247,6 +253,8 @@ class TurnRunner:
                                     arguments=valid_text(call.arguments),
                                 )
                             )
+                        elif isinstance(delta, ProviderDataDelta):
+                            provider_data[delta.provider] = _valid_json(delta.data)
                         elif isinstance(delta, UsageDelta):
                             self.metrics.llm_tokens.labels("prompt").inc(delta.prompt_tokens)
                             self.metrics.llm_tokens.labels("completion").inc(
@@ -262,7 +270,7 @@ class TurnRunner:
                             )
                     if outs:
                         await self.actor.commit(outs, turn_id=self.turn.id)
-        return "".join(text), calls
+        return "".join(text), calls, provider_data
 
     async def _pump(self, request: ModelRequest, send: trio.MemorySendChannel[ModelDelta]) -> None:
         started = trio.current_time()
@@ -467,6 +475,17 @@ def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
     walk(group)
     return leaves[0] if len(leaves) == 1 else group
+
+
+def _valid_json(value: JSON) -> JSON:
+    """*value* with lone surrogates repaired, as model text is: the store cannot hold them."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, list):
+        return [_valid_json(item) for item in value]
+    if isinstance(value, dict):
+        return {valid_text(key): _valid_json(item) for key, item in value.items()}
+    return value
 
 
 def _arguments_object(raw: str) -> JSONObject:

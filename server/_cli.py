@@ -20,6 +20,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from agents.model import PROVIDERS
 from sessions import JSON, AgentRuntimeError, Append, SessionStore, dumps, now, single_error
 
 from ._auth import LOCAL_PRINCIPAL, ensure_tokens
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, help="port to bind, 0 for any (default 8765)")
     _store_flags(serve_cmd)
-    serve_cmd.add_argument("--llm", choices=["scripted", "openai"], help="model provider")
+    serve_cmd.add_argument("--llm", choices=sorted(PROVIDERS), help="model provider")
     serve_cmd.add_argument("--llm-url", help="base URL of an OpenAI-compatible API")
     serve_cmd.add_argument("--model", help="model name to request")
     serve_cmd.add_argument("--modes", type=Path, help="TOML file overriding the agent modes")

@@ -33,10 +33,13 @@ from typing import Any, Literal, TypeAlias, TypeVar
 import platformdirs
 from attrs import evolve, field, frozen
 
+from agents.model import PROVIDERS
+
 from ._errors import ConfigurationError
 
 Durability: TypeAlias = Literal["normal", "full"]
-Provider: TypeAlias = Literal["scripted", "openai"]
+# A key of agents.model.PROVIDERS (validated against it, so a new provider needs no edit here).
+Provider: TypeAlias = str
 LogFormat: TypeAlias = Literal["text", "json"]
 
 MEMORY_DB = ":memory:"
@@ -265,7 +268,7 @@ _CONVERTERS: dict[str, Callable[[str, object], object]] = {
     "port": _integer,
     "db": _string,
     "durability": _choice(("normal", "full")),
-    "llm": _choice(("scripted", "openai")),
+    "llm": _choice(tuple(PROVIDERS)),
     "llm_url": _string,
     "model": _string,
     "api_key": _string,

@@ -198,7 +198,7 @@ def register(app: QuartTrio, state: ServerState) -> None:
     async def get_messages(session_id: str) -> Response:
         session = await owned_session(state, authenticate(state), session_id)
         history = await state.supervisor.history(session)
-        items: list[JSON] = [message.to_openai() for message in history]
+        items: list[JSON] = [message.to_json() for message in history]
         return json_response({"messages": items})
 
     @app.get("/v1/sessions/<session_id>/approvals")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import Final
 
@@ -36,12 +36,11 @@ from agents import (
     Policy,
     RuntimeConfig,
     RuntimeMetrics,
-    ScriptedModel,
     load_modes,
     load_policy,
-    open_openai_client,
     open_supervisor,
 )
+from agents.model import ProviderSettings, open_provider
 from sessions import SessionStore, open_memory_store, open_sqlite_store, single_error
 
 from ._app import create_app
@@ -78,26 +77,33 @@ async def open_configured_store(config: ServeConfig) -> AsyncIterator[SessionSto
 
 @asynccontextmanager
 async def open_model(config: ServeConfig) -> AsyncIterator[ModelClient]:
-    """The LLM provider *config* asks for.
+    """The LLM provider *config* asks for, from the provider registry.
+
+    Raises (on entering):
+        ConfigurationError: an unknown provider, or settings it refuses.
 
     Cancellation: leaving closes the provider's connections at once.
     """
-    if config.llm == "scripted":
-        yield ScriptedModel(pace=config.scripted_pace)
-        return
     if (warning := missing_key_warning(config)) is not None:
         logger.warning("%s", warning)
-    async with open_openai_client(
-        config.llm_url,
-        config.model_name,
-        config.api_key,
+    settings = ProviderSettings(
+        name=config.llm,
+        url=config.llm_url,
+        model=config.model_name,
+        api_key=config.api_key,
         connect_timeout=config.llm_connect_timeout,
         first_token_timeout=config.llm_first_token_timeout,
         idle_timeout=config.llm_idle_timeout,
-        max_retries=config.llm_retries,
+        retries=config.llm_retries,
         max_connections=config.llm_max_connections,
         max_keepalive=config.llm_max_keepalive,
-    ) as client:
+        pace=config.scripted_pace,
+    )
+    async with AsyncExitStack() as stack:
+        try:
+            client = await stack.enter_async_context(open_provider(settings))
+        except ConfigError as error:
+            raise ConfigurationError(str(error)) from None
         yield client
 
 

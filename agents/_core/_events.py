@@ -10,9 +10,10 @@ newer version that added a field stays readable.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Literal, TypeAlias, assert_never
 
-from attrs import frozen
+from attrs import field, frozen
 
 from sessions import JSON, JSONObject
 
@@ -93,7 +94,12 @@ class ToolCallInfo:
 
 @frozen
 class AssistantMessage:
-    """A final assistant message; ``truncated`` when cut short by cancel or error."""
+    """A final assistant message; ``truncated`` when cut short by cancel or error.
+
+    ``provider_data`` is the opaque data the model provider attached to its answer
+    (keyed by provider name, see ``_model.ProviderDataDelta``); stored here so the
+    fold can hand it back to the provider. Absent from the payload when empty.
+    """
 
     type: ClassVar[str] = "message"
     message_id: str
@@ -101,6 +107,7 @@ class AssistantMessage:
     agent: str
     truncated: bool = False
     tool_calls: tuple[ToolCallInfo, ...] = ()
+    provider_data: Mapping[str, JSON] = field(factory=dict)
 
 
 @frozen
@@ -245,6 +252,8 @@ def encode_event(ev: AgentEvent) -> tuple[str, JSONObject]:
                 "agent": ev.agent,
                 "truncated": ev.truncated,
                 "tool_calls": [call.to_json() for call in ev.tool_calls],
+                # Omitted when empty: messages without it keep their old wire form.
+                "provider_data": dict(ev.provider_data) or None,
             }
         case ToolCallEvent():
             data = {"call_id": ev.call_id, "name": ev.name, "arguments": ev.arguments}
@@ -338,6 +347,7 @@ def decode_event(type: str, data: JSONObject) -> AgentEvent:
                 agent=f.string("agent"),
                 truncated=f.boolean("truncated"),
                 tool_calls=_tool_calls(f),
+                provider_data=f.opt_obj("provider_data") or {},
             )
         case "tool.call":
             return ToolCallEvent(f.string("call_id"), f.string("name"), f.obj("arguments"))

@@ -1,18 +1,27 @@
 """The model seam: what the turn runner asks of any LLM provider.
 
-Providers (``openai``, ``scripted``) implement :class:`ModelClient`. A provider
-streams :data:`ModelDelta` values; tool calls arrive already assembled.
+Providers (``agents/_providers/``: ``openai``, ``scripted``) implement
+:class:`ModelClient`. A provider streams :data:`ModelDelta` values; tool calls
+arrive already assembled.
+
+The types here are neutral: no provider's wire format. Each provider turns a
+:class:`ModelRequest` into its own request body, and what a provider needs back
+that the neutral fields cannot say (reasoning items, thinking blocks and their
+signatures) it attaches to its answer as opaque *provider data*
+(:class:`ProviderDataDelta`). The runner stores that data with the assistant
+``message`` event, the fold puts it back on the :class:`ChatMessage`, and so the
+provider gets it again on every later call, across restarts.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Literal, Protocol, TypeAlias
+from typing import ClassVar, Literal, Protocol, TypeAlias, assert_never
 
 from attrs import field, frozen
 
-from sessions import JSONObject
+from sessions import JSON, JSONObject
 
 
 @frozen
@@ -23,16 +32,6 @@ class ToolSpec:
     description: str
     parameters: JSONObject
 
-    def to_openai(self) -> JSONObject:
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.parameters,
-            },
-        }
-
 
 @frozen
 class ToolCallRequest:
@@ -42,12 +41,34 @@ class ToolCallRequest:
     name: str
     arguments: str
 
-    def to_openai(self) -> JSONObject:
-        return {
-            "id": self.id,
-            "type": "function",
-            "function": {"name": self.name, "arguments": self.arguments},
-        }
+
+@frozen
+class TextPart:
+    """A piece of text content."""
+
+    type: ClassVar[str] = "text"
+    text: str
+
+
+ContentPart: TypeAlias = TextPart
+"""One part of a message's content (a tagged union on ``type``).
+
+Text only so far. A new kind (an image, say) is a new ``@frozen`` class added
+here; every ``match`` over parts ends in ``assert_never``, so mypy then names each
+provider encoder that has to learn it.
+"""
+
+
+def parts_text(parts: Sequence[ContentPart]) -> str | None:
+    """The text of *parts*' text parts, joined; ``None`` when none is text."""
+    texts: list[str] = []
+    for part in parts:
+        match part:
+            case TextPart():
+                texts.append(part.text)
+            case _:
+                assert_never(part)
+    return "".join(texts) if texts else None
 
 
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
@@ -55,17 +76,68 @@ Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 
 @frozen
 class ChatMessage:
-    """One message of the LLM-visible history (OpenAI chat format)."""
+    """One message of the LLM-visible history.
+
+    ``content`` is always the message's text, so code that only needs text never
+    looks further. ``parts``, when given, are the same content with its structure
+    (``content`` must then be their text: :meth:`of_parts` builds both); a
+    provider that understands parts sends them instead of ``content``.
+
+    ``provider_data`` is opaque data keyed by provider name (``{"openai": ...}``)
+    that a provider attached to an answer it produced and wants back with it; a
+    provider reads its own entry and ignores the others'. It is not for display.
+    """
 
     role: Role
     content: str | None
     tool_calls: tuple[ToolCallRequest, ...] = ()
     tool_call_id: str | None = None
+    parts: tuple[ContentPart, ...] = ()
+    provider_data: Mapping[str, JSON] = field(factory=dict)
 
-    def to_openai(self) -> JSONObject:
+    def __attrs_post_init__(self) -> None:
+        # One source of truth: text-only readers and part-aware providers must agree.
+        if self.parts and self.content != parts_text(self.parts):
+            raise ValueError("a message with parts must have their text as its content")
+
+    @classmethod
+    def of_parts(
+        cls,
+        role: Role,
+        parts: Sequence[ContentPart],
+        *,
+        tool_calls: tuple[ToolCallRequest, ...] = (),
+        tool_call_id: str | None = None,
+        provider_data: Mapping[str, JSON] | None = None,
+    ) -> ChatMessage:
+        """A message whose content is *parts* (``content`` is set to their text)."""
+        return cls(
+            role,
+            parts_text(parts),
+            tool_calls,
+            tool_call_id,
+            tuple(parts),
+            provider_data if provider_data is not None else {},
+        )
+
+    def to_json(self) -> JSONObject:
+        """The message as the REST history shows it (docs/protocol.md §8).
+
+        That format is the OpenAI chat shape because clients know it; it is this
+        runtime's own contract, not a provider's request body (the ``openai``
+        provider builds its own). Parts and provider data are left out: the text
+        is in ``content``, and provider data is not for display.
+        """
         out: JSONObject = {"role": self.role, "content": self.content}
         if self.tool_calls:
-            out["tool_calls"] = [call.to_openai() for call in self.tool_calls]
+            out["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in self.tool_calls
+            ]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
         return out
@@ -114,11 +186,27 @@ class UsageDelta:
 
 
 @frozen
+class ProviderDataDelta:
+    """Opaque data for *provider*'s entry of the answer's ``provider_data``.
+
+    The runner stores it with the assistant message and hands it back on the
+    message in every later request. A later delta for the same provider replaces
+    an earlier one, so a provider sends its whole value (typically once, just
+    before :class:`FinishDelta`). It is kept only with a complete answer: the
+    truncated message of a cancelled or failed stream carries none, as data
+    about half an answer (a signature, say) would not be valid.
+    """
+
+    provider: str
+    data: JSON
+
+
+@frozen
 class FinishDelta:
     reason: str = field(default="stop")
 
 
-ModelDelta: TypeAlias = TextDelta | ToolCallDelta | UsageDelta | FinishDelta
+ModelDelta: TypeAlias = TextDelta | ToolCallDelta | UsageDelta | ProviderDataDelta | FinishDelta
 
 
 class ModelClient(Protocol):

@@ -141,7 +141,15 @@ class SessionState:
                     ToolCallRequest(c.call_id, c.name, json.dumps(c.arguments))
                     for c in typed.tool_calls
                 )
-                ctx.append(ChatMessage("assistant", typed.content or None, calls))
+                ctx.append(
+                    ChatMessage(
+                        "assistant",
+                        typed.content or None,
+                        calls,
+                        # Back to the provider that attached it, on every later call.
+                        provider_data=typed.provider_data,
+                    )
+                )
                 for c in calls:
                     self.known_calls.add(c.id)
                     self.pending[c.id] = PendingCall(

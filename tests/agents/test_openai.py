@@ -28,8 +28,8 @@ from agents._core._model import (
     UsageDelta,
 )
 from agents._errors import ModelError, ModelTimeout
-from agents._openai import OpenAIClient, _Transient, open_openai_client
-from agents._openai_stream import SSEDecoder
+from agents._providers._openai import OpenAIClient, _Transient, open_openai_client
+from agents._providers._openai_wire import SSEDecoder
 from sessions import JSONObject
 from tests.fakes.openai_server import (
     Behaviour,
@@ -148,7 +148,16 @@ async def test_one_tool_call_split_over_many_deltas() -> None:
         ToolCallDelta(ToolCallRequest("call_1", "read_file", '{"path": "a.py"}')),
         FinishDelta("tool_calls"),
     ]
-    assert fake.requests[0].json()["tools"] == [READ_FILE.to_openai()]
+    assert fake.requests[0].json()["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "read_file",
+                "description": "Read a file",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        }
+    ]
 
 
 async def test_parallel_tool_calls_with_interleaved_indices() -> None:

@@ -1,4 +1,4 @@
-"""The scripted model's documented rules (SPEC §5, ``agents/_scripted.py``)."""
+"""The scripted model's documented rules (SPEC §5, ``agents/_providers/_scripted.py``)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from agents._core._model import (
     UsageDelta,
 )
 from agents._core._modes import builtin_modes
-from agents._scripted import (
+from agents._providers._scripted import (
     MAX_OPEN_GATES,
     MAX_STREAM_WORDS,
     SLOW_PACE,

@@ -6,7 +6,7 @@ import trio
 import trio.testing
 
 from agents import RuntimeConfig
-from agents._scripted import stream_words
+from agents._providers._scripted import stream_words
 from sessions import JSON, Append, Event, NewEvent, Turn, TurnStatus, now, open_memory_store
 
 from .harness import Harness, open_runtime, seqs_contiguous

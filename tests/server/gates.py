@@ -2,7 +2,7 @@
 
 ``stream N words then hold GATE then M words`` streams N words and then holds the
 turn until a ``release GATE`` message (any session of the same server) lets it
-finish; the rules are in the docstring of ``agents/_scripted.py``. A test that has
+finish; the rules are in the docstring of ``agents/_providers/_scripted.py``. A test that has
 seen all N words knows the turn is held (it cannot end on its own), so it needs
 no clock pacing to catch it mid-stream.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from agents._scripted import stream_words
+from agents._providers._scripted import stream_words
 from tests.server.helpers import ALICE, Frame, LiveServer, ended
 
 

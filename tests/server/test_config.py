@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from agents._openai import OpenAIClient
+from agents._providers._openai import OpenAIClient
 from server import (
     Authenticator,
     ConfigurationError,

@@ -7,7 +7,7 @@ import json
 import httpx
 import trio
 
-from agents._scripted import stream_words
+from agents._providers._scripted import stream_words
 from tests.server.gates import hold, release, released, until_held
 from tests.server.helpers import (
     ALICE,

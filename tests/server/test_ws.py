@@ -6,7 +6,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-from agents._scripted import stream_words
+from agents._providers._scripted import stream_words
 from tests.server.gates import hold, nothing_held, release, released, until_held
 from tests.server.helpers import (
     ALICE,

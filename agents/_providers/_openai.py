@@ -20,22 +20,25 @@ import logging
 import random
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import trio
 
 from sessions import JSON, JSONObject, dumps
 
-from ._core._model import ModelDelta, ModelRequest
-from ._errors import ModelError, ModelTimeout
-from ._openai_stream import (
+from .._core._model import ModelClient, ModelDelta, ModelRequest
+from .._errors import ModelError, ModelTimeout
+from ._openai_wire import (
+    PROVIDER,
     ChunkAssembler,
     SSEDecoder,
     UpstreamError,
     error_message,
     protocol_error,
+    request_body,
 )
+from ._settings import ProviderSettings
 
 logger = logging.getLogger(__name__)
 
@@ -147,21 +150,11 @@ class OpenAIClient:
 
     @property
     def name(self) -> str:
-        return "openai"
+        return PROVIDER
 
     def request_body(self, request: ModelRequest) -> JSONObject:
         """The JSON body sent for *request*."""
-        body: JSONObject = {
-            "model": request.model or self.model,
-            "messages": [message.to_openai() for message in request.messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if request.tools:
-            body["tools"] = [tool.to_openai() for tool in request.tools]
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        return body
+        return request_body(request, self.model)
 
     @asynccontextmanager
     async def stream(self, request: ModelRequest) -> AsyncIterator[AsyncIterator[ModelDelta]]:
@@ -235,6 +228,22 @@ async def open_openai_client(
         yield client
     finally:
         await client.aclose()
+
+
+def open_from_settings(settings: ProviderSettings) -> AbstractAsyncContextManager[ModelClient]:
+    """The registry's factory: :func:`open_openai_client` with *settings*' values."""
+    return open_openai_client(
+        settings.url,
+        settings.model,
+        settings.api_key,
+        connect_timeout=settings.connect_timeout,
+        first_token_timeout=settings.first_token_timeout,
+        idle_timeout=settings.idle_timeout,
+        max_retries=settings.retries,
+        backoff_base=settings.backoff_base,
+        max_connections=settings.max_connections,
+        max_keepalive=settings.max_keepalive,
+    )
 
 
 class _DeltaStream:

@@ -1,9 +1,11 @@
-"""The OpenAI streaming wire format, without I/O: SSE framing and chunk assembly.
+"""The OpenAI chat-completions wire format, without I/O.
 
-:class:`SSEDecoder` turns bytes into event payloads; :class:`ChunkAssembler` turns
-``chat.completion.chunk`` payloads into :data:`~agents.ModelDelta` values (text as
-it comes, tool calls once complete, usage and finish at the end). The I/O, timeout
-and retry policy live in ``_openai.py``.
+:func:`request_body` turns a neutral :class:`ModelRequest` into the JSON body of
+``POST /chat/completions``; :class:`SSEDecoder` turns the response's bytes into
+event payloads; :class:`ChunkAssembler` turns ``chat.completion.chunk`` payloads
+into :data:`~agents.ModelDelta` values (text as it comes, tool calls once
+complete, usage and finish at the end). The I/O, timeout and retry policy live
+in ``_openai.py``.
 """
 
 from __future__ import annotations
@@ -12,25 +14,100 @@ import codecs
 import json
 import re
 import uuid
+from typing import assert_never
 
 import attrs
 
 from sessions import JSON, JSONObject, dumps
 
-from ._core._model import (
+from .._core._model import (
+    ChatMessage,
+    ContentPart,
     FinishDelta,
     ModelDelta,
+    ModelRequest,
     TextDelta,
+    TextPart,
     ToolCallDelta,
     ToolCallRequest,
+    ToolSpec,
     UsageDelta,
 )
-from ._errors import ModelError
+from .._errors import ModelError
+
+PROVIDER = "openai"
+"""This provider's name, and so its key in a message's ``provider_data``."""
 
 _EOL = re.compile(r"\r\n|\r|\n")
 
 MAX_LINE = 8 * 1024 * 1024
 """A line longer than this is refused rather than buffered without bound."""
+
+
+def request_body(request: ModelRequest, default_model: str) -> JSONObject:
+    """The JSON body that asks for *request* as a stream (*default_model* if it names none)."""
+    body: JSONObject = {
+        "model": request.model or default_model,
+        "messages": [encode_message(message) for message in request.messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if request.tools:
+        body["tools"] = [encode_tool(tool) for tool in request.tools]
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    return body
+
+
+def encode_message(message: ChatMessage) -> JSONObject:
+    """*message* in chat-completions form.
+
+    Content parts, when the message has them, are sent as a content array. The
+    ``openai`` entry of its provider data, if an object, adds its members to the
+    message (fields a server wants back, such as its own reasoning field); the
+    neutral fields win a clash, and other providers' entries are not sent.
+    """
+    out: JSONObject = {"role": message.role}
+    if message.parts:
+        out["content"] = [encode_part(part) for part in message.parts]
+    else:
+        out["content"] = message.content
+    if message.tool_calls:
+        out["tool_calls"] = [encode_call(call) for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    extra = message.provider_data.get(PROVIDER)
+    if isinstance(extra, dict):
+        for key, value in extra.items():
+            out.setdefault(key, value)
+    return out
+
+
+def encode_part(part: ContentPart) -> JSONObject:
+    match part:
+        case TextPart():
+            return {"type": "text", "text": part.text}
+        case _:
+            assert_never(part)
+
+
+def encode_call(call: ToolCallRequest) -> JSONObject:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def encode_tool(tool: ToolSpec) -> JSONObject:
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
+    }
 
 
 class SSEDecoder:

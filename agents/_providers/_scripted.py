@@ -127,7 +127,7 @@ from attrs import define, field, frozen
 
 from sessions import JSON, JSONObject, dumps
 
-from ._core._model import (
+from .._core._model import (
     SUBTASK_MARKER,
     ChatMessage,
     FinishDelta,
@@ -138,7 +138,8 @@ from ._core._model import (
     ToolCallRequest,
     UsageDelta,
 )
-from ._core._modes import match_keyword
+from .._core._modes import match_keyword
+from ._settings import ProviderSettings
 
 SLOW_PACE = 0.1
 MAX_STREAM_WORDS = 100_000
@@ -329,6 +330,17 @@ class ScriptedModel:
         completion = _count(reply.text) + sum(_count(call.arguments) for call in calls)
         yield UsageDelta(prompt, completion, request.model)
         yield FinishDelta("tool_calls" if calls else "stop")
+
+
+@asynccontextmanager
+async def open_from_settings(settings: ProviderSettings) -> AsyncIterator[ScriptedModel]:
+    """The registry's factory: a :class:`ScriptedModel` paced by ``settings.pace``.
+
+    Raises (on entering):
+        ValueError: a negative pace.
+    """
+    # Nothing to close: the model holds no connection, only its gates.
+    yield ScriptedModel(pace=settings.pace)
 
 
 def _count(text: str | None) -> int:

@@ -1,0 +1,92 @@
+"""The ``openai`` provider's request body: neutral messages in chat-completions form.
+
+Pure functions, no network (the streaming side is tests/agents/test_openai.py).
+"""
+
+from __future__ import annotations
+
+from agents._providers._openai_wire import encode_message, request_body
+from agents.model import ChatMessage, ModelRequest, TextPart, ToolCallRequest, ToolSpec
+
+CALL = ToolCallRequest("call_1", "read_file", '{"path": "a.py"}')
+
+
+def test_a_history_with_a_tool_call_and_its_result() -> None:
+    request = ModelRequest(
+        model="",
+        messages=(
+            ChatMessage("system", "be brief"),
+            ChatMessage("user", "read a.py"),
+            ChatMessage("assistant", None, (CALL,)),
+            ChatMessage("tool", "x = 1", tool_call_id="call_1"),
+        ),
+        tools=(ToolSpec("read_file", "Read a file", {"type": "object"}),),
+        temperature=0.5,
+    )
+    assert request_body(request, "default-model") == {
+        "model": "default-model",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "read a.py"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "read_file", "arguments": '{"path": "a.py"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "content": "x = 1", "tool_call_id": "call_1"},
+        ],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "read_file",
+                    "description": "Read a file",
+                    "parameters": {"type": "object"},
+                },
+            }
+        ],
+        "temperature": 0.5,
+    }
+
+
+def test_a_request_that_names_its_model_keeps_it() -> None:
+    request = ModelRequest(model="mine", messages=(ChatMessage("user", "hi"),))
+    assert request_body(request, "default-model")["model"] == "mine"
+
+
+def test_parts_are_sent_as_a_content_array() -> None:
+    message = ChatMessage.of_parts("user", [TextPart("look "), TextPart("here")])
+    assert encode_message(message) == {
+        "role": "user",
+        "content": [{"type": "text", "text": "look "}, {"type": "text", "text": "here"}],
+    }
+
+
+def test_its_own_provider_data_is_sent_and_other_providers_data_is_not() -> None:
+    message = ChatMessage(
+        "assistant",
+        "done",
+        provider_data={
+            "openai": {"reasoning_content": "thought", "content": "not this"},
+            "anthropic": {"thinking": "secret", "signature": "abc"},
+        },
+    )
+    # The neutral fields win a clash: provider data adds, it does not rewrite.
+    assert encode_message(message) == {
+        "role": "assistant",
+        "content": "done",
+        "reasoning_content": "thought",
+    }
+
+
+def test_provider_data_that_is_not_an_object_adds_nothing() -> None:
+    message = ChatMessage("assistant", "done", provider_data={"openai": ["odd"]})
+    assert encode_message(message) == {"role": "assistant", "content": "done"}
