@@ -328,3 +328,8 @@ def test_live_session_eviction_settings(tmp_path: Path) -> None:
         ConfigurationError, match="AGENT_RUNTIME_SESSION_IDLE_TTL: expected a positive"
     ):
         load_config(env={"AGENT_RUNTIME_SESSION_IDLE_TTL": "0"})
+
+
+def test_an_unknown_model_provider_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError, match=r"openai.*scripted|scripted.*openai"):
+        load_config(env={"AGENT_RUNTIME_LLM": "nosuch"})
