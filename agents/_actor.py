@@ -160,7 +160,10 @@ class SessionActor:
             return committed
         # Every event write of a session passes here, under the lock and shielded,
         # so the committed events always follow the folded state without a gap.
-        self.state.apply_all(committed.events)
+        # Fold the typed events this commit already has: no decode of what was
+        # just encoded (a duplicate returned above; otherwise one event per out).
+        for event, out in zip(committed.events, outs, strict=True):
+            self.state.apply(event, out.event)
         if committed.events:
             self.state_changed.set()
             self.state_changed = trio.Event()

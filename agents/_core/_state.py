@@ -23,6 +23,7 @@ from sessions import Event, JSONObject, loads_object
 
 from .._errors import PairingViolation
 from ._events import (
+    AgentEvent,
     AgentSwitched,
     ApprovalRequested,
     ApprovalResolved,
@@ -100,17 +101,22 @@ class SessionState:
         for ev in events:
             self.apply(ev)
 
-    def apply(self, ev: Event) -> None:
-        """Fold one committed event into the state (events arrive in seq order)."""
+    def apply(self, ev: Event, typed: AgentEvent | None = None) -> None:
+        """Fold one committed event into the state (events arrive in seq order).
+
+        *typed* is the event as the writer had it before encoding, when it is at
+        hand (the session's own commits): it saves decoding the payload again.
+        """
         if ev.seq <= self.last_seq:
             return
         self.last_seq = ev.seq
         sub = ev.data.get(SUBTASK_KEY)
         subtask_id = sub if isinstance(sub, str) else None
-        try:
-            typed = decode_event(ev.type, ev.data)
-        except ValueError:
-            return  # an event type this version does not derive state from
+        if typed is None:
+            try:
+                typed = decode_event(ev.type, ev.data)
+            except ValueError:
+                return  # an event type this version does not derive state from
         ctx = self.context(subtask_id)
         match typed:
             case UserMessage():
