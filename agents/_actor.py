@@ -53,24 +53,30 @@ class Out:
 
 
 @attrs.define(eq=False)
-class QueuedTurn:
-    """A turn waiting for the session to become free (or to be resumed)."""
+class LiveTurn:
+    """One turn of a live session, from queued to closed.
 
-    turn: Turn
+    Created when the turn is queued (or found open by restart recovery, with
+    ``resume``); its session's driver runs it inside :attr:`scope`, which a
+    cancel, an interrupt or shutdown cancels, choosing :attr:`cancel_reason`;
+    :attr:`done` is set once its closing write was attempted. :attr:`row` is
+    the turn as last committed by the turn itself.
+    """
+
+    row: Turn
     user_message_seq: int | None
     resume: bool = False
-
-
-@attrs.define(eq=False)
-class RunningTurn:
-    turn_id: str
-    scope: trio.CancelScope
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     done: trio.Event = attrs.field(factory=trio.Event)
     cancel_reason: TurnEndReason = "cancelled"
     suspend: bool = False  # shutdown: leave a waiting turn open so it resumes after restart
     # Set when the closing write did not happen (the store refused it, or it took
     # longer than the grace): how to close the turn when the store allows.
     unclosed: tuple[TurnEndReason, ErrorEvent | None] | None = None
+
+    @property
+    def turn_id(self) -> str:
+        return self.row.id
 
 
 @attrs.define(eq=False)
@@ -83,8 +89,8 @@ class SessionActor:
     base_policy: Policy
     metrics: RuntimeMetrics
     lock: trio.Lock = attrs.field(factory=trio.Lock)
-    queue: collections.deque[QueuedTurn] = attrs.field(factory=collections.deque)
-    running: RunningTurn | None = None
+    queue: collections.deque[LiveTurn] = attrs.field(factory=collections.deque)
+    running: LiveTurn | None = None
     driving: bool = False
     turns: dict[str, Turn] = attrs.field(factory=dict)
     turn_changed: trio.Event = attrs.field(factory=trio.Event)  # replaced on every change

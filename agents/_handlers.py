@@ -22,7 +22,7 @@ from sessions import (
     now,
 )
 
-from ._actor import Out, QueuedTurn, SessionActor
+from ._actor import LiveTurn, Out, SessionActor
 from ._core._commands import Ack, Answer, SubmitApproval, SubmitToolResult, SwitchAgent
 from ._core._events import (
     AgentSwitched,
@@ -66,7 +66,7 @@ async def enqueue_message(
     on_busy: str,
     max_queued: int,
     switch_reason: str = "requested by the user",
-) -> tuple[Ack, QueuedTurn | None]:
+) -> tuple[Ack, LiveTurn | None]:
     """Commit a user message and its queued turn; the caller starts the queue.
 
     Returns the ack and the queued turn (``None`` for a duplicate command id).
@@ -105,7 +105,7 @@ async def enqueue_message(
     )
     if committed.duplicate:
         return duplicate_ack(committed, command_id), None
-    queued = QueuedTurn(turn, actor.state.user_message_seqs.get(message_id))
+    queued = LiveTurn(turn, actor.state.user_message_seqs.get(message_id))
     if on_busy == "interrupt":
         actor.queue.appendleft(queued)
         if actor.running is not None:
@@ -237,10 +237,10 @@ async def submit_answer(actor: SessionActor, cmd: Answer) -> Ack:
 async def cancel_queued(actor: SessionActor, turn_id: str, command_id: str) -> Ack | None:
     """Cancel a queued (not yet started) turn; ``None`` if no such queued turn."""
     for queued in actor.queue:
-        if queued.turn.id == turn_id:
+        if queued.turn_id == turn_id:
             actor.queue.remove(queued)
             ack = Ack.accepted(command_id, turn_id)
-            ended = attrs.evolve(queued.turn, status=TurnStatus.CANCELLED, updated_at=now())
+            ended = attrs.evolve(queued.row, status=TurnStatus.CANCELLED, updated_at=now())
             committed = await actor.commit_locked(
                 [Out(TurnEnded("cancelled"))],
                 turn_id=turn_id,
@@ -253,7 +253,7 @@ async def cancel_queued(actor: SessionActor, turn_id: str, command_id: str) -> A
 
 async def switch_agent(
     actor: SessionActor, modes: ModeRegistry, cmd: SwitchAgent, max_queued: int
-) -> tuple[Ack, QueuedTurn | None]:
+) -> tuple[Ack, LiveTurn | None]:
     """Change the session's agent, and send ``content`` as a message if given."""
     if cmd.agent not in modes.names():
         raise CommandError(

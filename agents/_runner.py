@@ -30,7 +30,7 @@ from sessions import (
     valid_text,
 )
 
-from ._actor import Out, SessionActor
+from ._actor import LiveTurn, Out, SessionActor
 from ._config import RuntimeConfig
 from ._core._events import (
     AgentSwitched,
@@ -89,13 +89,13 @@ class Outcome:
 class TurnRunner:
     """Runs one turn of one session; one instance per turn.
 
-    Cancellation: the supervisor runs :meth:`run` inside the turn's cancel scope;
-    closing the turn after a cancel is the supervisor's job (``close_turn``), which
-    works from the committed state alone.
+    Cancellation: :func:`~agents._turn.run_turn` runs it inside the turn's cancel
+    scope; closing the turn after a cancel is ``close_turn``'s job, which works
+    from the committed state alone.
     """
 
     actor: SessionActor
-    turn: Turn
+    live: LiveTurn
     model: ModelClient
     modes: ModeRegistry
     config: RuntimeConfig
@@ -105,6 +105,15 @@ class TurnRunner:
     # Trio time at which the turn stops waiting for each open call's answer.
     deadlines: dict[str, float] = attrs.field(factory=dict)
     agents: dict[str | None, str] = attrs.field(factory=dict)  # context -> its agent
+
+    @property
+    def turn(self) -> Turn:
+        """The turn's row as this turn last committed it (kept on the live turn)."""
+        return self.live.row
+
+    @turn.setter
+    def turn(self, row: Turn) -> None:
+        self.live.row = row
 
     async def set_status(self, status: TurnStatus) -> None:
         if self.turn.status is status:

@@ -29,7 +29,7 @@ from sessions import (
     now,
 )
 
-from ._actor import QueuedTurn, RunningTurn, SessionActor
+from ._actor import LiveTurn, SessionActor
 from ._config import RuntimeConfig
 from ._core._commands import (
     Ack,
@@ -205,7 +205,7 @@ class Supervisor:
         self,
         actor: SessionActor,
         cmd: SendMessage | SubmitToolResult | SubmitApproval | Answer | SwitchAgent,
-    ) -> tuple[Ack, QueuedTurn | None]:
+    ) -> tuple[Ack, LiveTurn | None]:
         if self._closing:
             raise CommandError("shutting_down", "the server is shutting down; retry after restart")
         match cmd:
@@ -270,29 +270,28 @@ class Supervisor:
         self.metrics.active_sessions.inc()
         try:
             while actor.queue and not self._closing:
-                queued = actor.queue.popleft()
-                running = RunningTurn(queued.turn.id, trio.CancelScope())
+                running = actor.queue.popleft()
                 actor.running = running
-                actor.turns[queued.turn.id] = queued.turn
+                actor.turns[running.turn_id] = running.row
                 runner = TurnRunner(
                     actor,
-                    queued.turn,
+                    running,
                     self.model,
                     self.modes,
                     self.config,
                     self.metrics,
                     tools=self.tools,
                 )
-                self.metrics.turns_started.labels(queued.turn.agent).inc()
+                self.metrics.turns_started.labels(running.row.agent).inc()
                 self.metrics.active_turns.inc()
                 try:
-                    await run_turn(runner, queued, running, grace=self.config.cancel_grace)
+                    await run_turn(runner, grace=self.config.cancel_grace)
                 finally:
                     actor.running = None
                     self.metrics.active_turns.dec()
                 if running.unclosed is not None:
                     # Still this session's driver: nothing else starts until it is closed.
-                    await self._close_when_writable(actor, runner.turn, *running.unclosed)
+                    await self._close_when_writable(actor, running.row, *running.unclosed)
         finally:
             actor.driving = False
             self.metrics.active_sessions.dec()
@@ -347,11 +346,11 @@ class Supervisor:
                         if isinstance(message_id, str)
                         else None
                     )
-                    actor.queue.append(QueuedTurn(turn, seq))
+                    actor.queue.append(LiveTurn(turn, seq))
                 elif turn.status is TurnStatus.RUNNING:
                     await close_turn(actor, turn, "interrupted")
                 else:
-                    actor.queue.appendleft(QueuedTurn(turn, None, resume=True))
+                    actor.queue.appendleft(LiveTurn(turn, None, resume=True))
                 self._kick(actor)
 
     async def _wind_down(self, actor: SessionActor) -> None:

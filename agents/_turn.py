@@ -15,7 +15,7 @@ import trio
 
 from sessions import ApprovalStatus, StorageUnavailable, StoreError, Turn, TurnStatus, now
 
-from ._actor import Out, QueuedTurn, RunningTurn, SessionActor
+from ._actor import Out, SessionActor
 from ._core._events import (
     ApprovalResolved,
     AssistantMessage,
@@ -43,9 +43,7 @@ _FINAL_STATUS: dict[TurnEndReason, TurnStatus] = {
 }
 
 
-async def run_turn(
-    runner: TurnRunner, queued: QueuedTurn, running: RunningTurn, *, grace: float
-) -> None:
+async def run_turn(runner: TurnRunner, *, grace: float) -> None:
     """Run one turn to its ``turn.ended``.
 
     Cancellation: cancelling ``running.scope`` (cancel command, interrupt,
@@ -59,12 +57,13 @@ async def run_turn(
     close the turn and the caller retries until it is written: ``turn.ended`` is
     never dropped.
     """
+    running = runner.live
     reason: TurnEndReason | None = None
     error: ErrorEvent | None = None
     try:
         with running.scope:
-            if not queued.resume:
-                await start_turn(runner, queued)
+            if not running.resume:
+                await start_turn(runner)
             runner.agents[None] = runner.actor.state.agent or runner.turn.agent
             outcome = await runner.agent_loop(runner.agents[None])
             reason = "max_steps" if outcome.reason == "max_steps" else "completed"
@@ -107,14 +106,15 @@ async def run_turn(
         running.done.set()
 
 
-async def start_turn(runner: TurnRunner, queued: QueuedTurn) -> None:
+async def start_turn(runner: TurnRunner) -> None:
     """Commit ``turn.started``; an orchestrator turn first routes the message."""
     actor = runner.actor
-    runner.turn = attrs.evolve(queued.turn, status=TurnStatus.RUNNING, updated_at=now())
-    started = Out(TurnStarted(runner.turn.agent, queued.user_message_seq))
+    seq = runner.live.user_message_seq
+    runner.turn = attrs.evolve(runner.turn, status=TurnStatus.RUNNING, updated_at=now())
+    started = Out(TurnStarted(runner.turn.agent, seq))
     await actor.commit([started], turn_id=runner.turn.id, turn=runner.turn)
     runner.agents[None] = runner.turn.agent
-    if runner.turn.agent != ROUTER or queued.user_message_seq is None:
+    if runner.turn.agent != ROUTER or seq is None:
         return
     content = actor.state.messages[-1].content if actor.state.messages else None
     target, why = await runner.route(content or "")
