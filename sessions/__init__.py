@@ -3,6 +3,11 @@
 Open a store with :func:`open_sqlite_store` (production) or
 :func:`open_memory_store` (tests); both yield a :class:`GroupCommitStore`, which
 implements :class:`SessionStore`. Depend on the protocol.
+
+The guarantees every store gives, and the in-process assumptions a second
+(networked) implementation must replace, are listed in ``sessions/_store.py``
+and explained in ``docs/store.md``; seq allocation and fan-out sit behind their
+own seams (``_seqs.py``, ``_fanout.py``).
 """
 
 from ._errors import (

@@ -2,7 +2,10 @@
 
 Both stores run this same synchronous code against their own :class:`Tx`, so the
 in-memory fake and SQLite agree on every rule: duplicate commands, approval
-transitions, session liveness and seq numbering. It is synchronous on purpose:
+transitions, session liveness and seq numbering. Which seq a session's next
+event gets is not decided here but by the batch's
+:class:`~sessions._seqs.SeqAllocator`, the seam a store with several writers
+replaces. It is synchronous on purpose:
 the SQLite store runs a whole batch as one function on the database thread (one
 bridge crossing per batch), and the memory store runs it without a checkpoint so
 readers never observe half a batch.
@@ -28,6 +31,7 @@ from ._models import (
     Session,
     Turn,
 )
+from ._seqs import SeqAllocator
 
 
 @frozen
@@ -57,8 +61,6 @@ class Tx(Protocol):
         ...
 
     def load_session(self, session_id: str) -> Session | None: ...
-
-    def max_seq(self, session_id: str) -> int: ...
 
     def load_command(self, session_id: str, command_id: str) -> StoredCommand | None: ...
 
@@ -95,8 +97,12 @@ class Tx(Protocol):
 class Known:
     """What the single writer already knows from earlier commits (saves reads).
 
-    Valid because every write goes through that writer (one writer process per
-    database is enforced by a file lock).
+    Valid only because every write goes through that writer (one writer process
+    per database, enforced by a file lock): a session's row or last seq cannot
+    change behind its back. ``seqs`` feeds the in-process
+    :class:`~sessions._seqs_local.LocalSeqAllocator`; ``sessions`` spares
+    loading the rows of sessions the writer wrote. A store whose sessions
+    another process may write must ignore both (or pass empty mappings).
     """
 
     seqs: Mapping[str, int]
@@ -136,7 +142,9 @@ def check_append(append: Append) -> None:
             raise ValueError(f"append for session {sid!r} carries a {name} of session {other!r}")
 
 
-def apply_batch(tx: Tx, appends: Sequence[Append], known: Known, ts: float) -> BatchResult:
+def apply_batch(
+    tx: Tx, appends: Sequence[Append], known: Known, ts: float, *, seqs: SeqAllocator
+) -> BatchResult:
     """Apply *appends* in order inside the open transaction *tx*.
 
     Each append runs in its own savepoint: a :class:`StoreError` (conflict,
@@ -144,10 +152,11 @@ def apply_batch(tx: Tx, appends: Sequence[Append], known: Known, ts: float) -> B
     outcome. Any other exception escapes, and the caller rolls the whole
     transaction back.
 
-    *known* holds cached last seqs and sessions; a session missing from it is
-    loaded (``max_seq``, ``load_session``) on first use.
+    *known* holds cached sessions; a session missing from it is loaded
+    (``load_session``) on first use. *seqs* decides the seqs of new events; it
+    belongs to this transaction alone.
     """
-    batch = _Batch(tx, known)
+    batch = _Batch(tx, known, seqs)
     outcomes: list[Committed | StoreError] = []
     for append in appends:
         try:
@@ -160,10 +169,12 @@ def apply_batch(tx: Tx, appends: Sequence[Append], known: Known, ts: float) -> B
             outcomes.append(exc)
             continue
         if new_last is not None:
-            batch.last_seqs[append.session_id] = new_last
+            # Only now, with the append's savepoint released: a failed append
+            # uses no seq.
+            seqs.advance(append.session_id, new_last)
         outcomes.append(outcome)
     sessions = {sid: s for sid, s in batch.sessions.items() if s is not None}
-    return BatchResult(outcomes=outcomes, last_seqs=batch.last_seqs, sessions=sessions)
+    return BatchResult(outcomes=outcomes, last_seqs=seqs.last_seqs(), sessions=sessions)
 
 
 def _writes(append: Append) -> int:
@@ -175,10 +186,10 @@ def _writes(append: Append) -> int:
 
 
 class _Batch:
-    def __init__(self, tx: Tx, known: Known) -> None:
+    def __init__(self, tx: Tx, known: Known, seqs: SeqAllocator) -> None:
         self.tx = tx
         self.known = known
-        self.last_seqs: dict[str, int] = {}
+        self.seqs = seqs
         # Sessions as this transaction sees them (read, or written by an append
         # that succeeded).
         self.sessions: dict[str, Session | None] = {}
@@ -194,17 +205,6 @@ class _Batch:
             found = self.tx.load_session(session_id)
         self.sessions[session_id] = found
         return found
-
-    def last_seq(self, session_id: str) -> int:
-        last = self.last_seqs.get(session_id)
-        if last is None:
-            last = self.known.seqs.get(session_id)
-        if last is None:
-            last = self.tx.max_seq(session_id)
-            # Loading MAX(seq) is true whatever this batch does, so keep it even
-            # if the append that needed it fails.
-            self.last_seqs[session_id] = last
-        return last
 
     def apply_one(self, append: Append, ts: float) -> tuple[Committed, int | None]:
         sid = append.session_id
@@ -237,7 +237,7 @@ class _Batch:
         events: tuple[Event, ...] = ()
         new_last: int | None = None
         if append.events:
-            base = self.last_seq(sid)
+            base = self.seqs.last_seq(sid)
             events = tuple(
                 Event(
                     session_id=sid,

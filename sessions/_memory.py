@@ -26,6 +26,7 @@ from ._models import (
     Session,
     Turn,
 )
+from ._seqs_local import LocalSeqAllocator
 from ._store import GroupCommitStore, open_store
 
 K = TypeVar("K")
@@ -135,7 +136,8 @@ class MemoryBackend:
         await self._checkpoint()
         tx = _MemoryTx(self._data)
         try:
-            return apply_batch(tx, appends, known, ts)
+            # The writer's memory is the truth: it is the only writer of _data.
+            return apply_batch(tx, appends, known, ts, seqs=LocalSeqAllocator(known.seqs, tx))
         except BaseException:
             tx.rollback()
             raise

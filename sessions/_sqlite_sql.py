@@ -28,6 +28,7 @@ from ._models import (
     TurnStatus,
 )
 from ._schema import MIGRATIONS, Migration, migrate
+from ._seqs_local import LocalSeqAllocator
 
 Durability = Literal["normal", "full"]
 
@@ -125,10 +126,15 @@ def configure(
 def commit_batch(
     conn: sqlite3.Connection, appends: Sequence[Append], known: Known, ts: float
 ) -> BatchResult:
-    """Apply *appends* in one ``BEGIN IMMEDIATE`` … ``COMMIT``; roll back on any error."""
+    """Apply *appends* in one ``BEGIN IMMEDIATE`` … ``COMMIT``; roll back on any error.
+
+    Seqs come from *known* (the writer's memory) or ``MAX(seq)``: sound because
+    the store's file lock makes its writer the only one of the database.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        result = apply_batch(SqliteTx(conn), appends, known, ts)
+        tx = SqliteTx(conn)
+        result = apply_batch(tx, appends, known, ts, seqs=LocalSeqAllocator(known.seqs, tx))
         conn.execute("COMMIT")
     except BaseException:
         rollback_quietly(conn)
@@ -195,6 +201,7 @@ class SqliteTx:
         return None if row is None else decode_session(row)
 
     def max_seq(self, session_id: str) -> int:
+        """For :class:`~sessions._seqs_local.LocalSeqAllocator` on a miss."""
         row = self._conn.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = ?", (session_id,)
         ).fetchone()

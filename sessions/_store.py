@@ -3,6 +3,59 @@
 :class:`GroupCommitStore` implements :class:`~sessions.SessionStore` on top of a
 :class:`Backend` (the in-memory fake or SQLite), so both stores behave the same
 by construction. :func:`open_store` owns the writer task and the shutdown order.
+
+What any implementation of the store must honour (``docs/store.md`` explains
+each for a networked, multi-replica store):
+
+1. **One writer per session at a time.** SQLite: one writer task per database,
+   made so by an exclusive ``flock`` on ``<db>.lock`` held while the store is
+   open (:mod:`sessions._lock`; a second store, in any process, gets
+   :class:`~sessions.DatabaseInUse`). Memory: the data belongs to one store.
+   Every in-process shortcut leans on it: the writer's :class:`Known` caches
+   (last seqs, session rows), :class:`~sessions._seqs_local.LocalSeqAllocator`,
+   :class:`~sessions._fanout_local.LocalFanout`, and the agents' fold (9). With
+   several replicas it takes a per-session lease and fenced writes.
+2. **Seqs are contiguous per session and assigned at commit**, inside the
+   batch transaction, by the batch's :class:`~sessions._seqs.SeqAllocator`. A
+   failed append or batch uses no seq; one append's events are adjacent.
+3. **An append is atomic and idempotent by command id.** All its parts commit
+   in one transaction or none do, each append in its own savepoint so that it
+   fails alone; ``append`` returns only after the commit. A command id already
+   used (even earlier in the same batch) returns the first commit's events and
+   ack with ``duplicate=True`` and writes and publishes nothing.
+4. **Subscribers see committed events only, in seq order, with no gap or
+   duplicate across the replay/live handover**: :mod:`sessions._subscription`
+   on top of the guarantees of the :class:`~sessions._fanout.Fanout` seam.
+5. **A subscriber that falls behind** more than its ``buffer`` gets
+   :class:`~sessions.SubscriberTooSlow` with ``last_seq``, the last seq it was
+   given; resubscribing from it continues without gap. Publishing never waits.
+6. **Errors are classified once, at the backend.**
+   :class:`~sessions.StorageUnavailable`: the storage failed (disk full, I/O,
+   locked, connection lost); nothing of the batch was written, no seq used;
+   retryable, and the store reports itself degraded until a batch commits.
+   :class:`~sessions.Unstorable`: a value of one append cannot be stored; that
+   append fails alone, like :class:`~sessions.Conflict`,
+   :class:`~sessions.SessionNotFound` and :class:`~sessions.SessionLimitReached`.
+   Anything else that fails a batch makes the writer retry its appends one by
+   one, so only the culprit fails (a non-store exception as ``Unstorable``).
+7. **Cancellation.** An ``append`` cancelled while the queue is full writes
+   nothing; cancelled later, it still commits (or fails) whole and only its
+   result is lost. A batch transaction is never abandoned half-way (shielded;
+   SQLite runs it as one crossing). Reads are safe to cancel; a subscription
+   is safe to cancel and resumes from ``last_seq``. Closing stops appends,
+   drains the queue (shielded, bounded), then ends every subscription.
+8. **Lazy loading.** Opening reads no history (SQLite: the schema version
+   only); the writer's caches start empty, and a session's last seq and row
+   are read in its first batch (``MAX(seq)``), its log on first access.
+9. **The agents' fold trusts the store's order.** A session's actor folds only
+   the events its own commits return (under its lock), after folding the whole
+   log once when it loads; it drops seqs it already has but cannot notice a
+   gap. So a session must be written through one supervisor at a time: a write
+   made elsewhere would never reach its state. SQLite gets that from (1). A
+   multi-replica store must bind the supervisor to the lease: only the holder
+   runs a session's turns and commands, a write with a lost lease must fail
+   without committing, and a replica that takes a lease over loads the session
+   afresh.
 """
 
 from __future__ import annotations
@@ -15,9 +68,11 @@ import trio
 
 from ._batch import BatchResult, Known, check_append
 from ._errors import SessionNotFound, StoreClosed
-from ._fanout import Fanout, ReplaySubscription
+from ._fanout import Fanout
+from ._fanout_local import LocalFanout
 from ._models import Append, Approval, Committed, Event, Session, Turn
 from ._protocol import Subscription
+from ._subscription import ReplaySubscription
 from ._writer import GroupCommitWriter, StoreHealth, WriterStats
 
 
@@ -217,16 +272,20 @@ async def open_store(
     max_batch: int,
     drain_timeout: float,
     cache_size: int = 10_000,
+    fanout: Fanout | None = None,
 ) -> AsyncIterator[GroupCommitStore]:
     """Run the writer for *backend* and yield the store.
 
     *cache_size* bounds the writer's per-session caches (last seq, session row).
+    *fanout* carries committed events to subscribers; by default the in-process
+    :class:`~sessions._fanout_local.LocalFanout`.
 
     On exit: stop accepting appends, let the writer commit what is queued
     (shielded, at most *drain_timeout* seconds), then end every subscription.
     Closing the backend is the caller's job, after this returns.
     """
-    fanout = Fanout()
+    if fanout is None:
+        fanout = LocalFanout()
     writer = GroupCommitWriter(
         backend, fanout, queue_size=queue_size, max_batch=max_batch, cache_size=cache_size
     )

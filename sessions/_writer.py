@@ -14,6 +14,11 @@ retries its appends one by one, so only the culprit fails. A storage failure
 and marks the store degraded; the writer keeps running, and the next batch that
 commits marks it healthy again.
 
+Seqs are not decided here: the backend's transaction asks its seq allocator
+(:mod:`sessions._seqs`), which for SQLite and memory starts from what this
+writer remembers of its earlier commits. Publishing goes to the fan-out seam
+(:mod:`sessions._fanout`), after the commit and before any checkpoint.
+
 The writer runs in a shielded cancel scope. It is stopped by closing the send
 side (it then drains what is queued), or, when the drain deadline passes, by
 cancelling that scope; even then a batch already in the backend finishes,
@@ -33,7 +38,8 @@ from attrs import define, frozen
 
 from ._batch import BatchResult, Known
 from ._errors import StorageUnavailable, StoreClosed, StoreError, Unstorable
-from ._models import Append, Committed, Event, Session, now
+from ._fanout import Publisher
+from ._models import Append, Committed, Session, now
 
 log = logging.getLogger("agent_runtime.store")
 
@@ -56,12 +62,6 @@ class BatchBackend(Protocol):
         Raises:
             StoreError: the transaction failed as a whole; nothing was written.
         """
-        ...
-
-
-class Publisher(Protocol):
-    def publish(self, session_id: str, events: Sequence[Event]) -> None:
-        """Hand committed events to subscribers; must never block."""
         ...
 
 
@@ -118,9 +118,13 @@ class GroupCommitWriter:
         self._publisher = publisher
         self._max_batch = max_batch
         self._send, self._receive = trio.open_memory_channel[_Request](queue_size)
-        # Only the writer task touches these, and only between transactions.
-        # Least recently written last out, at most cache_size sessions: a session
-        # missing here is read inside its next batch instead (MAX(seq), its row).
+        # What this writer knows from its own commits, handed to each batch as
+        # Known: the in-process seq allocator's memory (sessions._seqs_local)
+        # and the rows it wrote. True only while it is the database's one
+        # writer (the SQLite store's file lock). Only the writer task touches
+        # these, and only between transactions. Least recently written last
+        # out, at most cache_size sessions: a session missing here is read
+        # inside its next batch instead (MAX(seq), its row).
         self._cache_size = cache_size
         self._last_seqs: OrderedDict[str, int] = OrderedDict()
         self._sessions: OrderedDict[str, Session] = OrderedDict()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import trio
+import trio_asyncio
 
 from sessions import (
     JSON,
@@ -25,8 +27,11 @@ from sessions import (
     new_id,
 )
 from sessions._batch import BatchResult, Known
+from sessions._fanout import Fanout
 from sessions._memory import MemoryBackend
-from sessions._store import open_store
+from sessions._schema import MIGRATIONS
+from sessions._sqlite import SqliteBackend
+from sessions._store import Backend, open_store
 
 Opener = Callable[[], AbstractAsyncContextManager[GroupCommitStore]]
 
@@ -169,3 +174,39 @@ async def open_gated(
         backend, queue_size=queue_size, max_batch=max_batch, drain_timeout=drain_timeout
     ) as store:
         yield store
+
+
+@asynccontextmanager
+async def open_backed(
+    kind: str, db_path: Path, *, cache_size: int = 10_000, fanout: Fanout | None = None
+) -> AsyncIterator[tuple[GroupCommitStore, Backend]]:
+    """A store over a real backend (*kind* ends in "memory" or "sqlite"), with the
+    writer's cache size and the fan-out given; yields the backend too."""
+    if kind.endswith("memory"):
+        memory = MemoryBackend()
+        async with open_store(
+            memory,
+            queue_size=256,
+            max_batch=64,
+            drain_timeout=5,
+            cache_size=cache_size,
+            fanout=fanout,
+        ) as store:
+            yield store, memory
+        return
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    async with trio_asyncio.open_loop() as loop:
+        sqlite = await SqliteBackend.connect(loop, str(db_path), "normal", 5000, MIGRATIONS)
+        try:
+            async with open_store(
+                sqlite,
+                queue_size=256,
+                max_batch=64,
+                drain_timeout=5,
+                cache_size=cache_size,
+                fanout=fanout,
+            ) as store:
+                yield store, sqlite
+        finally:
+            with trio.CancelScope(shield=True):
+                await sqlite.aclose()
