@@ -183,9 +183,10 @@ class Supervisor:
             return Ack(
                 command_id if isinstance(command_id, str) else "", "rejected", str(exc), exc.code
             )
-        previous = await self.store.get_command(session.id, cmd.id)
-        if previous is not None:
-            return duplicate_ack(previous, cmd.id)
+        # Idempotency is checked once, by the store, in the very append that
+        # records the command (its ack and effect commit together or not at all):
+        # every path below commits a command record and answers a duplicate with
+        # the original ack, whatever the state now says.
         async with self._sessions.use(session) as actor:
             if isinstance(cmd, Cancel):
                 return await self._cancel(actor, cmd)
@@ -241,8 +242,8 @@ class Supervisor:
             if running is None:
                 error = CommandError("no_turn", "no running turn to cancel")
                 ack = Ack.rejected(cmd.id, error)
-                await actor.commit_locked(command=record(actor, ack))
-                return ack
+                committed = await actor.commit_locked(command=record(actor, ack))
+                return duplicate_ack(committed, cmd.id) if committed.duplicate else ack
             ack = Ack.accepted(cmd.id, running.turn_id)
             committed = await actor.commit_locked(command=record(actor, ack))
             if committed.duplicate:
