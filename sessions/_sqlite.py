@@ -34,6 +34,7 @@ from ._groups import unwrap_single_error
 from ._lock import hold_db_lock
 from ._models import Append, Approval, Committed, Event, Session, Turn
 from ._schema import MIGRATIONS, Migration
+from ._sqlite_errors import VALUE_FAULTS, translate
 from ._sqlite_sql import (
     ACTIVE_TURNS,
     LIST_SESSIONS,
@@ -46,7 +47,6 @@ from ._sqlite_sql import (
     SELECT_EVENTS,
     SELECT_SESSION,
     SELECT_TURN,
-    VALUE_FAULTS,
     Durability,
     Row,
     commit_batch,
@@ -56,7 +56,6 @@ from ._sqlite_sql import (
     decode_event,
     decode_session,
     decode_turn,
-    translate,
 )
 from ._store import GroupCommitStore, open_store
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from typing import Literal, Protocol
 
 from ._batch import BatchResult, Known, StoredCommand, apply_batch
-from ._errors import StorageUnavailable, StoreError, Unstorable
+from ._errors import StoreError
 from ._json import JSONObject, dumps, loads_object
 from ._models import (
     Append,
@@ -29,6 +29,7 @@ from ._models import (
 )
 from ._schema import MIGRATIONS, Migration, migrate
 from ._seqs_local import LocalSeqAllocator
+from ._sqlite_errors import unstorable
 
 Durability = Literal["normal", "full"]
 
@@ -41,61 +42,6 @@ class Row(Protocol):
     """A result row: a tuple, or a ``sqlite3.Row``."""
 
     def __getitem__(self, index: int, /) -> object: ...
-
-
-# --- errors -------------------------------------------------------------------------
-
-# Result codes (prefixes cover the extended codes, e.g. SQLITE_IOERR_WRITE) that
-# mean the storage itself failed, whatever was being written: retry later.
-_STORAGE_CODES: tuple[str, ...] = (
-    "SQLITE_FULL",
-    "SQLITE_IOERR",
-    "SQLITE_CORRUPT",
-    "SQLITE_NOTADB",
-    "SQLITE_CANTOPEN",
-    "SQLITE_READONLY",
-    "SQLITE_BUSY",
-    "SQLITE_LOCKED",
-    "SQLITE_NOMEM",
-    "SQLITE_PROTOCOL",
-    "SQLITE_PERM",
-    "SQLITE_NOLFS",
-)
-# Python-side failures to bind one value (a lone surrogate cannot be UTF-8, an
-# int beyond 64 bits, JSON nested past the recursion limit): that value's fault.
-VALUE_FAULTS: tuple[type[Exception], ...] = (
-    UnicodeError,
-    OverflowError,
-    RecursionError,
-    ValueError,
-    TypeError,
-)
-
-
-def translate(exc: BaseException) -> StoreError:
-    """The one place sqlite3 (and value-binding) errors become store errors.
-
-    Storage failures become :class:`StorageUnavailable`; what belongs to the data
-    of one statement (constraints, too big, unbindable values) :class:`Unstorable`.
-    """
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, VALUE_FAULTS):
-        return Unstorable(f"a value cannot be stored: {type(exc).__name__}: {exc}")
-    name = str(getattr(exc, "sqlite_errorname", "") or type(exc).__name__)
-    if name.startswith(_STORAGE_CODES) or "locked" in str(exc):
-        return StorageUnavailable(f"the database is unavailable ({name}): {exc}")
-    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError):
-        return Unstorable(f"the database refused a value ({name}): {exc}")
-    return StoreError(f"SQLite error ({name}): {exc}")
-
-
-def _unstorable(exc: BaseException) -> Unstorable | None:
-    """*exc* as the failure of one append, or ``None`` if it is not that."""
-    if not isinstance(exc, sqlite3.Error) and not isinstance(exc, VALUE_FAULTS):
-        return None
-    error = translate(exc)
-    return error if isinstance(error, Unstorable) else None
 
 
 # --- set-up -------------------------------------------------------------------------
@@ -172,7 +118,7 @@ class SqliteTx:
             try:
                 yield
             except BaseException as exc:
-                if (rejected := _unstorable(exc)) is None or not self._conn.in_transaction:
+                if (rejected := unstorable(exc)) is None or not self._conn.in_transaction:
                     raise
                 raise rejected from exc
             return
@@ -182,7 +128,7 @@ class SqliteTx:
         except BaseException as exc:
             if not self._undo():
                 raise  # SQLite already rolled the transaction back: the batch fails
-            if (rejected := _unstorable(exc)) is None:
+            if (rejected := unstorable(exc)) is None:
                 raise
             raise rejected from exc
         self._conn.execute("RELEASE append_")

@@ -213,7 +213,7 @@ async def test_real_sqlite_full_degrades_then_recovers_when_space_returns(db_pat
 
 
 def test_sqlite_errors_are_classified() -> None:
-    from sessions._sqlite_sql import translate
+    from sessions._sqlite_errors import translate
 
     full = sqlite3.OperationalError("database or disk is full")
     full.sqlite_errorname = "SQLITE_FULL"
