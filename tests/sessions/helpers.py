@@ -178,35 +178,38 @@ async def open_gated(
 
 @asynccontextmanager
 async def open_backed(
-    kind: str, db_path: Path, *, cache_size: int = 10_000, fanout: Fanout | None = None
+    kind: str,
+    db_path: Path,
+    *,
+    cache_size: int = 10_000,
+    fanout: Fanout | None = None,
+    wrap: Callable[[Backend], Backend] | None = None,
 ) -> AsyncIterator[tuple[GroupCommitStore, Backend]]:
     """A store over a real backend (*kind* ends in "memory" or "sqlite"), with the
-    writer's cache size and the fan-out given; yields the backend too."""
-    if kind.endswith("memory"):
-        memory = MemoryBackend()
+    writer's cache size and the fan-out given, the backend passed through *wrap*
+    (e.g. a fault injector) if given; yields the unwrapped backend too."""
+    async with _real_backend(kind, db_path) as backend:
         async with open_store(
-            memory,
+            wrap(backend) if wrap is not None else backend,
             queue_size=256,
             max_batch=64,
             drain_timeout=5,
             cache_size=cache_size,
             fanout=fanout,
         ) as store:
-            yield store, memory
+            yield store, backend
+
+
+@asynccontextmanager
+async def _real_backend(kind: str, db_path: Path) -> AsyncIterator[Backend]:
+    if kind.endswith("memory"):
+        yield MemoryBackend()
         return
     db_path.parent.mkdir(parents=True, exist_ok=True)
     async with trio_asyncio.open_loop() as loop:
         sqlite = await SqliteBackend.connect(loop, str(db_path), "normal", 5000, MIGRATIONS)
         try:
-            async with open_store(
-                sqlite,
-                queue_size=256,
-                max_batch=64,
-                drain_timeout=5,
-                cache_size=cache_size,
-                fanout=fanout,
-            ) as store:
-                yield store, sqlite
+            yield sqlite
         finally:
             with trio.CancelScope(shield=True):
                 await sqlite.aclose()

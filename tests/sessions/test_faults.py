@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-import trio_asyncio
 
 from sessions import (
     Append,
@@ -33,33 +32,32 @@ from sessions import (
 from sessions._memory import MemoryBackend
 from sessions._schema import MIGRATIONS, migrate
 from sessions._sqlite import SqliteBackend
-from sessions._store import open_store
+from sessions._store import Backend, open_store
 from tests.fakes.faulty_backend import POISON, FaultyBackend
 
-from .helpers import append_events, assert_contiguous, create_session, ev, ints, make_session
+from .helpers import (
+    append_events,
+    assert_contiguous,
+    create_session,
+    ev,
+    ints,
+    make_session,
+    open_backed,
+)
 
 
 @asynccontextmanager
 async def open_faulty(
     kind: str, db_path: Path
 ) -> AsyncIterator[tuple[GroupCommitStore, FaultyBackend, SqliteBackend | None]]:
-    if kind == "memory":
-        backend = FaultyBackend(MemoryBackend())
-        async with open_store(backend, queue_size=1024, max_batch=1024, drain_timeout=5) as store:
-            yield store, backend, None
-        return
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    async with trio_asyncio.open_loop() as loop:
-        inner = await SqliteBackend.connect(loop, str(db_path), "normal", 5000, MIGRATIONS)
-        try:
-            backend = FaultyBackend(inner)
-            async with open_store(
-                backend, queue_size=1024, max_batch=1024, drain_timeout=5
-            ) as store:
-                yield store, backend, inner
-        finally:
-            with trio.CancelScope(shield=True):
-                await inner.aclose()
+    wrapped: list[FaultyBackend] = []
+
+    def wrap(inner: Backend) -> Backend:
+        wrapped.append(FaultyBackend(inner))
+        return wrapped[0]
+
+    async with open_backed(kind, db_path, wrap=wrap) as (store, inner):
+        yield store, wrapped[0], inner if isinstance(inner, SqliteBackend) else None
 
 
 async def _outcome(store: GroupCommitStore, append: Append) -> Committed | StoreError:
