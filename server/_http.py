@@ -101,16 +101,12 @@ def parse_int(raw: str, what: str, *, minimum: int = 0, maximum: int = INT_MAX) 
         ApiError: 400 ``bad_parameter``.
     """
     # Digits only (int() would also take "+1", " 1", "1_000" and 4,000 digits).
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+    digits = raw.isascii() and raw.isdigit() and len(raw) <= 19
+    if not digits or not minimum <= int(raw) <= maximum:
         raise bad_request(
             "bad_parameter", f"{what} must be an integer between {minimum} and {maximum}"
         )
-    value = int(raw)
-    if not minimum <= value <= maximum:
-        raise bad_request(
-            "bad_parameter", f"{what} must be an integer between {minimum} and {maximum}"
-        )
-    return value
+    return int(raw)
 
 
 def rate_limit(state: ServerState, principal: str) -> None:
