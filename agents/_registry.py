@@ -1,17 +1,17 @@
-"""The bounded registry of live session actors: loaded on demand, pinned while used.
+"""The bounded registry of live sessions: loaded on demand, pinned while used.
 
-An actor holds a session's whole derived state (its history), so keeping every
+A live session holds its whole derived state (its history), so keeping every
 session ever touched would grow the server without bound. The state is a fold
-of the session's log, so an actor can be dropped when nothing needs it and
+of the session's log, so a live session can be dropped when nothing needs it and
 rebuilt exactly from the store on the next access.
 
-Who needs an actor holds a :class:`Pin` on it: a command for as long as it runs
-(including while it waits for the actor's lock), a session's driver for as long
-as it runs turns or retries closing one. An actor without pins is *idle*; idle
-actors sit in an LRU in the order they became idle, and are evicted when idle
+Who needs a live session holds a :class:`Pin` on it: a command for as long as it runs
+(including while it waits for the session's lock), a session's driver for as long
+as it runs turns or retries closing one. A live session without pins is *idle*; idle
+live sessions sit in an LRU in the order they became idle, and are evicted when idle
 longer than ``idle_ttl`` (by :meth:`SessionRegistry.run_evictor`) or when more
 than ``max_idle`` are idle (at once, on release). Pinning and releasing are
-O(1); nothing ever scans all actors.
+O(1); nothing ever scans all live sessions.
 
 Loading is per session: different sessions load concurrently, and concurrent
 first accesses of one session share a single load.
@@ -28,53 +28,42 @@ import trio
 
 from sessions import Session, SessionStore
 
-from ._actor import SessionActor
 from ._core._policy import Policy
 from ._core._state import SessionState
 from ._metrics import RuntimeMetrics
+from ._session import LiveSession
 
 LOAD_PAGE = 512  # events read per query when a session is loaded
 
 
 @attrs.define(eq=False)
 class _Entry:
-    actor: SessionActor
+    live: LiveSession
     pins: int = 0
 
 
 @attrs.define(eq=False)
 class Pin:
-    """One use of a live actor; the registry keeps the actor while any pin is held."""
+    """One use of a live session; the registry keeps it while any pin is held."""
 
     _registry: SessionRegistry
     _entry: _Entry | None
 
     def release(self) -> None:
-        """Give the use up (idempotent); the actor may become idle."""
+        """Give the use up (idempotent); the session may become idle."""
         entry, self._entry = self._entry, None
         if entry is not None:
             self._registry._unpin(entry)
 
 
-def quiet(actor: SessionActor) -> bool:
-    """Nothing of *actor* lives outside its log: no turn, no driver, lock free."""
-    return (
-        actor.running is None
-        and not actor.queue
-        and not actor.driving
-        and not actor.turns
-        and not actor.lock.locked()
-    )
-
-
 @attrs.define(eq=False)
 class SessionRegistry:
-    """The live :class:`SessionActor` of each session that has one.
+    """The live :class:`LiveSession` of each session that has one.
 
     Attributes:
-        idle_ttl: seconds an actor may stay idle before it is evicted.
-        max_idle: most idle actors kept; beyond it the longest idle is evicted.
-        evictions: actors evicted so far.
+        idle_ttl: seconds a live session may stay idle before it is evicted.
+        max_idle: most idle live sessions kept; beyond it the longest idle is evicted.
+        evictions: live sessions evicted so far.
     """
 
     store: SessionStore
@@ -102,17 +91,17 @@ class SessionRegistry:
     def idle(self) -> int:
         return len(self._idle)
 
-    def get(self, session_id: str) -> SessionActor | None:
-        """The live actor of *session_id*, if any (does not load, pin or touch it)."""
+    def get(self, session_id: str) -> LiveSession | None:
+        """The live session of *session_id*, if any (does not load, pin or touch it)."""
         entry = self._live.get(session_id)
-        return entry.actor if entry is not None else None
+        return entry.live if entry is not None else None
 
-    def actors(self) -> list[SessionActor]:
-        return [entry.actor for entry in self._live.values()]
+    def live(self) -> list[LiveSession]:
+        return [entry.live for entry in self._live.values()]
 
     @asynccontextmanager
-    async def use(self, session: Session) -> AsyncIterator[SessionActor]:
-        """The session's actor (loaded if needed), kept live for the block.
+    async def use(self, session: Session) -> AsyncIterator[LiveSession]:
+        """The session's :class:`LiveSession` (loaded if needed), kept for the block.
 
         Raises:
             StoreError: loading failed (a later use loads again).
@@ -122,33 +111,33 @@ class SessionRegistry:
         """
         entry = await self._acquire(session)
         try:
-            yield entry.actor
+            yield entry.live
         finally:
             self._unpin(entry)
 
-    def pin(self, actor: SessionActor) -> Pin:
-        """Keep *actor* live until the pin is released (synchronous, for a task to start).
+    def pin(self, live: LiveSession) -> Pin:
+        """Keep *live* registered until the pin is released (synchronous, for a task to start).
 
-        An actor no longer registered (its session was deleted) gets an inert pin.
+        A live session no longer registered (its session was deleted) gets an inert pin.
         """
-        entry = self._live.get(actor.session.id)
-        if entry is None or entry.actor is not actor:
+        entry = self._live.get(live.session.id)
+        if entry is None or entry.live is not live:
             return Pin(self, None)
         return Pin(self, self._pin(entry))
 
-    def discard(self, actor: SessionActor) -> None:
-        """Forget *actor* now (its session is deleted); its pins stay harmless."""
-        entry = self._live.get(actor.session.id)
-        if entry is not None and entry.actor is actor:
-            del self._live[actor.session.id]
-            self._idle.pop(actor.session.id, None)
+    def discard(self, live: LiveSession) -> None:
+        """Forget *live* now (its session is deleted); its pins stay harmless."""
+        entry = self._live.get(live.session.id)
+        if entry is not None and entry.live is live:
+            del self._live[live.session.id]
+            self._idle.pop(live.session.id, None)
 
     async def run_evictor(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Evict actors idle longer than ``idle_ttl``, until :meth:`stop_evictor`.
+        """Evict live sessions idle longer than ``idle_ttl``, until :meth:`stop_evictor`.
 
-        Sleeps until the longest idle actor expires (or until one becomes idle),
+        Sleeps until the longest idle session expires (or until one becomes idle),
         so an idle server does not wake up for nothing.
         """
         with self._evictor:
@@ -181,19 +170,19 @@ class SessionRegistry:
                 continue
             loading = self._loading[session.id] = trio.Event()
             try:
-                actor = await self._load(session)
+                live = await self._load(session)
             finally:
                 del self._loading[session.id]
                 loading.set()
             # No checkpoint between the load and the pin: nothing can evict it.
-            entry = self._live[session.id] = _Entry(actor)
+            entry = self._live[session.id] = _Entry(live)
             return self._pin(entry)
 
-    async def _load(self, session: Session) -> SessionActor:
-        """A fresh actor whose state is the fold of the session's whole log.
+    async def _load(self, session: Session) -> LiveSession:
+        """A fresh live session whose state is the fold of the session's whole log.
 
         The session row is read too: the caller's copy may be older than the
-        actor's last write (an evicted actor had the newest one).
+        session's last write (an evicted one had the newest one).
         """
         stored = await self.store.get_session(session.id)
         state = SessionState(session.id)
@@ -204,16 +193,16 @@ class SessionRegistry:
             state.apply_all(page)
             if len(page) < self.load_page:
                 break
-        return SessionActor(stored or session, state, self.store, self.policy, self.metrics)
+        return LiveSession(stored or session, state, self.store, self.policy, self.metrics)
 
     def _pin(self, entry: _Entry) -> _Entry:
         entry.pins += 1
-        self._idle.pop(entry.actor.session.id, None)
+        self._idle.pop(entry.live.session.id, None)
         return entry
 
     def _unpin(self, entry: _Entry) -> None:
         entry.pins -= 1
-        session_id = entry.actor.session.id
+        session_id = entry.live.session.id
         if entry.pins > 0 or self._live.get(session_id) is not entry:
             return
         if not self._idle:
@@ -238,7 +227,7 @@ class SessionRegistry:
     def _evict_oldest(self, now: float) -> None:
         session_id, _ = self._idle.popitem(last=False)
         entry = self._live[session_id]
-        if quiet(entry.actor):
+        if entry.live.quiet:
             del self._live[session_id]
             self.evictions += 1
         else:

@@ -3,7 +3,7 @@
 LLM step → tool calls (approval first where the policy asks) → wait for every
 result → next LLM step, until the model answers without tool calls, calls
 ``attempt_completion``, hits the step cap, fails or is cancelled. Every event is
-committed through the session actor before anyone can see it.
+committed through the live session before anyone can see it.
 
 The model streams into a bounded memory channel; the runner drains whatever is
 already queued and commits it as one ``text.delta`` (coalescing tokens keeps
@@ -30,7 +30,6 @@ from sessions import (
     valid_text,
 )
 
-from ._actor import LiveTurn, Out, SessionActor
 from ._config import RuntimeConfig
 from ._core._events import (
     AgentSwitched,
@@ -64,7 +63,9 @@ from ._core._modes import ModeRegistry, parse_route_answer, route_by_keywords
 from ._core._state import PARENT_CALL_KEY, CallState, PendingCall, check_pairing
 from ._core._tools import TOOLS, validate_call
 from ._errors import AgentError, ToolError
+from ._live_turn import LiveTurn, Out
 from ._metrics import RuntimeMetrics
+from ._session import LiveSession
 from ._tools import ToolCall, ToolCatalogue
 
 log = logging.getLogger("agent_runtime.runner")
@@ -94,8 +95,8 @@ class TurnRunner:
     from the committed state alone.
     """
 
-    actor: SessionActor
-    live: LiveTurn
+    live: LiveSession
+    live_turn: LiveTurn
     model: ModelClient
     modes: ModeRegistry
     config: RuntimeConfig
@@ -109,17 +110,17 @@ class TurnRunner:
     @property
     def turn(self) -> Turn:
         """The turn's row as this turn last committed it (kept on the live turn)."""
-        return self.live.row
+        return self.live_turn.row
 
     @turn.setter
     def turn(self, row: Turn) -> None:
-        self.live.row = row
+        self.live_turn.row = row
 
     async def set_status(self, status: TurnStatus) -> None:
         if self.turn.status is status:
             return
         self.turn = attrs.evolve(self.turn, status=status, updated_at=now())
-        await self.actor.commit(turn=self.turn)
+        await self.live.commit(turn=self.turn)
 
     # -- routing ---------------------------------------------------------------
 
@@ -152,15 +153,15 @@ class TurnRunner:
         if self.switches >= self.config.max_switches:
             return f"too many agent switches in one turn (limit {self.config.max_switches})"
         self.switches += 1
-        current = self.agents.get(subtask_id) or self.actor.session.current_agent
+        current = self.agents.get(subtask_id) or self.live.session.current_agent
         self.agents[subtask_id] = to_agent
         out = Out(AgentSwitched(current, to_agent, reason), subtask_id)
         if subtask_id is None:
-            session = attrs.evolve(self.actor.session, current_agent=to_agent, updated_at=now())
+            session = attrs.evolve(self.live.session, current_agent=to_agent, updated_at=now())
             self.turn = attrs.evolve(self.turn, agent=to_agent, updated_at=now())
-            await self.actor.commit([out], turn_id=self.turn.id, session=session, turn=self.turn)
+            await self.live.commit([out], turn_id=self.turn.id, session=session, turn=self.turn)
         else:
-            await self.actor.commit([out], turn_id=self.turn.id)
+            await self.live.commit([out], turn_id=self.turn.id)
         return None
 
     # -- the agent loop --------------------------------------------------------
@@ -176,7 +177,7 @@ class TurnRunner:
         while True:
             pending = [
                 c
-                for c in self.actor.state.pending_of_turn(self.turn.id)
+                for c in self.live.state.pending_of_turn(self.turn.id)
                 if c.subtask_id == subtask_id
             ]
             if pending:
@@ -193,7 +194,7 @@ class TurnRunner:
     async def llm_step(self, agent: str, subtask_id: str | None) -> tuple[str, bool]:
         """One streamed LLM call; commits deltas, usage and the final message."""
         mode = self.modes.get(agent)
-        history = self.actor.state.context(subtask_id)
+        history = self.live.state.context(subtask_id)
         check_pairing(history)
         system = (
             mode.system_prompt if subtask_id is None else f"{mode.system_prompt}\n{SUBTASK_PROMPT}"
@@ -212,14 +213,14 @@ class TurnRunner:
         infos = []
         unique: list[ToolCallRequest] = []
         for call in calls:
-            call = attrs.evolve(call, id=self.actor.state.unique_call_id(call.id))
+            call = attrs.evolve(call, id=self.live.state.unique_call_id(call.id))
             unique.append(call)
             infos.append(ToolCallInfo(call.id, call.name, _arguments_object(call.arguments)))
         if content or unique:
             message = AssistantMessage(
                 message_id, content, agent, False, tuple(infos), provider_data
             )
-            await self.actor.commit([Out(message, subtask_id)], turn_id=self.turn.id)
+            await self.live.commit([Out(message, subtask_id)], turn_id=self.turn.id)
         return content, bool(unique)
 
     async def _stream(
@@ -278,7 +279,7 @@ class TurnRunner:
                                 )
                             )
                     if outs:
-                        await self.actor.commit(outs, turn_id=self.turn.id)
+                        await self.live.commit(outs, turn_id=self.turn.id)
         return "".join(text), calls, provider_data
 
     async def _pump(self, request: ModelRequest, send: trio.MemorySendChannel[ModelDelta]) -> None:
@@ -332,7 +333,7 @@ class TurnRunner:
     async def ask(self, call: ToolCall, question: str, options: tuple[str, ...] | None) -> None:
         self.turn = attrs.evolve(self.turn, status=TurnStatus.AWAITING_TOOL, updated_at=now())
         out = Out(QuestionAsked(call.call.call_id, question, options), call.subtask_id)
-        await self.actor.commit([out], turn_id=self.turn.id, turn=self.turn)
+        await self.live.commit([out], turn_id=self.turn.id, turn=self.turn)
 
     async def delegate(self, call: ToolCall, mode: str, message: str) -> None:
         await self.subtask(call.call, mode, message, call.subtask_id)
@@ -340,7 +341,7 @@ class TurnRunner:
     async def request_ide_call(
         self, call: PendingCall, args: JSONObject, subtask_id: str | None
     ) -> None:
-        decision = self.actor.policy.evaluate(call.name, args)
+        decision = self.live.policy.evaluate(call.name, args)
         if decision.action == "deny":
             await self.tool_result(
                 call.call_id, False, f"denied by policy: {decision.rule_text}", subtask_id
@@ -349,7 +350,7 @@ class TurnRunner:
             expires = now() + self.config.approval_timeout
             self.deadlines[call.call_id] = trio.current_time() + self.config.approval_timeout
             approval = Approval(
-                self.actor.session.id,
+                self.live.session.id,
                 call.call_id,
                 self.turn.id,
                 call.name,
@@ -365,7 +366,7 @@ class TurnRunner:
                 ApprovalRequested(call.call_id, call.name, args, decision.rule_text, expires),
                 subtask_id,
             )
-            await self.actor.commit([out], turn_id=self.turn.id, approval=approval, turn=self.turn)
+            await self.live.commit([out], turn_id=self.turn.id, approval=approval, turn=self.turn)
         else:
             status = (
                 TurnStatus.AWAITING_APPROVAL
@@ -374,24 +375,24 @@ class TurnRunner:
             )
             self.turn = attrs.evolve(self.turn, status=status, updated_at=now())
             out = Out(ToolCallEvent(call.call_id, call.name, args), subtask_id)
-            await self.actor.commit([out], turn_id=self.turn.id, turn=self.turn)
+            await self.live.commit([out], turn_id=self.turn.id, turn=self.turn)
 
     async def tool_result(
         self, call_id: str, ok: bool, content: str, subtask_id: str | None
     ) -> None:
         """Commit a result for *call_id* unless one is already there."""
-        async with self.actor.lock:
-            if call_id not in self.actor.state.pending:
+        async with self.live.lock:
+            if call_id not in self.live.state.pending:
                 return
             out = Out(ToolResultEvent(call_id, ok, summarize(content), content), subtask_id)
-            await self.actor.commit_locked([out], turn_id=self.turn.id)
+            await self.live.commit_locked([out], turn_id=self.turn.id)
 
     async def subtask(self, call: PendingCall, mode: str, message: str, parent: str | None) -> None:
         """Run a child agent with an isolated context; its result answers *call*.
 
         A subtask left open by a restart is resumed rather than started again.
         """
-        existing = self.actor.state.subtask_of_call(call.call_id)
+        existing = self.live.state.subtask_of_call(call.call_id)
         if existing is not None:
             subtask_id, mode = existing
         elif mode not in self.modes.names():
@@ -402,7 +403,7 @@ class TurnRunner:
             started = Out(
                 SubtaskStarted(subtask_id, mode, message), parent, {PARENT_CALL_KEY: call.call_id}
             )
-            await self.actor.commit([started], turn_id=self.turn.id)
+            await self.live.commit([started], turn_id=self.turn.id)
         try:
             outcome = await self.agent_loop(mode, subtask_id)
         except AgentError as exc:
@@ -412,36 +413,35 @@ class TurnRunner:
         text = outcome.text or "(the subtask finished without a result)"
         ended = Out(SubtaskEnded(subtask_id, mode, outcome.ok, summarize(text)), parent)
         result = Out(ToolResultEvent(call.call_id, outcome.ok, summarize(text), text), parent)
-        await self.actor.commit([ended, result], turn_id=self.turn.id)
+        await self.live.commit([ended, result], turn_id=self.turn.id)
 
     async def wait_calls(self, calls: list[PendingCall]) -> None:
         """Wait until every call has a result, resolving the ones that time out.
 
         Each state has its own deadline: an approval expires at its ``expires_at``;
-        once approved, the IDE gets ``tool_timeout`` to answer.
+        once approved, the IDE gets ``tool_timeout`` to answer. The turn's own
+        :attr:`~agents._live_turn.LiveTurn.wake` says when an answer was committed.
         """
-        pending = self.actor.state.pending
+        pending = self.live.state.pending
         for call in calls:
             seen: CallState | None = None
             while call.call_id in pending:
                 if call.state is not seen:
                     seen = call.state
-                    await self.set_deadline(call)
-                changed = self.actor.state_changed
+                    self.set_deadline(call)
                 with trio.move_on_at(self.deadlines[call.call_id]):
-                    await changed.wait()
+                    await self.live_turn.wake.wait()
                     continue
                 await self.expire(call)
             self.deadlines.pop(call.call_id, None)
         if self.turn.status is not TurnStatus.RUNNING:
             await self.set_status(TurnStatus.RUNNING)
 
-    async def set_deadline(self, call: PendingCall) -> None:
+    def set_deadline(self, call: PendingCall) -> None:
         if call.state is CallState.APPROVAL:
             if call.call_id not in self.deadlines:  # resumed after a restart: the stored expiry
-                approval = await self.actor.store.get_approval(self.actor.session.id, call.call_id)
-                left = (approval.expires_at - now()) if approval else 0.0
-                self.deadlines[call.call_id] = trio.current_time() + max(0.0, left)
+                expires_at = call.approval.expires_at if call.approval else now()
+                self.deadlines[call.call_id] = trio.current_time() + max(0.0, expires_at - now())
         elif call.state is CallState.QUESTION:
             self.deadlines[call.call_id] = trio.current_time() + self.config.question_timeout
         else:
@@ -451,10 +451,10 @@ class TurnRunner:
         """A waited-for answer did not come in time: resolve the call as failed."""
         sub = call.subtask_id
         if call.state is CallState.APPROVAL:
-            async with self.actor.lock:
-                if call.call_id not in self.actor.state.pending:
+            async with self.live.lock:
+                if call.call_id not in self.live.state.pending:
                     return
-                approval = await self.actor.close_approval(
+                approval = self.live.close_approval(
                     call.call_id, ApprovalStatus.EXPIRED, {"decision": "reject"}, "timeout"
                 )
                 text = "rejected: the approval request expired"
@@ -462,7 +462,7 @@ class TurnRunner:
                     Out(ApprovalResolved(call.call_id, "reject", "timeout", None, "expired"), sub),
                     Out(ToolResultEvent(call.call_id, False, text, text), sub),
                 ]
-                await self.actor.commit_locked(outs, turn_id=self.turn.id, approval=approval)
+                await self.live.commit_locked(outs, turn_id=self.turn.id, approval=approval)
         elif call.state is CallState.QUESTION:
             await self.tool_result(call.call_id, False, "no answer to the question in time", sub)
         else:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import assert_never
 
 import attrs
 import trio
@@ -23,48 +22,28 @@ from sessions import (
     Session,
     SessionStore,
     StoreError,
-    Turn,
     TurnStatus,
     new_id,
     now,
 )
 
-from ._actor import LiveTurn, SessionActor
 from ._config import RuntimeConfig
-from ._core._commands import (
-    Ack,
-    Answer,
-    Cancel,
-    SendMessage,
-    SubmitApproval,
-    SubmitToolResult,
-    SwitchAgent,
-    parse_command,
-)
+from ._core._commands import Ack, Cancel, parse_command
 from ._core._events import ErrorEvent, TurnEndReason
 from ._core._model import ChatMessage, ModelClient
 from ._core._modes import ModeRegistry
 from ._core._policy import Policy
 from ._errors import CommandError
-from ._handlers import (
-    cancel_queued,
-    duplicate_ack,
-    enqueue_message,
-    record,
-    submit_answer,
-    submit_approval,
-    submit_tool_result,
-    switch_agent,
-)
+from ._live_turn import LiveTurn
 from ._metrics import RuntimeMetrics
 from ._registry import Pin, SessionRegistry
 from ._runner import TurnRunner
+from ._session import LiveSession
+from ._session_commands import apply_command, refuse
 from ._tools import ToolCatalogue
 from ._turn import ROUTER, close_turn, run_turn
 
 log = logging.getLogger("agent_runtime.supervisor")
-
-_WAITING = (TurnStatus.AWAITING_TOOL, TurnStatus.AWAITING_APPROVAL)
 
 
 @attrs.define(eq=False)
@@ -97,7 +76,7 @@ class Supervisor:
 
     @property
     def sessions(self) -> SessionRegistry:
-        """The live session actors (read-only use: tests, metrics)."""
+        """The live sessions (read-only use: tests, metrics)."""
         return self._sessions
 
     # -- sessions ----------------------------------------------------------------
@@ -130,38 +109,37 @@ class Supervisor:
         return session
 
     async def update_session(self, session: Session, *, title: str) -> Session:
-        async with self._sessions.use(session) as actor, actor.lock:
-            updated = attrs.evolve(actor.session, title=title.strip()[:120], updated_at=now())
-            await actor.commit_locked(session=updated)
+        async with self._sessions.use(session) as live, live.lock:
+            updated = attrs.evolve(live.session, title=title.strip()[:120], updated_at=now())
+            await live.commit_locked(session=updated)
             return updated
 
     async def delete_session(self, session: Session) -> None:
         """Cancel the session's turn, drop its queue, and soft-delete it."""
-        async with self._sessions.use(session) as actor:
-            async with actor.lock:
-                actor.queue.clear()
-                running = actor.running
+        async with self._sessions.use(session) as live:
+            async with live.lock:
+                live.queue.clear()
+                running = live.running
                 if running is not None:
-                    running.cancel_reason = "cancelled"
-                    running.scope.cancel()
+                    running.stop("cancelled")
             if running is not None:
                 await running.done.wait()
-            async with actor.lock:
-                deleted = attrs.evolve(actor.session, deleted=True, updated_at=now())
-                await actor.commit_locked(session=deleted)
-            self._sessions.discard(actor)
+            async with live.lock:
+                deleted = attrs.evolve(live.session, deleted=True, updated_at=now())
+                await live.commit_locked(session=deleted)
+            self._sessions.discard(live)
 
     async def history(self, session: Session) -> list[ChatMessage]:
         """The LLM-visible history of the session's main context.
 
         A session loaded only for this stays idle and is evicted like any other.
         """
-        async with self._sessions.use(session) as actor:
-            return list(actor.state.messages)
+        async with self._sessions.use(session) as live:
+            return list(live.state.messages)
 
     def running_turn(self, session_id: str) -> str | None:
-        actor = self._sessions.get(session_id)
-        return actor.running.turn_id if actor is not None and actor.running else None
+        live = self._sessions.get(session_id)
+        return live.running.turn_id if live is not None and live.running else None
 
     # -- commands ------------------------------------------------------------------
 
@@ -185,97 +163,40 @@ class Supervisor:
             )
         # Idempotency is checked once, by the store, in the very append that
         # records the command (its ack and effect commit together or not at all):
-        # every path below commits a command record and answers a duplicate with
-        # the original ack, whatever the state now says.
-        async with self._sessions.use(session) as actor:
-            if isinstance(cmd, Cancel):
-                return await self._cancel(actor, cmd)
-            async with actor.lock:
-                try:
-                    ack, queued = await self._apply(actor, cmd)
-                except CommandError as exc:
-                    ack, queued = Ack.rejected(cmd.id, exc), None
-                    committed = await actor.commit_locked(command=record(actor, ack))
-                    if committed.duplicate:
-                        ack = duplicate_ack(committed, cmd.id)
-            if queued is not None:
-                self._kick(actor)
-            return ack
-
-    async def _apply(
-        self,
-        actor: SessionActor,
-        cmd: SendMessage | SubmitToolResult | SubmitApproval | Answer | SwitchAgent,
-    ) -> tuple[Ack, LiveTurn | None]:
-        if self._closing:
-            raise CommandError("shutting_down", "the server is shutting down; retry after restart")
-        match cmd:
-            case SendMessage():
-                return await enqueue_message(
-                    actor,
-                    self.modes,
-                    command_id=cmd.id,
-                    content=cmd.content,
-                    agent=cmd.agent,
-                    on_busy=cmd.on_busy,
-                    max_queued=self.config.max_queued,
+        # every path commits a command record and answers a duplicate with the
+        # original ack, whatever the state now says.
+        async with self._sessions.use(session) as live:
+            if self._closing and not isinstance(cmd, Cancel):
+                error = CommandError(
+                    "shutting_down", "the server is shutting down; retry after restart"
                 )
-            case SubmitToolResult():
-                return await submit_tool_result(actor, cmd), None
-            case SubmitApproval():
-                return await submit_approval(actor, self.modes, cmd), None
-            case Answer():
-                return await submit_answer(actor, cmd), None
-            case SwitchAgent():
-                return await switch_agent(actor, self.modes, cmd, self.config.max_queued)
-            case _:
-                assert_never(cmd)
-
-    async def _cancel(self, actor: SessionActor, cmd: Cancel) -> Ack:
-        async with actor.lock:
-            running = actor.running
-            if cmd.turn_id is not None and (running is None or running.turn_id != cmd.turn_id):
-                ack = await cancel_queued(actor, cmd.turn_id, cmd.id)
-                if ack is not None:
-                    return ack
-                running = None
-            if running is None:
-                error = CommandError("no_turn", "no running turn to cancel")
-                ack = Ack.rejected(cmd.id, error)
-                committed = await actor.commit_locked(command=record(actor, ack))
-                return duplicate_ack(committed, cmd.id) if committed.duplicate else ack
-            ack = Ack.accepted(cmd.id, running.turn_id)
-            committed = await actor.commit_locked(command=record(actor, ack))
-            if committed.duplicate:
-                return duplicate_ack(committed, cmd.id)
-            running.cancel_reason = "cancelled"
-            running.scope.cancel()
-        # The ack follows the effect: the turn's closing events are committed.
-        await running.done.wait()
-        return ack
+                return await refuse(live, cmd.id, error)
+            ack, queued = await apply_command(live, cmd, self.modes, self.config)
+            if queued is not None:
+                self._kick(live)
+            return ack
 
     # -- turns ---------------------------------------------------------------------
 
-    def _kick(self, actor: SessionActor) -> None:
-        if not actor.driving and actor.queue and not self._closing:
-            actor.driving = True
+    def _kick(self, live: LiveSession) -> None:
+        if not live.driving and live.queue and not self._closing:
+            live.driving = True
             # Pinned before the task starts: the caller's own pin ends first.
-            self._nursery.start_soon(self._drive, actor, self._sessions.pin(actor))
+            self._nursery.start_soon(self._drive, live, self._sessions.pin(live))
 
-    async def _drive(self, actor: SessionActor, pin: Pin) -> None:
-        """Run *actor*'s queued turns one after another (the session's only driver).
+    async def _drive(self, live: LiveSession, pin: Pin) -> None:
+        """Run *live*'s queued turns one after another (the session's only driver).
 
         Holds *pin* to the end: a session with turns (or a turn still to close)
         is never evicted.
         """
         self.metrics.active_sessions.inc()
         try:
-            while actor.queue and not self._closing:
-                running = actor.queue.popleft()
-                actor.running = running
-                actor.turns[running.turn_id] = running.row
+            while live.queue and not self._closing:
+                running = live.queue.popleft()
+                live.running = running
                 runner = TurnRunner(
-                    actor,
+                    live,
                     running,
                     self.model,
                     self.modes,
@@ -288,20 +209,20 @@ class Supervisor:
                 try:
                     await run_turn(runner, grace=self.config.cancel_grace)
                 finally:
-                    actor.running = None
+                    live.running = None
                     self.metrics.active_turns.dec()
                 if running.unclosed is not None:
                     # Still this session's driver: nothing else starts until it is closed.
-                    await self._close_when_writable(actor, running.row, *running.unclosed)
+                    await self._close_when_writable(live, running, *running.unclosed)
         finally:
-            actor.driving = False
+            live.driving = False
             self.metrics.active_sessions.dec()
             pin.release()
 
     async def _close_when_writable(
         self,
-        actor: SessionActor,
-        turn: Turn,
+        live: LiveSession,
+        turn: LiveTurn,
         reason: TurnEndReason,
         error: ErrorEvent | None,
     ) -> None:
@@ -322,12 +243,12 @@ class Supervisor:
                     await trio.sleep(delay)
                     try:
                         with trio.CancelScope(shield=True):
-                            await close_turn(actor, turn, reason, error)
+                            await close_turn(live, turn, reason, error)
                     except StoreError as exc:
-                        log.info("turn %s still cannot be closed: %s", turn.id, exc)
+                        log.info("turn %s still cannot be closed: %s", turn.turn_id, exc)
                         delay = min(2 * delay, 10 * self.config.store_retry)
                         continue
-                    log.warning("turn %s closed (%s) on a retry", turn.id, reason)
+                    log.warning("turn %s closed (%s) on a retry", turn.turn_id, reason)
                     return
             finally:
                 self._retrying.discard(scope)
@@ -338,42 +259,35 @@ class Supervisor:
             session = await self.store.get_session(turn.session_id)
             if session is None:
                 continue
-            async with self._sessions.use(session) as actor:
-                actor.turns[turn.id] = turn
+            async with self._sessions.use(session) as live:
                 if turn.status is TurnStatus.QUEUED:
                     message_id = turn.state.get("message_id")
                     seq = (
-                        actor.state.user_message_seqs.get(message_id)
+                        live.state.user_message_seqs.get(message_id)
                         if isinstance(message_id, str)
                         else None
                     )
-                    actor.queue.append(LiveTurn(turn, seq))
+                    live.queue.append(LiveTurn(turn, seq))
                 elif turn.status is TurnStatus.RUNNING:
-                    await close_turn(actor, turn, "interrupted")
+                    await close_turn(live, LiveTurn(turn, None), "interrupted")
                 else:
-                    actor.queue.appendleft(LiveTurn(turn, None, resume=True))
-                self._kick(actor)
+                    live.queue.appendleft(LiveTurn(turn, None, resume=True))
+                self._kick(live)
 
-    async def _wind_down(self, actor: SessionActor) -> None:
-        """Wait for *actor*'s turn to end, suspending it as soon as it waits for an answer."""
-        while (running := actor.running) is not None and not running.done.is_set():
-            turn = actor.turns.get(running.turn_id)
-            if turn is not None and turn.status in _WAITING:
-                running.suspend = True
-                running.scope.cancel()
-            changed = actor.turn_changed
-            async with trio.open_nursery() as nursery:
-                for event in (running.done, changed):
-                    nursery.start_soon(_set_then_cancel, event, nursery.cancel_scope)
+    @staticmethod
+    async def _wind_down(live: LiveSession) -> None:
+        """Wait for *live*'s turn to end, suspending it as soon as it waits for an answer."""
+        while (running := live.running) is not None and not running.done.is_set():
+            if running.waiting:
+                running.stop(running.cancel_reason, suspend=True)
+            await running.wake.wait()
 
-    async def _end_turn(self, actor: SessionActor) -> None:
-        """End *actor*'s running turn as ``interrupted`` (suspend it if it waits)."""
-        running = actor.running
+    @staticmethod
+    async def _end_turn(live: LiveSession) -> None:
+        """End *live*'s running turn as ``interrupted`` (suspend it if it waits)."""
+        running = live.running
         if running is not None:
-            turn = actor.turns.get(running.turn_id)
-            running.suspend = turn is not None and turn.status in _WAITING
-            running.cancel_reason = "interrupted"
-            running.scope.cancel()
+            running.stop("interrupted", suspend=running.waiting)
             await running.done.wait()
 
     async def wind_down(self) -> None:
@@ -394,19 +308,14 @@ class Supervisor:
         self._sessions.stop_evictor()
         for scope in self._retrying:
             scope.cancel()
-        busy = [actor for actor in self._sessions.actors() if actor.running is not None]
+        busy = [live for live in self._sessions.live() if live.running is not None]
         with trio.move_on_after(self.config.shutdown_grace):
             async with trio.open_nursery() as nursery:
-                for actor in busy:
-                    nursery.start_soon(self._wind_down, actor)
+                for live in busy:
+                    nursery.start_soon(self._wind_down, live)
         async with trio.open_nursery() as nursery:
-            for actor in busy:
-                nursery.start_soon(self._end_turn, actor)
-
-
-async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
+            for live in busy:
+                nursery.start_soon(self._end_turn, live)
 
 
 @asynccontextmanager

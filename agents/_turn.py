@@ -13,9 +13,8 @@ import logging
 import attrs
 import trio
 
-from sessions import ApprovalStatus, StorageUnavailable, StoreError, Turn, TurnStatus, now
+from sessions import ApprovalStatus, StorageUnavailable, StoreError, TurnStatus, now
 
-from ._actor import Out, SessionActor
 from ._core._events import (
     ApprovalResolved,
     AssistantMessage,
@@ -28,7 +27,9 @@ from ._core._events import (
 )
 from ._core._state import CallState
 from ._errors import AgentError, ModelError, PairingViolation
+from ._live_turn import LiveTurn, Out
 from ._runner import TurnRunner
+from ._session import LiveSession
 
 log = logging.getLogger("agent_runtime.turn")
 
@@ -57,14 +58,14 @@ async def run_turn(runner: TurnRunner, *, grace: float) -> None:
     close the turn and the caller retries until it is written: ``turn.ended`` is
     never dropped.
     """
-    running = runner.live
+    running = runner.live_turn
     reason: TurnEndReason | None = None
     error: ErrorEvent | None = None
     try:
         with running.scope:
             if not running.resume:
                 await start_turn(runner)
-            runner.agents[None] = runner.actor.state.agent or runner.turn.agent
+            runner.agents[None] = runner.live.state.agent or runner.turn.agent
             outcome = await runner.agent_loop(runner.agents[None])
             reason = "max_steps" if outcome.reason == "max_steps" else "completed"
     except ModelError as exc:
@@ -90,7 +91,7 @@ async def run_turn(runner: TurnRunner, *, grace: float) -> None:
         if not running.suspend:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + grace) as closing:
                 try:
-                    await close_turn(runner.actor, runner.turn, reason, error)
+                    await close_turn(runner.live, running, reason, error)
                 except StoreError as exc:
                     log.warning("turn %s stays open for now: %s", runner.turn.id, exc)
                     running.unclosed = ("interrupted", None)
@@ -103,20 +104,20 @@ async def run_turn(runner: TurnRunner, *, grace: float) -> None:
                     grace,
                 )
                 running.unclosed = (reason, error)
-        running.done.set()
+        running.finish()
 
 
 async def start_turn(runner: TurnRunner) -> None:
     """Commit ``turn.started``; an orchestrator turn first routes the message."""
-    actor = runner.actor
-    seq = runner.live.user_message_seq
+    live = runner.live
+    seq = runner.live_turn.user_message_seq
     runner.turn = attrs.evolve(runner.turn, status=TurnStatus.RUNNING, updated_at=now())
     started = Out(TurnStarted(runner.turn.agent, seq))
-    await actor.commit([started], turn_id=runner.turn.id, turn=runner.turn)
+    await live.commit([started], turn_id=runner.turn.id, turn=runner.turn)
     runner.agents[None] = runner.turn.agent
     if runner.turn.agent != ROUTER or seq is None:
         return
-    content = actor.state.messages[-1].content if actor.state.messages else None
+    content = live.state.messages[-1].content if live.state.messages else None
     target, why = await runner.route(content or "")
     if target != ROUTER:
         refusal = await runner.switch(target, why, None)
@@ -125,7 +126,7 @@ async def start_turn(runner: TurnRunner) -> None:
 
 
 async def close_turn(
-    actor: SessionActor, turn: Turn, reason: TurnEndReason, error: ErrorEvent | None = None
+    live: LiveSession, turn: LiveTurn, reason: TurnEndReason, error: ErrorEvent | None = None
 ) -> None:
     """Close *turn*: truncated text, cancelled calls and approvals, one ``turn.ended``.
 
@@ -134,33 +135,34 @@ async def close_turn(
 
     Cancellation: callers shield it; every write is atomic.
     """
-    state = actor.state
-    async with actor.lock:
-        current = actor.turns.get(turn.id, turn)
+    state = live.state
+    async with live.lock:
+        current = turn.row
         if not current.status.active:
             return
         why = f"cancelled: the turn ended ({reason})"
-        for call in [c for c in state.pending_of_turn(turn.id) if c.state is CallState.APPROVAL]:
-            approval = await actor.close_approval(
+        for call in [c for c in state.pending_of_turn(current.id) if c.state is CallState.APPROVAL]:
+            approval = live.close_approval(
                 call.call_id, ApprovalStatus.CANCELLED, {"decision": "cancel"}, "cancel"
             )
             outs = [
                 Out(ApprovalResolved(call.call_id, "cancel", "cancel"), call.subtask_id),
                 Out(ToolResultEvent(call.call_id, False, why, why), call.subtask_id),
             ]
-            await actor.commit_locked(outs, turn_id=turn.id, approval=approval)
+            await live.commit_locked(outs, turn_id=current.id, approval=approval)
         outs = [Out(error)] if error is not None else []
-        agent = state.agent or turn.agent
+        agent = state.agent or current.agent
         for message_id, text in list(state.partial_text.items()):
             sub = state.partial_context.get(message_id)
             outs.append(Out(AssistantMessage(message_id, text, agent, True), sub))
         # Innermost contexts first, so a subtask's calls close before the subtask does.
-        pending = sorted(state.pending_of_turn(turn.id), key=lambda c: c.subtask_id is None)
+        pending = sorted(state.pending_of_turn(current.id), key=lambda c: c.subtask_id is None)
         for call in pending:
             outs.append(Out(ToolResultEvent(call.call_id, False, why, why), call.subtask_id))
         for subtask_id, (_, sub_agent) in list(state.open_subtasks.items()):
             outs.append(Out(SubtaskEnded(subtask_id, sub_agent, False, why)))
         outs.append(Out(TurnEnded(reason)))
         final = attrs.evolve(current, status=_FINAL_STATUS[reason], updated_at=now())
-        await actor.commit_locked(outs, turn_id=turn.id, turn=final)
-        actor.metrics.turns_ended.labels(reason).inc()
+        await live.commit_locked(outs, turn_id=current.id, turn=final)
+        turn.row = final
+        live.metrics.turns_ended.labels(reason).inc()

@@ -19,12 +19,13 @@ from collections.abc import Iterable
 
 import attrs
 
-from sessions import Event, JSONObject, loads_object
+from sessions import Approval, ApprovalStatus, Event, JSONObject, loads_object
 
 from .._errors import PairingViolation
 from ._events import (
     AgentEvent,
     AgentSwitched,
+    ApprovalDecision,
     ApprovalRequested,
     ApprovalResolved,
     AssistantMessage,
@@ -64,6 +65,9 @@ class PendingCall:
     turn_id: str | None
     subtask_id: str | None
     state: CallState = CallState.REQUESTED
+    # The approval asked for this call, while no decision is recorded: the one
+    # place the runtime reads it from (the store's row is its durable projection).
+    approval: Approval | None = None
 
     def arguments_object(self) -> JSONObject:
         try:
@@ -90,6 +94,7 @@ class SessionState:
     user_message_seqs: dict[str, int] = attrs.field(factory=dict)  # message_id -> seq
     partial_text: dict[str, str] = attrs.field(factory=dict)  # message_id -> deltas so far
     partial_context: dict[str, str | None] = attrs.field(factory=dict)  # message_id -> subtask
+    decided: dict[str, ApprovalStatus] = attrs.field(factory=dict)  # call_id -> how it ended
 
     def context(self, subtask_id: str | None) -> list[ChatMessage]:
         """The LLM-visible messages of the main context or of one subtask."""
@@ -163,11 +168,25 @@ class SessionState:
                     )
             case ApprovalRequested():
                 self._move(typed.call_id, CallState.APPROVAL)
+                call = self.pending.get(typed.call_id)
+                if call is not None:
+                    call.approval = Approval(
+                        self.session_id,
+                        typed.call_id,
+                        ev.turn_id or "",
+                        typed.name,
+                        typed.arguments,
+                        typed.rule,
+                        ev.ts,
+                        typed.expires_at,
+                    )
             case ApprovalResolved():
-                remember = ev.data.get(REMEMBER_KEY)
-                if remember == "session" and typed.decision in ("approve", "edit"):
-                    call = self.pending.get(typed.call_id)
-                    if call is not None:
+                self.decided[typed.call_id] = approval_status(typed.decision, typed.by)
+                call = self.pending.get(typed.call_id)
+                if call is not None:
+                    call.approval = None
+                    remember = ev.data.get(REMEMBER_KEY)
+                    if remember == "session" and typed.decision in ("approve", "edit"):
                         self.remembered.append((call.name, call.arguments))
             case ToolCallEvent():
                 self._move(typed.call_id, CallState.TOOL)
@@ -213,6 +232,22 @@ class SessionState:
 
     def pending_of_turn(self, turn_id: str) -> list[PendingCall]:
         return [call for call in self.pending.values() if call.turn_id == turn_id]
+
+
+_STATUS_OF: dict[ApprovalDecision, ApprovalStatus] = {
+    "approve": ApprovalStatus.APPROVED,
+    "edit": ApprovalStatus.EDITED,
+    "reject": ApprovalStatus.REJECTED,
+    "respond": ApprovalStatus.RESPONDED,
+    "expire": ApprovalStatus.EXPIRED,
+    "cancel": ApprovalStatus.CANCELLED,
+}
+
+
+def approval_status(decision: ApprovalDecision, by: str) -> ApprovalStatus:
+    """The stored status an approval ends in when resolved with *decision* by *by*."""
+    # An expired approval is recorded as a rejection by the timeout (SPEC §5).
+    return ApprovalStatus.EXPIRED if by == "timeout" else _STATUS_OF[decision]
 
 
 def check_pairing(messages: Iterable[ChatMessage]) -> None:

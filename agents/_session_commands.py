@@ -1,12 +1,15 @@
-"""Client commands (SPEC §3.1) applied to a session actor.
+"""Client commands (SPEC §3.1) applied to a live session.
 
-Each handler checks the command against the committed state and commits its
-effect together with the command's idempotency record in one atomic write, all
-under the actor's lock, so two commands can never both resolve the same call.
-Handlers raise :class:`CommandError` for anything they refuse.
+:func:`apply_command` checks a command against the committed state and commits
+its effect together with the command's idempotency record in one atomic write,
+all under the session's lock, so two commands can never both resolve the same
+call. A refusal is committed too (as a rejected ack under the command's id), so
+a retried command id always gets its first answer back, decided by the store.
 """
 
 from __future__ import annotations
+
+from typing import assert_never
 
 import attrs
 
@@ -22,8 +25,17 @@ from sessions import (
     now,
 )
 
-from ._actor import LiveTurn, Out, SessionActor
-from ._core._commands import Ack, Answer, SubmitApproval, SubmitToolResult, SwitchAgent
+from ._config import RuntimeConfig
+from ._core._commands import (
+    Ack,
+    Answer,
+    Cancel,
+    Command,
+    SendMessage,
+    SubmitApproval,
+    SubmitToolResult,
+    SwitchAgent,
+)
 from ._core._events import (
     AgentSwitched,
     ApprovalResolved,
@@ -38,12 +50,93 @@ from ._core._modes import ModeRegistry
 from ._core._state import REMEMBER_KEY, CallState, PendingCall
 from ._core._tools import validate_arguments
 from ._errors import CommandError, ToolError
+from ._live_turn import LiveTurn, Out
+from ._session import LiveSession
 
 TITLE_LIMIT = 120
 
 
-def record(actor: SessionActor, ack: Ack) -> CommandRecord:
-    return CommandRecord(actor.session.id, ack.id, ack.to_json())
+async def apply_command(
+    live: LiveSession, cmd: Command, modes: ModeRegistry, config: RuntimeConfig
+) -> tuple[Ack, LiveTurn | None]:
+    """Apply *cmd* to *live*; the ack, and the turn it queued (the caller starts it).
+
+    Never raises :class:`CommandError`: a refusal is an ack with status
+    ``rejected``. A ``cancel`` returns once the cancelled turn is closed.
+    """
+    if isinstance(cmd, Cancel):
+        return await _cancel(live, cmd), None
+    async with live.lock:
+        try:
+            return await _apply_locked(live, cmd, modes, config)
+        except CommandError as exc:
+            return await _refuse(live, Ack.rejected(cmd.id, exc)), None
+
+
+async def _apply_locked(
+    live: LiveSession,
+    cmd: SendMessage | SubmitToolResult | SubmitApproval | Answer | SwitchAgent,
+    modes: ModeRegistry,
+    config: RuntimeConfig,
+) -> tuple[Ack, LiveTurn | None]:
+    match cmd:
+        case SendMessage():
+            return await enqueue_message(
+                live,
+                modes,
+                command_id=cmd.id,
+                content=cmd.content,
+                agent=cmd.agent,
+                on_busy=cmd.on_busy,
+                max_queued=config.max_queued,
+            )
+        case SubmitToolResult():
+            return await submit_tool_result(live, cmd), None
+        case SubmitApproval():
+            return await submit_approval(live, modes, cmd), None
+        case Answer():
+            return await submit_answer(live, cmd), None
+        case SwitchAgent():
+            return await switch_agent(live, modes, cmd, config.max_queued)
+        case _:
+            assert_never(cmd)
+
+
+async def refuse(live: LiveSession, cmd_id: str, error: CommandError) -> Ack:
+    """Record and return the refusal of command *cmd_id* (the first ack if repeated)."""
+    async with live.lock:
+        return await _refuse(live, Ack.rejected(cmd_id, error))
+
+
+async def _refuse(live: LiveSession, ack: Ack) -> Ack:
+    committed = await live.commit_locked(command=record(live, ack))
+    return duplicate_ack(committed, ack.id) if committed.duplicate else ack
+
+
+async def _cancel(live: LiveSession, cmd: Cancel) -> Ack:
+    async with live.lock:
+        running = live.running
+        if cmd.turn_id is not None and (running is None or running.turn_id != cmd.turn_id):
+            ack = await cancel_queued(live, cmd.turn_id, cmd.id)
+            if ack is not None:
+                return ack
+            running = None
+        if running is None:
+            return await _refuse(
+                live, Ack.rejected(cmd.id, CommandError("no_turn", "no running turn to cancel"))
+            )
+        ack = Ack.accepted(cmd.id, running.turn_id)
+        committed = await live.commit_locked(command=record(live, ack))
+        if committed.duplicate:
+            return duplicate_ack(committed, cmd.id)
+        running.stop("cancelled")
+    # The ack follows the effect: the turn's closing events are committed.
+    await running.done.wait()
+    return ack
+
+
+def record(live: LiveSession, ack: Ack) -> CommandRecord:
+    return CommandRecord(live.session.id, ack.id, ack.to_json())
 
 
 def duplicate_ack(committed: Committed, command_id: str) -> Ack:
@@ -57,7 +150,7 @@ def _result_text(result: JSON) -> str:
 
 
 async def enqueue_message(
-    actor: SessionActor,
+    live: LiveSession,
     modes: ModeRegistry,
     *,
     command_id: str,
@@ -75,12 +168,12 @@ async def enqueue_message(
         raise CommandError(
             "unknown_agent", f"unknown agent {agent!r}; agents: {', '.join(modes.names())}"
         )
-    if actor.busy and on_busy == "reject":
-        running = actor.running.turn_id if actor.running else "a queued turn"
+    if live.busy and on_busy == "reject":
+        running = live.running.turn_id if live.running else "a queued turn"
         raise CommandError("busy", f"the session is busy ({running}); retry or use on_busy=queue")
-    if len(actor.queue) >= max_queued:
+    if len(live.queue) >= max_queued:
         raise CommandError("queue_full", f"at most {max_queued} messages may wait per session")
-    session = actor.session
+    session = live.session
     outs: list[Out] = []
     if agent is not None and agent != session.current_agent:
         outs.append(Out(AgentSwitched(session.current_agent, agent, switch_reason)))
@@ -100,19 +193,18 @@ async def enqueue_message(
         session, title=title, current_agent=agent or session.current_agent, updated_at=now()
     )
     ack = Ack.accepted(command_id, turn.id)
-    committed = await actor.commit_locked(
-        outs, session=updated, turn=turn, command=record(actor, ack)
+    committed = await live.commit_locked(
+        outs, session=updated, turn=turn, command=record(live, ack)
     )
     if committed.duplicate:
         return duplicate_ack(committed, command_id), None
-    queued = LiveTurn(turn, actor.state.user_message_seqs.get(message_id))
+    queued = LiveTurn(turn, live.state.user_message_seqs.get(message_id))
     if on_busy == "interrupt":
-        actor.queue.appendleft(queued)
-        if actor.running is not None:
-            actor.running.cancel_reason = "interrupted"
-            actor.running.scope.cancel()
+        live.queue.appendleft(queued)
+        if live.running is not None:
+            live.running.stop("interrupted")
     else:
-        actor.queue.append(queued)
+        live.queue.append(queued)
     return ack, queued
 
 
@@ -124,10 +216,10 @@ _WAITS_FOR = {
 }
 
 
-def _pending(actor: SessionActor, call_id: str, want: CallState, what: str) -> PendingCall:
-    call = actor.state.pending.get(call_id)
+def _pending(live: LiveSession, call_id: str, want: CallState, what: str) -> PendingCall:
+    call = live.state.pending.get(call_id)
     if call is None:
-        if call_id in actor.state.known_calls:
+        if call_id in live.state.known_calls:
             raise CommandError("already_resolved", f"{what} {call_id!r} was already answered")
         raise CommandError("unknown_call", f"no {what} {call_id!r} in this session")
     if call.state is not want:
@@ -139,37 +231,33 @@ def _pending(actor: SessionActor, call_id: str, want: CallState, what: str) -> P
     return call
 
 
-async def _refuse_decided(actor: SessionActor, call_id: str) -> None:
+def _refuse_decided(live: LiveSession, call_id: str) -> None:
     """Refuse a second decision on an approval with ``already_resolved``.
 
     After an approve the call stays pending (it now waits for its tool result), so
-    only the stored approval can tell "decided already" from "never asked".
+    only the recorded decision can tell "decided already" from "never asked".
     """
-    call = actor.state.pending.get(call_id)
-    if call is not None and call.state is CallState.APPROVAL:
-        return
-    approval = await actor.store.get_approval(actor.session.id, call_id)
-    if approval is not None and approval.status is not ApprovalStatus.PENDING:
+    decided = live.state.decided.get(call_id)
+    if decided is not None:
         raise CommandError(
-            "already_resolved",
-            f"approval {call_id!r} was already resolved ({approval.status.value})",
+            "already_resolved", f"approval {call_id!r} was already resolved ({decided.value})"
         )
 
 
-async def submit_tool_result(actor: SessionActor, cmd: SubmitToolResult) -> Ack:
-    call = _pending(actor, cmd.call_id, CallState.TOOL, "tool call")
+async def submit_tool_result(live: LiveSession, cmd: SubmitToolResult) -> Ack:
+    call = _pending(live, cmd.call_id, CallState.TOOL, "tool call")
     ok = cmd.error is None
     # The prefix tells any model, not only the scripted one, that the call failed.
     content = f"error: {cmd.error}" if cmd.error is not None else _result_text(cmd.result)
     ack = Ack.accepted(cmd.id, call.turn_id)
     out = Out(ToolResultEvent(call.call_id, ok, summarize(content), content), call.subtask_id)
-    committed = await actor.commit_locked([out], turn_id=call.turn_id, command=record(actor, ack))
+    committed = await live.commit_locked([out], turn_id=call.turn_id, command=record(live, ack))
     return duplicate_ack(committed, cmd.id) if committed.duplicate else ack
 
 
-async def submit_approval(actor: SessionActor, modes: ModeRegistry, cmd: SubmitApproval) -> Ack:
-    await _refuse_decided(actor, cmd.call_id)
-    call = _pending(actor, cmd.call_id, CallState.APPROVAL, "approval")
+async def submit_approval(live: LiveSession, modes: ModeRegistry, cmd: SubmitApproval) -> Ack:
+    _refuse_decided(live, cmd.call_id)
+    call = _pending(live, cmd.call_id, CallState.APPROVAL, "approval")
     sub = call.subtask_id
     extra: dict[str, JSON] = {REMEMBER_KEY: cmd.remember} if cmd.remember == "session" else {}
     outs: list[Out]
@@ -188,7 +276,7 @@ async def submit_approval(actor: SessionActor, modes: ModeRegistry, cmd: SubmitA
                 modes.check_call(call.agent, call.name, arguments)
             except ToolError as exc:
                 raise CommandError("invalid_arguments", f"edited arguments refused: {exc}") from exc
-            verdict = actor.policy.evaluate(call.name, arguments)
+            verdict = live.policy.evaluate(call.name, arguments)
             if verdict.action == "deny":
                 # An edit must not smuggle in what the policy forbids outright.
                 raise CommandError(
@@ -213,46 +301,46 @@ async def submit_approval(actor: SessionActor, modes: ModeRegistry, cmd: SubmitA
                 Out(ToolResultEvent(call.call_id, True, summarize(text), text), sub),
             ]
     resolution: dict[str, JSON] = {"decision": cmd.decision, "remember": cmd.remember}
-    approval = await actor.close_approval(call.call_id, status, resolution, cmd.by)
+    approval = live.close_approval(call.call_id, status, resolution, cmd.by)
     if approval is None:
         raise CommandError("already_resolved", f"approval {call.call_id!r} is not pending")
     ack = Ack.accepted(cmd.id, call.turn_id)
-    committed = await actor.commit_locked(
-        outs, turn_id=call.turn_id, approval=approval, command=record(actor, ack)
+    committed = await live.commit_locked(
+        outs, turn_id=call.turn_id, approval=approval, command=record(live, ack)
     )
     return duplicate_ack(committed, cmd.id) if committed.duplicate else ack
 
 
-async def submit_answer(actor: SessionActor, cmd: Answer) -> Ack:
-    call = _pending(actor, cmd.question_id, CallState.QUESTION, "question")
+async def submit_answer(live: LiveSession, cmd: Answer) -> Ack:
+    call = _pending(live, cmd.question_id, CallState.QUESTION, "question")
     ack = Ack.accepted(cmd.id, call.turn_id)
     outs = [
         Out(QuestionAnswered(call.call_id, cmd.text), call.subtask_id),
         Out(ToolResultEvent(call.call_id, True, summarize(cmd.text), cmd.text), call.subtask_id),
     ]
-    committed = await actor.commit_locked(outs, turn_id=call.turn_id, command=record(actor, ack))
+    committed = await live.commit_locked(outs, turn_id=call.turn_id, command=record(live, ack))
     return duplicate_ack(committed, cmd.id) if committed.duplicate else ack
 
 
-async def cancel_queued(actor: SessionActor, turn_id: str, command_id: str) -> Ack | None:
+async def cancel_queued(live: LiveSession, turn_id: str, command_id: str) -> Ack | None:
     """Cancel a queued (not yet started) turn; ``None`` if no such queued turn."""
-    for queued in actor.queue:
+    for queued in live.queue:
         if queued.turn_id == turn_id:
-            actor.queue.remove(queued)
+            live.queue.remove(queued)
             ack = Ack.accepted(command_id, turn_id)
             ended = attrs.evolve(queued.row, status=TurnStatus.CANCELLED, updated_at=now())
-            committed = await actor.commit_locked(
+            committed = await live.commit_locked(
                 [Out(TurnEnded("cancelled"))],
                 turn_id=turn_id,
                 turn=ended,
-                command=record(actor, ack),
+                command=record(live, ack),
             )
             return duplicate_ack(committed, command_id) if committed.duplicate else ack
     return None
 
 
 async def switch_agent(
-    actor: SessionActor, modes: ModeRegistry, cmd: SwitchAgent, max_queued: int
+    live: LiveSession, modes: ModeRegistry, cmd: SwitchAgent, max_queued: int
 ) -> tuple[Ack, LiveTurn | None]:
     """Change the session's agent, and send ``content`` as a message if given."""
     if cmd.agent not in modes.names():
@@ -261,7 +349,7 @@ async def switch_agent(
         )
     if cmd.content is not None:
         return await enqueue_message(
-            actor,
+            live,
             modes,
             command_id=cmd.id,
             content=cmd.content,
@@ -269,11 +357,11 @@ async def switch_agent(
             on_busy="queue",
             max_queued=max_queued,
         )
-    session = actor.session
+    session = live.session
     ack = Ack.accepted(cmd.id)
     outs = []
     if cmd.agent != session.current_agent:
         outs.append(Out(AgentSwitched(session.current_agent, cmd.agent, "requested by the user")))
     updated = attrs.evolve(session, current_agent=cmd.agent, updated_at=now())
-    committed = await actor.commit_locked(outs, session=updated, command=record(actor, ack))
+    committed = await live.commit_locked(outs, session=updated, command=record(live, ack))
     return (duplicate_ack(committed, cmd.id) if committed.duplicate else ack), None

@@ -1,9 +1,16 @@
-"""One session's live runtime state and its single, serialised write path.
+"""One live session: its folded state, its turn queue and its single write path.
 
-Every write of a session (the turn runner's and the command handlers') goes
-through :meth:`SessionActor.commit` under the actor's lock, so the derived
-:class:`~agents._state.SessionState` folds events in exactly seq order and a
-check-then-write (is this call still pending?) cannot race another command.
+Every write of a session (its turn's and the commands') goes through
+:meth:`LiveSession.commit` under the session's lock, so the derived
+:class:`~agents._core._state.SessionState` folds events in exactly seq order and
+a check-then-write (is this call still pending?) cannot race another command.
+The state is folded from committed events only: nothing is applied that the
+store did not take.
+
+A ``LiveSession`` is not an actor with a task of its own: whoever writes (a
+command in its caller's task, the turn in the supervisor's nursery) takes the
+lock, so a command costs no task hop. What must outlive a request (a turn)
+runs in the supervisor's nursery, never in the caller's task.
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from sessions import (
     CommandRecord,
     Committed,
     JSONObject,
-    NewEvent,
     Session,
     SessionStore,
     Turn,
@@ -29,58 +35,14 @@ from sessions import (
     now,
 )
 
-from ._core._events import AgentEvent, ErrorEvent, TurnEndReason, encode_event
 from ._core._policy import Policy
-from ._core._state import SUBTASK_KEY, SessionState
+from ._core._state import SessionState
+from ._live_turn import LiveTurn, Out
 from ._metrics import RuntimeMetrics
 
 
-@attrs.frozen
-class Out:
-    """An event to commit, with the payload extras that are not part of its class."""
-
-    event: AgentEvent
-    subtask_id: str | None = None
-    extra: JSONObject = attrs.field(factory=dict)
-
-    def to_new(self, turn_id: str | None) -> NewEvent:
-        wire_type, data = encode_event(self.event)
-        if self.subtask_id is not None:
-            data[SUBTASK_KEY] = self.subtask_id
-        for key, value in self.extra.items():
-            data.setdefault(key, value)
-        return NewEvent(wire_type, data, turn_id)
-
-
 @attrs.define(eq=False)
-class LiveTurn:
-    """One turn of a live session, from queued to closed.
-
-    Created when the turn is queued (or found open by restart recovery, with
-    ``resume``); its session's driver runs it inside :attr:`scope`, which a
-    cancel, an interrupt or shutdown cancels, choosing :attr:`cancel_reason`;
-    :attr:`done` is set once its closing write was attempted. :attr:`row` is
-    the turn as last committed by the turn itself.
-    """
-
-    row: Turn
-    user_message_seq: int | None
-    resume: bool = False
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    done: trio.Event = attrs.field(factory=trio.Event)
-    cancel_reason: TurnEndReason = "cancelled"
-    suspend: bool = False  # shutdown: leave a waiting turn open so it resumes after restart
-    # Set when the closing write did not happen (the store refused it, or it took
-    # longer than the grace): how to close the turn when the store allows.
-    unclosed: tuple[TurnEndReason, ErrorEvent | None] | None = None
-
-    @property
-    def turn_id(self) -> str:
-        return self.row.id
-
-
-@attrs.define(eq=False)
-class SessionActor:
+class LiveSession:
     """Runtime state of one session: derived log state, turn queue, running turn."""
 
     session: Session
@@ -91,12 +53,7 @@ class SessionActor:
     lock: trio.Lock = attrs.field(factory=trio.Lock)
     queue: collections.deque[LiveTurn] = attrs.field(factory=collections.deque)
     running: LiveTurn | None = None
-    driving: bool = False
-    turns: dict[str, Turn] = attrs.field(factory=dict)
-    turn_changed: trio.Event = attrs.field(factory=trio.Event)  # replaced on every change
-    # Set (and replaced) whenever committed events were folded into the state: a
-    # turn waiting for a call's answer re-reads the pure state when it fires.
-    state_changed: trio.Event = attrs.field(factory=trio.Event)
+    driving: bool = False  # a driver task runs (or closes) this session's turns
 
     @property
     def policy(self) -> Policy:
@@ -109,6 +66,11 @@ class SessionActor:
     @property
     def busy(self) -> bool:
         return self.running is not None or bool(self.queue)
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing of the session lives outside its log: no turn, no driver, lock free."""
+        return not self.busy and not self.driving and not self.lock.locked()
 
     async def commit(
         self,
@@ -123,8 +85,8 @@ class SessionActor:
         """Commit *outs* (and the row updates) atomically; fold them into the state.
 
         Cancellation: the store's append is atomic, so a cancelled commit either
-        happened whole (and is folded the next time the state catches up) or not at
-        all. The lock is released on cancellation.
+        happened whole (and is folded) or not at all. The lock is released on
+        cancellation.
         """
         async with self.lock:
             return await self.commit_locked(
@@ -170,27 +132,29 @@ class SessionActor:
         # just encoded (a duplicate returned above; otherwise one event per out).
         for event, out in zip(committed.events, outs, strict=True):
             self.state.apply(event, out.event)
-        if committed.events:
-            self.state_changed.set()
-            self.state_changed = trio.Event()
         if session is not None:
             self.session = session
-        if turn is not None:
-            if turn.status.active:
-                self.turns[turn.id] = turn
-            else:
-                self.turns.pop(turn.id, None)
-            self.turn_changed.set()
-            self.turn_changed = trio.Event()
+        running = self.running
+        if running is not None:
+            if turn is not None and turn.id == running.turn_id:
+                running.row = turn
+                running.wake.fire()
+            elif turn_id == running.turn_id:
+                running.wake.fire()
         self.metrics.events.inc(len(committed.events))
         return committed
 
-    async def close_approval(
+    def close_approval(
         self, call_id: str, status: ApprovalStatus, resolution: JSONObject, by: str
     ) -> Approval | None:
-        """The stored pending approval of *call_id*, moved to *status* (not yet written)."""
-        current = await self.store.get_approval(self.session.id, call_id)
-        if current is None or current.status is not ApprovalStatus.PENDING:
+        """The pending approval of *call_id*, moved to *status* (not yet written).
+
+        ``None`` if the call has no undecided approval. Read from the folded
+        state, which the store's approval row mirrors.
+        """
+        call = self.state.pending.get(call_id)
+        current = call.approval if call is not None else None
+        if current is None:
             return None
         self.metrics.approval_wait.observe(max(0.0, now() - current.requested_at))
         return attrs.evolve(current, status=status, resolution=resolution, resolved_by=by)

@@ -1,0 +1,77 @@
+"""One turn of a live session, from queued to closed, and what it commits."""
+
+from __future__ import annotations
+
+import attrs
+import trio
+
+from sessions import JSONObject, NewEvent, Turn, TurnStatus
+
+from ._core._events import AgentEvent, ErrorEvent, TurnEndReason, encode_event
+from ._core._state import SUBTASK_KEY
+from ._signal import Signal
+
+WAITING = (TurnStatus.AWAITING_TOOL, TurnStatus.AWAITING_APPROVAL)
+
+
+@attrs.frozen
+class Out:
+    """An event to commit, with the payload extras that are not part of its class."""
+
+    event: AgentEvent
+    subtask_id: str | None = None
+    extra: JSONObject = attrs.field(factory=dict)
+
+    def to_new(self, turn_id: str | None) -> NewEvent:
+        wire_type, data = encode_event(self.event)
+        if self.subtask_id is not None:
+            data[SUBTASK_KEY] = self.subtask_id
+        for key, value in self.extra.items():
+            data.setdefault(key, value)
+        return NewEvent(wire_type, data, turn_id)
+
+
+@attrs.define(eq=False)
+class LiveTurn:
+    """One turn of a live session, from queued to closed.
+
+    Created when the turn is queued (or found open by restart recovery, with
+    ``resume``); its session's driver runs it inside :attr:`scope`, which a
+    cancel, an interrupt or shutdown cancels through :meth:`stop`. :attr:`row`
+    is the turn as last committed. :attr:`wake` fires whenever something the
+    turn may wait for was committed (an answer to one of its calls, a change of
+    its row) and once more when it is done: the turn and whoever waits for it
+    learn of changes through it, not by polling shared state.
+    """
+
+    row: Turn
+    user_message_seq: int | None
+    resume: bool = False
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    wake: Signal = attrs.field(factory=Signal)
+    cancel_reason: TurnEndReason = "cancelled"
+    suspend: bool = False  # shutdown: leave a waiting turn open so it resumes after restart
+    # Set when the closing write did not happen (the store refused it, or it took
+    # longer than the grace): how to close the turn when the store allows.
+    unclosed: tuple[TurnEndReason, ErrorEvent | None] | None = None
+
+    @property
+    def turn_id(self) -> str:
+        return self.row.id
+
+    @property
+    def waiting(self) -> bool:
+        """Committed as waiting for the IDE or a human."""
+        return self.row.status in WAITING
+
+    def stop(self, reason: TurnEndReason, *, suspend: bool = False) -> None:
+        """End the turn with *reason* (or, with *suspend*, leave it open in the store)."""
+        self.cancel_reason = reason
+        self.suspend = suspend
+        self.scope.cancel()
+
+    def finish(self) -> None:
+        """The closing write was attempted: release everyone waiting for the turn."""
+        self.done.set()
+        self.wake.fire()
