@@ -5,13 +5,11 @@ from __future__ import annotations
 import attrs
 import trio
 
-from sessions import JSONObject, NewEvent, Turn, TurnStatus
+from sessions import JSONObject, NewEvent, Turn
 
 from ._core._events import AgentEvent, ErrorEvent, TurnEndReason, encode_event
 from ._core._state import SUBTASK_KEY
 from ._signal import Signal
-
-WAITING = (TurnStatus.AWAITING_TOOL, TurnStatus.AWAITING_APPROVAL)
 
 
 @attrs.frozen
@@ -38,10 +36,13 @@ class LiveTurn:
     Created when the turn is queued (or found open by restart recovery, with
     ``resume``); its session's driver runs it inside :attr:`scope`, which a
     cancel, an interrupt or shutdown cancels through :meth:`stop`. :attr:`row`
-    is the turn as last committed. :attr:`wake` fires whenever something the
-    turn may wait for was committed (an answer to one of its calls, a change of
-    its row) and once more when it is done: the turn and whoever waits for it
-    learn of changes through it, not by polling shared state.
+    is the turn as last committed: queued, running (``turn.started``) or ended;
+    whether it waits for the IDE or a human is derived from the log
+    (:meth:`~agents._core._state.SessionState.awaits_answer`), not stored.
+    :attr:`wake` fires whenever something the turn may wait for was committed
+    (an answer to one of its calls, a change of its row) and once more when it
+    is done: the turn and whoever waits for it learn of changes through it, not
+    by polling shared state.
     """
 
     row: Turn
@@ -59,11 +60,6 @@ class LiveTurn:
     @property
     def turn_id(self) -> str:
         return self.row.id
-
-    @property
-    def waiting(self) -> bool:
-        """Committed as waiting for the IDE or a human."""
-        return self.row.status in WAITING
 
     def stop(self, reason: TurnEndReason, *, suspend: bool = False) -> None:
         """End the turn with *reason* (or, with *suspend*, leave it open in the store)."""

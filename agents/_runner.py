@@ -23,7 +23,6 @@ from sessions import (
     ApprovalStatus,
     JSONObject,
     Turn,
-    TurnStatus,
     loads_object,
     new_id,
     now,
@@ -116,12 +115,6 @@ class TurnRunner:
     def turn(self, row: Turn) -> None:
         self.live_turn.row = row
 
-    async def set_status(self, status: TurnStatus) -> None:
-        if self.turn.status is status:
-            return
-        self.turn = attrs.evolve(self.turn, status=status, updated_at=now())
-        await self.live.commit(turn=self.turn)
-
     # -- routing ---------------------------------------------------------------
 
     async def route(self, text: str) -> tuple[str, str]:
@@ -207,7 +200,9 @@ class TurnRunner:
         )
         message_id = new_id("msg")
         try:
-            content, calls, provider_data = await self._stream(request, message_id, subtask_id)
+            content, calls, provider_data, held = await self._stream(
+                request, message_id, subtask_id
+            )
         except BaseExceptionGroup as group:
             raise _sole(group) from None
         infos = []
@@ -216,25 +211,31 @@ class TurnRunner:
             call = attrs.evolve(call, id=self.live.state.unique_call_id(call.id))
             unique.append(call)
             infos.append(ToolCallInfo(call.id, call.name, _arguments_object(call.arguments)))
+        outs = list(held)
         if content or unique:
             message = AssistantMessage(
                 message_id, content, agent, False, tuple(infos), provider_data
             )
-            await self.live.commit([Out(message, subtask_id)], turn_id=self.turn.id)
+            outs.append(Out(message, subtask_id))
+        if outs:
+            await self.live.commit(outs, turn_id=self.turn.id)
         return content, bool(unique)
 
     async def _stream(
         self, request: ModelRequest, message_id: str, subtask_id: str | None
-    ) -> tuple[str, list[ToolCallRequest], dict[str, JSON]]:
-        """Pump the model into a bounded channel; commit what arrives, batch by batch.
+    ) -> tuple[str, list[ToolCallRequest], dict[str, JSON], list[Out]]:
+        """Pump the model into a bounded channel; commit its text as it arrives.
 
-        Returns the full text, the tool calls and the provider data (committed with
-        the message). Text committed before a failure or cancel stays in the state
-        as partial text (closed as truncated, without provider data).
+        Returns the full text, the tool calls, the provider data and the events
+        held back for the message's commit (usage: nobody waits for it, and a
+        step then costs one commit fewer). Text committed before a failure or
+        cancel stays in the state as partial text (closed as truncated, without
+        provider data).
         """
         text: list[str] = []
         calls: list[ToolCallRequest] = []
         provider_data: dict[str, JSON] = {}
+        held: list[Out] = []
         send, receive = trio.open_memory_channel[ModelDelta](self.config.chunk_buffer)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._pump, request, send)
@@ -248,10 +249,9 @@ class TurnRunner:
                             break
                     # Repaired, not refused: a model's stray surrogate must not fail the turn.
                     chunk = valid_text("".join(d.text for d in batch if isinstance(d, TextDelta)))
-                    outs: list[Out] = []
                     if chunk:
                         text.append(chunk)
-                        outs.append(Out(TextDeltaEvent(message_id, chunk), subtask_id))
+                        held.append(Out(TextDeltaEvent(message_id, chunk), subtask_id))
                     for delta in batch:
                         if isinstance(delta, ToolCallDelta):
                             call = delta.call
@@ -270,7 +270,7 @@ class TurnRunner:
                             self.metrics.llm_tokens.labels("completion").inc(
                                 delta.completion_tokens
                             )
-                            outs.append(
+                            held.append(
                                 Out(
                                     UsageEvent(
                                         delta.prompt_tokens, delta.completion_tokens, delta.model
@@ -278,9 +278,10 @@ class TurnRunner:
                                     subtask_id,
                                 )
                             )
-                    if outs:
+                    if chunk:  # text is shown as it comes; the rest waits for it
+                        outs, held = held, []
                         await self.live.commit(outs, turn_id=self.turn.id)
-        return "".join(text), calls, provider_data
+        return "".join(text), calls, provider_data, held
 
     async def _pump(self, request: ModelRequest, send: trio.MemorySendChannel[ModelDelta]) -> None:
         started = trio.current_time()
@@ -331,9 +332,8 @@ class TurnRunner:
         await self.request_ide_call(call.call, call.arguments, call.subtask_id)
 
     async def ask(self, call: ToolCall, question: str, options: tuple[str, ...] | None) -> None:
-        self.turn = attrs.evolve(self.turn, status=TurnStatus.AWAITING_TOOL, updated_at=now())
         out = Out(QuestionAsked(call.call.call_id, question, options), call.subtask_id)
-        await self.live.commit([out], turn_id=self.turn.id, turn=self.turn)
+        await self.live.commit([out], turn_id=self.turn.id)
 
     async def delegate(self, call: ToolCall, mode: str, message: str) -> None:
         await self.subtask(call.call, mode, message, call.subtask_id)
@@ -359,23 +359,14 @@ class TurnRunner:
                 now(),
                 expires,
             )
-            self.turn = attrs.evolve(
-                self.turn, status=TurnStatus.AWAITING_APPROVAL, updated_at=now()
-            )
             out = Out(
                 ApprovalRequested(call.call_id, call.name, args, decision.rule_text, expires),
                 subtask_id,
             )
-            await self.live.commit([out], turn_id=self.turn.id, approval=approval, turn=self.turn)
+            await self.live.commit([out], turn_id=self.turn.id, approval=approval)
         else:
-            status = (
-                TurnStatus.AWAITING_APPROVAL
-                if self.turn.status is TurnStatus.AWAITING_APPROVAL
-                else TurnStatus.AWAITING_TOOL
-            )
-            self.turn = attrs.evolve(self.turn, status=status, updated_at=now())
             out = Out(ToolCallEvent(call.call_id, call.name, args), subtask_id)
-            await self.live.commit([out], turn_id=self.turn.id, turn=self.turn)
+            await self.live.commit([out], turn_id=self.turn.id)
 
     async def tool_result(
         self, call_id: str, ok: bool, content: str, subtask_id: str | None
@@ -434,8 +425,6 @@ class TurnRunner:
                     continue
                 await self.expire(call)
             self.deadlines.pop(call.call_id, None)
-        if self.turn.status is not TurnStatus.RUNNING:
-            await self.set_status(TurnStatus.RUNNING)
 
     def set_deadline(self, call: PendingCall) -> None:
         if call.state is CallState.APPROVAL:

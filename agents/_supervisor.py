@@ -268,17 +268,17 @@ class Supervisor:
                         else None
                     )
                     live.queue.append(LiveTurn(turn, seq))
-                elif turn.status is TurnStatus.RUNNING:
-                    await close_turn(live, LiveTurn(turn, None), "interrupted")
-                else:
+                elif live.state.awaits_answer(turn.id):
                     live.queue.appendleft(LiveTurn(turn, None, resume=True))
+                else:  # it was working, not waiting (whatever an older version stored)
+                    await close_turn(live, LiveTurn(turn, None), "interrupted")
                 self._kick(live)
 
     @staticmethod
     async def _wind_down(live: LiveSession) -> None:
         """Wait for *live*'s turn to end, suspending it as soon as it waits for an answer."""
         while (running := live.running) is not None and not running.done.is_set():
-            if running.waiting:
+            if live.state.awaits_answer(running.turn_id):
                 running.stop(running.cancel_reason, suspend=True)
             await running.wake.wait()
 
@@ -287,7 +287,7 @@ class Supervisor:
         """End *live*'s running turn as ``interrupted`` (suspend it if it waits)."""
         running = live.running
         if running is not None:
-            running.stop("interrupted", suspend=running.waiting)
+            running.stop("interrupted", suspend=live.state.awaits_answer(running.turn_id))
             await running.done.wait()
 
     async def wind_down(self) -> None:

@@ -233,6 +233,19 @@ class SessionState:
     def pending_of_turn(self, turn_id: str) -> list[PendingCall]:
         return [call for call in self.pending.values() if call.turn_id == turn_id]
 
+    def awaits_answer(self, turn_id: str) -> bool:
+        """Turn *turn_id* waits for the outside: a call of it waits for the IDE or a human.
+
+        This is what "awaiting" means for recovery and shutdown (SPEC §3.3 rule 7),
+        derived from the log; a turn that does not wait was working (streaming,
+        running a step) and is closed as ``interrupted``.
+        """
+        return any(
+            call.turn_id == turn_id and call.state in _OUTSIDE for call in self.pending.values()
+        )
+
+
+_OUTSIDE = (CallState.APPROVAL, CallState.TOOL, CallState.QUESTION)
 
 _STATUS_OF: dict[ApprovalDecision, ApprovalStatus] = {
     "approve": ApprovalStatus.APPROVED,

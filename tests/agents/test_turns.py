@@ -7,7 +7,17 @@ import trio.testing
 
 from agents import RuntimeConfig
 from agents._providers._scripted import stream_words
-from sessions import JSON, Append, Event, NewEvent, Turn, TurnStatus, now, open_memory_store
+from sessions import (
+    JSON,
+    Append,
+    Event,
+    JSONObject,
+    NewEvent,
+    Turn,
+    TurnStatus,
+    now,
+    open_memory_store,
+)
 
 from .harness import Harness, open_runtime, seqs_contiguous
 
@@ -354,8 +364,9 @@ async def test_restart_resumes_a_turn_waiting_for_approval() -> None:
             s = await h.session("coder")
             await h.message(s, "create a.py with x")
             req = await h.wait_for(s, "approval.requested")
-        # The first supervisor is gone; the turn stays waiting in the store.
-        assert [t.status for t in await store.active_turns()] == [TurnStatus.AWAITING_APPROVAL]
+        # The first supervisor is gone; the turn stays open in the store (its row
+        # says running: that it waits is derived from its log, a pending approval).
+        assert [t.status for t in await store.active_turns()] == [TurnStatus.RUNNING]
         assert len(await store.pending_approvals(s.id)) == 1
         async with open_runtime(store=store) as h2:
             ack = await h2.send(
@@ -396,4 +407,47 @@ async def test_restart_closes_a_streaming_turn_as_interrupted() -> None:
             again = await h2.wait_for(s, "turn.ended", after=last)
             assert again.turn_id == ack.turn_id
             assert again.data["reason"] == "completed"
+            await h2.assert_paired(s)
+
+
+async def test_restart_closes_a_turn_that_no_longer_waits_as_interrupted() -> None:
+    """Waiting is read from the log: answered calls mean the turn was working."""
+    async with open_memory_store() as store:
+        async with open_runtime(store=store) as h:
+            s = await h.session("coder")
+        # An older version's row says awaiting_tool, but the call has its result:
+        # the crash came while the next LLM step was streaming.
+        turn = Turn("turn_x", s.id, "coder", TurnStatus.AWAITING_TOOL, now(), now())
+        call: JSONObject = {"call_id": "c1", "name": "read_file", "arguments": {"path": "a.py"}}
+        await store.append(
+            Append(
+                s.id,
+                (
+                    NewEvent("user.message", {"message_id": "m0", "content": "read a.py"}),
+                    NewEvent("turn.started", {"agent": "coder", "user_message_seq": 1}, "turn_x"),
+                    NewEvent(
+                        "message",
+                        {
+                            "message_id": "m1",
+                            "role": "assistant",
+                            "content": "",
+                            "agent": "coder",
+                            "truncated": False,
+                            "tool_calls": [call],
+                        },
+                        "turn_x",
+                    ),
+                    NewEvent("tool.call", call, "turn_x"),
+                    NewEvent(
+                        "tool.result",
+                        {"call_id": "c1", "ok": True, "summary": "x", "content": "x"},
+                        "turn_x",
+                    ),
+                ),
+                turn=turn,
+            )
+        )
+        async with open_runtime(store=store) as h2:
+            assert await ended(h2, s.id) == "interrupted"
+            assert [t.status for t in await store.active_turns()] == []
             await h2.assert_paired(s)
