@@ -261,7 +261,7 @@ async def _show(store: SessionStore, session_id: str, with_events: bool) -> int:
     _say(dumps(summary))
     if with_events:
         for event in events:
-            _say(dumps(event.to_json()))
+            _say(event.wire())
     return 0
 
 

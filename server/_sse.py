@@ -23,7 +23,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from agents import Ack
-from sessions import Event, JSONObject, Session, SubscriberTooSlow, dumps, new_id
+from sessions import Event, JSONObject, Session, SubscriberTooSlow, new_id
 
 from ._errors import ApiError, bad_request
 from ._http import (
@@ -58,7 +58,7 @@ def wants_stream() -> bool:
 
 
 def format_event(event: Event) -> bytes:
-    data = dumps(event.to_json())
+    data = event.wire()
     return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
 
 

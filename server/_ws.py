@@ -229,7 +229,7 @@ class Connection:
                     await self.ws.send(dumps(frame))
                 continue
             for event in item.events:
-                await self.ws.send(dumps(event.to_json()))
+                await self.ws.send(event.wire())
             sent += len(item.events)
             self.progress.advance(item.events[-1].seq)
         if sent:

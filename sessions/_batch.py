@@ -20,7 +20,7 @@ from typing import Protocol
 from attrs import frozen
 
 from ._errors import Conflict, SessionLimitReached, SessionNotFound, StoreError
-from ._json import JSONObject
+from ._json import JSONObject, dumps
 from ._models import (
     Append,
     Approval,
@@ -246,6 +246,9 @@ class _Batch:
                     ts=ts,
                     data=new.data,
                     turn_id=new.turn_id,
+                    # Encoded here, once: the backend writes this text and every
+                    # transport splices it into the event's wire form.
+                    payload_text=dumps(new.data),
                 )
                 for i, new in enumerate(append.events, start=1)
             )

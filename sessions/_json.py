@@ -13,9 +13,14 @@ JSON: TypeAlias = "dict[str, JSON] | list[JSON] | str | int | float | bool | Non
 JSONObject: TypeAlias = "dict[str, JSON]"
 
 
+# One encoder for the hot paths (json.dumps with options builds one per call).
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def dumps(value: JSON) -> str:
     """Compact, deterministic-enough JSON text (no spaces, UTF-8 kept)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text: str = _encode(value)
+    return text
 
 
 def loads_object(text: str | bytes) -> JSONObject:

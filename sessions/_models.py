@@ -12,7 +12,9 @@ import time
 
 from attrs import field, frozen
 
-from ._json import JSONObject
+from ._json import JSONObject, dumps
+
+_ENVELOPE = frozenset(("seq", "session_id", "type", "ts", "turn_id"))
 
 
 def new_id(prefix: str) -> str:
@@ -67,6 +69,26 @@ class Event:
     ts: float
     data: JSONObject
     turn_id: str | None = None
+    # The payload as JSON text, when the store has it (it encoded the payload to
+    # write it, or read it as text): the wire form is then spliced, not encoded.
+    payload_text: str | None = field(default=None, eq=False, repr=False, kw_only=True)
+
+    def wire(self) -> str:
+        """:meth:`to_json` as compact JSON text, encoding the payload at most once.
+
+        Every transport sends this text, so an event is encoded once when it is
+        committed (in the store's writer), not once per subscriber.
+        """
+        text = self.payload_text
+        if text is None or not text.startswith("{") or not _ENVELOPE.isdisjoint(self.data):
+            return dumps(self.to_json())
+        head = (
+            f'{{"seq":{self.seq},"session_id":{dumps(self.session_id)},'
+            f'"type":{dumps(self.type)},"ts":{self.ts!r}'
+        )
+        if self.turn_id is not None:
+            head += f',"turn_id":{dumps(self.turn_id)}'
+        return head + ("}" if text == "{}" else "," + text[1:])
 
     def to_json(self) -> JSONObject:
         """The wire envelope of SPEC §3.2: envelope fields first, then the payload."""

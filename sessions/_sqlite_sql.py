@@ -8,7 +8,6 @@ async backend through aiosqlite's public API.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -32,10 +31,6 @@ from ._seqs_local import LocalSeqAllocator
 from ._sqlite_errors import unstorable
 
 Durability = Literal["normal", "full"]
-
-# Same text as sessions.dumps, without building an encoder per call (the hot
-# path encodes one payload per streamed event).
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class Row(Protocol):
@@ -203,7 +198,10 @@ class SqliteTx:
         self._conn.executemany(
             "INSERT INTO events (session_id, seq, type, ts, turn_id, data)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [(e.session_id, e.seq, e.type, e.ts, e.turn_id, _encode(e.data)) for e in events],
+            [
+                (e.session_id, e.seq, e.type, e.ts, e.turn_id, e.payload_text or dumps(e.data))
+                for e in events
+            ],
         )
 
     def save_command(
@@ -361,6 +359,7 @@ def decode_event(row: Row) -> Event:
         ts=as_float(row[3]),
         turn_id=as_opt_str(row[4]),
         data=as_json(row[5]),
+        payload_text=row[5] if isinstance(row[5], str) else None,
     )
 
 
