@@ -59,7 +59,13 @@ from ._core._model import (
     UsageDelta,
 )
 from ._core._modes import ModeRegistry, parse_route_answer, route_by_keywords
-from ._core._state import PARENT_CALL_KEY, CallState, PendingCall, check_pairing
+from ._core._state import (
+    PARENT_CALL_KEY,
+    CallState,
+    PairingCursor,
+    PendingCall,
+    check_pairing,
+)
 from ._core._tools import TOOLS, validate_call
 from ._errors import AgentError, ToolError
 from ._live_turn import LiveTurn, Out
@@ -187,8 +193,9 @@ class TurnRunner:
     async def llm_step(self, agent: str, subtask_id: str | None) -> tuple[str, bool]:
         """One streamed LLM call; commits deltas, usage and the final message."""
         mode = self.modes.get(agent)
-        history = self.live.state.context(subtask_id)
-        check_pairing(history)
+        state = self.live.state
+        history = state.context(subtask_id)
+        check_pairing(history, state.pairing.setdefault(subtask_id, PairingCursor()))
         system = (
             mode.system_prompt if subtask_id is None else f"{mode.system_prompt}\n{SUBTASK_PROMPT}"
         )

@@ -94,6 +94,9 @@ class ChatMessage:
     tool_call_id: str | None = None
     parts: tuple[ContentPart, ...] = ()
     provider_data: Mapping[str, JSON] = field(factory=dict)
+    # A provider's encoding of this message, keyed by provider name: history
+    # messages are sent again on every later call, and encoded only once.
+    wire_cache: dict[str, str] = field(factory=dict, init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         # One source of truth: text-only readers and part-aware providers must agree.

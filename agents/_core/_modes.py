@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
-from attrs import frozen
+from attrs import field, frozen
 
 from sessions import JSON, JSONObject
 
@@ -97,6 +97,11 @@ class ModeRegistry:
     """The available modes by name."""
 
     modes: Mapping[str, Mode]
+    # tools_for's answers, per mode name: the same tuple every step, so a
+    # provider can encode a mode's tools once (modes do not change once loaded).
+    _tool_specs: dict[str, tuple[ToolSpec, ...]] = field(
+        factory=dict, init=False, eq=False, repr=False
+    )
 
     def get(self, name: str) -> Mode:
         """The mode called *name*.
@@ -122,6 +127,9 @@ class ModeRegistry:
         mention the mode's ``file_regex``, so a real LLM can avoid refused calls.
         """
         spec = mode if isinstance(mode, Mode) else self.get(mode)
+        known = self._tool_specs.get(spec.name)
+        if known is not None and self.modes.get(spec.name) is spec:
+            return known
         out: list[ToolSpec] = []
         for name in spec.tool_names():
             tool = TOOLS[name]
@@ -132,7 +140,10 @@ class ModeRegistry:
             if spec.file_regex is not None and tool.group == "edit":
                 description += f" Only paths matching the regex {spec.file_regex} are allowed."
             out.append(ToolSpec(name, description, parameters))
-        return tuple(out)
+        specs = tuple(out)
+        if self.modes.get(spec.name) is spec:
+            self._tool_specs[spec.name] = specs
+        return specs
 
     def check_call(self, mode: str | Mode, tool_name: str, arguments: Mapping[str, JSON]) -> None:
         """Refuse a call *mode* may not make, before anything is recorded.

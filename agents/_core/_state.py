@@ -14,6 +14,7 @@ they belong to that subtask's isolated context, not to the parent's history.
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 from collections.abc import Iterable
 
@@ -95,6 +96,7 @@ class SessionState:
     partial_text: dict[str, str] = attrs.field(factory=dict)  # message_id -> deltas so far
     partial_context: dict[str, str | None] = attrs.field(factory=dict)  # message_id -> subtask
     decided: dict[str, ApprovalStatus] = attrs.field(factory=dict)  # call_id -> how it ended
+    pairing: dict[str | None, PairingCursor] = attrs.field(factory=dict)  # per context
 
     def context(self, subtask_id: str | None) -> list[ChatMessage]:
         """The LLM-visible messages of the main context or of one subtask."""
@@ -203,6 +205,7 @@ class SessionState:
             case SubtaskEnded():
                 self.open_subtasks.pop(typed.subtask_id, None)
                 self.subtask_messages.pop(typed.subtask_id, None)
+                self.pairing.pop(typed.subtask_id, None)
             case TurnEnded():
                 self.open_turn = None
                 self.open_subtasks.clear()
@@ -263,18 +266,54 @@ def approval_status(decision: ApprovalDecision, by: str) -> ApprovalStatus:
     return ApprovalStatus.EXPIRED if by == "timeout" else _STATUS_OF[decision]
 
 
-def check_pairing(messages: Iterable[ChatMessage]) -> None:
+@attrs.define(eq=False)
+class PairingCursor:
+    """How far :func:`check_pairing` has checked one history list, and what it saw.
+
+    Histories only grow between LLM calls, so each call checks only the
+    messages added since the last one. A different list, or a shorter one,
+    is checked again from the start.
+    """
+
+    messages: list[ChatMessage] | None = None
+    checked: int = 0
+    open_calls: set[str] = attrs.field(factory=set)
+    answered: set[str] = attrs.field(factory=set)
+
+
+def check_pairing(messages: list[ChatMessage], cursor: PairingCursor | None = None) -> None:
     """Enforce the pairing invariant (SPEC §2) on an LLM history.
 
     Every assistant tool call has exactly one result, and every result answers a
-    call made earlier.
+    call made earlier. With a *cursor*, only the messages after the ones it has
+    already checked are looked at (and the cursor moves on).
 
     Raises:
         PairingViolation: naming the offending call id.
     """
-    open_calls: set[str] = set()
-    answered: set[str] = set()
-    for msg in messages:
+    if cursor is None:
+        cursor = PairingCursor()
+    elif cursor.messages is not messages or len(messages) < cursor.checked:
+        cursor.messages, cursor.checked = None, 0
+        cursor.open_calls.clear()
+        cursor.answered.clear()
+    start, cursor.messages = cursor.checked, messages
+    try:
+        _check_from(messages, start, cursor.open_calls, cursor.answered)
+    except PairingViolation:
+        cursor.messages = None  # whatever it saw is not to be trusted: start over
+        raise
+    cursor.checked = len(messages)
+    if cursor.open_calls:
+        raise PairingViolation(
+            f"tool call(s) without a result: {', '.join(sorted(cursor.open_calls))}"
+        )
+
+
+def _check_from(
+    messages: list[ChatMessage], start: int, open_calls: set[str], answered: set[str]
+) -> None:
+    for msg in itertools.islice(messages, start, None):
         if msg.role == "assistant":
             for call in msg.tool_calls:
                 if call.id in open_calls or call.id in answered:
@@ -288,5 +327,3 @@ def check_pairing(messages: Iterable[ChatMessage]) -> None:
                 raise PairingViolation(f"tool result {cid!r} answers no earlier call")
             open_calls.discard(cid)
             answered.add(cid)
-    if open_calls:
-        raise PairingViolation(f"tool call(s) without a result: {', '.join(sorted(open_calls))}")

@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import httpx
 import trio
 
-from sessions import JSON, JSONObject, dumps
+from sessions import JSON, JSONObject
 
 from .._core._model import ModelClient, ModelDelta, ModelRequest
 from .._errors import ModelError, ModelTimeout
@@ -37,6 +37,7 @@ from ._openai_wire import (
     error_message,
     protocol_error,
     request_body,
+    request_text,
 )
 from ._settings import ProviderSettings
 
@@ -169,7 +170,7 @@ class OpenAIClient:
         closes the HTTP response at once (shielded, so the upstream sees the
         disconnect and stops generating).
         """
-        deltas = _DeltaStream(self, request.model or self.model, dumps(self.request_body(request)))
+        deltas = _DeltaStream(self, request.model or self.model, request_text(request, self.model))
         try:
             yield deltas
         finally:

@@ -44,6 +44,47 @@ MAX_LINE = 8 * 1024 * 1024
 """A line longer than this is refused rather than buffered without bound."""
 
 
+def request_text(request: ModelRequest, default_model: str) -> str:
+    """:func:`request_body` as JSON text, from per-message and per-toolset encodings.
+
+    Each history message is encoded once (cached on the message) and each mode's
+    tool list once (cached by identity: :meth:`ModeRegistry.tools_for` returns
+    the same tuple every step), so a long session's call costs about what its
+    new messages cost, not its whole history.
+    """
+    messages = ",".join(_message_text(message) for message in request.messages)
+    text = f'{{"model":{dumps(request.model or default_model)},"messages":[{messages}]'
+    text += ',"stream":true,"stream_options":{"include_usage":true}'
+    if request.tools:
+        text += f',"tools":{_tools_text(request.tools)}'
+    if request.temperature is not None:
+        text += f',"temperature":{dumps(request.temperature)}'
+    return text + "}"
+
+
+def _message_text(message: ChatMessage) -> str:
+    cached = message.wire_cache.get(PROVIDER)
+    if cached is None:
+        cached = message.wire_cache[PROVIDER] = dumps(encode_message(message))
+    return cached
+
+
+_TOOLS_CACHE_SIZE = 64
+# id(tools) -> (tools, text): the tuple is kept so its id cannot be reused.
+_tools_cache: dict[int, tuple[tuple[ToolSpec, ...], str]] = {}
+
+
+def _tools_text(tools: tuple[ToolSpec, ...]) -> str:
+    hit = _tools_cache.get(id(tools))
+    if hit is not None and hit[0] is tools:
+        return hit[1]
+    text = dumps([encode_tool(tool) for tool in tools])
+    if len(_tools_cache) >= _TOOLS_CACHE_SIZE:
+        _tools_cache.pop(next(iter(_tools_cache)))
+    _tools_cache[id(tools)] = (tools, text)
+    return text
+
+
 def request_body(request: ModelRequest, default_model: str) -> JSONObject:
     """The JSON body that asks for *request* as a stream (*default_model* if it names none)."""
     body: JSONObject = {

@@ -5,7 +5,9 @@ Pure functions, no network (the streaming side is tests/agents/test_openai.py).
 
 from __future__ import annotations
 
-from agents._providers._openai_wire import encode_message, request_body
+import json
+
+from agents._providers._openai_wire import encode_message, request_body, request_text
 from agents.model import ChatMessage, ModelRequest, TextPart, ToolCallRequest, ToolSpec
 
 CALL = ToolCallRequest("call_1", "read_file", '{"path": "a.py"}')
@@ -90,3 +92,40 @@ def test_its_own_provider_data_is_sent_and_other_providers_data_is_not() -> None
 def test_provider_data_that_is_not_an_object_adds_nothing() -> None:
     message = ChatMessage("assistant", "done", provider_data={"openai": ["odd"]})
     assert encode_message(message) == {"role": "assistant", "content": "done"}
+
+
+def _requests() -> list[ModelRequest]:
+    tools = (ToolSpec("read_file", "Read a file", {"type": "object"}),)
+    history = (
+        ChatMessage("system", "be brief"),
+        ChatMessage.of_parts("user", [TextPart("look "), TextPart("here \u2028")]),
+        ChatMessage("assistant", None, (CALL,), provider_data={"openai": {"reasoning": "r"}}),
+        ChatMessage("tool", 'x = "1"', tool_call_id="call_1"),
+    )
+    return [
+        ModelRequest(model="", messages=history, tools=tools, temperature=0.5),
+        ModelRequest(model="mine", messages=history[:1]),
+        ModelRequest(model="", messages=(), tools=tools),
+    ]
+
+
+def test_the_sent_text_is_the_request_body() -> None:
+    for request in _requests():
+        assert json.loads(request_text(request, "default-model")) == request_body(
+            request, "default-model"
+        )
+
+
+def test_each_history_message_and_each_tool_list_is_encoded_once() -> None:
+    request = _requests()[0]
+    first = request_text(request, "m")
+    assert all("openai" in message.wire_cache for message in request.messages)
+    # A cached text is what is sent: changing it shows it is not encoded again.
+    request.messages[1].wire_cache["openai"] = '{"role":"user","content":"cached"}'
+    again = json.loads(request_text(request, "m"))
+    assert again["messages"][1] == {"role": "user", "content": "cached"}
+    assert json.loads(first)["tools"] == again["tools"]
+    # Equal messages stay equal whatever their caches hold.
+    assert request.messages[1] == ChatMessage.of_parts(
+        "user", [TextPart("look "), TextPart("here \u2028")]
+    )
