@@ -2,14 +2,18 @@
 
 One connection = three tasks in one nursery, all ending together:
 
-- the *pump* follows the session's subscription (replay after ``hello.after``,
-  then live) and hands batches to the writer through a bounded channel; when the
-  client cannot keep up, the subscription's own bounded buffer overflows and the
-  connection is closed with 1013 (the client resumes from its last seq);
+- the *streamer* follows the session's subscription (replay after
+  ``hello.after``, then live) and sends each batch as it comes, and a
+  ``heartbeat`` after ``heartbeat_interval`` of silence; when the client cannot
+  keep up, the subscription's own bounded buffer overflows and the connection is
+  closed with 1013 (the client resumes from its last seq);
 - the *reader* parses client frames, enforces size and rate limits, submits
-  commands to the supervisor and queues their ``ack`` after commit;
-- the *writer* is the only task that sends: it writes every item already queued
-  in one go, and a ``heartbeat`` after ``heartbeat_interval`` of silence.
+  commands to the supervisor and sends their ``ack`` after commit;
+- the *closer* ends the connection once shutdown has flushed its events.
+
+Both senders take the connection's send lock for each frame, so frames never
+interleave; an event goes from the subscription to the socket in the task that
+received it (no queue, no task hop between them).
 
 Close codes: 1000 normal, 1001 server shutting down, 1008 bad hello, 1009 frame
 over the protocol limit, 1013 slow consumer, 4401 unauthorized, 4404 no such
@@ -27,7 +31,6 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
-import attrs
 import trio
 from quart import Response, websocket
 from quart.wrappers import Websocket
@@ -61,21 +64,6 @@ CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_NOT_FOUND: Final = 4404
 
 
-@attrs.frozen
-class _Frames:
-    """Ephemeral frames (acks, errors, sync) to send."""
-
-    frames: tuple[JSONObject, ...]
-
-
-@attrs.frozen
-class _Events:
-    events: Sequence[Event]
-
-
-_Item = _Frames | _Events
-
-
 class _Close(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -95,6 +83,8 @@ class Connection:
         self.close_code = CLOSE_NORMAL
         self.close_reason = ""
         self._scope = trio.CancelScope()
+        self._send_lock = trio.Lock()
+        self._last_sent = trio.current_time()
 
     def finish(self, code: int, reason: str) -> None:
         """End the connection with *code* (the first reason given wins)."""
@@ -107,53 +97,65 @@ class Connection:
 
         Cancellation: a client disconnect cancels this; nothing is left running.
         """
-        send, receive = trio.open_memory_channel[_Item](self.state.config.send_buffer)
         sync: JSONObject = {
             "type": "sync",
             "session": session_json(self.state, self.session),
             "after": self.progress.seq,
         }
-        send.send_nowait(_Frames((sync,)))
         with self._scope:
+            await self._send(dumps(sync))  # always the first frame
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump, send.clone())
-                nursery.start_soon(self._reader, send)
-                nursery.start_soon(self._writer, receive)
+                nursery.start_soon(self._stream)
+                nursery.start_soon(self._reader)
                 nursery.start_soon(self._close_on_shutdown)
         with trio.move_on_after(1):
             await self.ws.close(self.close_code, self.close_reason)
 
-    async def _pump(self, out: trio.MemorySendChannel[_Item]) -> None:
+    async def _send(self, text: str) -> None:
+        async with self._send_lock:
+            await self.ws.send(text)
+            self._last_sent = trio.current_time()
+
+    async def _stream(self) -> None:
         state = self.state
-        async with (
-            out,
-            state.store.subscribe(
-                self.session.id, after=self.progress.seq, buffer=state.config.subscriber_buffer
-            ) as subscription,
-        ):
+        heartbeat = dumps({"type": "heartbeat"})
+        interval = state.config.heartbeat_interval
+        async with state.store.subscribe(
+            self.session.id, after=self.progress.seq, buffer=state.config.subscriber_buffer
+        ) as subscription:
             while True:
-                try:
-                    batch = await subscription.receive_batch()
-                except SubscriberTooSlow as error:
-                    state.metrics.slow_consumers.labels("ws").inc()
-                    self.finish(
-                        CLOSE_TRY_AGAIN, f"slow consumer; resume after seq {error.last_seq}"
-                    )
-                    return
+                batch: Sequence[Event] | None = None
+                # Only the wait is timed (receiving is cancel-safe): a write must
+                # never be cut in the middle.
+                with trio.move_on_at(self._last_sent + interval):
+                    try:
+                        batch = await subscription.receive_batch()
+                    except SubscriberTooSlow as error:
+                        state.metrics.slow_consumers.labels("ws").inc()
+                        self.finish(
+                            CLOSE_TRY_AGAIN, f"slow consumer; resume after seq {error.last_seq}"
+                        )
+                        return
+                if batch is None:
+                    if trio.current_time() >= self._last_sent + interval:
+                        await self._send(heartbeat)
+                    continue
                 if not batch:
                     self.finish(CLOSE_GOING_AWAY, "server shutting down")
                     return
-                # Blocks when the writer is behind; the subscription's bounded
+                # Blocks while the client is behind; the subscription's bounded
                 # buffer then overflows and is reported above.
-                await out.send(_Events(batch))
+                for event in batch:
+                    await self._send(event.wire())
+                self.progress.advance(batch[-1].seq)
+                state.metrics.events_sent.labels("ws").inc(len(batch))
 
-    async def _reader(self, out: trio.MemorySendChannel[_Item]) -> None:
-        async with out:
-            while True:
-                message = await self.ws.receive()
-                frame = await self._handle(message)
-                if frame is not None:
-                    await out.send(_Frames((frame,)))
+    async def _reader(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            frame = await self._handle(message)
+            if frame is not None:
+                await self._send(dumps(frame))
 
     async def _handle(self, message: str | bytes) -> JSONObject | None:
         state = self.state
@@ -197,43 +199,6 @@ class Connection:
                 return error_frame("internal", "internal server error", command_id)
         state.metrics.commands.labels("ws", ack.status).inc()
         return ack.to_json()
-
-    async def _writer(self, inbox: trio.MemoryReceiveChannel[_Item]) -> None:
-        heartbeat = dumps({"type": "heartbeat"})
-        interval = self.state.config.heartbeat_interval
-        async with inbox:
-            while True:
-                first: _Item | None = None
-                # Only the wait is timed: a write must never be cut in the middle.
-                with trio.move_on_after(interval):
-                    try:
-                        first = await inbox.receive()
-                    except trio.EndOfChannel:
-                        return
-                if first is None:
-                    await self.ws.send(heartbeat)
-                    continue
-                items = [first]
-                while True:
-                    try:
-                        items.append(inbox.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                await self._write(items)
-
-    async def _write(self, items: list[_Item]) -> None:
-        sent = 0
-        for item in items:
-            if isinstance(item, _Frames):
-                for frame in item.frames:
-                    await self.ws.send(dumps(frame))
-                continue
-            for event in item.events:
-                await self.ws.send(event.wire())
-            sent += len(item.events)
-            self.progress.advance(item.events[-1].seq)
-        if sent:
-            self.state.metrics.events_sent.labels("ws").inc(sent)
 
     async def _close_on_shutdown(self) -> None:
         await wait_closing_flushed(self.state, self.session.id, self.progress)
