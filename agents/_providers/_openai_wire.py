@@ -14,6 +14,7 @@ import codecs
 import json
 import re
 import uuid
+from collections import OrderedDict
 from typing import assert_never
 
 import attrs
@@ -52,7 +53,7 @@ def request_text(request: ModelRequest, default_model: str) -> str:
     the same tuple every step), so a long session's call costs about what its
     new messages cost, not its whole history.
     """
-    messages = ",".join(_message_text(message) for message in request.messages)
+    messages = _messages_text(request.messages)
     text = f'{{"model":{dumps(request.model or default_model)},"messages":[{messages}]'
     text += ',"stream":true,"stream_options":{"include_usage":true}'
     if request.tools:
@@ -60,6 +61,35 @@ def request_text(request: ModelRequest, default_model: str) -> str:
     if request.temperature is not None:
         text += f',"temperature":{dumps(request.temperature)}'
     return text + "}"
+
+
+_HISTORY_CACHE_SIZE = 128
+# id(first history message) -> (the history it encoded, its text): a session's
+# next call sends the same messages plus a few, so only those are joined on.
+_history_cache: OrderedDict[int, tuple[tuple[ChatMessage, ...], str]] = OrderedDict()
+
+
+def _messages_text(messages: tuple[ChatMessage, ...]) -> str:
+    """The messages' encodings joined; after the first (the system prompt, built
+    anew for every call) the longest prefix sent before is reused as one string."""
+    if len(messages) < 3:
+        return ",".join(_message_text(message) for message in messages)
+    head, history = _message_text(messages[0]), messages[1:]
+    key = id(history[0])
+    hit = _history_cache.get(key)
+    # A tuple comparison of the very same objects is an identity check in C.
+    if hit is not None and len(hit[0]) <= len(history) and history[: len(hit[0])] == hit[0]:
+        done, text = hit
+        _history_cache.move_to_end(key)
+    else:
+        done, text = (), ""
+    added = ",".join(_message_text(message) for message in history[len(done) :])
+    if added:
+        text = f"{text},{added}" if text else added
+    _history_cache[key] = (history, text)
+    if len(_history_cache) > _HISTORY_CACHE_SIZE:
+        _history_cache.popitem(last=False)
+    return f"{head},{text}"
 
 
 def _message_text(message: ChatMessage) -> str:

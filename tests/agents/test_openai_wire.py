@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 
+import attrs
+
 from agents._providers._openai_wire import encode_message, request_body, request_text
 from agents.model import ChatMessage, ModelRequest, TextPart, ToolCallRequest, ToolSpec
+from sessions import JSON
 
 CALL = ToolCallRequest("call_1", "read_file", '{"path": "a.py"}')
 
@@ -120,12 +123,45 @@ def test_each_history_message_and_each_tool_list_is_encoded_once() -> None:
     request = _requests()[0]
     first = request_text(request, "m")
     assert all("openai" in message.wire_cache for message in request.messages)
-    # A cached text is what is sent: changing it shows it is not encoded again.
+    # A cached text is what is sent: changing it shows it is not encoded again
+    # (in a history that starts elsewhere, so its joined text is not reused).
     request.messages[1].wire_cache["openai"] = '{"role":"user","content":"cached"}'
-    again = json.loads(request_text(request, "m"))
-    assert again["messages"][1] == {"role": "user", "content": "cached"}
+    other = attrs.evolve(
+        request, messages=(request.messages[0], ChatMessage("user", "new"), *request.messages[1:])
+    )
+    again = json.loads(request_text(other, "m"))
+    assert again["messages"][2] == {"role": "user", "content": "cached"}
     assert json.loads(first)["tools"] == again["tools"]
     # Equal messages stay equal whatever their caches hold.
     assert request.messages[1] == ChatMessage.of_parts(
         "user", [TextPart("look "), TextPart("here \u2028")]
     )
+
+
+def test_a_growing_history_reuses_its_text_and_a_changed_one_does_not() -> None:
+    system = ChatMessage("system", "be brief")
+    history = [ChatMessage("user", "first")]
+
+    def sent(messages: list[ChatMessage]) -> JSON:
+        request = ModelRequest(model="", messages=(system, *messages))
+        text = request_text(request, "m")
+        body: JSON = json.loads(text)
+        assert body == request_body(request, "m")
+        assert isinstance(body, dict)
+        return body["messages"]
+
+    for n in range(5):
+        history.append(ChatMessage("assistant", f"answer {n}"))
+        history.append(ChatMessage("user", f"more {n}"))
+        sent(history)
+    # Same first message, another middle (what compaction will do): not the cached text.
+    changed = [history[0], ChatMessage("assistant", "summary"), *history[-2:]]
+    assert sent(changed) == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "summary"},
+        {"role": "assistant", "content": "answer 4"},
+        {"role": "user", "content": "more 4"},
+    ]
+    sent(history[:3])  # shorter than what was cached
+    sent(history)
