@@ -15,7 +15,7 @@ import json
 import re
 import uuid
 from collections import OrderedDict
-from typing import assert_never
+from typing import TypeVar, assert_never
 
 import attrs
 
@@ -63,6 +63,7 @@ def request_text(request: ModelRequest, default_model: str) -> str:
     return text + "}"
 
 
+_V = TypeVar("_V")
 _HISTORY_CACHE_SIZE = 128
 # id(first history message) -> (the history it encoded, its text): a session's
 # next call sends the same messages plus a few, so only those are joined on.
@@ -80,16 +81,21 @@ def _messages_text(messages: tuple[ChatMessage, ...]) -> str:
     # A tuple comparison of the very same objects is an identity check in C.
     if hit is not None and len(hit[0]) <= len(history) and history[: len(hit[0])] == hit[0]:
         done, text = hit
-        _history_cache.move_to_end(key)
     else:
         done, text = (), ""
     added = ",".join(_message_text(message) for message in history[len(done) :])
     if added:
         text = f"{text},{added}" if text else added
-    _history_cache[key] = (history, text)
-    if len(_history_cache) > _HISTORY_CACHE_SIZE:
-        _history_cache.popitem(last=False)
+    _keep(_history_cache, key, (history, text), _HISTORY_CACHE_SIZE)
     return f"{head},{text}"
+
+
+def _keep(cache: OrderedDict[int, _V], key: int, value: _V, size: int) -> None:
+    """Store *value* as the most recently used entry; drop the least recent beyond *size*."""
+    cache[key] = value
+    cache.move_to_end(key)
+    if len(cache) > size:
+        cache.popitem(last=False)
 
 
 def _message_text(message: ChatMessage) -> str:
@@ -101,17 +107,15 @@ def _message_text(message: ChatMessage) -> str:
 
 _TOOLS_CACHE_SIZE = 64
 # id(tools) -> (tools, text): the tuple is kept so its id cannot be reused.
-_tools_cache: dict[int, tuple[tuple[ToolSpec, ...], str]] = {}
+_tools_cache: OrderedDict[int, tuple[tuple[ToolSpec, ...], str]] = OrderedDict()
 
 
 def _tools_text(tools: tuple[ToolSpec, ...]) -> str:
     hit = _tools_cache.get(id(tools))
-    if hit is not None and hit[0] is tools:
-        return hit[1]
-    text = dumps([encode_tool(tool) for tool in tools])
-    if len(_tools_cache) >= _TOOLS_CACHE_SIZE:
-        _tools_cache.pop(next(iter(_tools_cache)))
-    _tools_cache[id(tools)] = (tools, text)
+    text = hit[1] if hit is not None and hit[0] is tools else None
+    if text is None:
+        text = dumps([encode_tool(tool) for tool in tools])
+    _keep(_tools_cache, id(tools), (tools, text), _TOOLS_CACHE_SIZE)
     return text
 
 
