@@ -76,6 +76,7 @@ class Tally:
     to_result: list[float] = attrs.field(factory=list)
     to_next_step: list[float] = attrs.field(factory=list)
     reasons: dict[str, int] = attrs.field(factory=dict)
+    kinds: dict[str, int] = attrs.field(factory=dict)  # durable events received, by type
     approvals: int = 0
     ready: int = 0
     all_ready: trio.Event = attrs.field(factory=trio.Event)
@@ -113,6 +114,8 @@ class Result:
     fake_cpu: float
     client_cpu: float
     reasons: str
+    events_per_turn: float  # durable events the client received per turn
+    kinds: str  # the same, by type
 
     @property
     def turns_per_s(self) -> float:
@@ -136,7 +139,8 @@ async def _turn(ws: WebSocketConnection, number: int, content: str, tally: Tally
     while True:
         event = await _event(ws)
         received = time.perf_counter()
-        kind = event.get("type")
+        kind = str(event.get("type"))
+        tally.kinds[kind] = tally.kinds.get(kind, 0) + 1
         if call_seen is not None:
             if answered:
                 tally.to_result.append(received - call_seen)
@@ -236,6 +240,10 @@ async def run(sessions: int, turns: int, provider: str, profile: Path | None) ->
             fake_cpu=cpu.fake,
             client_cpu=cpu.client,
             reasons=",".join(f"{k}={v}" for k, v in sorted(tally.reasons.items())),
+            events_per_turn=sum(tally.kinds.values()) / max(tally.turns, 1),
+            kinds=" ".join(
+                f"{k}={v / max(tally.turns, 1):.1f}" for k, v in sorted(tally.kinds.items())
+            ),
         )
     raise AssertionError("unreachable")  # pragma: no cover (AsyncExitStack may swallow)
 
@@ -268,14 +276,15 @@ async def main(
                     f"{result.round_trips_per_turn:.1f} round trips/turn, "
                     f"server CPU {result.server_cpu:.2f} s, fake CPU {result.fake_cpu:.2f} s, "
                     f"client CPU {result.client_cpu:.2f} s, wall {result.seconds:.2f} s, "
-                    f"{result.reasons}"
+                    f"{result.reasons}; events/turn {result.events_per_turn:.1f}: {result.kinds}"
                 )
     print(
         "| sessions | provider | turns/s | round trips/turn | call→result p50 ms "
         "| call→result p99 ms | call→next step p50 ms | call→next step p99 ms "
-        "| server CPU ms/turn | main thread busy | fake CPU s | client CPU s | turn.ended |"
+        "| server CPU ms/turn | main thread busy | events/turn | fake CPU s | client CPU s "
+        "| turn.ended |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for n in counts:
         for provider in providers:
             results = table[(n, provider)]
@@ -286,7 +295,8 @@ async def main(
                 f"| {_med(results, 'round_trips_per_turn'):.1f} "
                 f"| {fmt_ms(_med(results, 'result_p50'))} | {fmt_ms(_med(results, 'result_p99'))} "
                 f"| {fmt_ms(_med(results, 'step_p50'))} | {fmt_ms(_med(results, 'step_p99'))} "
-                f"| {cpu_per_turn:.1f} | {busy:.0%} | {_med(results, 'fake_cpu'):.2f} "
+                f"| {cpu_per_turn:.1f} | {busy:.0%} | {_med(results, 'events_per_turn'):.1f} "
+                f"| {_med(results, 'fake_cpu'):.2f} "
                 f"| {_med(results, 'client_cpu'):.2f} | {results[-1].reasons} |"
             )
     if profile is not None:
