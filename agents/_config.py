@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import field, frozen
+
+from ._core._budget import ModelCatalog
 
 
 @frozen
@@ -26,6 +28,15 @@ class RuntimeConfig:
             its last use; then its state is dropped (it reloads from the log).
         max_idle_sessions: most idle sessions kept loaded; beyond it the longest
             idle is dropped at once. Sessions with turns are never dropped.
+        models: context window, output reserve and prices of each model.
+        compact_at: share of a model's input budget (window less output reserve)
+            a request may fill; beyond it the oldest history is compacted first.
+        keep_user_messages: user messages (with what followed them) a compaction
+            keeps verbatim, besides the current turn.
+        compaction_model: the model that writes summaries (``None``: the one the
+            turn uses).
+        tool_result_share: share of the input budget one tool result may take in
+            a request; a longer one is sent cut (the log keeps it whole).
     """
 
     model: str = "scripted"
@@ -41,3 +52,8 @@ class RuntimeConfig:
     store_retry: float = 0.5
     session_idle_ttl: float = 60.0
     max_idle_sessions: int = 1000
+    models: ModelCatalog = field(factory=ModelCatalog)
+    compact_at: float = 0.8
+    keep_user_messages: int = 2
+    compaction_model: str | None = None
+    tool_result_share: float = 0.25

@@ -188,10 +188,84 @@ class SubtaskEnded:
 
 @frozen
 class UsageEvent:
+    """One LLM call's tokens and price (``cost`` in US dollars; ``None`` when unpriced).
+
+    ``purpose`` is ``"chat"`` for the turn's own steps, ``"route"`` for
+    orchestrator routing and ``"compact"`` for writing a summary.
+    """
+
     type: ClassVar[str] = "usage"
     prompt_tokens: int
     completion_tokens: int
     model: str
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost: float | None = None
+    purpose: str = "chat"
+
+
+@frozen
+class UsageTotals:
+    """Usage summed over calls (a turn's, subtasks included, or a session's)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: float | None = None  # None while no priced call was made
+    calls: int = 0
+
+    def add(self, usage: UsageEvent) -> UsageTotals:
+        cost = self.cost
+        if usage.cost is not None:
+            cost = round((cost or 0.0) + usage.cost, 10)
+        return UsageTotals(
+            self.prompt_tokens + usage.prompt_tokens,
+            self.completion_tokens + usage.completion_tokens,
+            self.cached_tokens + (usage.cached_tokens or 0),
+            self.reasoning_tokens + (usage.reasoning_tokens or 0),
+            cost,
+            self.calls + 1,
+        )
+
+    def to_json(self) -> JSONObject:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cost": self.cost,
+            "calls": self.calls,
+        }
+
+
+@frozen
+class CompactionStarted:
+    """The turn is summarising the oldest part of its history (see ``context.compacted``)."""
+
+    type: ClassVar[str] = "compaction.started"
+    reason: str  # "threshold", "overflow" or "requested"
+    tokens_before: int
+
+
+@frozen
+class ContextCompacted:
+    """The LLM-visible history up to event ``to_seq`` is replaced by ``summary``.
+
+    From this event on, the history the model sees is: the system prompt, this
+    summary, then the messages of events after ``to_seq``, verbatim. ``from_seq``
+    is the first event the summary covers (an earlier summary included).
+    """
+
+    type: ClassVar[str] = "context.compacted"
+    summary: str
+    from_seq: int
+    to_seq: int
+    tokens_before: int
+    tokens_after: int
+    reason: str
+    model: str
+    messages_replaced: int
 
 
 @frozen
@@ -206,6 +280,7 @@ class ErrorEvent:
 class TurnEnded:
     type: ClassVar[str] = "turn.ended"
     reason: TurnEndReason
+    usage: UsageTotals | None = None  # the turn's LLM calls, subtasks included
 
 
 AgentEvent: TypeAlias = (
@@ -225,6 +300,8 @@ AgentEvent: TypeAlias = (
     | UsageEvent
     | ErrorEvent
     | TurnEnded
+    | CompactionStarted
+    | ContextCompacted
 )
 
 
@@ -299,11 +376,30 @@ def encode_event(ev: AgentEvent) -> tuple[str, JSONObject]:
                 "prompt_tokens": ev.prompt_tokens,
                 "completion_tokens": ev.completion_tokens,
                 "model": ev.model,
+                "cached_tokens": ev.cached_tokens,
+                "reasoning_tokens": ev.reasoning_tokens,
+                "cost": ev.cost,  # null, not absent, when unpriced
+                "purpose": ev.purpose,
             }
+            if ev.cost is None:
+                return ev.type, _drop_none(data) | {"cost": None}
         case ErrorEvent():
             data = {"code": ev.code, "message": ev.message, "retryable": ev.retryable}
         case TurnEnded():
-            data = {"reason": ev.reason}
+            data = {"reason": ev.reason, "usage": None if ev.usage is None else ev.usage.to_json()}
+        case CompactionStarted():
+            data = {"reason": ev.reason, "tokens_before": ev.tokens_before}
+        case ContextCompacted():
+            data = {
+                "summary": ev.summary,
+                "from_seq": ev.from_seq,
+                "to_seq": ev.to_seq,
+                "tokens_before": ev.tokens_before,
+                "tokens_after": ev.tokens_after,
+                "reason": ev.reason,
+                "model": ev.model,
+                "messages_replaced": ev.messages_replaced,
+            }
         case _:
             assert_never(ev)
     return ev.type, _drop_none(data)
@@ -319,6 +415,18 @@ def _tool_calls(f: Fields) -> tuple[ToolCallInfo, ...]:
         c = Fields(item, f"{f.where}: tool_calls[{i}]")
         calls.append(ToolCallInfo(c.string("call_id"), c.string("name"), c.obj("arguments")))
     return tuple(calls)
+
+
+def _totals(f: Fields) -> UsageTotals:
+    cost = f.data.get("cost")
+    return UsageTotals(
+        f.integer("prompt_tokens"),
+        f.integer("completion_tokens"),
+        f.integer("cached_tokens"),
+        f.integer("reasoning_tokens"),
+        None if cost is None else f.number("cost"),
+        f.integer("calls"),
+    )
 
 
 def decode_event(type: str, data: JSONObject) -> AgentEvent:
@@ -389,12 +497,36 @@ def decode_event(type: str, data: JSONObject) -> AgentEvent:
                 summary=f.opt_string("summary"),
             )
         case "usage":
+            cost = data.get("cost")
             return UsageEvent(
-                f.integer("prompt_tokens"), f.integer("completion_tokens"), f.string("model")
+                f.integer("prompt_tokens"),
+                f.integer("completion_tokens"),
+                f.string("model"),
+                f.opt_integer("cached_tokens"),
+                f.opt_integer("reasoning_tokens"),
+                None if cost is None else f.number("cost"),
+                f.opt_string("purpose") or "chat",
             )
         case "error":
             return ErrorEvent(f.string("code"), f.string("message"), f.boolean("retryable"))
         case "turn.ended":
-            return TurnEnded(f.choice("reason", TURN_END_REASONS))
+            usage = f.opt_obj("usage")
+            return TurnEnded(
+                f.choice("reason", TURN_END_REASONS),
+                None if usage is None else _totals(Fields(usage, f"{f.where}: usage")),
+            )
+        case "compaction.started":
+            return CompactionStarted(f.string("reason"), f.integer("tokens_before"))
+        case "context.compacted":
+            return ContextCompacted(
+                summary=f.string("summary"),
+                from_seq=f.integer("from_seq"),
+                to_seq=f.integer("to_seq"),
+                tokens_before=f.integer("tokens_before"),
+                tokens_after=f.integer("tokens_after"),
+                reason=f.string("reason"),
+                model=f.string("model"),
+                messages_replaced=f.integer("messages_replaced"),
+            )
         case _:
             raise ValueError(f"unknown event type {type!r}")

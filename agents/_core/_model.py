@@ -146,7 +146,7 @@ class ChatMessage:
         return out
 
 
-Purpose: TypeAlias = Literal["chat", "route"]
+Purpose: TypeAlias = Literal["chat", "route", "compact"]
 
 SUBTASK_MARKER = "You are a subtask"
 """Starts a line of a delegated child's system prompt (providers may key on it)."""
@@ -186,6 +186,8 @@ class UsageDelta:
     prompt_tokens: int
     completion_tokens: int
     model: str
+    cached_tokens: int | None = None  # of prompt_tokens, served from the provider's cache
+    reasoning_tokens: int | None = None  # of completion_tokens, spent on hidden reasoning
 
 
 @frozen

@@ -19,6 +19,8 @@ from agents._core._events import (
     ApprovalRequested,
     ApprovalResolved,
     AssistantMessage,
+    CompactionStarted,
+    ContextCompacted,
     ErrorEvent,
     QuestionAnswered,
     QuestionAsked,
@@ -33,6 +35,7 @@ from agents._core._events import (
     TurnEndReason,
     TurnStarted,
     UsageEvent,
+    UsageTotals,
     UserMessage,
     decode_event,
     encode_event,
@@ -100,10 +103,42 @@ events: st.SearchStrategy[AgentEvent] = st.one_of(
     st.builds(SubtaskStarted, subtask_id=texts, agent=texts, message=texts),
     st.builds(SubtaskEnded, subtask_id=texts, agent=texts, ok=st.booleans(), summary=opt_texts),
     st.builds(
-        UsageEvent, prompt_tokens=st.integers(0), completion_tokens=st.integers(0), model=texts
+        UsageEvent,
+        prompt_tokens=st.integers(0),
+        completion_tokens=st.integers(0),
+        model=texts,
+        cached_tokens=st.none() | st.integers(0),
+        reasoning_tokens=st.none() | st.integers(0),
+        cost=st.none() | st.floats(0, 1000),
+        purpose=st.sampled_from(["chat", "route", "compact"]),
     ),
     st.builds(ErrorEvent, code=texts, message=texts, retryable=st.booleans()),
-    st.builds(TurnEnded, reason=st.sampled_from(TURN_END_REASONS)),
+    st.builds(
+        TurnEnded,
+        reason=st.sampled_from(TURN_END_REASONS),
+        usage=st.none()
+        | st.builds(
+            UsageTotals,
+            prompt_tokens=st.integers(0),
+            completion_tokens=st.integers(0),
+            cached_tokens=st.integers(0),
+            reasoning_tokens=st.integers(0),
+            cost=st.none() | st.floats(0, 1000),
+            calls=st.integers(0),
+        ),
+    ),
+    st.builds(CompactionStarted, reason=texts, tokens_before=st.integers(0)),
+    st.builds(
+        ContextCompacted,
+        summary=texts,
+        from_seq=st.integers(0),
+        to_seq=st.integers(0),
+        tokens_before=st.integers(0),
+        tokens_after=st.integers(0),
+        reason=texts,
+        model=texts,
+        messages_replaced=st.integers(0),
+    ),
 )
 
 
@@ -112,7 +147,9 @@ def test_round_trip(ev: AgentEvent) -> None:
     type_, data = encode_event(ev)
     assert type_ == ev.type
     assert not {"seq", "session_id", "ts", "turn_id"} & data.keys()
-    assert None not in data.values()
+    # Optional fields are omitted when None; a usage's cost is the one explicit null
+    # (an unpriced call costs "unknown", not 0).
+    assert None not in {k: v for k, v in data.items() if (type_, k) != ("usage", "cost")}.values()
     assert decode_event(type_, data) == ev
 
 
@@ -126,7 +163,7 @@ def test_round_trip_through_json_text(ev: AgentEvent) -> None:
 
 def test_every_union_member_has_a_distinct_wire_type() -> None:
     members = get_args(AgentEvent)
-    assert len({m.type for m in members}) == len(members) == 16
+    assert len({m.type for m in members}) == len(members) == 18
 
 
 def test_literal_tuples_match_their_aliases() -> None:
