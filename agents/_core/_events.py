@@ -281,6 +281,9 @@ class TurnEnded:
     type: ClassVar[str] = "turn.ended"
     reason: TurnEndReason
     usage: UsageTotals | None = None  # the turn's LLM calls, subtasks included
+    # How full the model's window is for the next call (estimated): "ctx 61%".
+    context_tokens: int | None = None
+    context_window: int | None = None
 
 
 AgentEvent: TypeAlias = (
@@ -386,7 +389,12 @@ def encode_event(ev: AgentEvent) -> tuple[str, JSONObject]:
         case ErrorEvent():
             data = {"code": ev.code, "message": ev.message, "retryable": ev.retryable}
         case TurnEnded():
-            data = {"reason": ev.reason, "usage": None if ev.usage is None else ev.usage.to_json()}
+            data = {
+                "reason": ev.reason,
+                "usage": None if ev.usage is None else ev.usage.to_json(),
+                "context_tokens": ev.context_tokens,
+                "context_window": ev.context_window,
+            }
         case CompactionStarted():
             data = {"reason": ev.reason, "tokens_before": ev.tokens_before}
         case ContextCompacted():
@@ -514,6 +522,8 @@ def decode_event(type: str, data: JSONObject) -> AgentEvent:
             return TurnEnded(
                 f.choice("reason", TURN_END_REASONS),
                 None if usage is None else _totals(Fields(usage, f"{f.where}: usage")),
+                f.opt_integer("context_tokens"),
+                f.opt_integer("context_window"),
             )
         case "compaction.started":
             return CompactionStarted(f.string("reason"), f.integer("tokens_before"))

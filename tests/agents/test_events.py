@@ -126,6 +126,8 @@ events: st.SearchStrategy[AgentEvent] = st.one_of(
             cost=st.none() | st.floats(0, 1000),
             calls=st.integers(0),
         ),
+        context_tokens=st.none() | st.integers(0),
+        context_window=st.none() | st.integers(1),
     ),
     st.builds(CompactionStarted, reason=texts, tokens_before=st.integers(0)),
     st.builds(
