@@ -14,6 +14,16 @@ TOML layout (every key optional)::
               session_idle_ttl, max_idle_sessions
     [auth]    tokens = { "<token>" = "<principal>" }
     [limits]  max_message_bytes, commands_per_second, sessions_per_principal
+    [context] compact_at, keep_user_messages, compaction_model, tool_result_share
+    [models."<model name>"]   context_window, max_output_tokens,
+              input_price, output_price, cached_input_price
+
+Each ``[models."<name>"]`` table gives one model's window and prices (US dollars per
+million tokens); ``[models.default]`` is for models no table names. A key a table
+leaves out keeps its built-in value: ``scripted``'s for ``[models.scripted]``, else
+a 128000 window, a 4096 output reserve and no price (tables do not inherit from
+``[models.default]``). ``[models]`` tables exist only in the file, not as flags or
+variables; the ``[context]`` keys are also variables (``AGENT_RUNTIME_COMPACT_AT``, ...).
 
 Relative paths in the file are resolved against the file's directory. An invalid
 value is refused with a message naming where it came from: the flag
@@ -33,6 +43,7 @@ from typing import Any, Literal, TypeAlias, TypeVar
 import platformdirs
 from attrs import evolve, field, frozen
 
+from agents._core._budget import ModelCatalog, ModelLimits
 from agents.model import PROVIDERS
 
 from ._errors import ConfigurationError
@@ -110,6 +121,12 @@ class ServeConfig:
     hello_timeout: float = 10.0
     subscriber_buffer: int = 1024
     send_buffer: int = 256
+    # Context budgets: each model's window and prices, and how full a request may get.
+    models: ModelCatalog = field(factory=ModelCatalog)
+    compact_at: float = 0.8
+    keep_user_messages: int = 2
+    compaction_model: str | None = None
+    tool_result_share: float = 0.25
 
     @property
     def in_memory(self) -> bool:
@@ -153,7 +170,21 @@ _TOML_KEYS: dict[str, tuple[str, str]] = {
     "max_message_bytes": ("limits", "max_message_bytes"),
     "commands_per_second": ("limits", "commands_per_second"),
     "sessions_per_principal": ("limits", "sessions_per_principal"),
+    "compact_at": ("context", "compact_at"),
+    "keep_user_messages": ("context", "keep_user_messages"),
+    "compaction_model": ("context", "compaction_model"),
+    "tool_result_share": ("context", "tool_result_share"),
 }
+# The [models."<name>"] tables: read by _model_catalog, not by name/converter.
+_MODELS_SECTION = "models"
+_DEFAULT_MODEL_TABLE = "default"
+_MODEL_KEYS = (
+    "context_window",
+    "max_output_tokens",
+    "input_price",
+    "output_price",
+    "cached_input_price",
+)
 _PATH_KEYS = frozenset({"db", "modes", "policy"})
 _LIMIT_KEYS = frozenset({"max_message_bytes", "commands_per_second", "sessions_per_principal"})
 # Flags spelled other than ``--`` + the setting name with dashes.
@@ -222,6 +253,28 @@ def _seconds(name: str, value: object) -> float:
     if seconds <= 0:
         raise ConfigurationError(f"{name}: expected a positive number of seconds, got {value!r}")
     return seconds
+
+
+def _share(name: str, value: object) -> float:
+    """A fraction in (0, 1]."""
+    try:
+        share = _number(name, value)
+    except ConfigurationError:
+        share = 0.0  # refused below, with the wording this setting needs
+    if not 0 < share <= 1:
+        raise ConfigurationError(f"{name}: expected a number above 0 and at most 1, got {value!r}")
+    return share
+
+
+def _open_share(name: str, value: object) -> float:
+    """A fraction in (0, 1)."""
+    try:
+        share = _number(name, value)
+    except ConfigurationError:
+        share = 0.0
+    if not 0 < share < 1:
+        raise ConfigurationError(f"{name}: expected a number between 0 and 1, got {value!r}")
+    return share
 
 
 def _path(name: str, value: object) -> Path:
@@ -293,7 +346,74 @@ _CONVERTERS: dict[str, Callable[[str, object], object]] = {
     "shutdown_grace": _number,
     "session_idle_ttl": _seconds,
     "max_idle_sessions": _integer,
+    "compact_at": _share,
+    "keep_user_messages": _integer,
+    "compaction_model": _string,
+    "tool_result_share": _open_share,
 }
+
+
+def _model_table_label(path: Path, model: str) -> str:
+    if model == _DEFAULT_MODEL_TABLE:
+        return f"{path}: [models.default]"
+    quoted = model.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{path}: [models."{quoted}"]'
+
+
+def _model_number(where: str, key: str, value: object) -> int | float:
+    """A TOML value of a models table: an integer or a price, never a string or a bool."""
+    if key in ("context_window", "max_output_tokens"):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigurationError(f"{where} {key}: expected a positive integer, got {value!r}")
+        return value
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigurationError(
+            f"{where} {key}: expected a non-negative number (US dollars per million "
+            f"tokens), got {value!r}"
+        )
+    return float(value)
+
+
+def _model_catalog(path: Path, tables: dict[str, Any]) -> ModelCatalog:
+    """The catalogue of the ``[models."<name>"]`` tables of file *path*.
+
+    Raises:
+        ConfigurationError: a value that is not a table, an unknown key, a wrong
+            type, or limits :class:`ModelLimits` refuses; the message names the table.
+    """
+    builtin = ModelCatalog()
+    models = dict(builtin.models)
+    default = builtin.default
+    for model, table in tables.items():
+        where = _model_table_label(path, model)
+        if not isinstance(table, dict):
+            raise ConfigurationError(
+                f"{path}: [models] {model} = {table!r}: each model is a table, "
+                f'[models."<name>"] with {", ".join(_MODEL_KEYS)}'
+            )
+        # Any: _model_number gives each key the type its ModelLimits field declares.
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in _MODEL_KEYS:
+                known = ", ".join(_MODEL_KEYS)
+                raise ConfigurationError(f"{where}: unknown key {key}; a model has {known}")
+            values[key] = _model_number(where, key, value)
+        is_default = model == _DEFAULT_MODEL_TABLE
+        base = default if is_default else models.get(model, ModelLimits())
+        try:
+            limits = evolve(base, **values)
+        except ValueError as error:
+            raise ConfigurationError(f"{where} {error}") from None
+        if is_default:
+            default = limits
+        else:
+            models[model] = limits
+    return ModelCatalog(models=models, default=default)
 
 
 def read_toml(path: Path) -> dict[str, object]:
@@ -315,6 +435,9 @@ def read_toml(path: Path) -> dict[str, object]:
     for section, table in document.items():
         if not isinstance(table, dict):
             raise ConfigurationError(f"{path}: top-level key {section!r} must be a [section]")
+        if section == _MODELS_SECTION:
+            settings["models"] = _model_catalog(path, table)
+            continue
         for key, value in table.items():
             if (section, key) == ("llm", "api_key"):
                 raise ConfigurationError(
@@ -334,7 +457,8 @@ def _known_keys(section: str) -> str:
     known = [key for where, key in _TOML_KEYS.values() if where == section]
     if known:
         return f"[{section}] has {', '.join(known)}"
-    return "sections: " + ", ".join(sorted({where for where, _ in _TOML_KEYS.values()}))
+    sections = {where for where, _ in _TOML_KEYS.values()} | {_MODELS_SECTION}
+    return "sections: " + ", ".join(sorted(sections))
 
 
 def read_env(env: Mapping[str, str]) -> dict[str, object]:
@@ -370,7 +494,9 @@ def load_config(
     if config_file is not None:
         from_file = read_toml(config_file)
         merged.update(from_file)
-        origin.update({name: _file_label(config_file, name) for name in from_file})
+        origin.update(
+            {name: _file_label(config_file, name) for name in from_file if name in _TOML_KEYS}
+        )
     from_env = read_env(env)
     merged.update(from_env)
     origin.update({name: ENV_PREFIX + name.upper() for name in from_env})
@@ -383,6 +509,12 @@ def load_config(
 
     # Any: each converter returns the exact type its field declares.
     values: dict[str, Any] = {}
+    # Only the file has [models] tables, and read_toml has already checked them.
+    catalog = merged.pop("models", None)
+    if catalog is not None:
+        if not isinstance(catalog, ModelCatalog):
+            raise ConfigurationError(f"models: expected a ModelCatalog, got {catalog!r}")
+        values["models"] = catalog
     for name, raw in merged.items():
         convert = _CONVERTERS.get(name)
         if convert is None:

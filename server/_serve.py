@@ -127,6 +127,11 @@ def runtime_config(config: ServeConfig) -> RuntimeConfig:
         shutdown_grace=config.shutdown_grace,
         session_idle_ttl=config.session_idle_ttl,
         max_idle_sessions=config.max_idle_sessions,
+        models=config.models,
+        compact_at=config.compact_at,
+        keep_user_messages=config.keep_user_messages,
+        compaction_model=config.compaction_model,
+        tool_result_share=config.tool_result_share,
     )
 
 

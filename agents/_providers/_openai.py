@@ -6,7 +6,10 @@ Failure policy, decided once here so the turn runner only sees
 - Connect errors, 429, 5xx and a connection lost before the first chunk are retried
   with exponential backoff, but only while nothing has been handed to the caller:
   after that a retry would duplicate text the user already saw.
-- Other 4xx responses fail at once with the upstream's own message.
+- Other 4xx responses fail at once with the upstream's own message; a 400 or 413
+  saying the request exceeds the model's context window has ``code``
+  ``"context_overflow"`` instead (see :func:`is_context_overflow`): the request
+  must shrink, not be re-sent.
 - Timeouts: connect (httpx), first token (request start → first event), idle
   (between reads once streaming); they use trio deadlines so a half-open
   connection cannot hang a turn.
@@ -35,6 +38,7 @@ from ._openai_wire import (
     SSEDecoder,
     UpstreamError,
     error_message,
+    is_context_overflow,
     protocol_error,
     request_body,
     request_text,
@@ -63,12 +67,18 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
-def _error_text(body: bytes) -> str:
+def _error_value(body: bytes) -> JSON:
+    """An error body parsed, or its text when it is not JSON."""
     try:
         value: JSON = json.loads(body)
     except ValueError:
         return body.decode("utf-8", "replace").strip()[:500] or "(empty body)"
-    return error_message(value)
+    return value
+
+
+def _error_text(body: bytes) -> str:
+    value = _error_value(body)
+    return value if isinstance(value, str) else error_message(value)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -365,6 +375,8 @@ class _DeltaStream:
             message = f"{url} answered HTTP {status}: {_error_text(body)}"
             if status == 429 or status >= 500:
                 raise _Transient(message, retry_after=_retry_after(response))
+            if is_context_overflow(status, _error_value(body)):
+                raise ModelError(message, retryable=False, code="context_overflow")
             raise ModelError(message, retryable=False, code="model_rejected")
         if not streaming:
             raise protocol_error(

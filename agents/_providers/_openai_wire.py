@@ -261,6 +261,53 @@ def error_message(value: JSON) -> str:
     return dumps(value)[:500]
 
 
+# Lower-cased fragments by which OpenAI, LiteLLM (``ContextWindowExceededError``),
+# vLLM, Anthropic and others say that a request does not fit the model's window.
+_OVERFLOW_MARKERS = (
+    "context_length_exceeded",
+    "contextwindowexceedederror",
+    "maximum context length",
+    "context length exceeded",
+    "prompt is too long",
+    "too many tokens",
+    "reduce the length of the messages",
+)
+
+
+def is_context_overflow(status: int, error: JSON) -> bool:
+    """Whether an HTTP *status* answer with body *error* says the context is too long.
+
+    Only 400 and 413 qualify. *error* is the parsed body (OpenAI's ``{"error":
+    {"message", "type", "code"}}`` or any other shape) or its text when it was not
+    JSON; every string in it (message, type, code) is searched, case-insensitively.
+    """
+    if status not in (400, 413):
+        return False
+    text = " ".join(_strings(error, depth=4)).lower()
+    return any(marker in text for marker in _OVERFLOW_MARKERS)
+
+
+def _strings(value: JSON, *, depth: int) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if depth == 0:
+        return []
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item, depth=depth - 1)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item, depth=depth - 1)]
+    return []
+
+
+def _detail(usage: JSONObject, details: str, key: str) -> int | None:
+    """``usage[details][key]`` when it is a non-negative integer, else ``None``."""
+    table = usage.get(details)
+    value = table.get(key) if isinstance(table, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
 def protocol_error(message: str) -> ModelError:
     return ModelError(message, retryable=False, code="model_protocol_error")
 
@@ -315,6 +362,8 @@ class ChunkAssembler:
                 prompt_tokens=prompt if isinstance(prompt, int) else 0,
                 completion_tokens=completion if isinstance(completion, int) else 0,
                 model=model if isinstance(model, str) and model else self.model,
+                cached_tokens=_detail(usage, "prompt_tokens_details", "cached_tokens"),
+                reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
             )
         choices = chunk.get("choices")
         if choices is None:
@@ -354,7 +403,8 @@ class ChunkAssembler:
         message = error_message(error)
         code = error.get("code") if isinstance(error, dict) else None
         if isinstance(code, int) and 400 <= code < 500 and code != 429:
-            raise ModelError(f"upstream error: {message}", retryable=False, code="model_rejected")
+            kind = "context_overflow" if is_context_overflow(code, error) else "model_rejected"
+            raise ModelError(f"upstream error: {message}", retryable=False, code=kind)
         raise UpstreamError(f"upstream error in stream: {message}")
 
     def _add_fragment(self, fragment: JSONObject) -> None:

@@ -44,6 +44,7 @@ from tests.fakes.openai_server import (
     Script,
     Stall,
     Stream,
+    context_overflow_reply,
     error_reply,
     finish_chunk,
     open_fake_openai,
@@ -233,6 +234,47 @@ async def test_client_error_is_not_retried() -> None:
         with pytest.raises(ModelError, match="HTTP 400: context too long") as info:
             await collect(client)
     assert not info.value.retryable
+    assert info.value.code == "model_rejected"
+    assert len(fake.requests) == 1
+
+
+async def test_cached_and_reasoning_tokens_reach_the_usage_delta() -> None:
+    usage = usage_chunk(1200, 300, cached_tokens=1024, reasoning_tokens=256)
+    steps = Stream((text_chunk("ok"), finish_chunk(), usage, Done()))
+    async with running([steps]) as (_, client):
+        deltas = await collect(client)
+    assert UsageDelta(1200, 300, "fake-model", cached_tokens=1024, reasoning_tokens=256) in deltas
+
+
+async def test_usage_without_details_has_no_cached_or_reasoning_tokens() -> None:
+    async with running([stream_text("ok", usage=(12, 3))]) as (_, client):
+        [usage] = [d for d in await collect(client) if isinstance(d, UsageDelta)]
+    assert (usage.cached_tokens, usage.reasoning_tokens) == (None, None)
+
+
+async def test_a_context_length_error_is_a_context_overflow_and_not_retried() -> None:
+    async with running([context_overflow_reply(4096), stream_text("unused")]) as (fake, client):
+        with pytest.raises(ModelError, match="maximum context length is 4096 tokens") as info:
+            await collect(client)
+    assert info.value.code == "context_overflow"
+    assert not info.value.retryable
+    assert len(fake.requests) == 1
+
+
+async def test_a_litellm_context_window_error_is_a_context_overflow() -> None:
+    message = "litellm.ContextWindowExceededError: prompt is too long: 210000 tokens > 200000"
+    reply = Reply(400, {"error": {"message": message, "type": None, "code": "400"}})
+    async with running([reply]) as (fake, client):
+        with pytest.raises(ModelError) as info:
+            await collect(client)
+    assert info.value.code == "context_overflow"
+    assert len(fake.requests) == 1
+
+
+async def test_an_ordinary_400_stays_model_rejected() -> None:
+    async with running([error_reply(400, "unknown parameter: temprature")]) as (fake, client):
+        with pytest.raises(ModelError, match="unknown parameter") as info:
+            await collect(client)
     assert info.value.code == "model_rejected"
     assert len(fake.requests) == 1
 

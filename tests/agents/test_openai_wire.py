@@ -1,4 +1,4 @@
-"""The ``openai`` provider's request body: neutral messages in chat-completions form.
+"""The ``openai`` provider's wire format: request bodies, usage chunks, error bodies.
 
 Pure functions, no network (the streaming side is tests/agents/test_openai.py).
 """
@@ -8,9 +8,24 @@ from __future__ import annotations
 import json
 
 import attrs
+import pytest
 
-from agents._providers._openai_wire import encode_message, request_body, request_text
-from agents.model import ChatMessage, ModelRequest, TextPart, ToolCallRequest, ToolSpec
+from agents._errors import ModelError
+from agents._providers._openai_wire import (
+    ChunkAssembler,
+    encode_message,
+    is_context_overflow,
+    request_body,
+    request_text,
+)
+from agents.model import (
+    ChatMessage,
+    ModelRequest,
+    TextPart,
+    ToolCallRequest,
+    ToolSpec,
+    UsageDelta,
+)
 from sessions import JSON
 
 CALL = ToolCallRequest("call_1", "read_file", '{"path": "a.py"}')
@@ -165,3 +180,108 @@ def test_a_growing_history_reuses_its_text_and_a_changed_one_does_not() -> None:
     ]
     sent(history[:3])  # shorter than what was cached
     sent(history)
+
+
+OPENAI_OVERFLOW: JSON = {
+    "error": {
+        "message": "This model's maximum context length is 4096 tokens. However, your "
+        "messages resulted in 5000 tokens. Please reduce the length of the messages.",
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
+}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        OPENAI_OVERFLOW,
+        {"error": {"message": "bad request", "code": "context_length_exceeded"}},
+        {"error": {"message": "x", "type": "ContextWindowExceededError", "code": 400}},
+        {"error": {"message": "litellm.ContextWindowExceededError: litellm.BadRequestError"}},
+        {"error": {"message": "prompt is too long: 210000 tokens > 200000 maximum"}},
+        {"error": {"message": "Context length exceeded: 9000 > 8192"}},
+        {"error": {"message": "Too many tokens in the request"}},
+        {"detail": "This model's MAXIMUM CONTEXT LENGTH is 8192 tokens"},
+        {"error": "Please reduce the length of the messages or completion."},
+        "prompt is too long",  # a body that was not JSON
+    ],
+)
+def test_context_overflow_is_recognised_in_any_shape(body: JSON) -> None:
+    assert is_context_overflow(400, body)
+    assert is_context_overflow(413, body)
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 422, 429, 500])
+def test_context_overflow_needs_a_400_or_413(status: int) -> None:
+    assert not is_context_overflow(status, OPENAI_OVERFLOW)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": {"message": "unknown parameter: temprature", "code": "invalid_value"}},
+        {"error": {"message": "context too long"}},
+        {"error": {"code": 400}},
+        "<html>413 Request Entity Too Large</html>",
+        None,
+        [],
+    ],
+)
+def test_other_client_errors_are_not_context_overflow(body: JSON) -> None:
+    assert not is_context_overflow(400, body)
+    assert not is_context_overflow(413, body)
+
+
+def _usage(usage: JSON) -> UsageDelta:
+    assembler = ChunkAssembler("m", "test")
+    assembler.feed(json.dumps({"model": "m", "choices": [], "usage": usage}))
+    [delta] = [d for d in assembler.complete() if isinstance(d, UsageDelta)]
+    return delta
+
+
+def test_usage_details_give_cached_and_reasoning_tokens() -> None:
+    usage = _usage(
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 50,
+            "prompt_tokens_details": {"cached_tokens": 64, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 32},
+        }
+    )
+    assert usage == UsageDelta(100, 50, "m", cached_tokens=64, reasoning_tokens=32)
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {},
+        {"prompt_tokens_details": None, "completion_tokens_details": None},
+        {"prompt_tokens_details": {}, "completion_tokens_details": {}},
+        {"prompt_tokens_details": 7, "completion_tokens_details": "lots"},
+        {
+            "prompt_tokens_details": {"cached_tokens": "64"},
+            "completion_tokens_details": {"reasoning_tokens": 1.5},
+        },
+        {
+            "prompt_tokens_details": {"cached_tokens": True},
+            "completion_tokens_details": {"reasoning_tokens": -1},
+        },
+    ],
+)
+def test_absent_or_malformed_usage_details_are_none(details: dict[str, JSON]) -> None:
+    usage = _usage({"prompt_tokens": 10, "completion_tokens": 5, **details})
+    assert (usage.prompt_tokens, usage.cached_tokens, usage.reasoning_tokens) == (10, None, None)
+
+
+def test_an_in_stream_context_length_error_is_a_context_overflow() -> None:
+    assembler = ChunkAssembler("m", "test")
+    error = {"error": {"message": "maximum context length is 4096 tokens", "code": 400}}
+    with pytest.raises(ModelError) as info:
+        assembler.feed(json.dumps(error))
+    assert info.value.code == "context_overflow"
+    rejected = {"error": {"message": "bad tool schema", "code": 400}}
+    with pytest.raises(ModelError) as other:
+        ChunkAssembler("m", "test").feed(json.dumps(rejected))
+    assert other.value.code == "model_rejected"

@@ -151,13 +151,31 @@ def finish_chunk(reason: str = "stop") -> Chunk:
     return chunk({}, reason)
 
 
-def usage_chunk(prompt_tokens: int, completion_tokens: int, *, model: str = MODEL) -> Chunk:
-    """The final, choice-less chunk sent with ``stream_options.include_usage``."""
+def usage_chunk(
+    prompt_tokens: int,
+    completion_tokens: int,
+    *,
+    model: str = MODEL,
+    cached_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
+) -> Chunk:
+    """The final, choice-less chunk sent with ``stream_options.include_usage``.
+
+    *cached_tokens* and *reasoning_tokens* add OpenAI's ``prompt_tokens_details``
+    and ``completion_tokens_details`` objects.
+    """
     usage: JSONObject = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if cached_tokens is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens, "audio_tokens": 0}
+    if reasoning_tokens is not None:
+        usage["completion_tokens_details"] = {
+            "reasoning_tokens": reasoning_tokens,
+            "audio_tokens": 0,
+        }
     return Chunk({"id": "chatcmpl-fake", "model": model, "choices": [], "usage": usage})
 
 
@@ -176,6 +194,21 @@ def error_reply(status: int, message: str, *, retry_after: float | None = None) 
     headers = () if retry_after is None else (("retry-after", f"{retry_after:g}"),)
     error: JSONObject = {"message": message, "type": "fake_error", "code": status}
     return Reply(status, {"error": error}, headers)
+
+
+def context_overflow_reply(limit: int = 4096) -> Reply:
+    """OpenAI's answer to a request longer than the model's context window of *limit*."""
+    message = (
+        f"This model's maximum context length is {limit} tokens. However, your messages "
+        f"resulted in {limit + 904} tokens. Please reduce the length of the messages."
+    )
+    error: JSONObject = {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
+    return Reply(400, {"error": error})
 
 
 # -- the server -------------------------------------------------------------------

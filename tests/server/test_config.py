@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from agents._core._budget import SCRIPTED_LIMITS, ModelLimits
 from agents._providers._openai import OpenAIClient
 from server import (
     Authenticator,
@@ -20,11 +21,13 @@ from server import (
     serve,
 )
 from server._auth import bearer_token
+from server._cli import main
 from server._config import default_db_path, parse_tokens
 from server._logging import JsonFormatter, redact_query
-from server._serve import open_model
+from server._serve import open_model, runtime_config
 from tests.fakes.openai_server import Stall, Stream, open_fake_openai
 from tests.server.helpers import LiveServer, ended, make_config, start_server
+from tests.server.test_readme_commands import ROOT, code_blocks
 
 
 def write(path: Path, text: str) -> Path:
@@ -255,7 +258,8 @@ def test_unknown_key_lists_the_keys_of_its_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"\[llm\] has provider, url, model, pace, "):
         load_config(config_file=file)
     other = write(tmp_path / "other.toml", "[serve]\nport = 5\n")
-    with pytest.raises(ConfigurationError, match="sections: agents, auth, limits, llm, server"):
+    sections = "sections: agents, auth, context, limits, llm, models, server"
+    with pytest.raises(ConfigurationError, match=sections):
         load_config(config_file=other)
 
 
@@ -333,3 +337,231 @@ def test_live_session_eviction_settings(tmp_path: Path) -> None:
 def test_an_unknown_model_provider_lists_the_known_ones() -> None:
     with pytest.raises(ConfigurationError, match=r"openai.*scripted|scripted.*openai"):
         load_config(env={"AGENT_RUNTIME_LLM": "nosuch"})
+
+
+MODELS_TOML = """
+[models."gpt-4o-mini"]
+context_window = 128000
+max_output_tokens = 16384
+input_price = 0.15
+output_price = 0.60
+cached_input_price = 0.075
+
+[models."local/qwen.2"]
+context_window = 32768
+
+[models.default]
+context_window = 64000
+max_output_tokens = 2048
+"""
+
+
+def test_model_tables_build_the_catalog(tmp_path: Path) -> None:
+    config = load_config(config_file=write(tmp_path / "agent.toml", MODELS_TOML))
+    assert config.models.limits("gpt-4o-mini") == ModelLimits(
+        context_window=128000,
+        max_output_tokens=16384,
+        input_price=0.15,
+        output_price=0.60,
+        cached_input_price=0.075,
+    )
+    # Keys a table leaves out keep the built-in values, not [models.default]'s.
+    assert config.models.limits("local/qwen.2") == ModelLimits(context_window=32768)
+    assert config.models.limits("scripted") == SCRIPTED_LIMITS  # the built-in entry stays
+    assert config.models.limits("unlisted") == ModelLimits(64000, 2048)
+    assert config.models.default == ModelLimits(64000, 2048)
+
+
+def test_model_defaults_without_a_file() -> None:
+    models = load_config().models
+    assert models.limits("scripted") == SCRIPTED_LIMITS
+    assert models.limits("gpt-4o-mini") == ModelLimits()
+    assert (models.default.context_window, models.default.max_output_tokens) == (128000, 4096)
+    assert models.default.cost(1000, 1000) is None
+
+
+def test_a_file_may_override_the_scripted_model(tmp_path: Path) -> None:
+    file = write(tmp_path / "agent.toml", "[models.scripted]\ncontext_window = 2048\n")
+    limits = load_config(config_file=file).models.limits("scripted")
+    assert limits == ModelLimits(context_window=2048, max_output_tokens=512)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            '[models."gpt-4o"]\nwindow = 5\n',
+            r'agent\.toml: \[models\."gpt-4o"\]: unknown key window; a model has context_window',
+        ),
+        (
+            '[models."gpt-4o"]\ncontext_window = "128k"\n',
+            r'\[models\."gpt-4o"\] context_window: expected a positive integer, got \'128k\'',
+        ),
+        (
+            '[models."gpt-4o"]\ncontext_window = 1.5e5\n',
+            r'\[models\."gpt-4o"\] context_window: expected a positive integer',
+        ),
+        (
+            '[models."gpt-4o"]\ncontext_window = 0\n',
+            r'\[models\."gpt-4o"\] context_window: expected a positive integer, got 0',
+        ),
+        (
+            '[models."gpt-4o"]\ncontext_window = -5\n',
+            r'\[models\."gpt-4o"\] context_window: expected a positive integer',
+        ),
+        (
+            '[models."gpt-4o"]\nmax_output_tokens = true\n',
+            r'\[models\."gpt-4o"\] max_output_tokens: expected a positive integer',
+        ),
+        (
+            '[models."gpt-4o"]\ncontext_window = 4096\nmax_output_tokens = 4096\n',
+            r'\[models\."gpt-4o"\] max_output_tokens \(4096\) must be smaller than '
+            r"context_window \(4096\)",
+        ),
+        (
+            "[models.default]\ncontext_window = 1000\n",
+            r"agent\.toml: \[models\.default\] max_output_tokens \(4096\) must be smaller",
+        ),
+        (
+            '[models."gpt-4o"]\ninput_price = "cheap"\n',
+            r'\[models\."gpt-4o"\] input_price: expected a non-negative number',
+        ),
+        (
+            '[models."gpt-4o"]\noutput_price = -1\n',
+            r'\[models\."gpt-4o"\] output_price: expected a non-negative number',
+        ),
+        (
+            '[models."gpt-4o"]\ncached_input_price = nan\n',
+            r'\[models\."gpt-4o"\] cached_input_price: expected a non-negative number',
+        ),
+        (
+            "[models]\ncontext_window = 128000\n",
+            r"\[models\] context_window = 128000: each model is a table",
+        ),
+        ("models = 1\n", "must be a \\[section\\]"),
+    ],
+)
+def test_invalid_model_tables_are_refused_naming_table_and_key(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_config(config_file=write(tmp_path / "agent.toml", toml))
+
+
+def test_context_settings_defaults_file_and_env(tmp_path: Path) -> None:
+    defaults = load_config()
+    assert (
+        defaults.compact_at,
+        defaults.keep_user_messages,
+        defaults.compaction_model,
+        defaults.tool_result_share,
+    ) == (0.8, 2, None, 0.25)
+    file = write(
+        tmp_path / "agent.toml",
+        "[context]\ncompact_at = 1\nkeep_user_messages = 0\n"
+        'compaction_model = "gpt-4o-mini"\ntool_result_share = 0.5\n',
+    )
+    config = load_config(config_file=file)
+    assert (
+        config.compact_at,
+        config.keep_user_messages,
+        config.compaction_model,
+        config.tool_result_share,
+    ) == (1.0, 0, "gpt-4o-mini", 0.5)
+    env = {
+        "AGENT_RUNTIME_COMPACT_AT": "0.6",
+        "AGENT_RUNTIME_KEEP_USER_MESSAGES": "4",
+        "AGENT_RUNTIME_COMPACTION_MODEL": "small",
+        "AGENT_RUNTIME_TOOL_RESULT_SHARE": "0.1",
+    }
+    overridden = load_config(env=env, config_file=file)  # env beats the file
+    assert (
+        overridden.compact_at,
+        overridden.keep_user_messages,
+        overridden.compaction_model,
+        overridden.tool_result_share,
+    ) == (0.6, 4, "small", 0.1)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("compact_at", "0", "compact_at: expected a number above 0 and at most 1, got 0"),
+        ("compact_at", "1.01", "compact_at: expected a number above 0 and at most 1"),
+        ("compact_at", "-0.5", "compact_at: expected a number above 0 and at most 1"),
+        ("compact_at", "'high'", "compact_at: expected a number above 0 and at most 1"),
+        ("keep_user_messages", "-1", "keep_user_messages: expected a non-negative integer"),
+        ("keep_user_messages", "1.5", "keep_user_messages: expected a non-negative integer"),
+        ("compaction_model", "''", "compaction_model: expected a non-empty string"),
+        ("compaction_model", "3", "compaction_model: expected a non-empty string"),
+        ("tool_result_share", "0", "tool_result_share: expected a number between 0 and 1"),
+        ("tool_result_share", "1", "tool_result_share: expected a number between 0 and 1"),
+        ("tool_result_share", "true", "tool_result_share: expected a number between 0 and 1"),
+    ],
+)
+def test_invalid_context_settings_are_refused(
+    tmp_path: Path, key: str, value: str, message: str
+) -> None:
+    file = write(tmp_path / "agent.toml", f"[context]\n{key} = {value}\n")
+    with pytest.raises(ConfigurationError, match=rf"agent\.toml: \[context\] {message}"):
+        load_config(config_file=file)
+
+
+def test_invalid_context_variables_name_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match=r"^AGENT_RUNTIME_COMPACT_AT: expected"):
+        load_config(env={"AGENT_RUNTIME_COMPACT_AT": "nan"})
+    with pytest.raises(ConfigurationError, match=r"^AGENT_RUNTIME_TOOL_RESULT_SHARE: expected"):
+        load_config(env={"AGENT_RUNTIME_TOOL_RESULT_SHARE": "2"})
+    with pytest.raises(ConfigurationError, match=r"^AGENT_RUNTIME_KEEP_USER_MESSAGES: expected"):
+        load_config(env={"AGENT_RUNTIME_KEEP_USER_MESSAGES": "some"})
+
+
+def test_unknown_context_key_lists_the_section(tmp_path: Path) -> None:
+    file = write(tmp_path / "agent.toml", "[context]\ncompact = 0.5\n")
+    with pytest.raises(ConfigurationError, match=r"\[context\] has compact_at, keep_user_messages"):
+        load_config(config_file=file)
+
+
+def test_the_runtime_gets_the_models_and_context_settings(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "agent.toml",
+        MODELS_TOML + '[context]\ncompact_at = 0.9\ncompaction_model = "gpt-4o-mini"\n',
+    )
+    config = load_config(env={"AGENT_RUNTIME_KEEP_USER_MESSAGES": "3"}, config_file=file)
+    runtime = runtime_config(config)
+    assert runtime.models is config.models
+    assert runtime.models.limits("gpt-4o-mini").input_price == 0.15
+    assert (runtime.compact_at, runtime.keep_user_messages) == (0.9, 3)
+    assert (runtime.compaction_model, runtime.tool_result_share) == ("gpt-4o-mini", 0.25)
+    defaults = runtime_config(load_config())
+    assert defaults.models.limits("scripted") == SCRIPTED_LIMITS
+    assert (defaults.compact_at, defaults.compaction_model) == (0.8, None)
+
+
+def test_a_bad_model_table_exits_the_cli_with_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path / "agent.toml", '[models."m"]\ncontext_window = 0\n')
+    assert main(["serve", "--config", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert '[models."m"] context_window: expected a positive integer, got 0' in err
+
+
+def test_the_readme_models_example_loads_with_the_documented_values(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = readme.split("## Models and context windows", 1)[1].split("\n## ", 1)[0]
+    [example] = code_blocks(section, "toml")
+    config = load_config(config_file=write(tmp_path / "agent.toml", example))
+    assert config.models.limits("gpt-4o-mini") == ModelLimits(128000, 16384, 0.15, 0.60, 0.075)
+    assert (config.compact_at, config.keep_user_messages) == (0.8, 2)
+    assert (config.compaction_model, config.tool_result_share) == (None, 0.25)
+    assert config.models.limits("unknown") == ModelLimits(128000, 4096)
+    bad = write(tmp_path / "bad.toml", '[models."gpt-4o-mini"]\nmax_output_tokens = 200000\n')
+    documented = (
+        '[models."gpt-4o-mini"] max_output_tokens (200000) must be smaller than '
+        "context_window (128000)"
+    )
+    with pytest.raises(ConfigurationError) as info:
+        load_config(config_file=bad)
+    assert str(info.value) == f"{bad}: {documented}"
+    assert documented.replace("\n", " ") in " ".join(section.split())
