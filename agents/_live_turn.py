@@ -56,6 +56,8 @@ class LiveTurn:
     # Set when the closing write did not happen (the store refused it, or it took
     # longer than the grace): how to close the turn when the store allows.
     unclosed: tuple[TurnEndReason, ErrorEvent | None] | None = None
+    # The main context's estimated size for its next call, and the model's window.
+    context: tuple[int, int] | None = None
 
     @property
     def turn_id(self) -> str:

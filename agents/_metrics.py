@@ -49,6 +49,46 @@ class RuntimeMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.model_tokens = Counter(
+            "agent_runtime_model_tokens",
+            "Tokens by model and kind (prompt, completion, cached, reasoning)",
+            ["model", "kind"],
+            registry=self.registry,
+        )
+        self.model_cost = Counter(
+            "agent_runtime_model_cost_dollars",
+            "Cost of LLM calls in US dollars, by model (priced models only)",
+            ["model"],
+            registry=self.registry,
+        )
+        self.compactions = Counter(
+            "agent_runtime_compactions",
+            "Context compactions committed, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def count_usage(
+        self,
+        model: str,
+        prompt: int,
+        completion: int,
+        cached: int | None,
+        reasoning: int | None,
+        cost: float | None,
+    ) -> None:
+        self.llm_tokens.labels("prompt").inc(prompt)
+        self.llm_tokens.labels("completion").inc(completion)
+        for kind, tokens in (
+            ("prompt", prompt),
+            ("completion", completion),
+            ("cached", cached),
+            ("reasoning", reasoning),
+        ):
+            if tokens:
+                self.model_tokens.labels(model, kind).inc(tokens)
+        if cost is not None:
+            self.model_cost.labels(model).inc(cost)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -29,7 +29,10 @@ from sessions import (
     valid_text,
 )
 
+from ._compaction import compact
 from ._config import RuntimeConfig
+from ._core._budget import CHARS_PER_TOKEN, ModelLimits
+from ._core._context import MIN_CUT_CHARS, ContextMeter, fit_history
 from ._core._events import (
     AgentSwitched,
     ApprovalRequested,
@@ -56,9 +59,11 @@ from ._core._model import (
     TextDelta,
     ToolCallDelta,
     ToolCallRequest,
+    ToolSpec,
     UsageDelta,
 )
 from ._core._modes import ModeRegistry, parse_route_answer, route_by_keywords
+from ._core._prompt import system_prompt
 from ._core._state import (
     PARENT_CALL_KEY,
     CallState,
@@ -67,7 +72,7 @@ from ._core._state import (
     check_pairing,
 )
 from ._core._tools import TOOLS, validate_call
-from ._errors import AgentError, ToolError
+from ._errors import AgentError, ModelError, ToolError
 from ._live_turn import LiveTurn, Out
 from ._metrics import RuntimeMetrics
 from ._session import LiveSession
@@ -194,24 +199,51 @@ class TurnRunner:
         """One streamed LLM call; commits deltas, usage and the final message."""
         mode = self.modes.get(agent)
         state = self.live.state
-        history = state.context(subtask_id)
-        check_pairing(history, state.pairing.setdefault(subtask_id, PairingCursor()))
-        system = (
-            mode.system_prompt if subtask_id is None else f"{mode.system_prompt}\n{SUBTASK_PROMPT}"
+        system = system_prompt(
+            mode.system_prompt,
+            self.live.session.instructions,
+            subtask_prompt=None if subtask_id is None else SUBTASK_PROMPT,
         )
-        request = ModelRequest(
-            model=mode.model or self.config.model,
-            messages=(ChatMessage("system", system), *history),
-            tools=self.modes.tools_for(mode),
-            agent=agent,
-        )
+        model_name = mode.model or self.config.model
+        tools = self.modes.tools_for(mode)
+        limits = self.config.models.limits(model_name)
+        window = _Window(model_name, limits, system, tools, self.config.tool_result_share)
         message_id = new_id("msg")
-        try:
-            content, calls, provider_data, held = await self._stream(
-                request, message_id, subtask_id
+        compacted = False
+        while True:
+            if subtask_id is None and not compacted:
+                compacted = await self._keep_within(window, "threshold")
+            history = state.context(subtask_id)
+            check_pairing(history, state.pairing.setdefault(subtask_id, PairingCursor()))
+            estimate = state.meter(subtask_id).estimate(history, system, tools, window.cut)
+            if subtask_id is None:
+                self.live_turn.context = (estimate, limits.context_window)
+            request = ModelRequest(
+                model=model_name,
+                messages=(
+                    ChatMessage("system", system),
+                    *fit_history(history, window.cut, state.cuts),
+                ),
+                tools=tools,
+                agent=agent,
             )
-        except BaseExceptionGroup as group:
-            raise _sole(group) from None
+            try:
+                content, calls, provider_data, held = await self._stream(
+                    request, message_id, subtask_id, limits
+                )
+                break
+            except BaseExceptionGroup as group:
+                error = _sole(group)
+            if not (isinstance(error, ModelError) and error.code == OVERFLOW):
+                raise error from None
+            # The provider says it does not fit: compact and retry once.
+            if (
+                subtask_id is not None
+                or compacted
+                or not await self._keep_within(window, "overflow", force=True)
+            ):
+                raise _overflow(model_name, limits.context_window) from None
+            compacted = True
         infos = []
         unique: list[ToolCallRequest] = []
         for call in calls:
@@ -228,8 +260,57 @@ class TurnRunner:
             await self.live.commit(outs, turn_id=self.turn.id)
         return content, bool(unique)
 
+    async def compact_now(self, instructions: JSON) -> bool:
+        """The step of a ``compact`` command's turn: compact whatever can be."""
+        mode = self.modes.get(self.agents[None])
+        model_name = mode.model or self.config.model
+        window = _Window(
+            model_name,
+            self.config.models.limits(model_name),
+            mode.system_prompt,
+            self.modes.tools_for(mode),
+            self.config.tool_result_share,
+        )
+        text = instructions if isinstance(instructions, str) else None
+        return await self._keep_within(window, "requested", force=True, instructions=text)
+
+    async def _keep_within(
+        self, window: _Window, reason: str, *, force: bool = False, instructions: str | None = None
+    ) -> bool:
+        """Compact the main context if its next request would pass the threshold.
+
+        With *force* (the provider refused the request as too long) compact
+        whatever the estimate says. Returns whether a compaction was committed.
+        A failed threshold compaction is logged and the step goes on without it
+        (the request may still fit); a failed forced one is the caller's error.
+        """
+        state = self.live.state
+        estimate = state.meter(None).estimate(
+            state.messages, window.system, window.tools, window.cut
+        )
+        if not force and estimate <= window.limits.input_budget * self.config.compact_at:
+            return False
+        try:
+            return await compact(
+                self.live,
+                self.turn.id,
+                self.model,
+                self.config,
+                self.metrics,
+                reason=reason,
+                session_model=window.model,
+                tokens_before=estimate,
+                overhead_tokens=window.overhead,
+                instructions=instructions,
+            )
+        except AgentError as exc:
+            if force:
+                raise
+            log.warning("turn %s: compaction failed, going on without: %s", self.turn.id, exc)
+            return False
+
     async def _stream(
-        self, request: ModelRequest, message_id: str, subtask_id: str | None
+        self, request: ModelRequest, message_id: str, subtask_id: str | None, limits: ModelLimits
     ) -> tuple[str, list[ToolCallRequest], dict[str, JSON], list[Out]]:
         """Pump the model into a bounded channel; commit its text as it arrives.
 
@@ -273,22 +354,21 @@ class TurnRunner:
                         elif isinstance(delta, ProviderDataDelta):
                             provider_data[delta.provider] = _valid_json(delta.data)
                         elif isinstance(delta, UsageDelta):
-                            self.metrics.llm_tokens.labels("prompt").inc(delta.prompt_tokens)
-                            self.metrics.llm_tokens.labels("completion").inc(
-                                delta.completion_tokens
-                            )
-                            held.append(
-                                Out(
-                                    UsageEvent(
-                                        delta.prompt_tokens, delta.completion_tokens, delta.model
-                                    ),
-                                    subtask_id,
-                                )
-                            )
+                            held.append(Out(self._usage(delta, limits), subtask_id))
                     if chunk:  # text is shown as it comes; the rest waits for it
                         outs, held = held, []
                         await self.live.commit(outs, turn_id=self.turn.id)
         return "".join(text), calls, provider_data, held
+
+    def _usage(self, delta: UsageDelta, limits: ModelLimits) -> UsageEvent:
+        cached, reasoning = delta.cached_tokens, delta.reasoning_tokens
+        cost = limits.cost(delta.prompt_tokens, delta.completion_tokens, cached or 0)
+        self.metrics.count_usage(
+            delta.model, delta.prompt_tokens, delta.completion_tokens, cached, reasoning, cost
+        )
+        return UsageEvent(
+            delta.prompt_tokens, delta.completion_tokens, delta.model, cached, reasoning, cost
+        )
 
     async def _pump(self, request: ModelRequest, send: trio.MemorySendChannel[ModelDelta]) -> None:
         started = trio.current_time()
@@ -465,6 +545,40 @@ class TurnRunner:
             await self.tool_result(
                 call.call_id, False, "the IDE did not return a result in time", sub
             )
+
+
+OVERFLOW = "context_overflow"
+
+
+@attrs.frozen
+class _Window:
+    """What one LLM step sends besides the history, and the model's limits."""
+
+    model: str
+    limits: ModelLimits
+    system: str
+    tools: tuple[ToolSpec, ...]
+    share: float
+
+    @property
+    def cut(self) -> int:
+        """The longest tool result (chars) sent whole; longer ones are cut."""
+        return max(int(self.limits.input_budget * self.share) * CHARS_PER_TOKEN, MIN_CUT_CHARS)
+
+    @property
+    def overhead(self) -> int:
+        return ContextMeter().estimate([], self.system, self.tools, self.cut)
+
+
+def _overflow(model: str, window: int) -> ModelError:
+    return ModelError(
+        f"the conversation does not fit the context window of {model!r} ({window} tokens), "
+        "even after compacting it: the current turn alone is too large. Send a shorter "
+        "request, start a new session or fork an earlier point, or use a model with a "
+        "larger window",
+        retryable=False,
+        code=OVERFLOW,
+    )
 
 
 def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -18,6 +18,7 @@ from sessions import (
     ApprovalStatus,
     CommandRecord,
     Committed,
+    JSONObject,
     Turn,
     TurnStatus,
     dumps,
@@ -31,6 +32,7 @@ from ._core._commands import (
     Answer,
     Cancel,
     Command,
+    Compact,
     SendMessage,
     SubmitApproval,
     SubmitToolResult,
@@ -75,7 +77,7 @@ async def apply_command(
 
 async def _apply_locked(
     live: LiveSession,
-    cmd: SendMessage | SubmitToolResult | SubmitApproval | Answer | SwitchAgent,
+    cmd: SendMessage | SubmitToolResult | SubmitApproval | Answer | SwitchAgent | Compact,
     modes: ModeRegistry,
     config: RuntimeConfig,
 ) -> tuple[Ack, LiveTurn | None]:
@@ -98,6 +100,8 @@ async def _apply_locked(
             return await submit_answer(live, cmd), None
         case SwitchAgent():
             return await switch_agent(live, modes, cmd, config.max_queued)
+        case Compact():
+            return await enqueue_compaction(live, cmd, config.max_queued)
         case _:
             assert_never(cmd)
 
@@ -205,6 +209,31 @@ async def enqueue_message(
             live.running.stop("interrupted")
     else:
         live.queue.append(queued)
+    return ack, queued
+
+
+COMPACT_KEY = "compact"  # in a turn row's state: a compaction turn, with its instructions
+
+
+async def enqueue_compaction(
+    live: LiveSession, cmd: Compact, max_queued: int
+) -> tuple[Ack, LiveTurn | None]:
+    """Queue a turn whose one step compacts the history (``compact`` command)."""
+    if len(live.queue) >= max_queued:
+        raise CommandError("queue_full", f"at most {max_queued} turns may wait per session")
+    session = live.session
+    state: JSONObject = {COMPACT_KEY: True}
+    if cmd.instructions is not None:
+        state["instructions"] = cmd.instructions
+    turn = Turn(
+        new_id("turn"), session.id, session.current_agent, TurnStatus.QUEUED, now(), now(), state
+    )
+    ack = Ack.accepted(cmd.id, turn.id)
+    committed = await live.commit_locked([], turn=turn, command=record(live, ack))
+    if committed.duplicate:
+        return duplicate_ack(committed, cmd.id), None
+    queued = LiveTurn(turn, None)
+    live.queue.append(queued)
     return ack, queued
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import EllipsisType
 
 import attrs
 import trio
@@ -19,7 +20,9 @@ import trio
 from sessions import (
     JSON,
     Append,
+    JSONObject,
     Session,
+    SessionNotFound,
     SessionStore,
     StoreError,
     TurnStatus,
@@ -33,7 +36,9 @@ from ._core._events import ErrorEvent, TurnEndReason
 from ._core._model import ChatMessage, ModelClient
 from ._core._modes import ModeRegistry
 from ._core._policy import Policy
+from ._core._prompt import instructions_problem, normal_instructions
 from ._errors import CommandError
+from ._fork import Fork, plan_fork, read_prefix
 from ._live_turn import LiveTurn
 from ._metrics import RuntimeMetrics
 from ._registry import Pin, SessionRegistry
@@ -88,11 +93,16 @@ class Supervisor:
         title: str | None = None,
         agent: str | None = None,
         max_live_sessions: int | None = None,
+        instructions: str | None = None,
     ) -> Session:
         """Create a session owned by *owner* (first agent: orchestrator by default).
 
+        *instructions* (the project's ``AGENTS.md``) become part of every mode's
+        system prompt; blank ones are none.
+
         Raises:
-            CommandError: ``unknown_agent``.
+            CommandError: ``unknown_agent``; ``invalid_request`` for instructions
+                that are not a string of at most 64 KiB of UTF-8.
             SessionLimitReached: *owner* already has *max_live_sessions* (checked
                 atomically with the insert).
         """
@@ -101,16 +111,103 @@ class Supervisor:
             raise CommandError(
                 "unknown_agent", f"unknown agent {agent!r}; agents: {', '.join(self.modes.names())}"
             )
+        instructions = _checked_instructions(instructions)
         t = now()
-        session = Session(new_id("ses"), owner, " ".join((title or "").split())[:120], t, t, agent)
+        session = Session(
+            new_id("ses"),
+            owner,
+            " ".join((title or "").split())[:120],
+            t,
+            t,
+            agent,
+            instructions=instructions,
+        )
         await self.store.append(
             Append(session.id, session=session, max_live_sessions=max_live_sessions)
         )
         return session
 
-    async def update_session(self, session: Session, *, title: str) -> Session:
+    async def fork_session(
+        self,
+        source: Session,
+        *,
+        at_seq: int | None = None,
+        title: str | None = None,
+        max_live_sessions: int | None = None,
+    ) -> Fork:
+        """A new session of *source*'s owner whose log is *source*'s up to *at_seq*.
+
+        *at_seq* defaults to the last seq; a turn open there is closed in the
+        fork as ``interrupted`` (:mod:`agents._fork`). The title defaults to
+        the original's with " (fork)". The fork is written in one transaction;
+        *source* is only read.
+
+        Raises:
+            CommandError: ``invalid_request`` when *at_seq* is past the last event.
+            SessionNotFound: *source* was deleted.
+            SessionLimitReached: the owner already has *max_live_sessions*.
+        """
+        # The row as stored: the caller's copy may predate a rename or a switch.
+        current = await self.store.get_session(source.id)
+        if current is None:
+            raise SessionNotFound(source.id)
+        prefix = await read_prefix(self.store, source.id, at_seq)
+        fork = plan_fork(current, prefix, title=title, agents=self.modes.names(), ts=now())
+        await self.store.import_session(
+            fork.session, fork.events, max_live_sessions=max_live_sessions
+        )
+        return fork
+
+    async def update_session(
+        self,
+        session: Session,
+        *,
+        title: str | None = None,
+        instructions: str | EllipsisType | None = ...,
+    ) -> Session:
+        """Rename *session* and/or set its instructions (``None`` clears them), in one write.
+
+        ``...`` (the default) leaves the instructions as they are. New instructions
+        apply from the session's next model call on.
+
+        Raises:
+            CommandError: ``invalid_request`` for unusable instructions.
+        """
+        checked = (
+            instructions
+            if isinstance(instructions, EllipsisType)
+            else _checked_instructions(instructions)
+        )
         async with self._sessions.use(session) as live, live.lock:
-            updated = attrs.evolve(live.session, title=title.strip()[:120], updated_at=now())
+            updated = attrs.evolve(
+                live.session,
+                title=live.session.title if title is None else title.strip()[:120],
+                instructions=(
+                    live.session.instructions if isinstance(checked, EllipsisType) else checked
+                ),
+                updated_at=now(),
+            )
+            await live.commit_locked(session=updated)
+            return updated
+
+    async def set_instructions(self, session: Session, instructions: str | None) -> Session:
+        """Set *session*'s instructions, writing only if they differ from the stored ones.
+
+        What a reconnecting client that sends the same instructions again costs: a
+        comparison. Returns the session as it is now.
+
+        Raises:
+            CommandError: ``invalid_request`` for unusable instructions.
+        """
+        wanted = _checked_instructions(instructions)
+        loaded = self._sessions.get(session.id)
+        current = loaded.session if loaded is not None else session
+        if current.instructions == wanted:
+            return current
+        async with self._sessions.use(session) as live, live.lock:
+            if live.session.instructions == wanted:
+                return live.session
+            updated = attrs.evolve(live.session, instructions=wanted, updated_at=now())
             await live.commit_locked(session=updated)
             return updated
 
@@ -136,6 +233,13 @@ class Supervisor:
         """
         async with self._sessions.use(session) as live:
             return list(live.state.messages)
+
+    async def usage(self, session: Session) -> JSONObject:
+        """The session's usage totals (every LLM call, subtasks and compactions included)."""
+        async with self._sessions.use(session) as live:
+            totals = live.state.usage.to_json()
+            totals["compactions"] = live.state.compactions
+            return totals
 
     def running_turn(self, session_id: str) -> str | None:
         live = self._sessions.get(session_id)
@@ -316,6 +420,19 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             for live in busy:
                 nursery.start_soon(self._end_turn, live)
+
+
+def _checked_instructions(value: object) -> str | None:
+    """*value* as a session stores it (blank: ``None``).
+
+    Raises:
+        CommandError: ``invalid_request``, saying why.
+    """
+    problem = instructions_problem(value)
+    if problem is not None:
+        raise CommandError("invalid_request", problem)
+    assert value is None or isinstance(value, str)
+    return normal_instructions(value)
 
 
 @asynccontextmanager

@@ -15,21 +15,13 @@ import trio
 
 from sessions import ApprovalStatus, StorageUnavailable, StoreError, TurnStatus, now
 
-from ._core._events import (
-    ApprovalResolved,
-    AssistantMessage,
-    ErrorEvent,
-    SubtaskEnded,
-    ToolResultEvent,
-    TurnEnded,
-    TurnEndReason,
-    TurnStarted,
-)
-from ._core._state import CallState
+from ._closing import approval_closings, final_closings
+from ._core._events import ErrorEvent, TurnEndReason, TurnStarted
 from ._errors import AgentError, ModelError, PairingViolation
 from ._live_turn import LiveTurn, Out
 from ._runner import TurnRunner
 from ._session import LiveSession
+from ._session_commands import COMPACT_KEY
 
 log = logging.getLogger("agent_runtime.turn")
 
@@ -66,8 +58,12 @@ async def run_turn(runner: TurnRunner, *, grace: float) -> None:
             if not running.resume:
                 await start_turn(runner)
             runner.agents[None] = runner.live.state.agent or runner.turn.agent
-            outcome = await runner.agent_loop(runner.agents[None])
-            reason = "max_steps" if outcome.reason == "max_steps" else "completed"
+            if runner.turn.state.get(COMPACT_KEY):
+                await runner.compact_now(runner.turn.state.get("instructions"))
+                reason = "completed"
+            else:
+                outcome = await runner.agent_loop(runner.agents[None])
+                reason = "max_steps" if outcome.reason == "max_steps" else "completed"
     except ModelError as exc:
         reason, error = "error", ErrorEvent(exc.code, str(exc), exc.retryable)
     except PairingViolation as exc:
@@ -141,27 +137,13 @@ async def close_turn(
         if not current.status.active:
             return
         why = f"cancelled: the turn ended ({reason})"
-        for call in [c for c in state.pending_of_turn(current.id) if c.state is CallState.APPROVAL]:
+        for call_id, outs in approval_closings(state, current.id, why):
             approval = live.close_approval(
-                call.call_id, ApprovalStatus.CANCELLED, {"decision": "cancel"}, "cancel"
+                call_id, ApprovalStatus.CANCELLED, {"decision": "cancel"}, "cancel"
             )
-            outs = [
-                Out(ApprovalResolved(call.call_id, "cancel", "cancel"), call.subtask_id),
-                Out(ToolResultEvent(call.call_id, False, why, why), call.subtask_id),
-            ]
             await live.commit_locked(outs, turn_id=current.id, approval=approval)
-        outs = [Out(error)] if error is not None else []
         agent = state.agent or current.agent
-        for message_id, text in list(state.partial_text.items()):
-            sub = state.partial_context.get(message_id)
-            outs.append(Out(AssistantMessage(message_id, text, agent, True), sub))
-        # Innermost contexts first, so a subtask's calls close before the subtask does.
-        pending = sorted(state.pending_of_turn(current.id), key=lambda c: c.subtask_id is None)
-        for call in pending:
-            outs.append(Out(ToolResultEvent(call.call_id, False, why, why), call.subtask_id))
-        for subtask_id, (_, sub_agent) in list(state.open_subtasks.items()):
-            outs.append(Out(SubtaskEnded(subtask_id, sub_agent, False, why)))
-        outs.append(Out(TurnEnded(reason)))
+        outs = final_closings(state, current.id, agent, reason, why, error, turn.context)
         final = attrs.evolve(current, status=_FINAL_STATUS[reason], updated_at=now())
         await live.commit_locked(outs, turn_id=current.id, turn=final)
         turn.row = final

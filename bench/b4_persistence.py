@@ -160,7 +160,10 @@ async def run_to_thread(db: Path, appenders: int, total: int, max_batch: int) ->
 def run_raw(db: Path, total: int) -> float:
     conn = _connect(db)
     try:
-        conn.execute("INSERT INTO sessions VALUES ('ses_0', 'bench', 't', 0, 0, 'coder', 0)")
+        conn.execute(
+            "INSERT INTO sessions (id, owner, title, created_at, updated_at, current_agent,"
+            " deleted) VALUES ('ses_0', 'bench', 't', 0, 0, 'coder', 0)"
+        )
         rows = [
             ("ses_0", n, "text.delta", now(), "turn_1", f'{{"text":"a token or two ","n":{n}}}')
             for n in range(1, total + 1)

@@ -76,10 +76,28 @@ def _title(body: JSONObject, *, required: bool) -> str | None:
     return value.strip()[:MAX_TITLE]
 
 
+def _instructions(body: JSONObject) -> str | None:
+    """Field ``instructions``: a string or null (none); the supervisor checks its size."""
+    value = body.get("instructions")
+    if value is not None and not isinstance(value, str):
+        raise bad_request("invalid_request", "field 'instructions' must be a string or null")
+    return value
+
+
 def _only(body: JSONObject, allowed: set[str]) -> None:
     unknown = sorted(body.keys() - allowed)
     if unknown:
         raise bad_request("invalid_request", f"unknown field(s) {', '.join(map(repr, unknown))}")
+
+
+def _at_seq(body: JSONObject) -> int | None:
+    """Field ``at_seq`` of a fork: a seq (an integer ≥ 0), or absent / null for the last."""
+    value = body.get("at_seq")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise bad_request("invalid_request", "field 'at_seq' must be a non-negative integer")
+    return value
 
 
 async def events_page(state: ServerState, session: Session) -> Response:
@@ -142,7 +160,7 @@ def register(app: QuartTrio, state: ServerState) -> None:
     async def create_session() -> Response:
         principal = authenticate(state)
         body = await read_json_object(required=False)
-        _only(body, {"title", "agent"})
+        _only(body, {"title", "agent", "instructions"})
         agent = body.get("agent")
         if agent is not None and not isinstance(agent, str):
             raise bad_request("invalid_request", "field 'agent' must be a string")
@@ -154,6 +172,7 @@ def register(app: QuartTrio, state: ServerState) -> None:
                 title=_title(body, required=False),
                 agent=agent,
                 max_live_sessions=state.config.limits.sessions_per_principal,
+                instructions=_instructions(body),
             )
         except CommandError as error:
             raise bad_request(error.code, str(error)) from None
@@ -174,16 +193,25 @@ def register(app: QuartTrio, state: ServerState) -> None:
     @app.get("/v1/sessions/<session_id>")
     async def get_session(session_id: str) -> Response:
         session = await owned_session(state, authenticate(state), session_id)
-        return json_response(session_json(state, session))
+        # Only a single session's JSON carries its totals: they come from its log.
+        body = session_json(state, session) | {"usage": await state.supervisor.usage(session)}
+        return json_response(body)
 
     @app.patch("/v1/sessions/<session_id>")
     async def patch_session(session_id: str) -> Response:
         session = await owned_session(state, authenticate(state), session_id)
         body = await read_json_object()
-        _only(body, {"title"})
-        title = _title(body, required=True)
-        assert title is not None
-        session = await state.supervisor.update_session(session, title=title)
+        _only(body, {"title", "instructions"})
+        # A title, instructions (null clears them), or both, in one write.
+        title = _title(body, required="instructions" not in body)
+        try:
+            session = await state.supervisor.update_session(
+                session,
+                title=title,
+                instructions=_instructions(body) if "instructions" in body else ...,
+            )
+        except CommandError as error:
+            raise bad_request(error.code, str(error)) from None
         return json_response(session_json(state, session))
 
     @app.delete("/v1/sessions/<session_id>")
@@ -193,6 +221,26 @@ def register(app: QuartTrio, state: ServerState) -> None:
         response = Response(b"", status=204)
         del response.headers["Content-Type"]  # no body, so no type (quart defaults to HTML)
         return response
+
+    @app.post("/v1/sessions/<session_id>/fork")
+    async def fork_session(session_id: str) -> Response:
+        source = await owned_session(state, authenticate(state), session_id)
+        body = await read_json_object(required=False)
+        _only(body, {"at_seq", "title"})
+        at_seq = _at_seq(body)
+        title = _title(body, required=False)
+        try:
+            fork = await state.supervisor.fork_session(
+                source,
+                at_seq=at_seq,
+                title=title,
+                max_live_sessions=state.config.limits.sessions_per_principal,
+            )
+        except CommandError as error:
+            raise bad_request(error.code, str(error)) from None
+        out = session_json(state, fork.session)
+        out["forked_from"] = {"session_id": source.id, "at_seq": fork.at_seq}
+        return json_response(out, 201)
 
     @app.get("/v1/sessions/<session_id>/messages")
     async def get_messages(session_id: str) -> Response:

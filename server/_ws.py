@@ -36,6 +36,7 @@ from quart import Response, websocket
 from quart.wrappers import Websocket
 from quart_trio import QuartTrio
 
+from agents import CommandError
 from sessions import JSON, Event, JSONObject, Session, StoreError, SubscriberTooSlow, dumps
 
 from ._auth import bearer_token
@@ -64,11 +65,17 @@ CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_NOT_FOUND: Final = 4404
 
 
+# A hello may carry the project instructions: up to 64 KiB of UTF-8, which JSON
+# escaping can make up to six times longer.
+MAX_HELLO_CHARS: Final = 64 * 1024 + 6 * 64 * 1024
+
+
 class _Close(Exception):
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, error_code: str | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.error_code = error_code
 
 
 class Connection:
@@ -216,7 +223,7 @@ async def _hello(state: ServerState, ws: Websocket) -> JSONObject:
         message = await ws.receive()
     if message is None:
         raise _Close(CLOSE_POLICY, "expected a hello frame")
-    if len(message) > 64 * 1024:
+    if len(message) > MAX_HELLO_CHARS:
         raise _Close(CLOSE_POLICY, "hello frame too large")
     try:
         hello: JSON = decode_json(message, "hello frame")
@@ -232,7 +239,30 @@ async def _hello(state: ServerState, ws: Websocket) -> JSONObject:
     token = hello.get("token")
     if token is not None and not isinstance(token, str):
         raise _Close(CLOSE_POLICY, "hello.token must be a string")
+    instructions = hello.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise _Close(CLOSE_POLICY, "hello.instructions must be a string or null")
     return hello
+
+
+async def _open(state: ServerState, hello: JSONObject, session: Session) -> Session:
+    """*session* with the hello's ``instructions`` set, if it has any and they differ.
+
+    Raises:
+        _Close: the instructions are refused, or the store cannot write them.
+    """
+    if "instructions" not in hello:
+        return session
+    instructions = hello.get("instructions")
+    assert instructions is None or isinstance(instructions, str)
+    try:
+        return await state.supervisor.set_instructions(session, instructions)
+    except CommandError as error:
+        raise _Close(CLOSE_POLICY, f"hello: {error}") from None
+    except StoreError as error:
+        api = store_error(error)
+        close = CLOSE_NOT_FOUND if api.status == 404 else CLOSE_TRY_AGAIN
+        raise _Close(close, api.message, api.code) from None
 
 
 async def _serve(state: ServerState, ws: Websocket, session_id: str, principal: str | None) -> None:
@@ -246,10 +276,12 @@ async def _serve(state: ServerState, ws: Websocket, session_id: str, principal: 
         session = await load_owned(state, principal, session_id)
         if session is None:
             raise _Close(CLOSE_NOT_FOUND, "session not found")
+        session = await _open(state, hello, session)
     except _Close as close:
-        code = {CLOSE_UNAUTHORIZED: "unauthorized", CLOSE_NOT_FOUND: "not_found"}.get(
-            close.code, "bad_hello"
-        )
+        code = close.error_code or {
+            CLOSE_UNAUTHORIZED: "unauthorized",
+            CLOSE_NOT_FOUND: "not_found",
+        }.get(close.code, "bad_hello")
         state.metrics.client_errors.labels(code).inc()
         with trio.move_on_after(1):
             await ws.send(dumps(error_frame(code, close.reason)))

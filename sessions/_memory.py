@@ -27,7 +27,7 @@ from ._models import (
     Turn,
 )
 from ._seqs_local import LocalSeqAllocator
-from ._store import GroupCommitStore, open_store
+from ._store import GroupCommitStore, import_into, open_store
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -138,6 +138,18 @@ class MemoryBackend:
         try:
             # The writer's memory is the truth: it is the only writer of _data.
             return apply_batch(tx, appends, known, ts, seqs=LocalSeqAllocator(known.seqs, tx))
+        except BaseException:
+            tx.rollback()
+            raise
+
+    async def import_session(
+        self, session: Session, events: Sequence[Event], max_live_sessions: int | None
+    ) -> None:
+        """Create *session* with *events* as its log (no checkpoint once begun)."""
+        await self._checkpoint()
+        tx = _MemoryTx(self._data)
+        try:
+            import_into(tx, session, events, max_live_sessions)
         except BaseException:
             tx.rollback()
             raise

@@ -38,6 +38,9 @@ class Session:
     updated_at: float
     current_agent: str
     deleted: bool = False
+    # The project's instructions (its AGENTS.md), part of every mode's system
+    # prompt; ``None`` when the client sent none.
+    instructions: str | None = None
 
     def to_json(self) -> JSONObject:
         return {
@@ -47,6 +50,7 @@ class Session:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "current_agent": self.current_agent,
+            "instructions": self.instructions,
         }
 
 

@@ -110,3 +110,26 @@ class SessionStore(Protocol):
     async def get_command(self, session_id: str, command_id: str) -> Committed | None:
         """The committed result of a command id, if that id was already used."""
         ...
+
+    async def import_session(
+        self, session: Session, events: Sequence[Event], *, max_live_sessions: int | None = None
+    ) -> None:
+        """Create *session* with *events* as its whole log, in one transaction.
+
+        The only write besides :meth:`append`, for copying a log (forking a
+        session): the events keep the seq, type, data, ``ts`` and ``turn_id``
+        they are given, where ``append`` would stamp them with the commit's
+        time. Their seqs must be 1, 2, 3, ... and name *session*. Nothing is
+        published: nobody can follow a session before it exists. No turn,
+        approval or command record comes with it.
+
+        Raises:
+            ValueError: *session* is deleted, or *events* are of another
+                session or not numbered 1..n.
+            Conflict: a session with that id exists (even deleted).
+            SessionLimitReached: the owner has *max_live_sessions* already.
+            Unstorable: a value cannot be stored; nothing was written.
+            StorageUnavailable: the storage failed; nothing was written; retry.
+            StoreClosed: the store is shutting down.
+        """
+        ...

@@ -118,7 +118,16 @@ _V2 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3 = Migration(
+    version=3,
+    description="project instructions stored with each session",
+    statements=(
+        # NULL: the client sent none (every session before this version).
+        "ALTER TABLE sessions ADD COLUMN instructions TEXT",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 
 
 def user_version(conn: sqlite3.Connection) -> int:

@@ -56,6 +56,7 @@ from ._sqlite_sql import (
     decode_event,
     decode_session,
     decode_turn,
+    import_session,
 )
 from ._store import GroupCommitStore, open_store
 
@@ -181,6 +182,16 @@ class SqliteBackend:
         with trio.CancelScope(shield=True):
             result = await self._on_thread(partial(commit_batch, self._raw, appends, known, ts))
         return result
+
+    async def import_session(
+        self, session: Session, events: Sequence[Event], max_live_sessions: int | None
+    ) -> None:
+        """Create *session* with *events* as its log: one transaction, one crossing."""
+        # Shielded like a batch: the transaction runs to COMMIT or ROLLBACK anyway.
+        with trio.CancelScope(shield=True):
+            await self._on_thread(
+                partial(import_session, self._raw, session, events, max_live_sessions)
+            )
 
     async def get_session(self, session_id: str) -> Session | None:
         rows = await self._fetch(SELECT_SESSION, (session_id,))

@@ -29,6 +29,7 @@ from ._models import (
 from ._schema import MIGRATIONS, Migration, migrate
 from ._seqs_local import LocalSeqAllocator
 from ._sqlite_errors import unstorable
+from ._store import import_into
 
 Durability = Literal["normal", "full"]
 
@@ -81,6 +82,22 @@ def commit_batch(
         rollback_quietly(conn)
         raise
     return result
+
+
+def import_session(
+    conn: sqlite3.Connection,
+    session: Session,
+    events: Sequence[Event],
+    max_live_sessions: int | None,
+) -> None:
+    """Create *session* with *events* as its log in one ``BEGIN IMMEDIATE`` … ``COMMIT``."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        import_into(SqliteTx(conn), session, events, max_live_sessions)
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback_quietly(conn)
+        raise
 
 
 def rollback_quietly(conn: sqlite3.Connection) -> None:
@@ -163,12 +180,14 @@ class SqliteTx:
     def save_session(self, session: Session) -> None:
         self._conn.execute(
             """
-            INSERT INTO sessions (id, owner, title, created_at, updated_at, current_agent, deleted)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO sessions (id, owner, title, created_at, updated_at, current_agent, deleted,
+                instructions)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (id) DO UPDATE SET
                 owner = excluded.owner, title = excluded.title,
                 created_at = excluded.created_at, updated_at = excluded.updated_at,
-                current_agent = excluded.current_agent, deleted = excluded.deleted
+                current_agent = excluded.current_agent, deleted = excluded.deleted,
+                instructions = excluded.instructions
             """,
             (
                 session.id,
@@ -178,6 +197,7 @@ class SqliteTx:
                 session.updated_at,
                 session.current_agent,
                 int(session.deleted),
+                session.instructions,
             ),
         )
 
@@ -259,7 +279,7 @@ class SqliteTx:
 
 # --- reads --------------------------------------------------------------------------
 
-_SESSION_COLS = "id, owner, title, created_at, updated_at, current_agent, deleted"
+_SESSION_COLS = "id, owner, title, created_at, updated_at, current_agent, deleted, instructions"
 _EVENT_COLS = "session_id, seq, type, ts, turn_id, data"
 _TURN_COLS = "id, session_id, agent, status, started_at, updated_at, state"
 _APPROVAL_COLS = (
@@ -348,6 +368,7 @@ def decode_session(row: Row) -> Session:
         updated_at=as_float(row[4]),
         current_agent=as_str(row[5]),
         deleted=bool(as_int(row[6])),
+        instructions=as_opt_str(row[7]),
     )
 
 

@@ -56,18 +56,27 @@ each for a networked, multi-replica store):
    runs a session's turns and commands, a write with a lost lease must fail
    without committing, and a replica that takes a lease over loads the session
    afresh.
+10. **Imports bypass the writer, for new sessions only.**
+   :meth:`GroupCommitStore.import_session` (forking) creates a session that
+   does not exist yet together with its whole log, keeping each event's
+   ``ts``, in one transaction of its own, next to the writer's: SQLite runs
+   it on the connection's one thread, so it is serialised with the batches;
+   memory runs it without a checkpoint. Sound because no one can write to (or
+   follow) a session before it exists, and the writer caches nothing of a
+   session it never wrote: its first append reads ``MAX(seq)`` and the row.
+   It publishes nothing and does not move :attr:`~GroupCommitStore.health`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import trio
 
-from ._batch import BatchResult, Known, check_append
-from ._errors import SessionNotFound, StoreClosed
+from ._batch import BatchResult, Known, Tx, check_append
+from ._errors import Conflict, SessionLimitReached, SessionNotFound, StoreClosed, StoreError
 from ._fanout import Fanout
 from ._fanout_local import LocalFanout
 from ._models import Append, Approval, Committed, Event, Session, Turn
@@ -104,6 +113,60 @@ class Backend(Protocol):
     async def pending_approvals(self, session_id: str | None) -> list[Approval]: ...
 
     async def get_command(self, session_id: str, command_id: str) -> Committed | None: ...
+
+
+@runtime_checkable
+class Importer(Protocol):
+    """A :class:`Backend` that can create a session with a ready-made log (rule 10).
+
+    Both stores' backends are; a wrapper that is not makes ``import_session``
+    fail with :class:`~sessions.StoreError`.
+    """
+
+    async def import_session(
+        self, session: Session, events: Sequence[Event], max_live_sessions: int | None
+    ) -> None:
+        """Write *session* and *events* (already checked) in one transaction of its own."""
+        ...
+
+
+def import_into(
+    tx: Tx, session: Session, events: Sequence[Event], max_live_sessions: int | None
+) -> None:
+    """Create *session* with its whole log inside the open transaction *tx*.
+
+    The owner's live-session count moves as for a creation by ``append``.
+
+    Raises:
+        Conflict: a session with that id exists (even deleted).
+        SessionLimitReached: the owner has *max_live_sessions* already.
+        Unstorable: a value cannot be stored (the savepoint undid the writes).
+    """
+    with tx.savepoint(True):
+        if tx.load_session(session.id) is not None:
+            raise Conflict(f"session {session.id!r} already exists")
+        if max_live_sessions is not None and tx.live_sessions(session.owner) >= max_live_sessions:
+            raise SessionLimitReached(session.owner, max_live_sessions)
+        tx.save_session(session)
+        tx.add_live_sessions(session.owner, 1)
+        if events:
+            tx.save_events(events)
+
+
+def check_import(session: Session, events: Sequence[Event]) -> None:
+    """Refuse an import that would break the log's rules (a caller bug).
+
+    Raises:
+        ValueError: *session* is deleted, or *events* are of another session or
+            not numbered 1..n.
+    """
+    if session.deleted:
+        raise ValueError(f"cannot import session {session.id!r} as deleted")
+    for expected, event in enumerate(events, start=1):
+        if event.session_id != session.id:
+            raise ValueError(f"event {event.seq} is of session {event.session_id!r}")
+        if event.seq != expected:
+            raise ValueError(f"imported seqs must be 1..n: got {event.seq} at {expected}")
 
 
 class GroupCommitStore:
@@ -255,6 +318,35 @@ class GroupCommitStore:
         """
         self._check_open()
         return await self._backend.get_command(session_id, command_id)
+
+    async def import_session(
+        self, session: Session, events: Sequence[Event], *, max_live_sessions: int | None = None
+    ) -> None:
+        """Create *session* with *events* (seqs 1..n, kept with their ``ts``) as its log.
+
+        One transaction of its own, beside the writer (rule 10); nothing is
+        published. See :meth:`~sessions.SessionStore.import_session`.
+
+        Raises:
+            ValueError: *session* is deleted, or *events* are of another
+                session or not numbered 1..n.
+            Conflict: a session with that id exists.
+            SessionLimitReached: the owner has *max_live_sessions* already.
+            Unstorable: a value cannot be stored; nothing was written.
+            StorageUnavailable: the storage failed; nothing was written.
+            StoreClosed: the store is closed.
+            StoreError: the backend cannot import.
+
+        Cancellation: the transaction is shielded: if the caller is cancelled,
+        the import either happened whole or not at all.
+        """
+        check_import(session, events)
+        self._check_open()
+        backend = self._backend
+        if not isinstance(backend, Importer):
+            raise StoreError(f"{type(backend).__name__} cannot import sessions")
+        with trio.CancelScope(shield=True):
+            await backend.import_session(session, events, max_live_sessions)
 
     def _check_open(self) -> None:
         if self._closed:

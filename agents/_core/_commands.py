@@ -100,7 +100,18 @@ class SwitchAgent:
     content: str | None = None
 
 
-Command: TypeAlias = SendMessage | SubmitToolResult | SubmitApproval | Answer | Cancel | SwitchAgent
+@frozen
+class Compact:
+    """Compact the session's history now (as a turn of its own, queued like a message)."""
+
+    type: ClassVar[str] = "compact"
+    id: str
+    instructions: str | None = None  # what the summary should keep in particular
+
+
+Command: TypeAlias = (
+    SendMessage | SubmitToolResult | SubmitApproval | Answer | Cancel | SwitchAgent | Compact
+)
 
 _FIELDS: dict[str, frozenset[str]] = {
     "user_message": frozenset({"content", "agent", "on_busy"}),
@@ -111,6 +122,7 @@ _FIELDS: dict[str, frozenset[str]] = {
     "answer": frozenset({"question_id", "text"}),
     "cancel": frozenset({"turn_id"}),
     "switch_agent": frozenset({"agent", "content"}),
+    "compact": frozenset({"instructions"}),
 }
 
 
@@ -159,6 +171,8 @@ def _parse_fields(type_: str, f: Fields, command_id: str) -> Command:
             return Cancel(command_id, f.opt_string("turn_id"))
         case "switch_agent":
             return SwitchAgent(command_id, f.string("agent"), f.opt_string("content"))
+        case "compact":
+            return Compact(command_id, f.opt_string("instructions"))
         case _:
             raise CommandError("unknown_command", f"unknown command type {type_!r}")
 
@@ -229,6 +243,8 @@ def encode_command(cmd: Command) -> JSONObject:
             body = _drop_none({"turn_id": cmd.turn_id})
         case SwitchAgent():
             body = _drop_none({"agent": cmd.agent, "content": cmd.content})
+        case Compact():
+            body = _drop_none({"instructions": cmd.instructions})
         case _:
             assert_never(cmd)
     return head | body

@@ -23,6 +23,7 @@ import attrs
 from sessions import Approval, ApprovalStatus, Event, JSONObject, loads_object
 
 from .._errors import PairingViolation
+from ._context import ContextMeter, compacted_history, split_of
 from ._events import (
     AgentEvent,
     AgentSwitched,
@@ -30,6 +31,7 @@ from ._events import (
     ApprovalRequested,
     ApprovalResolved,
     AssistantMessage,
+    ContextCompacted,
     QuestionAsked,
     SubtaskEnded,
     SubtaskStarted,
@@ -38,6 +40,8 @@ from ._events import (
     ToolResultEvent,
     TurnEnded,
     TurnStarted,
+    UsageEvent,
+    UsageTotals,
     UserMessage,
     decode_event,
 )
@@ -97,12 +101,35 @@ class SessionState:
     partial_context: dict[str, str | None] = attrs.field(factory=dict)  # message_id -> subtask
     decided: dict[str, ApprovalStatus] = attrs.field(factory=dict)  # call_id -> how it ended
     pairing: dict[str | None, PairingCursor] = attrs.field(factory=dict)  # per context
+    # The main context's messages come from these events (a summary: its
+    # context.compacted); compaction replaces a prefix of both lists.
+    message_seqs: list[int] = attrs.field(factory=list)
+    summary_from: int | None = None  # messages[0] is a summary covering events from here
+    compactions: int = 0
+    turn_seq: int | None = None  # the open turn's turn.started
+    meters: dict[str | None, ContextMeter] = attrs.field(factory=dict)  # size, per context
+    cuts: dict[str, ChatMessage] = attrs.field(factory=dict)  # oversized results, cut once
+    usage: UsageTotals = attrs.field(factory=UsageTotals)  # the whole session's LLM calls
+    turn_usage: UsageTotals = attrs.field(
+        factory=UsageTotals
+    )  # the open (or last) turn's, subtasks included
 
     def context(self, subtask_id: str | None) -> list[ChatMessage]:
         """The LLM-visible messages of the main context or of one subtask."""
         if subtask_id is None:
             return self.messages
         return self.subtask_messages.setdefault(subtask_id, [])
+
+    def meter(self, subtask_id: str | None) -> ContextMeter:
+        meter = self.meters.get(subtask_id)
+        if meter is None:
+            meter = self.meters[subtask_id] = ContextMeter()
+        return meter
+
+    def _append(self, subtask_id: str | None, message: ChatMessage, seq: int) -> None:
+        self.context(subtask_id).append(message)
+        if subtask_id is None:
+            self.message_seqs.append(seq)
 
     def apply_all(self, events: Iterable[Event]) -> None:
         for ev in events:
@@ -131,11 +158,13 @@ class SessionState:
                 self.user_message_seqs[typed.message_id] = ev.seq
             case TurnStarted():
                 self.open_turn = ev.turn_id
+                self.turn_seq = ev.seq
+                self.turn_usage = UsageTotals()
                 self.agent = typed.agent
                 if typed.user_message_seq is not None:
                     content = self.user_messages.pop(typed.user_message_seq, None)
                     if content is not None:
-                        self.messages.append(ChatMessage("user", content))
+                        self._append(None, ChatMessage("user", content), ev.seq)
             case AgentSwitched():
                 if subtask_id is None:
                     self.agent = typed.to_agent
@@ -154,14 +183,16 @@ class SessionState:
                     ToolCallRequest(c.call_id, c.name, json.dumps(c.arguments))
                     for c in typed.tool_calls
                 )
-                ctx.append(
+                self._append(
+                    subtask_id,
                     ChatMessage(
                         "assistant",
                         typed.content or None,
                         calls,
                         # Back to the provider that attached it, on every later call.
                         provider_data=typed.provider_data,
-                    )
+                    ),
+                    ev.seq,
                 )
                 for c in calls:
                     self.known_calls.add(c.id)
@@ -195,7 +226,11 @@ class SessionState:
             case QuestionAsked():
                 self._move(typed.question_id, CallState.QUESTION)
             case ToolResultEvent():
-                ctx.append(ChatMessage("tool", typed.content, tool_call_id=typed.call_id))
+                self._append(
+                    subtask_id,
+                    ChatMessage("tool", typed.content, tool_call_id=typed.call_id),
+                    ev.seq,
+                )
                 self.pending.pop(typed.call_id, None)
             case SubtaskStarted():
                 parent_call = ev.data.get(PARENT_CALL_KEY)
@@ -208,7 +243,24 @@ class SessionState:
                 self.pairing.pop(typed.subtask_id, None)
             case TurnEnded():
                 self.open_turn = None
+                self.turn_seq = None
                 self.open_subtasks.clear()
+            case UsageEvent():
+                self.usage = self.usage.add(typed)
+                self.turn_usage = self.turn_usage.add(typed)
+                if typed.purpose == "chat":
+                    # Reported for the call that sent this context as it is now
+                    # (the step's message is committed after its usage).
+                    self.meter(subtask_id).report(ctx, typed.prompt_tokens, len(ctx))
+            case ContextCompacted():
+                if subtask_id is None:
+                    has_summary = self.summary_from is not None
+                    split = split_of(self.message_seqs, typed.to_seq, has_summary)
+                    self.messages, self.message_seqs = compacted_history(
+                        self.messages, self.message_seqs, typed.summary, split, ev.seq
+                    )
+                    self.summary_from = typed.from_seq
+                    self.compactions += 1
             case _:
                 pass
 

@@ -5,7 +5,8 @@ the same deltas (except for the gate rules, whose replies depend on the gates op
 in this :class:`ScriptedModel`, see **Gates** below): text in word-sized
 :class:`TextDelta` chunks (each chunk is a word with its leading whitespace, so the
 chunks join to the exact text), then the tool calls as :class:`ToolCallDelta`, then
-:class:`UsageDelta` (token counts are word counts) and :class:`FinishDelta`
+:class:`UsageDelta` (prompt tokens estimated from characters, like the
+runtime's own estimate; completion tokens are word counts) and :class:`FinishDelta`
 (``"tool_calls"`` or ``"stop"``). With ``pace > 0`` it sleeps ``pace`` seconds
 between consecutive text chunks and tool calls; a message starting with ``slow``
 paces at least :data:`SLOW_PACE`.
@@ -14,6 +15,11 @@ Its rules are a public contract (tests and demos rely on them). The *message* is
 the content of the last ``user`` message, stripped; a leading ``slow`` word is
 removed first. Verbs are case-insensitive; FILE, DIR, A, B are single words; TEXT,
 CMD, QUESTION run verbatim to the end of the message.
+
+**Compaction** (``purpose="compact"``): the summary is ``Summary:`` followed by
+one line per user message of the transcript it was given (``- the user said:
+TEXT``, clipped to 80 characters), after the lines of any earlier summary, so
+facts the user gave survive any number of compactions.
 
 **Routing** (``purpose="route"``): the answer is the JSON text
 ``{"agent": X, "reason": "..."}`` where X is ``orchestrator`` for
@@ -127,6 +133,7 @@ from attrs import define, field, frozen
 
 from sessions import JSON, JSONObject, dumps
 
+from .._core._budget import MESSAGE_OVERHEAD, estimate_tokens
 from .._core._model import (
     SUBTASK_MARKER,
     ChatMessage,
@@ -323,8 +330,11 @@ class ScriptedModel:
         finally:
             if hold is not None:
                 self._gates.leave(hold.name, hold.gate)
+        # Prompt tokens as a tokenizer would count them, roughly (chars / 4 and a
+        # few per message), so context budgets behave offline as they do online.
         prompt = sum(
-            _count(m.content) + sum(_count(c.arguments) for c in m.tool_calls)
+            estimate_tokens((m.content or "") + "".join(c.name + c.arguments for c in m.tool_calls))
+            + MESSAGE_OVERHEAD
             for m in request.messages
         )
         completion = _count(reply.text) + sum(_count(call.arguments) for call in calls)
@@ -370,7 +380,19 @@ def route(message: str) -> tuple[str, str]:
     return agent, f"the request mentions {keyword!r}"
 
 
+def _summary(transcript: str) -> str:
+    lines = ["Summary:"]
+    for block in transcript.split("\n\n"):
+        if block.startswith("EARLIER SUMMARY:"):
+            lines += [line for line in block.splitlines() if line.startswith("- ")]
+        elif block.startswith("USER: "):
+            lines.append(f"- the user said: {_clip(block[len('USER: ') :], 80)}")
+    return "\n".join(lines)
+
+
 def _reply(request: ModelRequest, message: str, gates: _Gates) -> _Reply:
+    if request.purpose == "compact":
+        return _Reply(_summary(request.messages[-1].content or ""))
     if request.purpose == "route":
         agent, reason = route(message)
         return _Reply(json.dumps({"agent": agent, "reason": reason}))

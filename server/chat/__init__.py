@@ -17,7 +17,8 @@ exit statuses), ``_client`` (one run: link, worker, driver, Ctrl-C), ``_link`` (
 WebSocket connection and its reconnects), ``_state`` (open work), ``_input`` (the
 human's lines and approvals), ``_render`` (the transcript), ``_text`` (escaping what
 reaches the terminal), ``_tools`` (the workspace executor), ``_paths`` (confinement
-to the workspace), ``_command`` (running a shell command), ``_diff`` (diffs of edits).
+to the workspace), ``_command`` (running a shell command), ``_diff`` (diffs of edits),
+``_instructions`` (the workspace's ``AGENTS.md``, sent as the session's instructions).
 """
 
 from ._client import Interrupts

@@ -65,7 +65,8 @@ class ChatClient:
     """One chat run against one session (see the module docstring for its tasks).
 
     *interrupts* replaces the process's signals as the source of Ctrl-Cs (tests);
-    each item received is one Ctrl-C.
+    each item received is one Ctrl-C. *instructions* (the workspace's
+    ``AGENTS.md``) go with every ``hello``.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class ChatClient:
         lines: LineSource | None,
         env: Mapping[str, str] | None = None,
         interrupts: Interrupts | None = None,
+        instructions: str | None = None,
     ) -> None:
         self.options = options
         self.session_id = session_id
@@ -112,6 +114,7 @@ class ChatClient:
             renderer.note,
             backoff=options.backoff,
             attempts=options.attempts,
+            instructions=instructions,
         )
         self._prefix = f"chat-{secrets.token_hex(4)}"
         self._count = 0

@@ -130,6 +130,8 @@ class Link:
         token: bearer token for the WebSocket handshake.
         on_event: called with each new durable event, in seq order, exactly once.
         notify: called with human-readable connection news.
+        instructions: sent in every ``hello`` (the server stores them only when
+            they differ from the session's), unless ``None``.
     """
 
     def __init__(
@@ -147,6 +149,7 @@ class Link:
         max_backoff: float = 5.0,
         attempts: int = 8,
         liveness: float = 45.0,
+        instructions: str | None = None,
     ) -> None:
         self.http = http
         self.ws_url = ws_url
@@ -160,6 +163,7 @@ class Link:
         self.max_backoff = max_backoff
         self.attempts = attempts
         self.liveness = liveness
+        self.instructions = instructions
         self.connections = 0
 
     async def run(self) -> None:
@@ -240,7 +244,10 @@ class Link:
                 disconnect_timeout=2,
             ) as ws:
                 opened = ws
-                await ws.send_message(json.dumps({"type": "hello", "after": self.state.last_seq}))
+                hello: JSONObject = {"type": "hello", "after": self.state.last_seq}
+                if self.instructions is not None:
+                    hello["instructions"] = self.instructions
+                await ws.send_message(json.dumps(hello))
                 await self.outbox.attach(ws)
                 self.connections += 1
                 self.state.changed()

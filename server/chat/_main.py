@@ -28,6 +28,7 @@ from sessions import JSONObject
 
 from ._client import ChatClient, Interrupts
 from ._input import LineSource, TerminalInput
+from ._instructions import read_instructions
 from ._link import ChatError, ServerBusy, check_response, describe_error
 from ._options import (
     EXIT_FAILED,
@@ -124,6 +125,13 @@ async def chat_main(
     own_input: TerminalInput | None = None
     if options.interactive and lines is None:
         lines = own_input = TerminalInput()
+    instructions: str | None = None
+    if options.send_instructions:
+        name, instructions = read_instructions(
+            workspace.root, lambda warning: _fail(f"warning: {warning}", err)
+        )
+        if name is not None:
+            renderer.note(f"[project instructions: {name}]", "dim")
     headers = {"Authorization": f"Bearer {options.token}"}
     try:
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
@@ -131,9 +139,17 @@ async def chat_main(
                 await check_session(http, options.session)
                 session_id = options.session
             else:
-                session_id = await create_session(http, options.agent)
+                session_id = await create_session(http, options.agent, instructions)
             client = ChatClient(
-                options, http, session_id, workspace, renderer, lines, env, interrupts
+                options,
+                http,
+                session_id,
+                workspace,
+                renderer,
+                lines,
+                env,
+                interrupts,
+                instructions=instructions,
             )
             return await client.run()
     except ChatError as error:
@@ -165,8 +181,10 @@ def _fail(error: object, err: TextIO) -> None:
     print(f"agent-runtime chat: {visible_block(str(error))}", file=err, flush=True)
 
 
-async def create_session(http: httpx.AsyncClient, agent: str | None) -> str:
-    """Create a session (``POST /v1/sessions``) and return its id.
+async def create_session(
+    http: httpx.AsyncClient, agent: str | None, instructions: str | None = None
+) -> str:
+    """Create a session (``POST /v1/sessions``) with *instructions*; return its id.
 
     Raises:
         ChatError: the server refused (token, limits, unknown agent) or its answer
@@ -176,6 +194,8 @@ async def create_session(http: httpx.AsyncClient, agent: str | None) -> str:
     Cancellation: safe; a session created just before is left empty.
     """
     body: JSONObject = {"agent": agent} if agent else {}
+    if instructions is not None:
+        body["instructions"] = instructions
     response = await http.post("/v1/sessions", json=body)
     check_response(response)
     session_id = _json_field(response, "id")

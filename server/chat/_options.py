@@ -47,6 +47,7 @@ class ChatOptions:
     backoff: float = 0.25
     attempts: int = 8
     kill_grace: float = KILL_GRACE
+    send_instructions: bool = True  # the workspace's AGENTS.md (see ._instructions)
 
     @property
     def interactive(self) -> bool:
@@ -96,6 +97,12 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-y", "--yes", action="store_true", help="approve every request")
     parser.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="do not send the workspace's AGENTS.md (or CLAUDE.md, "
+        ".agent-runtime/instructions.md) as the session's project instructions",
+    )
+    parser.add_argument(
         "--command-timeout",
         type=_seconds_flag,
         metavar="SECONDS",
@@ -143,6 +150,7 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ChatO
         auto_approve=globs,
         yes=args.yes,
         command_timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+        send_instructions=not getattr(args, "no_instructions", False),
     )
 
 

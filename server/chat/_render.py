@@ -333,7 +333,13 @@ class Renderer:
 
     def _turn_ended(self, ended: TurnEnded, turn_id: str, depth: int) -> None:
         prompt, completion = self._usage.pop(turn_id, (0, 0))
+        if ended.usage is not None:  # the server's totals: subtasks and compactions too
+            prompt, completion = ended.usage.prompt_tokens, ended.usage.completion_tokens
         tokens = f", tokens {prompt} in / {completion} out" if prompt or completion else ""
+        if ended.usage is not None and ended.usage.cost is not None:
+            tokens += f", ${ended.usage.cost:.4f}"
+        if ended.context_tokens is not None and ended.context_window:
+            tokens += f", ctx {min(ended.context_tokens * 100 // ended.context_window, 999)}%"
         color = "green" if ended.reason == "completed" else "red"
         self.lines(f"== turn {ended.reason}{tokens} ==", depth, color, "bold")
 

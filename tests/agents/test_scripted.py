@@ -133,15 +133,16 @@ async def test_delta_order_and_word_sized_chunks() -> None:
     chunks = [d.text for d in deltas if isinstance(d, TextDelta)]
     assert len(chunks) == 12 and all(len(c.split()) == 1 for c in chunks)
     assert "".join(chunks) == "alpha beta gamma delta epsilon zeta eta theta alpha beta gamma delta"
-    assert deltas[12:] == [UsageDelta(3, 12, "scripted-1"), FinishDelta("stop")]
+    assert deltas[12:] == [UsageDelta(8, 12, "scripted-1"), FinishDelta("stop")]
     create = await collect(request(user("create a.py with x")))
     kinds = [type(d).__name__ for d in create]
     assert kinds == ["TextDelta", "TextDelta", "ToolCallDelta", "UsageDelta", "FinishDelta"]
 
 
-async def test_usage_counts_words() -> None:
+async def test_usage_estimates_prompt_tokens_and_counts_completion_words() -> None:
     deltas = await collect(request(ChatMessage("system", "two words"), user("stream 3 words")))
-    assert deltas[-2] == UsageDelta(5, 3, "scripted-1")
+    # ceil(9 / 4) + 4 and ceil(14 / 4) + 4: characters / 4 and 4 per message.
+    assert deltas[-2] == UsageDelta(7 + 8, 3, "scripted-1")
 
 
 async def test_default_reply_names_the_agent() -> None:
@@ -495,7 +496,7 @@ async def test_hold_streams_then_waits_for_its_release(nursery: trio.Nursery) ->
     await reader.done.wait()
     assert reader.text == stream_words(8)
     assert [len(text_of([d]).split()) for d in reader.deltas[:8]] == [1] * 8
-    assert reader.deltas[8:] == [UsageDelta(9, 8, "scripted-1"), FinishDelta("stop")]
+    assert reader.deltas[8:] == [UsageDelta(14, 8, "scripted-1"), FinishDelta("stop")]
     # The gate closed with its last stream: nothing is left to release.
     assert await release(model, "g1") == "No stream is held on g1."
 
@@ -507,7 +508,7 @@ async def test_hold_without_more_words_finishes_on_release(nursery: trio.Nursery
     assert reader.text == "alpha beta" and not reader.done.is_set()
     assert await release(model, "last") == "Released last: 1 held stream continues."
     await reader.done.wait()
-    assert reader.deltas[2:] == [UsageDelta(6, 2, "scripted-1"), FinishDelta("stop")]
+    assert reader.deltas[2:] == [UsageDelta(12, 2, "scripted-1"), FinishDelta("stop")]
 
 
 async def test_a_release_is_not_remembered(nursery: trio.Nursery) -> None:

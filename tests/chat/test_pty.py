@@ -110,7 +110,7 @@ def test_ctrl_c_cancels_the_turn_then_quits(server_url: str, tmp_path: Path) -> 
         chat.expect_exact("alpha")
         chat.sendintr()
         chat.expect_exact("cancelling the turn")
-        chat.expect_exact("== turn cancelled ==")
+        chat.expect_exact("== turn cancelled")
         chat.expect_exact("you> ")
         chat.sendintr()
         chat.expect(pexpect.EOF)

@@ -1,0 +1,82 @@
+"""What closing an open turn takes: the events that leave nothing of it open.
+
+Pure functions of the folded :class:`~agents._core._state.SessionState`: they
+decide the events, the caller commits them. :func:`~agents._turn.close_turn`
+commits them for a live turn (ended, cancelled, interrupted, recovered after a
+crash); :mod:`agents._fork` appends them to a forked log cut in the middle of a
+turn. Closing happens in two steps, because an append carries one approval row:
+
+1. :func:`approval_closings`: each call of the turn still waiting for a human
+   decision gets ``approval.resolved {decision: cancel, by: cancel}`` and a
+   failed ``tool.result``, one call per commit;
+2. :func:`final_closings`, computed from the state *after* step 1: the error
+   (if any), every partial streamed text as a truncated ``message``, a failed
+   ``tool.result`` for every other pending call of the turn (innermost context
+   first), a failed ``subtask.ended`` for every open subtask, then the single
+   ``turn.ended``.
+"""
+
+from __future__ import annotations
+
+from ._core._events import (
+    ApprovalResolved,
+    AssistantMessage,
+    ErrorEvent,
+    SubtaskEnded,
+    ToolResultEvent,
+    TurnEnded,
+    TurnEndReason,
+)
+from ._core._state import CallState, SessionState
+from ._live_turn import Out
+
+
+def approval_closings(state: SessionState, turn_id: str, why: str) -> list[tuple[str, list[Out]]]:
+    """``(call_id, outs)`` cancelling each approval turn *turn_id* still waits for.
+
+    *why* is the failed result's text (what the LLM later reads as the result).
+    Commit each entry on its own, with the call's approval row resolved as
+    cancelled.
+    """
+    return [
+        (
+            call.call_id,
+            [
+                Out(ApprovalResolved(call.call_id, "cancel", "cancel"), call.subtask_id),
+                Out(ToolResultEvent(call.call_id, False, why, why), call.subtask_id),
+            ],
+        )
+        for call in state.pending_of_turn(turn_id)
+        if call.state is CallState.APPROVAL
+    ]
+
+
+def final_closings(
+    state: SessionState,
+    turn_id: str,
+    agent: str,
+    reason: TurnEndReason,
+    why: str,
+    error: ErrorEvent | None = None,
+    context: tuple[int, int] | None = None,
+) -> list[Out]:
+    """The events that end turn *turn_id* once its approvals are closed.
+
+    *agent* writes the truncated messages; *why* is the text of the failed
+    results and subtasks; *error* (if any) comes first.
+    """
+    outs = [Out(error)] if error is not None else []
+    for message_id, text in list(state.partial_text.items()):
+        sub = state.partial_context.get(message_id)
+        outs.append(Out(AssistantMessage(message_id, text, agent, True), sub))
+    # Innermost contexts first, so a subtask's calls close before the subtask does.
+    pending = sorted(state.pending_of_turn(turn_id), key=lambda c: c.subtask_id is None)
+    for call in pending:
+        outs.append(Out(ToolResultEvent(call.call_id, False, why, why), call.subtask_id))
+    for subtask_id, (_, sub_agent) in list(state.open_subtasks.items()):
+        outs.append(Out(SubtaskEnded(subtask_id, sub_agent, False, why)))
+    # The turn's usage totals are the fold's (every usage event of the turn,
+    # subtasks and compactions included); *context* is the runner's last estimate.
+    tokens, window = context if context is not None else (None, None)
+    outs.append(Out(TurnEnded(reason, state.turn_usage, tokens, window)))
+    return outs

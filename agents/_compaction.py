@@ -1,0 +1,155 @@
+"""Compaction, a step of a turn: summarise the oldest history and commit ``context.compacted``.
+
+What to cut and how the history looks afterwards is decided by the pure
+``_core/_context.py``; this module runs the summary call and commits:
+
+1. ``compaction.started`` (durable: a client sees that the turn is compacting);
+2. the summary call, streamed from the model (the session's model, or
+   ``compaction_model``), inside the turn's cancel scope;
+3. one commit of the call's ``usage`` and ``context.compacted``.
+
+Cancellation: a cancel during the call (within the turn's bound, SPEC §3.3
+rule 5) commits nothing more; the log then has ``compaction.started`` without
+``context.compacted``, which changes no history: a half compaction is never
+visible. Replay after a restart derives the same history from the log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._config import RuntimeConfig
+from ._core._budget import CHARS_PER_TOKEN
+from ._core._context import (
+    COMPACTION_PROMPT,
+    ContextMeter,
+    compacted_history,
+    plan_compaction,
+    transcript,
+)
+from ._core._events import CompactionStarted, ContextCompacted, UsageEvent
+from ._core._model import ChatMessage, ModelClient, ModelRequest, TextDelta, UsageDelta
+from ._errors import AgentError
+from ._live_turn import Out
+from ._metrics import RuntimeMetrics
+from ._session import LiveSession
+
+log = logging.getLogger("agent_runtime.compaction")
+
+# Room left in the summariser's own window for its prompt and the chat template.
+_PROMPT_ROOM = 256
+
+
+async def compact(
+    live: LiveSession,
+    turn_id: str,
+    model: ModelClient,
+    config: RuntimeConfig,
+    metrics: RuntimeMetrics,
+    *,
+    reason: str,
+    session_model: str,
+    tokens_before: int,
+    overhead_tokens: int = 0,
+    instructions: str | None = None,
+) -> bool:
+    """Compact the main context of *live*; ``False`` if nothing can be cut.
+
+    *overhead_tokens* is the estimated size of what every request sends besides
+    the history (system prompt, tools): ``tokens_after`` includes it, like
+    *tokens_before*.
+
+    Raises:
+        AgentError: the summary call failed or gave no text (nothing more is
+            committed; the caller decides whether the turn can go on without).
+    """
+    state = live.state
+    plan = plan_compaction(
+        state.messages,
+        state.message_seqs,
+        keep_users=config.keep_user_messages,
+        keep_from_seq=state.turn_seq,
+        summary_from=state.summary_from,
+    )
+    if plan is None:
+        return False
+    await live.commit([Out(CompactionStarted(reason, tokens_before))], turn_id=turn_id)
+    summariser = config.compaction_model or session_model
+    limits = config.models.limits(summariser)
+    system = COMPACTION_PROMPT
+    if instructions:
+        system += f"\n\nThe user asks you to keep in particular: {instructions}"
+    budget = (limits.input_budget - _PROMPT_ROOM) * CHARS_PER_TOKEN - len(system)
+    head = state.messages[: plan.split]
+    text = transcript(head, max(budget, 1_000), has_summary=state.summary_from is not None)
+    request = ModelRequest(
+        model=summariser,
+        messages=(ChatMessage("system", system), ChatMessage("user", text)),
+        agent=state.agent or "coder",
+        purpose="compact",
+    )
+    parts: list[str] = []
+    usage: UsageDelta | None = None
+    async with model.stream(request) as deltas:
+        async for delta in deltas:
+            if isinstance(delta, TextDelta):
+                parts.append(delta.text)
+            elif isinstance(delta, UsageDelta):
+                usage = delta
+    summary = "".join(parts).strip()
+    if not summary:
+        raise AgentError(f"the model {summariser!r} gave an empty summary")
+    # The size after: measured on the history the fold will derive.
+    after_messages, _ = compacted_history(
+        state.messages, state.message_seqs, summary, plan.split, 0
+    )
+    after = ContextMeter().estimate(after_messages, "", (), 1 << 30) + overhead_tokens
+    outs: list[Out] = []
+    if usage is not None:
+        cost = limits.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens or 0)
+        outs.append(
+            Out(
+                UsageEvent(
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    usage.model,
+                    usage.cached_tokens,
+                    usage.reasoning_tokens,
+                    cost,
+                    "compact",
+                )
+            )
+        )
+        metrics.count_usage(
+            usage.model,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            usage.reasoning_tokens,
+            cost,
+        )
+    outs.append(
+        Out(
+            ContextCompacted(
+                summary=summary,
+                from_seq=plan.from_seq,
+                to_seq=plan.to_seq,
+                tokens_before=tokens_before,
+                tokens_after=after,
+                reason=reason,
+                model=summariser,
+                messages_replaced=plan.split,
+            )
+        )
+    )
+    await live.commit(outs, turn_id=turn_id)
+    metrics.compactions.labels(reason).inc()
+    log.info(
+        "session %s: compacted %d messages (%s; ~%d -> ~%d tokens)",
+        live.session.id,
+        plan.split,
+        reason,
+        tokens_before,
+        after,
+    )
+    return True
