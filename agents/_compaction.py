@@ -24,6 +24,7 @@ from ._core._context import (
     COMPACTION_PROMPT,
     ContextMeter,
     compacted_history,
+    fit_tool_result,
     plan_compaction,
     transcript,
 )
@@ -76,7 +77,11 @@ async def compact(
     await live.commit([Out(CompactionStarted(reason, tokens_before))], turn_id=turn_id)
     summariser = config.compaction_model or session_model
     limits = config.models.limits(summariser)
-    system = COMPACTION_PROMPT
+    # A summary that grows with every compaction would fill the window by itself
+    # and make every later step compact again: it is asked to stay within a
+    # quarter of the budget, and cut to that if it does not.
+    limit = max(limits.input_budget // 4, 64)
+    system = f"{COMPACTION_PROMPT} Keep the summary under {limit * 3 // 4} words."
     if instructions:
         system += f"\n\nThe user asks you to keep in particular: {instructions}"
     budget = (limits.input_budget - _PROMPT_ROOM) * CHARS_PER_TOKEN - len(system)
@@ -99,6 +104,7 @@ async def compact(
     summary = "".join(parts).strip()
     if not summary:
         raise AgentError(f"the model {summariser!r} gave an empty summary")
+    summary = fit_tool_result(summary, limit * CHARS_PER_TOKEN)
     # The size after: measured on the history the fold will derive.
     after_messages, _ = compacted_history(
         state.messages, state.message_seqs, summary, plan.split, 0

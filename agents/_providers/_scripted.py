@@ -19,7 +19,8 @@ CMD, QUESTION run verbatim to the end of the message.
 **Compaction** (``purpose="compact"``): the summary is ``Summary:`` followed by
 one line per user message of the transcript it was given (``- the user said:
 TEXT``, clipped to 80 characters), after the lines of any earlier summary, so
-facts the user gave survive any number of compactions.
+facts the user gave survive compactions; when the system prompt says ``under N
+words``, the oldest lines are dropped until it fits.
 
 **Routing** (``purpose="route"``): the answer is the JSON text
 ``{"agent": X, "reason": "..."}`` where X is ``orchestrator`` for
@@ -380,19 +381,28 @@ def route(message: str) -> tuple[str, str]:
     return agent, f"the request mentions {keyword!r}"
 
 
-def _summary(transcript: str) -> str:
-    lines = ["Summary:"]
+def _summary(transcript: str, system: str) -> str:
+    lines: list[str] = []
     for block in transcript.split("\n\n"):
         if block.startswith("EARLIER SUMMARY:"):
             lines += [line for line in block.splitlines() if line.startswith("- ")]
         elif block.startswith("USER: "):
             lines.append(f"- the user said: {_clip(block[len('USER: ') :], 80)}")
-    return "\n".join(lines)
+    if limit := _WORD_LIMIT.search(system):
+        words = int(limit[1])
+        while len(lines) > 1 and sum(len(line.split()) for line in lines) > words:
+            lines.pop(0)  # the oldest go first
+    return "\n".join(["Summary:", *lines])
+
+
+_WORD_LIMIT = re.compile(r"under (\d+) words")
 
 
 def _reply(request: ModelRequest, message: str, gates: _Gates) -> _Reply:
     if request.purpose == "compact":
-        return _Reply(_summary(request.messages[-1].content or ""))
+        return _Reply(
+            _summary(request.messages[-1].content or "", request.messages[0].content or "")
+        )
     if request.purpose == "route":
         agent, reason = route(message)
         return _Reply(json.dumps({"agent": agent, "reason": reason}))
