@@ -215,14 +215,15 @@ class TurnRunner:
                 compacted = await self._keep_within(window, "threshold")
             history = state.context(subtask_id)
             check_pairing(history, state.pairing.setdefault(subtask_id, PairingCursor()))
-            estimate = state.meter(subtask_id).estimate(history, system, tools, window.cut)
+            meter = state.meter(subtask_id)
+            estimate = meter.estimate(history, system, tools, window.cut)
             if subtask_id is None:
                 self.live_turn.context = (estimate, limits.context_window)
             request = ModelRequest(
                 model=model_name,
                 messages=(
                     ChatMessage("system", system),
-                    *fit_history(history, window.cut, state.cuts),
+                    *fit_history(history, window.cut, state.cuts, meter.oversized),
                 ),
                 tools=tools,
                 agent=agent,

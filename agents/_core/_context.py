@@ -52,7 +52,10 @@ def fit_tool_result(content: str, limit: int) -> str:
 
 
 def fit_history(
-    messages: list[ChatMessage], limit: int, cuts: dict[str, ChatMessage]
+    messages: list[ChatMessage],
+    limit: int,
+    cuts: dict[str, ChatMessage],
+    oversized: list[int] | None = None,
 ) -> list[ChatMessage]:
     """*messages* with every tool result longer than *limit* chars cut (:func:`fit_tool_result`).
 
@@ -61,7 +64,10 @@ def fit_history(
     providers the very same objects (their encodings are cached on them).
     """
     fitted: list[ChatMessage] | None = None
-    for i, message in enumerate(messages):
+    # *oversized*: the indexes a ContextMeter found over *limit* (saves a scan of
+    # a long history on every step).
+    for i in range(len(messages)) if oversized is None else oversized:
+        message = messages[i]
         if message.role != "tool" or message.content is None or len(message.content) <= limit:
             continue
         key = f"{message.tool_call_id}:{limit}"
@@ -109,6 +115,7 @@ class ContextMeter:
     counted: int = 0
     sums: list[int] = attrs.field(factory=lambda: [0])  # sums[i]: tokens of messages[:i]
     basis: tuple[int, int] | None = None
+    oversized: list[int] = attrs.field(factory=list)  # tool results longer than ``limit``
 
     def estimate(
         self, history: list[ChatMessage], system: str, tools: tuple[ToolSpec, ...], limit: int
@@ -118,8 +125,11 @@ class ContextMeter:
             if history is not self.messages:
                 self.basis = None
             self.messages, self.limit, self.counted, self.sums = history, limit, 0, [0]
-        for message in itertools.islice(history, self.counted, None):
+            self.oversized = []
+        for i, message in enumerate(itertools.islice(history, self.counted, None), self.counted):
             self.sums.append(self.sums[-1] + message_tokens(message, limit))
+            if message.role == "tool" and len(message.content or "") > limit:
+                self.oversized.append(i)
         self.counted = len(history)
         if self.basis is not None and self.basis[1] <= len(history):
             reported, at = self.basis
@@ -130,7 +140,7 @@ class ContextMeter:
         """The provider counted *prompt_tokens* for a call that sent ``history[:at]``."""
         if prompt_tokens > 0:
             if history is not self.messages:
-                self.messages, self.counted, self.sums = history, 0, [0]
+                self.messages, self.counted, self.sums, self.oversized = history, 0, [0], []
             self.basis = (prompt_tokens, at)
 
 

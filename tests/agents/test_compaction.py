@@ -14,6 +14,7 @@ from agents._core._context import (
     CUT_HINT,
     SUMMARY_HEADER,
     ContextMeter,
+    fit_history,
     fit_tool_result,
     plan_compaction,
 )
@@ -272,3 +273,22 @@ async def test_an_oversized_tool_result_is_cut_for_the_model_only() -> None:
         sent = next(m for m in model.requests[-1].messages if m.role == "tool").content or ""
         assert len(sent) < len(whole) and sent.startswith("BEGIN") and sent.endswith("END")
         assert CUT_HINT in sent
+
+
+def test_the_meter_finds_the_oversized_results_fit_history_cuts() -> None:
+    history = [
+        ChatMessage("user", "read"),
+        ChatMessage("tool", "x" * 5_000, tool_call_id="c1"),
+        ChatMessage("tool", "short", tool_call_id="c2"),
+    ]
+    meter = ContextMeter()
+    meter.estimate(history, "s", (), 1_000)
+    history.append(ChatMessage("tool", "y" * 3_000, tool_call_id="c3"))
+    meter.estimate(history, "s", (), 1_000)
+    assert meter.oversized == [1, 3]
+    cuts: dict[str, ChatMessage] = {}
+    fitted = fit_history(history, 1_000, cuts, meter.oversized)
+    assert fitted == fit_history(history, 1_000, {})  # the same as scanning everything
+    assert [len(m.content or "") <= 1_000 for m in fitted] == [True] * 4
+    assert fit_history(history, 1_000, cuts, meter.oversized)[1] is fitted[1]  # cut once
+    assert fit_history(history[:1], 1_000, cuts, []) == history[:1]
