@@ -103,7 +103,11 @@ def _parser() -> argparse.ArgumentParser:
 def _store_flags(parser: argparse.ArgumentParser, default: object = None) -> None:
     # SUPPRESS on the inner parser: its default would overwrite the outer one's value.
     parser.add_argument("--config", type=Path, default=default, help="TOML configuration file")
-    parser.add_argument("--db", default=default, help=f"SQLite database path, or {MEMORY_DB}")
+    parser.add_argument(
+        "--db",
+        default=default,
+        help=f"SQLite database path, {MEMORY_DB}, or postgresql://USER@HOST/DB",
+    )
     parser.add_argument(
         "--durability", choices=["normal", "full"], default=default, help="SQLite durability"
     )

@@ -45,6 +45,7 @@ from attrs import evolve, field, frozen
 
 from agents._core._budget import ModelCatalog, ModelLimits
 from agents.model import PROVIDERS
+from sessions import is_postgres_dsn
 
 from ._errors import ConfigurationError
 
@@ -447,7 +448,12 @@ def read_toml(path: Path) -> dict[str, object]:
             if name is None:
                 hint = _known_keys(section)
                 raise ConfigurationError(f"{path}: unknown setting [{section}] {key}; {hint}")
-            if name in _PATH_KEYS and isinstance(value, str) and value != MEMORY_DB:
+            if (
+                name in _PATH_KEYS
+                and isinstance(value, str)
+                and value != MEMORY_DB
+                and not is_postgres_dsn(value)
+            ):
                 value = str(path.parent / Path(value).expanduser())
             settings[name] = value
     return settings

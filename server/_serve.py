@@ -41,7 +41,14 @@ from agents import (
     open_supervisor,
 )
 from agents.model import ProviderSettings, open_provider
-from sessions import SessionStore, open_memory_store, open_sqlite_store, single_error
+from sessions import (
+    SessionStore,
+    is_postgres_dsn,
+    open_memory_store,
+    open_postgres_store,
+    open_sqlite_store,
+    single_error,
+)
 
 from ._app import create_app
 from ._auth import Authenticator, ensure_tokens
@@ -63,12 +70,16 @@ _SHUTDOWN_SLACK: Final = 5.0
 
 @asynccontextmanager
 async def open_configured_store(config: ServeConfig) -> AsyncIterator[SessionStore]:
-    """The store *config* asks for: in-memory for ``:memory:``, else SQLite.
+    """The store *config* asks for: in-memory for ``:memory:``, PostgreSQL for a
+    ``postgresql://`` URL, else the SQLite file.
 
     Cancellation: exiting drains queued appends within the store's own deadline.
     """
     if config.in_memory:
         async with open_memory_store() as store:
+            yield store
+    elif is_postgres_dsn(config.db):
+        async with open_postgres_store(config.db) as store:
             yield store
     else:
         async with open_sqlite_store(config.db, durability=config.durability) as store:

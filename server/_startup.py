@@ -19,8 +19,9 @@ import socket
 import sys
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from sessions import AgentRuntimeError
+from sessions import AgentRuntimeError, is_postgres_dsn
 
 from ._config import API_KEY_ENV, ServeConfig
 from ._errors import ConfigurationError
@@ -56,6 +57,17 @@ def command_name() -> str:
     return shlex.quote(str(script.absolute()))
 
 
+def redact_dsn(dsn: str) -> str:
+    """*dsn* without its password (a DSN is shown in logs and the startup banner)."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))
+
+
 def _same_file(a: str | Path, b: str | Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -66,6 +78,8 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
 def database_line(config: ServeConfig) -> str:
     if config.in_memory:
         return "database: in memory (sessions are lost when the server stops)"
+    if is_postgres_dsn(config.db):
+        return f"database: PostgreSQL {redact_dsn(config.db)}"
     return f"database: {os.path.abspath(config.db)}"
 
 

@@ -39,6 +39,7 @@ from ._models import (
     new_id,
     now,
 )
+from ._postgres_entry import is_postgres_dsn, open_postgres_store
 from ._protocol import SessionStore, Subscription
 from ._sqlite import open_sqlite_store
 from ._sqlite_sql import Durability
@@ -75,10 +76,12 @@ __all__ = [
     "Unstorable",
     "WriterStats",
     "dumps",
+    "is_postgres_dsn",
     "loads_object",
     "new_id",
     "now",
     "open_memory_store",
+    "open_postgres_store",
     "open_sqlite_store",
     "single_error",
     "valid_text",

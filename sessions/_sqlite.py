@@ -33,6 +33,14 @@ from ._errors import StoreClosed, StoreError
 from ._groups import unwrap_single_error
 from ._lock import hold_db_lock
 from ._models import Append, Approval, Committed, Event, Session, Turn
+from ._rows import (
+    Row,
+    decode_approval,
+    decode_command,
+    decode_event,
+    decode_session,
+    decode_turn,
+)
 from ._schema import MIGRATIONS, Migration
 from ._sqlite_errors import VALUE_FAULTS, translate
 from ._sqlite_sql import (
@@ -48,14 +56,8 @@ from ._sqlite_sql import (
     SELECT_SESSION,
     SELECT_TURN,
     Durability,
-    Row,
     commit_batch,
     configure,
-    decode_approval,
-    decode_command,
-    decode_event,
-    decode_session,
-    decode_turn,
     import_session,
 )
 from ._store import GroupCommitStore, open_store

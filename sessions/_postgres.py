@@ -1,0 +1,248 @@
+"""The PostgreSQL store: psycopg's sync API on trio worker threads, behind the store protocol.
+
+``open_postgres_store("postgresql://user@host/db")`` gives the same
+:class:`~sessions._store.GroupCommitStore` as SQLite over a :class:`PostgresBackend`:
+the same writer, batch logic, subscriptions and guarantees (``_store.py``).
+
+Why threads and psycopg's sync API: the batch logic is synchronous on purpose
+(one function per transaction, ``_batch.py``), so a whole batch is one crossing
+to a thread that owns the writer connection, exactly as SQLite runs it on
+aiosqlite's thread; an async driver would need a crossing per statement.
+``trio.to_thread.run_sync`` is not abandoned on cancel, so a transaction is
+never left half-way. Reads use a small pool of their own connections.
+
+One writer per database for now: the writer connection holds a session-level
+advisory lock while the store is open (a second store gets
+:class:`~sessions.DatabaseInUse`), the analogue of SQLite's file lock, which is
+what the writer's in-memory seqs and caches rely on (rule 1 of ``_store.py``).
+Several replicas on one database need per-session leases and fenced appends
+instead (docs/store.md); until then, one server process per database.
+
+psycopg is an optional dependency (``pip install 'agent-runtime[postgres]'``);
+this module is imported only when a ``postgresql://`` store is opened
+(:func:`sessions.open_postgres_store` imports it then).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
+from typing import TypeVar
+
+import trio
+
+from . import _postgres_sql as pgsql
+from ._batch import BatchResult, Known
+from ._errors import DatabaseInUse, StoreClosed
+from ._groups import unwrap_single_error
+from ._models import Append, Approval, Committed, Event, Session, Turn
+from ._postgres_schema import PG_MIGRATIONS
+from ._rows import Row, decode_approval, decode_command, decode_event, decode_session, decode_turn
+from ._schema import Migration
+from ._store import GroupCommitStore, open_store
+
+T = TypeVar("T")
+
+# The advisory lock key of the one writer per database ("agws").
+WRITER_LOCK = 0x61677773
+
+
+class _Link:
+    """One connection and the limiter that keeps it on one thread at a time.
+
+    A connection that failed (lost, server restarted) is replaced on next use.
+    """
+
+    def __init__(self, dsn: str, name: str) -> None:
+        self._dsn = dsn
+        self._name = name
+        self._conn: pgsql.Connection | None = None
+        self._limiter = trio.CapacityLimiter(1)
+
+    def _connection(self) -> pgsql.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = pgsql.connect(self._dsn, self._name)
+        return self._conn
+
+    async def run(self, fn: Callable[[pgsql.Connection], T]) -> T:
+        """Run ``fn(connection)`` on a worker thread; translate its errors once, here."""
+
+        def on_thread() -> T:
+            try:
+                return fn(self._connection())
+            except BaseException as exc:
+                raise pgsql.translate(exc) from exc
+
+        # Not abandoned on cancel: the thread finishes (COMMIT or ROLLBACK) first.
+        return await trio.to_thread.run_sync(on_thread, limiter=self._limiter)
+
+    async def close(self) -> None:
+        """Close the connection once a call in flight (if any) is done."""
+        async with self._limiter:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await trio.to_thread.run_sync(conn.close)
+
+
+class PostgresBackend:
+    """The writer's connection (holding the writer lock) and a pool of readers."""
+
+    def __init__(self, dsn: str, readers: int) -> None:
+        self._writer = _Link(dsn, "agent-runtime writer")
+        self._readers: trio.MemorySendChannel[_Link]
+        self._readers, self._idle_readers = trio.open_memory_channel[_Link](readers)
+        self._all_readers = [_Link(dsn, "agent-runtime reader") for _ in range(readers)]
+        for link in self._all_readers:
+            self._readers.send_nowait(link)
+        self._closed = False
+
+    async def open(self, migrations: Sequence[Migration]) -> None:
+        def set_up(conn: pgsql.Connection) -> None:
+            if not pgsql.try_lock_writer(conn, WRITER_LOCK):
+                raise DatabaseInUse(
+                    "another agent-runtime store has this PostgreSQL database open "
+                    "(one server process per database until leases land)"
+                )
+            pgsql.migrate(conn, migrations)
+
+        with trio.CancelScope(shield=True):
+            await self._writer.run(set_up)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for link in [self._writer, *self._all_readers]:
+            await link.close()
+
+    async def _read(self, fn: Callable[[pgsql.Connection], T]) -> T:
+        if self._closed:
+            raise StoreClosed("the session store is closed")
+        link = await self._idle_readers.receive()
+        try:
+            return await link.run(fn)
+        finally:
+            self._readers.send_nowait(link)
+
+    async def _fetch(self, sql: str, params: tuple[object, ...]) -> list[Row]:
+        return await self._read(lambda conn: pgsql.fetch(conn, sql, params))
+
+    async def commit(self, appends: Sequence[Append], known: Known, ts: float) -> BatchResult:
+        if self._closed:
+            raise StoreClosed("the session store is closed")
+        # Shielded: the transaction runs to COMMIT or ROLLBACK on its thread anyway.
+        with trio.CancelScope(shield=True):
+            result = await self._writer.run(
+                lambda conn: pgsql.commit_batch(conn, appends, known, ts)
+            )
+        return result
+
+    async def import_session(
+        self, session: Session, events: Sequence[Event], max_live_sessions: int | None
+    ) -> None:
+        with trio.CancelScope(shield=True):
+            await self._writer.run(
+                partial(
+                    pgsql.import_session,
+                    session=session,
+                    events=events,
+                    max_live_sessions=max_live_sessions,
+                )
+            )
+
+    async def get_session(self, session_id: str) -> Session | None:
+        rows = await self._fetch(pgsql.SELECT_SESSION, (session_id,))
+        return decode_session(rows[0]) if rows else None
+
+    async def list_sessions(
+        self, owner: str, *, limit: int, before: tuple[float, str] | None
+    ) -> list[Session]:
+        if before is None:
+            rows = await self._fetch(pgsql.LIST_SESSIONS, (owner, limit))
+        else:
+            rows = await self._fetch(pgsql.LIST_SESSIONS_BEFORE, (owner, *before, limit))
+        return [decode_session(row) for row in rows]
+
+    async def read_events(
+        self, session_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        rows = await self._fetch(pgsql.SELECT_EVENTS, (session_id, after, limit))
+        return [decode_event(row) for row in rows]
+
+    async def get_turn(self, turn_id: str) -> Turn | None:
+        rows = await self._fetch(pgsql.SELECT_TURN, (turn_id,))
+        return decode_turn(rows[0]) if rows else None
+
+    async def active_turns(self) -> list[Turn]:
+        return [decode_turn(row) for row in await self._fetch(pgsql.ACTIVE_TURNS, ())]
+
+    async def get_approval(self, session_id: str, call_id: str) -> Approval | None:
+        rows = await self._fetch(pgsql.SELECT_APPROVAL, (session_id, call_id))
+        return decode_approval(rows[0]) if rows else None
+
+    async def pending_approvals(self, session_id: str | None) -> list[Approval]:
+        if session_id is None:
+            rows = await self._fetch(pgsql.PENDING_APPROVALS_ALL, ())
+        else:
+            rows = await self._fetch(pgsql.PENDING_APPROVALS_OF, (session_id,))
+        return [decode_approval(row) for row in rows]
+
+    async def get_command(self, session_id: str, command_id: str) -> Committed | None:
+        found, rows = await self._read(
+            lambda conn: pgsql.fetch_command(conn, session_id, command_id)
+        )
+        if not found:
+            return None
+        events = tuple(decode_event(row) for row in rows)
+        return Committed(events=events, duplicate=True, ack=decode_command(found[0]).ack)
+
+
+def open_store_at(
+    dsn: str,
+    *,
+    readers: int = 4,
+    queue_size: int = 1024,
+    max_batch: int = 1024,
+    drain_timeout: float = 10.0,
+    migrations: Sequence[Migration] = PG_MIGRATIONS,
+) -> AbstractAsyncContextManager[GroupCommitStore]:
+    """Open (creating or upgrading the schema of) the PostgreSQL database *dsn* as a store.
+
+    Args:
+        dsn: a libpq connection string or URL (``postgresql://user@host:port/db``).
+        readers: connections for reads (subscriptions' replays, REST, loading).
+        queue_size, max_batch, drain_timeout: as for :func:`open_sqlite_store`.
+        migrations: the schema history (tests pass their own).
+
+    Raises:
+        StorageUnavailable: the database cannot be reached.
+        StoreError: the database has a newer schema.
+        DatabaseInUse: another store has this database open.
+
+    Cancellation: opening and migrating are shielded; exiting is shielded and
+    drains queued appends for at most *drain_timeout* seconds.
+    """
+    if readers < 1:
+        raise ValueError(f"readers must be at least 1, got {readers!r}")
+    return _open(dsn, readers, queue_size, max_batch, drain_timeout, migrations)
+
+
+@asynccontextmanager
+async def _open(
+    dsn: str,
+    readers: int,
+    queue_size: int,
+    max_batch: int,
+    drain_timeout: float,
+    migrations: Sequence[Migration],
+) -> AsyncIterator[GroupCommitStore]:
+    backend = PostgresBackend(dsn, readers)
+    with unwrap_single_error():
+        try:
+            await backend.open(migrations)
+            async with open_store(
+                backend, queue_size=queue_size, max_batch=max_batch, drain_timeout=drain_timeout
+            ) as store:
+                yield store
+        finally:
+            with trio.CancelScope(shield=True):
+                await backend.aclose()
