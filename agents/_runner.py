@@ -62,6 +62,7 @@ from ._core._model import (
     ToolSpec,
     UsageDelta,
 )
+from ._core._model_choice import model_for
 from ._core._modes import ModeRegistry, parse_route_answer, route_by_keywords
 from ._core._prompt import system_prompt
 from ._core._state import (
@@ -204,7 +205,7 @@ class TurnRunner:
             self.live.session.instructions,
             subtask_prompt=None if subtask_id is None else SUBTASK_PROMPT,
         )
-        model_name = mode.model or self.config.model
+        model_name = model_for(state, subtask_id, mode, self.config.model)
         tools = self.modes.tools_for(mode)
         limits = self.config.models.limits(model_name)
         window = _Window(model_name, limits, system, tools, self.config.tool_result_share)
@@ -264,7 +265,7 @@ class TurnRunner:
     async def compact_now(self, instructions: JSON) -> bool:
         """The step of a ``compact`` command's turn: compact whatever can be."""
         mode = self.modes.get(self.agents[None])
-        model_name = mode.model or self.config.model
+        model_name = model_for(self.live.state, None, mode, self.config.model)
         window = _Window(
             model_name,
             self.config.models.limits(model_name),
@@ -479,8 +480,12 @@ class TurnRunner:
             return
         else:
             subtask_id = new_id("sub")
+            model = call.arguments_object().get("model")  # schema-checked: a name, or absent
+            own_model = model if isinstance(model, str) else None
             started = Out(
-                SubtaskStarted(subtask_id, mode, message), parent, {PARENT_CALL_KEY: call.call_id}
+                SubtaskStarted(subtask_id, mode, message, own_model),
+                parent,
+                {PARENT_CALL_KEY: call.call_id},
             )
             await self.live.commit([started], turn_id=self.turn.id)
         try:

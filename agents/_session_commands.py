@@ -37,10 +37,12 @@ from ._core._commands import (
     SubmitApproval,
     SubmitToolResult,
     SwitchAgent,
+    SwitchModel,
 )
 from ._core._events import (
     AgentSwitched,
     ApprovalResolved,
+    ModelSwitched,
     QuestionAnswered,
     ToolCallEvent,
     ToolResultEvent,
@@ -77,7 +79,15 @@ async def apply_command(
 
 async def _apply_locked(
     live: LiveSession,
-    cmd: SendMessage | SubmitToolResult | SubmitApproval | Answer | SwitchAgent | Compact,
+    cmd: (
+        SendMessage
+        | SubmitToolResult
+        | SubmitApproval
+        | Answer
+        | SwitchAgent
+        | Compact
+        | SwitchModel
+    ),
     modes: ModeRegistry,
     config: RuntimeConfig,
 ) -> tuple[Ack, LiveTurn | None]:
@@ -102,6 +112,8 @@ async def _apply_locked(
             return await switch_agent(live, modes, cmd, config.max_queued)
         case Compact():
             return await enqueue_compaction(live, cmd, config.max_queued)
+        case SwitchModel():
+            return await switch_model(live, cmd), None
         case _:
             assert_never(cmd)
 
@@ -394,3 +406,17 @@ async def switch_agent(
     updated = attrs.evolve(session, current_agent=cmd.agent, updated_at=now())
     committed = await live.commit_locked(outs, session=updated, command=record(live, ack))
     return (duplicate_ack(committed, cmd.id) if committed.duplicate else ack), None
+
+
+async def switch_model(live: LiveSession, cmd: SwitchModel) -> Ack:
+    """Change the session's model (``None``: back to the mode's or the server's).
+
+    Takes effect at the session's next LLM call, also in a running turn: the
+    event belongs to that turn then (``turn_id``), so its log says where it switched.
+    """
+    ack = Ack.accepted(cmd.id)
+    current = live.state.model
+    outs = [] if cmd.model == current else [Out(ModelSwitched(current, cmd.model))]
+    running = live.running.turn_id if live.running is not None else None
+    committed = await live.commit_locked(outs, turn_id=running, command=record(live, ack))
+    return duplicate_ack(committed, cmd.id) if committed.duplicate else ack

@@ -17,6 +17,7 @@ from sessions import ApprovalStatus, StorageUnavailable, StoreError, TurnStatus,
 
 from ._closing import approval_closings, final_closings
 from ._core._events import ErrorEvent, TurnEndReason, TurnStarted
+from ._core._model_choice import model_for
 from ._errors import AgentError, ModelError, PairingViolation
 from ._live_turn import LiveTurn, Out
 from ._runner import TurnRunner
@@ -108,7 +109,9 @@ async def start_turn(runner: TurnRunner) -> None:
     live = runner.live
     seq = runner.live_turn.user_message_seq
     runner.turn = attrs.evolve(runner.turn, status=TurnStatus.RUNNING, updated_at=now())
-    started = Out(TurnStarted(runner.turn.agent, seq))
+    mode = runner.modes.modes.get(runner.turn.agent)
+    model = None if mode is None else model_for(live.state, None, mode, runner.config.model)
+    started = Out(TurnStarted(runner.turn.agent, seq, model))
     await live.commit([started], turn_id=runner.turn.id, turn=runner.turn)
     runner.agents[None] = runner.turn.agent
     if runner.turn.agent != ROUTER or seq is None:

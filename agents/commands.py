@@ -14,6 +14,7 @@ from ._core._commands import (
     SubmitApproval,
     SubmitToolResult,
     SwitchAgent,
+    SwitchModel,
     encode_command,
     parse_command,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "SubmitApproval",
     "SubmitToolResult",
     "SwitchAgent",
+    "SwitchModel",
     "encode_command",
     "parse_command",
 ]

@@ -17,6 +17,7 @@ from sessions import JSON, JSONObject
 
 from .._errors import CommandError
 from ._fields import Fields
+from ._model_choice import check_model_name
 
 OnBusy: TypeAlias = Literal["queue", "interrupt", "reject"]
 Decision: TypeAlias = Literal["approve", "edit", "reject", "respond"]
@@ -109,8 +110,28 @@ class Compact:
     instructions: str | None = None  # what the summary should keep in particular
 
 
+@frozen
+class SwitchModel:
+    """Use *model* for the session's LLM calls from the next one on (``None``: the defaults)."""
+
+    type: ClassVar[str] = "switch_model"
+    id: str
+    model: str | None
+
+    def __attrs_post_init__(self) -> None:
+        if self.model is not None:
+            check_model_name(self.model)
+
+
 Command: TypeAlias = (
-    SendMessage | SubmitToolResult | SubmitApproval | Answer | Cancel | SwitchAgent | Compact
+    SendMessage
+    | SubmitToolResult
+    | SubmitApproval
+    | Answer
+    | Cancel
+    | SwitchAgent
+    | Compact
+    | SwitchModel
 )
 
 _FIELDS: dict[str, frozenset[str]] = {
@@ -123,6 +144,7 @@ _FIELDS: dict[str, frozenset[str]] = {
     "cancel": frozenset({"turn_id"}),
     "switch_agent": frozenset({"agent", "content"}),
     "compact": frozenset({"instructions"}),
+    "switch_model": frozenset({"model"}),
 }
 
 
@@ -173,6 +195,16 @@ def _parse_fields(type_: str, f: Fields, command_id: str) -> Command:
             return SwitchAgent(command_id, f.string("agent"), f.opt_string("content"))
         case "compact":
             return Compact(command_id, f.opt_string("instructions"))
+        case "switch_model":
+            if "model" not in data:
+                raise _invalid(f"{f.where}: missing field 'model' (a string, or null)")
+            model = f.opt_string("model")
+            if model is not None:
+                try:
+                    check_model_name(model)
+                except ValueError as exc:
+                    raise _invalid(f"{f.where}: field 'model': {exc}") from None
+            return SwitchModel(command_id, model)
         case _:
             raise CommandError("unknown_command", f"unknown command type {type_!r}")
 
@@ -245,6 +277,8 @@ def encode_command(cmd: Command) -> JSONObject:
             body = _drop_none({"agent": cmd.agent, "content": cmd.content})
         case Compact():
             body = _drop_none({"instructions": cmd.instructions})
+        case SwitchModel():
+            body = {"model": cmd.model}  # null is meaningful: back to the defaults
         case _:
             assert_never(cmd)
     return head | body

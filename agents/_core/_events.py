@@ -60,9 +60,12 @@ class UserMessage:
 
 @frozen
 class TurnStarted:
+    """A turn began; ``model`` is the model its main context starts with (absent in old logs)."""
+
     type: ClassVar[str] = "turn.started"
     agent: str
     user_message_seq: int | None = None
+    model: str | None = None
 
 
 @frozen
@@ -71,6 +74,15 @@ class AgentSwitched:
     from_agent: str
     to_agent: str
     reason: str
+
+
+@frozen
+class ModelSwitched:
+    """The session's model changed (``switch_model``); ``None``: the defaults (mode, server)."""
+
+    type: ClassVar[str] = "model.switched"
+    from_model: str | None
+    to_model: str | None
 
 
 @frozen
@@ -171,10 +183,13 @@ class QuestionAnswered:
 
 @frozen
 class SubtaskStarted:
+    """A delegated child began; ``model`` is its own model (``new_task{model}``), if any."""
+
     type: ClassVar[str] = "subtask.started"
     subtask_id: str
     agent: str
     message: str
+    model: str | None = None
 
 
 @frozen
@@ -290,6 +305,7 @@ AgentEvent: TypeAlias = (
     UserMessage
     | TurnStarted
     | AgentSwitched
+    | ModelSwitched
     | TextDeltaEvent
     | AssistantMessage
     | ToolCallEvent
@@ -319,9 +335,16 @@ def encode_event(ev: AgentEvent) -> tuple[str, JSONObject]:
         case UserMessage():
             data = {"message_id": ev.message_id, "content": ev.content, "agent": ev.agent}
         case TurnStarted():
-            data = {"agent": ev.agent, "user_message_seq": ev.user_message_seq}
+            data = {
+                "agent": ev.agent,
+                "user_message_seq": ev.user_message_seq,
+                "model": ev.model,
+            }
         case AgentSwitched():
             data = {"from": ev.from_agent, "to": ev.to_agent, "reason": ev.reason}
+        case ModelSwitched():
+            # Both keys always present: null is a meaningful value ("the defaults").
+            return ev.type, {"from": ev.from_model, "to": ev.to_model}
         case TextDeltaEvent():
             data = {"message_id": ev.message_id, "text": ev.text}
         case AssistantMessage():
@@ -366,7 +389,12 @@ def encode_event(ev: AgentEvent) -> tuple[str, JSONObject]:
         case QuestionAnswered():
             data = {"question_id": ev.question_id, "text": ev.text}
         case SubtaskStarted():
-            data = {"subtask_id": ev.subtask_id, "agent": ev.agent, "message": ev.message}
+            data = {
+                "subtask_id": ev.subtask_id,
+                "agent": ev.agent,
+                "message": ev.message,
+                "model": ev.model,
+            }
         case SubtaskEnded():
             data = {
                 "subtask_id": ev.subtask_id,
@@ -449,9 +477,13 @@ def decode_event(type: str, data: JSONObject) -> AgentEvent:
         case "user.message":
             return UserMessage(f.string("message_id"), f.string("content"), f.opt_string("agent"))
         case "turn.started":
-            return TurnStarted(f.string("agent"), f.opt_integer("user_message_seq"))
+            return TurnStarted(
+                f.string("agent"), f.opt_integer("user_message_seq"), f.opt_string("model")
+            )
         case "agent.switched":
             return AgentSwitched(f.string("from"), f.string("to"), f.string("reason"))
+        case "model.switched":
+            return ModelSwitched(f.opt_string("from"), f.opt_string("to"))
         case "text.delta":
             return TextDeltaEvent(f.string("message_id"), f.string("text"))
         case "message":
@@ -496,7 +528,12 @@ def decode_event(type: str, data: JSONObject) -> AgentEvent:
         case "question.answered":
             return QuestionAnswered(f.string("question_id"), f.string("text"))
         case "subtask.started":
-            return SubtaskStarted(f.string("subtask_id"), f.string("agent"), f.string("message"))
+            return SubtaskStarted(
+                f.string("subtask_id"),
+                f.string("agent"),
+                f.string("message"),
+                f.opt_string("model"),
+            )
         case "subtask.ended":
             return SubtaskEnded(
                 subtask_id=f.string("subtask_id"),

@@ -32,6 +32,7 @@ from ._events import (
     ApprovalResolved,
     AssistantMessage,
     ContextCompacted,
+    ModelSwitched,
     QuestionAsked,
     SubtaskEnded,
     SubtaskStarted,
@@ -88,6 +89,7 @@ class SessionState:
     session_id: str
     last_seq: int = 0
     agent: str | None = None
+    model: str | None = None  # the session's switched model (None: the defaults)
     messages: list[ChatMessage] = attrs.field(factory=list)
     subtask_messages: dict[str, list[ChatMessage]] = attrs.field(factory=dict)
     pending: dict[str, PendingCall] = attrs.field(factory=dict)
@@ -95,6 +97,7 @@ class SessionState:
     remembered: list[tuple[str, str]] = attrs.field(factory=list)  # (tool, arguments JSON)
     open_turn: str | None = None
     open_subtasks: dict[str, tuple[str, str]] = attrs.field(factory=dict)  # id -> (call, agent)
+    subtask_models: dict[str, str] = attrs.field(factory=dict)  # open subtask id -> its model
     user_messages: dict[int, str] = attrs.field(factory=dict)  # seq -> content, until its turn
     user_message_seqs: dict[str, int] = attrs.field(factory=dict)  # message_id -> seq
     partial_text: dict[str, str] = attrs.field(factory=dict)  # message_id -> deltas so far
@@ -171,6 +174,8 @@ class SessionState:
                 elif subtask_id in self.open_subtasks:
                     call_id, _ = self.open_subtasks[subtask_id]
                     self.open_subtasks[subtask_id] = (call_id, typed.to_agent)
+            case ModelSwitched():
+                self.model = typed.to_model
             case TextDeltaEvent():
                 self.partial_text[typed.message_id] = (
                     self.partial_text.get(typed.message_id, "") + typed.text
@@ -236,15 +241,19 @@ class SessionState:
                 parent_call = ev.data.get(PARENT_CALL_KEY)
                 if isinstance(parent_call, str):
                     self.open_subtasks[typed.subtask_id] = (parent_call, typed.agent)
+                if typed.model is not None:
+                    self.subtask_models[typed.subtask_id] = typed.model
                 self.subtask_messages[typed.subtask_id] = [ChatMessage("user", typed.message)]
             case SubtaskEnded():
                 self.open_subtasks.pop(typed.subtask_id, None)
+                self.subtask_models.pop(typed.subtask_id, None)
                 self.subtask_messages.pop(typed.subtask_id, None)
                 self.pairing.pop(typed.subtask_id, None)
             case TurnEnded():
                 self.open_turn = None
                 self.turn_seq = None
                 self.open_subtasks.clear()
+                self.subtask_models.clear()
             case UsageEvent():
                 self.usage = self.usage.add(typed)
                 self.turn_usage = self.turn_usage.add(typed)

@@ -35,6 +35,7 @@ from sessions import JSON, JSONObject
 
 from .._errors import ToolError
 from ._model import ToolSpec
+from ._model_choice import MAX_MODEL_NAME
 
 Side: TypeAlias = Literal["ide", "server"]
 Group: TypeAlias = Literal["read", "edit", "command", "mode"]
@@ -169,7 +170,15 @@ _DEFS = (
             {
                 "mode": _string("Name of the agent."),
                 "message": _string("Everything the subtask needs to know."),
-            }
+            },
+            {
+                "model": {
+                    **_string("Model for the subtask's LLM calls (default: the session's)."),
+                    "minLength": 1,
+                    "maxLength": MAX_MODEL_NAME,
+                    "pattern": "\\S",
+                }
+            },
         ),
         "server",
         "mode",

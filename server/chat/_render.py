@@ -278,6 +278,10 @@ class Renderer:
                 self.lines(f"! error [{decoded.code}]: {decoded.message}{again}", depth, "red")
             case TurnEnded():
                 self._turn_ended(decoded, turn_id, depth)
+            case _ if kind == "model.switched":
+                to = payload.get("to")
+                line = f"model switched to {to}" if isinstance(to, str) else "model back to default"
+                self.lines(f"[{line}]", depth, "cyan")
 
     def _decided_by_rule(self, call: ToolCallEvent) -> str:
         """A note when no person was asked about a call a person would be asked about.

@@ -22,6 +22,7 @@ from agents._core._events import (
     CompactionStarted,
     ContextCompacted,
     ErrorEvent,
+    ModelSwitched,
     QuestionAnswered,
     QuestionAsked,
     ResolvedBy,
@@ -64,8 +65,14 @@ tool_call_infos = st.builds(ToolCallInfo, call_id=texts, name=texts, arguments=j
 
 events: st.SearchStrategy[AgentEvent] = st.one_of(
     st.builds(UserMessage, message_id=texts, content=texts, agent=opt_texts),
-    st.builds(TurnStarted, agent=texts, user_message_seq=st.none() | st.integers(min_value=1)),
+    st.builds(
+        TurnStarted,
+        agent=texts,
+        user_message_seq=st.none() | st.integers(min_value=1),
+        model=opt_texts,
+    ),
     st.builds(AgentSwitched, from_agent=texts, to_agent=texts, reason=texts),
+    st.builds(ModelSwitched, from_model=opt_texts, to_model=opt_texts),
     st.builds(TextDeltaEvent, message_id=texts, text=texts),
     st.builds(
         AssistantMessage,
@@ -100,7 +107,7 @@ events: st.SearchStrategy[AgentEvent] = st.one_of(
         options=st.none() | st.lists(texts, max_size=4).map(tuple),
     ),
     st.builds(QuestionAnswered, question_id=texts, text=texts),
-    st.builds(SubtaskStarted, subtask_id=texts, agent=texts, message=texts),
+    st.builds(SubtaskStarted, subtask_id=texts, agent=texts, message=texts, model=opt_texts),
     st.builds(SubtaskEnded, subtask_id=texts, agent=texts, ok=st.booleans(), summary=opt_texts),
     st.builds(
         UsageEvent,
@@ -149,9 +156,10 @@ def test_round_trip(ev: AgentEvent) -> None:
     type_, data = encode_event(ev)
     assert type_ == ev.type
     assert not {"seq", "session_id", "ts", "turn_id"} & data.keys()
-    # Optional fields are omitted when None; a usage's cost is the one explicit null
-    # (an unpriced call costs "unknown", not 0).
-    assert None not in {k: v for k, v in data.items() if (type_, k) != ("usage", "cost")}.values()
+    # Optional fields are omitted when None; the explicit nulls are a usage's cost
+    # (an unpriced call costs "unknown", not 0) and model.switched's from/to ("the defaults").
+    explicit = {("usage", "cost"), ("model.switched", "from"), ("model.switched", "to")}
+    assert None not in {k: v for k, v in data.items() if (type_, k) not in explicit}.values()
     assert decode_event(type_, data) == ev
 
 
@@ -165,7 +173,7 @@ def test_round_trip_through_json_text(ev: AgentEvent) -> None:
 
 def test_every_union_member_has_a_distinct_wire_type() -> None:
     members = get_args(AgentEvent)
-    assert len({m.type for m in members}) == len(members) == 18
+    assert len({m.type for m in members}) == len(members) == 19
 
 
 def test_literal_tuples_match_their_aliases() -> None:
@@ -195,6 +203,25 @@ def test_wire_names_follow_the_spec() -> None:
         "user.message",
         {"message_id": "m0", "content": "hello"},
     )
+
+
+def test_model_fields_are_optional_and_model_switched_keeps_its_nulls() -> None:
+    # Logs written before models could be chosen stay readable: absent = None.
+    assert decode_event("turn.started", {"agent": "coder"}) == TurnStarted("coder")
+    old: JSONObject = {"subtask_id": "s", "agent": "ask", "message": "m"}
+    assert decode_event("subtask.started", old) == SubtaskStarted("s", "ask", "m", None)
+    assert encode_event(SubtaskStarted("s", "ask", "m", "big")) == (
+        "subtask.started",
+        {**old, "model": "big"},
+    )
+    assert encode_event(TurnStarted("coder", 1, "m1")) == (
+        "turn.started",
+        {"agent": "coder", "user_message_seq": 1, "model": "m1"},
+    )
+    assert encode_event(ModelSwitched(None, "m1")) == ("model.switched", {"from": None, "to": "m1"})
+    assert decode_event("model.switched", {"to": None}) == ModelSwitched(None, None)
+    with pytest.raises(ValueError, match="'to' must be a string"):
+        decode_event("model.switched", {"from": None, "to": 3})
 
 
 def test_decode_accepts_integer_timestamps_and_null_optionals() -> None:

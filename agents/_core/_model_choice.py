@@ -1,0 +1,36 @@
+"""Which model an LLM call uses, and what counts as a model name.
+
+Precedence, first set wins: the subtask's own model (``new_task{model}``), the
+session's switched model (``switch_model``), the mode's ``model``, the server's
+``config.model``. Names are not checked against any list: the provider decides
+whether it knows a model (an unknown one fails the call like any model error).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for annotations: ``_tools`` imports this module
+    from ._modes import Mode
+    from ._state import SessionState
+
+MAX_MODEL_NAME = 200
+
+
+def check_model_name(name: str) -> str:
+    """*name* if it can name a model: not blank, at most :data:`MAX_MODEL_NAME` characters.
+
+    Raises:
+        ValueError: why it cannot.
+    """
+    if not name.strip():
+        raise ValueError("a model name must not be empty")
+    if len(name) > MAX_MODEL_NAME:
+        raise ValueError(f"a model name must be at most {MAX_MODEL_NAME} characters long")
+    return name
+
+
+def model_for(state: SessionState, subtask_id: str | None, mode: Mode, default: str) -> str:
+    """The model of the next LLM call of context *subtask_id* (``None``: the main one)."""
+    subtask = state.subtask_models.get(subtask_id) if subtask_id is not None else None
+    return subtask or state.model or mode.model or default
