@@ -24,8 +24,8 @@ from ._core._context import (
     COMPACTION_PROMPT,
     ContextMeter,
     compacted_history,
+    compaction_plans,
     fit_tool_result,
-    plan_compaction,
     transcript,
 )
 from ._core._events import CompactionStarted, ContextCompacted, UsageEvent
@@ -65,16 +65,13 @@ async def compact(
             committed; the caller decides whether the turn can go on without).
     """
     state = live.state
-    plan = plan_compaction(
+    plans = compaction_plans(
         state.messages,
         state.message_seqs,
         keep_users=config.keep_user_messages,
         keep_from_seq=state.turn_seq,
         summary_from=state.summary_from,
     )
-    if plan is None:
-        return False
-    await live.commit([Out(CompactionStarted(reason, tokens_before))], turn_id=turn_id)
     summariser = config.compaction_model or session_model
     limits = config.models.limits(summariser)
     # A summary that grows with every compaction would fill the window by itself
@@ -84,9 +81,17 @@ async def compact(
     system = f"{COMPACTION_PROMPT} Keep the summary under {limit * 3 // 4} words."
     if instructions:
         system += f"\n\nThe user asks you to keep in particular: {instructions}"
-    budget = (limits.input_budget - _PROMPT_ROOM) * CHARS_PER_TOKEN - len(system)
-    head = state.messages[: plan.split]
-    text = transcript(head, max(budget, 1_000), has_summary=state.summary_from is not None)
+    budget = max((limits.input_budget - _PROMPT_ROOM) * CHARS_PER_TOKEN - len(system), 1_000)
+    # The largest head the summariser can read whole (its window may be smaller
+    # than the session model's): what it cannot read would be lost.
+    has_summary = state.summary_from is not None
+    for plan in reversed(plans):
+        text = transcript(state.messages[: plan.split], budget, has_summary=has_summary)
+        if text is not None:
+            break
+    else:
+        return False
+    await live.commit([Out(CompactionStarted(reason, tokens_before))], turn_id=turn_id)
     request = ModelRequest(
         model=summariser,
         messages=(ChatMessage("system", system), ChatMessage("user", text)),

@@ -40,12 +40,19 @@ COMPACTION_PROMPT = (
 
 
 def fit_tool_result(content: str, limit: int) -> str:
-    """*content*, or its head and tail with a marker if it is longer than *limit* chars."""
+    """*content*, or its head and tail with a marker if it is longer than *limit* chars.
+
+    Never longer than *content*, and at most *limit* chars when *limit* leaves
+    room for the marker (a smaller one keeps only the head, with a short mark).
+    """
     if len(content) <= limit:
         return content
-    keep = max(limit - len(CUT_MARKER) - len(CUT_HINT) - 20, MIN_CUT_CHARS)
-    head = keep * 2 // 3
-    tail = keep - head
+    room = limit - len(CUT_MARKER) - len(CUT_HINT) - 20
+    if room < MIN_CUT_CHARS:
+        keep = max(limit - 12, 0)
+        return f"{content[:keep]}[… {len(content) - keep} cut]"[: max(limit, 1)]
+    head = room * 2 // 3
+    tail = room - head
     cut = len(content) - head - tail
     marker = CUT_MARKER.format(cut=cut, hint=CUT_HINT)
     return f"{content[:head]}\n{marker}\n{content[len(content) - tail :]}"
@@ -173,8 +180,31 @@ def plan_compaction(
     *summary_from* is set when ``messages[0]`` is an earlier summary (the first
     event it covers): that summary is always part of what is replaced.
     """
+    plans = compaction_plans(
+        messages,
+        seqs,
+        keep_users=keep_users,
+        keep_from_seq=keep_from_seq,
+        summary_from=summary_from,
+    )
+    return plans[-1] if plans else None
+
+
+def compaction_plans(
+    messages: list[ChatMessage],
+    seqs: list[int],
+    *,
+    keep_users: int,
+    keep_from_seq: int | None,
+    summary_from: int | None = None,
+) -> list[CompactionPlan]:
+    """Every valid cut of :func:`plan_compaction`, the smallest head first.
+
+    A summariser whose window cannot take the largest head is given a smaller
+    one (what it cannot read would be lost, not summarised).
+    """
     if len(messages) != len(seqs) or not messages:
-        return None
+        return []
     first = 0 if summary_from is None else 1
     users = [i for i in range(first, len(messages)) if messages[i].role == "user"]
     keep_start = len(messages)
@@ -186,11 +216,12 @@ def plan_compaction(
         )
         keep_start = min(keep_start, current)
     # The cut falls on a user message at or before keep_start, after something new.
-    candidates = [i for i in users if first < i <= keep_start]
-    if not candidates:
-        return None
-    split = candidates[-1]
-    return CompactionPlan(split, seqs[0] if summary_from is None else summary_from, seqs[split - 1])
+    start = seqs[0] if summary_from is None else summary_from
+    return [
+        CompactionPlan(split, start, seqs[split - 1])
+        for split in users
+        if first < split <= keep_start
+    ]
 
 
 def summary_message(summary: str) -> ChatMessage:
@@ -220,14 +251,15 @@ def transcript(
     *,
     has_summary: bool = False,
     result_chars: int = 2_000,
-) -> str:
-    """*messages* as plain text for the summariser, within *budget_chars*.
+) -> str | None:
+    """*messages* as plain text for the summariser, within *budget_chars*; ``None`` if
+    even cut down it cannot hold every user message and the earlier summary.
 
     Plain text rather than chat messages: the summary call then needs no tools
     and has no pairing to keep. Tool results are cut to *result_chars*. If the
     whole is still too long, what the agent said and the tools returned is cut
-    shorter and shorter first (the user's words and an earlier summary carry the
-    goals and facts); only then do the oldest lines go.
+    shorter and shorter (the user's words and an earlier summary carry the goals
+    and facts, and are never dropped: the caller then summarises less at a time).
     """
     user: list[bool] = []
     texts: list[str] = []
@@ -242,16 +274,13 @@ def transcript(
             calls = "".join(f"\n[calls {c.name} {c.arguments}]" for c in message.tool_calls)
             texts.append(f"{message.role.upper()}: {message.content or ''}{calls}")
             user.append(message.role == "user")
-    lines = texts
-    for clip in (result_chars, 500, 160, 60):
+    for clip in (result_chars, 500, 160, 60, 0):
         lines = [t if u else fit_tool_result(t, clip) for t, u in zip(texts, user, strict=True)]
+        if clip == 0:
+            lines = [t for t, u in zip(texts, user, strict=True) if u]
         if _joined(lines) <= budget_chars:
-            break
-    keep_first = 1 if has_summary else 0
-    while _joined(lines) > budget_chars and len(lines) > keep_first + 1:
-        lines.pop(keep_first)
-    text = "\n\n".join(lines)
-    return text[-budget_chars:] if len(text) > budget_chars else text
+            return "\n\n".join(lines)
+    return None
 
 
 def _joined(lines: list[str]) -> int:

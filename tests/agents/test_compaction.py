@@ -135,6 +135,9 @@ def test_an_oversized_result_keeps_head_and_tail() -> None:
     assert len(cut) <= 1_000 and cut.startswith("HEAD") and cut.endswith("TAIL")
     assert CUT_HINT in cut and "characters cut" in cut
     assert fit_tool_result("short", 1_000) == "short"
+    # A limit too small for the marker never makes a text longer.
+    for limit in (0, 1, 20, 60, 160, 299):
+        assert len(fit_tool_result("x" * 300, limit)) <= max(limit, 1)
 
 
 def test_the_meter_adds_estimates_to_the_reported_size() -> None:
