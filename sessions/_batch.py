@@ -208,6 +208,8 @@ class _Batch:
 
     def apply_one(self, append: Append, ts: float) -> tuple[Committed, int | None]:
         sid = append.session_id
+        # First, before anything is read or written: may this transaction write it?
+        self.seqs.fence(sid)
         cmd = append.command
         if cmd is not None:
             stored = self.tx.load_command(sid, cmd.command_id)

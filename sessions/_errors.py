@@ -40,6 +40,34 @@ class DatabaseInUse(StoreError):
     """Another process holds the database for writing."""
 
 
+class LeaseHeld(StoreError):
+    """Another replica holds the session's lease (it is the session's writer now).
+
+    ``owner`` names that replica; ``expires_at`` (epoch seconds, the database's
+    clock) is when its lease lapses unless renewed.
+    """
+
+    def __init__(self, session_id: str, owner: str, expires_at: float) -> None:
+        super().__init__(f"session {session_id!r} is being written by replica {owner!r}")
+        self.session_id = session_id
+        self.owner = owner
+        self.expires_at = expires_at
+
+
+class LeaseLost(StoreError):
+    """This replica's lease of the session was taken over: the write was refused.
+
+    Nothing of the append was committed. The replica must stop writing the
+    session and drop what it knows of it (the new holder writes it now).
+    """
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id!r}: this replica's lease was taken over; write refused"
+        )
+        self.session_id = session_id
+
+
 class SessionNotFound(StoreError):
     """No session with that id (or it was deleted)."""
 

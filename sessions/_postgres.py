@@ -25,6 +25,10 @@ this module is imported only when a ``postgresql://`` store is opened
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -34,7 +38,7 @@ import trio
 
 from . import _postgres_sql as pgsql
 from ._batch import BatchResult, Known
-from ._errors import DatabaseInUse, StoreClosed
+from ._errors import LeaseHeld, LeaseLost, StoreClosed, StoreError
 from ._groups import unwrap_single_error
 from ._models import Append, Approval, Committed, Event, Session, Turn
 from ._postgres_schema import PG_MIGRATIONS
@@ -43,9 +47,6 @@ from ._schema import Migration
 from ._store import GroupCommitStore, open_store
 
 T = TypeVar("T")
-
-# The advisory lock key of the one writer per database ("agws").
-WRITER_LOCK = 0x61677773
 
 
 class _Link:
@@ -86,9 +87,16 @@ class _Link:
 
 
 class PostgresBackend:
-    """The writer's connection (holding the writer lock) and a pool of readers."""
+    """The writer's connection, a pool of readers, and this replica's leases.
 
-    def __init__(self, dsn: str, readers: int) -> None:
+    ``owner`` names this store instance (host, pid and a random part: a
+    restarted process is a new owner). ``held`` maps each session whose lease
+    this replica holds to its generation; every batch is fenced with it
+    (``_seqs_fenced.py``), and :meth:`keep_leases` renews it every third of the
+    TTL, dropping what another replica took over.
+    """
+
+    def __init__(self, dsn: str, readers: int, lease_ttl: float) -> None:
         self._writer = _Link(dsn, "agent-runtime writer")
         self._readers: trio.MemorySendChannel[_Link]
         self._readers, self._idle_readers = trio.open_memory_channel[_Link](readers)
@@ -96,23 +104,75 @@ class PostgresBackend:
         for link in self._all_readers:
             self._readers.send_nowait(link)
         self._closed = False
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.lease_ttl = lease_ttl
+        self.held: dict[str, int] = {}
+        self.lost = 0  # leases found taken over (renewal or a refused write)
 
     async def open(self, migrations: Sequence[Migration]) -> None:
-        def set_up(conn: pgsql.Connection) -> None:
-            if not pgsql.try_lock_writer(conn, WRITER_LOCK):
-                raise DatabaseInUse(
-                    "another agent-runtime store has this PostgreSQL database open "
-                    "(one server process per database until leases land)"
-                )
-            pgsql.migrate(conn, migrations)
-
         with trio.CancelScope(shield=True):
-            await self._writer.run(set_up)
+            await self._writer.run(lambda conn: pgsql.migrate(conn, migrations))
 
     async def aclose(self) -> None:
+        """Let this replica's leases lapse at once, then close every connection."""
+        held, self.held = self.held, {}
+        # If the database is gone, the leases lapse by themselves after their TTL.
+        with contextlib.suppress(StoreError):
+            await self._writer.run(lambda conn: pgsql.release_leases(conn, self.owner, held))
         self._closed = True
         for link in [self._writer, *self._all_readers]:
             await link.close()
+
+    # -- leases ------------------------------------------------------------------------
+
+    async def acquire(self, session_id: str) -> None:
+        """Make this replica the writer of *session_id* (taking a lapsed lease over).
+
+        Raises:
+            LeaseHeld: another replica's lease is live.
+        """
+        if session_id in self.held:
+            return
+        owner, ttl = self.owner, self.lease_ttl
+        taken = await self._read(lambda conn: pgsql.take_lease(conn, session_id, owner, ttl))
+        if taken is None:
+            row = await self._read(lambda conn: pgsql.lease_of(conn, session_id))
+            holder, expires_at = (row[0], row[2]) if row is not None else ("?", 0.0)
+            raise LeaseHeld(session_id, holder, expires_at)
+        self.held[session_id] = taken[0]
+
+    async def release(self, session_id: str) -> None:
+        """Let *session_id*'s lease lapse now (idle here: another replica may take it)."""
+        generation = self.held.pop(session_id, None)
+        if generation is not None:
+            one = {session_id: generation}
+            await self._read(lambda conn: pgsql.release_leases(conn, self.owner, one))
+
+    def holds(self, session_id: str) -> bool:
+        return session_id in self.held
+
+    async def renew(self) -> None:
+        """Extend every held lease; forget those another replica took over."""
+        held = dict(self.held)
+        kept = await self._read(
+            lambda conn: pgsql.renew_leases(conn, self.owner, held, self.lease_ttl)
+        )
+        for session_id, generation in held.items():
+            if kept.get(session_id) != generation and self.held.get(session_id) == generation:
+                del self.held[session_id]
+                self.lost += 1
+
+    async def keep_leases(self) -> None:
+        """Renew the held leases every third of the TTL, for as long as the store is open.
+
+        A failed renewal (database unreachable) is retried at the next tick; a
+        lease that lapses meanwhile is found lost by the fenced write, never
+        written through.
+        """
+        while True:
+            await trio.sleep(self.lease_ttl / 3)
+            with contextlib.suppress(StoreError):
+                await self.renew()
 
     async def _read(self, fn: Callable[[pgsql.Connection], T]) -> T:
         if self._closed:
@@ -129,11 +189,21 @@ class PostgresBackend:
     async def commit(self, appends: Sequence[Append], known: Known, ts: float) -> BatchResult:
         if self._closed:
             raise StoreClosed("the session store is closed")
+        del known  # another replica may have written: nothing cached is trusted
+        held = dict(self.held)
+        owner, ttl = self.owner, self.lease_ttl
         # Shielded: the transaction runs to COMMIT or ROLLBACK on its thread anyway.
         with trio.CancelScope(shield=True):
-            result = await self._writer.run(
-                lambda conn: pgsql.commit_batch(conn, appends, known, ts)
+            result, acquired = await self._writer.run(
+                lambda conn: pgsql.commit_batch(conn, appends, ts, owner, held, ttl)
             )
+        self.held.update(acquired)
+        for outcome, append in zip(result.outcomes, appends, strict=True):
+            if isinstance(outcome, LeaseLost) and self.held.get(append.session_id) == held.get(
+                append.session_id
+            ):
+                self.held.pop(append.session_id, None)
+                self.lost += 1
         return result
 
     async def import_session(
@@ -203,6 +273,7 @@ def open_store_at(
     queue_size: int = 1024,
     max_batch: int = 1024,
     drain_timeout: float = 10.0,
+    lease_ttl: float = 5.0,
     migrations: Sequence[Migration] = PG_MIGRATIONS,
 ) -> AbstractAsyncContextManager[GroupCommitStore]:
     """Open (creating or upgrading the schema of) the PostgreSQL database *dsn* as a store.
@@ -211,19 +282,22 @@ def open_store_at(
         dsn: a libpq connection string or URL (``postgresql://user@host:port/db``).
         readers: connections for reads (subscriptions' replays, REST, loading).
         queue_size, max_batch, drain_timeout: as for :func:`open_sqlite_store`.
+        lease_ttl: seconds a session's lease lives without renewal: how long a
+            dead replica's sessions wait before another replica may take them.
         migrations: the schema history (tests pass their own).
 
     Raises:
         StorageUnavailable: the database cannot be reached.
         StoreError: the database has a newer schema.
-        DatabaseInUse: another store has this database open.
 
     Cancellation: opening and migrating are shielded; exiting is shielded and
     drains queued appends for at most *drain_timeout* seconds.
     """
     if readers < 1:
         raise ValueError(f"readers must be at least 1, got {readers!r}")
-    return _open(dsn, readers, queue_size, max_batch, drain_timeout, migrations)
+    if not lease_ttl > 0:
+        raise ValueError(f"lease_ttl must be positive, got {lease_ttl!r}")
+    return _open(dsn, readers, queue_size, max_batch, drain_timeout, lease_ttl, migrations)
 
 
 @asynccontextmanager
@@ -233,16 +307,23 @@ async def _open(
     queue_size: int,
     max_batch: int,
     drain_timeout: float,
+    lease_ttl: float,
     migrations: Sequence[Migration],
 ) -> AsyncIterator[GroupCommitStore]:
-    backend = PostgresBackend(dsn, readers)
+    backend = PostgresBackend(dsn, readers, lease_ttl)
     with unwrap_single_error():
         try:
             await backend.open(migrations)
-            async with open_store(
-                backend, queue_size=queue_size, max_batch=max_batch, drain_timeout=drain_timeout
-            ) as store:
-                yield store
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(backend.keep_leases)
+                async with open_store(
+                    backend,
+                    queue_size=queue_size,
+                    max_batch=max_batch,
+                    drain_timeout=drain_timeout,
+                ) as store:
+                    yield store
+                nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await backend.aclose()

@@ -92,7 +92,27 @@ _V1 = Migration(
     ),
 )
 
-PG_MIGRATIONS: tuple[Migration, ...] = (_V1,)
+_V2 = Migration(
+    version=2,
+    description="per-session leases: the one replica that writes a session",
+    statements=(
+        # One row per session ever written on PostgreSQL. The generation only
+        # grows (a release lapses the lease rather than deleting the row), so
+        # (owner, generation) names one tenure for ever: the fencing token every
+        # append checks under this row's lock. Times are the database's clock.
+        """
+        CREATE TABLE leases (
+            session_id TEXT PRIMARY KEY,
+            owner      TEXT NOT NULL,
+            generation BIGINT NOT NULL CHECK (generation >= 1),
+            expires_at DOUBLE PRECISION NOT NULL
+        )
+        """,
+        "CREATE INDEX leases_owner ON leases (owner)",
+    ),
+)
+
+PG_MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 
 # pg_advisory_xact_lock key serialising migrations of one database ("agrt").
 MIGRATION_LOCK = 0x61677274

@@ -12,7 +12,7 @@ rolls back its append alone and the batch goes on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -33,7 +33,7 @@ from ._rows import (
     decode_session,
 )
 from ._schema import Migration
-from ._seqs_local import LocalSeqAllocator
+from ._seqs_fenced import FencedSeqAllocator
 from ._sqlite_errors import VALUE_FAULTS
 from ._store import import_into
 
@@ -97,37 +97,86 @@ def migrate(conn: Connection, migrations: Sequence[Migration] = PG_MIGRATIONS) -
     return len(migrations)
 
 
-def try_lock_writer(conn: Connection, key: int) -> bool:
-    """Take the session-level advisory lock (*key*, this schema) until *conn* closes.
-
-    Keyed on the schema too: stores in two schemas of one database are two stores.
-    """
-    row = conn.execute(
-        "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (key,)
-    ).fetchone()
-    return bool(row and row[0])
-
-
 # --- the batch transaction ------------------------------------------------------------
 
 
-def commit_batch(
-    conn: Connection, appends: Sequence[Append], known: Known, ts: float
-) -> BatchResult:
-    """Apply *appends* in one transaction; roll back on any error.
+_NOTHING_KNOWN = Known({}, {})
 
-    Seqs come from *known* or ``MAX(seq)``: sound while the store's advisory
-    lock makes its writer the only one of the database.
+
+def commit_batch(
+    conn: Connection,
+    appends: Sequence[Append],
+    ts: float,
+    owner: str,
+    held: Mapping[str, int],
+    ttl: float,
+) -> tuple[BatchResult, dict[str, int]]:
+    """Apply *appends* in one transaction, fenced by this replica's leases.
+
+    Returns the result and the leases the transaction took (session ->
+    generation). The writer's caches are not used: another replica may have
+    written a session since (seqs and rows are read under the lease lock).
     """
     conn.execute("BEGIN")
     try:
         tx = PgTx(conn)
-        result = apply_batch(tx, appends, known, ts, seqs=LocalSeqAllocator(known.seqs, tx))
+        seqs = FencedSeqAllocator(tx, owner, held, ttl)
+        result = apply_batch(tx, appends, _NOTHING_KNOWN, ts, seqs=seqs)
         conn.execute("COMMIT")
     except BaseException:
         rollback_quietly(conn)
         raise
-    return result
+    # A lease taken inside an append that then failed was rolled back with it.
+    committed = {
+        a.session_id
+        for a, o in zip(appends, result.outcomes, strict=True)
+        if not isinstance(o, StoreError)
+    }
+    acquired = {sid: gen for sid, gen in seqs.acquired().items() if sid in committed}
+    return result, acquired
+
+
+_NOW = "extract(epoch from clock_timestamp())"
+
+
+def take_lease(
+    conn: Connection, session_id: str, owner: str, ttl: float
+) -> tuple[int, float] | None:
+    """Take *session_id*'s lease in a transaction of its own (see :meth:`PgTx.take_lease`)."""
+    with conn.transaction():
+        return PgTx(conn).take_lease(session_id, owner, ttl)
+
+
+def lease_of(conn: Connection, session_id: str) -> tuple[str, int, float] | None:
+    row = conn.execute(
+        "SELECT owner, generation, expires_at FROM leases WHERE session_id = %s", (session_id,)
+    ).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
+
+
+def renew_leases(
+    conn: Connection, owner: str, held: Mapping[str, int], ttl: float
+) -> dict[str, int]:
+    """Extend this replica's leases in *held*; returns those still held (the others were lost)."""
+    if not held:
+        return {}
+    rows = conn.execute(
+        f"UPDATE leases SET expires_at = {_NOW} + %s"
+        " WHERE owner = %s AND session_id = ANY(%s) RETURNING session_id, generation",
+        (ttl, owner, list(held)),
+    ).fetchall()
+    still = {str(sid): int(gen) for sid, gen in rows}
+    return {sid: gen for sid, gen in held.items() if still.get(sid) == gen}
+
+
+def release_leases(conn: Connection, owner: str, held: Mapping[str, int]) -> None:
+    """Let *held* lapse now, so another replica can take them at once (rows stay)."""
+    if held:
+        conn.execute(
+            "UPDATE leases SET expires_at = 0 WHERE owner = %s AND session_id = ANY(%s)"
+            " AND generation = ANY(%s)",
+            (owner, list(held), list(held.values())),
+        )
 
 
 def import_session(
@@ -178,6 +227,33 @@ class PgTx:
     def load_session(self, session_id: str) -> Session | None:
         row = self._one(SELECT_SESSION, (session_id,))
         return None if row is None else decode_session(row)
+
+    def lock_lease(self, session_id: str) -> tuple[str, int, float] | None:
+        row = self._one(
+            "SELECT owner, generation, expires_at FROM leases WHERE session_id = %s FOR UPDATE",
+            (session_id,),
+        )
+        return None if row is None else (str(row[0]), as_int(row[1]), float(str(row[2])))
+
+    def take_lease(self, session_id: str, owner: str, ttl: float) -> tuple[int, float] | None:
+        """Insert the lease, or take it over if it lapsed (a new generation) or is ours.
+
+        ``None`` if another owner's lease is still live.
+        """
+        row = self._one(
+            f"""
+            INSERT INTO leases AS l (session_id, owner, generation, expires_at)
+            VALUES (%s, %s, 1, {_NOW} + %s)
+            ON CONFLICT (session_id) DO UPDATE SET
+                owner = excluded.owner,
+                generation = l.generation + (CASE WHEN l.owner = excluded.owner THEN 0 ELSE 1 END),
+                expires_at = excluded.expires_at
+            WHERE l.owner = excluded.owner OR l.expires_at < {_NOW}
+            RETURNING generation, expires_at
+            """,
+            (session_id, owner, ttl),
+        )
+        return None if row is None else (as_int(row[0]), float(str(row[1])))
 
     def max_seq(self, session_id: str) -> int:
         row = self._one(

@@ -111,6 +111,27 @@ class SessionStore(Protocol):
         """The committed result of a command id, if that id was already used."""
         ...
 
+    @property
+    def replica(self) -> str | None:
+        """This replica's name when several replicas may write the database, else ``None``."""
+        ...
+
+    async def acquire(self, session_id: str) -> None:
+        """Become the writer of *session_id* (a lease, with several replicas).
+
+        Raises:
+            LeaseHeld: another live replica writes it.
+        """
+        ...
+
+    async def release(self, session_id: str) -> None:
+        """Stop being *session_id*'s writer now, so another replica may take it."""
+        ...
+
+    def holds(self, session_id: str) -> bool:
+        """Whether this store may write *session_id* now, as far as it knows."""
+        ...
+
     async def import_session(
         self, session: Session, events: Sequence[Event], *, max_live_sessions: int | None = None
     ) -> None:

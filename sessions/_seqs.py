@@ -58,6 +58,20 @@ class SeqAllocator(Protocol):
         """
         ...
 
+    def fence(self, session_id: str) -> None:
+        """Called first for every append of *session_id* (events or not).
+
+        A store with several writers checks here that this transaction may
+        write the session at all (its lease), so that no part of an append
+        (a turn row, an approval, a command record) is written by a replica
+        that lost the session. One writer per database: nothing to do.
+
+        Raises:
+            StoreError: this session cannot be written by this transaction; the
+                append fails alone.
+        """
+        ...
+
     def advance(self, session_id: str, last_seq: int) -> None:
         """An append of this batch wrote *session_id*'s events up to *last_seq*."""
         ...

@@ -49,6 +49,9 @@ class LocalSeqAllocator:
             self._last[session_id] = last
         return last
 
+    def fence(self, session_id: str) -> None:
+        """Nothing to check: this writer is the database's only one."""
+
     def advance(self, session_id: str, last_seq: int) -> None:
         self._last[session_id] = last_seq
 

@@ -130,6 +130,24 @@ class Importer(Protocol):
         ...
 
 
+@runtime_checkable
+class Leasing(Protocol):
+    """A :class:`Backend` whose sessions several replicas may write (PostgreSQL).
+
+    A session is written by the replica holding its lease; every append is
+    fenced by it (rule 1). Backends of one-writer stores are not ``Leasing``:
+    they hold every session by construction.
+    """
+
+    owner: str
+
+    async def acquire(self, session_id: str) -> None: ...
+
+    async def release(self, session_id: str) -> None: ...
+
+    def holds(self, session_id: str) -> bool: ...
+
+
 def import_into(
     tx: Tx, session: Session, events: Sequence[Event], max_live_sessions: int | None
 ) -> None:
@@ -318,6 +336,38 @@ class GroupCommitStore:
         """
         self._check_open()
         return await self._backend.get_command(session_id, command_id)
+
+    # -- leases (rule 1 for several replicas) ---------------------------------------------
+
+    @property
+    def replica(self) -> str | None:
+        """The name of this replica when several may write the database, else ``None``."""
+        return self._backend.owner if isinstance(self._backend, Leasing) else None
+
+    async def acquire(self, session_id: str) -> None:
+        """Make this store the writer of *session_id* before it reads the session to write it.
+
+        One-writer stores (memory, SQLite) hold every session: nothing to do.
+        A multi-replica store takes the session's lease (a lapsed one is taken
+        over); from then on its appends to the session are fenced by it.
+
+        Raises:
+            LeaseHeld: another live replica writes the session.
+            StorageUnavailable: the database cannot be reached.
+        """
+        self._check_open()
+        if isinstance(self._backend, Leasing):
+            await self._backend.acquire(session_id)
+
+    async def release(self, session_id: str) -> None:
+        """Stop being *session_id*'s writer now (it went idle here), so another replica
+        may take it at once. No-op for one-writer stores and sessions not held."""
+        if isinstance(self._backend, Leasing) and not self._closed:
+            await self._backend.release(session_id)
+
+    def holds(self, session_id: str) -> bool:
+        """Whether this store may write *session_id* now (as far as it knows)."""
+        return not isinstance(self._backend, Leasing) or self._backend.holds(session_id)
 
     async def import_session(
         self, session: Session, events: Sequence[Event], *, max_live_sessions: int | None = None
