@@ -107,6 +107,7 @@ class PostgresBackend:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease_ttl = lease_ttl
         self.held: dict[str, int] = {}
+        self._lease_lock = trio.Lock()
         self.lost = 0  # leases found taken over (renewal or a refused write)
 
     async def open(self, migrations: Sequence[Migration]) -> None:
@@ -131,22 +132,26 @@ class PostgresBackend:
         Raises:
             LeaseHeld: another replica's lease is live.
         """
-        if session_id in self.held:
-            return
-        owner, ttl = self.owner, self.lease_ttl
-        taken = await self._read(lambda conn: pgsql.take_lease(conn, session_id, owner, ttl))
-        if taken is None:
-            row = await self._read(lambda conn: pgsql.lease_of(conn, session_id))
-            holder, expires_at = (row[0], row[2]) if row is not None else ("?", 0.0)
-            raise LeaseHeld(session_id, holder, expires_at)
-        self.held[session_id] = taken[0]
+        # Serialised with release: a release in flight must not lapse a lease
+        # that an acquire (seeing it still held) just handed out again.
+        async with self._lease_lock:
+            if session_id in self.held:
+                return
+            owner, ttl = self.owner, self.lease_ttl
+            taken = await self._read(lambda conn: pgsql.take_lease(conn, session_id, owner, ttl))
+            if taken is None:
+                row = await self._read(lambda conn: pgsql.lease_of(conn, session_id))
+                holder, expires_at = (row[0], row[2]) if row is not None else ("?", 0.0)
+                raise LeaseHeld(session_id, holder, expires_at)
+            self.held[session_id] = taken[0]
 
     async def release(self, session_id: str) -> None:
         """Let *session_id*'s lease lapse now (idle here: another replica may take it)."""
-        generation = self.held.pop(session_id, None)
-        if generation is not None:
-            one = {session_id: generation}
-            await self._read(lambda conn: pgsql.release_leases(conn, self.owner, one))
+        async with self._lease_lock:
+            generation = self.held.pop(session_id, None)
+            if generation is not None:
+                one = {session_id: generation}
+                await self._read(lambda conn: pgsql.release_leases(conn, self.owner, one))
 
     def holds(self, session_id: str) -> bool:
         return session_id in self.held
