@@ -15,23 +15,33 @@ O(1); nothing ever scans all live sessions.
 
 Loading is per session: different sessions load concurrently, and concurrent
 first accesses of one session share a single load.
+
+With several replicas on one database (PostgreSQL), a live session exists only
+on the replica that holds the session's lease: loading takes it first (before
+reading the log, so the fold sees every write), eviction releases it, and a
+session whose lease another replica holds is read with :meth:`SessionRegistry.fold`
+without being registered. Evictions are synchronous; their releases are done
+by the evictor task (:meth:`SessionRegistry.run_evictor`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import attrs
 import trio
 
-from sessions import Session, SessionStore
+from sessions import Session, SessionStore, StoreError
 
 from ._core._policy import Policy
 from ._core._state import SessionState
 from ._metrics import RuntimeMetrics
 from ._session import LiveSession
+
+log = logging.getLogger("agent_runtime.registry")
 
 LOAD_PAGE = 512  # events read per query when a session is loaded
 
@@ -79,6 +89,10 @@ class SessionRegistry:
     _loading: dict[str, trio.Event] = attrs.field(factory=dict)  # set when the load ends
     _idle_added: trio.Event = attrs.field(factory=trio.Event)
     _evictor: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    # Called with each newly loaded live session, registered and pinned, before
+    # its first user gets it (the supervisor recovers orphaned turns there).
+    on_load: Callable[[LiveSession], Awaitable[None]] | None = None
+    _to_release: list[str] = attrs.field(factory=list)  # evicted: leases to let go
 
     def __attrs_post_init__(self) -> None:
         if self.idle_ttl < 0 or self.max_idle < 0:
@@ -126,11 +140,21 @@ class SessionRegistry:
         return Pin(self, self._pin(entry))
 
     def discard(self, live: LiveSession) -> None:
-        """Forget *live* now (its session is deleted); its pins stay harmless."""
+        """Forget *live* now (its session is deleted, or another replica took it over);
+        its pins stay harmless."""
         entry = self._live.get(live.session.id)
         if entry is not None and entry.live is live:
             del self._live[live.session.id]
             self._idle.pop(live.session.id, None)
+            self._release_later(live.session.id)
+
+    async def fold(self, session: Session) -> SessionState:
+        """The session's state: its live one if loaded here, else folded from the log
+        without registering it (another replica may be its writer)."""
+        entry = self._live.get(session.id)
+        if entry is not None:
+            return entry.live.state
+        return await self._fold(session.id)
 
     async def run_evictor(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -143,6 +167,7 @@ class SessionRegistry:
         with self._evictor:
             task_status.started()
             while True:
+                await self._release_evicted()
                 if not self._idle:
                     self._idle_added = trio.Event()
                     await self._idle_added.wait()
@@ -153,6 +178,22 @@ class SessionRegistry:
 
     def stop_evictor(self) -> None:
         self._evictor.cancel()
+
+    def _release_later(self, session_id: str) -> None:
+        if self.store.replica is not None:
+            self._to_release.append(session_id)
+            self._idle_added.set()  # wakes the evictor, which releases
+
+    async def _release_evicted(self) -> None:
+        """Let go of the leases of sessions evicted since (unless loaded again meanwhile)."""
+        while self._to_release:
+            session_id = self._to_release.pop()
+            if session_id in self._live or session_id in self._loading:
+                continue
+            try:
+                await self.store.release(session_id)
+            except StoreError as exc:  # it lapses by itself after its TTL
+                log.info("could not release the lease of %s: %s", session_id, exc)
 
     # -- internals ---------------------------------------------------------------
 
@@ -176,7 +217,14 @@ class SessionRegistry:
                 loading.set()
             # No checkpoint between the load and the pin: nothing can evict it.
             entry = self._live[session.id] = _Entry(live)
-            return self._pin(entry)
+            pinned = self._pin(entry)
+            if self.on_load is not None:
+                try:
+                    await self.on_load(live)
+                except BaseException:
+                    self._unpin(pinned)
+                    raise
+            return pinned
 
     async def _load(self, session: Session) -> LiveSession:
         """A fresh live session whose state is the fold of the session's whole log.
@@ -184,16 +232,22 @@ class SessionRegistry:
         The session row is read too: the caller's copy may be older than the
         session's last write (an evicted one had the newest one).
         """
+        # The lease first (several replicas): from then on nobody else writes it,
+        # so the fold below is complete and stays true.
+        await self.store.acquire(session.id)
         stored = await self.store.get_session(session.id)
-        state = SessionState(session.id)
+        state = await self._fold(session.id)
+        return LiveSession(stored or session, state, self.store, self.policy, self.metrics)
+
+    async def _fold(self, session_id: str) -> SessionState:
+        state = SessionState(session_id)
         while True:
             page = await self.store.read_events(
-                session.id, after=state.last_seq, limit=self.load_page
+                session_id, after=state.last_seq, limit=self.load_page
             )
             state.apply_all(page)
             if len(page) < self.load_page:
-                break
-        return LiveSession(stored or session, state, self.store, self.policy, self.metrics)
+                return state
 
     def _pin(self, entry: _Entry) -> _Entry:
         entry.pins += 1
@@ -230,6 +284,7 @@ class SessionRegistry:
         if entry.live.quiet:
             del self._live[session_id]
             self.evictions += 1
+            self._release_later(session_id)
         else:
             # Unpinned yet not quiet should not happen; keep it and look again later.
             self._idle[session_id] = now

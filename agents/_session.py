@@ -54,6 +54,13 @@ class LiveSession:
     queue: collections.deque[LiveTurn] = attrs.field(factory=collections.deque)
     running: LiveTurn | None = None
     driving: bool = False  # a driver task runs (or closes) this session's turns
+    # Another replica took the session over (a write was refused by its lease):
+    # nothing more is written from here, and the registry forgets this state.
+    lost: bool = False
+
+    def taken_over(self) -> bool:
+        """:attr:`lost`, as a call: type checkers do not assume it unchanged after an await."""
+        return self.lost
 
     @property
     def policy(self) -> Policy:

@@ -21,6 +21,8 @@ from sessions import (
     JSON,
     Append,
     JSONObject,
+    LeaseHeld,
+    LeaseLost,
     Session,
     SessionNotFound,
     SessionStore,
@@ -37,6 +39,7 @@ from ._core._model import ChatMessage, ModelClient
 from ._core._modes import ModeRegistry
 from ._core._policy import Policy
 from ._core._prompt import instructions_problem, normal_instructions
+from ._core._state import SessionState
 from ._errors import CommandError
 from ._fork import Fork, plan_fork, read_prefix
 from ._live_turn import LiveTurn
@@ -78,6 +81,7 @@ class Supervisor:
             idle_ttl=self.config.session_idle_ttl,
             max_idle=self.config.max_idle_sessions,
         )
+        self._sessions.on_load = self._recover_orphans
 
     @property
     def sessions(self) -> SessionRegistry:
@@ -226,20 +230,25 @@ class Supervisor:
                 await live.commit_locked(session=deleted)
             self._sessions.discard(live)
 
-    async def history(self, session: Session) -> list[ChatMessage]:
-        """The LLM-visible history of the session's main context.
+    async def _state(self, session: Session) -> SessionState:
+        """The session's state for a read: loaded (and kept idle, evicted like any
+        other), or, while another replica is its writer, folded from the log."""
+        try:
+            async with self._sessions.use(session) as live:
+                return live.state
+        except LeaseHeld:
+            return await self._sessions.fold(session)
 
-        A session loaded only for this stays idle and is evicted like any other.
-        """
-        async with self._sessions.use(session) as live:
-            return list(live.state.messages)
+    async def history(self, session: Session) -> list[ChatMessage]:
+        """The LLM-visible history of the session's main context."""
+        return list((await self._state(session)).messages)
 
     async def usage(self, session: Session) -> JSONObject:
         """The session's usage totals (every LLM call, subtasks and compactions included)."""
-        async with self._sessions.use(session) as live:
-            totals = live.state.usage.to_json()
-            totals["compactions"] = live.state.compactions
-            return totals
+        state = await self._state(session)
+        totals: JSONObject = state.usage.to_json()
+        totals["compactions"] = state.compactions
+        return totals
 
     def running_turn(self, session_id: str) -> str | None:
         live = self._sessions.get(session_id)
@@ -269,16 +278,26 @@ class Supervisor:
         # records the command (its ack and effect commit together or not at all):
         # every path commits a command record and answers a duplicate with the
         # original ack, whatever the state now says.
-        async with self._sessions.use(session) as live:
-            if self._closing and not isinstance(cmd, Cancel):
-                error = CommandError(
-                    "shutting_down", "the server is shutting down; retry after restart"
-                )
-                return await refuse(live, cmd.id, error)
-            ack, queued = await apply_command(live, cmd, self.modes, self.config)
-            if queued is not None:
-                self._kick(live)
-            return ack
+        try:
+            async with self._sessions.use(session) as live:
+                if self._closing and not isinstance(cmd, Cancel):
+                    error = CommandError(
+                        "shutting_down", "the server is shutting down; retry after restart"
+                    )
+                    return await refuse(live, cmd.id, error)
+                try:
+                    ack, queued = await apply_command(live, cmd, self.modes, self.config)
+                except (LeaseLost, LeaseHeld):
+                    self._step_down(live)
+                    raise
+                if queued is not None:
+                    self._kick(live)
+                return ack
+        except (LeaseLost, LeaseHeld) as exc:
+            # Another replica writes this session now. Nothing of the command was
+            # committed; the client retries (on that replica, or here once the
+            # lease lapses: a dead replica's sessions are taken over on demand).
+            return Ack(cmd.id, "rejected", _elsewhere(exc), "session_elsewhere")
 
     # -- turns ---------------------------------------------------------------------
 
@@ -296,7 +315,7 @@ class Supervisor:
         """
         self.metrics.active_sessions.inc()
         try:
-            while live.queue and not self._closing:
+            while live.queue and not self._closing and not live.taken_over():
                 running = live.queue.popleft()
                 live.running = running
                 runner = TurnRunner(
@@ -315,7 +334,9 @@ class Supervisor:
                 finally:
                     live.running = None
                     self.metrics.active_turns.dec()
-                if running.unclosed is not None:
+                if live.taken_over():
+                    self._step_down(live)
+                elif running.unclosed is not None:
                     # Still this session's driver: nothing else starts until it is closed.
                     await self._close_when_writable(live, running, *running.unclosed)
         finally:
@@ -357,26 +378,64 @@ class Supervisor:
             finally:
                 self._retrying.discard(scope)
 
+    def _step_down(self, live: LiveSession) -> None:
+        """Another replica took *live*'s session over: write nothing more, forget it.
+
+        Its queued turns are the new holder's now (they are in the store); a
+        running turn was stopped without its closing write (suspended), and the
+        new holder recovers it from the log like after a crash.
+        """
+        if not live.lost:
+            log.warning("session %s: another replica took it over; stepping down", live.session.id)
+        live.lost = True
+        live.queue.clear()
+        self._sessions.discard(live)
+
     async def _recover(self) -> None:
-        """Restart recovery (SPEC §3.3 rule 7), reading only sessions with open turns."""
+        """Restart recovery (SPEC §3.3 rule 7), reading only sessions with open turns.
+
+        Loading a session recovers its open turns (:meth:`_recover_orphans`); a
+        session another replica holds is that replica's to run.
+        """
+        seen: set[str] = set()
         for turn in await self.store.active_turns():
+            if turn.session_id in seen:
+                continue
+            seen.add(turn.session_id)
             session = await self.store.get_session(turn.session_id)
             if session is None:
                 continue
-            async with self._sessions.use(session) as live:
-                if turn.status is TurnStatus.QUEUED:
-                    message_id = turn.state.get("message_id")
-                    seq = (
-                        live.state.user_message_seqs.get(message_id)
-                        if isinstance(message_id, str)
-                        else None
-                    )
-                    live.queue.append(LiveTurn(turn, seq))
-                elif live.state.awaits_answer(turn.id):
-                    live.queue.appendleft(LiveTurn(turn, None, resume=True))
-                else:  # it was working, not waiting (whatever an older version stored)
-                    await close_turn(live, LiveTurn(turn, None), "interrupted")
-                self._kick(live)
+            try:
+                async with self._sessions.use(session):
+                    pass
+            except LeaseHeld:
+                continue
+
+    async def _recover_orphans(self, live: LiveSession) -> None:
+        """Recover the open turns of a session just loaded that nobody here runs.
+
+        At start-up these are the turns a crash or a shutdown left open; with
+        several replicas, also those of a replica that died or lost the session
+        (taken over with its lapsed lease). Streaming turns end ``interrupted``;
+        turns waiting for a tool result, approval or answer carry on; queued
+        ones run in order.
+        """
+        state = live.state
+        if state.open_turn is None and not state.user_messages:
+            return  # the common case: nothing was left open (no read)
+        turns = [t for t in await self.store.active_turns() if t.session_id == live.session.id]
+        for turn in turns:
+            if turn.status is TurnStatus.QUEUED:
+                message_id = turn.state.get("message_id")
+                seq = (
+                    state.user_message_seqs.get(message_id) if isinstance(message_id, str) else None
+                )
+                live.queue.append(LiveTurn(turn, seq))
+            elif state.awaits_answer(turn.id):
+                live.queue.appendleft(LiveTurn(turn, None, resume=True))
+            else:  # it was working, not waiting (whatever an older version stored)
+                await close_turn(live, LiveTurn(turn, None), "interrupted")
+        self._kick(live)
 
     @staticmethod
     async def _wind_down(live: LiveSession) -> None:
@@ -477,3 +536,12 @@ async def open_supervisor(
         finally:
             with trio.CancelScope(shield=True):
                 await supervisor.wind_down()
+
+
+def _elsewhere(exc: LeaseLost | LeaseHeld) -> str:
+    if isinstance(exc, LeaseHeld):
+        return (
+            f"the session is being run by replica {exc.owner!r}; send the command there, "
+            "or retry here (a replica that stops is taken over once its lease lapses)"
+        )
+    return "another replica took the session over; retry (it may be run elsewhere now)"

@@ -13,7 +13,15 @@ import logging
 import attrs
 import trio
 
-from sessions import ApprovalStatus, StorageUnavailable, StoreError, TurnStatus, now
+from sessions import (
+    ApprovalStatus,
+    LeaseHeld,
+    LeaseLost,
+    StorageUnavailable,
+    StoreError,
+    TurnStatus,
+    now,
+)
 
 from ._closing import approval_closings, final_closings
 from ._core._events import ErrorEvent, TurnEndReason, TurnStarted
@@ -71,6 +79,12 @@ async def run_turn(runner: TurnRunner, *, grace: float) -> None:
         reason, error = "error", ErrorEvent("pairing_violation", str(exc), False)
     except AgentError as exc:
         reason, error = "error", ErrorEvent("agent_error", str(exc), False)
+    except (LeaseLost, LeaseHeld) as exc:
+        # Another replica took the session over: it recovers this turn from the
+        # log, so nothing more is written from here (not even turn.ended).
+        log.warning("turn %s stops here: %s", runner.turn.id, exc)
+        runner.live.lost = True
+        running.suspend = True
     except StoreError as exc:
         log.warning("turn %s failed: the store refused a write: %s", runner.turn.id, exc)
         retryable = isinstance(exc, StorageUnavailable)

@@ -6,7 +6,8 @@ Precedence, per setting: CLI flag > environment (``AGENT_RUNTIME_*``) > TOML fil
 
 TOML layout (every key optional)::
 
-    [server]  host, port, db, durability, log_format, heartbeat_interval, send_timeout
+    [server]  host, port, db, durability, log_format, heartbeat_interval, send_timeout,
+              lease_ttl
     [llm]     provider ("scripted" | "openai"), url, model, pace,
               connect_timeout, first_token_timeout, idle_timeout, retries,
               max_connections, max_keepalive
@@ -100,6 +101,9 @@ class ServeConfig:
     tokens: Mapping[str, str] = field(factory=dict, repr=False)
     limits: Limits = field(factory=Limits)
     heartbeat_interval: float = 15.0
+    # PostgreSQL with several replicas: how long a session's lease lives without
+    # renewal (how soon a dead replica's sessions can be taken over).
+    lease_ttl: float = 5.0
     # A connection whose peer accepts no byte for this long is cut (two heartbeats).
     send_timeout: float = 30.0
     scripted_pace: float = 0.02
@@ -149,6 +153,7 @@ _TOML_KEYS: dict[str, tuple[str, str]] = {
     "durability": ("server", "durability"),
     "log_format": ("server", "log_format"),
     "heartbeat_interval": ("server", "heartbeat_interval"),
+    "lease_ttl": ("server", "lease_ttl"),
     "send_timeout": ("server", "send_timeout"),
     "llm": ("llm", "provider"),
     "llm_url": ("llm", "url"),
@@ -334,6 +339,7 @@ _CONVERTERS: dict[str, Callable[[str, object], object]] = {
     "commands_per_second": _number,
     "sessions_per_principal": _integer,
     "heartbeat_interval": _number,
+    "lease_ttl": _number,
     "send_timeout": _seconds,
     "scripted_pace": _number,
     "llm_connect_timeout": _seconds,
@@ -534,6 +540,9 @@ def load_config(
     if config.limits.max_message_bytes < 1024:
         where = origin["max_message_bytes"]
         raise ConfigurationError(f"{where}: expected at least 1024")
+    if config.lease_ttl <= 0:
+        where = origin["lease_ttl"]
+        raise ConfigurationError(f"{where}: lease_ttl must be a positive number of seconds")
     if config.heartbeat_interval <= 0:
         where = origin["heartbeat_interval"]
         raise ConfigurationError(f"{where}: expected a positive number")

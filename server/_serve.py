@@ -79,7 +79,7 @@ async def open_configured_store(config: ServeConfig) -> AsyncIterator[SessionSto
         async with open_memory_store() as store:
             yield store
     elif is_postgres_dsn(config.db):
-        async with open_postgres_store(config.db) as store:
+        async with open_postgres_store(config.db, lease_ttl=config.lease_ttl) as store:
             yield store
     else:
         async with open_sqlite_store(config.db, durability=config.durability) as store:

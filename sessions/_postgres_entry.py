@@ -29,6 +29,7 @@ def open_postgres_store(
     queue_size: int = 1024,
     max_batch: int = 1024,
     drain_timeout: float = 10.0,
+    lease_ttl: float = 5.0,
     migrations: Sequence[Migration] | None = None,
 ) -> AbstractAsyncContextManager[GroupCommitStore]:
     """Open the PostgreSQL database *dsn* as a session store (see ``_postgres.py``).
@@ -38,7 +39,7 @@ def open_postgres_store(
         StorageUnavailable: the database cannot be reached.
         DatabaseInUse: another store has this database open.
     """
-    return _open(dsn, readers, queue_size, max_batch, drain_timeout, migrations)
+    return _open(dsn, readers, queue_size, max_batch, drain_timeout, lease_ttl, migrations)
 
 
 @asynccontextmanager
@@ -48,6 +49,7 @@ async def _open(
     queue_size: int,
     max_batch: int,
     drain_timeout: float,
+    lease_ttl: float,
     migrations: Sequence[Migration] | None,
 ) -> AsyncIterator[GroupCommitStore]:
     try:
@@ -62,6 +64,7 @@ async def _open(
         queue_size=queue_size,
         max_batch=max_batch,
         drain_timeout=drain_timeout,
+        lease_ttl=lease_ttl,
         migrations=PG_MIGRATIONS if migrations is None else migrations,
     ) as store:
         yield store

@@ -53,7 +53,7 @@ class Lines:
 
 @asynccontextmanager
 async def running_server(
-    db: Path, log: Path, *args: str, env: dict[str, str] | None = None
+    db: Path | str, log: Path, *args: str, env: dict[str, str] | None = None
 ) -> AsyncIterator[tuple[trio.Process, LiveServer]]:
     """``agent-runtime serve`` on *db*; yields once it printed ``listening on``."""
     command = [sys.executable, "-m", "server", "serve", "--port", "0", "--db", str(db), *args]

@@ -1,0 +1,169 @@
+"""Several ``agent-runtime serve`` processes on one PostgreSQL database (SPEC §9).
+
+Each replica is a real process (``--db postgresql://...``). A session is run by
+the replica holding its lease; another replica refuses its commands cleanly
+until that lease lapses, then takes the session over and recovers it from the
+log. A lapse is made happen in the database (never by sleeping): it is what a
+frozen or dead replica's lease does after its TTL.
+
+The fencing test is the one langgraph #8796 asks for: freeze the owner
+(SIGSTOP), let another replica take over and continue, resume the frozen one
+(SIGCONT): nothing it does afterwards is written, and the log has no fork, no
+duplicate seq, no gap, and one ``turn.ended`` per turn.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+import trio
+
+from tests.server.helpers import STEP, Frame, LiveServer
+
+from ..pg import fresh_schema
+from .test_process import TOKEN, running_server, server_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    with fresh_schema() as value:
+        yield value
+
+
+@asynccontextmanager
+async def replicas(
+    dsn: str, tmp_path: Path, count: int
+) -> AsyncIterator[list[tuple[trio.Process, LiveServer]]]:
+    async with AsyncExitStack() as stack:
+        started = []
+        for n in range(count):
+            log = tmp_path / f"replica-{n}.log"
+            env = server_env(AGENT_RUNTIME_LEASE_TTL="30")  # lapses are made, not waited for
+            started.append(
+                await stack.enter_async_context(running_server(dsn, log, "--pace", "0", env=env))
+            )
+        yield started
+
+
+def lapse(dsn: str, session_id: str) -> None:
+    """The session's lease runs out, as a frozen or dead holder's does after its TTL."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE leases SET expires_at = 0 WHERE session_id = %s", (session_id,))
+
+
+def log_of(dsn: str, session_id: str) -> list[tuple[int, str]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT seq, type FROM events WHERE session_id = %s ORDER BY seq", (session_id,)
+        ).fetchall()
+    return [(int(seq), str(type_)) for seq, type_ in rows]
+
+
+def assert_one_history(log: list[tuple[int, str]]) -> None:
+    seqs = [seq for seq, _ in log]
+    assert seqs == list(range(1, len(log) + 1)), "a gap or a duplicate seq"
+    types = [type_ for _, type_ in log]
+    assert types.count("turn.started") == types.count("turn.ended")
+
+
+def message(command_id: str, content: str) -> Frame:
+    return {"type": "user_message", "id": command_id, "content": content}
+
+
+async def test_a_replica_refuses_commands_for_a_session_another_one_runs(
+    dsn: str, tmp_path: Path
+) -> None:
+    async with replicas(dsn, tmp_path, 2) as [(_, a), (_, b)]:
+        session_id = await a.new_session(TOKEN, agent="coder")
+        async with a.ws(session_id, TOKEN) as on_a:
+            ack = await on_a.command(message("m1", "hello"))
+            assert ack["status"] == "accepted"
+            with trio.fail_after(STEP):
+                await on_a.until_type("turn.ended")
+        async with b.ws(session_id, TOKEN, after=100) as on_b:
+            refused = await on_b.command(message("m2", "hello from b"))
+        assert refused["status"] == "rejected" and refused["code"] == "session_elsewhere"
+        assert "replica" in refused["error"]
+        # Any replica serves reads.
+        async with b.http(TOKEN) as http:
+            shown = (await http.get(f"/v1/sessions/{session_id}/messages")).json()
+        assert [m["role"] for m in shown["messages"]][:1] == ["user"]
+        assert_one_history(log_of(dsn, session_id))
+        assert ("user.message") not in [t for s, t in log_of(dsn, session_id)][3:]
+
+
+async def test_a_frozen_owner_is_fenced_off_after_another_replica_takes_over(
+    dsn: str, tmp_path: Path
+) -> None:
+    async with replicas(dsn, tmp_path, 2) as [(process_a, a), (_, b)]:
+        session_id = await a.new_session(TOKEN, agent="coder")
+        async with a.ws(session_id, TOKEN) as on_a:
+            assert (await on_a.command(message("m1", "read a.txt")))["status"] == "accepted"
+            with trio.fail_after(STEP):
+                call = (await on_a.until_type("tool.call"))[-1]
+            seen_on_a = on_a.last_seq
+        process_a.send_signal(signal.SIGSTOP)  # frozen: its lease stops being renewed
+        try:
+            lapse(dsn, session_id)
+            # The IDE answers through B: B takes the session over, recovers the
+            # turn waiting for this result, and finishes it.
+            async with b.ws(session_id, TOKEN, after=seen_on_a) as on_b:
+                result = {
+                    "type": "tool_result",
+                    "id": "r1",
+                    "call_id": call["call_id"],
+                    "result": "contents of a.txt",
+                }
+                assert (await on_b.command(result))["status"] == "accepted"
+                with trio.fail_after(STEP):
+                    done = (await on_b.until_type("turn.ended"))[-1]
+                assert done["reason"] == "completed"
+        finally:
+            process_a.send_signal(signal.SIGCONT)
+        before = log_of(dsn, session_id)
+        # A wakes up believing it runs the session: whatever it tries is refused.
+        async with a.ws(session_id, TOKEN, after=len(before)) as on_a:
+            late = await on_a.command(message("m2", "from the frozen replica"))
+            assert late["status"] == "rejected" and late["code"] == "session_elsewhere"
+            duplicate = await on_a.command(dict(result, id="r2"))
+            assert duplicate["status"] == "rejected"
+        after = log_of(dsn, session_id)
+        assert after == before  # nothing written by the fenced replica
+        assert_one_history(after)
+        types = [type_ for _, type_ in after]
+        assert types.count("tool.result") == 1 and types.count("turn.ended") == 1
+
+
+async def test_a_dead_replicas_streaming_turn_is_recovered_by_another(
+    dsn: str, tmp_path: Path
+) -> None:
+    async with replicas(dsn, tmp_path, 2) as [(process_a, a), (_, b)]:
+        session_id = await a.new_session(TOKEN, agent="coder")
+        seen: list[Frame] = []
+        async with a.ws(session_id, TOKEN) as on_a:
+            command = message("m1", "stream 40 words then hold g")
+            assert (await on_a.command(command))["status"] == "accepted"
+            with trio.fail_after(STEP):
+                seen += await on_a.until(
+                    lambda e: e["type"] == "text.delta" and "alpha" in str(e.get("text"))
+                )
+            process_a.kill()  # mid-stream
+            await process_a.wait()
+        lapse(dsn, session_id)
+        async with b.ws(session_id, TOKEN, after=seen[-1]["seq"]) as on_b:
+            assert (await on_b.command(message("m2", "hello again")))["status"] == "accepted"
+            with trio.fail_after(STEP):
+                first = (await on_b.until_type("turn.ended"))[-1]
+                second = (await on_b.until_type("turn.ended"))[-1]
+        assert first["reason"] == "interrupted" and second["reason"] == "completed"
+        log = log_of(dsn, session_id)
+        assert_one_history(log)
+        # Every event the client saw on the dead replica is in the log.
+        assert [(e["seq"], e["type"]) for e in seen] == log[: len(seen)]
