@@ -72,6 +72,7 @@ class Supervisor:
     _sessions: SessionRegistry = attrs.field(init=False)
     _closing: bool = False
     _retrying: set[trio.CancelScope] = attrs.field(factory=set)
+    _inbox: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 
     def __attrs_post_init__(self) -> None:
         self._sessions = SessionRegistry(
@@ -256,7 +257,7 @@ class Supervisor:
 
     # -- commands ------------------------------------------------------------------
 
-    async def submit(self, session: Session, raw: JSON) -> Ack:
+    async def submit(self, session: Session, raw: JSON, *, forwarded: bool = False) -> Ack:
         """Apply one client command; the ack comes after its effect is committed.
 
         Never raises for bad input: refusals are acks with status ``rejected``, a
@@ -294,10 +295,45 @@ class Supervisor:
                     self._kick(live)
                 return ack
         except (LeaseLost, LeaseHeld) as exc:
-            # Another replica writes this session now. Nothing of the command was
-            # committed; the client retries (on that replica, or here once the
-            # lease lapses: a dead replica's sessions are taken over on demand).
-            return Ack(cmd.id, "rejected", _elsewhere(exc), "session_elsewhere")
+            # Another replica runs this session now; nothing of the command was
+            # committed here. Forward it there (once: a forwarded command that
+            # finds the session moved on is left for its next holder).
+            if forwarded or not isinstance(raw, dict):
+                return Ack(cmd.id, "rejected", _elsewhere(exc), "session_elsewhere")
+            return await self._forward(session, raw, exc)
+
+    async def _forward(self, session: Session, raw: JSONObject, exc: LeaseLost | LeaseHeld) -> Ack:
+        """Have the replica running *session* apply *raw*; its ack is this command's ack.
+
+        If that replica's lease lapses first (it died), take the session over
+        and apply the command here.
+        """
+        cmd_id = str(raw.get("id", ""))
+        with trio.move_on_after(FORWARD_TIMEOUT):
+            answer = await self.store.forward(session.id, raw)
+            if answer is not None:
+                try:
+                    return Ack.from_json(answer)
+                except ValueError:
+                    log.error("session %s: a replica answered %r", session.id, answer)
+                    return Ack(cmd_id, "rejected", "internal error", "internal")
+            return await self.submit(session, raw, forwarded=True)
+        return Ack(cmd_id, "rejected", _elsewhere(exc), "session_elsewhere")
+
+    async def apply_forwarded(self, session_id: str, raw: JSONObject) -> JSONObject | None:
+        """Apply a command another replica forwarded; its ack, or ``None`` if this
+        replica no longer runs the session (left for the next holder)."""
+        session = await self.store.get_session(session_id)
+        if session is None:
+            error = CommandError("not_found", f"session {session_id!r} not found")
+            return Ack.rejected(str(raw.get("id", "")), error).to_json()
+        ack = await self.submit(session, raw, forwarded=True)
+        return None if ack.code == "session_elsewhere" else ack.to_json()
+
+    async def serve_inbox(self) -> None:
+        """Apply forwarded commands until wind-down (several replicas only)."""
+        with self._inbox:
+            await self.store.serve_inbox(self.apply_forwarded)
 
     # -- turns ---------------------------------------------------------------------
 
@@ -469,6 +505,7 @@ class Supervisor:
             return
         self._closing = True
         self._sessions.stop_evictor()
+        self._inbox.cancel()
         for scope in self._retrying:
             scope.cancel()
         busy = [live for live in self._sessions.live() if live.running is not None]
@@ -530,12 +567,19 @@ async def open_supervisor(
             tools or ToolCatalogue.builtin(),
         )
         await nursery.start(supervisor.sessions.run_evictor)
+        if store.replica is not None:
+            nursery.start_soon(supervisor.serve_inbox)
         await supervisor._recover()
         try:
             yield supervisor
         finally:
             with trio.CancelScope(shield=True):
                 await supervisor.wind_down()
+
+
+# How long a command forwarded to the replica running its session may wait for
+# its ack (that replica's lease lapsing ends the wait sooner).
+FORWARD_TIMEOUT = 30.0
 
 
 def _elsewhere(exc: LeaseLost | LeaseHeld) -> str:

@@ -36,10 +36,13 @@ from typing import TypeVar
 
 import trio
 
+from . import _inbox_pg
 from . import _postgres_sql as pgsql
 from ._batch import BatchResult, Known
-from ._errors import LeaseHeld, LeaseLost, StoreClosed, StoreError
+from ._errors import LeaseHeld, LeaseLost, StorageUnavailable, StoreClosed, StoreError
+from ._fanout_pg import PgFanout
 from ._groups import unwrap_single_error
+from ._json import JSONObject
 from ._models import Append, Approval, Committed, Event, Session, Turn
 from ._postgres_schema import PG_MIGRATIONS
 from ._rows import Row, decode_approval, decode_command, decode_event, decode_session, decode_turn
@@ -78,6 +81,10 @@ class _Link:
         # Not abandoned on cancel: the thread finishes (COMMIT or ROLLBACK) first.
         return await trio.to_thread.run_sync(on_thread, limiter=self._limiter)
 
+    def broken(self) -> bool:
+        """Whether the connection was found dead (the next call opens a new one)."""
+        return self._conn is None or self._conn.closed or self._conn.broken
+
     async def close(self) -> None:
         """Close the connection once a call in flight (if any) is done."""
         async with self._limiter:
@@ -97,6 +104,7 @@ class PostgresBackend:
     """
 
     def __init__(self, dsn: str, readers: int, lease_ttl: float) -> None:
+        self.dsn = dsn
         self._writer = _Link(dsn, "agent-runtime writer")
         self._readers: trio.MemorySendChannel[_Link]
         self._readers, self._idle_readers = trio.open_memory_channel[_Link](readers)
@@ -167,6 +175,14 @@ class PostgresBackend:
                 del self.held[session_id]
                 self.lost += 1
 
+    async def forward(self, session_id: str, command: JSONObject) -> JSONObject | None:
+        """Forward *command* to the replica running *session_id* (``_inbox_pg.py``)."""
+        return await _inbox_pg.forward(self, session_id, command)
+
+    async def serve_inbox(self, handler: _inbox_pg.Handler) -> None:
+        """Apply commands forwarded to this replica's sessions, until cancelled."""
+        await _inbox_pg.serve(self, self.dsn, handler)
+
     async def keep_leases(self) -> None:
         """Renew the held leases every third of the TTL, for as long as the store is open.
 
@@ -179,12 +195,56 @@ class PostgresBackend:
             with contextlib.suppress(StoreError):
                 await self.renew()
 
+    async def ping(self) -> None:
+        """``SELECT 1`` on a reader connection (``/health``; the caller bounds the wait).
+
+        A connection found dead (the server restarted, an administrator
+        terminated it) is replaced and the query tried once more, so only a
+        database that cannot be reached now fails. Cancelled, the worker thread
+        is abandoned, not waited for: it keeps the connection (its link's
+        limiter) until it returns, so a hung network cannot hold the caller,
+        nor can two threads share a connection.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+            StoreClosed: the store is closed.
+        """
+        if self._closed:
+            raise StoreClosed("the session store is closed")
+
+        def select_one(link: _Link) -> None:
+            try:
+                link._connection().execute("SELECT 1")
+            except BaseException as exc:
+                raise pgsql.translate(exc) from exc
+
+        link = await self._idle_readers.receive()
+        try:
+            try:
+                await trio.to_thread.run_sync(
+                    select_one, link, limiter=link._limiter, abandon_on_cancel=True
+                )
+            except StorageUnavailable:
+                await trio.to_thread.run_sync(
+                    select_one, link, limiter=link._limiter, abandon_on_cancel=True
+                )
+        finally:
+            self._readers.send_nowait(link)
+
     async def _read(self, fn: Callable[[pgsql.Connection], T]) -> T:
         if self._closed:
             raise StoreClosed("the session store is closed")
         link = await self._idle_readers.receive()
         try:
-            return await link.run(fn)
+            try:
+                return await link.run(fn)
+            except StorageUnavailable:
+                if not link.broken():
+                    raise
+                # The pooled connection had died (a database restart, a
+                # terminated backend): once more, on a fresh one. Reads and
+                # the few statements sent here are safe to repeat.
+                return await link.run(fn)
         finally:
             self._readers.send_nowait(link)
 
@@ -316,19 +376,25 @@ async def _open(
     migrations: Sequence[Migration],
 ) -> AsyncIterator[GroupCommitStore]:
     backend = PostgresBackend(dsn, readers, lease_ttl)
+    # Live events of every replica's commits: this replica's own through
+    # publish(), the others' through LISTEN, listening before the store is ready.
+    fanout = PgFanout(dsn, backend.owner, backend, lambda sid: backend.held.get(sid))
     with unwrap_single_error():
         try:
             await backend.open(migrations)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(backend.keep_leases)
+                await nursery.start(fanout.run)
                 async with open_store(
                     backend,
                     queue_size=queue_size,
                     max_batch=max_batch,
                     drain_timeout=drain_timeout,
+                    fanout=fanout,
                 ) as store:
                     yield store
                 nursery.cancel_scope.cancel()
         finally:
+            fanout.close()  # also when opening failed half-way
             with trio.CancelScope(shield=True):
                 await backend.aclose()

@@ -112,7 +112,28 @@ _V2 = Migration(
     ),
 )
 
-PG_MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3 = Migration(
+    version=3,
+    description="an inbox of commands forwarded to the replica that runs their session",
+    statements=(
+        # A replica that receives a command for a session another replica runs
+        # writes it here; the holder applies it (idempotent by command id, like
+        # any command) and writes its ack back; the sender returns that ack.
+        """
+        CREATE TABLE inbox (
+            id         BIGSERIAL PRIMARY KEY,
+            session_id TEXT NOT NULL,
+            body       TEXT NOT NULL,
+            sent_by    TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            ack        TEXT
+        )
+        """,
+        "CREATE INDEX inbox_open ON inbox (session_id, id) WHERE ack IS NULL",
+    ),
+)
+
+PG_MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 
 # pg_advisory_xact_lock key serialising migrations of one database ("agrt").
 MIGRATION_LOCK = 0x61677274

@@ -22,7 +22,7 @@ import psycopg.errors
 from ._batch import BatchResult, Known, StoredCommand, apply_batch
 from ._errors import StorageUnavailable, StoreError, Unstorable
 from ._json import dumps
-from ._models import Append, Approval, CommandRecord, Event, Session, Turn, TurnStatus
+from ._models import Append, Approval, CommandRecord, Committed, Event, Session, Turn, TurnStatus
 from ._postgres_schema import MIGRATION_LOCK, PG_MIGRATIONS, pending
 from ._rows import (
     Row,
@@ -102,6 +102,17 @@ def migrate(conn: Connection, migrations: Sequence[Migration] = PG_MIGRATIONS) -
 
 _NOTHING_KNOWN = Known({}, {})
 
+# The NOTIFY channel of this schema's events (replicas of one store share a
+# schema; the tests' schemas in one database must not hear each other).
+_CHANNEL = "'agent_runtime_events_' || left(md5(COALESCE(current_schema(), '')), 16)"
+
+
+def events_channel(conn: Connection) -> str:
+    """The channel :func:`commit_batch` notifies on, for the connection's schema."""
+    row = conn.execute(f"SELECT {_CHANNEL}").fetchone()
+    assert row is not None
+    return str(row[0])
+
 
 def commit_batch(
     conn: Connection,
@@ -116,12 +127,27 @@ def commit_batch(
     Returns the result and the leases the transaction took (session ->
     generation). The writer's caches are not used: another replica may have
     written a session since (seqs and rows are read under the lease lock).
+
+    Every replica's subscribers learn of the batch from one notification per
+    session it wrote events to, ``"<session_id> <first_seq> <last_seq> <owner>"`` on
+    :func:`events_channel` (``_fanout_pg.py``), sent in the transaction:
+    PostgreSQL delivers it at commit, in commit order, or never.
     """
     conn.execute("BEGIN")
     try:
         tx = PgTx(conn)
         seqs = FencedSeqAllocator(tx, owner, held, ttl)
         result = apply_batch(tx, appends, _NOTHING_KNOWN, ts, seqs=seqs)
+        written: dict[str, tuple[int, int]] = {}  # session -> (first, last) seq
+        for a, o in zip(appends, result.outcomes, strict=True):
+            if isinstance(o, Committed) and o.events and not o.duplicate:
+                first = written.get(a.session_id, (o.events[0].seq, 0))[0]
+                written[a.session_id] = (first, o.events[-1].seq)
+        if written:
+            conn.execute(
+                f"SELECT pg_notify({_CHANNEL}, p) FROM unnest(%s::text[]) AS p",
+                ([f"{sid} {first} {last} {owner}" for sid, (first, last) in written.items()],),
+            )
         conn.execute("COMMIT")
     except BaseException:
         rollback_quietly(conn)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from ._json import JSONObject
 from ._models import Append, Approval, Committed, Event, Session, Turn
 from ._writer import StoreHealth, WriterStats
 
@@ -130,6 +131,17 @@ class SessionStore(Protocol):
 
     def holds(self, session_id: str) -> bool:
         """Whether this store may write *session_id* now, as far as it knows."""
+        ...
+
+    async def forward(self, session_id: str, command: JSONObject) -> JSONObject | None:
+        """Have the replica running *session_id* apply *command*; its ack, or ``None``
+        if that replica's lease lapsed first."""
+        ...
+
+    async def serve_inbox(
+        self, handler: Callable[[str, JSONObject], Awaitable[JSONObject | None]]
+    ) -> None:
+        """Apply commands forwarded to this replica's sessions, until cancelled."""
         ...
 
     async def import_session(

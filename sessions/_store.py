@@ -69,7 +69,7 @@ each for a networked, multi-replica store):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol, runtime_checkable
 
@@ -79,6 +79,7 @@ from ._batch import BatchResult, Known, Tx, check_append
 from ._errors import Conflict, SessionLimitReached, SessionNotFound, StoreClosed, StoreError
 from ._fanout import Fanout
 from ._fanout_local import LocalFanout
+from ._json import JSONObject
 from ._models import Append, Approval, Committed, Event, Session, Turn
 from ._protocol import Subscription
 from ._subscription import ReplaySubscription
@@ -146,6 +147,12 @@ class Leasing(Protocol):
     async def release(self, session_id: str) -> None: ...
 
     def holds(self, session_id: str) -> bool: ...
+
+    async def forward(self, session_id: str, command: JSONObject) -> JSONObject | None: ...
+
+    async def serve_inbox(
+        self, handler: Callable[[str, JSONObject], Awaitable[JSONObject | None]]
+    ) -> None: ...
 
 
 def import_into(
@@ -368,6 +375,51 @@ class GroupCommitStore:
     def holds(self, session_id: str) -> bool:
         """Whether this store may write *session_id* now (as far as it knows)."""
         return not isinstance(self._backend, Leasing) or self._backend.holds(session_id)
+
+    async def forward(self, session_id: str, command: JSONObject) -> JSONObject | None:
+        """Have the replica that runs *session_id* apply *command*; its ack as JSON.
+
+        Returns ``None`` if that replica's lease lapsed before it answered: the
+        caller may then take the session over (:meth:`acquire`) and apply the
+        command itself (a duplicate id is harmless). Waits while the holder's
+        lease is live: bound it with a cancel scope.
+
+        Raises:
+            StoreError: a one-writer store (nothing to forward to), or the
+                database failed.
+
+        Cancellation: safe; a command already forwarded is applied anyway.
+        """
+        self._check_open()
+        if not isinstance(self._backend, Leasing):
+            raise StoreError("this store has one writer: there is no other replica to forward to")
+        return await self._backend.forward(session_id, command)
+
+    async def serve_inbox(
+        self, handler: Callable[[str, JSONObject], Awaitable[JSONObject | None]]
+    ) -> None:
+        """Apply, with *handler*, the commands other replicas forward to the sessions
+        this replica runs; until cancelled. Returns at once for a one-writer store."""
+        if isinstance(self._backend, Leasing):
+            await self._backend.serve_inbox(handler)
+
+    async def ping(self) -> None:
+        """Check that the database answers a trivial read (for ``/health``).
+
+        A no-op for stores with no server to lose (memory, SQLite: their
+        trouble shows in :attr:`health` when a write fails); a backend with a
+        ``ping()`` (PostgreSQL: ``SELECT 1`` on a reader connection) is asked.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+            StoreClosed: the store is closed.
+
+        Cancellation: safe (reads only); bound the wait with ``trio.move_on_after``.
+        """
+        self._check_open()
+        ping = getattr(self._backend, "ping", None)
+        if ping is not None:
+            await ping()
 
     async def import_session(
         self, session: Session, events: Sequence[Event], *, max_live_sessions: int | None = None

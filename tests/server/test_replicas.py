@@ -8,13 +8,15 @@ frozen or dead replica's lease does after its TTL.
 
 The fencing test is the one langgraph #8796 asks for: freeze the owner
 (SIGSTOP), let another replica take over and continue, resume the frozen one
-(SIGCONT): nothing it does afterwards is written, and the log has no fork, no
-duplicate seq, no gap, and one ``turn.ended`` per turn.
+(SIGCONT): its own writes are refused (it steps down and forwards to the new
+holder), and the log has no fork, no duplicate seq, no gap, and one
+``turn.ended`` per turn.
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -77,7 +79,7 @@ def message(command_id: str, content: str) -> Frame:
     return {"type": "user_message", "id": command_id, "content": content}
 
 
-async def test_a_replica_refuses_commands_for_a_session_another_one_runs(
+async def test_a_command_sent_to_another_replica_has_the_owners_contract(
     dsn: str, tmp_path: Path
 ) -> None:
     async with replicas(dsn, tmp_path, 2) as [(_, a), (_, b)]:
@@ -87,16 +89,27 @@ async def test_a_replica_refuses_commands_for_a_session_another_one_runs(
             assert ack["status"] == "accepted"
             with trio.fail_after(STEP):
                 await on_a.until_type("turn.ended")
-        async with b.ws(session_id, TOKEN, after=100) as on_b:
-            refused = await on_b.command(message("m2", "hello from b"))
-        assert refused["status"] == "rejected" and refused["code"] == "session_elsewhere"
-        assert "replica" in refused["error"]
+            seen = on_a.last_seq
+        # B forwards the command to A, which runs the session: the same ack,
+        # given once its effect is committed, and the turn runs on A.
+        async with b.ws(session_id, TOKEN, after=seen) as on_b:
+            forwarded = await on_b.command(message("m2", "hello from b"))
+            assert forwarded["status"] == "accepted" and forwarded["turn_id"]
+            with trio.fail_after(STEP):
+                events = await on_b.until_type("turn.ended")  # live, from A's commits
+            assert events[0]["type"] == "user.message" and events[-1]["reason"] == "completed"
+            again = await on_b.command(message("m2", "hello from b"))
+        assert again["status"] == "duplicate" and again["turn_id"] == forwarded["turn_id"]
+        async with a.ws(session_id, TOKEN, after=100) as on_a:
+            on_owner = await on_a.command(message("m2", "hello from b"))
+        assert on_owner["status"] == "duplicate" and on_owner["turn_id"] == forwarded["turn_id"]
         # Any replica serves reads.
         async with b.http(TOKEN) as http:
             shown = (await http.get(f"/v1/sessions/{session_id}/messages")).json()
-        assert [m["role"] for m in shown["messages"]][:1] == ["user"]
-        assert_one_history(log_of(dsn, session_id))
-        assert ("user.message") not in [t for s, t in log_of(dsn, session_id)][3:]
+        assert [m["role"] for m in shown["messages"]].count("user") == 2
+        log = log_of(dsn, session_id)
+        assert_one_history(log)
+        assert [t for _, t in log].count("user.message") == 2
 
 
 async def test_a_frozen_owner_is_fenced_off_after_another_replica_takes_over(
@@ -128,17 +141,20 @@ async def test_a_frozen_owner_is_fenced_off_after_another_replica_takes_over(
         finally:
             process_a.send_signal(signal.SIGCONT)
         before = log_of(dsn, session_id)
-        # A wakes up believing it runs the session: whatever it tries is refused.
+        # A wakes up believing it runs the session. Its own write is refused
+        # (fenced); it steps down and forwards the command to B, which decides.
         async with a.ws(session_id, TOKEN, after=len(before)) as on_a:
+            again = await on_a.command(dict(result, id="r2"))  # the call was answered
+            assert again["status"] == "rejected" and again["code"] == "already_resolved"
             late = await on_a.command(message("m2", "from the frozen replica"))
-            assert late["status"] == "rejected" and late["code"] == "session_elsewhere"
-            duplicate = await on_a.command(dict(result, id="r2"))
-            assert duplicate["status"] == "rejected"
+            assert late["status"] == "accepted"
+            with trio.fail_after(STEP):
+                await on_a.until_type("turn.ended")
         after = log_of(dsn, session_id)
-        assert after == before  # nothing written by the fenced replica
+        assert after[: len(before)] == before
         assert_one_history(after)
         types = [type_ for _, type_ in after]
-        assert types.count("tool.result") == 1 and types.count("turn.ended") == 1
+        assert types.count("tool.result") == 1 and types.count("turn.ended") == 2
 
 
 async def test_a_dead_replicas_streaming_turn_is_recovered_by_another(
@@ -167,3 +183,55 @@ async def test_a_dead_replicas_streaming_turn_is_recovered_by_another(
         assert_one_history(log)
         # Every event the client saw on the dead replica is in the log.
         assert [(e["seq"], e["type"]) for e in seen] == log[: len(seen)]
+
+
+def wait_for_forwarding(dsn: str, ready: threading.Event) -> str:
+    """Block until a replica forwards a command (the inbox's NOTIFY); its session id."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        channel = conn.execute("SELECT 'agent_runtime_inbox_' || md5(current_schema())").fetchone()
+        assert channel is not None
+        conn.execute(f"LISTEN {channel[0]}")
+        ready.set()
+        for notification in conn.notifies(timeout=STEP, stop_after=1):
+            return notification.payload
+    raise AssertionError("no command was forwarded")
+
+
+async def test_a_command_forwarded_to_a_frozen_owner_is_applied_once_its_lease_lapses(
+    dsn: str, tmp_path: Path
+) -> None:
+    async with replicas(dsn, tmp_path, 2) as [(process_a, a), (_, b)]:
+        session_id = await a.new_session(TOKEN, agent="coder")
+        async with a.ws(session_id, TOKEN) as on_a:
+            assert (await on_a.command(message("m1", "hello")))["status"] == "accepted"
+            with trio.fail_after(STEP):
+                await on_a.until_type("turn.ended")
+            seen = on_a.last_seq
+        process_a.send_signal(signal.SIGSTOP)  # alive but frozen: it answers nothing
+        try:
+            ready = threading.Event()
+            async with trio.open_nursery() as nursery, b.ws(session_id, TOKEN, after=seen) as on_b:
+                forwarded = trio.Event()
+
+                async def watch() -> None:
+                    assert await trio.to_thread.run_sync(wait_for_forwarding, dsn, ready) == (
+                        session_id
+                    )
+                    forwarded.set()
+
+                nursery.start_soon(watch)
+                await trio.to_thread.run_sync(ready.wait)
+                await on_b.send(message("m2", "while the owner is frozen"))
+                with trio.fail_after(STEP):
+                    await forwarded.wait()  # B is waiting for A's answer now
+                lapse(dsn, session_id)  # A's lease runs out: B takes over
+                with trio.fail_after(STEP):
+                    ack = await on_b.ack("m2")
+                    assert ack["status"] == "accepted"
+                    done = (await on_b.until_type("turn.ended"))[-1]
+                assert done["reason"] == "completed"
+        finally:
+            process_a.send_signal(signal.SIGCONT)
+        log = log_of(dsn, session_id)
+        assert_one_history(log)
+        assert [t for _, t in log].count("user.message") == 2

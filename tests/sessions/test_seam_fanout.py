@@ -2,9 +2,12 @@
 replay-then-live handover built on it.
 
 Any implementation must pass them. The fixture is parametrised over the
-implementations there are, under each store they serve: today the in-process
+implementations there are, under each store they serve: the in-process
 :class:`~sessions._fanout_local.LocalFanout` under the memory and SQLite
-backends. A networked store adds its fan-out under its own store.
+backends, and :class:`~sessions._fanout_pg.PgFanout` under PostgreSQL twice:
+fed by its own store's writer ("pg-local"), and by another replica's commits on
+the same schema through LISTEN/NOTIFY ("pg-remote": the store that writes is
+not the one whose fan-out is checked).
 """
 
 from __future__ import annotations
@@ -24,27 +27,39 @@ from sessions import (
     Event,
     GroupCommitStore,
     SubscriberTooSlow,
+    open_postgres_store,
 )
 from sessions._fanout import Fanout, LiveFeed
 from sessions._fanout_local import LocalFanout
 from sessions._store import Backend
 from sessions._subscription import ReplaySubscription
 
+from ..pg import fresh_schema
 from .helpers import append_events, command, create_session, ev, make_approval, open_backed
 
 
 @attrs.frozen
 class Fanned:
-    store: GroupCommitStore
-    fanout: Fanout
-    backend: Backend
+    store: GroupCommitStore  # the one that writes
+    fanout: Fanout  # the one checked
+    backend: Backend  # the checked fan-out's store's
 
 
-@pytest.fixture(params=["local-memory", "local-sqlite"])
+@pytest.fixture(params=["local-memory", "local-sqlite", "pg-local", "pg-remote"])
 async def fanned(request: pytest.FixtureRequest, db_path: Path) -> AsyncIterator[Fanned]:
-    fanout = LocalFanout()
-    async with open_backed(request.param, db_path, fanout=fanout) as (store, backend):
-        yield Fanned(store, fanout, backend)
+    kind: str = request.param
+    if not kind.startswith("pg-"):
+        fanout = LocalFanout()
+        async with open_backed(kind, db_path, fanout=fanout) as (store, backend):
+            yield Fanned(store, fanout, backend)
+        return
+    with fresh_schema() as dsn:
+        async with open_postgres_store(dsn) as writer:
+            if kind == "pg-local":
+                yield Fanned(writer, writer._fanout, writer._backend)
+                return
+            async with open_postgres_store(dsn) as reader:
+                yield Fanned(writer, reader._fanout, reader._backend)
 
 
 async def _take(feed: LiveFeed, count: int, above: int = 0) -> list[Event]:
@@ -125,9 +140,11 @@ async def test_a_feed_that_falls_behind_is_cut_off_after_what_it_holds(fanned: F
     roomy = fanned.fanout.register(session.id, 0, 10)
     try:
         await append_events(store, session.id, ev(), ev(), ev())  # never blocked
+        # Roomy first: a feed fed after the commit returned (pg-remote) would
+        # hand its first event straight to a reader already waiting on small.
+        assert [e.seq for e in await _take(roomy, 3)] == [1, 2, 3]
         assert [e.seq for e in await _drain(small)] == [1, 2]
         assert small.overflowed
-        assert [e.seq for e in await _take(roomy, 3)] == [1, 2, 3]
         assert not roomy.overflowed
     finally:
         small.close()
@@ -138,7 +155,11 @@ async def test_publish_after_close_is_harmless(fanned: Fanned) -> None:
     store, fanout = fanned.store, fanned.fanout
     session = await create_session(store)
     feed = fanout.register(session.id, 0, 10)
+    witness = fanout.register(session.id, 0, 10)
     await append_events(store, session.id, ev())
+    # A fan-out fed from elsewhere delivers after the commit returned: once one
+    # feed of the session has it, every feed of the session holds it.
+    assert [e.seq for e in await _take(witness, 1)] == [1]
     fanout.close()
     fanout.close()
     assert fanout.closed
@@ -154,6 +175,7 @@ async def test_publish_after_close_is_harmless(fanned: Fanned) -> None:
     assert not feed.overflowed
     late.close()
     feed.close()
+    witness.close()
 
 
 async def test_a_closed_feed_gets_nothing_more(fanned: Fanned) -> None:
