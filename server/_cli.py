@@ -1,4 +1,4 @@
-"""The ``agent-runtime`` command: ``serve``, ``sessions list|show|delete`` and ``chat``.
+"""The ``agent-runtime`` command: ``serve``, ``sessions``, ``migrate`` and ``chat``.
 
 This module holds the program's only ``trio.run``. Exit status: 0 success; 1 a
 failure after the command started (e.g. ``sessions show`` of an unknown id); 2 the
@@ -15,6 +15,7 @@ import signal
 import sys
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import attrs
@@ -27,6 +28,7 @@ from ._auth import LOCAL_PRINCIPAL, ensure_tokens
 from ._config import MEMORY_DB, ServeConfig, load_config
 from ._errors import ConfigurationError
 from ._logging import configure_logging
+from ._migrate import check_arguments, migrate
 from ._serve import open_configured_store, serve
 from ._startup import PROGRAM, banner, describe_failure, version
 
@@ -94,6 +96,22 @@ def _parser() -> argparse.ArgumentParser:
         # Also after the action (``sessions list --db PATH``, as the README writes it).
         _store_flags(action, default=argparse.SUPPRESS)
         _debug_flag(action, default=argparse.SUPPRESS)
+
+    migrate_cmd = commands.add_parser(
+        "migrate",
+        help="copy an SQLite database into PostgreSQL (stop its server first)",
+        description="Copy every live session of an SQLite database, with its whole event log,"
+        " turns, approvals and command records, into a PostgreSQL database. Stop the server"
+        " using the SQLite file first (the command takes its lock). Sessions already in"
+        " PostgreSQL are skipped, so it can be run again. See docs/deployment.md.",
+    )
+    migrate_cmd.add_argument(
+        "--from", dest="source", required=True, metavar="PATH", help="the SQLite database file"
+    )
+    migrate_cmd.add_argument(
+        "--to", dest="target", required=True, metavar="URL", help="postgresql://USER@HOST/DB"
+    )
+    _debug_flag(migrate_cmd)
 
     # Listed for --help only: main() hands "chat ..." to the client's own parser.
     commands.add_parser("chat", help="terminal IDE client (agent-runtime chat --help)")
@@ -222,6 +240,20 @@ def _run_sessions(args: argparse.Namespace, progress: _Progress) -> int:
     return trio.run(_with_store, config, lambda s: _delete(s, args.session_id), progress)
 
 
+def _run_migrate(args: argparse.Namespace, progress: _Progress) -> int:
+    source = check_arguments(args.source, args.target)
+    if args.debug:
+        configure_logging("text", logging.DEBUG)
+
+    def say(line: str) -> None:
+        print(f"{PROGRAM} migrate: {line}", file=sys.stderr, flush=True)
+
+    def started() -> None:
+        progress.started = True
+
+    return trio.run(partial(migrate, source, args.target, say=say, started=started))
+
+
 def _report_failure(raised: BaseException, progress: _Progress, *, debug: bool) -> int:
     """Print *raised* as one line and return the exit status; re-raise a bug."""
     error = single_error(raised)
@@ -299,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "serve":
                 return _run_serve(args, progress)
+            if args.command == "migrate":
+                return _run_migrate(args, progress)
             return _run_sessions(args, progress)
         except BaseException as raised:  # a bug is re-raised by _report_failure
             return _report_failure(raised, progress, debug=args.debug)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from functools import partial
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from agents import RuntimeMetrics, Supervisor
@@ -64,8 +71,14 @@ class ServerMetrics:
         self.runtime.registry.register(_SessionsCollector(supervisor))
 
     def watch_store(self, store: SessionStore) -> None:
-        """Export *store*'s health and write failures, read at each scrape."""
+        """Export *store*'s health and write failures, read at each scrape.
+
+        A store that several replicas share (PostgreSQL) also exports its leases
+        and, once its fan-out keeps ``stats``, the notification lag.
+        """
         self.runtime.registry.register(_StoreCollector(store))
+        if store.replica is not None:
+            self.runtime.registry.register(LeaseCollector(store))
 
     def render(self) -> bytes:
         return self.runtime.render()
@@ -110,3 +123,101 @@ class _StoreCollector(Collector):
             "Batches that failed for any reason (one bad append is retried alone)",
             value=stats.failed_batches,
         )
+
+
+@runtime_checkable
+class LeaseCounts(Protocol):
+    """What a leasing backend (``sessions._postgres.PostgresBackend``) counts."""
+
+    held: Mapping[str, int]  # session -> generation of each lease this replica holds
+    lost: int  # leases found taken over: at a renewal, or by a refused (fenced) write
+
+
+def lease_counts(store: SessionStore) -> LeaseCounts | None:
+    """The lease counters of *store*'s backend, or ``None`` for a one-writer store.
+
+    ``GroupCommitStore`` keeps its backend private and has no public counters
+    of it yet; this is the one place that looks inside (by duck typing, so
+    psycopg is not imported here).
+    """
+    if store.replica is None:
+        return None
+    backend: object = getattr(store, "_backend", None)
+    return backend if isinstance(backend, LeaseCounts) else None
+
+
+def _fanout_stat(store: SessionStore, name: str) -> float | None:
+    """A number of the store's fan-out ``stats`` (LISTEN/NOTIFY), if it keeps one."""
+    stats: object = getattr(getattr(store, "_fanout", None), "stats", None)
+    value: object = getattr(stats, name, None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+class LeaseCollector(Collector):
+    """Leases of a store several replicas share, and its fan-out's notification lag."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        replica = self._store.replica
+        if replica is not None:
+            info = GaugeMetricFamily(
+                "agent_runtime_replica_info",
+                "This replica's name in the leases table (host:pid:random), always 1",
+                labels=["replica"],
+            )
+            info.add_metric([replica], 1)
+            yield info
+        counts = lease_counts(self._store)
+        if counts is not None:
+            yield GaugeMetricFamily(
+                "agent_runtime_leases_held",
+                "Sessions whose lease this replica holds (it is their only writer)",
+                value=len(counts.held),
+            )
+            yield CounterMetricFamily(
+                "agent_runtime_leases_lost",
+                "Leases found taken over by another replica: at a renewal, or by a fenced"
+                " write that was refused (nothing of it committed)",
+                value=counts.lost,
+            )
+        yield from self._fanout()
+
+    def _fanout(self) -> Iterator[Metric]:
+        """The fan-out's ``stats`` (LISTEN/NOTIFY), each metric only if it keeps that number."""
+        stat = partial(_fanout_stat, self._store)
+        for name, metric, doc in _FANOUT_COUNTERS:
+            if (value := stat(name)) is not None:
+                yield CounterMetricFamily(metric, doc, value=value)
+        samples = stat("batches")
+        if samples is None:
+            samples = stat("notifications")
+        lag_sum = stat("lag_sum")
+        if samples is not None and lag_sum is not None:
+            yield SummaryMetricFamily(
+                "agent_runtime_notification_lag_seconds",
+                "From a notification's arrival to its events reaching subscribers here",
+                count_value=int(samples),
+                sum_value=lag_sum,
+            )
+        if (lag_max := stat("lag_max")) is not None:
+            yield GaugeMetricFamily(
+                "agent_runtime_notification_lag_max_seconds",
+                "Largest notification lag seen since this replica started",
+                value=lag_max,
+            )
+
+
+_FANOUT_COUNTERS = (
+    ("notifications", "agent_runtime_notifications", "Notifications received (own ones too)"),
+    (
+        "ignored",
+        "agent_runtime_notifications_ignored",
+        "Notifications of this replica's own commits, or of sessions nobody follows here",
+    ),
+    ("reads", "agent_runtime_notification_reads", "Storage reads made to feed subscribers"),
+    ("drops", "agent_runtime_listen_drops", "Listening connections lost (then reopened)"),
+)

@@ -4,22 +4,36 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Final
 
+import attrs
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
 from agents import CommandError
-from sessions import JSON, Approval, JSONObject, Session, dumps
+from sessions import (
+    JSON,
+    Approval,
+    GroupCommitStore,
+    JSONObject,
+    Session,
+    SessionStore,
+    StoreError,
+    dumps,
+)
 
 from ._errors import STORAGE_RETRY_AFTER, ApiError, bad_request
 from ._http import authenticate, int_arg, owned_session, read_json_object
 from ._json_input import decode_json
+from ._metrics import lease_counts
 from ._responses import json_response
 from ._state import ServerState
 
 MAX_TITLE = 120
 MAX_PAGE = 1000
+# Seconds /health waits for the database's answer to ``SELECT 1`` (PostgreSQL).
+HEALTH_PING_TIMEOUT: Final = 2.0
 
 
 def session_json(state: ServerState, session: Session) -> JSONObject:
@@ -114,15 +128,65 @@ async def events_page(state: ServerState, session: Session) -> Response:
     return json_response(body)
 
 
+@attrs.define(eq=False)
+class _Ping:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    finished: bool = False
+    error: str | None = None
+
+
+class DatabaseCheck:
+    """``/health``'s database probe: one ``SELECT 1`` at a time, shared by concurrent requests.
+
+    ``/health`` needs no token, so a flood of it must not become a flood of
+    queries: a request that finds a ping in flight waits for its answer. If the
+    request that started it goes away first, a waiter starts the next one.
+    """
+
+    def __init__(self, store: SessionStore, timeout: float = HEALTH_PING_TIMEOUT) -> None:
+        self._store = store
+        self._timeout = timeout
+        self._ping: _Ping | None = None
+
+    async def check(self) -> str | None:
+        """``None`` if the database answered, else why not (one sentence)."""
+        while True:
+            ping = self._ping
+            if ping is None:
+                return await self._lead()
+            await ping.done.wait()
+            if ping.finished:
+                return ping.error
+
+    async def _lead(self) -> str | None:
+        self._ping = ping = _Ping()
+        try:
+            if isinstance(self._store, GroupCommitStore):
+                with trio.move_on_after(self._timeout) as deadline:
+                    await self._store.ping()
+                if deadline.cancelled_caught:
+                    ping.error = f"the database did not answer within {self._timeout:g} s"
+            ping.finished = True
+        except StoreError as error:
+            ping.error, ping.finished = str(error), True
+        finally:
+            self._ping = None
+            ping.done.set()
+        return ping.error
+
+
 def register(app: QuartTrio, state: ServerState) -> None:
+    database = DatabaseCheck(state.store)
+
     @app.get("/health")
     async def health() -> Response:
         if state.draining.is_set():
             return json_response({"status": "draining"}, 503)
         store = state.store.health
+        body: JSONObject = {"status": "ok", "store": {"ok": True}}
         if not store.ok:
             since = store.degraded_since or 0.0
-            body: JSONObject = {
+            body = {
                 "status": "degraded",
                 "store": {
                     "ok": False,
@@ -130,10 +194,20 @@ def register(app: QuartTrio, state: ServerState) -> None:
                     "degraded_for_s": round(max(0.0, trio.current_time() - since), 3),
                 },
             }
-            response = json_response(body, 503)
-            response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
-            return response
-        return json_response({"status": "ok", "store": {"ok": True}})
+        if state.store.replica is not None:  # a database server several replicas share
+            error = await database.check()
+            body["database"] = "ok" if error is None else "unavailable"
+            if error is not None:
+                body["status"] = "degraded"
+                body["database_error"] = error
+            body["replica"] = state.store.replica
+            counts = lease_counts(state.store)
+            body["leases_held"] = None if counts is None else len(counts.held)
+        if body["status"] == "ok":
+            return json_response(body)
+        response = json_response(body, 503)
+        response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
+        return response
 
     @app.get("/metrics")
     async def get_metrics() -> Response:
