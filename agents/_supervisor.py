@@ -72,7 +72,7 @@ class Supervisor:
     _sessions: SessionRegistry = attrs.field(init=False)
     _closing: bool = False
     _retrying: set[trio.CancelScope] = attrs.field(factory=set)
-    _inbox: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    _replica: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 
     def __attrs_post_init__(self) -> None:
         self._sessions = SessionRegistry(
@@ -330,10 +330,23 @@ class Supervisor:
         ack = await self.submit(session, raw, forwarded=True)
         return None if ack.code == "session_elsewhere" else ack.to_json()
 
-    async def serve_inbox(self) -> None:
-        """Apply forwarded commands until wind-down (several replicas only)."""
-        with self._inbox:
-            await self.store.serve_inbox(self.apply_forwarded)
+    async def serve_replica(self) -> None:
+        """Until wind-down (several replicas only): apply forwarded commands, and stop
+        the sessions whose lease another replica took over."""
+        with self._replica:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.store.serve_inbox, self.apply_forwarded)
+                async for session_id in self.store.lost_leases():
+                    live = self._sessions.get(session_id)
+                    if live is not None:
+                        self._give_up(live)
+
+    def _give_up(self, live: LiveSession) -> None:
+        """Stop *live*'s turn without its closing write and forget the session here."""
+        live.lost = True
+        if live.running is not None:
+            live.running.stop("interrupted", suspend=True)
+        self._step_down(live)
 
     # -- turns ---------------------------------------------------------------------
 
@@ -505,7 +518,7 @@ class Supervisor:
             return
         self._closing = True
         self._sessions.stop_evictor()
-        self._inbox.cancel()
+        self._replica.cancel()
         for scope in self._retrying:
             scope.cancel()
         busy = [live for live in self._sessions.live() if live.running is not None]
@@ -568,7 +581,7 @@ async def open_supervisor(
         )
         await nursery.start(supervisor.sessions.run_evictor)
         if store.replica is not None:
-            nursery.start_soon(supervisor.serve_inbox)
+            nursery.start_soon(supervisor.serve_replica)
         await supervisor._recover()
         try:
             yield supervisor

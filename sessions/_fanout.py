@@ -8,13 +8,13 @@ registered with the :class:`Fanout`. Implementations:
 - :class:`~sessions._fanout_local.LocalFanout` (SQLite, memory): publishing
   copies the events into each registered subscriber's bounded buffer, in the
   writer's task.
-- A networked store would send ``NOTIFY`` inside the batch transaction (the
-  database delivers it at commit, in commit order; ``publish`` is then a no-op
-  or serves this replica's own subscribers) and feed each replica's
-  subscribers from one ``LISTEN`` connection opened with the store: a notification
-  says "session *s* has new events", and the feed reads them from storage after
-  its cursor (read-after-notify), so a lost or coalesced notification costs
-  latency, never an event.
+- :class:`~sessions._fanout_pg.PgFanout` (PostgreSQL, several replicas): the
+  committing transaction sends one ``NOTIFY`` per session (delivered at commit,
+  in commit order); this replica's own commits are published locally as above,
+  and each replica's one ``LISTEN`` connection wakes the feeds of sessions
+  another replica wrote, which read them from storage after their cursor
+  (read-after-notify), so a lost or coalesced notification costs latency,
+  never an event.
 
 The handover (replay, then live) is the subscription's, the same for every
 implementation: replay pages until a short page; register the feed; read

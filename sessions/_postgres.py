@@ -117,6 +117,8 @@ class PostgresBackend:
         self.held: dict[str, int] = {}
         self._lease_lock = trio.Lock()
         self.lost = 0  # leases found taken over (renewal or a refused write)
+        # Sessions whose lease was found taken over, for the supervisor to stop.
+        self._lost_send, self.lost_sessions = trio.open_memory_channel[str](256)
 
     async def open(self, migrations: Sequence[Migration]) -> None:
         with trio.CancelScope(shield=True):
@@ -173,7 +175,14 @@ class PostgresBackend:
         for session_id, generation in held.items():
             if kept.get(session_id) != generation and self.held.get(session_id) == generation:
                 del self.held[session_id]
-                self.lost += 1
+                self._lose(session_id)
+
+    def _lose(self, session_id: str) -> None:
+        self.lost += 1
+        # Bounded and never blocking: a session missed here is still fenced off
+        # at its next write; this only lets its replica stop sooner.
+        with contextlib.suppress(trio.WouldBlock):
+            self._lost_send.send_nowait(session_id)
 
     async def forward(self, session_id: str, command: JSONObject) -> JSONObject | None:
         """Forward *command* to the replica running *session_id* (``_inbox_pg.py``)."""
@@ -268,7 +277,7 @@ class PostgresBackend:
                 append.session_id
             ):
                 self.held.pop(append.session_id, None)
-                self.lost += 1
+                self._lose(append.session_id)
         return result
 
     async def import_session(

@@ -133,6 +133,10 @@ class SessionStore(Protocol):
         """Whether this store may write *session_id* now, as far as it knows."""
         ...
 
+    def lost_leases(self) -> AsyncIterator[str]:
+        """Sessions whose lease this replica finds taken over, as it finds them."""
+        ...
+
     async def forward(self, session_id: str, command: JSONObject) -> JSONObject | None:
         """Have the replica running *session_id* apply *command*; its ack, or ``None``
         if that replica's lease lapsed first."""

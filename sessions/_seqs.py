@@ -12,9 +12,10 @@ session are kept apart:
   writer of the database remembers last seqs between batches and reads
   ``MAX(seq)`` inside the transaction on a miss. Valid only because nothing else
   writes the database (the SQLite store's file lock).
-- A networked store with several replicas would read the session's last seq
-  inside the transaction under the session's row lock and check the fencing
-  token of its lease there, so a replica that lost the lease cannot commit.
+- :class:`~sessions._seqs_fenced.FencedSeqAllocator` (PostgreSQL, several
+  replicas): locks the session's lease row inside the transaction, checks the
+  fencing token (this replica, its generation) there, and reads ``MAX(seq)``
+  under that lock, so a replica that lost the lease cannot commit.
 
 What every implementation must guarantee (``tests/sessions/test_seam_seqs.py``):
 

@@ -148,6 +148,8 @@ class Leasing(Protocol):
 
     def holds(self, session_id: str) -> bool: ...
 
+    lost_sessions: trio.MemoryReceiveChannel[str]
+
     async def forward(self, session_id: str, command: JSONObject) -> JSONObject | None: ...
 
     async def serve_inbox(
@@ -375,6 +377,17 @@ class GroupCommitStore:
     def holds(self, session_id: str) -> bool:
         """Whether this store may write *session_id* now (as far as it knows)."""
         return not isinstance(self._backend, Leasing) or self._backend.holds(session_id)
+
+    async def lost_leases(self) -> AsyncIterator[str]:
+        """The sessions whose lease this replica finds taken over (renewal or a refused
+        write), as it finds them, until the store closes; nothing for one-writer stores.
+
+        Lets the supervisor stop a session's turn at once rather than at its next
+        write (which the fence would refuse anyway).
+        """
+        if isinstance(self._backend, Leasing):
+            async for session_id in self._backend.lost_sessions:
+                yield session_id
 
     async def forward(self, session_id: str, command: JSONObject) -> JSONObject | None:
         """Have the replica that runs *session_id* apply *command*; its ack as JSON.

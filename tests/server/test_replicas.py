@@ -235,3 +235,34 @@ async def test_a_command_forwarded_to_a_frozen_owner_is_applied_once_its_lease_l
         log = log_of(dsn, session_id)
         assert_one_history(log)
         assert [t for _, t in log].count("user.message") == 2
+
+
+async def test_resuming_across_three_replicas_during_a_live_stream_has_no_gap_or_duplicate(
+    dsn: str, tmp_path: Path
+) -> None:
+    async with replicas(dsn, tmp_path, 3) as started:
+        servers = [server for _, server in started]
+        session_id = await servers[0].new_session(TOKEN, agent="coder")
+        got: list[Frame] = []
+        reconnects = 0
+        async with servers[0].ws(session_id, TOKEN) as first:
+            assert (await first.command(message("m1", "slow stream 25 words")))[
+                "status"
+            ] == "accepted"
+            got.append(await first.event())
+        # The turn streams on replica 0; the client hops replica to replica,
+        # resuming each time from the last seq it saw, until the turn ends.
+        while got[-1]["type"] != "turn.ended":
+            server = servers[(reconnects + 1) % 3]
+            reconnects += 1
+            async with server.ws(session_id, TOKEN, after=got[-1]["seq"]) as client:
+                client.last_seq = got[-1]["seq"]
+                for _ in range(1):
+                    with trio.fail_after(STEP):
+                        got.append(await client.event())  # asserts contiguous seqs
+                    if got[-1]["type"] == "turn.ended":
+                        break
+        assert reconnects >= 20, (reconnects, len(got))
+        log = log_of(dsn, session_id)
+        assert [(e["seq"], e["type"]) for e in got] == log
+        assert_one_history(log)
