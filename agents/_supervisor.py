@@ -336,10 +336,35 @@ class Supervisor:
         with self._replica:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.store.serve_inbox, self.apply_forwarded)
+                nursery.start_soon(self._adopt_orphans)
                 async for session_id in self.store.lost_leases():
                     live = self._sessions.get(session_id)
                     if live is not None:
                         self._give_up(live)
+
+    async def _adopt_orphans(self) -> None:
+        """Every lease TTL: take over sessions whose replica died mid-turn, and recover
+        them (loading does), so their turns end or carry on without waiting for a
+        client's next command. Replicas race for each; the lease decides."""
+        period = self.store.lease_ttl or 5.0
+        while True:
+            await trio.sleep(period)
+            try:
+                orphans = await self.store.orphaned_sessions()
+            except StoreError as exc:
+                log.info("looking for orphaned sessions failed: %s", exc)
+                continue
+            for session_id in orphans:
+                session = await self.store.get_session(session_id)
+                if session is None:
+                    continue
+                try:
+                    async with self._sessions.use(session):
+                        log.warning("session %s: took over from a replica that stopped", session_id)
+                except LeaseHeld:
+                    continue  # another replica was quicker
+                except StoreError as exc:
+                    log.info("could not take over %s: %s", session_id, exc)
 
     def _give_up(self, live: LiveSession) -> None:
         """Stop *live*'s turn without its closing write and forget the session here."""

@@ -166,6 +166,11 @@ class PostgresBackend:
     def holds(self, session_id: str) -> bool:
         return session_id in self.held
 
+    async def orphans(self, limit: int) -> list[str]:
+        """Sessions with open turns whose lease lapsed (see ``ORPHANED_SESSIONS``)."""
+        rows = await self._fetch(pgsql.ORPHANED_SESSIONS, (limit,))
+        return [str(row[0]) for row in rows]
+
     async def renew(self) -> None:
         """Extend every held lease; forget those another replica took over."""
         held = dict(self.held)

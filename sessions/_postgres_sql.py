@@ -440,6 +440,15 @@ ACTIVE_TURNS = (
     " JOIN sessions s ON s.id = t.session_id AND s.deleted = 0"
     f" WHERE t.status IN ({_ACTIVE}) ORDER BY t.started_at, t.id"
 )
+# Sessions with open turns whose lease lapsed (their replica died or froze) or
+# that never had one: for a replica to take over and recover.
+ORPHANED_SESSIONS = (
+    "SELECT DISTINCT t.session_id FROM turns t"
+    " JOIN sessions s ON s.id = t.session_id AND s.deleted = 0"
+    " LEFT JOIN leases l ON l.session_id = t.session_id"
+    f" WHERE t.status IN ({_ACTIVE})"
+    f" AND (l.session_id IS NULL OR l.expires_at < {_NOW}) LIMIT %s"
+)
 SELECT_APPROVAL = (
     f"SELECT {_APPROVAL_COLS} FROM approvals a WHERE a.session_id = %s AND a.call_id = %s"
 )

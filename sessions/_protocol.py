@@ -133,6 +133,15 @@ class SessionStore(Protocol):
         """Whether this store may write *session_id* now, as far as it knows."""
         ...
 
+    @property
+    def lease_ttl(self) -> float | None:
+        """Seconds a session's lease lives unrenewed (several replicas), else ``None``."""
+        ...
+
+    async def orphaned_sessions(self, limit: int = 100) -> list[str]:
+        """Sessions with open turns that no live replica holds."""
+        ...
+
     def lost_leases(self) -> AsyncIterator[str]:
         """Sessions whose lease this replica finds taken over, as it finds them."""
         ...

@@ -149,6 +149,9 @@ class Leasing(Protocol):
     def holds(self, session_id: str) -> bool: ...
 
     lost_sessions: trio.MemoryReceiveChannel[str]
+    lease_ttl: float
+
+    async def orphans(self, limit: int) -> list[str]: ...
 
     async def forward(self, session_id: str, command: JSONObject) -> JSONObject | None: ...
 
@@ -377,6 +380,20 @@ class GroupCommitStore:
     def holds(self, session_id: str) -> bool:
         """Whether this store may write *session_id* now (as far as it knows)."""
         return not isinstance(self._backend, Leasing) or self._backend.holds(session_id)
+
+    @property
+    def lease_ttl(self) -> float | None:
+        """Seconds a session's lease lives unrenewed (several replicas), else ``None``."""
+        return self._backend.lease_ttl if isinstance(self._backend, Leasing) else None
+
+    async def orphaned_sessions(self, limit: int = 100) -> list[str]:
+        """Sessions with open turns that no live replica holds (their replica died):
+        for any replica to take over and recover. Always empty for one-writer stores
+        (their start-up recovery covers them)."""
+        self._check_open()
+        if isinstance(self._backend, Leasing):
+            return await self._backend.orphans(limit)
+        return []
 
     async def lost_leases(self) -> AsyncIterator[str]:
         """The sessions whose lease this replica finds taken over (renewal or a refused
