@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import logging
 
+import attrs
+
 from ._config import RuntimeConfig
-from ._core._budget import CHARS_PER_TOKEN
+from ._core._budget import CHARS_PER_TOKEN, ModelLimits
 from ._core._context import (
     COMPACTION_PROMPT,
+    MIN_CUT_CHARS,
     ContextMeter,
     compacted_history,
     compaction_plans,
@@ -29,8 +32,15 @@ from ._core._context import (
     transcript,
 )
 from ._core._events import CompactionStarted, ContextCompacted, UsageEvent
-from ._core._model import ChatMessage, ModelClient, ModelRequest, TextDelta, UsageDelta
-from ._errors import AgentError
+from ._core._model import (
+    ChatMessage,
+    ModelClient,
+    ModelRequest,
+    TextDelta,
+    ToolSpec,
+    UsageDelta,
+)
+from ._errors import AgentError, ModelError
 from ._live_turn import Out
 from ._metrics import RuntimeMetrics
 from ._session import LiveSession
@@ -164,3 +174,83 @@ async def compact(
         after,
     )
     return True
+
+
+OVERFLOW = "context_overflow"
+
+
+@attrs.frozen
+class Window:
+    """What one LLM step sends besides the history, and the model's limits."""
+
+    model: str
+    limits: ModelLimits
+    system: str
+    tools: tuple[ToolSpec, ...]
+    share: float  # of the input budget one tool result may take
+
+    @property
+    def cut(self) -> int:
+        """The longest tool result (chars) sent whole; longer ones are cut."""
+        return max(int(self.limits.input_budget * self.share) * CHARS_PER_TOKEN, MIN_CUT_CHARS)
+
+    @property
+    def overhead(self) -> int:
+        """Estimated tokens of what every request sends besides the history."""
+        return ContextMeter().estimate([], self.system, self.tools, self.cut)
+
+
+def overflow_error(model: str, window: int) -> ModelError:
+    """The turn's error when even a compacted history does not fit."""
+    return ModelError(
+        f"the conversation does not fit the context window of {model!r} ({window} tokens), "
+        "even after compacting it: the current turn alone is too large. Send a shorter "
+        "request, start a new session or fork an earlier point, or use a model with a "
+        "larger window",
+        retryable=False,
+        code=OVERFLOW,
+    )
+
+
+async def keep_within(
+    live: LiveSession,
+    turn_id: str,
+    model: ModelClient,
+    config: RuntimeConfig,
+    metrics: RuntimeMetrics,
+    window: Window,
+    reason: str,
+    *,
+    force: bool = False,
+    instructions: str | None = None,
+) -> bool:
+    """Compact the main context if its next request would pass the threshold.
+
+    With *force* (the provider refused the request as too long, or the client
+    asked) compact whatever the estimate says. Returns whether a compaction was
+    committed. A failed threshold compaction is logged and the step goes on
+    without it (the request may still fit); a failed forced one is the caller's
+    error.
+    """
+    state = live.state
+    estimate = state.meter(None).estimate(state.messages, window.system, window.tools, window.cut)
+    if not force and estimate <= window.limits.input_budget * config.compact_at:
+        return False
+    try:
+        return await compact(
+            live,
+            turn_id,
+            model,
+            config,
+            metrics,
+            reason=reason,
+            session_model=window.model,
+            tokens_before=estimate,
+            overhead_tokens=window.overhead,
+            instructions=instructions,
+        )
+    except AgentError as exc:
+        if force:
+            raise
+        log.warning("turn %s: compaction failed, going on without: %s", turn_id, exc)
+        return False

@@ -29,10 +29,10 @@ from sessions import (
     valid_text,
 )
 
-from ._compaction import compact
+from ._compaction import OVERFLOW, Window, keep_within, overflow_error
 from ._config import RuntimeConfig
-from ._core._budget import CHARS_PER_TOKEN, ModelLimits
-from ._core._context import MIN_CUT_CHARS, ContextMeter, fit_history
+from ._core._budget import ModelLimits
+from ._core._context import fit_history
 from ._core._events import (
     AgentSwitched,
     ApprovalRequested,
@@ -59,7 +59,6 @@ from ._core._model import (
     TextDelta,
     ToolCallDelta,
     ToolCallRequest,
-    ToolSpec,
     UsageDelta,
 )
 from ._core._model_choice import model_for
@@ -208,7 +207,7 @@ class TurnRunner:
         model_name = model_for(state, subtask_id, mode, self.config.model)
         tools = self.modes.tools_for(mode)
         limits = self.config.models.limits(model_name)
-        window = _Window(model_name, limits, system, tools, self.config.tool_result_share)
+        window = Window(model_name, limits, system, tools, self.config.tool_result_share)
         message_id = new_id("msg")
         compacted = False
         while True:
@@ -244,7 +243,7 @@ class TurnRunner:
                 or compacted
                 or not await self._keep_within(window, "overflow", force=True)
             ):
-                raise _overflow(model_name, limits.context_window) from None
+                raise overflow_error(model_name, limits.context_window) from None
             compacted = True
         infos = []
         unique: list[ToolCallRequest] = []
@@ -266,7 +265,7 @@ class TurnRunner:
         """The step of a ``compact`` command's turn: compact whatever can be."""
         mode = self.modes.get(self.agents[None])
         model_name = model_for(self.live.state, None, mode, self.config.model)
-        window = _Window(
+        window = Window(
             model_name,
             self.config.models.limits(model_name),
             mode.system_prompt,
@@ -277,39 +276,19 @@ class TurnRunner:
         return await self._keep_within(window, "requested", force=True, instructions=text)
 
     async def _keep_within(
-        self, window: _Window, reason: str, *, force: bool = False, instructions: str | None = None
+        self, window: Window, reason: str, *, force: bool = False, instructions: str | None = None
     ) -> bool:
-        """Compact the main context if its next request would pass the threshold.
-
-        With *force* (the provider refused the request as too long) compact
-        whatever the estimate says. Returns whether a compaction was committed.
-        A failed threshold compaction is logged and the step goes on without it
-        (the request may still fit); a failed forced one is the caller's error.
-        """
-        state = self.live.state
-        estimate = state.meter(None).estimate(
-            state.messages, window.system, window.tools, window.cut
+        return await keep_within(
+            self.live,
+            self.turn.id,
+            self.model,
+            self.config,
+            self.metrics,
+            window,
+            reason,
+            force=force,
+            instructions=instructions,
         )
-        if not force and estimate <= window.limits.input_budget * self.config.compact_at:
-            return False
-        try:
-            return await compact(
-                self.live,
-                self.turn.id,
-                self.model,
-                self.config,
-                self.metrics,
-                reason=reason,
-                session_model=window.model,
-                tokens_before=estimate,
-                overhead_tokens=window.overhead,
-                instructions=instructions,
-            )
-        except AgentError as exc:
-            if force:
-                raise
-            log.warning("turn %s: compaction failed, going on without: %s", self.turn.id, exc)
-            return False
 
     async def _stream(
         self, request: ModelRequest, message_id: str, subtask_id: str | None, limits: ModelLimits
@@ -551,40 +530,6 @@ class TurnRunner:
             await self.tool_result(
                 call.call_id, False, "the IDE did not return a result in time", sub
             )
-
-
-OVERFLOW = "context_overflow"
-
-
-@attrs.frozen
-class _Window:
-    """What one LLM step sends besides the history, and the model's limits."""
-
-    model: str
-    limits: ModelLimits
-    system: str
-    tools: tuple[ToolSpec, ...]
-    share: float
-
-    @property
-    def cut(self) -> int:
-        """The longest tool result (chars) sent whole; longer ones are cut."""
-        return max(int(self.limits.input_budget * self.share) * CHARS_PER_TOKEN, MIN_CUT_CHARS)
-
-    @property
-    def overhead(self) -> int:
-        return ContextMeter().estimate([], self.system, self.tools, self.cut)
-
-
-def _overflow(model: str, window: int) -> ModelError:
-    return ModelError(
-        f"the conversation does not fit the context window of {model!r} ({window} tokens), "
-        "even after compacting it: the current turn alone is too large. Send a shorter "
-        "request, start a new session or fork an earlier point, or use a model with a "
-        "larger window",
-        retryable=False,
-        code=OVERFLOW,
-    )
 
 
 def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
