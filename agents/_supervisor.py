@@ -45,6 +45,7 @@ from ._fork import Fork, plan_fork, read_prefix
 from ._live_turn import LiveTurn
 from ._metrics import RuntimeMetrics
 from ._registry import Pin, SessionRegistry
+from ._replica import elsewhere, forward, serve_replica
 from ._runner import TurnRunner
 from ._session import LiveSession
 from ._session_commands import apply_command, refuse
@@ -289,7 +290,7 @@ class Supervisor:
                 try:
                     ack, queued = await apply_command(live, cmd, self.modes, self.config)
                 except (LeaseLost, LeaseHeld):
-                    self._step_down(live)
+                    self.step_down(live)
                     raise
                 if queued is not None:
                     self._kick(live)
@@ -299,79 +300,13 @@ class Supervisor:
             # committed here. Forward it there (once: a forwarded command that
             # finds the session moved on is left for its next holder).
             if forwarded or not isinstance(raw, dict):
-                return Ack(cmd.id, "rejected", _elsewhere(exc), "session_elsewhere")
-            return await self._forward(session, raw, exc)
-
-    async def _forward(self, session: Session, raw: JSONObject, exc: LeaseLost | LeaseHeld) -> Ack:
-        """Have the replica running *session* apply *raw*; its ack is this command's ack.
-
-        If that replica's lease lapses first (it died), take the session over
-        and apply the command here.
-        """
-        cmd_id = str(raw.get("id", ""))
-        with trio.move_on_after(FORWARD_TIMEOUT):
-            answer = await self.store.forward(session.id, raw)
-            if answer is not None:
-                try:
-                    return Ack.from_json(answer)
-                except ValueError:
-                    log.error("session %s: a replica answered %r", session.id, answer)
-                    return Ack(cmd_id, "rejected", "internal error", "internal")
-            return await self.submit(session, raw, forwarded=True)
-        return Ack(cmd_id, "rejected", _elsewhere(exc), "session_elsewhere")
-
-    async def apply_forwarded(self, session_id: str, raw: JSONObject) -> JSONObject | None:
-        """Apply a command another replica forwarded; its ack, or ``None`` if this
-        replica no longer runs the session (left for the next holder)."""
-        session = await self.store.get_session(session_id)
-        if session is None:
-            error = CommandError("not_found", f"session {session_id!r} not found")
-            return Ack.rejected(str(raw.get("id", "")), error).to_json()
-        ack = await self.submit(session, raw, forwarded=True)
-        return None if ack.code == "session_elsewhere" else ack.to_json()
+                return Ack(cmd.id, "rejected", elsewhere(exc), "session_elsewhere")
+            return await forward(self, session, raw, exc)
 
     async def serve_replica(self) -> None:
-        """Until wind-down (several replicas only): apply forwarded commands, and stop
-        the sessions whose lease another replica took over."""
+        """Until wind-down (several replicas only): the duties of :mod:`agents._replica`."""
         with self._replica:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.store.serve_inbox, self.apply_forwarded)
-                nursery.start_soon(self._adopt_orphans)
-                async for session_id in self.store.lost_leases():
-                    live = self._sessions.get(session_id)
-                    if live is not None:
-                        self._give_up(live)
-
-    async def _adopt_orphans(self) -> None:
-        """Every lease TTL: take over sessions whose replica died mid-turn, and recover
-        them (loading does), so their turns end or carry on without waiting for a
-        client's next command. Replicas race for each; the lease decides."""
-        period = self.store.lease_ttl or 5.0
-        while True:
-            await trio.sleep(period)
-            try:
-                orphans = await self.store.orphaned_sessions()
-            except StoreError as exc:
-                log.info("looking for orphaned sessions failed: %s", exc)
-                continue
-            for session_id in orphans:
-                session = await self.store.get_session(session_id)
-                if session is None:
-                    continue
-                try:
-                    async with self._sessions.use(session):
-                        log.warning("session %s: took over from a replica that stopped", session_id)
-                except LeaseHeld:
-                    continue  # another replica was quicker
-                except StoreError as exc:
-                    log.info("could not take over %s: %s", session_id, exc)
-
-    def _give_up(self, live: LiveSession) -> None:
-        """Stop *live*'s turn without its closing write and forget the session here."""
-        live.lost = True
-        if live.running is not None:
-            live.running.stop("interrupted", suspend=True)
-        self._step_down(live)
+            await serve_replica(self)
 
     # -- turns ---------------------------------------------------------------------
 
@@ -409,7 +344,7 @@ class Supervisor:
                     live.running = None
                     self.metrics.active_turns.dec()
                 if live.taken_over():
-                    self._step_down(live)
+                    self.step_down(live)
                 elif running.unclosed is not None:
                     # Still this session's driver: nothing else starts until it is closed.
                     await self._close_when_writable(live, running, *running.unclosed)
@@ -452,7 +387,7 @@ class Supervisor:
             finally:
                 self._retrying.discard(scope)
 
-    def _step_down(self, live: LiveSession) -> None:
+    def step_down(self, live: LiveSession) -> None:
         """Another replica took *live*'s session over: write nothing more, forget it.
 
         Its queued turns are the new holder's now (they are in the store); a
@@ -613,17 +548,3 @@ async def open_supervisor(
         finally:
             with trio.CancelScope(shield=True):
                 await supervisor.wind_down()
-
-
-# How long a command forwarded to the replica running its session may wait for
-# its ack (that replica's lease lapsing ends the wait sooner).
-FORWARD_TIMEOUT = 30.0
-
-
-def _elsewhere(exc: LeaseLost | LeaseHeld) -> str:
-    if isinstance(exc, LeaseHeld):
-        return (
-            f"the session is being run by replica {exc.owner!r}; send the command there, "
-            "or retry here (a replica that stops is taken over once its lease lapses)"
-        )
-    return "another replica took the session over; retry (it may be run elsewhere now)"
