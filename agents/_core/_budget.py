@@ -20,6 +20,7 @@ from attrs import field, frozen
 # 3.5 to 4.5; 4 errs low on code-heavy text (more tokens than estimated), so the
 # estimate adds a per-message overhead and the compaction threshold leaves room.
 CHARS_PER_TOKEN = 4
+MAX_MODEL_NAME = 200  # characters: longer is not a model name, whatever the provider
 MESSAGE_OVERHEAD = 4  # role, separators: what chat templates add per message
 
 

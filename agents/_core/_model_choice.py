@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # only for annotations: ``_tools`` imports this module
+from ._budget import MAX_MODEL_NAME
+
+if TYPE_CHECKING:  # only for annotations
     from ._modes import Mode
     from ._state import SessionState
-
-MAX_MODEL_NAME = 200
 
 
 def check_model_name(name: str) -> str:

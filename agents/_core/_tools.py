@@ -34,8 +34,8 @@ from jsonschema import Draft202012Validator
 from sessions import JSON, JSONObject
 
 from .._errors import ToolError
+from ._budget import MAX_MODEL_NAME
 from ._model import ToolSpec
-from ._model_choice import MAX_MODEL_NAME
 
 Side: TypeAlias = Literal["ide", "server"]
 Group: TypeAlias = Literal["read", "edit", "command", "mode"]

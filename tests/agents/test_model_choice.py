@@ -11,13 +11,14 @@ import pytest
 import trio
 
 from agents import Policy, RuntimeConfig, ScriptedModel, ToolError, open_supervisor
+from agents._core._budget import MAX_MODEL_NAME
 from agents._core._model import (
     SUBTASK_MARKER,
     ModelDelta,
     ModelRequest,
     ToolCallDelta,
 )
-from agents._core._model_choice import MAX_MODEL_NAME, check_model_name, model_for
+from agents._core._model_choice import check_model_name, model_for
 from agents._core._modes import Mode, ModeRegistry, builtin_modes
 from agents.commands import SwitchModel, encode_command, parse_command
 from agents.testing import SessionState, parse_modes, validate_call
