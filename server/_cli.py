@@ -1,4 +1,4 @@
-"""The ``agent-runtime`` command: ``serve``, ``sessions``, ``migrate`` and ``chat``.
+"""The ``agent-runtime`` command: ``serve``, ``sessions``, ``migrate``, ``chat`` and ``acp``.
 
 This module holds the program's only ``trio.run``. Exit status: 0 success; 1 a
 failure after the command started (e.g. ``sessions show`` of an unknown id); 2 the
@@ -115,7 +115,45 @@ def _parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands "chat ..." to the client's own parser.
     commands.add_parser("chat", help="terminal IDE client (agent-runtime chat --help)")
+    _acp_parser(commands)
     return parser
+
+
+def _acp_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    acp_cmd = commands.add_parser(
+        "acp",
+        help="Agent Client Protocol agent on stdin/stdout, for editors (docs/acp.md)",
+        description="Speak the Agent Client Protocol (JSON-RPC 2.0, one message per line) on"
+        " stdin/stdout, running the editor's sessions in this process on --db (the same"
+        " database as serve by default). Only protocol messages go to stdout; logs go to"
+        " stderr. End of input or SIGTERM stops it. See docs/acp.md.",
+    )
+    _store_flags(acp_cmd)
+    acp_cmd.add_argument("--llm", choices=sorted(PROVIDERS), help="model provider")
+    for flag, text in (
+        ("--llm-url", "base URL of an OpenAI-compatible API"),
+        ("--model", "model name to request"),
+    ):
+        acp_cmd.add_argument(flag, help=text)
+    acp_cmd.add_argument("--modes", type=Path, help="TOML file overriding the agent modes")
+    acp_cmd.add_argument("--policy", type=Path, help="TOML file with approval rules")
+    acp_cmd.add_argument("--pace", type=float, help="scripted model: seconds between chunks")
+    acp_cmd.add_argument("--log-format", choices=["text", "json"], help="stderr log line format")
+    llm = acp_cmd.add_argument_group("openai provider timeouts (seconds) and retries")
+    for flag in (
+        "--llm-connect-timeout",
+        "--llm-first-token-timeout",
+        "--llm-idle-timeout",
+        "--llm-retries",
+        "--llm-max-connections",
+        "--llm-max-keepalive",
+    ):
+        llm.add_argument(flag, metavar="N", help="as for serve")
+    acp_cmd.add_argument(
+        "--connect", metavar="URL", help="drive a running server instead (not yet supported)"
+    )
+    acp_cmd.add_argument("--token", help="bearer token for --connect (not yet supported)")
+    _debug_flag(acp_cmd)
 
 
 def _store_flags(parser: argparse.ArgumentParser, default: object = None) -> None:
@@ -208,6 +246,41 @@ async def _follow_signals(
         else:
             logger.warning("received %s again; stopping now", name)
             force.cancel()
+
+
+def _run_acp(args: argparse.Namespace, progress: _Progress) -> int:
+    if args.connect is not None or args.token is not None:
+        print(f"{PROGRAM} acp: --connect/--token are not yet supported", file=sys.stderr)
+        return 2
+    config = _config(args)
+    configure_logging(config.log_format, logging.DEBUG if args.debug else logging.INFO)
+    trio.run(_acp_main, config, progress)
+    return 0
+
+
+async def _acp_main(config: ServeConfig, progress: _Progress) -> None:
+    """Serve ACP on stdio until end of input, or SIGINT/SIGTERM (like end of input);
+    a second signal stops at once."""
+    shutdown = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_follow_signals, signals, shutdown, nursery.cancel_scope)
+            await nursery.start(_acp_then_stop, config, shutdown, nursery.cancel_scope)
+            progress.started = True
+
+
+async def _acp_then_stop(
+    config: ServeConfig,
+    shutdown: trio.Event,
+    done: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    # Imported here: the adapter (and the terminal client's tools it reuses) is for acp only.
+    from .acp import run_acp
+
+    await run_acp(config, shutdown=shutdown, task_status=task_status)
+    done.cancel()  # stops following signals
 
 
 def _run_serve(args: argparse.Namespace, progress: _Progress) -> int:
@@ -333,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run_serve(args, progress)
             if args.command == "migrate":
                 return _run_migrate(args, progress)
+            if args.command == "acp":
+                return _run_acp(args, progress)
             return _run_sessions(args, progress)
         except BaseException as raised:  # a bug is re-raised by _report_failure
             return _report_failure(raised, progress, debug=args.debug)

@@ -1,0 +1,379 @@
+"""The ACP agent: one client on a stream pair, its requests, and the sessions it opened.
+
+:func:`serve_acp` is the whole adapter for one connection (the CLI passes stdin
+and stdout; tests pass in-memory streams). Its tasks, all owned by nurseries that
+end together:
+
+- the *writer* (:meth:`Peer.run_writer`): the only task that writes to the output;
+  everything else queues lines on its bounded channel;
+- the *reader*: cuts the input into lines and parses them
+  (:func:`~server.acp._jsonrpc.parse_line`), onto a bounded channel;
+- the *dispatcher*: answers malformed lines with their JSON-RPC error, hands
+  responses to the requests we sent, runs ``session/cancel`` at once and starts
+  one task per client request (at most :data:`MAX_IN_FLIGHT`; beyond that a
+  request is refused rather than queued, so the dispatcher never stops reading
+  the responses that would unblock the others);
+- one :class:`~server.acp._bridge.SessionBridge` per session opened with
+  ``session/new`` or ``session/load``.
+
+End of input (once every message read before it is dispatched), a broken output
+or *shutdown* (the CLI's SIGTERM/SIGINT) end the connection the same way:
+prompts whose turns are streaming are cancelled and answered so; prompts whose
+turns wait for the IDE fail (the runtime suspends those turns); requests in
+flight get up to :data:`STOP_TIMEOUT` to be answered; then every task is
+cancelled (commands are killed, terminals released), the writer flushes what is
+queued (bounded) and closes the output. The caller then closes the runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import trio
+
+from sessions import JSON, JSONObject
+
+from ..chat import Workspace
+from ..chat._instructions import read_instructions
+from ._book import SessionBook
+from ._bridge import SessionBridge
+from ._capabilities import ClientCaps, mode_state, negotiate, prompt_text
+from ._connection import ConnectionClosed, LineReader, Peer, TooLong
+from ._jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    RESOURCE_NOT_FOUND,
+    Malformed,
+    Message,
+    Notification,
+    Request,
+    RequestId,
+    Response,
+    RpcError,
+    parse_line,
+)
+from ._link import LinkError, RuntimeLink
+from ._mapping import Translator
+from ._tools import ToolRunner
+
+log = logging.getLogger("agent_runtime.acp")
+
+MAX_IN_FLIGHT: Final = 64
+INCOMING_BUFFER: Final = 64
+# Seconds the shutdown may spend cancelling streaming turns before it stops anyway.
+STOP_TIMEOUT: Final = 3.0
+
+Handler = Callable[[RequestId, JSONObject], Awaitable["JSON | _Responded"]]
+
+
+class _Responded:
+    """Marker: the handler sent its response itself (work follows it)."""
+
+
+RESPONDED: Final = _Responded()
+
+
+def _string(params: JSONObject, key: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str) or not value:
+        raise RpcError(INVALID_PARAMS, f'"{key}" must be a non-empty string')
+    return value
+
+
+def _workspace(params: JSONObject, command_timeout: float) -> Workspace:
+    """The session's cwd, where the tools the client cannot run run (``chat``'s executor)."""
+    cwd = _string(params, "cwd")
+    if not os.path.isabs(cwd):
+        raise RpcError(INVALID_PARAMS, f'"cwd" must be an absolute path, not {cwd!r}')
+    try:
+        return Workspace(cwd, default_timeout=command_timeout)
+    except ValueError as error:
+        raise RpcError(INVALID_PARAMS, f'"cwd": {error}') from None
+
+
+def _ignore_mcp(params: JSONObject) -> None:
+    servers = params.get("mcpServers")
+    if isinstance(servers, list) and servers:
+        log.warning(
+            "ignoring %d MCP server(s) from the client: tools come from the runtime", len(servers)
+        )
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+class AcpAgent:
+    """The requests and sessions of one ACP connection (see the module docstring)."""
+
+    def __init__(
+        self, peer: Peer, link: RuntimeLink, book: SessionBook, nursery: trio.Nursery
+    ) -> None:
+        self.peer = peer
+        self.link = link
+        self.book = book
+        self.caps = ClientCaps()
+        self._nursery = nursery
+        self._bridges: dict[str, SessionBridge] = {}
+        self._in_flight = 0
+        self._answered = trio.Event()  # set (and replaced) whenever a request is done
+        self._methods: dict[str, Handler] = {
+            "initialize": self._initialize,
+            "session/new": self._new_session,
+            "session/load": self._load_session,
+            "session/list": self._list_sessions,
+            "session/prompt": self._prompt,
+            "session/set_mode": self._set_mode,
+        }
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    async def dispatch(self, incoming: trio.MemoryReceiveChannel[Message]) -> None:
+        async with incoming:
+            async for message in incoming:
+                match message:
+                    case Malformed():
+                        await self.peer.respond_error(message.id, message.error)
+                    case Response():
+                        self.peer.deliver(message)
+                    case Notification():
+                        self._notification(message)
+                    case Request() if self._in_flight >= MAX_IN_FLIGHT:
+                        error = RpcError(
+                            INTERNAL_ERROR, f"more than {MAX_IN_FLIGHT} requests in flight"
+                        )
+                        await self.peer.respond_error(message.id, error)
+                    case Request():
+                        self._in_flight += 1
+                        self._nursery.start_soon(self._serve_request, message)
+
+    def _notification(self, note: Notification) -> None:
+        if note.method == "session/cancel" and isinstance(note.params, dict):
+            session_id = note.params.get("sessionId")
+            bridge = self._bridges.get(session_id) if isinstance(session_id, str) else None
+            if bridge is not None:
+                bridge.cancel()
+            else:
+                log.info("session/cancel for a session not open here: %r", session_id)
+        else:
+            log.debug("ignoring notification %r", note.method)
+
+    async def _serve_request(self, request: Request) -> None:
+        try:
+            handler = self._methods.get(request.method)
+            if handler is None:
+                raise RpcError(METHOD_NOT_FOUND, f"method {request.method!r} not found")
+            params = {} if request.params is None else request.params
+            if not isinstance(params, dict):
+                raise RpcError(INVALID_PARAMS, '"params" must be an object')
+            result = await handler(request.id, params)
+        except RpcError as error:
+            await self.peer.respond_error(request.id, error)
+        except LinkError as error:
+            data: JSONObject = {"code": error.code}
+            await self.peer.respond_error(request.id, RpcError(INTERNAL_ERROR, error.message, data))
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("request %r failed", request.method)
+            await self.peer.respond_error(request.id, RpcError(INTERNAL_ERROR, "internal error"))
+        else:
+            if not isinstance(result, _Responded):
+                await self.peer.respond(request.id, result)
+        finally:
+            self._in_flight -= 1
+            self._answered.set()
+            self._answered = trio.Event()
+
+    # -- methods -----------------------------------------------------------------------
+
+    async def _initialize(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
+        result, self.caps = negotiate(params)
+        return result
+
+    async def _modes(self, current: str) -> JSONObject:
+        return mode_state(await self.link.agents(), current)
+
+    async def _open(self, session_id: str, workspace: Workspace, *, replay: bool) -> SessionBridge:
+        cwd = str(workspace.root)
+        tools = ToolRunner(
+            self.peer, session_id, workspace, self.caps, tool_timeout=self.link.tool_timeout
+        )
+        bridge = SessionBridge(session_id, self.link, self.peer, tools, Translator(cwd))
+        if replay:
+            await bridge.replay()
+        self._bridges[session_id] = bridge
+        await self._nursery.start(self._run_bridge, bridge)
+        return bridge
+
+    async def _run_bridge(
+        self,
+        bridge: SessionBridge,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            await bridge.run(task_status=task_status)
+        finally:
+            if self._bridges.get(bridge.session_id) is bridge:
+                del self._bridges[bridge.session_id]
+
+    async def _new_session(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
+        workspace = _workspace(params, self.link.tool_timeout)
+        _ignore_mcp(params)
+        _, instructions = await trio.to_thread.run_sync(
+            read_instructions, workspace.root, lambda line: log.warning("%s", line)
+        )
+        info = await self.link.create_session(instructions=instructions)
+        await self.book.remember(info.id, str(workspace.root))
+        await self._open(info.id, workspace, replay=False)
+        return {"sessionId": info.id, "modes": await self._modes(info.current_agent)}
+
+    async def _load_session(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
+        session_id = _string(params, "sessionId")
+        workspace = _workspace(params, self.link.tool_timeout)
+        _ignore_mcp(params)
+        info = await self.link.load_session(session_id)
+        if info is None:
+            raise RpcError(RESOURCE_NOT_FOUND, f"session {session_id!r} not found")
+        await self.book.remember(session_id, str(workspace.root))
+        bridge = self._bridges.get(session_id)
+        if bridge is not None:
+            # Already followed here: replay its history again, up to where it is.
+            await bridge.replay_history()
+            return {"modes": await self._modes(info.current_agent)}
+        bridge = await self._open(session_id, workspace, replay=True)
+        await self.peer.respond(request_id, {"modes": await self._modes(info.current_agent)})
+        bridge.adopt()  # the work a turn was waiting for before, after the answer
+        return RESPONDED
+
+    async def _list_sessions(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
+        cursor, wanted = params.get("cursor"), params.get("cwd")
+        if cursor is not None and not isinstance(cursor, str):
+            raise RpcError(INVALID_PARAMS, '"cursor" must be a string')
+        if wanted is not None and not isinstance(wanted, str):
+            raise RpcError(INVALID_PARAMS, '"cwd" must be a string')
+        page = await self.link.list_sessions(cursor=cursor)
+        sessions: list[JSON] = []
+        for session in page.sessions:
+            cwd = self.book.cwd(session.id)
+            if cwd is None or (wanted is not None and Path(cwd) != Path(wanted)):
+                continue  # not an ACP session (it has no cwd), or another directory's
+            sessions.append(
+                {
+                    "sessionId": session.id,
+                    "cwd": cwd,
+                    "title": session.title or None,
+                    "updatedAt": _iso(session.updated_at),
+                }
+            )
+        return {"sessions": sessions, "nextCursor": page.next_cursor}
+
+    def _bridge(self, params: JSONObject) -> SessionBridge:
+        session_id = _string(params, "sessionId")
+        bridge = self._bridges.get(session_id)
+        if bridge is None:
+            raise RpcError(
+                RESOURCE_NOT_FOUND, f"session {session_id!r} is not open: session/load it first"
+            )
+        return bridge
+
+    async def _prompt(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
+        bridge = self._bridge(params)
+        return await bridge.prompt(prompt_text(params.get("prompt")))
+
+    async def _set_mode(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
+        bridge = self._bridge(params)
+        mode = _string(params, "modeId")
+        ack = await bridge.submit({"type": "switch_agent", "agent": mode})
+        if ack.get("status") == "rejected":
+            code = INVALID_PARAMS if ack.get("code") == "unknown_agent" else INTERNAL_ERROR
+            raise RpcError(code, str(ack.get("error")), {"code": ack.get("code")})
+        return {}
+
+    async def stop(self) -> None:
+        """End every session's prompts (see :meth:`SessionBridge.stop`), then wait for
+        the requests in flight to be answered.
+
+        Cancellation: safe; what is left is cancelled with the connection.
+        """
+        for bridge in list(self._bridges.values()):
+            await bridge.stop()
+        while self._in_flight:
+            await self._answered.wait()
+
+
+async def _read(stream: trio.abc.ReceiveStream, out: trio.MemorySendChannel[Message]) -> None:
+    reader = LineReader(stream)
+    async with out:
+        while (line := await reader.next_line()) is not None:
+            if isinstance(line, TooLong):
+                message: Message | None = Malformed(
+                    None, RpcError(INVALID_REQUEST, "message too long; skipped")
+                )
+            else:
+                message = parse_line(line)
+            if message is not None:
+                await out.send(message)
+
+
+async def _first(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return as soon as one of *waits* returns."""
+    async with trio.open_nursery() as nursery:
+
+        async def one(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(one, wait)
+
+
+async def serve_acp(
+    receive: trio.abc.ReceiveStream,
+    send: trio.abc.SendStream,
+    link: RuntimeLink,
+    *,
+    book: SessionBook | None = None,
+    shutdown: trio.Event | None = None,
+) -> None:
+    """Serve one ACP client on *receive*/*send* until end of input, or *shutdown*.
+
+    *link* is the runtime (its owner opens and closes it around this call);
+    *book* remembers each session's cwd (default: in memory only).
+
+    Cancellation: stops at once; tool handlers still kill their commands and
+    release their terminals (shielded, bounded), and *send* is closed.
+    """
+    book = book if book is not None else SessionBook()
+    await book.load()
+    stop = shutdown if shutdown is not None else trio.Event()
+    peer = Peer()
+    async with trio.open_nursery() as outer:
+        outer.start_soon(peer.run_writer, send)
+        try:
+            async with trio.open_nursery() as nursery:
+                agent = AcpAgent(peer, link, book, nursery)
+                incoming_send, incoming_receive = trio.open_memory_channel[Message](INCOMING_BUFFER)
+                dispatched = trio.Event()  # end of input, and every message read dispatched
+
+                async def dispatch() -> None:
+                    await agent.dispatch(incoming_receive)
+                    dispatched.set()
+
+                nursery.start_soon(_read, receive, incoming_send)
+                nursery.start_soon(dispatch)
+                await _first(dispatched.wait, peer.gone.wait, stop.wait)
+                with trio.move_on_after(STOP_TIMEOUT):
+                    await agent.stop()
+                peer.abandon()  # the clean-up below sends, but reads no answers
+                nursery.cancel_scope.cancel()
+        finally:
+            peer.close()

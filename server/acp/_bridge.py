@@ -1,0 +1,352 @@
+"""One ACP session followed in the runtime: its updates, its prompts and its open work.
+
+A :class:`SessionBridge` runs as one task in the adapter's nursery, with a nursery
+of its own for the work it does for the runtime:
+
+- the *follower* (:meth:`SessionBridge.run`) takes the session's committed events
+  in seq order, sends the ``session/update`` notifications the
+  :class:`~server.acp._mapping.Translator` makes of them, and tracks *open work*:
+  what the runtime waits for from an IDE (a ``tool.call`` without its result, an
+  ``approval.requested`` without its resolution, a ``question.asked`` without its
+  answer; a turn's end closes what is left of it);
+- each open item gets a *handler* task (``_work.py``: running a tool, asking for
+  permission, asking a question) in its own cancel scope. When the item closes
+  before the handler answered (the approval expired, the turn was cancelled), the
+  scope is cancelled: a permission request is abandoned (a late answer from the
+  client is then ignored), a command is killed and its terminal released;
+- :meth:`SessionBridge.prompt` (called by a ``session/prompt`` request task)
+  submits the ``user_message`` and waits for its turn's ``turn.ended``, which the
+  follower records only after every update of that turn went out, so the answer
+  always comes after them.
+
+``session/cancel`` (:meth:`SessionBridge.cancel`) abandons the open work of the
+prompts' turns at once and submits ``cancel`` for each; the runtime ends the turn
+within 1 s and the prompt is answered ``cancelled`` (whatever the turn's end
+says: the client asked to stop).
+
+After ``session/load`` the open work the log ends with (a turn that was waiting
+for the IDE when the last adapter stopped) is handled like live work, once the
+load is answered (:meth:`SessionBridge.adopt`).
+
+Cancellation: cancelling :meth:`SessionBridge.run` cancels every handler
+(commands are killed and terminals released, shielded and bounded) and wakes the
+waiting prompts, which fail; the runtime's turns go on (a client going away never
+stops a turn).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import attrs
+import trio
+
+from sessions import JSON, JSONObject
+
+from ._connection import ConnectionClosed, Peer
+from ._jsonrpc import INTERNAL_ERROR, RpcError
+from ._link import RuntimeLink
+from ._mapping import Translator, stop_reason, turn_error
+from ._tools import ToolRunner
+from ._work import Handlers, Work
+
+log = logging.getLogger("agent_runtime.acp")
+
+# Ended turns remembered for a prompt whose ack is still on its way.
+_ENDED_KEPT: Final = 64
+REPLAY_PAGE: Final = 500
+
+
+@attrs.frozen
+class _End:
+    reason: str
+    usage: JSON
+    error: JSONObject | None
+
+
+def _text(event: JSONObject, key: str) -> str:
+    value = event.get(key)
+    return value if isinstance(value, str) else ""
+
+
+class SessionBridge:
+    """One session of the ACP connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        session_id: str,
+        link: RuntimeLink,
+        peer: Peer,
+        tools: ToolRunner,
+        translator: Translator,
+    ) -> None:
+        self.session_id = session_id
+        self.link = link
+        self.peer = peer
+        self.tools = tools
+        self.translator = translator
+        self.last_seq = 0
+        self._open: dict[str, Work] = {}
+        self._ended: OrderedDict[str, _End] = OrderedDict()
+        self._errors: dict[str, JSONObject] = {}
+        self._prompts: set[str] = set()
+        self._cancelling: set[str] = set()
+        self._cancel_epoch = 0
+        self._given_up: set[str] = set()  # prompts left unanswered by the turn (stopping)
+        self._changed = trio.Event()
+        self._stopped = False
+        self._nursery: trio.Nursery | None = None
+        self._prefix = f"acp-{secrets.token_hex(4)}"
+        self._count = 0
+        self._handlers = Handlers(
+            session_id, peer, tools, translator, submit=self.submit, update=self._update
+        )
+
+    # -- following the log -----------------------------------------------------------
+
+    async def replay(self) -> None:
+        """Send the whole log as updates (``session/load``) and note its open work.
+
+        Call before :meth:`run`; the work is handled once :meth:`adopt` is called.
+        """
+        self.translator.replay = True
+        try:
+            while True:
+                page = await self.link.read_events(
+                    self.session_id, after=self.last_seq, limit=REPLAY_PAGE
+                )
+                for event in page:
+                    await self._event(event, start=False)
+                if len(page) < REPLAY_PAGE:
+                    return
+        finally:
+            self.translator.replay = False
+
+    async def replay_history(self) -> None:
+        """Send the log up to :attr:`last_seq` as updates again (a second ``session/load``).
+
+        The follower goes on meanwhile; this uses a translator of its own.
+        """
+        translator = Translator(self.translator.cwd, replay=True)
+        cursor, limit = 0, self.last_seq
+        while cursor < limit:
+            page = await self.link.read_events(self.session_id, after=cursor, limit=REPLAY_PAGE)
+            for event in page:
+                seq = event.get("seq")
+                if not isinstance(seq, int) or seq > limit:
+                    return
+                cursor = seq
+                for update in translator.feed(event):
+                    await self._update(update)
+            if not page:
+                return
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Follow the session from :attr:`last_seq` until cancelled or the runtime stops.
+
+        Cancellation: handlers are cancelled with it (commands killed, terminals
+        released); prompts waiting here are woken and fail.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                try:
+                    await self.link.follow(
+                        self.session_id, after=self.last_seq, sink=self._on_events
+                    )
+                except Exception:
+                    log.exception("session %s: following it failed", self.session_id)
+                nursery.cancel_scope.cancel()  # the runtime stopped: so does the work
+        finally:
+            self._stopped = True
+            self._notify()
+
+    def adopt(self) -> None:
+        """Start handling the open work :meth:`replay` found (a turn waiting since before)."""
+        for key, work in list(self._open.items()):
+            if work.scope is None:
+                self._start(key, work)
+
+    async def _on_events(self, batch: Sequence[JSONObject]) -> None:
+        for event in batch:
+            await self._event(event, start=True)
+
+    async def _event(self, event: JSONObject, *, start: bool) -> None:
+        seq = event.get("seq")
+        if isinstance(seq, int):
+            self.last_seq = seq
+        for update in self.translator.feed(event):
+            await self._update(update)
+        self._track(event, start=start)
+
+    async def _update(self, update: JSONObject) -> None:
+        await self.peer.notify("session/update", {"sessionId": self.session_id, "update": update})
+
+    def _track(self, event: JSONObject, *, start: bool) -> None:
+        kind = event.get("type")
+        turn = event.get("turn_id")
+        turn_id = turn if isinstance(turn, str) else None
+        match kind:
+            case "tool.call" | "approval.requested" | "question.asked":
+                prefix = {"tool.call": "call", "approval.requested": "approval"}.get(
+                    kind, "question"
+                )
+                item = _text(event, "question_id" if prefix == "question" else "call_id")
+                key = f"{prefix}:{item}"
+                if key not in self._open:
+                    self._open[key] = work = Work(turn_id, event)
+                    if start:
+                        self._start(key, work)
+            case "tool.result":
+                self._close(f"call:{_text(event, 'call_id')}")
+                self._close(f"question:{_text(event, 'call_id')}")
+            case "approval.resolved":
+                self._close(f"approval:{_text(event, 'call_id')}")
+            case "question.answered":
+                self._close(f"question:{_text(event, 'question_id')}")
+            case "error" if turn_id is not None:
+                self._errors[turn_id] = event
+            case "turn.ended" if turn_id is not None:
+                for key in [k for k, w in self._open.items() if w.turn_id == turn_id]:
+                    self._close(key)
+                reason = _text(event, "reason") or "error"
+                self._ended[turn_id] = _End(
+                    reason, event.get("usage"), self._errors.pop(turn_id, None)
+                )
+                while len(self._ended) > _ENDED_KEPT:
+                    self._ended.popitem(last=False)
+                self._notify()
+
+    # -- open work -------------------------------------------------------------------
+
+    def _start(self, key: str, work: Work) -> None:
+        assert self._nursery is not None, "run() starts the bridge first"
+        work.scope = trio.CancelScope()
+        handler = self._handlers.for_kind(key.partition(":")[0])
+        self._nursery.start_soon(self._handle, key, work, handler)
+
+    async def _handle(
+        self, key: str, work: Work, handler: Callable[[Work], Awaitable[None]]
+    ) -> None:
+        assert work.scope is not None
+        try:
+            with work.scope:
+                await handler(work)
+        except ConnectionClosed:
+            pass  # the client is gone; the turn waits for whoever comes next
+        except Exception:
+            log.exception("session %s: handling %s failed", self.session_id, key)
+
+    def _close(self, key: str) -> None:
+        work = self._open.pop(key, None)
+        if work is not None and work.scope is not None and not work.answered:
+            work.scope.cancel()
+
+    def _new_id(self) -> str:
+        self._count += 1
+        return f"{self._prefix}-{self._count}"
+
+    async def submit(self, command: JSONObject) -> JSONObject:
+        """Submit *command* (a fresh id is added); its ack."""
+        ack = await self.link.submit(self.session_id, {**command, "id": self._new_id()})
+        if ack.get("status") == "rejected":
+            log.info(
+                "session %s: %s refused: %s", self.session_id, command.get("type"), ack.get("error")
+            )
+        return ack
+
+    # -- prompts ---------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _wait_until(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self._changed.wait()
+
+    async def prompt(self, text: str) -> JSONObject:
+        """Run one prompt turn; the ``session/prompt`` result once its turn ended.
+
+        Raises:
+            RpcError: the runtime refused the message, the turn failed (the error
+                event's code and message in ``data``), or the session stopped.
+
+        Cancellation: stops waiting; the turn goes on in the runtime.
+        """
+        epoch = self._cancel_epoch
+        ack = await self.submit({"type": "user_message", "content": text})
+        turn_id = ack.get("turn_id")
+        if ack.get("status") == "rejected" or not isinstance(turn_id, str):
+            data: JSONObject = {"code": ack.get("code") or "internal", "message": ack.get("error")}
+            raise RpcError(
+                INTERNAL_ERROR, f"the runtime refused the prompt: {ack.get('error')}", data
+            )
+        self._prompts.add(turn_id)
+        try:
+            if self._cancel_epoch != epoch:  # cancelled while the message was on its way
+                await self._cancel_turn(turn_id)
+            await self._wait_until(
+                lambda: turn_id in self._ended or turn_id in self._given_up or self._stopped
+            )
+            end = self._ended.pop(turn_id, None)
+        finally:
+            self._prompts.discard(turn_id)
+        if end is None and turn_id in self._given_up:
+            self._given_up.discard(turn_id)
+            raise RpcError(
+                INTERNAL_ERROR,
+                "the agent stopped while the turn waits for the editor; load the session to go on",
+                {"code": "shutting_down"},
+            )
+        cancelled = turn_id in self._cancelling
+        self._cancelling.discard(turn_id)
+        if end is None:
+            raise RpcError(INTERNAL_ERROR, "the session stopped before the turn ended")
+        if cancelled:
+            return {"stopReason": "cancelled"}
+        reason = stop_reason(end.reason)
+        if reason is None:
+            raise turn_error(end.error)
+        result: JSONObject = {"stopReason": reason}
+        if isinstance(end.usage, dict):
+            result["_meta"] = {"agent-runtime": {"usage": end.usage}}
+        return result
+
+    def cancel(self) -> None:
+        """``session/cancel``: stop the prompts' turns (their answers say ``cancelled``)."""
+        self._cancel_epoch += 1
+        assert self._nursery is not None
+        for turn_id in list(self._prompts):
+            self._abandon_turn(turn_id)
+            self._nursery.start_soon(self._cancel_turn, turn_id)
+
+    def _abandon_turn(self, turn_id: str) -> None:
+        self._cancelling.add(turn_id)
+        for work in self._open.values():
+            if work.turn_id == turn_id and work.scope is not None and not work.answered:
+                work.scope.cancel()
+
+    async def _cancel_turn(self, turn_id: str) -> None:
+        self._abandon_turn(turn_id)
+        await self.submit({"type": "cancel", "turn_id": turn_id})
+
+    async def stop(self) -> None:
+        """The adapter is stopping: cancel the prompts' turns that are streaming, and
+        fail the prompts whose turns wait for the IDE.
+
+        A turn waiting for a tool result or an approval is left to the runtime's
+        shutdown, which suspends it: a later ``session/load`` picks its work up.
+        """
+        waiting = {work.turn_id for work in self._open.values()}
+        for turn_id in list(self._prompts):
+            if turn_id in waiting:
+                self._given_up.add(turn_id)
+                self._notify()
+            else:
+                await self._cancel_turn(turn_id)

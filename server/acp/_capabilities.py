@@ -1,0 +1,197 @@
+"""What the two sides of an ACP connection may ask of each other, decided once.
+
+- ``initialize``: the protocol version (ours is 1: we answer 1 whatever the
+  client asks, since the spec says an agent answers the client's version if it
+  supports it, else its own latest, and the client disconnects if it cannot
+  speak that), our capabilities and the client's (:class:`ClientCaps`).
+- Prompts are text: ``promptCapabilities`` stays all false (no images, audio or
+  embedded context), and the baseline every agent must take is honoured: text
+  blocks and resource links (written into the message as their URI). An embedded
+  text resource a client sends anyway is inlined; anything else is refused with
+  invalid params.
+- Agents are ACP *modes* (:func:`mode_state`).
+- Approvals become ``session/request_permission`` with the four standard options
+  (:data:`PERMISSION_OPTIONS`); :func:`permission_answer` reads the outcome.
+  A question with choices becomes the same request, one option per choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, Literal
+
+from attrs import frozen
+
+from sessions import JSON, JSONObject
+
+from .._startup import PROGRAM, version
+from ._jsonrpc import INVALID_PARAMS, RpcError
+from ._link import AgentInfo
+
+PROTOCOL_VERSION: Final = 1
+
+
+@frozen
+class ClientCaps:
+    """The client methods the client said it serves."""
+
+    read_text_file: bool = False
+    write_text_file: bool = False
+    terminal: bool = False
+
+    @classmethod
+    def from_json(cls, value: JSON | None) -> ClientCaps:
+        caps = value if isinstance(value, dict) else {}
+        fs = caps.get("fs")
+        fs = fs if isinstance(fs, dict) else {}
+        return cls(
+            read_text_file=fs.get("readTextFile") is True,
+            write_text_file=fs.get("writeTextFile") is True,
+            terminal=caps.get("terminal") is True,
+        )
+
+
+def negotiate(params: JSONObject) -> tuple[JSONObject, ClientCaps]:
+    """The ``initialize`` result for *params*, and the client's capabilities.
+
+    Raises:
+        RpcError: invalid params (no integer ``protocolVersion``).
+    """
+    requested = params.get("protocolVersion")
+    if type(requested) is not int or not 0 <= requested <= 65535:
+        raise RpcError(INVALID_PARAMS, '"protocolVersion" must be an integer (ACP: 1)')
+    result: JSONObject = {
+        "protocolVersion": PROTOCOL_VERSION,
+        "agentCapabilities": {
+            "loadSession": True,
+            "promptCapabilities": {"image": False, "audio": False, "embeddedContext": False},
+            "mcpCapabilities": {"http": False, "sse": False},
+            "sessionCapabilities": {"list": {}},
+        },
+        "agentInfo": {"name": PROGRAM, "title": "agent-runtime", "version": version()},
+        "authMethods": [],
+    }
+    return result, ClientCaps.from_json(params.get("clientCapabilities"))
+
+
+def mode_state(agents: Sequence[AgentInfo], current: str) -> JSONObject:
+    """ACP's ``modes`` of a session: every agent, and the session's current one."""
+    modes: list[JSON] = [
+        {"id": agent.name, "name": agent.name.capitalize(), "description": agent.description}
+        for agent in agents
+    ]
+    return {"currentModeId": current, "availableModes": modes}
+
+
+def prompt_text(blocks: JSON | None) -> str:
+    """The user message a ``session/prompt``'s content blocks make.
+
+    Raises:
+        RpcError: invalid params: not a list of blocks, a kind of content this
+            agent does not take, or nothing but whitespace.
+    """
+    if not isinstance(blocks, list):
+        raise RpcError(INVALID_PARAMS, '"prompt" must be a list of content blocks')
+    parts: list[str] = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            raise RpcError(INVALID_PARAMS, '"prompt" must be a list of content blocks')
+        kind = block.get("type")
+        if kind == "text" and isinstance(text := block.get("text"), str):
+            parts.append(text)
+        elif kind == "resource_link" and isinstance(uri := block.get("uri"), str):
+            parts.append(f"\n{uri}\n")
+        elif kind == "resource" and isinstance(block.get("resource"), dict):
+            parts.append(_inline(block["resource"]))
+        else:
+            raise RpcError(
+                INVALID_PARAMS,
+                f"unsupported prompt content {kind!r}: this agent takes text and resource links",
+            )
+    text = "".join(parts).strip()
+    if not text:
+        raise RpcError(INVALID_PARAMS, "the prompt is empty")
+    return text
+
+
+def _inline(resource: JSON) -> str:
+    assert isinstance(resource, dict)
+    uri, text = resource.get("uri"), resource.get("text")
+    if not isinstance(text, str):
+        raise RpcError(INVALID_PARAMS, "binary resources are not supported: send text")
+    return f"\n{uri if isinstance(uri, str) else 'resource'}:\n```\n{text}\n```\n"
+
+
+PERMISSION_OPTIONS: Final[Sequence[JSON]] = (
+    {"optionId": "allow_once", "name": "Allow", "kind": "allow_once"},
+    {"optionId": "allow_always", "name": "Always allow in this session", "kind": "allow_always"},
+    {"optionId": "reject_once", "name": "Reject", "kind": "reject_once"},
+    {"optionId": "reject_always", "name": "Always reject in this session", "kind": "reject_always"},
+)
+
+
+@frozen
+class PermissionAnswer:
+    """What the client's answer to a permission request means for the ``approval`` command.
+
+    ``always``: remember the choice for the session (approve: ``remember:
+    "session"`` in the runtime; reject: the adapter rejects the tool's later
+    approvals of that session itself). ``cancelled``: the client cancelled the
+    request (the user dismissed it, or the prompt is being cancelled).
+    """
+
+    decision: Literal["approve", "reject"]
+    always: bool = False
+    cancelled: bool = False
+
+
+def _selected(result: JSON) -> str | None:
+    """The ``optionId`` of a selected outcome; ``None`` for cancelled or unreadable."""
+    outcome = result.get("outcome") if isinstance(result, dict) else None
+    if isinstance(outcome, dict) and outcome.get("outcome") == "selected":
+        option = outcome.get("optionId")
+        return option if isinstance(option, str) else None
+    return None
+
+
+def permission_answer(result: JSON) -> PermissionAnswer:
+    """The decision a ``session/request_permission`` result stands for.
+
+    A cancelled outcome, an option we did not offer or an unreadable answer
+    rejects: nothing runs that the user did not allow.
+    """
+    match _selected(result):
+        case "allow_once":
+            return PermissionAnswer("approve")
+        case "allow_always":
+            return PermissionAnswer("approve", always=True)
+        case "reject_always":
+            return PermissionAnswer("reject", always=True)
+        case None:
+            return PermissionAnswer("reject", cancelled=True)
+        case _:
+            return PermissionAnswer("reject")
+
+
+NO_CHOICE: Final = "no_choice"
+
+
+def question_options(choices: Sequence[str]) -> list[JSON]:
+    """Permission options standing for a question's *choices* (plus "none of them")."""
+    options: list[JSON] = [
+        {"optionId": f"choice_{index}", "name": choice, "kind": "allow_once"}
+        for index, choice in enumerate(choices)
+    ]
+    options.append({"optionId": NO_CHOICE, "name": "None of these", "kind": "reject_once"})
+    return options
+
+
+def question_answer(result: JSON, choices: Sequence[str]) -> str | None:
+    """The chosen choice of a question's permission request; ``None`` for none."""
+    selected = _selected(result)
+    if selected is None or not selected.startswith("choice_"):
+        return None
+    index = selected.removeprefix("choice_")
+    if not index.isdigit() or int(index) >= len(choices):
+        return None
+    return choices[int(index)]

@@ -1,0 +1,330 @@
+"""Runtime events (docs/protocol.md §6) → ACP ``session/update`` payloads, and turn ends →
+stop reasons. Pure: no I/O, no clock; the tables below are the mapping docs/acp.md shows.
+
+A session's updates come from one :class:`Translator` fed every event in seq order.
+It is a fold over the log, with two modes:
+
+- *live*: text arrives as ``text.delta`` (streamed as ``agent_message_chunk``); the
+  final ``message`` repeats it and is only used for its tool calls (or for text
+  that had no delta). The user's own prompt is not echoed: the client sent it.
+- *replay* (``session/load``): deltas are skipped, each ``message`` gives its whole
+  text at once and ``user.message`` becomes ``user_message_chunk``; errors, which
+  live reach the client as the prompt's JSON-RPC error, become text.
+
+Tool calls: the assistant ``message`` that makes a call announces it
+(``tool_call``, ``pending``, with its kind, title, locations and a preview of an
+edit as diff content), ``tool.call`` (the IDE must run it) moves it to
+``in_progress``, ``subtask.started`` does the same for ``new_task`` with the
+subtask's agent in its title, and ``tool.result`` ends it ``completed`` or
+``failed``. The content of that last update is what the executor noted
+(:meth:`Translator.note_content`: the real diff of an edit, the terminal of a
+command), else the result's text. Text of a subtask's agent is reported as
+``agent_thought_chunk``: it is the delegate's work, not the answer.
+"""
+
+from __future__ import annotations
+
+import os.path
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from sessions import JSON, JSONObject
+
+from ._jsonrpc import INTERNAL_ERROR, RpcError
+
+# Tool name → ACP ToolKind (anything else is "other").
+TOOL_KINDS: Final[Mapping[str, str]] = {
+    "read_file": "read",
+    "list_files": "read",
+    "write_file": "edit",
+    "apply_diff": "edit",
+    "create_directory": "edit",
+    "execute_command": "execute",
+    "search_files": "search",
+    "delete_file": "delete",
+    "move_file": "move",
+    "switch_mode": "switch_mode",
+}
+
+# turn.ended reason → ACP StopReason (``error`` has none: the prompt fails instead).
+STOP_REASONS: Final[Mapping[str, str]] = {
+    "completed": "end_turn",
+    "max_steps": "max_turn_requests",
+    "cancelled": "cancelled",
+    "interrupted": "cancelled",
+}
+
+_TITLE_LIMIT: Final = 120
+
+
+def tool_kind(name: str) -> str:
+    return TOOL_KINDS.get(name, "other")
+
+
+def stop_reason(reason: str) -> str | None:
+    """The ACP stop reason for a ``turn.ended`` *reason*; ``None`` for ``error``."""
+    return STOP_REASONS.get(reason)
+
+
+def turn_error(error: JSONObject | None) -> RpcError:
+    """What a prompt whose turn ended with ``error`` is answered with.
+
+    *error* is the turn's last ``error`` event (its ``code``, ``message`` and
+    ``retryable`` go into ``data``), if it had one.
+    """
+    if error is None:
+        return RpcError(INTERNAL_ERROR, "the turn failed", {"code": "internal"})
+    message = _text(error, "message") or "the turn failed"
+    data: JSONObject = {"code": _text(error, "code") or "internal", "message": message}
+    if isinstance(error.get("retryable"), bool):
+        data["retryable"] = error["retryable"]
+    return RpcError(INTERNAL_ERROR, message, data)
+
+
+def _text(obj: Mapping[str, JSON], key: str) -> str:
+    value = obj.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _clip(text: str, limit: int = _TITLE_LIMIT) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def tool_title(name: str, args: Mapping[str, JSON]) -> str:
+    """A one-line title for a call, as an editor shows it above the call."""
+    path = _text(args, "path")
+    match name:
+        case "read_file":
+            start, end = args.get("start_line"), args.get("end_line")
+            lines = f" (lines {start or 1}-{end or 'end'})" if start or end else ""
+            return _clip(f"Read {path}{lines}")
+        case "write_file":
+            return _clip(f"Write {path}")
+        case "apply_diff":
+            return _clip(f"Edit {path}")
+        case "list_files":
+            return _clip(f"List {path or '.'}")
+        case "search_files":
+            return _clip(f"Search {_text(args, 'regex')!r} in {path or '.'}")
+        case "create_directory":
+            return _clip(f"Create directory {path}")
+        case "delete_file":
+            return _clip(f"Delete {path}")
+        case "move_file":
+            return _clip(f"Move {_text(args, 'source')} to {_text(args, 'destination')}")
+        case "execute_command":
+            return _clip(f"Run {_text(args, 'command')}")
+        case "switch_mode":
+            return _clip(f"Switch to {_text(args, 'mode')}")
+        case "new_task":
+            return _clip(f"Delegate to {_text(args, 'mode')}: {_text(args, 'message')}")
+        case "attempt_completion":
+            return "Complete the task"
+        case "ask_followup_question":
+            return _clip(f"Ask: {_text(args, 'question')}")
+        case _:
+            return _clip(name)
+
+
+def absolute(cwd: str, path: str) -> str:
+    """*path* (workspace-relative, as tool arguments give it) as the absolute path ACP wants.
+
+    For display and for naming files to the client; the executor confines paths
+    to the workspace before any request uses one.
+    """
+    return os.path.normpath(os.path.join(cwd, path.replace("\\", "/")))
+
+
+def tool_locations(name: str, args: Mapping[str, JSON], cwd: str) -> list[JSON]:
+    """The files a call touches (an editor can follow them)."""
+    keys = ("source", "destination") if name == "move_file" else ("path",)
+    out: list[JSON] = []
+    for key in keys:
+        path = _text(args, key)
+        if path and name in TOOL_KINDS and name != "switch_mode":
+            location: JSONObject = {"path": absolute(cwd, path)}
+            start = args.get("start_line")
+            if name == "read_file" and type(start) is int:
+                location["line"] = start
+            out.append(location)
+    return out
+
+
+def text_content(text: str) -> JSONObject:
+    """Tool call content showing *text*."""
+    return {"type": "content", "content": {"type": "text", "text": text}}
+
+
+def diff_content(path: str, old: str | None, new: str) -> JSONObject:
+    """Tool call content showing an edit of *path* (absolute); *old* ``None``: a new file."""
+    return {"type": "diff", "path": path, "oldText": old, "newText": new}
+
+
+def preview_content(name: str, args: Mapping[str, JSON], cwd: str) -> list[JSON]:
+    """What an edit will change, from its arguments alone (before anything is read).
+
+    ``write_file`` shows the new content; ``apply_diff`` its search and replace
+    text. The finished call shows the real diff (:meth:`Translator.note_content`).
+    """
+    path = _text(args, "path")
+    if name == "write_file" and path:
+        return [diff_content(absolute(cwd, path), None, _text(args, "content"))]
+    if name == "apply_diff" and path:
+        return [diff_content(absolute(cwd, path), _text(args, "search"), _text(args, "replace"))]
+    return []
+
+
+def tool_call(call_id: str, name: str, args: JSONObject, cwd: str, status: str) -> JSONObject:
+    """The fields ACP's ToolCall / ToolCallUpdate share for a call of *name*."""
+    return {
+        "toolCallId": call_id,
+        "title": tool_title(name, args),
+        "kind": tool_kind(name),
+        "status": status,
+        "rawInput": args,
+        "content": preview_content(name, args, cwd),
+        "locations": tool_locations(name, args, cwd),
+    }
+
+
+def chunk(kind: str, text: str) -> JSONObject:
+    """A ``user_message_chunk`` / ``agent_message_chunk`` / ``agent_thought_chunk`` update."""
+    return {"sessionUpdate": kind, "content": {"type": "text", "text": text}}
+
+
+class Translator:
+    """The ``session/update`` payloads of one session's events (see the module docstring).
+
+    *cwd* is the session's workspace (absolute), for the paths ACP shows.
+    """
+
+    def __init__(self, cwd: str, *, replay: bool = False) -> None:
+        self.cwd = cwd
+        self.replay = replay
+        self._streamed: set[str] = set()  # message ids whose text went out as deltas
+        self._calls: dict[str, tuple[str, JSONObject]] = {}  # open calls: name, arguments
+        self._content: dict[str, list[JSON]] = {}
+
+    def note_content(self, call_id: str, content: Sequence[JSON]) -> None:
+        """Show *content* (instead of the result's text) when *call_id* finishes."""
+        self._content[call_id] = list(content)
+
+    def call(self, call_id: str) -> tuple[str, JSONObject] | None:
+        """Name and arguments of an open call this translator has seen announced."""
+        return self._calls.get(call_id)
+
+    def feed(self, event: Mapping[str, JSON]) -> list[JSONObject]:
+        """The updates *event* makes (often none)."""
+        kind = event.get("type")
+        text_kind = "agent_thought_chunk" if event.get("subtask_id") else "agent_message_chunk"
+        match kind:
+            case "user.message" if self.replay:
+                return [chunk("user_message_chunk", _text(event, "content"))]
+            case "text.delta" if not self.replay:
+                self._streamed.add(_text(event, "message_id"))
+                text = _text(event, "text")
+                return [chunk(text_kind, text)] if text else []
+            case "message":
+                return self._message(event, text_kind)
+            case "tool.call":
+                return self._started(event)
+            case "subtask.started":
+                return self._subtask(event)
+            case "tool.result":
+                return self._finished(event)
+            case "agent.switched":
+                return [
+                    {"sessionUpdate": "current_mode_update", "currentModeId": _text(event, "to")}
+                ]
+            case "question.asked":
+                return [chunk(text_kind, _question(event))]
+            case "question.answered" if self.replay:
+                return [chunk("user_message_chunk", _text(event, "text"))]
+            case "error" if self.replay:
+                code, message = _text(event, "code"), _text(event, "message")
+                return [chunk("agent_message_chunk", f"\n[error {code}: {message}]\n")]
+            case "turn.ended":
+                self._streamed.clear()
+                self._calls.clear()
+                self._content.clear()
+        return []
+
+    def _message(self, event: Mapping[str, JSON], text_kind: str) -> list[JSONObject]:
+        out: list[JSONObject] = []
+        message_id, content = _text(event, "message_id"), _text(event, "content")
+        if content and (self.replay or message_id not in self._streamed):
+            out.append(chunk(text_kind, content))
+        self._streamed.discard(message_id)
+        calls = event.get("tool_calls")
+        for item in calls if isinstance(calls, list) else []:
+            if not isinstance(item, dict):
+                continue
+            call_id, name, args = _text(item, "call_id"), _text(item, "name"), item.get("arguments")
+            if call_id and name:
+                arguments = args if isinstance(args, dict) else {}
+                self._calls[call_id] = (name, arguments)
+                update = tool_call(call_id, name, arguments, self.cwd, "pending")
+                out.append({"sessionUpdate": "tool_call", **update})
+        return out
+
+    def _started(self, event: Mapping[str, JSON]) -> list[JSONObject]:
+        call_id = _text(event, "call_id")
+        if call_id in self._calls:
+            return [
+                {
+                    "sessionUpdate": "tool_call_update",
+                    "toolCallId": call_id,
+                    "status": "in_progress",
+                }
+            ]
+        # Announced before what we read (cannot happen with a whole log): announce it now.
+        name, args = _text(event, "name"), event.get("arguments")
+        arguments = args if isinstance(args, dict) else {}
+        self._calls[call_id] = (name, arguments)
+        return [
+            {
+                "sessionUpdate": "tool_call",
+                **tool_call(call_id, name, arguments, self.cwd, "in_progress"),
+            }
+        ]
+
+    def _subtask(self, event: Mapping[str, JSON]) -> list[JSONObject]:
+        call_id = _text(event, "call_id")  # the new_task call the subtask answers
+        if not call_id:
+            return []
+        title = _clip(f"Delegate to {_text(event, 'agent')}: {_text(event, 'message')}")
+        return [
+            {
+                "sessionUpdate": "tool_call_update",
+                "toolCallId": call_id,
+                "status": "in_progress",
+                "title": title,
+            }
+        ]
+
+    def _finished(self, event: Mapping[str, JSON]) -> list[JSONObject]:
+        call_id = _text(event, "call_id")
+        self._calls.pop(call_id, None)
+        ok = event.get("ok") is True
+        noted = self._content.pop(call_id, None)
+        summary = _text(event, "summary") or _text(event, "content")
+        content: list[JSON] = (
+            noted if ok and noted is not None else ([text_content(summary)] if summary else [])
+        )
+        return [
+            {
+                "sessionUpdate": "tool_call_update",
+                "toolCallId": call_id,
+                "status": "completed" if ok else "failed",
+                "content": content,
+            }
+        ]
+
+
+def _question(event: Mapping[str, JSON]) -> str:
+    text = _text(event, "text")
+    options = event.get("options")
+    choices = [o for o in options if isinstance(o, str)] if isinstance(options, list) else []
+    listed = "".join(f"\n- {choice}" for choice in choices)
+    return f"\n{text}{listed}\n"

@@ -1,0 +1,543 @@
+"""The adapter end to end, in process: a scripted ACP client against :func:`serve_acp`.
+
+The adapter runs on in-memory streams over the embedded runtime (in-memory store,
+scripted model); the test plays the editor: it answers ``fs/*`` from a temporary
+directory, runs ``terminal/*`` commands for real and answers permission requests.
+Every message the adapter sends is checked against the ACP schema
+(:mod:`tests.acp.conformance`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from server._config import ServeConfig
+from server.acp import EmbeddedLink, LinkError, SessionBook, SessionInfo, open_embedded_link
+from server.acp._agent import serve_acp
+from server.acp._connection import LineReader
+from tests.acp.conformance import Conformance
+
+Message = dict[str, Any]
+# Seconds a test waits for the adapter's next message before it fails.
+RECEIVE_TIMEOUT = 10.0
+CAPS: Message = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
+
+
+@pytest.fixture
+async def link() -> AsyncIterator[EmbeddedLink]:
+    config = ServeConfig(db=":memory:", scripted_pace=0.0, shutdown_grace=1.0)
+    async with open_embedded_link(config) as opened:
+        yield opened
+
+
+class Client:
+    """The editor's side of one connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        to_agent: trio.testing.MemorySendStream,
+        from_agent: trio.testing.MemoryReceiveStream,
+        workspace: Path,
+    ) -> None:
+        self.to_agent = to_agent
+        self.reader = LineReader(from_agent)
+        self.workspace = workspace
+        self.conformance = Conformance()
+        self.next_id = 1
+        self.permission: Callable[[Message], Message] = lambda _: selected("allow_once")
+        self.received: list[Message] = []  # every agent message, in order
+        self.terminals: dict[str, Message] = {}
+        self.released: list[str] = []
+        self.killed: list[str] = []
+        self.hold: set[str] = set()  # methods this client never answers
+
+    async def send(self, message: Message) -> None:
+        self.conformance.client_sent(message)
+        await self.to_agent.send_all(json.dumps(message).encode() + b"\n")
+
+    async def send_line(self, line: bytes, *, reply_id: object = None) -> None:
+        """A line that is no usable request: the adapter answers it with an error."""
+        self.conformance.client_sent_garbage(reply_id)
+        await self.to_agent.send_all(line + b"\n")
+
+    async def receive(self) -> Message:
+        with trio.fail_after(RECEIVE_TIMEOUT):  # a hang fails the test instead
+            line = await self.reader.next_line()
+        assert isinstance(line, bytes), "the adapter closed its output"
+        message: Message = json.loads(line)
+        self.conformance.check(message)
+        self.received.append(message)
+        return message
+
+    async def request(self, method: str, params: Message) -> int:
+        request_id = self.next_id
+        self.next_id += 1
+        await self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        return request_id
+
+    async def call(self, method: str, params: Message) -> Message:
+        """Send a request; answer the adapter's own requests until its response comes."""
+        return await self.wait_response(await self.request(method, params))
+
+    async def wait_response(self, request_id: int) -> Message:
+        while True:
+            message = await self.receive()
+            if "method" in message and "id" in message:
+                await self.answer(message)
+            elif message.get("id") == request_id and "method" not in message:
+                return message
+
+    async def until(self, predicate: Callable[[Message], bool]) -> Message:
+        """The first message matching *predicate*, among those received already or,
+        answering requests meanwhile, the next ones."""
+        for message in self.received:
+            if predicate(message):
+                return message
+        while True:
+            message = await self.receive()
+            if predicate(message):
+                return message
+            if "method" in message and "id" in message:
+                await self.answer(message)
+
+    async def answer(self, request: Message) -> None:
+        method, params = request["method"], request["params"]
+        if method in self.hold:
+            return  # never answered: the command "runs" until the adapter gives up
+        try:
+            result = await self.serve(method, params)
+        except OSError as error:
+            reply: Message = {"code": -32002, "message": str(error)}
+            await self.send({"jsonrpc": "2.0", "id": request["id"], "error": reply})
+            return
+        await self.send({"jsonrpc": "2.0", "id": request["id"], "result": result})
+
+    async def serve(self, method: str, params: Message) -> Message:
+        path = Path(params.get("path", "/nonexistent"))
+        if method == "session/request_permission":
+            return self.permission(params)
+        if method == "fs/read_text_file":
+            assert path.is_absolute() and self.workspace in path.parents
+            return {"content": await trio.Path(path).read_text()}
+        if method == "fs/write_text_file":
+            assert path.is_absolute() and self.workspace in path.parents
+            await trio.Path(path).write_text(params["content"])
+            return {}
+        if method == "terminal/create":
+            terminal_id = f"term-{len(self.terminals) + 1}"
+            self.terminals[terminal_id] = {"argv": [params["command"], *params.get("args", [])]}
+            self.terminals[terminal_id].update(cwd=params.get("cwd"), output="", code=None)
+            return {"terminalId": terminal_id}
+        terminal = self.terminals[params["terminalId"]]
+        if method == "terminal/wait_for_exit":  # the command runs now, to its end
+            done = await trio.run_process(
+                terminal["argv"],
+                cwd=terminal["cwd"],
+                capture_stdout=True,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+            terminal.update(output=done.stdout.decode(), code=done.returncode)
+            return {"exitCode": terminal["code"], "signal": None}
+        if method == "terminal/output":
+            status = {"exitCode": terminal["code"], "signal": None}
+            return {"output": terminal["output"], "truncated": False, "exitStatus": status}
+        if method == "terminal/kill":
+            self.killed.append(params["terminalId"])
+            return {}
+        if method == "terminal/release":
+            self.released.append(params["terminalId"])
+            return {}
+        raise AssertionError(f"unexpected request {method}")
+
+    async def initialize(self, caps: Message | None = None) -> Message:
+        params = {"protocolVersion": 1, "clientCapabilities": CAPS if caps is None else caps}
+        response = await self.call("initialize", params)
+        return response["result"]  # type: ignore[no-any-return]
+
+    async def new_session(self) -> str:
+        response = await self.call("session/new", {"cwd": str(self.workspace), "mcpServers": []})
+        return response["result"]["sessionId"]  # type: ignore[no-any-return]
+
+    async def prompt(self, session_id: str, text: str) -> Message:
+        prompt = [{"type": "text", "text": text}]
+        return await self.call("session/prompt", {"sessionId": session_id, "prompt": prompt})
+
+    def updates(self, kind: str | None = None) -> list[Message]:
+        found = [
+            m["params"]["update"] for m in self.received if m.get("method") == "session/update"
+        ]
+        return [u for u in found if kind is None or u["sessionUpdate"] == kind]
+
+    def requests(self) -> list[str]:
+        return [m["method"] for m in self.received if "method" in m and "id" in m]
+
+
+def selected(option: str) -> Message:
+    return {"outcome": {"outcome": "selected", "optionId": option}}
+
+
+@asynccontextmanager
+async def connected(
+    link: Any, workspace: Path, book: SessionBook | None = None
+) -> AsyncIterator[Client]:
+    """An adapter on in-memory streams, and the client driving it; leaving sends EOF and
+    waits for the adapter to end."""
+    to_agent, agent_in = trio.testing.memory_stream_one_way_pair()
+    agent_out, from_agent = trio.testing.memory_stream_one_way_pair()
+    ended = trio.Event()
+
+    async def run() -> None:
+        await serve_acp(agent_in, agent_out, link, book=book)
+        ended.set()
+
+    root = Path(await trio.Path(workspace).resolve())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        yield Client(to_agent, from_agent, root)
+        await to_agent.aclose()
+        with trio.fail_after(5):
+            await ended.wait()
+
+
+def text_of(updates: list[Message]) -> str:
+    return "".join(u["content"]["text"] for u in updates)
+
+
+async def test_initialize_negotiates_version_1_and_text_prompts(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        result = await client.initialize()
+    assert result["protocolVersion"] == 1
+    caps = result["agentCapabilities"]
+    assert caps["loadSession"] is True
+    assert caps["promptCapabilities"] == {"image": False, "audio": False, "embeddedContext": False}
+    assert caps["sessionCapabilities"] == {"list": {}}
+
+
+async def test_a_prompt_asks_permission_then_writes_through_the_client(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        response = await client.prompt(session_id, "create hello.py with print(1)")
+        assert response["result"]["stopReason"] == "end_turn"
+        assert (tmp_path / "hello.py").read_text() == "print(1)"
+        # Asked first, then read (the diff's old text: a new file), then written.
+        assert client.requests() == [
+            "session/request_permission",
+            "fs/read_text_file",
+            "fs/write_text_file",
+        ]
+        asked = next(m for m in client.received if m.get("method") == "session/request_permission")
+        tool_call = asked["params"]["toolCall"]
+        assert tool_call["toolCallId"] == "call_1" and tool_call["kind"] == "edit"
+        assert "write_file asks for approval" in json.dumps(tool_call["content"])
+        kinds = [o["kind"] for o in asked["params"]["options"]]
+        assert kinds == ["allow_once", "allow_always", "reject_once", "reject_always"]
+        announced = client.updates("tool_call")
+        assert [(u["toolCallId"], u["status"]) for u in announced] == [("call_1", "pending")]
+        statuses = [u.get("status") for u in client.updates("tool_call_update")]
+        assert statuses == ["in_progress", "completed"]
+        done = client.updates("tool_call_update")[-1]
+        path = str(client.workspace / "hello.py")
+        assert done["content"] == [
+            {"type": "diff", "path": path, "oldText": None, "newText": "print(1)"}
+        ]
+        assert client.updates("current_mode_update") == [
+            {"sessionUpdate": "current_mode_update", "currentModeId": "coder"}
+        ]
+        text = text_of(client.updates("agent_message_chunk"))
+        assert text == "Writing hello.py.Done: write_file hello.py succeeded."
+        # The answer comes after every update of its turn.
+        assert client.received[-1]["id"] == 3
+
+
+async def test_a_rejected_permission_runs_nothing(link: EmbeddedLink, tmp_path: Path) -> None:
+    async with connected(link, tmp_path) as client:
+        client.permission = lambda _: selected("reject_once")
+        await client.initialize()
+        session_id = await client.new_session()
+        response = await client.prompt(session_id, "create hello.py with print(1)")
+        assert response["result"]["stopReason"] == "end_turn"
+        assert not (tmp_path / "hello.py").exists()
+        assert client.requests() == ["session/request_permission"]
+        assert client.updates("tool_call_update")[-1]["status"] == "failed"
+
+
+async def test_a_command_runs_in_a_client_terminal(link: EmbeddedLink, tmp_path: Path) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        response = await client.prompt(session_id, "run echo hi")
+        assert response["result"]["stopReason"] == "end_turn"
+        assert client.requests() == [
+            "session/request_permission",
+            "terminal/create",
+            "terminal/wait_for_exit",
+            "terminal/output",
+            "terminal/release",
+        ]
+        create = next(m for m in client.received if m.get("method") == "terminal/create")
+        assert create["params"]["command"] == "sh"
+        assert create["params"]["args"] == ["-c", "echo hi"]
+        assert create["params"]["cwd"] == str(client.workspace)
+        assert client.released == ["term-1"]
+        terminal = [{"type": "terminal", "terminalId": "term-1"}]
+        contents = [u.get("content") for u in client.updates("tool_call_update")]
+        assert contents[-1] == terminal and terminal in contents[:-1]
+        assert client.updates("tool_call_update")[-1]["status"] == "completed"
+        assert '{"exit_code":0,"output":"hi\\n"}' in text_of(client.updates("agent_message_chunk"))
+
+
+async def test_cancel_mid_stream_answers_cancelled_within_a_second(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        prompt = [{"type": "text", "text": "slow stream 50 words"}]
+        prompt_id = await client.request(
+            "session/prompt", {"sessionId": session_id, "prompt": prompt}
+        )
+        await client.until(
+            lambda m: (
+                m.get("params", {}).get("update", {}).get("sessionUpdate") == "agent_message_chunk"
+            )
+        )
+        cancelled_at = trio.current_time()
+        await client.send(
+            {"jsonrpc": "2.0", "method": "session/cancel", "params": {"sessionId": session_id}}
+        )
+        response = await client.wait_response(prompt_id)
+        assert trio.current_time() - cancelled_at < 1.0
+        assert response["result"] == {"stopReason": "cancelled"}
+        streamed = text_of(client.updates("agent_message_chunk"))
+        assert 0 < len(streamed.split()) < 50
+        # The session takes the next prompt as usual.
+        again = await client.prompt(session_id, "read hello.py")
+        assert again["result"]["stopReason"] == "end_turn"
+
+
+async def test_load_replays_the_history(link: EmbeddedLink, tmp_path: Path) -> None:
+    book = SessionBook()
+    async with connected(link, tmp_path, book) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        await client.prompt(session_id, "create hello.py with print(1)")
+    async with connected(link, tmp_path, book) as client:
+        await client.initialize()
+        response = await client.call(
+            "session/load", {"sessionId": session_id, "cwd": str(tmp_path), "mcpServers": []}
+        )
+        assert response["result"]["modes"]["currentModeId"] == "coder"
+        updates = client.updates()
+        assert updates[0] == {
+            "sessionUpdate": "user_message_chunk",
+            "content": {"type": "text", "text": "create hello.py with print(1)"},
+        }
+        assert text_of(client.updates("agent_message_chunk")) == (
+            "Writing hello.py.Done: write_file hello.py succeeded."
+        )
+        assert [u["toolCallId"] for u in client.updates("tool_call")] == ["call_1"]
+        assert client.updates("tool_call_update")[-1]["status"] == "completed"
+        assert client.requests() == []  # nothing is run again
+        listed = await client.call("session/list", {})
+        sessions = listed["result"]["sessions"]
+        assert [(s["sessionId"], s["cwd"]) for s in sessions] == [
+            (session_id, str(client.workspace))
+        ]
+        assert sessions[0]["title"] == "create hello.py with print(1)"
+        # Prompting the loaded session goes on from its history.
+        again = await client.prompt(session_id, "read hello.py")
+        assert again["result"]["stopReason"] == "end_turn"
+        assert "fs/read_text_file" in client.requests()
+
+
+async def test_set_mode_switches_the_agent(link: EmbeddedLink, tmp_path: Path) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        response = await client.call("session/set_mode", {"sessionId": session_id, "modeId": "ask"})
+        assert response["result"] == {}
+        await client.until(
+            lambda m: m.get("params", {}).get("update", {}).get("currentModeId") == "ask"
+        )
+        unknown = await client.call(
+            "session/set_mode", {"sessionId": session_id, "modeId": "nobody"}
+        )
+        assert unknown["error"]["code"] == -32602
+
+
+async def test_malformed_input_gets_errors_and_the_adapter_goes_on(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.send_line(b"this is not json")
+        assert (await client.receive())["error"]["code"] == -32700
+        await client.send_line(b"[]")
+        assert (await client.receive())["error"]["code"] == -32600
+        await client.send_line(b'{"jsonrpc": "1.0", "id": 5, "method": "initialize"}', reply_id=5)
+        reply = await client.receive()
+        assert (reply["id"], reply["error"]["code"]) == (5, -32600)
+        missing = await client.call("no/such_method", {})
+        assert missing["error"]["code"] == -32601
+        bad = await client.call("initialize", {"protocolVersion": "one"})
+        assert bad["error"]["code"] == -32602
+        unknown = await client.call("session/prompt", {"sessionId": "ses_nope", "prompt": []})
+        assert unknown["error"]["code"] == -32002
+        no_cwd = await client.call("session/new", {"cwd": "relative/dir", "mcpServers": []})
+        assert no_cwd["error"]["code"] == -32602
+        # A response to nothing we asked is ignored (no reply), and a valid request still works.
+        await client.to_agent.send_all(b'{"jsonrpc": "2.0", "id": 999, "result": {}}\n')
+        session_id = await client.new_session()
+        empty = await client.call("session/prompt", {"sessionId": session_id, "prompt": []})
+        assert empty["error"]["code"] == -32602
+        image = [{"type": "image", "data": "AA==", "mimeType": "image/png"}]
+        refused = await client.call("session/prompt", {"sessionId": session_id, "prompt": image})
+        assert refused["error"]["code"] == -32602
+        result = await client.initialize()
+        assert result["protocolVersion"] == 1
+
+
+class FailingLink:
+    """The embedded link, except that creating a session fails like a full disk."""
+
+    def __init__(self, inner: EmbeddedLink) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def create_session(self, *, instructions: str | None = None) -> SessionInfo:
+        raise LinkError("storage_unavailable", "the session store cannot write right now")
+
+
+async def test_a_runtime_failure_is_an_internal_error(link: EmbeddedLink, tmp_path: Path) -> None:
+    async with connected(FailingLink(link), tmp_path) as client:
+        response = await client.call("session/new", {"cwd": str(tmp_path), "mcpServers": []})
+        error = response["error"]
+        assert error["code"] == -32603
+        assert error["data"] == {"code": "storage_unavailable"}
+
+
+async def test_end_of_input_ends_the_adapter(link: EmbeddedLink, tmp_path: Path) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        prompt = [{"type": "text", "text": "slow stream 50 words"}]
+        await client.request("session/prompt", {"sessionId": session_id, "prompt": prompt})
+        await client.until(lambda m: m.get("method") == "session/update")
+    # connected() closed the input and saw the adapter end; its streaming turn was
+    # cancelled, and the prompt answered so before the output closed.
+    rest = []
+    while isinstance(line := await client.reader.next_line(), bytes):
+        rest.append(json.loads(line))
+        client.conformance.check(rest[-1])
+    assert rest[-1] == {"jsonrpc": "2.0", "id": 3, "result": {"stopReason": "cancelled"}}
+    events = await link.read_events(session_id)
+    ended = [e for e in events if e["type"] == "turn.ended"]
+    assert [e["reason"] for e in ended] == ["cancelled"]
+    assert client.conformance.checked >= 3
+
+
+async def test_an_edit_reads_applies_the_search_replace_and_writes(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    (tmp_path / "hello.py").write_text("print(1)\n")
+    async with connected(link, tmp_path) as client:
+        client.permission = lambda _: selected("allow_always")
+        await client.initialize()
+        session_id = await client.new_session()
+        response = await client.prompt(session_id, "edit hello.py replace 1 with 2")
+        assert response["result"]["stopReason"] == "end_turn"
+        assert (tmp_path / "hello.py").read_text() == "print(2)\n"
+        path = str(client.workspace / "hello.py")
+        assert client.updates("tool_call_update")[-1]["content"] == [
+            {"type": "diff", "path": path, "oldText": "print(1)\n", "newText": "print(2)\n"}
+        ]
+        # "Always allow" is the runtime's remember: the next edit is not asked about.
+        asked = client.requests().count("session/request_permission")
+        await client.prompt(session_id, "edit hello.py replace 2 with 3")
+        assert client.requests().count("session/request_permission") == asked
+        assert (tmp_path / "hello.py").read_text() == "print(3)\n"
+
+
+async def test_always_reject_is_kept_for_the_session(link: EmbeddedLink, tmp_path: Path) -> None:
+    async with connected(link, tmp_path) as client:
+        client.permission = lambda _: selected("reject_always")
+        await client.initialize()
+        session_id = await client.new_session()
+        await client.prompt(session_id, "create a.py with 1")
+        await client.prompt(session_id, "create b.py with 2")
+        assert client.requests() == ["session/request_permission"]
+        assert not (tmp_path / "a.py").exists() and not (tmp_path / "b.py").exists()
+        assert [u["status"] for u in client.updates("tool_call_update")] == ["failed", "failed"]
+    events = await link.read_events(session_id)
+    resolved = [(e["decision"], e["by"]) for e in events if e["type"] == "approval.resolved"]
+    assert resolved == [("reject", "user"), ("reject", "policy")]
+
+
+async def test_without_client_capabilities_tools_run_in_the_cwd(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize(caps={})
+        session_id = await client.new_session()
+        await client.prompt(session_id, "create hello.py with print(1)")
+        await client.prompt(session_id, "run cat hello.py")
+        await client.prompt(session_id, "list .")
+        assert set(client.requests()) == {"session/request_permission"}
+        assert (tmp_path / "hello.py").read_text() == "print(1)"
+        text = text_of(client.updates("agent_message_chunk"))
+        assert '"output":"print(1)"' in text and "hello.py" in text
+        # An escape is refused before anything runs.
+        await client.prompt(session_id, "read ../outside.txt")
+        assert client.updates("tool_call_update")[-1]["status"] == "failed"
+
+
+async def test_a_question_without_choices_is_shown_and_answered(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        response = await client.prompt(session_id, "ask which file should I use?")
+        assert response["result"]["stopReason"] == "end_turn"
+        assert client.requests() == []
+        assert "which file should I use?" in text_of(client.updates("agent_message_chunk"))
+
+
+async def test_cancel_kills_and_releases_a_running_command(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        client.hold = {"terminal/wait_for_exit"}
+        await client.initialize()
+        session_id = await client.new_session()
+        prompt = [{"type": "text", "text": "run sleep 30"}]
+        prompt_id = await client.request(
+            "session/prompt", {"sessionId": session_id, "prompt": prompt}
+        )
+        await client.until(lambda m: m.get("method") == "terminal/wait_for_exit")
+        cancelled_at = trio.current_time()
+        await client.send(
+            {"jsonrpc": "2.0", "method": "session/cancel", "params": {"sessionId": session_id}}
+        )
+        response = await client.wait_response(prompt_id)
+        assert response["result"] == {"stopReason": "cancelled"}
+        assert trio.current_time() - cancelled_at < 1.0
+        await client.until(lambda m: m.get("method") == "terminal/release")
+        assert client.killed == ["term-1"] and client.released == ["term-1"]
+        assert client.updates("tool_call_update")[-1]["status"] == "failed"

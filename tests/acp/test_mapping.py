@@ -1,0 +1,321 @@
+"""The pure mapping: events → ``session/update``, turn ends → stop reasons, tool kinds, diffs,
+capability negotiation, modes, permission options and prompt content.
+
+Every payload built here is also checked against its definition in the ACP schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from server.acp._capabilities import (
+    NO_CHOICE,
+    PERMISSION_OPTIONS,
+    ClientCaps,
+    mode_state,
+    negotiate,
+    permission_answer,
+    prompt_text,
+    question_answer,
+    question_options,
+)
+from server.acp._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
+from server.acp._link import AgentInfo
+from server.acp._mapping import (
+    Translator,
+    absolute,
+    diff_content,
+    stop_reason,
+    tool_kind,
+    tool_title,
+    turn_error,
+)
+from sessions import JSONObject
+from tests.acp.conformance import problems
+
+CWD = "/work/project"
+
+
+def conforming(updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for update in updates:
+        assert problems("SessionUpdate", update) == [], update
+    return updates
+
+
+def event(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"seq": 1, "session_id": "ses_1", "type": kind, "ts": 0.0, "turn_id": "turn_1", **fields}
+
+
+WRITE = {"call_id": "call_1", "name": "write_file", "arguments": {"path": "a.py", "content": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("completed", "end_turn"),
+        ("max_steps", "max_turn_requests"),
+        ("cancelled", "cancelled"),
+        ("interrupted", "cancelled"),
+        ("error", None),
+    ],
+)
+def test_turn_end_reasons_become_stop_reasons(reason: str, expected: str | None) -> None:
+    assert stop_reason(reason) == expected
+    if expected is not None:
+        assert problems("StopReason", expected) == []
+
+
+def test_an_error_turn_fails_the_prompt_with_the_error_event() -> None:
+    error = turn_error(event("error", code="model_timeout", message="no token", retryable=True))
+    assert (error.code, error.message) == (INTERNAL_ERROR, "no token")
+    assert error.data == {"code": "model_timeout", "message": "no token", "retryable": True}
+    assert problems("Error", error.to_json()) == []
+    bare = turn_error(None)
+    assert bare.code == INTERNAL_ERROR and bare.data == {"code": "internal"}
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("read_file", "read"),
+        ("list_files", "read"),
+        ("write_file", "edit"),
+        ("apply_diff", "edit"),
+        ("create_directory", "edit"),
+        ("execute_command", "execute"),
+        ("search_files", "search"),
+        ("delete_file", "delete"),
+        ("move_file", "move"),
+        ("switch_mode", "switch_mode"),
+        ("new_task", "other"),
+        ("attempt_completion", "other"),
+        ("ask_followup_question", "other"),
+        ("mcp_something", "other"),
+    ],
+)
+def test_tool_names_become_acp_kinds(name: str, kind: str) -> None:
+    assert tool_kind(name) == kind
+    assert problems("ToolKind", kind) == []
+
+
+def test_titles_and_paths() -> None:
+    assert tool_title("execute_command", {"command": "echo  hi\nthere"}) == "Run echo hi there"
+    assert tool_title("read_file", {"path": "a.py", "start_line": 3}) == "Read a.py (lines 3-end)"
+    assert tool_title("move_file", {"source": "a", "destination": "b"}) == "Move a to b"
+    assert len(tool_title("write_file", {"path": "x" * 500})) == 120
+    assert absolute(CWD, "src/../a.py") == "/work/project/a.py"
+    assert absolute(CWD, ".") == CWD
+
+
+def test_live_text_streams_and_the_final_message_is_not_repeated() -> None:
+    translator = Translator(CWD)
+    assert conforming(translator.feed(event("user.message", message_id="m0", content="hi"))) == []
+    delta = translator.feed(event("text.delta", message_id="m1", text="Writing a.py."))
+    assert delta == [
+        {
+            "sessionUpdate": "agent_message_chunk",
+            "content": {"type": "text", "text": "Writing a.py."},
+        }
+    ]
+    updates = conforming(
+        translator.feed(
+            event("message", message_id="m1", content="Writing a.py.", tool_calls=[WRITE])
+        )
+    )
+    assert updates == [
+        {
+            "sessionUpdate": "tool_call",
+            "toolCallId": "call_1",
+            "title": "Write a.py",
+            "kind": "edit",
+            "status": "pending",
+            "rawInput": {"path": "a.py", "content": "x"},
+            "content": [
+                {"type": "diff", "path": "/work/project/a.py", "oldText": None, "newText": "x"}
+            ],
+            "locations": [{"path": "/work/project/a.py"}],
+        }
+    ]
+    assert conforming(translator.feed(event("tool.call", **WRITE))) == [
+        {"sessionUpdate": "tool_call_update", "toolCallId": "call_1", "status": "in_progress"}
+    ]
+    real = diff_content("/work/project/a.py", "old", "x")
+    translator.note_content("call_1", [real])
+    done = conforming(
+        translator.feed(event("tool.result", call_id="call_1", ok=True, summary="overwrote a.py"))
+    )
+    assert done == [
+        {
+            "sessionUpdate": "tool_call_update",
+            "toolCallId": "call_1",
+            "status": "completed",
+            "content": [real],
+        }
+    ]
+
+
+def test_text_without_deltas_is_sent_whole_and_failures_say_why() -> None:
+    translator = Translator(CWD)
+    call = {"call_id": "call_2", "name": "read_file", "arguments": {"path": "b.py"}}
+    updates = conforming(
+        translator.feed(event("message", message_id="m2", content="Reading.", tool_calls=[call]))
+    )
+    assert updates[0] == {
+        "sessionUpdate": "agent_message_chunk",
+        "content": {"type": "text", "text": "Reading."},
+    }
+    assert updates[1]["locations"] == [{"path": "/work/project/b.py"}]
+    failed = conforming(
+        translator.feed(
+            event("tool.result", call_id="call_2", ok=False, summary="b.py: no such file")
+        )
+    )
+    assert failed[0]["status"] == "failed"
+    assert failed[0]["content"][0]["content"]["text"] == "b.py: no such file"
+
+
+def test_modes_subtasks_and_questions() -> None:
+    translator = Translator(CWD)
+    switched = translator.feed(event("agent.switched", **{"from": "orchestrator", "to": "coder"}))
+    assert conforming(switched) == [
+        {"sessionUpdate": "current_mode_update", "currentModeId": "coder"}
+    ]
+    started = translator.feed(
+        event("subtask.started", subtask_id="sub_1", agent="ask", message="explain", call_id="c9")
+    )
+    assert conforming(started)[0]["title"] == "Delegate to ask: explain"
+    thought = translator.feed(event("text.delta", message_id="m3", text="hm", subtask_id="sub_1"))
+    assert conforming(thought)[0]["sessionUpdate"] == "agent_thought_chunk"
+    asked = translator.feed(event("question.asked", question_id="q", text="Which?", options=["a"]))
+    assert conforming(asked)[0]["content"]["text"] == "\nWhich?\n- a\n"
+    assert translator.feed(event("usage", prompt_tokens=1, completion_tokens=1, model="m")) == []
+    assert (
+        translator.feed(event("error", code="model_error", message="x")) == []
+    )  # live: the prompt
+
+
+def test_replay_sends_whole_messages_and_the_user_s_side() -> None:
+    translator = Translator(CWD, replay=True)
+    log = [
+        event("user.message", message_id="m0", content="create a.py with x"),
+        event("text.delta", message_id="m1", text="Writing a.py."),
+        event("message", message_id="m1", content="Writing a.py.", tool_calls=[WRITE]),
+        event("approval.requested", call_id="call_1", name="write_file", arguments={}, rule="r"),
+        event("approval.resolved", call_id="call_1", decision="approve", by="user"),
+        event("tool.call", **WRITE),
+        event("tool.result", call_id="call_1", ok=True, summary="created a.py"),
+        event("error", code="model_timeout", message="slow"),
+        event("turn.ended", reason="error"),
+    ]
+    updates = conforming([u for e in log for u in translator.feed(e)])
+    kinds = [u["sessionUpdate"] for u in updates]
+    assert kinds == [
+        "user_message_chunk",
+        "agent_message_chunk",
+        "tool_call",
+        "tool_call_update",
+        "tool_call_update",
+        "agent_message_chunk",
+    ]
+    assert updates[1]["content"]["text"] == "Writing a.py."
+    assert updates[-2]["status"] == "completed"
+    assert "model_timeout" in updates[-1]["content"]["text"]
+
+
+def test_initialize_answers_version_1_whatever_is_asked() -> None:
+    for asked in (0, 1, 2, 65535):
+        result, caps = negotiate({"protocolVersion": asked})
+        assert result["protocolVersion"] == 1
+        assert problems("InitializeResponse", result) == []
+        assert caps == ClientCaps()
+    agent = result["agentCapabilities"]
+    assert isinstance(agent, dict) and agent["loadSession"] is True
+    assert agent["promptCapabilities"] == {"image": False, "audio": False, "embeddedContext": False}
+    for bad in ("1", 1.0, True, None, -1, 70000):
+        with pytest.raises(RpcError) as raised:
+            negotiate({"protocolVersion": bad})
+        assert raised.value.code == INVALID_PARAMS
+
+
+def test_client_capabilities() -> None:
+    full: JSONObject = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
+    assert ClientCaps.from_json(full) == ClientCaps(True, True, True)
+    assert ClientCaps.from_json({"fs": {"readTextFile": True}}) == ClientCaps(read_text_file=True)
+    assert ClientCaps.from_json({"fs": "yes", "terminal": 1}) == ClientCaps()
+    assert ClientCaps.from_json(None) == ClientCaps()
+
+
+def test_agents_are_modes() -> None:
+    agents = [AgentInfo("orchestrator", "routes"), AgentInfo("coder", "writes code")]
+    state = mode_state(agents, "coder")
+    assert problems("SessionModeState", state) == []
+    assert state["currentModeId"] == "coder"
+    assert state["availableModes"] == [
+        {"id": "orchestrator", "name": "Orchestrator", "description": "routes"},
+        {"id": "coder", "name": "Coder", "description": "writes code"},
+    ]
+
+
+def selected(option: str) -> dict[str, Any]:
+    return {"outcome": {"outcome": "selected", "optionId": option}}
+
+
+def test_permission_options_and_answers() -> None:
+    for option in PERMISSION_OPTIONS:
+        assert problems("PermissionOption", option) == []
+    answer = permission_answer(selected("allow_once"))
+    assert (answer.decision, answer.always) == ("approve", False)
+    answer = permission_answer(selected("allow_always"))
+    assert (answer.decision, answer.always) == ("approve", True)
+    answer = permission_answer(selected("reject_once"))
+    assert (answer.decision, answer.always, answer.cancelled) == ("reject", False, False)
+    answer = permission_answer(selected("reject_always"))
+    assert (answer.decision, answer.always) == ("reject", True)
+    cancelled = permission_answer({"outcome": {"outcome": "cancelled"}})
+    assert (cancelled.decision, cancelled.cancelled) == ("reject", True)
+    assert permission_answer(selected("something_else")).decision == "reject"
+    assert permission_answer("garbage").decision == "reject"
+
+
+def test_questions_with_choices_are_permission_requests() -> None:
+    options = question_options(["hello.py", "main.py"])
+    for option in options:
+        assert problems("PermissionOption", option) == []
+    assert [o["name"] for o in options if isinstance(o, dict)] == [
+        "hello.py",
+        "main.py",
+        "None of these",
+    ]
+    assert question_answer(selected("choice_1"), ["hello.py", "main.py"]) == "main.py"
+    assert question_answer(selected(NO_CHOICE), ["hello.py"]) is None
+    assert question_answer(selected("choice_9"), ["hello.py"]) is None
+    assert question_answer({"outcome": {"outcome": "cancelled"}}, ["a"]) is None
+
+
+def test_prompts_are_text() -> None:
+    assert prompt_text([{"type": "text", "text": " fix it "}]) == "fix it"
+    link: JSONObject = {"type": "resource_link", "uri": "file:///work/a.py", "name": "a.py"}
+    assert prompt_text([{"type": "text", "text": "read"}, link]) == "read\nfile:///work/a.py"
+    embedded: JSONObject = {
+        "type": "resource",
+        "resource": {"uri": "file:///a.py", "text": "x = 1"},
+    }
+    assert prompt_text([embedded]) == "file:///a.py:\n```\nx = 1\n```"
+    for bad in (
+        [],
+        [{"type": "text", "text": "  "}],
+        [{"type": "image", "data": "AA==", "mimeType": "image/png"}],
+        [{"type": "resource", "resource": {"uri": "file:///b", "blob": "AA=="}}],
+        "text",
+        ["text"],
+    ):
+        with pytest.raises(RpcError) as raised:
+            prompt_text(bad)  # type: ignore[arg-type]
+        assert raised.value.code == INVALID_PARAMS
+
+
+def test_diff_content_conforms() -> None:
+    for content in (diff_content("/a", None, "x"), diff_content("/a", "x", "y")):
+        assert problems("ToolCallContent", content) == []
