@@ -16,6 +16,7 @@ PUBLIC = [
     "agents.testing",
     "server",
     "server.chat",
+    "server.acp",
 ]
 
 
