@@ -32,6 +32,9 @@ from ._migrate import check_arguments, migrate
 from ._serve import open_configured_store, serve
 from ._startup import PROGRAM, banner, describe_failure, version
 
+# `acp --connect`'s token, when --token is not given: the same variable `chat` reads.
+_ACP_TOKEN_ENV = "AGENT_RUNTIME_TOKEN"
+
 logger = logging.getLogger("agent_runtime.server")
 
 
@@ -150,9 +153,11 @@ def _acp_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     ):
         llm.add_argument(flag, metavar="N", help="as for serve")
     acp_cmd.add_argument(
-        "--connect", metavar="URL", help="drive a running server instead (not yet supported)"
+        "--connect",
+        metavar="URL",
+        help="drive the running server at URL instead of opening a database (not with --db)",
     )
-    acp_cmd.add_argument("--token", help="bearer token for --connect (not yet supported)")
+    acp_cmd.add_argument("--token", help=f"bearer token for --connect (default ${_ACP_TOKEN_ENV})")
     _debug_flag(acp_cmd)
 
 
@@ -249,28 +254,56 @@ async def _follow_signals(
 
 
 def _run_acp(args: argparse.Namespace, progress: _Progress) -> int:
-    if args.connect is not None or args.token is not None:
-        print(f"{PROGRAM} acp: --connect/--token are not yet supported", file=sys.stderr)
+    connect: tuple[str, str] | None = None
+    if args.connect is not None:
+        if args.db is not None:
+            print(f"{PROGRAM} acp: --connect and --db exclude each other", file=sys.stderr)
+            return 2
+        token = args.token or os.environ.get(_ACP_TOKEN_ENV)
+        if not token:
+            print(
+                f"{PROGRAM} acp: --connect needs a token: pass --token or set {_ACP_TOKEN_ENV}",
+                file=sys.stderr,
+            )
+            return 2
+        connect = (args.connect, token)
+    elif args.token is not None:
+        print(f"{PROGRAM} acp: --token is only for --connect", file=sys.stderr)
         return 2
     config = _config(args)
     configure_logging(config.log_format, logging.DEBUG if args.debug else logging.INFO)
-    trio.run(_acp_main, config, progress)
+    if connect is None:
+        trio.run(_acp_main, config, progress, None)
+        return 0
+    from .acp import LinkError  # the adapter is for acp only (see _acp_then_stop)
+
+    try:
+        trio.run(_acp_main, config, progress, connect)
+    except BaseException as raised:
+        error = single_error(raised)
+        if not isinstance(error, LinkError):
+            raise
+        print(f"{PROGRAM} acp: {args.connect}: {error.message} ({error.code})", file=sys.stderr)
+        return 1 if progress.started else 2
     return 0
 
 
-async def _acp_main(config: ServeConfig, progress: _Progress) -> None:
+async def _acp_main(
+    config: ServeConfig, progress: _Progress, connect: tuple[str, str] | None
+) -> None:
     """Serve ACP on stdio until end of input, or SIGINT/SIGTERM (like end of input);
     a second signal stops at once."""
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_follow_signals, signals, shutdown, nursery.cancel_scope)
-            await nursery.start(_acp_then_stop, config, shutdown, nursery.cancel_scope)
+            await nursery.start(_acp_then_stop, config, connect, shutdown, nursery.cancel_scope)
             progress.started = True
 
 
 async def _acp_then_stop(
     config: ServeConfig,
+    connect: tuple[str, str] | None,
     shutdown: trio.Event,
     done: trio.CancelScope,
     *,
@@ -279,7 +312,7 @@ async def _acp_then_stop(
     # Imported here: the adapter (and the terminal client's tools it reuses) is for acp only.
     from .acp import run_acp
 
-    await run_acp(config, shutdown=shutdown, task_status=task_status)
+    await run_acp(config, connect=connect, shutdown=shutdown, task_status=task_status)
     done.cancel()  # stops following signals
 
 

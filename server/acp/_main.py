@@ -14,14 +14,18 @@ import os
 import trio
 
 from .._config import ServeConfig
+from .._serve import runtime_config
 from ._agent import serve_acp
 from ._book import SessionBook, book_path
+from ._connected import open_connected_link
 from ._embedded import open_embedded_link
+from ._link import RuntimeLink
 
 
 async def run_acp(
     config: ServeConfig,
     *,
+    connect: tuple[str, str] | None = None,
     shutdown: trio.Event | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -29,22 +33,35 @@ async def run_acp(
 
     Reports started once the store and the supervisor are open (a failure before
     that is a start-up failure: exit status 2). *shutdown* ends it like end of
-    input.
+    input. With *connect* ``(url, token)`` it drives that running server instead
+    (``_connected.py``; started once the server answered ``GET /v1/agents``), and
+    only *config*'s ``tool_timeout`` is used.
 
     Raises:
         ConfigurationError: invalid configuration.
         StoreError: the database cannot be opened (e.g. in use by a server).
+        LinkError: with *connect*: bad URL, server unreachable, token refused.
 
     Cancellation: as :func:`serve_acp`, then the runtime winds down and the store
     closes (shielded, bounded).
     """
-    book = SessionBook(book_path(config))
+    if connect is not None:
+        url, token = connect
+        tool_timeout = runtime_config(config).tool_timeout
+        async with open_connected_link(url, token, tool_timeout=tool_timeout) as connected:
+            task_status.started()
+            await _serve_stdio(connected, SessionBook(), shutdown)
+        return
     async with open_embedded_link(config) as link:
         task_status.started()
-        receive = trio.lowlevel.FdStream(os.dup(0))
-        send = trio.lowlevel.FdStream(os.dup(1))
-        try:
-            await serve_acp(receive, send, link, book=book, shutdown=shutdown)
-        finally:
-            with trio.CancelScope(shield=True):
-                await receive.aclose()
+        await _serve_stdio(link, SessionBook(book_path(config)), shutdown)
+
+
+async def _serve_stdio(link: RuntimeLink, book: SessionBook, shutdown: trio.Event | None) -> None:
+    receive = trio.lowlevel.FdStream(os.dup(0))
+    send = trio.lowlevel.FdStream(os.dup(1))
+    try:
+        await serve_acp(receive, send, link, book=book, shutdown=shutdown)
+    finally:
+        with trio.CancelScope(shield=True):
+            await receive.aclose()

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from server import main
 from server.acp._connection import LineReader
 from tests.acp.conformance import Conformance
 
@@ -20,11 +19,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": 1}}
-
-
-def test_connect_is_reserved(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["acp", "--connect", "ws://127.0.0.1:8765", "--token", "t"]) == 2
-    assert "not yet supported" in capsys.readouterr().err
 
 
 async def _start(db: Path) -> trio.Process:

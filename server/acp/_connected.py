@@ -1,0 +1,472 @@
+"""The connected :class:`~server.acp._link.RuntimeLink`: a running server, over HTTP.
+
+``agent-runtime acp --connect URL --token T`` drives a server's sessions (as the
+token's principal) instead of opening a store itself:
+
+- sessions, agents and the event log over REST (docs/protocol.md §8);
+- commands with ``POST /v1/sessions/{id}/commands`` (§3), whose answer is the ack,
+  sent once the effect is committed. A command keeps its id across retries, so a
+  resend after a lost answer is harmless (the server says ``duplicate``);
+- following a session over its WebSocket (§2): ``hello {after: cursor}``, then
+  events in seq order. After a dropped connection (network, server restart, 1013
+  slow consumer, 1001 shutdown) it reconnects with backoff from the last seq
+  handed to the sink: no gap, no duplicate.
+
+Bad answers (not JSON, wrong shape, HTTP errors) become :class:`LinkError`; a
+refused command becomes a ``rejected`` ack, as with the embedded link.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Final
+
+import attrs
+import httpx
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    wrap_client_stream,
+)
+
+from sessions import JSON, JSONObject
+
+from ._link import AgentInfo, EventSink, LinkError, SessionInfo, SessionPage
+
+# What the runtime waits for an IDE tool by default (agents.RuntimeConfig.tool_timeout);
+# the server does not publish its own setting.
+DEFAULT_TOOL_TIMEOUT: Final = 600.0
+_MAX_MESSAGE: Final = 64 * 1024 * 1024
+_FATAL_CLOSE: Final = {1008: "protocol error", 4401: "unauthorized", 4404: "not_found"}
+# Statuses a command's POST answers with a rejected ack in its body (§3).
+_ACK_STATUSES: Final = {200, 400, 409, 429, 503}
+
+
+def base_url(url: str) -> str:
+    """*url* as the server's HTTP base: no trailing slash, ``ws(s)`` → ``http(s)``.
+
+    Raises:
+        ValueError: not an http(s) or ws(s) URL with a host.
+    """
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    for ws, http in (("ws://", "http://"), ("wss://", "https://")):
+        if url.startswith(ws):
+            url = http + url.removeprefix(ws)
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise ValueError(f"{url!r} is not a valid URL: {error}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{url!r} must be an http(s):// or ws(s):// URL with a host")
+    return url
+
+
+def _error_of(response: httpx.Response) -> LinkError:
+    """The server's ``{"error": {"code", "message"}}`` (or the status) as a LinkError."""
+    code, message = f"http_{response.status_code}", response.reason_phrase or "request failed"
+    try:
+        body: JSON = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        if isinstance(error.get("code"), str):
+            code = str(error["code"])
+        if isinstance(error.get("message"), str) and error["message"]:
+            message = str(error["message"])
+    return LinkError(code, f"{message} (HTTP {response.status_code} from {response.url})")
+
+
+def _json_object(response: httpx.Response) -> JSONObject:
+    try:
+        body: JSON = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise LinkError(
+            "bad_response",
+            f"{response.url} did not answer with a JSON object; is it an agent-runtime server?",
+        )
+    return body
+
+
+def _session(body: JSONObject) -> SessionInfo:
+    def number(name: str) -> float:
+        value = body.get(name)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    session_id, title, agent = body.get("id"), body.get("title"), body.get("current_agent")
+    if not isinstance(session_id, str) or not isinstance(agent, str):
+        raise LinkError("bad_response", f"not a session: {json.dumps(body)[:200]}")
+    return SessionInfo(
+        session_id,
+        title if isinstance(title, str) else "",
+        agent,
+        number("created_at"),
+        number("updated_at"),
+    )
+
+
+def _rejected(command: JSONObject, code: str, message: str) -> JSONObject:
+    command_id = command.get("id")
+    return {
+        "type": "ack",
+        "id": command_id if isinstance(command_id, str) else "",
+        "status": "rejected",
+        "code": code,
+        "error": message,
+    }
+
+
+@attrs.define
+class _Cursor:
+    seq: int  # the last seq handed to the sink
+
+
+class ConnectedLink:
+    """A :class:`RuntimeLink` over the server *http* points at (its ``base_url``, and
+    the bearer *token* it sends). Use :func:`open_connected_link`.
+
+    Args:
+        backoff / max_backoff: first and longest pause between reconnects or retries.
+        attempts: consecutive failed tries after which a call (or following) gives up
+            with :class:`LinkError` ``unavailable``.
+        liveness: seconds without any WebSocket frame (heartbeats come every 15 s)
+            after which the connection counts as dead.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        token: str,
+        *,
+        tool_timeout: float = DEFAULT_TOOL_TIMEOUT,
+        backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        attempts: int = 20,
+        liveness: float = 45.0,
+    ) -> None:
+        self._http = http
+        self._token = token
+        self._tool_timeout = tool_timeout
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.attempts = attempts
+        self.liveness = liveness
+        self.connections = 0  # WebSocket connections opened so far (tests, diagnostics)
+
+    @property
+    def tool_timeout(self) -> float:
+        return self._tool_timeout
+
+    async def _pause(self, failures: int, problem: str) -> None:
+        if failures >= self.attempts:
+            raise LinkError(
+                "unavailable", f"giving up after {failures} attempts: {problem}"
+            ) from None
+        await trio.sleep(min(self.backoff * 2 ** (failures - 1), self.max_backoff))
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: JSONObject | None = None,
+        params: dict[str, str | int] | None = None,
+        retry: bool = True,
+    ) -> httpx.Response:
+        """One request; transport errors, 5xx and 429 are retried when *retry*."""
+        failures = 0
+        while True:
+            try:
+                response = await self._http.request(method, path, json=body, params=params)
+            except httpx.TransportError as error:
+                if not retry:
+                    raise LinkError("unavailable", f"{self._http.base_url}: {error}") from None
+                failures += 1
+                await self._pause(failures, str(error) or type(error).__name__)
+                continue
+            if retry and (response.status_code >= 500 or response.status_code == 429):
+                failures += 1
+                await self._pause(failures, str(_error_of(response)))
+                continue
+            if response.status_code == 401:
+                raise LinkError(
+                    "unauthorized", f"the server refused the token: {_error_of(response)}"
+                )
+            return response
+
+    async def agents(self) -> Sequence[AgentInfo]:
+        response = await self._request("GET", "/v1/agents")
+        if response.status_code != 200:
+            raise _error_of(response)
+        items = _json_object(response).get("agents")
+        if not isinstance(items, list):
+            raise LinkError("bad_response", "GET /v1/agents: no 'agents' list")
+        found = []
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                description = item.get("description")
+                found.append(
+                    AgentInfo(
+                        str(item["name"]), description if isinstance(description, str) else ""
+                    )
+                )
+        return found
+
+    async def create_session(self, *, instructions: str | None = None) -> SessionInfo:
+        body: JSONObject = {} if instructions is None else {"instructions": instructions}
+        # Not retried: a creation whose answer was lost would leave a second session.
+        response = await self._request("POST", "/v1/sessions", body=body, retry=False)
+        if response.status_code != 201:
+            raise _error_of(response)
+        return _session(_json_object(response))
+
+    async def load_session(self, session_id: str) -> SessionInfo | None:
+        if not session_id or len(session_id) > 200 or "/" in session_id:
+            return None
+        response = await self._request("GET", f"/v1/sessions/{session_id}")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise _error_of(response)
+        return _session(_json_object(response))
+
+    async def list_sessions(self, *, cursor: str | None = None, limit: int = 50) -> SessionPage:
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        response = await self._request("GET", "/v1/sessions", params=params)
+        if response.status_code != 200:
+            raise _error_of(response)
+        body = _json_object(response)
+        items, next_cursor = body.get("sessions"), body.get("next_cursor")
+        if not isinstance(items, list):
+            raise LinkError("bad_response", "GET /v1/sessions: no 'sessions' list")
+        sessions = [_session(item) for item in items if isinstance(item, dict)]
+        return SessionPage(sessions, next_cursor if isinstance(next_cursor, str) else None)
+
+    async def read_events(
+        self, session_id: str, *, after: int = 0, limit: int = 500
+    ) -> Sequence[JSONObject]:
+        """Up to *limit* events, in pages of at most 1000 (the server's cap)."""
+        events: list[JSONObject] = []
+        cursor = after
+        while len(events) < limit:
+            params: dict[str, str | int] = {
+                "after": cursor,
+                "limit": min(limit - len(events), 1000),
+            }
+            response = await self._request(
+                "GET", f"/v1/sessions/{session_id}/events", params=params
+            )
+            if response.status_code != 200:
+                raise _error_of(response)
+            body = _json_object(response)
+            page = body.get("events")
+            if not isinstance(page, list):
+                raise LinkError("bad_response", "GET events: no 'events' list")
+            for event in page:
+                seq = event.get("seq") if isinstance(event, dict) else None
+                if not isinstance(event, dict) or not isinstance(seq, int) or seq != cursor + 1:
+                    raise LinkError(
+                        "bad_response", f"GET events: event out of order after {cursor}"
+                    )
+                events.append(event)
+                cursor = seq
+            if body.get("has_more") is not True or not page:
+                break
+        return events
+
+    async def submit(self, session_id: str, command: JSONObject) -> JSONObject:
+        """POST the command (retried with the same id when the answer is lost)."""
+        failures = 0
+        while True:
+            try:
+                response = await self._http.post(
+                    f"/v1/sessions/{session_id}/commands", json=command
+                )
+            except httpx.TransportError as error:
+                failures += 1
+                await self._pause(failures, str(error) or type(error).__name__)
+                continue
+            status = response.status_code
+            if status == 401:
+                raise LinkError(
+                    "unauthorized", f"the server refused the token: {_error_of(response)}"
+                )
+            if status == 404:
+                return _rejected(command, "not_found", f"session {session_id!r} not found")
+            body: JSON = None
+            with suppress(ValueError):
+                body = response.json()
+            ack = body.get("ack", body) if isinstance(body, dict) else None
+            if status in _ACK_STATUSES and isinstance(ack, dict) and ack.get("type") == "ack":
+                if status == 429 or (status == 503 and ack.get("code") != "shutting_down"):
+                    failures += 1  # rate limited or storage unavailable: retryable
+                    await self._pause(failures, str(_error_of(response)))
+                    continue
+                return ack
+            if status < 300:
+                raise LinkError("bad_response", f"{response.url} answered a command with no ack")
+            if status >= 500:
+                failures += 1
+                await self._pause(failures, str(_error_of(response)))
+                continue
+            refused = _error_of(response)
+            return _rejected(command, refused.code, refused.message)
+
+    # -- following ---------------------------------------------------------------------
+
+    async def follow(self, session_id: str, *, after: int, sink: EventSink) -> None:
+        """Follow over the WebSocket, reconnecting from the cursor (see the module docstring).
+
+        Raises:
+            LinkError: the token or session was refused, or the server stayed
+                unreachable for ``attempts`` consecutive tries.
+
+        Cancellation: safe at any point; the connection is closed.
+        """
+        cursor = after
+        failures = 0
+        while True:
+            try:
+                seq, problem = await self._follow_once(session_id, cursor, sink)
+            except (OSError, trio.TooSlowError) as error:  # could not connect
+                seq, problem = cursor, f"cannot connect: {error!r}"
+            if seq > cursor:
+                failures = 0  # that connection delivered: the server is there
+            cursor = seq
+            failures += 1
+            await self._pause(failures, problem)
+
+    async def _follow_once(self, session_id: str, cursor: int, sink: EventSink) -> tuple[int, str]:
+        """One connection: ``(cursor, why it ended)``; the cursor is the last seq handed over."""
+        url = self._http.base_url
+        host, port = url.host, url.port or (443 if url.scheme == "https" else 80)
+        resource = f"{url.raw_path.decode().rstrip('/')}/v1/sessions/{session_id}/ws"
+        headers = [(b"Authorization", f"Bearer {self._token}".encode())]
+        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
+        with trio.fail_after(10):
+            if url.scheme == "https":
+                stream = await trio.open_ssl_over_tcp_stream(host, port)
+            else:
+                stream = await trio.open_tcp_stream(host, port)
+        # We own the TCP stream: trio-websocket leaves it open when the peer vanishes
+        # or the handshake is refused. Outcomes leave the nursery as values, so the
+        # caller sees plain exceptions rather than groups.
+        fatal: LinkError | None = None
+        ended: tuple[int, str] = (cursor, "connection closed")
+        async with stream, trio.open_nursery() as nursery:
+            try:
+                with trio.fail_after(10):
+                    ws = await wrap_client_stream(
+                        nursery,
+                        stream,
+                        host if port in (80, 443) else f"{host}:{port}",
+                        resource,
+                        extra_headers=headers,
+                        max_message_size=_MAX_MESSAGE,
+                    )
+            except ConnectionRejected as error:
+                if error.status_code in (401, 403):
+                    fatal = LinkError("unauthorized", "the server refused the token")
+                elif error.status_code == 404:
+                    fatal = LinkError("not_found", f"session {session_id!r} not found")
+                else:
+                    ended = (cursor, f"handshake refused with HTTP {error.status_code}")
+                nursery.cancel_scope.cancel()
+            except (trio.TooSlowError, HandshakeError, OSError, trio.BrokenResourceError) as error:
+                ended = (cursor, f"the WebSocket handshake failed: {error!r}")
+                nursery.cancel_scope.cancel()
+            else:
+                state = _Cursor(cursor)
+                try:
+                    await ws.send_message(json.dumps({"type": "hello", "after": cursor}))
+                    self.connections += 1
+                    ended = (state.seq, await self._read(ws, state, sink))
+                except ConnectionClosed as closed:
+                    ended = (state.seq, self._closed(closed))
+                except (OSError, trio.BrokenResourceError) as error:
+                    ended = (state.seq, f"connection lost: {error!r}")
+                except LinkError as error:
+                    fatal = error
+                else:
+                    # Ended by us (liveness, gap): say goodbye, briefly. Cancelled, we
+                    # cannot (the reader task that would see the reply is cancelled
+                    # too): the TCP stream just closes, as when a client vanishes.
+                    with trio.move_on_after(2):
+                        await ws.aclose()
+                finally:
+                    nursery.cancel_scope.cancel()
+        if fatal is not None:
+            raise fatal
+        return ended
+
+    async def _read(self, ws: WebSocketConnection, cursor: _Cursor, sink: EventSink) -> str:
+        """Hand events to *sink* until the connection should be given up; why."""
+        while True:
+            raw: str | bytes | None = None
+            with trio.move_on_after(self.liveness):
+                raw = await ws.get_message()
+            if raw is None:
+                return f"no frame for {self.liveness:g} s"
+            try:
+                frame: JSON = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(frame, dict):
+                continue
+            seq = frame.get("seq")
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                if seq <= cursor.seq:
+                    continue  # already handed over
+                if seq != cursor.seq + 1:
+                    return f"gap after seq {cursor.seq}; resyncing"
+                await sink([frame])
+                cursor.seq = seq
+            elif frame.get("type") == "error" and frame.get("code") in (
+                "unauthorized",
+                "not_found",
+            ):
+                raise LinkError(str(frame["code"]), str(frame.get("message", "")))
+
+    def _closed(self, error: ConnectionClosed) -> str:
+        if error.reason is None:
+            return "connection closed"
+        code, text = error.reason.code, error.reason.reason or ""
+        fatal = _FATAL_CLOSE.get(code)
+        if fatal is not None:
+            raise LinkError(
+                "not_found" if code == 4404 else "unauthorized" if code == 4401 else "bad_hello",
+                f"the server closed the connection: {fatal} ({text})",
+            )
+        return f"closed with code {code} {text}".rstrip()
+
+
+@asynccontextmanager
+async def open_connected_link(
+    url: str, token: str, *, tool_timeout: float = DEFAULT_TOOL_TIMEOUT, attempts: int = 20
+) -> AsyncIterator[ConnectedLink]:
+    """A :class:`ConnectedLink` to the server at *url*, checked with ``GET /v1/agents``.
+
+    Raises (on entering):
+        LinkError: bad URL, server unreachable, token refused, not an agent-runtime server.
+    """
+    try:
+        base = base_url(url)
+    except ValueError as error:
+        raise LinkError("invalid_request", f"--connect {error}") from None
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+        link = ConnectedLink(http, token, tool_timeout=tool_timeout, attempts=1)
+        await link.agents()  # at start, fail fast: nobody is waiting for a retry
+        link.attempts = attempts
+        yield link
