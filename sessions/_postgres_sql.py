@@ -183,15 +183,34 @@ def lease_of(conn: Connection, session_id: str) -> tuple[str, int, float] | None
 def renew_leases(
     conn: Connection, owner: str, held: Mapping[str, int], ttl: float
 ) -> dict[str, int]:
-    """Extend this replica's leases in *held*; returns those still held (the others were lost)."""
+    """Extend this replica's leases in *held*; returns those still held (the others were lost).
+
+    Rows an append of this replica's writer holds locked right now are skipped,
+    not waited for: a renewal waiting on them while that batch waited on a row
+    the renewal had locked was a deadlock (two lockers, two orders). Skipping
+    is enough because a fenced append extends its session's lease itself
+    (:meth:`PgTx.fence_lease`); a skipped row is still ours if a plain read
+    says so.
+    """
     if not held:
         return {}
-    rows = conn.execute(
-        f"UPDATE leases SET expires_at = {_NOW} + %s"
-        " WHERE owner = %s AND session_id = ANY(%s) RETURNING session_id, generation",
-        (ttl, owner, list(held)),
-    ).fetchall()
-    still = {str(sid): int(gen) for sid, gen in rows}
+    sessions = list(held)
+    with conn.transaction():
+        rows = conn.execute(
+            f"UPDATE leases SET expires_at = {_NOW} + %s WHERE session_id IN ("
+            " SELECT session_id FROM leases WHERE owner = %s AND session_id = ANY(%s)"
+            " FOR UPDATE SKIP LOCKED) RETURNING session_id, generation",
+            (ttl, owner, sessions),
+        ).fetchall()
+        still = {str(sid): int(gen) for sid, gen in rows}
+        skipped = [sid for sid in sessions if sid not in still]
+        if skipped:
+            for sid, row_owner, gen in conn.execute(
+                "SELECT session_id, owner, generation FROM leases WHERE session_id = ANY(%s)",
+                (skipped,),
+            ).fetchall():
+                if row_owner == owner:
+                    still[str(sid)] = int(gen)
     return {sid: gen for sid, gen in held.items() if still.get(sid) == gen}
 
 
@@ -253,6 +272,17 @@ class PgTx:
     def load_session(self, session_id: str) -> Session | None:
         row = self._one(SELECT_SESSION, (session_id,))
         return None if row is None else decode_session(row)
+
+    def fence_lease(self, session_id: str, owner: str, generation: int, ttl: float) -> bool:
+        """Lock the session's lease row if it still names *owner* and *generation*, and
+        extend it (a writing session keeps its lease without waiting for renewal);
+        ``False`` if the lease is another tenure's now. One statement, one row lock."""
+        row = self._one(
+            f"UPDATE leases SET expires_at = {_NOW} + %s"
+            " WHERE session_id = %s AND owner = %s AND generation = %s RETURNING 1",
+            (ttl, session_id, owner, generation),
+        )
+        return row is not None
 
     def lock_lease(self, session_id: str) -> tuple[str, int, float] | None:
         row = self._one(

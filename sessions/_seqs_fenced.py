@@ -3,9 +3,9 @@
 For a store whose sessions several replicas may write (PostgreSQL). Each
 session has a lease row ``(owner, generation, expires_at)``; a replica writes a
 session only while it holds the lease, and every append is *fenced*: in the
-batch transaction, before the first seq of a session is handed out, the lease
-row is locked (``SELECT … FOR UPDATE``) and must still name this replica with
-the generation it took. A replica whose lease was taken over (the generation
+batch transaction, before anything of a session is written, the lease row is
+locked and extended by one ``UPDATE`` that matches only if the row still names
+this replica with the generation it took. A replica whose lease was taken over (the generation
 moved on) gets :class:`~sessions.LeaseLost` for that append, which then fails
 alone and commits nothing. Then ``MAX(seq)`` is read under that lock: every
 writer of the session holds the same row lock, so the seq is the database's,
@@ -31,6 +31,10 @@ class LeaseRows(Protocol):
 
     def lock_lease(self, session_id: str) -> tuple[str, int, float] | None:
         """The session's lease row ``(owner, generation, expires_at)``, locked; or ``None``."""
+        ...
+
+    def fence_lease(self, session_id: str, owner: str, generation: int, ttl: float) -> bool:
+        """Lock and extend the lease if it is still (*owner*, *generation*)'s."""
         ...
 
     def take_lease(self, session_id: str, owner: str, ttl: float) -> tuple[int, float] | None:
@@ -69,10 +73,8 @@ class FencedSeqAllocator:
                 owner, expires_at = (row[0], row[2]) if row is not None else ("?", 0.0)
                 raise LeaseHeld(session_id, owner, expires_at)
             self._acquired[session_id] = taken[0]
-        else:
-            row = self._rows.lock_lease(session_id)
-            if row is None or row[0] != self._owner or row[1] != generation:
-                raise LeaseLost(session_id)
+        elif not self._rows.fence_lease(session_id, self._owner, generation, self._ttl):
+            raise LeaseLost(session_id)
         last = self._rows.max_seq(session_id)
         self._last[session_id] = last
         return last

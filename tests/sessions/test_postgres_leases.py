@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import psycopg
 import pytest
+import trio
 
 from sessions import (
     Append,
@@ -140,3 +141,32 @@ async def test_renewal_extends_held_leases_and_forgets_lost_ones(dsn: str) -> No
         await backend.renew()
         assert lease_row(dsn, first.id)[2] > before
         assert a.holds(first.id) and not a.holds(second.id)
+
+
+async def test_renewal_never_deadlocks_with_a_batch_of_the_same_sessions(dsn: str) -> None:
+    """Renewal (many rows) and a batch (its sessions' rows) lock the same leases: the
+    renewal skips rows a batch holds, so neither waits on the other (no 40P01)."""
+    async with replica(dsn) as a:
+        sessions = [await create_session(a) for _ in range(20)]
+        backend = a._backend
+        assert hasattr(backend, "renew")
+        done = trio.Event()
+
+        async def renew_all_along() -> None:
+            while not done.is_set():
+                await backend.renew()
+                await trio.lowlevel.checkpoint()
+
+        async def write(session_id: str) -> None:
+            for n in range(15):
+                await append_events(a, session_id, ev(n=n))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(renew_all_along)
+            async with trio.open_nursery() as writers:
+                for session in sessions:
+                    writers.start_soon(write, session.id)
+            done.set()
+        for session in sessions:
+            assert a.holds(session.id)
+            assert len(await a.read_events(session.id)) == 15
