@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import resource
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -22,10 +23,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from urllib.parse import quote
 
 import attrs
 import httpx
@@ -184,6 +186,72 @@ def raise_nofile(wanted: int) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# -- PostgreSQL (B4 on PostgreSQL, B10) -------------------------------------------
+
+POSTGRES_ENV = "AGENT_RUNTIME_BENCH_POSTGRES"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:54329/postgres"
+
+
+def postgres_dsn(given: str | None = None) -> str:
+    """*given*, else ``$AGENT_RUNTIME_BENCH_POSTGRES``, else the local development server."""
+    return given or os.environ.get(POSTGRES_ENV) or DEFAULT_POSTGRES
+
+
+@contextmanager
+def pg_schema(base: str) -> Iterator[tuple[str, str]]:
+    """``(dsn, schema)``: a DSN whose connections use a new, empty schema; dropped afterwards.
+
+    As ``tests/pg.py``: ``CREATE SCHEMA`` and ``options=-csearch_path=...``.
+    """
+    import psycopg
+
+    schema = f"bench_{secrets.token_hex(6)}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            separator = "&" if "?" in base else "?"
+            yield f"{base}{separator}options={quote(f'-csearch_path={schema}')}", schema
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as file:
+        text = file.read()
+    return text[text.rindex(")") + 2 :].split()  # [0] is field 3 (state)
+
+
+def postgres_cpu_probe(dsn: str) -> Callable[[], float]:
+    """A function reading the CPU seconds used so far by the PostgreSQL server of *dsn*.
+
+    The server must run on this machine: its postmaster (the parent of our
+    backend) plus every live child, plus the children it has already reaped
+    (``cutime``/``cstime``: backends of closed connections), from ``/proc``.
+    """
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        postmaster = int(_stat_fields(int(row[0]))[1])  # while the backend lives
+
+    def probe() -> float:
+        fields = _stat_fields(postmaster)
+        total = sum(int(f) for f in fields[11:15]) / _CLK_TCK  # utime stime cutime cstime
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                child = _stat_fields(int(entry))
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+            if child[1] == str(postmaster):
+                total += (int(child[11]) + int(child[12])) / _CLK_TCK
+        return total
+
+    return probe
 
 
 # -- statistics -----------------------------------------------------------------
