@@ -41,7 +41,6 @@ log = logging.getLogger("agent_runtime.inbox")
 
 T = TypeVar("T")
 
-_NOW = "extract(epoch from clock_timestamp())"
 FIRST_POLL = 0.002
 MAX_POLL = 0.05
 CLEANUP_AGE = 3600.0  # answered rows nobody picked up (the sender left) go after this
@@ -68,8 +67,8 @@ def channel(conn: pgsql.Connection) -> str:
 def _send(conn: pgsql.Connection, session_id: str, body: str, sender: str) -> int:
     with conn.transaction():
         row = conn.execute(
-            f"INSERT INTO inbox (session_id, body, sent_by, created_at) VALUES (%s, %s, %s, {_NOW})"
-            " RETURNING id",
+            "INSERT INTO inbox (session_id, body, sent_by, created_at)"
+            f" VALUES (%s, %s, %s, {pgsql.NOW}) RETURNING id",
             (session_id, body, sender),
         ).fetchone()
         conn.execute("SELECT pg_notify(%s, %s)", (channel(conn), session_id))
@@ -86,7 +85,7 @@ def _collect(conn: pgsql.Connection, item: int, session_id: str) -> tuple[str | 
         if row is not None:
             return str(row[0]), True
         lease = conn.execute(
-            f"SELECT expires_at > {_NOW} FROM leases WHERE session_id = %s", (session_id,)
+            f"SELECT expires_at > {pgsql.NOW} FROM leases WHERE session_id = %s", (session_id,)
         ).fetchone()
     return None, bool(lease and lease[0])
 
@@ -131,7 +130,7 @@ def _answer(conn: pgsql.Connection, item: int, ack: str) -> None:
 
 def _clean(conn: pgsql.Connection) -> None:
     conn.execute(
-        f"DELETE FROM inbox WHERE ack IS NOT NULL AND created_at < {_NOW} - %s", (CLEANUP_AGE,)
+        f"DELETE FROM inbox WHERE ack IS NOT NULL AND created_at < {pgsql.NOW} - %s", (CLEANUP_AGE,)
     )
 
 

@@ -162,7 +162,9 @@ def commit_batch(
     return result, acquired
 
 
-_NOW = "extract(epoch from clock_timestamp())"
+# The database's clock, in epoch seconds: every lease time is on it, so replicas'
+# clocks never have to agree.
+NOW = "extract(epoch from clock_timestamp())"
 
 
 def take_lease(
@@ -197,7 +199,7 @@ def renew_leases(
     sessions = list(held)
     with conn.transaction():
         rows = conn.execute(
-            f"UPDATE leases SET expires_at = {_NOW} + %s WHERE session_id IN ("
+            f"UPDATE leases SET expires_at = {NOW} + %s WHERE session_id IN ("
             " SELECT session_id FROM leases WHERE owner = %s AND session_id = ANY(%s)"
             " FOR UPDATE SKIP LOCKED) RETURNING session_id, generation",
             (ttl, owner, sessions),
@@ -278,7 +280,7 @@ class PgTx:
         extend it (a writing session keeps its lease without waiting for renewal);
         ``False`` if the lease is another tenure's now. One statement, one row lock."""
         row = self._one(
-            f"UPDATE leases SET expires_at = {_NOW} + %s"
+            f"UPDATE leases SET expires_at = {NOW} + %s"
             " WHERE session_id = %s AND owner = %s AND generation = %s RETURNING 1",
             (ttl, session_id, owner, generation),
         )
@@ -299,12 +301,12 @@ class PgTx:
         row = self._one(
             f"""
             INSERT INTO leases AS l (session_id, owner, generation, expires_at)
-            VALUES (%s, %s, 1, {_NOW} + %s)
+            VALUES (%s, %s, 1, {NOW} + %s)
             ON CONFLICT (session_id) DO UPDATE SET
                 owner = excluded.owner,
                 generation = l.generation + (CASE WHEN l.owner = excluded.owner THEN 0 ELSE 1 END),
                 expires_at = excluded.expires_at
-            WHERE l.owner = excluded.owner OR l.expires_at < {_NOW}
+            WHERE l.owner = excluded.owner OR l.expires_at < {NOW}
             RETURNING generation, expires_at
             """,
             (session_id, owner, ttl),
@@ -477,7 +479,7 @@ ORPHANED_SESSIONS = (
     " JOIN sessions s ON s.id = t.session_id AND s.deleted = 0"
     " LEFT JOIN leases l ON l.session_id = t.session_id"
     f" WHERE t.status IN ({_ACTIVE})"
-    f" AND (l.session_id IS NULL OR l.expires_at < {_NOW}) LIMIT %s"
+    f" AND (l.session_id IS NULL OR l.expires_at < {NOW}) LIMIT %s"
 )
 SELECT_APPROVAL = (
     f"SELECT {_APPROVAL_COLS} FROM approvals a WHERE a.session_id = %s AND a.call_id = %s"
