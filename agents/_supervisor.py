@@ -234,12 +234,13 @@ class Supervisor:
 
     async def _state(self, session: Session) -> SessionState:
         """The session's state for a read: loaded (and kept idle, evicted like any
-        other), or, while another replica is its writer, folded from the log."""
-        try:
-            async with self._sessions.use(session) as live:
-                return live.state
-        except LeaseHeld:
+        other). With several replicas a read never takes the session's lease (that
+        would move the session to wherever it is read): it uses the live state if
+        this replica runs the session, else folds the log."""
+        if self.store.replica is not None:
             return await self._sessions.fold(session)
+        async with self._sessions.use(session) as live:
+            return live.state
 
     async def history(self, session: Session) -> list[ChatMessage]:
         """The LLM-visible history of the session's main context."""

@@ -61,6 +61,15 @@ def lapse(dsn: str, session_id: str) -> None:
         conn.execute("UPDATE leases SET expires_at = 0 WHERE session_id = %s", (session_id,))
 
 
+def lease_owner(dsn: str, session_id: str) -> str:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT owner FROM leases WHERE session_id = %s", (session_id,)
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
 def log_of(dsn: str, session_id: str) -> list[tuple[int, str]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
@@ -104,10 +113,16 @@ async def test_a_command_sent_to_another_replica_has_the_owners_contract(
         async with a.ws(session_id, TOKEN, after=100) as on_a:
             on_owner = await on_a.command(message("m2", "hello from b"))
         assert on_owner["status"] == "duplicate" and on_owner["turn_id"] == forwarded["turn_id"]
-        # Any replica serves reads.
+        # Any replica serves reads, and a read never takes the session (even one
+        # whose lease lapsed, as an idle session's does).
+        lapse(dsn, session_id)
         async with b.http(TOKEN) as http:
             shown = (await http.get(f"/v1/sessions/{session_id}/messages")).json()
+            assert (await http.get(f"/v1/sessions/{session_id}")).status_code == 200
         assert [m["role"] for m in shown["messages"]].count("user") == 2
+        async with a.http(TOKEN) as http:
+            owner_a = (await http.get("/health")).json()["replica"]
+        assert lease_owner(dsn, session_id) == owner_a
         log = log_of(dsn, session_id)
         assert_one_history(log)
         assert [t for _, t in log].count("user.message") == 2
