@@ -392,6 +392,9 @@ class PgFanout:
             while not self.closed:
                 behind = {f: f.target for f in followed.feeds if f.queued_to < f.target}
                 if not behind:
+                    # An earlier read delivered what the notification announced: its
+                    # arrival time must not become the start of a later sample.
+                    followed.since = None
                     return
                 after = min(f.queued_to for f in behind)
                 limit = min(self._page, max(f.room for f in behind) + 1)

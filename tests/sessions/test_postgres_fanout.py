@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 import trio
+import trio.testing
 
 from sessions import Event, GroupCommitStore, SubscriberTooSlow, Subscription, open_postgres_store
 from sessions._fanout_pg import PgFanout
@@ -106,6 +107,11 @@ async def test_notifications_are_coalesced_per_batch_and_reads_per_burst(dsn: st
                 for worker in range(20):
                     nursery.start_soon(write, worker)
             got = await take_until(sub, 501)
+            await trio.testing.wait_all_tasks_blocked()  # B's reads are done
+            followed = fanout_of(b)._sessions[session.id]
+            # Caught up: no notification is waiting to be read, so none may be
+            # left timing a lag sample (a stale start made the metric seconds off).
+            assert followed.since is None
         assert [e.seq for e in got] == list(range(2, 502))
         batches = a.stats.batches - before
         stats = fanout_of(b).stats
