@@ -36,17 +36,7 @@ class _LocalFeed:
         self._fanout = fanout
 
     async def receive(self) -> Sequence[Event]:
-        try:
-            first = await self._receive.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            return []
-        received = [first]
-        while True:
-            try:
-                received.append(self._receive.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-        return received
+        return await receive_queued(self._receive)
 
     def close(self) -> None:
         self._fanout._drop(self)
@@ -103,3 +93,20 @@ class LocalFanout:
             subscribers.discard(feed)
             if not subscribers:
                 del self._live[feed.session_id]
+
+
+async def receive_queued(receive: trio.MemoryReceiveChannel[Event]) -> list[Event]:
+    """Wait for one event, then take every event already queued (a feed's ``receive``).
+
+    Returns ``[]`` once the channel ended or was closed.
+    """
+    try:
+        first = await receive.receive()
+    except (trio.EndOfChannel, trio.ClosedResourceError):
+        return []
+    received = [first]
+    while True:
+        try:
+            received.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return received

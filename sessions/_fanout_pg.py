@@ -60,6 +60,7 @@ from psycopg import sql
 
 from . import _postgres_sql as pgsql
 from ._errors import StoreError
+from ._fanout_local import receive_queued
 from ._models import Event
 from ._subscription import EventReader
 
@@ -123,17 +124,7 @@ class _PgFeed:
         return True
 
     async def receive(self) -> Sequence[Event]:
-        try:
-            first = await self._receive.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            return []
-        received = [first]
-        while True:
-            try:
-                received.append(self._receive.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-        return received
+        return await receive_queued(self._receive)
 
     def close(self) -> None:
         self._fanout._drop(self)

@@ -49,7 +49,7 @@ from ..chat import Workspace
 from ..chat._command import MAX_OUTPUT, ToolFailure
 from ..chat._diff import changed_lines
 from ..chat._text import plural
-from ..chat._tools import IDE_TOOLS
+from ..chat._tools import IDE_TOOLS, search_replace
 from ._capabilities import ClientCaps
 from ._connection import Peer
 from ._jsonrpc import RpcError
@@ -67,36 +67,6 @@ class ToolOutcome:
 
     result: JSON
     content: list[JSON] | None = None
-
-
-def search_replace(old: str, search: str, replace: str, shown: str) -> str:
-    """*old* with *search* replaced once by *replace*, as ``apply_diff`` does.
-
-    The rules of the terminal client (``Workspace.edited``): the search text must
-    be non-empty and occur exactly once; LF search text matches a CRLF file.
-
-    Raises:
-        ToolFailure: empty, missing or ambiguous search text (the LLM reads why).
-    """
-    if not search:
-        raise ToolFailure("apply_diff: search text must not be empty")
-    if old.count(search) == 0 and "\r\n" in old and "\r\n" not in search:
-        search, replace = search.replace("\n", "\r\n"), replace.replace("\n", "\r\n")
-    count = old.count(search)
-    if count == 0:
-        hint = ""
-        if search.strip() and search.strip() in old:
-            hint = " (it would match with different leading/trailing whitespace)"
-        raise ToolFailure(
-            f"apply_diff: search text not found in {shown}{hint}; "
-            "read the file and copy the exact text to replace"
-        )
-    if count > 1:
-        raise ToolFailure(
-            f"apply_diff: search text occurs {count} times in {shown}; "
-            "include more surrounding lines so it matches exactly once"
-        )
-    return old.replace(search, replace, 1)
 
 
 def _clip(text: str, advice: str) -> str:

@@ -193,23 +193,7 @@ class Workspace(ConfinedRoot):
         if not search:
             raise ToolFailure("apply_diff: search text must not be empty")
         old = self._read_text(path, shown)
-        if old.count(search) == 0 and "\r\n" in old and "\r\n" not in search:
-            search, replace = search.replace("\n", "\r\n"), replace.replace("\n", "\r\n")
-        count = old.count(search)
-        if count == 0:
-            hint = ""
-            if search.strip() and search.strip() in old:
-                hint = " (it would match with different leading/trailing whitespace)"
-            raise ToolFailure(
-                f"apply_diff: search text not found in {shown}{hint}; "
-                "read the file and copy the exact text to replace"
-            )
-        if count > 1:
-            raise ToolFailure(
-                f"apply_diff: search text occurs {count} times in {shown}; "
-                "include more surrounding lines so it matches exactly once"
-            )
-        return path, old, old.replace(search, replace, 1)
+        return path, old, search_replace(old, search, replace, shown)
 
     def _apply_diff(self, args: JSONObject) -> JSON:
         path, old, new = self.edited(args)
@@ -388,3 +372,34 @@ def _glob_match(rel: str, pattern: str) -> bool:
 
 def _clip_line(line: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def search_replace(old: str, search: str, replace: str, shown: str) -> str:
+    """*old* with *search* replaced once by *replace*, as ``apply_diff`` does.
+
+    Used by the terminal client (``Workspace.edited``) and the ACP adapter: the
+    search text must be non-empty and occur exactly once; LF search text matches
+    a CRLF file.
+
+    Raises:
+        ToolFailure: empty, missing or ambiguous search text (the LLM reads why).
+    """
+    if not search:
+        raise ToolFailure("apply_diff: search text must not be empty")
+    if old.count(search) == 0 and "\r\n" in old and "\r\n" not in search:
+        search, replace = search.replace("\n", "\r\n"), replace.replace("\n", "\r\n")
+    count = old.count(search)
+    if count == 0:
+        hint = ""
+        if search.strip() and search.strip() in old:
+            hint = " (it would match with different leading/trailing whitespace)"
+        raise ToolFailure(
+            f"apply_diff: search text not found in {shown}{hint}; "
+            "read the file and copy the exact text to replace"
+        )
+    if count > 1:
+        raise ToolFailure(
+            f"apply_diff: search text occurs {count} times in {shown}; "
+            "include more surrounding lines so it matches exactly once"
+        )
+    return old.replace(search, replace, 1)

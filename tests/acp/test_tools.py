@@ -13,9 +13,10 @@ import trio.testing
 from server.acp._capabilities import ClientCaps
 from server.acp._connection import LineReader, Peer
 from server.acp._jsonrpc import Response
-from server.acp._tools import ToolRunner, search_replace
+from server.acp._tools import ToolRunner
 from server.chat import Workspace
 from server.chat._command import ToolFailure
+from server.chat._tools import search_replace
 from sessions import JSON, JSONObject
 
 CASES = [
