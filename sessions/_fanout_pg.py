@@ -50,7 +50,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -280,7 +279,6 @@ class PgFanout:
         """Hand notifications over until the connection fails (then return)."""
         fd = conn.fileno()
         while True:
-            arrived = time.monotonic()
             try:
                 # Non-blocking: what the socket holds (first: what LISTEN's reply carried).
                 notes = list(conn.notifies(timeout=0))
@@ -288,10 +286,13 @@ class PgFanout:
                 log.warning("the event listener lost its connection: %s", exc)
                 return
             for note in notes:
-                self._notified(note.payload, arrived)
+                self._notified(note.payload)
             await trio.lowlevel.wait_readable(fd)
 
-    def _notified(self, payload: str, arrived: float) -> None:
+    def _notified(self, payload: str) -> None:
+        # Its arrival: trio's clock, as the delivery (_catch_up), so that the lag is
+        # one clock's difference, and tests can run it under a mock clock.
+        arrived = trio.current_time()
         self.stats.notifications += 1
         try:
             session_id, first, last, replica = payload.rsplit(" ", 3)
@@ -409,7 +410,7 @@ class PgFanout:
                     feed.push(events)  # a feed beyond a gap stays behind: read again
                     delivered = delivered or feed.queued_to > before
                 if delivered and since is not None:
-                    lag = time.monotonic() - since
+                    lag = trio.current_time() - since
                     self.stats.batches += 1
                     self.stats.lag_sum += lag
                     self.stats.lag_max = max(self.stats.lag_max, lag)

@@ -119,6 +119,7 @@ class PostgresBackend:
         self.lost = 0  # leases found taken over (renewal or a refused write)
         # Sessions whose lease was found taken over, for the supervisor to stop.
         self._lost_send, self.lost_sessions = trio.open_memory_channel[str](256)
+        self._inbox = _inbox_pg.Inbox(self, dsn)
 
     async def open(self, migrations: Sequence[Migration]) -> None:
         with trio.CancelScope(shield=True):
@@ -191,11 +192,11 @@ class PostgresBackend:
 
     async def forward(self, session_id: str, command: JSONObject) -> JSONObject | None:
         """Forward *command* to the replica running *session_id* (``_inbox_pg.py``)."""
-        return await _inbox_pg.forward(self, session_id, command)
+        return await self._inbox.forward(session_id, command)
 
     async def serve_inbox(self, handler: _inbox_pg.Handler) -> None:
         """Apply commands forwarded to this replica's sessions, until cancelled."""
-        await _inbox_pg.serve(self, self.dsn, handler)
+        await self._inbox.serve(handler)
 
     async def keep_leases(self) -> None:
         """Renew the held leases every third of the TTL, for as long as the store is open.
