@@ -14,6 +14,10 @@ turn. Closing happens in two steps, because an append carries one approval row:
    ``tool.result`` for every other pending call of the turn (innermost context
    first), a failed ``subtask.ended`` for every open subtask, then the single
    ``turn.ended``.
+
+Recovery has one more: :func:`lost_server_calls` resolves the calls a turn ran
+in the runtime itself (MCP tools) when the runtime stopped, as failed with their
+effect unknown, so the turn can carry on without ever running them again.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ._core._events import (
     TurnEnded,
     TurnEndReason,
 )
+from ._core._mcp import split_name
 from ._core._state import CallState, SessionState
 from ._live_turn import Out
 
@@ -79,4 +84,23 @@ def final_closings(
     # subtasks and compactions included); *context* is the runner's last estimate.
     tokens, window = context if context is not None else (None, None)
     outs.append(Out(TurnEnded(reason, state.turn_usage, tokens, window)))
+    return outs
+
+
+def lost_server_calls(state: SessionState, turn_id: str) -> list[Out]:
+    """A failed ``tool.result`` for each call of *turn_id* that ran in a runtime now gone.
+
+    The call was recorded (``tool.started``) and may have run on its server in
+    full, in part or not at all: the model is told so, and decides.
+    """
+    outs = []
+    for call in state.pending_of_turn(turn_id):
+        if call.state is CallState.RUNNING:
+            server = (split_name(call.name) or ("?", ""))[0]
+            text = (
+                f"error: the runtime stopped while MCP server {server} ran {call.name}; "
+                "whether the call took effect is unknown (it was not run again): "
+                "check before calling it again"
+            )
+            outs.append(Out(ToolResultEvent(call.call_id, False, text, text), call.subtask_id))
     return outs

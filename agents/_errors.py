@@ -6,7 +6,8 @@ AgentError
 ├── ToolError             a tool call is invalid or forbidden (text goes back to the LLM)
 ├── PairingViolation      history has an unpaired tool call or result (a bug)
 ├── CommandError          a client command is malformed or not applicable (``code``)
-└── ConfigError           a modes / policy file, or the model provider settings, is invalid
+├── ConfigError           a modes / policy file, or the model provider settings, is invalid
+└── McpUnavailable        an MCP server cannot be started or reached (or the SDK is missing)
 """
 
 from __future__ import annotations
@@ -52,3 +53,7 @@ class CommandError(AgentError):
 
 class ConfigError(AgentError):
     """A configuration file (modes, policy) or the model provider settings are invalid."""
+
+
+class McpUnavailable(AgentError):
+    """An MCP server cannot be started or reached now, or the ``mcp`` extra is not installed."""

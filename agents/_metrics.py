@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ._tools._mcp_servers import McpMetrics
+
 
 class RuntimeMetrics:
     """The counters the runtime updates; ``render()`` gives Prometheus text.
@@ -14,6 +16,7 @@ class RuntimeMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.mcp = McpMetrics(self.registry)  # every MCP server of this runtime counts here
         self.turns_started = Counter(
             "agent_runtime_turns_started", "Turns started", ["agent"], registry=self.registry
         )

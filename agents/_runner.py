@@ -19,8 +19,6 @@ import trio
 
 from sessions import (
     JSON,
-    Approval,
-    ApprovalStatus,
     JSONObject,
     Turn,
     loads_object,
@@ -35,14 +33,10 @@ from ._core._budget import ModelLimits
 from ._core._context import fit_history
 from ._core._events import (
     AgentSwitched,
-    ApprovalRequested,
-    ApprovalResolved,
     AssistantMessage,
-    QuestionAsked,
     SubtaskEnded,
     SubtaskStarted,
     TextDeltaEvent,
-    ToolCallEvent,
     ToolCallInfo,
     ToolResultEvent,
     UsageEvent,
@@ -66,17 +60,16 @@ from ._core._modes import ModeRegistry, parse_route_answer, route_by_keywords
 from ._core._prompt import system_prompt
 from ._core._state import (
     PARENT_CALL_KEY,
-    CallState,
     PairingCursor,
     PendingCall,
     check_pairing,
 )
-from ._core._tools import TOOLS, validate_call
-from ._errors import AgentError, ModelError, ToolError
+from ._errors import AgentError, ModelError
 from ._live_turn import LiveTurn, Out
 from ._metrics import RuntimeMetrics
 from ._session import LiveSession
-from ._tools import ToolCall, ToolCatalogue
+from ._tools import ToolCatalogue
+from ._turn_calls import TurnCalls
 
 log = logging.getLogger("agent_runtime.runner")
 
@@ -113,9 +106,13 @@ class TurnRunner:
     metrics: RuntimeMetrics
     tools: ToolCatalogue = attrs.field(factory=ToolCatalogue.builtin)
     switches: int = 0
-    # Trio time at which the turn stops waiting for each open call's answer.
-    deadlines: dict[str, float] = attrs.field(factory=dict)
     agents: dict[str | None, str] = attrs.field(factory=dict)  # context -> its agent
+    calls: TurnCalls = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.calls = TurnCalls(
+            self.live, self.live_turn, self.modes, self.config, self.tools, self, self.agents
+        )
 
     @property
     def turn(self) -> Turn:
@@ -185,7 +182,7 @@ class TurnRunner:
                 if c.subtask_id == subtask_id
             ]
             if pending:
-                completion = await self.handle_calls(subtask_id, pending)
+                completion = await self.calls.handle(subtask_id, pending)
                 if completion is not None:
                     return Outcome("completed", completion)
             if steps >= self.config.max_steps:
@@ -206,6 +203,8 @@ class TurnRunner:
         )
         model_name = model_for(state, subtask_id, mode, self.config.model)
         tools = self.modes.tools_for(mode)
+        if mode.mcp or self.tools.session_mcp is not None:
+            tools += (await self.calls.offered(agent, subtask_id)).specs()  # as they are now
         limits = self.config.models.limits(model_name)
         window = Window(model_name, limits, system, tools, self.config.tool_result_share)
         message_id = new_id("msg")
@@ -365,87 +364,6 @@ class TurnRunner:
                     continue
                 await send.send(delta)
 
-    # -- tool calls ------------------------------------------------------------
-
-    async def handle_calls(self, subtask_id: str | None, calls: list[PendingCall]) -> str | None:
-        """Send, approve, run or refuse every call; wait for all results.
-
-        Returns the ``attempt_completion`` result if the model called it.
-        """
-        completion: str | None = None
-        permitted: list[ToolCall] = []
-        for call in calls:
-            if call.state is not CallState.REQUESTED:
-                continue  # sent before a restart: just wait for it below
-            try:
-                arguments = validate_call(call.name, call.arguments)
-                self.modes.check_call(self.agents[subtask_id], call.name, arguments)
-            except ToolError as exc:
-                await self.tool_result(call.call_id, False, str(exc), subtask_id)
-                continue
-            permitted.append(ToolCall(call, arguments, subtask_id))
-        # Round trips to the IDE first: the IDE works on them while the turn runs
-        # the others (a delegated subtask can take long).
-        permitted.sort(key=lambda c: c.name not in TOOLS or TOOLS[c.name].side != "ide")
-        for permitted_call in permitted:
-            result = await self.tools.executor(permitted_call.name).call(self, permitted_call)
-            if result is not None:
-                completion = result
-        await self.wait_calls(calls)
-        return completion
-
-    # -- what executors may do (agents._tools.TurnTools) ---------------------------
-
-    async def send_to_client(self, call: ToolCall) -> None:
-        await self.request_ide_call(call.call, call.arguments, call.subtask_id)
-
-    async def ask(self, call: ToolCall, question: str, options: tuple[str, ...] | None) -> None:
-        out = Out(QuestionAsked(call.call.call_id, question, options), call.subtask_id)
-        await self.live.commit([out], turn_id=self.turn.id)
-
-    async def delegate(self, call: ToolCall, mode: str, message: str) -> None:
-        await self.subtask(call.call, mode, message, call.subtask_id)
-
-    async def request_ide_call(
-        self, call: PendingCall, args: JSONObject, subtask_id: str | None
-    ) -> None:
-        decision = self.live.policy.evaluate(call.name, args)
-        if decision.action == "deny":
-            await self.tool_result(
-                call.call_id, False, f"denied by policy: {decision.rule_text}", subtask_id
-            )
-        elif decision.action == "ask":
-            expires = now() + self.config.approval_timeout
-            self.deadlines[call.call_id] = trio.current_time() + self.config.approval_timeout
-            approval = Approval(
-                self.live.session.id,
-                call.call_id,
-                self.turn.id,
-                call.name,
-                args,
-                decision.rule_text,
-                now(),
-                expires,
-            )
-            out = Out(
-                ApprovalRequested(call.call_id, call.name, args, decision.rule_text, expires),
-                subtask_id,
-            )
-            await self.live.commit([out], turn_id=self.turn.id, approval=approval)
-        else:
-            out = Out(ToolCallEvent(call.call_id, call.name, args), subtask_id)
-            await self.live.commit([out], turn_id=self.turn.id)
-
-    async def tool_result(
-        self, call_id: str, ok: bool, content: str, subtask_id: str | None
-    ) -> None:
-        """Commit a result for *call_id* unless one is already there."""
-        async with self.live.lock:
-            if call_id not in self.live.state.pending:
-                return
-            out = Out(ToolResultEvent(call_id, ok, summarize(content), content), subtask_id)
-            await self.live.commit_locked([out], turn_id=self.turn.id)
-
     async def subtask(self, call: PendingCall, mode: str, message: str, parent: str | None) -> None:
         """Run a child agent with an isolated context; its result answers *call*.
 
@@ -455,7 +373,7 @@ class TurnRunner:
         if existing is not None:
             subtask_id, mode = existing
         elif mode not in self.modes.names():
-            await self.tool_result(call.call_id, False, f"unknown mode {mode!r}", parent)
+            await self.calls.tool_result(call.call_id, False, f"unknown mode {mode!r}", parent)
             return
         else:
             subtask_id = new_id("sub")
@@ -477,59 +395,6 @@ class TurnRunner:
         ended = Out(SubtaskEnded(subtask_id, mode, outcome.ok, summarize(text)), parent)
         result = Out(ToolResultEvent(call.call_id, outcome.ok, summarize(text), text), parent)
         await self.live.commit([ended, result], turn_id=self.turn.id)
-
-    async def wait_calls(self, calls: list[PendingCall]) -> None:
-        """Wait until every call has a result, resolving the ones that time out.
-
-        Each state has its own deadline: an approval expires at its ``expires_at``;
-        once approved, the IDE gets ``tool_timeout`` to answer. The turn's own
-        :attr:`~agents._live_turn.LiveTurn.wake` says when an answer was committed.
-        """
-        pending = self.live.state.pending
-        for call in calls:
-            seen: CallState | None = None
-            while call.call_id in pending:
-                if call.state is not seen:
-                    seen = call.state
-                    self.set_deadline(call)
-                with trio.move_on_at(self.deadlines[call.call_id]):
-                    await self.live_turn.wake.wait()
-                    continue
-                await self.expire(call)
-            self.deadlines.pop(call.call_id, None)
-
-    def set_deadline(self, call: PendingCall) -> None:
-        if call.state is CallState.APPROVAL:
-            if call.call_id not in self.deadlines:  # resumed after a restart: the stored expiry
-                expires_at = call.approval.expires_at if call.approval else now()
-                self.deadlines[call.call_id] = trio.current_time() + max(0.0, expires_at - now())
-        elif call.state is CallState.QUESTION:
-            self.deadlines[call.call_id] = trio.current_time() + self.config.question_timeout
-        else:
-            self.deadlines[call.call_id] = trio.current_time() + self.config.tool_timeout
-
-    async def expire(self, call: PendingCall) -> None:
-        """A waited-for answer did not come in time: resolve the call as failed."""
-        sub = call.subtask_id
-        if call.state is CallState.APPROVAL:
-            async with self.live.lock:
-                if call.call_id not in self.live.state.pending:
-                    return
-                approval = self.live.close_approval(
-                    call.call_id, ApprovalStatus.EXPIRED, {"decision": "reject"}, "timeout"
-                )
-                text = "rejected: the approval request expired"
-                outs = [
-                    Out(ApprovalResolved(call.call_id, "reject", "timeout", None, "expired"), sub),
-                    Out(ToolResultEvent(call.call_id, False, text, text), sub),
-                ]
-                await self.live.commit_locked(outs, turn_id=self.turn.id, approval=approval)
-        elif call.state is CallState.QUESTION:
-            await self.tool_result(call.call_id, False, "no answer to the question in time", sub)
-        else:
-            await self.tool_result(
-                call.call_id, False, "the IDE did not return a result in time", sub
-            )
 
 
 def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -35,6 +35,7 @@ from sessions import (
     now,
 )
 
+from ._core._mcp import MountedTools
 from ._core._policy import Policy
 from ._core._state import SessionState
 from ._live_turn import LiveTurn, Out
@@ -57,6 +58,9 @@ class LiveSession:
     # Another replica took the session over (a write was refused by its lease):
     # nothing more is written from here, and the registry forgets this state.
     lost: bool = False
+    # The MCP tools this session's turns were offered lately: how a human's edit of
+    # an MCP call's arguments is checked (the server's schema), without a round trip.
+    mounted: MountedTools = attrs.field(factory=MountedTools)
 
     def taken_over(self) -> bool:
         """:attr:`lost`, as a call: type checkers do not assume it unchanged after an await."""

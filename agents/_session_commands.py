@@ -50,9 +50,10 @@ from ._core._events import (
     UserMessage,
     summarize,
 )
+from ._core._mcp import is_mcp_name
 from ._core._modes import ModeRegistry
 from ._core._state import REMEMBER_KEY, CallState, PendingCall
-from ._core._tools import validate_arguments
+from ._core._tools import is_ide_tool, validate_arguments
 from ._errors import CommandError, ToolError
 from ._live_turn import LiveTurn, Out
 from ._session import LiveSession
@@ -254,6 +255,9 @@ _WAITS_FOR = {
     CallState.APPROVAL: "an approval",
     CallState.TOOL: "a tool_result",
     CallState.QUESTION: "an answer",
+    # Server-side calls (MCP): the runtime runs them; a client never answers them.
+    CallState.APPROVED: "the runtime to run it (it executes on the server)",
+    CallState.RUNNING: "its server-side execution to finish (it executes on the server)",
 }
 
 
@@ -308,13 +312,16 @@ async def submit_approval(live: LiveSession, modes: ModeRegistry, cmd: SubmitApp
             arguments = call.arguments_object()
             outs = [
                 Out(ApprovalResolved(call.call_id, "approve", cmd.by), sub, extra),
-                Out(ToolCallEvent(call.call_id, call.name, arguments), sub),
+                *_sent_to_ide(call, arguments),
             ]
         case "edit":
             status = ApprovalStatus.EDITED
             try:
-                arguments = validate_arguments(call.name, cmd.arguments or {})
-                modes.check_call(call.agent, call.name, arguments)
+                if is_mcp_name(call.name):
+                    arguments = live.mounted.check_named(call.name, cmd.arguments or {})
+                else:
+                    arguments = validate_arguments(call.name, cmd.arguments or {})
+                    modes.check_call(call.agent, call.name, arguments)
             except ToolError as exc:
                 raise CommandError("invalid_arguments", f"edited arguments refused: {exc}") from exc
             verdict = live.policy.evaluate(call.name, arguments)
@@ -325,7 +332,7 @@ async def submit_approval(live: LiveSession, modes: ModeRegistry, cmd: SubmitApp
                 )
             outs = [
                 Out(ApprovalResolved(call.call_id, "edit", cmd.by, arguments), sub, extra),
-                Out(ToolCallEvent(call.call_id, call.name, arguments), sub),
+                *_sent_to_ide(call, arguments),
             ]
         case "reject":
             status = ApprovalStatus.REJECTED
@@ -350,6 +357,17 @@ async def submit_approval(live: LiveSession, modes: ModeRegistry, cmd: SubmitApp
         outs, turn_id=call.turn_id, approval=approval, command=record(live, ack)
     )
     return duplicate_ack(committed, cmd.id) if committed.duplicate else ack
+
+
+def _sent_to_ide(call: PendingCall, arguments: JSONObject) -> list[Out]:
+    """The ``tool.call`` an approved IDE call is sent with; nothing for a server-side one.
+
+    A server-side call (an MCP tool) is run by its turn, which wakes on the
+    decision and records ``tool.started`` itself: the command only decides.
+    """
+    if not is_ide_tool(call.name):
+        return []
+    return [Out(ToolCallEvent(call.call_id, call.name, arguments), call.subtask_id)]
 
 
 async def submit_answer(live: LiveSession, cmd: Answer) -> Ack:

@@ -32,6 +32,7 @@ from sessions import (
     now,
 )
 
+from ._closing import lost_server_calls
 from ._config import RuntimeConfig
 from ._core._commands import Ack, Cancel, parse_command
 from ._core._events import ErrorEvent, TurnEndReason
@@ -49,7 +50,7 @@ from ._replica import elsewhere, forward, serve_replica
 from ._runner import TurnRunner
 from ._session import LiveSession
 from ._session_commands import apply_command, refuse
-from ._tools import ToolCatalogue
+from ._tools import McpTools, ToolCatalogue
 from ._turn import ROUTER, close_turn, run_turn
 
 log = logging.getLogger("agent_runtime.supervisor")
@@ -74,6 +75,8 @@ class Supervisor:
     _closing: bool = False
     _retrying: set[trio.CancelScope] = attrs.field(factory=set)
     _replica: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    # MCP servers mounted for one session (an ACP client's), by session id.
+    _session_mcp: dict[str, McpTools] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._sessions = SessionRegistry(
@@ -335,7 +338,7 @@ class Supervisor:
                     self.modes,
                     self.config,
                     self.metrics,
-                    tools=self.tools,
+                    tools=self.tools.with_session_mcp(self._session_mcp.get(live.session.id)),
                 )
                 self.metrics.turns_started.labels(running.row.agent).inc()
                 self.metrics.active_turns.inc()
@@ -401,6 +404,17 @@ class Supervisor:
         live.queue.clear()
         self._sessions.discard(live)
 
+    def mount_mcp(self, session_id: str, tools: McpTools) -> None:
+        """Offer *tools* (MCP servers) in every mode of session *session_id*, from its next turn.
+
+        For servers that belong to one client's session (ACP's ``mcpServers``);
+        the caller owns the servers and calls :meth:`unmount_mcp` before closing them.
+        """
+        self._session_mcp[session_id] = tools
+
+    def unmount_mcp(self, session_id: str) -> None:
+        self._session_mcp.pop(session_id, None)
+
     async def _recover(self) -> None:
         """Restart recovery (SPEC §3.3 rule 7), reading only sessions with open turns.
 
@@ -441,7 +455,11 @@ class Supervisor:
                     state.user_message_seqs.get(message_id) if isinstance(message_id, str) else None
                 )
                 live.queue.append(LiveTurn(turn, seq))
-            elif state.awaits_answer(turn.id):
+                continue
+            lost = lost_server_calls(state, turn.id)
+            if lost:  # resolved, never re-run: the turn carries on with the failures
+                await live.commit(lost, turn_id=turn.id)
+            if lost or state.awaits_answer(turn.id):
                 live.queue.appendleft(LiveTurn(turn, None, resume=True))
             else:  # it was working, not waiting (whatever an older version stored)
                 await close_turn(live, LiveTurn(turn, None), "interrupted")

@@ -18,6 +18,8 @@ TOML layout (every key optional)::
     [context] compact_at, keep_user_messages, compaction_model, tool_result_share
     [models."<model name>"]   context_window, max_output_tokens,
               input_price, output_price, cached_input_price
+    [mcp.servers.<name>]      command, args, env, cwd | url, headers, headers_env;
+              trusted, tools, timeout_s, startup (see agents/_core/_mcp.py)
 
 Each ``[models."<name>"]`` table gives one model's window and prices (US dollars per
 million tokens); ``[models.default]`` is for models no table names. A key a table
@@ -25,6 +27,8 @@ leaves out keeps its built-in value: ``scripted``'s for ``[models.scripted]``, e
 a 128000 window, a 4096 output reserve and no price (tables do not inherit from
 ``[models.default]``). ``[models]`` tables exist only in the file, not as flags or
 variables; the ``[context]`` keys are also variables (``AGENT_RUNTIME_COMPACT_AT``, ...).
+``[mcp.servers.<name>]`` tables (MCP servers whose tools modes can select with
+``mcp = [...]``) are also only in the file; a relative ``cwd`` is the file's.
 
 Relative paths in the file are resolved against the file's directory. An invalid
 value is refused with a message naming where it came from: the flag
@@ -44,7 +48,9 @@ from typing import Any, Literal, TypeAlias, TypeVar
 import platformdirs
 from attrs import evolve, field, frozen
 
+from agents import ConfigError
 from agents._core._budget import ModelCatalog, ModelLimits
+from agents.mcp import McpServerConfig, StdioTransport, parse_servers
 from agents.model import PROVIDERS
 from sessions import is_postgres_dsn
 
@@ -132,6 +138,8 @@ class ServeConfig:
     keep_user_messages: int = 2
     compaction_model: str | None = None
     tool_result_share: float = 0.25
+    # MCP servers (only from the file's [mcp.servers.<name>] tables).
+    mcp_servers: tuple[McpServerConfig, ...] = ()
 
     @property
     def in_memory(self) -> bool:
@@ -183,6 +191,7 @@ _TOML_KEYS: dict[str, tuple[str, str]] = {
 }
 # The [models."<name>"] tables: read by _model_catalog, not by name/converter.
 _MODELS_SECTION = "models"
+_MCP_SECTION = "mcp"  # [mcp.servers.<name>]: read by _mcp_servers
 _DEFAULT_MODEL_TABLE = "default"
 _MODEL_KEYS = (
     "context_window",
@@ -445,6 +454,9 @@ def read_toml(path: Path) -> dict[str, object]:
         if section == _MODELS_SECTION:
             settings["models"] = _model_catalog(path, table)
             continue
+        if section == _MCP_SECTION:
+            settings["mcp_servers"] = _mcp_servers(path, document)
+            continue
         for key, value in table.items():
             if (section, key) == ("llm", "api_key"):
                 raise ConfigurationError(
@@ -463,6 +475,23 @@ def read_toml(path: Path) -> dict[str, object]:
                 value = str(path.parent / Path(value).expanduser())
             settings[name] = value
     return settings
+
+
+def _mcp_servers(path: Path, document: dict[str, Any]) -> tuple[McpServerConfig, ...]:
+    try:
+        servers = parse_servers(document, source=str(path))
+    except ConfigError as error:
+        raise ConfigurationError(str(error)) from None
+    return tuple(_with_cwd_of(path, server) for server in servers)
+
+
+def _with_cwd_of(path: Path, server: McpServerConfig) -> McpServerConfig:
+    """*server* with a relative ``cwd`` taken as the config file's directory's."""
+    transport = server.transport
+    if not isinstance(transport, StdioTransport) or transport.cwd is None:
+        return server
+    cwd = Path(transport.cwd).expanduser()
+    return evolve(server, transport=evolve(transport, cwd=str(path.parent / cwd)))
 
 
 def _known_keys(section: str) -> str:
@@ -527,6 +556,9 @@ def load_config(
         if not isinstance(catalog, ModelCatalog):
             raise ConfigurationError(f"models: expected a ModelCatalog, got {catalog!r}")
         values["models"] = catalog
+    servers = merged.pop("mcp_servers", None)
+    if isinstance(servers, tuple):
+        values["mcp_servers"] = servers
     for name, raw in merged.items():
         convert = _CONVERTERS.get(name)
         if convert is None:

@@ -12,6 +12,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from agents import CommandError
+from agents.mcp import McpServerStatus, hint_json
 from sessions import (
     JSON,
     Approval,
@@ -225,10 +226,17 @@ def register(app: QuartTrio, state: ServerState) -> None:
                 "description": mode.description,
                 "tools": list[JSON](mode.tool_names()),
                 "restriction": mode.restriction,
+                "mcp": [str(selector) for selector in mode.mcp],
             }
             for mode in state.supervisor.modes.modes.values()
         ]
         return json_response({"agents": items})
+
+    @app.get("/v1/mcp")
+    async def list_mcp_servers() -> Response:
+        authenticate(state)
+        servers = state.mcp.status() if state.mcp is not None else ()
+        return json_response({"servers": [mcp_status_json(server) for server in servers]})
 
     @app.post("/v1/sessions")
     async def create_session() -> Response:
@@ -329,3 +337,26 @@ def register(app: QuartTrio, state: ServerState) -> None:
         pending = await state.store.pending_approvals(session.id)
         items: list[JSON] = [approval_json(a) for a in pending]
         return json_response({"approvals": items})
+
+
+def mcp_status_json(server: McpServerStatus) -> JSON:
+    """One MCP server for ``GET /v1/mcp``: its state and the tools it offers now."""
+    return {
+        "name": server.name,
+        "transport": server.transport,
+        "state": server.state,
+        "trusted": server.trusted,
+        "restarts": server.restarts,
+        "last_error": server.last_error,
+        "pid": server.pid,
+        "tools": [
+            {
+                "name": tool.name,
+                "tool": tool.tool,
+                "description": tool.description,
+                "input_schema": tool.parameters,
+                "annotations": hint_json(tool.hints),
+            }
+            for tool in server.tools
+        ],
+    }

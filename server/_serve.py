@@ -1,8 +1,9 @@
 """``serve()``: the store, the turn supervisor and hypercorn, started and stopped in order.
 
-Start-up nests store (outermost) → model → supervisor → hypercorn serving the
-quart-trio app (innermost, SPEC §1.1), and reports the bound URL once the socket
-listens. Shutdown runs inside-out under one deadline:
+Start-up nests store (outermost) → model → MCP servers → supervisor → hypercorn
+serving the quart-trio app (innermost, SPEC §1.1), and reports the bound URL once
+the socket listens. The MCP servers outlive the supervisor: turns winding down
+may still be running a server's tool. Shutdown runs inside-out under one deadline:
 
 1. refuse new work (``state.draining``), stop accepting connections and close
    idle keep-alive ones (``_tcp.py``);
@@ -13,8 +14,9 @@ listens. Shutdown runs inside-out under one deadline:
 3. ``state.closing``: streams deliver their committed tail and close (WS 1001,
    SSE end); hypercorn returns once every connection is done
    (``graceful_timeout`` caps it);
-4. the supervisor's context exits (nothing left to end), then the store commits
-   what is queued and closes.
+4. the supervisor's context exits (nothing left to end), the MCP servers stop
+   (each within its shutdown deadline), then the store commits what is queued
+   and closes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from agents import (
     load_policy,
     open_supervisor,
 )
+from agents.mcp import McpServers, McpTools, ToolCatalogue, open_mcp_servers, sdk_problem
 from agents.model import ProviderSettings, open_provider
 from sessions import (
     SessionStore,
@@ -125,9 +128,27 @@ def load_agents(config: ServeConfig) -> tuple[ModeRegistry, Policy]:
         ConfigurationError: a file is missing or invalid (the message says which).
     """
     try:
-        return load_modes(config.modes), load_policy(config.policy)
+        modes, policy = load_modes(config.modes), load_policy(config.policy)
     except ConfigError as error:
         raise ConfigurationError(str(error)) from None
+    servers = {server.name for server in config.mcp_servers}
+    for mode in modes.modes.values():
+        for selector in mode.mcp:
+            if selector.server not in servers:
+                known = ", ".join(sorted(servers)) or "none configured"
+                raise ConfigurationError(
+                    f"agent {mode.name}: mcp entry {str(selector)!r} names no MCP server "
+                    f"(add [mcp.servers.{selector.server}] to the config file; servers: {known})"
+                )
+    if config.mcp_servers and (problem := sdk_problem()) is not None:
+        raise ConfigurationError(problem)
+    return modes, policy
+
+
+def tool_catalogue(mcp: McpServers) -> ToolCatalogue:
+    """The built-in tools, and the configured MCP servers' (if any)."""
+    builtin = ToolCatalogue.builtin()
+    return builtin.with_mcp(McpTools(mcp)) if mcp.names() else builtin
 
 
 def runtime_config(config: ServeConfig) -> RuntimeConfig:
@@ -246,6 +267,7 @@ async def serve(
         async with (
             open_configured_store(config) as store,
             open_model(config) as model,
+            open_mcp_servers(config.mcp_servers, runtime_metrics.mcp) as mcp,
             open_supervisor(
                 store,
                 model,
@@ -253,12 +275,14 @@ async def serve(
                 policy=policy,
                 config=runtime_config(config),
                 metrics=runtime_metrics,
+                tools=tool_catalogue(mcp),
             ) as supervisor,
         ):
             state = ServerState(
                 config=config,
                 store=store,
                 supervisor=supervisor,
+                mcp=mcp,
                 auth=Authenticator(config.tokens),
                 metrics=ServerMetrics(runtime_metrics),
                 http_limiter=KeyedLimiter(config.limits.commands_per_second),

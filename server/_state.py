@@ -10,6 +10,7 @@ import attrs
 import trio
 
 from agents import Supervisor
+from agents.mcp import McpServers
 from sessions import SessionStore
 
 from ._auth import Authenticator
@@ -32,5 +33,6 @@ class ServerState:
     auth: Authenticator
     metrics: ServerMetrics
     http_limiter: KeyedLimiter
+    mcp: McpServers | None = None  # the configured MCP servers (GET /v1/mcp)
     draining: trio.Event = attrs.field(factory=trio.Event)
     closing: trio.Event = attrs.field(factory=trio.Event)

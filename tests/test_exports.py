@@ -13,6 +13,7 @@ PUBLIC = [
     "agents.events",
     "agents.commands",
     "agents.model",
+    "agents.mcp",
     "agents.testing",
     "server",
     "server.chat",

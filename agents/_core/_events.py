@@ -131,6 +131,21 @@ class ToolCallEvent:
 
 
 @frozen
+class ToolStarted:
+    """A call the runtime executes itself (an MCP server's tool): display it, never run it.
+
+    Recorded before the call runs; its ``tool.result`` follows. ``server`` names
+    the executor (the MCP server's configured name).
+    """
+
+    type: ClassVar[str] = "tool.started"
+    call_id: str
+    name: str
+    arguments: JSONObject
+    server: str
+
+
+@frozen
 class ApprovalRequested:
     type: ClassVar[str] = "approval.requested"
     call_id: str
@@ -309,6 +324,7 @@ AgentEvent: TypeAlias = (
     | TextDeltaEvent
     | AssistantMessage
     | ToolCallEvent
+    | ToolStarted
     | ApprovalRequested
     | ApprovalResolved
     | ToolResultEvent
@@ -360,6 +376,13 @@ def encode_event(ev: AgentEvent) -> tuple[str, JSONObject]:
             }
         case ToolCallEvent():
             data = {"call_id": ev.call_id, "name": ev.name, "arguments": ev.arguments}
+        case ToolStarted():
+            data = {
+                "call_id": ev.call_id,
+                "name": ev.name,
+                "arguments": ev.arguments,
+                "server": ev.server,
+            }
         case ApprovalRequested():
             data = {
                 "call_id": ev.call_id,
@@ -499,6 +522,10 @@ def decode_event(type: str, data: JSONObject) -> AgentEvent:
             )
         case "tool.call":
             return ToolCallEvent(f.string("call_id"), f.string("name"), f.obj("arguments"))
+        case "tool.started":
+            return ToolStarted(
+                f.string("call_id"), f.string("name"), f.obj("arguments"), f.string("server")
+            )
         case "approval.requested":
             return ApprovalRequested(
                 call_id=f.string("call_id"),

@@ -17,6 +17,8 @@ file_regex        edit tools may touch only paths where this regex matches (``re
                   on the path with ``/`` separators); ``""`` removes a built-in one
 model             model name used for this mode instead of the server's; ``""`` removes it
 restriction       a sentence quoted when a call is refused; ``""`` removes it
+mcp               MCP servers (or ``SERVER/TOOL_GLOB``) whose tools the mode may use, e.g.
+                  ``["docs", "tracker/search_*"]`` (servers: ``[mcp.servers.NAME]``)
 ================  ========================================================================
 
 Example (a custom mode, and the debug agent on a bigger model)::
@@ -52,6 +54,7 @@ from attrs import field, frozen
 from sessions import JSON, JSONObject
 
 from .._errors import ConfigError, ToolError
+from ._mcp import Selector, parse_selector
 from ._model import ToolSpec
 from ._tools import GROUPS, TOOLS, tool_def
 
@@ -64,6 +67,7 @@ _FIELDS = (
     "file_regex",
     "model",
     "restriction",
+    "mcp",
 )
 _OPTIONAL_TEXT = ("file_regex", "model", "restriction")
 # Arguments naming a file an edit tool changes; ``cwd`` is never an edit target.
@@ -82,6 +86,7 @@ class Mode:
     file_regex: str | None = None
     model: str | None = None
     restriction: str | None = None
+    mcp: tuple[Selector, ...] = ()  # the MCP servers (and tools) it may use
 
     def tool_names(self) -> tuple[str, ...]:
         """Every tool this mode may call, in catalogue order."""
@@ -253,9 +258,16 @@ def _parse_mode(name: str, fields: dict[str, object], old: Mode | None, where: s
     unknown = sorted(set(fields) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(_FIELDS)})")
-    text = {key: _text(fields, key, where) for key in fields if key not in ("tool_groups", "tools")}
+    lists = ("tool_groups", "tools", "mcp")
+    text = {key: _text(fields, key, where) for key in fields if key not in lists}
     groups = _names(fields, "tool_groups", where)
     tools = _names(fields, "tools", where)
+    selectors = _names(fields, "mcp", where)
+    mcp = (
+        old.mcp
+        if old is not None and selectors is None
+        else tuple(parse_selector(s, f"{where}.mcp") for s in selectors or ())
+    )
     for group in groups or ():
         if group not in GROUPS:
             raise ConfigError(f"{where}.tool_groups: unknown group {group!r} ({', '.join(GROUPS)})")
@@ -285,6 +297,7 @@ def _parse_mode(name: str, fields: dict[str, object], old: Mode | None, where: s
         file_regex=optional("file_regex", old.file_regex),
         model=optional("model", old.model),
         restriction=optional("restriction", old.restriction),
+        mcp=mcp,
     )
 
 

@@ -8,7 +8,10 @@ wording is reported when several rules of the winning action match (the first).
 
 Defaults: ``read_file``, ``list_files``, ``search_files`` and the server-side tools
 are allowed; ``write_file``, ``apply_diff``, ``create_directory``, ``delete_file``,
-``move_file`` and ``execute_command`` ask; an unknown tool asks.
+``move_file`` and ``execute_command`` ask; an unknown tool asks. An MCP tool's
+default comes from its server (:func:`mcp_default`): untrusted asks; a trusted
+server's ``readOnlyHint`` allows and ``destructiveHint`` asks. Rules name MCP tools
+as ``mcp__SERVER__TOOL`` or globs such as ``mcp__tracker__*``.
 
 Argument globs use ``fnmatch.fnmatchcase`` on the argument's text (non-string
 values as their JSON text; a missing argument never matches). ``*`` also matches
@@ -72,6 +75,7 @@ from attrs import field, frozen
 from sessions import JSON
 
 from .._errors import ConfigError
+from ._mcp import McpTool, is_mcp_name
 from ._modes import read_toml
 from ._tools import TOOLS
 
@@ -148,8 +152,14 @@ class Policy:
     rules: tuple[Rule, ...] = field(default=(), converter=_rules)
     session_rules: tuple[Rule, ...] = field(default=(), converter=_rules)
 
-    def evaluate(self, tool: str, arguments: Mapping[str, JSON]) -> Decision:
-        """Decide *tool* called with (validated) *arguments*."""
+    def evaluate(
+        self, tool: str, arguments: Mapping[str, JSON], default: Decision | None = None
+    ) -> Decision:
+        """Decide *tool* called with (validated) *arguments*.
+
+        *default* is the decision when no rule matches (an MCP tool's, from its
+        server's trust and hints); omitted, the built-in tools' defaults apply.
+        """
         numbered = [(f"rule {i}", rule) for i, rule in enumerate(self.rules, 1)]
         numbered += [("session rule", rule) for rule in self.session_rules]
         matching = [(label, rule) for label, rule in numbered if rule.matches(tool, arguments)]
@@ -157,7 +167,7 @@ class Policy:
             for label, rule in matching:
                 if rule.action == action:
                     return Decision(action, f"{label}: {rule.describe()}")
-        return default_decision(tool)
+        return default if default is not None else default_decision(tool)
 
     def with_session_allow(self, tool: str, arguments: Mapping[str, JSON]) -> Policy:
         """A policy that also allows *tool* (any arguments) for the rest of the session.
@@ -182,6 +192,22 @@ def default_decision(tool: str) -> Decision:
     if spec.group == "read":
         return Decision("allow", f"default: {tool} is allowed (read-only)")
     return Decision("ask", f"default: {tool} asks for approval")
+
+
+def mcp_default(tool: McpTool, trusted: bool) -> Decision:
+    """The decision for an MCP tool no rule matches (see ``agents/_core/_mcp.py``).
+
+    Annotations are the server's claims about its own tools, so they only count
+    for a server the configuration trusts.
+    """
+    where = f"MCP server {tool.server}"
+    if not trusted:
+        return Decision("ask", f"default: {tool.name} asks ({where} is not trusted)")
+    if tool.hints.destructive and not tool.hints.read_only:
+        return Decision("ask", f"hint: {tool.name} has destructiveHint (trusted {where})")
+    if tool.hints.read_only:
+        return Decision("allow", f"hint: {tool.name} has readOnlyHint (trusted {where})")
+    return Decision("ask", f"default: {tool.name} asks (trusted {where}, not read-only)")
 
 
 def load_policy(path: Path | None) -> Policy:
@@ -222,7 +248,8 @@ def _parse_rule(table: object, where: str) -> Rule:
     if not isinstance(tool, str) or not tool:
         raise ConfigError(f"{where}: 'tool' must be a non-empty string (a tool name or glob)")
     _check_glob(tool, f"{where}: 'tool'")
-    exact = not (_GLOB_CHARS & set(tool))
+    # MCP tools are known only once their server runs: any mcp__SERVER__TOOL name goes.
+    exact = not (_GLOB_CHARS & set(tool)) and not is_mcp_name(tool)
     if exact and tool not in TOOLS:
         raise ConfigError(f"{where}: unknown tool {tool!r}")
     action = table.get("action")

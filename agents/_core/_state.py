@@ -39,6 +39,7 @@ from ._events import (
     TextDeltaEvent,
     ToolCallEvent,
     ToolResultEvent,
+    ToolStarted,
     TurnEnded,
     TurnStarted,
     UsageEvent,
@@ -58,6 +59,8 @@ class CallState(enum.Enum):
     APPROVAL = "approval"  # waiting for a human decision
     TOOL = "tool"  # sent to the IDE, waiting for tool_result
     QUESTION = "question"  # waiting for an answer to question.asked
+    APPROVED = "approved"  # a server-side call a human approved: the turn runs it next
+    RUNNING = "running"  # a server-side call in progress (tool.started, no result yet)
 
 
 @attrs.define(eq=False)
@@ -223,11 +226,19 @@ class SessionState:
                 call = self.pending.get(typed.call_id)
                 if call is not None:
                     call.approval = None
+                    if typed.decision in ("approve", "edit"):
+                        # An IDE call moves on to TOOL with its tool.call (same commit);
+                        # a server-side one waits here for its turn to run it.
+                        call.state = CallState.APPROVED
+                        if typed.arguments is not None:
+                            call.arguments = json.dumps(typed.arguments)
                     remember = ev.data.get(REMEMBER_KEY)
                     if remember == "session" and typed.decision in ("approve", "edit"):
                         self.remembered.append((call.name, call.arguments))
             case ToolCallEvent():
                 self._move(typed.call_id, CallState.TOOL)
+            case ToolStarted():
+                self._move(typed.call_id, CallState.RUNNING)
             case QuestionAsked():
                 self._move(typed.question_id, CallState.QUESTION)
             case ToolResultEvent():
@@ -309,7 +320,10 @@ class SessionState:
         )
 
 
-_OUTSIDE = (CallState.APPROVAL, CallState.TOOL, CallState.QUESTION)
+# An approved server-side call counts: it waits for its turn to run it. A running
+# one does not: the turn is working (shutdown gives it its grace), and recovery
+# resolves such a call before it decides (``_closing.lost_server_calls``).
+_OUTSIDE = (CallState.APPROVAL, CallState.TOOL, CallState.QUESTION, CallState.APPROVED)
 
 _STATUS_OF: dict[ApprovalDecision, ApprovalStatus] = {
     "approve": ApprovalStatus.APPROVED,

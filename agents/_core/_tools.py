@@ -224,6 +224,12 @@ def tool_def(name: str) -> ToolDef:
         raise ToolError(f"unknown tool {name!r}; known tools: {known}") from None
 
 
+def is_ide_tool(name: str) -> bool:
+    """Whether calls of *name* go to the IDE (``tool.call``) rather than run in the runtime."""
+    tool = TOOLS.get(name)
+    return tool is not None and tool.side == "ide"
+
+
 def validate_call(name: str, raw_arguments: str) -> JSONObject:
     """Parse the model's argument text for tool *name* and validate it.
 
@@ -234,6 +240,15 @@ def validate_call(name: str, raw_arguments: str) -> JSONObject:
             the schema, or a path outside the workspace.
     """
     tool_def(name)
+    return validate_arguments(name, parse_arguments(name, raw_arguments))
+
+
+def parse_arguments(name: str, raw_arguments: str) -> JSONObject:
+    """The model's argument text for tool *name* as a JSON object (empty text: ``{}``).
+
+    Raises:
+        ToolError: the text is not JSON, or not an object.
+    """
     text = raw_arguments.strip() or "{}"
     try:
         value: JSON = json.loads(text)
@@ -241,7 +256,7 @@ def validate_call(name: str, raw_arguments: str) -> JSONObject:
         raise ToolError(f"{name}: arguments are not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise ToolError(f"{name}: arguments must be a JSON object, got {text[:80]}")
-    return validate_arguments(name, value)
+    return value
 
 
 def validate_arguments(name: str, arguments: JSONObject) -> JSONObject:

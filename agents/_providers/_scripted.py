@@ -52,6 +52,9 @@ agent ``orchestrator``: anything else              ``switch_mode{mode: route(msg
 ``run CMD``                                        ``execute_command{command: CMD}``
 ``ask QUESTION``                                   ``ask_followup_question{question}``
 ``switch to MODE``                                 ``switch_mode{mode}`` (text if already MODE)
+``call TOOL {JSON}`` / ``call TOOL``                ``TOOL{JSON}`` (any tool name, e.g. an
+                                                   MCP server's ``mcp__time__get_current_time``;
+                                                   the JSON must be an object; absent: ``{}``)
 ``loop``                                           ``read_file{path: "loop.txt"}``, again after
                                                    every result (for max-steps tests)
 ``stream N words``                                 text of N words (N ≤ 100000), no tool call
@@ -163,6 +166,7 @@ _STREAM = re.compile(r"stream (\d+) words?\b.*", _F)
 _HOLD = re.compile(r"stream (\d+) words?,? then hold (\S+)(?:,? then (\d+) words?\b)?.*", _F)
 _RELEASE = re.compile(r"release (\S+).*", _F)
 _SWITCH = re.compile(r"switch to (\S+).*", _F)
+_CALL = re.compile(r"call (\S+)(?:\s+(\{.*\}))?\s*", _F | re.DOTALL)
 _ARGUMENT_RULES: Sequence[tuple[re.Pattern[str], str, tuple[str, ...]]] = (
     (re.compile(r"read (\S+).*", _F), "read_file", ("path",)),
     (re.compile(r"list(?: (\S+).*)?", _F), "list_files", ("path",)),
@@ -458,6 +462,14 @@ def _fresh(
         return _release(match[1], gates)
     elif match := _STREAM.fullmatch(message):
         return _Reply(stream_words(int(match[1])))
+    elif match := _CALL.fullmatch(message):
+        try:
+            arguments = json.loads(match[2] or "{}")
+        except ValueError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            return _Reply(f"The arguments for {match[1]} must be a JSON object.")
+        calls = ((match[1], arguments),)
     else:
         calls = _argument_rule(message)
     if calls and calls[0][0] == "switch_mode":

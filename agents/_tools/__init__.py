@@ -12,7 +12,18 @@ sees a call, for every executor alike.
 
 from ._catalogue import ToolCatalogue
 from ._control import ControlTools
-from ._executor import ToolCall, ToolExecutor, TurnTools
+from ._executor import RuntimeRun, ToolCall, ToolExecutor, TurnTools
 from ._ide import IdeTools
+from ._mcp import McpServerPool, McpTools
 
-__all__ = ["ControlTools", "IdeTools", "ToolCall", "ToolCatalogue", "ToolExecutor", "TurnTools"]
+__all__ = [
+    "ControlTools",
+    "IdeTools",
+    "McpServerPool",
+    "McpTools",
+    "RuntimeRun",
+    "ToolCall",
+    "ToolCatalogue",
+    "ToolExecutor",
+    "TurnTools",
+]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from attrs import frozen
 
 from sessions import JSONObject
 
+from .._core._policy import Decision
 from .._core._state import PendingCall
 
 
@@ -22,6 +24,16 @@ class ToolCall:
     @property
     def name(self) -> str:
         return self.call.name
+
+
+@frozen
+class RuntimeRun:
+    """How the runtime itself carries out one call (e.g. an MCP server's tool)."""
+
+    server: str  # who runs it, as ``tool.started`` records it
+    default: Decision  # the policy's answer when no rule matches the call
+    #: the call itself: ``(ok, text for the model)``; cancellable
+    execute: Callable[[JSONObject], Awaitable[tuple[bool, str]]]
 
 
 class TurnTools(Protocol):
@@ -39,6 +51,15 @@ class TurnTools(Protocol):
 
     async def send_to_client(self, call: ToolCall) -> None:
         """Ask the IDE to run *call*, under the approval policy; the result comes later."""
+        ...
+
+    async def run_here(self, call: ToolCall, run: RuntimeRun) -> None:
+        """Run *call* in the runtime, under the approval policy.
+
+        Records ``tool.started``, runs it, records its ``tool.result``; when the
+        policy asks, records the approval request instead, and the turn runs the
+        call once a human approves it (with the edited arguments, if edited).
+        """
         ...
 
     async def switch(self, to_agent: str, reason: str, subtask_id: str | None) -> str | None:

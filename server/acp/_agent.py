@@ -36,6 +36,7 @@ from typing import Final
 
 import trio
 
+from agents.mcp import McpServerConfig
 from sessions import JSON, JSONObject
 
 from ..chat import Workspace
@@ -61,6 +62,7 @@ from ._jsonrpc import (
 )
 from ._link import LinkError, RuntimeLink
 from ._mapping import Translator
+from ._mcp import mcp_servers
 from ._tools import ToolRunner
 
 log = logging.getLogger("agent_runtime.acp")
@@ -96,14 +98,6 @@ def _workspace(params: JSONObject, command_timeout: float) -> Workspace:
         return Workspace(cwd, default_timeout=command_timeout)
     except ValueError as error:
         raise RpcError(INVALID_PARAMS, f'"cwd": {error}') from None
-
-
-def _ignore_mcp(params: JSONObject) -> None:
-    servers = params.get("mcpServers")
-    if isinstance(servers, list) and servers:
-        log.warning(
-            "ignoring %d MCP server(s) from the client: tools come from the runtime", len(servers)
-        )
 
 
 def _iso(ts: float) -> str:
@@ -201,7 +195,14 @@ class AcpAgent:
     async def _modes(self, current: str) -> JSONObject:
         return mode_state(await self.link.agents(), current)
 
-    async def _open(self, session_id: str, workspace: Workspace, *, replay: bool) -> SessionBridge:
+    async def _open(
+        self,
+        session_id: str,
+        workspace: Workspace,
+        *,
+        replay: bool,
+        mcp: tuple[McpServerConfig, ...] = (),
+    ) -> SessionBridge:
         cwd = str(workspace.root)
         tools = ToolRunner(
             self.peer, session_id, workspace, self.caps, tool_timeout=self.link.tool_timeout
@@ -210,36 +211,39 @@ class AcpAgent:
         if replay:
             await bridge.replay()
         self._bridges[session_id] = bridge
-        await self._nursery.start(self._run_bridge, bridge)
+        await self._nursery.start(self._run_bridge, bridge, mcp)
         return bridge
 
     async def _run_bridge(
         self,
         bridge: SessionBridge,
+        mcp: tuple[McpServerConfig, ...],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
-            await bridge.run(task_status=task_status)
+            # The client's MCP servers live as long as it follows the session.
+            async with self.link.session_mcp(bridge.session_id, mcp):
+                await bridge.run(task_status=task_status)
         finally:
             if self._bridges.get(bridge.session_id) is bridge:
                 del self._bridges[bridge.session_id]
 
     async def _new_session(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
         workspace = _workspace(params, self.link.tool_timeout)
-        _ignore_mcp(params)
+        servers = mcp_servers(params)
         _, instructions = await trio.to_thread.run_sync(
             read_instructions, workspace.root, lambda line: log.warning("%s", line)
         )
         info = await self.link.create_session(instructions=instructions)
         await self.book.remember(info.id, str(workspace.root))
-        await self._open(info.id, workspace, replay=False)
+        await self._open(info.id, workspace, replay=False, mcp=servers)
         return {"sessionId": info.id, "modes": await self._modes(info.current_agent)}
 
     async def _load_session(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
         session_id = _string(params, "sessionId")
         workspace = _workspace(params, self.link.tool_timeout)
-        _ignore_mcp(params)
+        servers = mcp_servers(params)
         info = await self.link.load_session(session_id)
         if info is None:
             raise RpcError(RESOURCE_NOT_FOUND, f"session {session_id!r} not found")
@@ -249,7 +253,7 @@ class AcpAgent:
             # Already followed here: replay its history again, up to where it is.
             await bridge.replay_history()
             return {"modes": await self._modes(info.current_agent)}
-        bridge = await self._open(session_id, workspace, replay=True)
+        bridge = await self._open(session_id, workspace, replay=True, mcp=servers)
         await self.peer.respond(request_id, {"modes": await self._modes(info.current_agent)})
         bridge.adopt()  # the work a turn was waiting for before, after the answer
         return RESPONDED

@@ -65,7 +65,7 @@ def negotiate(params: JSONObject) -> tuple[JSONObject, ClientCaps]:
         "agentCapabilities": {
             "loadSession": True,
             "promptCapabilities": {"image": False, "audio": False, "embeddedContext": False},
-            "mcpCapabilities": {"http": False, "sse": False},
+            "mcpCapabilities": {"http": True, "sse": False},
             "sessionCapabilities": {"list": {}},
         },
         "agentInfo": {"name": PROGRAM, "title": "agent-runtime", "version": version()},

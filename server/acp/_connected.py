@@ -19,6 +19,7 @@ refused command becomes a ``rejected`` ack, as with the embedded link.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Final
@@ -34,9 +35,12 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
+from agents.mcp import McpServerConfig
 from sessions import JSON, JSONObject
 
 from ._link import AgentInfo, EventSink, LinkError, SessionInfo, SessionPage
+
+log = logging.getLogger("agent_runtime.acp")
 
 # What the runtime waits for an IDE tool by default (agents.RuntimeConfig.tool_timeout);
 # the server does not publish its own setting.
@@ -284,6 +288,21 @@ class ConnectedLink:
             if body.get("has_more") is not True or not page:
                 break
         return events
+
+    @asynccontextmanager
+    async def session_mcp(
+        self, session_id: str, servers: Sequence[McpServerConfig]
+    ) -> AsyncIterator[None]:
+        # The runtime runs elsewhere: it cannot start the editor's commands, and its
+        # own [mcp.servers] apply. Say so rather than drop them silently.
+        if servers:
+            log.warning(
+                "session %s: the client's %d MCP server(s) are not mounted in --connect mode; "
+                "configure them on the server ([mcp.servers.NAME])",
+                session_id,
+                len(servers),
+            )
+        yield
 
     async def submit(self, session_id: str, command: JSONObject) -> JSONObject:
         """POST the command (retried with the same id when the answer is lost)."""

@@ -19,14 +19,21 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
-from agents import CommandError, Supervisor, open_supervisor
+from agents import CommandError, RuntimeMetrics, Supervisor, open_supervisor
+from agents.mcp import McpServerConfig, McpTools, open_mcp_servers
 from sessions import JSONObject, Session, SessionStore, StoreError, SubscriberTooSlow
 
 from .._auth import LOCAL_PRINCIPAL
 from .._config import ServeConfig
 from .._errors import ApiError, store_error
 from .._rest import decode_cursor, encode_cursor
-from .._serve import load_agents, open_configured_store, open_model, runtime_config
+from .._serve import (
+    load_agents,
+    open_configured_store,
+    open_model,
+    runtime_config,
+    tool_catalogue,
+)
 from ._link import AgentInfo, EventSink, LinkError, SessionInfo, SessionPage
 
 # Live events a follower may fall behind by before it resumes from its cursor.
@@ -146,6 +153,22 @@ class EmbeddedLink:
             except StoreError as error:
                 raise _link_error(error) from None
 
+    @asynccontextmanager
+    async def session_mcp(
+        self, session_id: str, servers: Sequence[McpServerConfig]
+    ) -> AsyncIterator[None]:
+        if not servers:
+            yield
+            return
+        # The client's servers, started on first use like configured ones, and
+        # stopped when the client stops following the session.
+        async with open_mcp_servers(servers, self._supervisor.metrics.mcp) as running:
+            self._supervisor.mount_mcp(session_id, McpTools(running))
+            try:
+                yield
+            finally:
+                self._supervisor.unmount_mcp(session_id)
+
     async def submit(self, session_id: str, command: JSONObject) -> JSONObject:
         session = self._sessions.get(session_id) or await self._owned(session_id)
         command_id = command.get("id")
@@ -186,11 +209,19 @@ async def open_embedded_link(
     closes; both shielded and time-limited, as in ``serve``.
     """
     modes, policy = load_agents(config)  # fails before anything is opened
+    metrics = RuntimeMetrics()
     async with (
         open_configured_store(config) as store,
         open_model(config) as model,
+        open_mcp_servers(config.mcp_servers, metrics.mcp) as mcp,
         open_supervisor(
-            store, model, modes=modes, policy=policy, config=runtime_config(config)
+            store,
+            model,
+            modes=modes,
+            policy=policy,
+            config=runtime_config(config),
+            metrics=metrics,
+            tools=tool_catalogue(mcp),
         ) as supervisor,
     ):
         yield EmbeddedLink(

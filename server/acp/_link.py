@@ -21,10 +21,12 @@ means for the runtime (turns go on, SPEC §3.3 rule 6).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from attrs import frozen
 
+from agents.mcp import McpServerConfig
 from sessions import JSONObject
 
 EventSink = Callable[[Sequence[JSONObject]], Awaitable[None]]
@@ -115,4 +117,14 @@ class RuntimeLink(Protocol):
 
     async def submit(self, session_id: str, command: JSONObject) -> JSONObject:
         """Apply one command (docs/protocol.md §4); its ack (§5), after the effect commits."""
+        ...
+
+    def session_mcp(
+        self, session_id: str, servers: Sequence[McpServerConfig]
+    ) -> AbstractAsyncContextManager[None]:
+        """Mount the client's MCP *servers* into session *session_id* while the block runs.
+
+        Their tools are offered in every mode of that session, under the approval
+        policy, as long as the client follows it (ACP's ``mcpServers``).
+        """
         ...

@@ -227,7 +227,7 @@ class Translator:
                 return [chunk(text_kind, text)] if text else []
             case "message":
                 return self._message(event, text_kind)
-            case "tool.call":
+            case "tool.call" | "tool.started":  # tool.started: the runtime runs it (MCP)
                 return self._started(event)
             case "subtask.started":
                 return self._subtask(event)

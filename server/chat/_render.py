@@ -31,6 +31,7 @@ from agents.events import (
     TextDeltaEvent,
     ToolCallEvent,
     ToolResultEvent,
+    ToolStarted,
     TurnEnded,
     TurnStarted,
     UsageEvent,
@@ -238,6 +239,10 @@ class Renderer:
             case ToolCallEvent():
                 line = f"> {describe_call(decoded.name, decoded.arguments)}"
                 self.lines(line + self._decided_by_rule(decoded), depth, "cyan")
+            case ToolStarted():
+                # Runs on the server (an MCP tool): shown, never executed here.
+                line = f"> {describe_call(decoded.name, decoded.arguments)}"
+                self.lines(f"{line} (on the server: MCP {visible(decoded.server)})", depth, "cyan")
             case ApprovalRequested():
                 self._asked.add(decoded.call_id)
                 self._calls[decoded.call_id] = decoded.name

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -541,3 +542,54 @@ async def test_cancel_kills_and_releases_a_running_command(
         await client.until(lambda m: m.get("method") == "terminal/release")
         assert client.killed == ["term-1"] and client.released == ["term-1"]
         assert client.updates("tool_call_update")[-1]["status"] == "failed"
+
+
+async def test_the_clients_mcp_servers_serve_that_session_only(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    """``session/new {mcpServers}``: a real MCP server (mcp-server-time) mounted for it."""
+    time_server = str(Path(sys.executable).parent / "mcp-server-time")
+    servers = [{"name": "time zone", "command": time_server, "args": [], "env": []}]
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        response = await client.call(
+            "session/new", {"cwd": str(client.workspace), "mcpServers": servers}
+        )
+        session_id = response["result"]["sessionId"]
+        call = 'call mcp__time-zone__get_current_time {"timezone": "UTC"}'
+        answer = await client.prompt(session_id, call)
+        assert answer["result"]["stopReason"] == "end_turn"
+        # Untrusted (the client's): asked, then run by the runtime, not by the client.
+        asked = next(m for m in client.received if m.get("method") == "session/request_permission")
+        assert asked["params"]["toolCall"]["toolCallId"] == "call_1"
+        assert "is not trusted" in json.dumps(asked["params"]["toolCall"])
+        assert client.requests() == ["session/request_permission"]
+        statuses = [u.get("status") for u in client.updates("tool_call_update")]
+        assert statuses[-2:] == ["in_progress", "completed"]
+        assert "UTC" in json.dumps(client.updates("tool_call_update")[-1])
+        text = text_of(client.updates("agent_message_chunk"))
+        assert "mcp__time-zone__get_current_time succeeded" in text
+        # Another session of the same connection has no such tool.
+        other = await client.new_session()
+        await client.prompt(other, call)
+        assert "unknown tool 'mcp__time-zone__get_current_time'" in json.dumps(
+            client.updates("tool_call_update")[-1]
+        )
+
+
+async def test_invalid_mcp_servers_are_refused_with_a_reason(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        for servers, reason in [
+            ("docs", '"mcpServers" must be an array'),
+            ([{"name": "x"}], "mcpServers[0].command must be a non-empty string"),
+            ([{"type": "sse", "name": "x", "url": "http://h", "headers": []}], "not supported"),
+            ([{"name": "x", "command": "c", "env": [{"name": 1}]}], "mcpServers[0].env entries"),
+        ]:
+            response = await client.call(
+                "session/new", {"cwd": str(client.workspace), "mcpServers": servers}
+            )
+            assert response["error"]["code"] == -32602, response
+            assert reason in response["error"]["message"]

@@ -319,3 +319,15 @@ def test_prompts_are_text() -> None:
 def test_diff_content_conforms() -> None:
     for content in (diff_content("/a", None, "x"), diff_content("/a", "x", "y")):
         assert problems("ToolCallContent", content) == []
+
+
+def test_a_server_side_call_shows_as_in_progress_and_is_never_run_by_the_client() -> None:
+    translator = Translator(CWD)
+    search = {"call_id": "call_9", "name": "mcp__docs__search", "arguments": {"query": "q"}}
+    announced = conforming(
+        translator.feed(event("message", message_id="m9", content="", tool_calls=[search]))
+    )
+    assert announced[0]["status"] == "pending"
+    assert conforming(translator.feed(event("tool.started", **search, server="docs"))) == [
+        {"sessionUpdate": "tool_call_update", "toolCallId": "call_9", "status": "in_progress"}
+    ]

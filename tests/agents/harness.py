@@ -15,6 +15,7 @@ import trio
 from agents import (
     Ack,
     ModelClient,
+    ModeRegistry,
     Policy,
     RuntimeConfig,
     ScriptedModel,
@@ -111,13 +112,14 @@ async def open_runtime(
     policy: Policy | None = None,
     store: SessionStore | None = None,
     tools: ToolCatalogue | None = None,
+    modes: ModeRegistry | None = None,
 ) -> AsyncIterator[Harness]:
     """A supervisor over a fresh in-memory store (or the given *store*)."""
     async with open_memory_store() if store is None else _given(store) as opened:
         async with open_supervisor(
             opened,
             model or ScriptedModel(),
-            modes=builtin_modes(),
+            modes=modes or builtin_modes(),
             policy=policy or Policy(),
             config=config or RuntimeConfig(),
             tools=tools,

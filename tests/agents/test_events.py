@@ -32,6 +32,7 @@ from agents._core._events import (
     ToolCallEvent,
     ToolCallInfo,
     ToolResultEvent,
+    ToolStarted,
     TurnEnded,
     TurnEndReason,
     TurnStarted,
@@ -83,6 +84,7 @@ events: st.SearchStrategy[AgentEvent] = st.one_of(
         tool_calls=st.lists(tool_call_infos, max_size=3).map(tuple),
     ),
     st.builds(ToolCallEvent, call_id=texts, name=texts, arguments=json_objects),
+    st.builds(ToolStarted, call_id=texts, name=texts, arguments=json_objects, server=texts),
     st.builds(
         ApprovalRequested,
         call_id=texts,
@@ -173,7 +175,7 @@ def test_round_trip_through_json_text(ev: AgentEvent) -> None:
 
 def test_every_union_member_has_a_distinct_wire_type() -> None:
     members = get_args(AgentEvent)
-    assert len({m.type for m in members}) == len(members) == 19
+    assert len({m.type for m in members}) == len(members) == 20
 
 
 def test_literal_tuples_match_their_aliases() -> None:

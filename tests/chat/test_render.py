@@ -196,3 +196,20 @@ def test_summaries_count_in_singular_and_plural() -> None:
     assert "(1 byte)" in out
     assert "... (1 more line)" in out
     assert "... (2 more lines)" in out
+
+
+def test_a_server_side_call_is_shown_as_running_on_the_server_and_escaped() -> None:
+    out = render(
+        _event(
+            1,
+            "tool.started",
+            call_id="c1",
+            name="mcp__docs__search",
+            arguments={"query": "trio\x1b[2J"},
+            server="docs\x07",
+        ),
+        _event(2, "tool.result", call_id="c1", ok=True, summary="found", content="found"),
+    )
+    assert not UNSAFE.search(out), out
+    assert "(on the server: MCP docs\\x07)" in out
+    assert '"query": "trio\\u001b[2J"' in out and "= ok: found" in out

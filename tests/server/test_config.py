@@ -565,3 +565,56 @@ def test_the_readme_models_example_loads_with_the_documented_values(tmp_path: Pa
         load_config(config_file=bad)
     assert str(info.value) == f"{bad}: {documented}"
     assert documented.replace("\n", " ") in " ".join(section.split())
+
+
+def test_mcp_servers_come_from_the_file_with_cwd_relative_to_it(tmp_path: Path) -> None:
+    from agents.mcp import StdioTransport
+
+    config_file = write(
+        tmp_path / "agent.toml",
+        '[mcp.servers.docs]\ncommand = "docs-server"\ncwd = "srv"\ntrusted = true\n'
+        '[mcp.servers.web]\nurl = "http://127.0.0.1:9/mcp"\n',
+    )
+    config = load_config(config_file=config_file)
+    docs, web = config.mcp_servers
+    assert isinstance(docs.transport, StdioTransport)
+    assert docs.transport.cwd == str(tmp_path / "srv") and docs.trusted
+    assert web.name == "web"
+    bad = write(tmp_path / "bad.toml", '[mcp.servers.docs]\nurl = "ftp://x"\n')
+    with pytest.raises(ConfigurationError, match=r"bad\.toml: mcp\.servers\.docs: 'url' must be"):
+        load_config(config_file=bad)
+
+
+async def test_serve_refuses_a_mode_selecting_an_unconfigured_mcp_server(tmp_path: Path) -> None:
+    modes = write(tmp_path / "modes.toml", '[modes.coder]\nmcp = ["docs"]\n')
+    with pytest.raises(ConfigurationError, match=r"mcp entry 'docs' names no MCP server"):
+        await serve(make_config(modes=modes))
+
+
+async def test_serve_says_how_to_install_the_mcp_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from agents.mcp import McpServerConfig, StdioTransport
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mcp" else real(name, *a)
+    )
+    servers = (McpServerConfig("docs", StdioTransport("docs-server")),)
+    with pytest.raises(ConfigurationError, match=r"pip install 'agent-runtime\[mcp\]'"):
+        await serve(make_config(mcp_servers=servers))
+
+
+def test_the_readme_mcp_example_loads(tmp_path: Path) -> None:
+    from server._serve import load_agents
+
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = readme[readme.index("## MCP servers") :]
+    agent_toml, modes_toml = code_blocks(section, "toml")[:2]
+    write(tmp_path / "modes.toml", modes_toml)
+    config = load_config(config_file=write(tmp_path / "agent.toml", agent_toml))
+    assert [s.name for s in config.mcp_servers] == ["time", "tracker"]
+    modes, _ = load_agents(config)
+    assert [str(s) for s in modes.get("coder").mcp] == ["time", "tracker/search_*"]

@@ -1,0 +1,459 @@
+"""One live connection to one MCP server, over the official ``mcp`` SDK.
+
+The only module that imports the SDK, and only inside :func:`connect` (and the
+functions it hands out), so ``import agents`` works without the ``mcp`` extra:
+the first connection attempt raises :class:`McpUnavailable` instead.
+
+The SDK is anyio-based and runs under trio. What it does that we rely on:
+
+* A caller cancelled mid-request, or a request past its read timeout, makes the
+  SDK send ``notifications/cancelled`` for that request id (shielded, bounded).
+* When the connection ends (the stdio child exits, the HTTP transport gives up),
+  every waiting request gets ``MCPError(CONNECTION_CLOSED)``. The SDK offers no
+  "closed" event, so :class:`_Watched` wraps the read stream the session consumes
+  and notices its end.
+* ``notifications/tools/list_changed`` reaches the session's ``message_handler``
+  (spawned in its own task, so the handler only sets a flag).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
+
+import trio
+
+from sessions import JSON, JSONObject
+
+from .._core._mcp import (
+    HttpTransport,
+    McpOutcome,
+    McpServerConfig,
+    McpTool,
+    StdioTransport,
+    ToolHints,
+    tool_name,
+)
+from .._errors import McpUnavailable
+
+if TYPE_CHECKING:
+    import mcp_types
+    from mcp.client._transport import ReadStream, WriteStream
+    from mcp.client.session import ClientSession, IncomingMessage
+    from mcp.shared.message import SessionMessage
+
+    #: A transport's streams, and the stdio child's pid (``None``: HTTP, or not found).
+    _Streams: TypeAlias = tuple[
+        ReadStream[SessionMessage | Exception], WriteStream[SessionMessage], int | None
+    ]
+
+logger = logging.getLogger("agents.mcp")
+
+MISSING_SDK = "MCP servers need the 'mcp' extra: pip install 'agent-runtime[mcp]'"
+#: Longest stderr line of a stdio server we log; the rest of the line is dropped.
+_STDERR_LINE = 4096
+#: Bound on ``tools/list`` pages: a server whose cursor never ends must not hang us.
+_MAX_PAGES = 64
+#: What model-facing tool names may look like (the providers' rule).
+_MODEL_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+T = TypeVar("T")
+
+
+def _require_sdk() -> None:
+    try:
+        import mcp.client.session  # noqa: F401
+    except ImportError as exc:
+        raise McpUnavailable(MISSING_SDK) from exc
+
+
+class _Watched(Generic[T]):
+    """The session's read stream, calling *on_end* once it ends for any reason.
+
+    The dispatcher closes its read stream when its receive loop stops (EOF, a
+    broken transport, or shutdown), so ``aclose`` is the one signal covering all.
+    """
+
+    def __init__(self, inner: ReadStream[T], on_end: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_end = on_end
+
+    @property
+    def last_context(self) -> object:
+        # The dispatcher runs a message's handlers in the sender's context (HTTP).
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> T:
+        return await self._inner.receive()
+
+    def __aiter__(self) -> _Watched[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self._inner.__anext__()
+        except StopAsyncIteration:
+            self._on_end()
+            raise
+
+    async def aclose(self) -> None:
+        self._on_end()
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _Watched[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class McpConnection:
+    """An initialized session with one server, until :attr:`closed` is set."""
+
+    def __init__(self, config: McpServerConfig, pid: int | None) -> None:
+        self.config = config
+        self.pid = pid  # of the stdio child (None: HTTP, or not found)
+        self.closed = trio.Event()
+        self._session: ClientSession | None = None
+        self._tools_stale = False
+        self._wake = trio.Event()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def _ended(self) -> None:
+        self.closed.set()
+        self._wake.set()
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        import mcp_types
+
+        if isinstance(message, Exception):
+            logger.warning("MCP server %s: transport error: %r", self.name, message)
+        elif isinstance(message, mcp_types.ToolListChangedNotification):
+            self._tools_stale = True
+            self._wake.set()
+
+    async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
+        logger.debug("MCP server %s log (%s): %s", self.name, params.level, params.data)
+
+    async def wait_change(self) -> bool:
+        """Until the server's tool list changed (``True``) or the connection ended (``False``)."""
+        while True:
+            if self._tools_stale:
+                self._tools_stale = False
+                return True
+            if self.closed.is_set():
+                return False
+            await self._wake.wait()
+            self._wake = trio.Event()
+
+    def _live(self) -> ClientSession:
+        assert self._session is not None, "used outside connect()"
+        return self._session
+
+    async def list_tools(self) -> tuple[McpTool, ...]:
+        """All pages of ``tools/list``, as our values, filtered by the config's allow-list.
+
+        Tools whose model-facing name would be invalid are left out (logged).
+
+        Raises:
+            mcp.shared.exceptions.MCPError: the server failed the request.
+        """
+        import mcp_types
+
+        session = self._live()
+        tools: dict[str, McpTool] = {}
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            params = None if cursor is None else mcp_types.PaginatedRequestParams(cursor=cursor)
+            page = await session.list_tools(params=params)
+            for tool in page.tools:
+                if not self.config.allows(tool.name) or tool.name in tools:
+                    continue
+                full = tool_name(self.name, tool.name)
+                if len(full) > 64 or not set(full) <= _MODEL_NAME:
+                    logger.warning("MCP server %s: tool %r has an unusable name", self.name, full)
+                    continue
+                tools[tool.name] = _convert_tool(self.name, tool)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        else:
+            logger.warning(
+                "MCP server %s: tools/list stopped after %d pages", self.name, _MAX_PAGES
+            )
+        return tuple(tools.values())
+
+    async def call(self, tool: str, arguments: JSONObject, read_timeout: float) -> McpOutcome:
+        """Call *tool*; every way it can end is an outcome.
+
+        *read_timeout* is the SDK's: past it, the SDK sends ``notifications/cancelled``
+        with a reason and the outcome is ``timeout`` (a cancel scope would look to
+        the SDK like a cancelled caller).
+
+        Cancellation: if the caller is cancelled, the SDK sends the server
+        ``notifications/cancelled`` for the request (shielded, at most 5 s on a
+        wedged transport), then ``trio.Cancelled`` propagates.
+        """
+        import mcp_types
+        from mcp.shared.exceptions import MCPError
+
+        unknown = "whether it took effect is unknown"
+        if self.closed.is_set():
+            return McpOutcome("failed", f"the MCP server {self.name} is not connected")
+        try:
+            result = await self._live().call_tool(
+                tool, dict(arguments), read_timeout_seconds=read_timeout
+            )
+        except MCPError as exc:
+            if exc.code == mcp_types.REQUEST_TIMEOUT:
+                return McpOutcome(
+                    "timeout",
+                    f"the MCP server {self.name} did not answer {tool} "
+                    f"within {read_timeout:.3g} s; the call was cancelled, {unknown}",
+                )
+            if exc.code == mcp_types.CONNECTION_CLOSED and (
+                self.closed.is_set() or exc.message == "Connection closed"
+            ):
+                return McpOutcome(
+                    "failed", f"the MCP server {self.name} stopped during the call; {unknown}"
+                )
+            return McpOutcome(
+                "failed",
+                f"the MCP server {self.name} failed the call with error {exc.code}: "
+                f"{exc.message}; {unknown}",
+            )
+        except Exception as exc:  # a malformed result, an SDK or transport fault
+            return McpOutcome(
+                "failed",
+                f"the call to the MCP server {self.name} failed "
+                f"({type(exc).__name__}: {exc}); {unknown}",
+            )
+        text = flatten(result)
+        if result.is_error:
+            return McpOutcome("error", text or f"{tool} reported an error without a message")
+        return McpOutcome("ok", text)
+
+
+def _convert_tool(server: str, tool: mcp_types.Tool) -> McpTool:
+    notes = tool.annotations
+    hints = (
+        ToolHints(
+            notes.read_only_hint,
+            notes.destructive_hint,
+            notes.idempotent_hint,
+            notes.open_world_hint,
+        )
+        if notes is not None
+        else ToolHints()
+    )
+    # A JSON round trip detaches the schema from the SDK's model and proves it is JSON.
+    parameters: JSONObject = json.loads(json.dumps(tool.input_schema))
+    description = tool.description or tool.title or (notes.title if notes else None) or ""
+    return McpTool(server, tool.name, description, parameters, hints)
+
+
+def flatten(result: mcp_types.CallToolResult) -> str:
+    """A tool result as text for the model (binary parts as a short bracketed line)."""
+    import mcp_types
+
+    parts: list[str] = []
+    for block in result.content:
+        if isinstance(block, mcp_types.TextContent):
+            parts.append(block.text)
+        elif isinstance(block, mcp_types.ImageContent | mcp_types.AudioContent):
+            parts.append(f"[{block.type}: {block.mime_type}, {_decoded_size(block.data)} bytes]")
+        elif isinstance(block, mcp_types.ResourceLink):
+            mime = f", {block.mime_type}" if block.mime_type else ""
+            parts.append(f"[resource link: {block.name} <{block.uri}>{mime}]")
+        elif isinstance(block, mcp_types.EmbeddedResource):
+            content = block.resource
+            if isinstance(content, mcp_types.TextResourceContents):
+                parts.append(content.text)
+            else:
+                mime = f", {content.mime_type}" if content.mime_type else ""
+                parts.append(
+                    f"[resource: <{content.uri}>{mime}, {_decoded_size(content.blob)} bytes]"
+                )
+    if not parts and result.structured_content is not None:
+        structured: JSON = result.structured_content
+        return json.dumps(structured, ensure_ascii=False)
+    return "\n".join(parts)
+
+
+def _decoded_size(base64_text: str) -> int:
+    return len(base64_text.rstrip("=")) * 3 // 4
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+@asynccontextmanager
+async def connect(config: McpServerConfig, *, start_timeout: float) -> AsyncIterator[McpConnection]:
+    """A connection to the server of *config*, initialized (``initialize`` done once).
+
+    Raises:
+        McpUnavailable: the SDK is missing, the process cannot be spawned, an
+            HTTP header's environment variable is unset, or ``initialize``
+            failed or took longer than *start_timeout*. Once yielded, errors of
+            the transport may leave the block as other exceptions (or groups).
+
+    Cancellation: leaving the block (cancelled or not) stops the server: the SDK
+    closes a stdio child's stdin, then SIGTERMs and SIGKILLs its process group,
+    shielded and bounded (about 6 s at worst); an HTTP session gets a DELETE.
+    """
+    _require_sdk()
+    from mcp.client.session import ClientSession
+
+    if isinstance(config.transport, StdioTransport):
+        transport = _stdio(config.name, config.transport)
+    else:
+        transport = _http(config.name, config.transport)
+    async with transport as (read, write, pid):
+        connection = McpConnection(config, pid)
+        session = ClientSession(
+            _Watched(read, connection._ended),
+            write,
+            message_handler=connection._on_message,
+            logging_callback=connection._on_log,
+            client_info=_client_info(),
+        )
+        async with session:
+            connection._session = session
+            await _initialize(connection, session, start_timeout)
+            try:
+                yield connection
+            finally:
+                connection._ended()
+
+
+async def _initialize(connection: McpConnection, session: ClientSession, limit: float) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    name = connection.name
+    try:
+        with trio.fail_after(limit):
+            await session.initialize()
+    except trio.TooSlowError:
+        raise McpUnavailable(
+            f"the MCP server {name} did not finish initializing within {limit:g} s"
+        ) from None
+    except MCPError as exc:
+        raise McpUnavailable(f"the MCP server {name} failed to initialize: {exc.message}") from exc
+    except (RuntimeError, ValueError) as exc:  # unsupported protocol version, bad result
+        raise McpUnavailable(f"the MCP server {name} failed to initialize: {exc}") from exc
+
+
+def _client_info() -> mcp_types.Implementation:
+    import importlib.metadata
+
+    import mcp_types
+
+    try:
+        version = importlib.metadata.version("agent-runtime")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0"
+    return mcp_types.Implementation(name="agent-runtime", version=version)
+
+
+@asynccontextmanager
+async def _stdio(name: str, transport: StdioTransport) -> AsyncIterator[_Streams]:
+    """The SDK's stdio client, with the child's stderr logged (never on our stdout)."""
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(
+        command=transport.command,
+        args=list(transport.args),
+        env=dict(transport.env),  # the SDK merges it over its minimal default environment
+        cwd=transport.cwd,
+    )
+    read_fd, write_fd = os.pipe()
+    stderr = trio.lowlevel.FdStream(read_fd)
+    pipe_inode = os.fstat(write_fd).st_ino
+    errlog = os.fdopen(write_fd, "w")
+    try:
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            # The stack exits first: the SDK stops the child, then the logger is cancelled.
+            stack.callback(nursery.cancel_scope.cancel)
+            nursery.start_soon(_log_stderr, name, stderr)
+            try:
+                read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
+            except OSError as exc:
+                raise McpUnavailable(
+                    f"cannot start the MCP server {name}: {transport.command!r}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
+            # The child has its own copy; ours would hold the pipe open after it exits.
+            errlog.close()
+            yield read, write, _child_with_stderr(pipe_inode)
+    finally:
+        errlog.close()
+        await stderr.aclose()
+
+
+async def _log_stderr(name: str, stream: trio.lowlevel.FdStream) -> None:
+    """Log each stderr line of the server; bounded memory whatever it writes."""
+    pending = b""
+    while chunk := await stream.receive_some(65536):
+        *lines, pending = (pending + chunk).split(b"\n")
+        if len(pending) > _STDERR_LINE:
+            lines.append(pending)
+            pending = b""
+        for line in lines:
+            text = line[:_STDERR_LINE].decode("utf-8", "replace").rstrip()
+            if text:
+                logger.info("MCP server %s: %s", name, text)
+
+
+def _child_with_stderr(pipe_inode: int) -> int | None:
+    """The pid of our child whose stderr is the pipe we made (Linux ``/proc``; else ``None``).
+
+    Looked up right after the spawn; while the child is unreaped its pid cannot be reused.
+    """
+    try:
+        tasks = os.listdir("/proc/self/task")
+        children: set[int] = set()
+        for task in tasks:
+            with open(f"/proc/self/task/{task}/children") as f:
+                children.update(int(pid) for pid in f.read().split())
+        for pid in children:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/2") == f"pipe:[{pipe_inode}]":
+                    return pid
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return None
+
+
+@asynccontextmanager
+async def _http(name: str, transport: HttpTransport) -> AsyncIterator[_Streams]:
+    """The SDK's streamable HTTP client, with configured headers (secrets from the environment)."""
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    headers = dict(transport.headers)
+    for header, variable in transport.headers_env.items():
+        value = os.environ.get(variable)
+        if value is None:
+            raise McpUnavailable(
+                f"the MCP server {name} needs the environment variable {variable} "
+                f"(for the header {header}), which is not set"
+            )
+        headers[header] = value
+    async with create_mcp_http_client(headers=headers) as http:
+        async with streamable_http_client(transport.url, http_client=http) as (read, write):
+            yield read, write, None

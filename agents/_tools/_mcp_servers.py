@@ -1,0 +1,431 @@
+"""The MCP servers of one runtime: started on first use, restarted after failures.
+
+:func:`open_mcp_servers` runs one task per configured server in its nursery.
+A server's task waits until the server is wanted (at once for ``startup =
+"eager"``, on the first :meth:`McpServers.tools` / :meth:`McpServers.call`
+otherwise), connects and initializes once (``_mcp_client.connect``), lists the
+tools, then follows the connection: it re-lists the tools on
+``notifications/tools/list_changed`` and notices the connection end. Then it
+waits out a backoff (0.5 s doubling to 30 s; back to 0.5 s after a healthy
+minute) and starts the server again. Callers never touch the task: they wait
+for the state it publishes.
+
+A call in flight when the server stops resolves as ``failed`` (the SDK wakes
+every waiting request when the connection closes). At most
+:data:`MAX_CONCURRENT_CALLS` calls run per server; later ones queue for a slot
+within their own timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Literal, TypeAlias
+
+import attrs
+import trio
+from attrs import frozen
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from sessions import JSONObject
+
+from .._core._mcp import McpOutcome, McpServerConfig, McpTool, Startup, StdioTransport
+from .._errors import McpUnavailable
+from ._mcp_client import MISSING_SDK, McpConnection, connect
+
+logger = logging.getLogger("agents.mcp")
+
+ServerState: TypeAlias = Literal["idle", "starting", "ready", "backoff", "stopped"]
+MAX_CONCURRENT_CALLS = 16
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+#: A connection that stayed up this long resets the backoff to its first step.
+HEALTHY_AFTER = 60.0
+
+
+@frozen
+class McpServerStatus:
+    """One server as ``GET /v1/mcp`` shows it."""
+
+    name: str
+    transport: Literal["stdio", "http"]
+    state: ServerState
+    trusted: bool
+    tools: tuple[McpTool, ...]
+    restarts: int
+    last_error: str | None
+    pid: int | None
+    startup: Startup = "lazy"
+    #: times the tool list was re-read after ``notifications/tools/list_changed``
+    tool_refreshes: int = 0
+
+
+class McpMetrics:
+    """The MCP counters, in *registry* (a private one when ``None``)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry if registry is not None else CollectorRegistry()
+        self.calls = Counter(
+            "agent_runtime_mcp_calls",
+            "MCP tool calls by outcome (ok, error, failed, timeout, cancelled)",
+            ["server", "tool", "outcome"],
+            registry=registry,
+        )
+        self.call_seconds = Histogram(
+            "agent_runtime_mcp_call_seconds",
+            "Duration of MCP tool calls, waiting for a start or a slot included",
+            ["server", "tool"],
+            registry=registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+        self.restarts = Counter(
+            "agent_runtime_mcp_restarts",
+            "MCP server (re)starts after the first",
+            ["server"],
+            registry=registry,
+        )
+
+
+@attrs.define(eq=False)
+class _Server:
+    """The state a server's task publishes (only that task writes it)."""
+
+    config: McpServerConfig
+    state: ServerState = "idle"
+    tools: tuple[McpTool, ...] = ()
+    connection: McpConnection | None = None
+    restarts: int = 0
+    tool_refreshes: int = 0
+    last_error: str | None = None
+    retry_at: float = 0.0
+    wanted: trio.Event = attrs.field(factory=trio.Event)
+    slots: trio.CapacityLimiter = attrs.field(
+        factory=lambda: trio.CapacityLimiter(MAX_CONCURRENT_CALLS)
+    )
+
+
+@asynccontextmanager
+async def open_mcp_servers(
+    configs: Sequence[McpServerConfig],
+    metrics: McpMetrics | None = None,
+    *,
+    start_timeout: float = 20.0,
+    shutdown_timeout: float = 5.0,
+) -> AsyncIterator[McpServers]:
+    """The servers of *configs*, eager ones starting now; all stopped on exit.
+
+    *metrics*: where calls and restarts are counted (one per registry: the
+    runtime's, shared by every set of servers it opens).
+
+    Cancellation: on exit (cancelled or not) every server is asked to stop (stdio:
+    stdin closed, then SIGTERM/SIGKILL by the SDK; HTTP: session DELETE); a
+    server still running near *shutdown_timeout* has its process group killed
+    and its task cancelled, so the block exits within about *shutdown_timeout*.
+    """
+    servers = McpServers(configs, metrics or McpMetrics(), start_timeout)
+    async with trio.open_nursery() as nursery:
+        for server in servers._servers.values():
+            nursery.start_soon(servers._run, server)
+            if server.config.startup == "eager":
+                server.wanted.set()
+        try:
+            yield servers
+        finally:
+            servers._stop()
+            nursery.start_soon(servers._enforce_shutdown, nursery.cancel_scope, shutdown_timeout)
+
+
+# How long a restart may take once its backoff is over, for a caller deciding to wait.
+_RESTART_SLACK = 5.0
+
+
+class McpServers:
+    """The configured MCP servers (see the module docstring); made by :func:`open_mcp_servers`."""
+
+    def __init__(
+        self, configs: Sequence[McpServerConfig], metrics: McpMetrics, start_timeout: float
+    ) -> None:
+        self._servers = {c.name: _Server(c) for c in configs}
+        if len(self._servers) != len(configs):
+            raise ValueError("MCP server names must be unique")
+        self._metrics = metrics
+        self._start_timeout = start_timeout
+        self._changed = trio.Event()  # replaced on every published change
+        self._stopping = trio.Event()
+        self._running = len(self._servers)
+        self._all_stopped = trio.Event()
+        if not self._servers:
+            self._all_stopped.set()
+
+    def configs(self) -> tuple[McpServerConfig, ...]:
+        return tuple(s.config for s in self._servers.values())
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._servers)
+
+    def status(self) -> tuple[McpServerStatus, ...]:
+        return tuple(self._status(s) for s in self._servers.values())
+
+    async def tools(self, server: str) -> tuple[McpTool, ...]:
+        """The server's current tools, starting it if needed (waits at most ``start_timeout``).
+
+        Raises:
+            McpUnavailable: unknown server, it cannot start, or it is in backoff
+                after a failure (the reason says which, and why).
+        """
+        entry = self._get(server)
+        await self._ready(entry)
+        return entry.tools
+
+    async def call(
+        self,
+        server: str,
+        tool: str,
+        arguments: JSONObject,
+        timeout: float,  # noqa: ASYNC109 - the SDK's read timeout, which sends the cancel
+    ) -> McpOutcome:
+        """Call the server's *tool*; server trouble is an outcome (``failed``, ``timeout``).
+
+        Starting the server, if needed, has its own ``start_timeout``; *timeout*
+        covers waiting for a call slot and the call itself.
+
+        Cancellation: if the caller is cancelled, the SDK sends the server
+        ``notifications/cancelled`` for the request, then ``trio.Cancelled``
+        propagates (counted as outcome ``cancelled``).
+        """
+        entry = self._servers.get(server)
+        if entry is None:
+            return McpOutcome("failed", f"unknown MCP server {server!r}; the call was not sent")
+        started = trio.current_time()
+        kind = "cancelled"
+        try:
+            outcome = await self._call(entry, tool, arguments, timeout)
+            kind = outcome.kind
+            return outcome
+        finally:
+            self._metrics.calls.labels(server, tool, kind).inc()
+            self._metrics.call_seconds.labels(server, tool).observe(trio.current_time() - started)
+
+    async def wait_for(
+        self, server: str, condition: Callable[[McpServerStatus], bool]
+    ) -> McpServerStatus:
+        """Until *server*'s status meets *condition* (readiness probes, tests); that status.
+
+        Does not start a lazy server.
+
+        Raises:
+            McpUnavailable: unknown server.
+        """
+        entry = self._get(server)
+        while not condition(status := self._status(entry)):
+            await self._changed.wait()
+        return status
+
+    # ------------------------------------------------------------------- callers' side
+
+    def _get(self, server: str) -> _Server:
+        entry = self._servers.get(server)
+        if entry is None:
+            known = ", ".join(self._servers) or "none"
+            raise McpUnavailable(f"unknown MCP server {server!r} (configured: {known})")
+        return entry
+
+    async def _ready(self, entry: _Server) -> McpConnection:
+        name = entry.config.name
+        entry.wanted.set()
+        deadline = trio.current_time() + self._start_timeout
+        with trio.move_on_at(deadline):
+            while True:
+                connection = entry.connection
+                if entry.state == "ready" and connection and not connection.closed.is_set():
+                    return connection
+                # A restart due before this caller's deadline is waited for (a server
+                # that just crashed is back in 0.5 s); a later one fails it now.
+                if entry.state == "backoff" and entry.retry_at + _RESTART_SLACK > deadline:
+                    wait = max(entry.retry_at - trio.current_time(), 0.0)
+                    raise McpUnavailable(f"{entry.last_error} (retrying in {wait:.1f} s)")
+                if entry.state == "stopped":
+                    raise McpUnavailable(entry.last_error or f"the MCP server {name} is stopped")
+                await self._changed.wait()
+        raise McpUnavailable(
+            f"the MCP server {name} did not become ready within {self._start_timeout:g} s"
+        )
+
+    async def _call(
+        self,
+        entry: _Server,
+        tool: str,
+        arguments: JSONObject,
+        timeout: float,  # noqa: ASYNC109 - see call()
+    ) -> McpOutcome:
+        try:
+            connection = await self._ready(entry)
+        except McpUnavailable as exc:
+            return McpOutcome("failed", f"{exc}; the call was not sent")
+        deadline = trio.current_time() + timeout
+        # Only the wait for a slot is under a cancel scope: the call's own timeout is
+        # the SDK's, so that it, not a cancel scope racing it, decides "timeout".
+        acquired = False
+        with trio.move_on_after(timeout):
+            await entry.slots.acquire()
+            acquired = True
+        if not acquired:
+            return McpOutcome(
+                "failed",
+                f"the MCP server {entry.config.name} had {MAX_CONCURRENT_CALLS} calls running "
+                f"for all of {timeout:g} s; the call was not sent",
+            )
+        try:
+            return await connection.call(tool, arguments, deadline - trio.current_time())
+        finally:
+            entry.slots.release()
+
+    # ------------------------------------------------------------------- servers' side
+
+    def _publish(self, entry: _Server, state: ServerState) -> None:
+        entry.state = state
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _status(self, entry: _Server) -> McpServerStatus:
+        config = entry.config
+        connection = entry.connection
+        return McpServerStatus(
+            name=config.name,
+            transport="stdio" if isinstance(config.transport, StdioTransport) else "http",
+            state=entry.state,
+            trusted=config.trusted,
+            tools=entry.tools,
+            restarts=entry.restarts,
+            last_error=entry.last_error,
+            pid=connection.pid if connection is not None else None,
+            startup=config.startup,
+            tool_refreshes=entry.tool_refreshes,
+        )
+
+    async def _run(self, entry: _Server) -> None:
+        """The server's task: start, follow, back off, start again, until stopped."""
+        try:
+            await entry.wanted.wait()
+            delay = BACKOFF_FIRST
+            while not self._stopping.is_set():
+                if entry.state != "idle":
+                    entry.restarts += 1
+                    self._metrics.restarts.labels(entry.config.name).inc()
+                self._publish(entry, "starting")
+                ready_at = await self._connect_and_follow(entry)
+                if self._stopping.is_set() or entry.last_error == MISSING_SDK:
+                    break  # retrying cannot install the SDK
+                if ready_at is not None and trio.current_time() - ready_at >= HEALTHY_AFTER:
+                    delay = BACKOFF_FIRST
+                logger.warning("%s; restarting in %.1f s", entry.last_error, delay)
+                entry.retry_at = trio.current_time() + delay
+                self._publish(entry, "backoff")
+                with trio.move_on_after(delay):
+                    await self._stopping.wait()
+                delay = min(delay * 2, BACKOFF_MAX)
+        finally:
+            entry.connection = None
+            self._publish(entry, "stopped")
+            self._running -= 1
+            if self._running == 0:
+                self._all_stopped.set()
+
+    async def _connect_and_follow(self, entry: _Server) -> float | None:
+        """One connection's life; when it was ready (``None``: it never was)."""
+        name = entry.config.name
+        ready_at: float | None = None
+        try:
+            async with connect(entry.config, start_timeout=self._start_timeout) as connection:
+                try:
+                    with trio.fail_after(self._start_timeout):
+                        entry.tools = await connection.list_tools()
+                except trio.TooSlowError:
+                    raise McpUnavailable(
+                        f"the MCP server {name} did not list its tools "
+                        f"within {self._start_timeout:g} s"
+                    ) from None
+                entry.connection = connection
+                entry.last_error = None
+                ready_at = trio.current_time()
+                self._publish(entry, "ready")
+                await self._follow(entry, connection)
+            if not self._stopping.is_set():
+                entry.last_error = f"the MCP server {name} closed the connection"
+        except Exception as exc:
+            entry.last_error = _reason(name, exc)
+        finally:
+            entry.connection = None
+        return ready_at
+
+    async def _follow(self, entry: _Server, connection: McpConnection) -> None:
+        """Keep the tool list current until the connection ends or the service stops."""
+        async with trio.open_nursery() as nursery:
+
+            async def on_stop() -> None:
+                await self._stopping.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(on_stop)
+            while await connection.wait_change():
+                try:
+                    with trio.fail_after(self._start_timeout):
+                        tools = await connection.list_tools()
+                except Exception as exc:  # keep the old list; a dead connection ends the loop
+                    logger.warning(
+                        "MCP server %s: re-listing tools failed: %r", entry.config.name, exc
+                    )
+                    continue
+                entry.tools = tools
+                entry.tool_refreshes += 1
+                self._publish(entry, entry.state)
+            nursery.cancel_scope.cancel()
+
+    def _stop(self) -> None:
+        self._stopping.set()
+        for entry in self._servers.values():
+            entry.wanted.set()  # an idle server's task wakes to see it is stopping
+
+    async def _enforce_shutdown(self, scope: trio.CancelScope, limit: float) -> None:
+        """Bound the shutdown: kill stdio children still alive near *limit*, cancel the rest."""
+        # The SDK needs a moment after a kill to notice the exit and close the pipes.
+        with trio.move_on_after(max(limit - 0.5, limit / 2)):
+            await self._all_stopped.wait()
+            return
+        for entry in self._servers.values():
+            connection = entry.connection
+            if connection is not None and connection.pid is not None:
+                _kill_group(connection.pid)
+        scope.cancel()
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the process group of our child *pid* (the SDK starts each in its own session)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parent = int(f.read().rpartition(")")[2].split()[1])
+        if parent != os.getpid():
+            return  # not our child any more: the pid may have been reused
+        os.killpg(pid, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass
+
+
+def _reason(name: str, exc: BaseException) -> str:
+    """Why a connection attempt or connection ended, from an exception (or group)."""
+    leaves: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(reversed(current.exceptions))
+        else:
+            leaves.append(current)
+    for leaf in leaves:
+        if isinstance(leaf, McpUnavailable):
+            return str(leaf)
+    leaf = leaves[0] if leaves else exc
+    return f"the MCP server {name} failed: {type(leaf).__name__}: {leaf}"
