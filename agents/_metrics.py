@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ._tools._mcp_servers import McpMetrics
+from ._tools._mcp_status import McpMetrics
 
 
 class RuntimeMetrics:

@@ -22,7 +22,8 @@ from ._core._mcp import (
 from ._errors import McpUnavailable
 from ._tools import McpServerPool, McpTools, ToolCatalogue
 from ._tools._mcp import sdk_problem
-from ._tools._mcp_servers import McpServers, McpServerStatus, open_mcp_servers
+from ._tools._mcp_servers import McpServers, open_mcp_servers
+from ._tools._mcp_status import McpServerStatus
 
 __all__ = [
     "HttpTransport",

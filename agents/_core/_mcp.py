@@ -49,6 +49,7 @@ from .._errors import ConfigError, ToolError
 from ._model import ToolSpec
 from ._tools import parse_arguments
 
+INSTALL_HINT = "MCP servers need the 'mcp' extra: pip install 'agent-runtime[mcp]'"
 PREFIX = "mcp__"
 SEPARATOR = "__"
 DEFAULT_TIMEOUT = 60.0

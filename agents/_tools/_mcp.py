@@ -17,6 +17,7 @@ from typing import Protocol, assert_never
 from sessions import JSONObject
 
 from .._core._mcp import (
+    INSTALL_HINT,
     McpOutcome,
     McpServerConfig,
     McpTool,
@@ -30,8 +31,6 @@ from .._errors import McpUnavailable
 from ._executor import RuntimeRun, ToolCall, TurnTools
 
 log = logging.getLogger("agent_runtime.mcp")
-
-INSTALL_HINT = "MCP servers need the 'mcp' extra: pip install 'agent-runtime[mcp]'"
 
 
 def sdk_problem() -> str | None:

@@ -18,7 +18,6 @@ The SDK is anyio-based and runs under trio. What it does that we rely on:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -28,18 +27,19 @@ from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
 import trio
 
-from sessions import JSON, JSONObject
+from sessions import JSONObject
 
 from .._core._mcp import (
+    INSTALL_HINT,
     HttpTransport,
     McpOutcome,
     McpServerConfig,
     McpTool,
     StdioTransport,
-    ToolHints,
     tool_name,
 )
 from .._errors import McpUnavailable
+from ._mcp_convert import convert_tool, flatten
 
 if TYPE_CHECKING:
     import mcp_types
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("agents.mcp")
 
-MISSING_SDK = "MCP servers need the 'mcp' extra: pip install 'agent-runtime[mcp]'"
+MISSING_SDK = INSTALL_HINT
 #: Longest stderr line of a stdio server we log; the rest of the line is dropped.
 _STDERR_LINE = 4096
 #: Bound on ``tools/list`` pages: a server whose cursor never ends must not hang us.
@@ -186,7 +186,7 @@ class McpConnection:
                 if len(full) > 64 or not set(full) <= _MODEL_NAME:
                     logger.warning("MCP server %s: tool %r has an unusable name", self.name, full)
                     continue
-                tools[tool.name] = _convert_tool(self.name, tool)
+                tools[tool.name] = convert_tool(self.name, tool)
             cursor = page.next_cursor
             if cursor is None:
                 break
@@ -245,56 +245,6 @@ class McpConnection:
         if result.is_error:
             return McpOutcome("error", text or f"{tool} reported an error without a message")
         return McpOutcome("ok", text)
-
-
-def _convert_tool(server: str, tool: mcp_types.Tool) -> McpTool:
-    notes = tool.annotations
-    hints = (
-        ToolHints(
-            notes.read_only_hint,
-            notes.destructive_hint,
-            notes.idempotent_hint,
-            notes.open_world_hint,
-        )
-        if notes is not None
-        else ToolHints()
-    )
-    # A JSON round trip detaches the schema from the SDK's model and proves it is JSON.
-    parameters: JSONObject = json.loads(json.dumps(tool.input_schema))
-    description = tool.description or tool.title or (notes.title if notes else None) or ""
-    return McpTool(server, tool.name, description, parameters, hints)
-
-
-def flatten(result: mcp_types.CallToolResult) -> str:
-    """A tool result as text for the model (binary parts as a short bracketed line)."""
-    import mcp_types
-
-    parts: list[str] = []
-    for block in result.content:
-        if isinstance(block, mcp_types.TextContent):
-            parts.append(block.text)
-        elif isinstance(block, mcp_types.ImageContent | mcp_types.AudioContent):
-            parts.append(f"[{block.type}: {block.mime_type}, {_decoded_size(block.data)} bytes]")
-        elif isinstance(block, mcp_types.ResourceLink):
-            mime = f", {block.mime_type}" if block.mime_type else ""
-            parts.append(f"[resource link: {block.name} <{block.uri}>{mime}]")
-        elif isinstance(block, mcp_types.EmbeddedResource):
-            content = block.resource
-            if isinstance(content, mcp_types.TextResourceContents):
-                parts.append(content.text)
-            else:
-                mime = f", {content.mime_type}" if content.mime_type else ""
-                parts.append(
-                    f"[resource: <{content.uri}>{mime}, {_decoded_size(content.blob)} bytes]"
-                )
-    if not parts and result.structured_content is not None:
-        structured: JSON = result.structured_content
-        return json.dumps(structured, ensure_ascii=False)
-    return "\n".join(parts)
-
-
-def _decoded_size(base64_text: str) -> int:
-    return len(base64_text.rstrip("=")) * 3 // 4
 
 
 # --------------------------------------------------------------------------- connecting

@@ -23,70 +23,24 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Literal, TypeAlias
 
 import attrs
 import trio
-from attrs import frozen
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from sessions import JSONObject
 
-from .._core._mcp import McpOutcome, McpServerConfig, McpTool, Startup, StdioTransport
+from .._core._mcp import McpOutcome, McpServerConfig, McpTool, StdioTransport
 from .._errors import McpUnavailable
 from ._mcp_client import MISSING_SDK, McpConnection, connect
+from ._mcp_status import McpMetrics, McpServerStatus, ServerState
 
 logger = logging.getLogger("agents.mcp")
 
-ServerState: TypeAlias = Literal["idle", "starting", "ready", "backoff", "stopped"]
 MAX_CONCURRENT_CALLS = 16
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 #: A connection that stayed up this long resets the backoff to its first step.
 HEALTHY_AFTER = 60.0
-
-
-@frozen
-class McpServerStatus:
-    """One server as ``GET /v1/mcp`` shows it."""
-
-    name: str
-    transport: Literal["stdio", "http"]
-    state: ServerState
-    trusted: bool
-    tools: tuple[McpTool, ...]
-    restarts: int
-    last_error: str | None
-    pid: int | None
-    startup: Startup = "lazy"
-    #: times the tool list was re-read after ``notifications/tools/list_changed``
-    tool_refreshes: int = 0
-
-
-class McpMetrics:
-    """The MCP counters, in *registry* (a private one when ``None``)."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        registry = registry if registry is not None else CollectorRegistry()
-        self.calls = Counter(
-            "agent_runtime_mcp_calls",
-            "MCP tool calls by outcome (ok, error, failed, timeout, cancelled)",
-            ["server", "tool", "outcome"],
-            registry=registry,
-        )
-        self.call_seconds = Histogram(
-            "agent_runtime_mcp_call_seconds",
-            "Duration of MCP tool calls, waiting for a start or a slot included",
-            ["server", "tool"],
-            registry=registry,
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-        )
-        self.restarts = Counter(
-            "agent_runtime_mcp_restarts",
-            "MCP server (re)starts after the first",
-            ["server"],
-            registry=registry,
-        )
 
 
 @attrs.define(eq=False)

@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from agents._core._mcp import HttpTransport, McpServerConfig, StdioTransport
 from agents._errors import McpUnavailable
-from agents._tools._mcp_servers import McpMetrics, McpServers, McpServerStatus, open_mcp_servers
+from agents._tools._mcp_servers import McpServers, open_mcp_servers
+from agents._tools._mcp_status import McpMetrics, McpServerStatus
 from sessions import JSONObject
 from tests.mcp.servers import (
     WAIT,
