@@ -1,4 +1,4 @@
-"""The ``agent-runtime`` command: ``serve``, ``sessions``, ``migrate``, ``chat`` and ``acp``.
+"""The ``agent-runtime`` command: ``serve``, ``sessions``, ``migrate``, ``chat``, ``acp``, ``schema``.
 
 This module holds the program's only ``trio.run``. Exit status: 0 success; 1 a
 failure after the command started (e.g. ``sessions show`` of an unknown id); 2 the
@@ -21,6 +21,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from agents._core._schema import protocol_schema_text
 from agents.model import PROVIDERS
 from sessions import JSON, AgentRuntimeError, Append, SessionStore, dumps, now, single_error
 
@@ -116,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _debug_flag(migrate_cmd)
 
+    commands.add_parser(
+        "schema",
+        help="print the wire protocol as JSON Schema (docs/protocol.schema.json)",
+        description="Print the JSON Schema (draft 2020-12) of every command, event, ack and"
+        " ephemeral frame of docs/protocol.md, generated from the runtime's own codec.",
+    )
     # Listed for --help only: main() hands "chat ..." to the client's own parser.
     commands.add_parser("chat", help="terminal IDE client (agent-runtime chat --help)")
     _acp_parser(commands)
@@ -441,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run_migrate(args, progress)
             if args.command == "acp":
                 return _run_acp(args, progress)
+            if args.command == "schema":
+                sys.stdout.write(protocol_schema_text())
+                return 0
             return _run_sessions(args, progress)
         except BaseException as raised:  # a bug is re-raised by _report_failure
             return _report_failure(raised, progress, debug=args.debug)

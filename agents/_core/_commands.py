@@ -9,15 +9,18 @@ that span fields are checked on construction as well.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, TypeAlias, assert_never
+from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar, cast, get_args
 
 from attrs import frozen
 
 from sessions import JSON, JSONObject
 
 from .._errors import CommandError
-from ._fields import Fields
+from ._budget import MAX_MODEL_NAME
+from ._codec import OneOf, PresentIff, Record, TaggedUnion, record
+from ._fields import kind
 from ._model_choice import check_model_name
+from ._shapes import STRING, refined
 
 OnBusy: TypeAlias = Literal["queue", "interrupt", "reject"]
 Decision: TypeAlias = Literal["approve", "edit", "reject", "respond"]
@@ -26,13 +29,17 @@ Remember: TypeAlias = Literal["once", "session"]
 DecidedBy: TypeAlias = Literal["user", "policy"]
 AckStatus: TypeAlias = Literal["accepted", "duplicate", "rejected"]
 
-ON_BUSY: tuple[OnBusy, ...] = ("queue", "interrupt", "reject")
-DECISIONS: tuple[Decision, ...] = ("approve", "edit", "reject", "respond")
-REMEMBER: tuple[Remember, ...] = ("once", "session")
-DECIDED_BY: tuple[DecidedBy, ...] = ("user", "policy")
-ACK_STATUSES: tuple[AckStatus, ...] = ("accepted", "duplicate", "rejected")
+ON_BUSY: tuple[OnBusy, ...] = get_args(OnBusy)
+DECISIONS: tuple[Decision, ...] = get_args(Decision)
+REMEMBER: tuple[Remember, ...] = get_args(Remember)
+DECIDED_BY: tuple[DecidedBy, ...] = get_args(DecidedBy)
+ACK_STATUSES: tuple[AckStatus, ...] = get_args(AckStatus)
 
 MAX_ID_LENGTH = 200
+_EDIT_ARGUMENTS: Final = (
+    "field 'arguments' (an object) is required with decision 'edit' and only allowed there"
+)
+_C = TypeVar("_C")
 
 
 @frozen
@@ -134,79 +141,69 @@ Command: TypeAlias = (
     | SwitchModel
 )
 
-_FIELDS: dict[str, frozenset[str]] = {
-    "user_message": frozenset({"content", "agent", "on_busy"}),
-    "tool_result": frozenset({"call_id", "result", "error"}),
-    "approval": frozenset(
-        {"call_id", "decision", "arguments", "feedback", "result", "remember", "by"}
-    ),
-    "answer": frozenset({"question_id", "text"}),
-    "cancel": frozenset({"turn_id"}),
-    "switch_agent": frozenset({"agent", "content"}),
-    "compact": frozenset({"instructions"}),
-    "switch_model": frozenset({"model"}),
-}
-
 
 def _invalid(message: str) -> CommandError:
     return CommandError("invalid_command", message)
 
 
-def _parse_fields(type_: str, f: Fields, command_id: str) -> Command:
-    data = f.data
-    match type_:
-        case "user_message":
-            on_busy = "queue" if data.get("on_busy") is None else f.choice("on_busy", ON_BUSY)
-            return SendMessage(command_id, f.string("content"), f.opt_string("agent"), on_busy)
-        case "tool_result":
-            error = f.opt_string("error")
-            if ("result" in data) == (error is not None):
-                raise _invalid(f"{f.where}: exactly one of 'result' or 'error' is required")
-            return SubmitToolResult(command_id, f.string("call_id"), data.get("result"), error)
-        case "approval":
-            decision = f.choice("decision", DECISIONS)
-            if decision == "respond" and "result" not in data:
-                raise _invalid(f"{f.where}: decision 'respond' requires field 'result'")
-            if decision != "respond" and "result" in data:
-                raise _invalid(f"{f.where}: field 'result' is only allowed with 'respond'")
-            arguments = f.opt_obj("arguments")
-            if (decision == "edit") != (arguments is not None):
-                raise _invalid(
-                    f"{f.where}: field 'arguments' (an object) is required with decision "
-                    "'edit' and only allowed there"
-                )
-            remember = "once" if data.get("remember") is None else f.choice("remember", REMEMBER)
-            by = "user" if data.get("by") is None else f.choice("by", DECIDED_BY)
-            return SubmitApproval(
-                id=command_id,
-                call_id=f.string("call_id"),
-                decision=decision,
-                arguments=arguments,
-                feedback=f.opt_string("feedback"),
-                result=data.get("result"),
-                remember=remember,
-                by=by,
-            )
-        case "answer":
-            return Answer(command_id, f.string("question_id"), f.string("text"))
-        case "cancel":
-            return Cancel(command_id, f.opt_string("turn_id"))
-        case "switch_agent":
-            return SwitchAgent(command_id, f.string("agent"), f.opt_string("content"))
-        case "compact":
-            return Compact(command_id, f.opt_string("instructions"))
-        case "switch_model":
-            if "model" not in data:
-                raise _invalid(f"{f.where}: missing field 'model' (a string, or null)")
-            model = f.opt_string("model")
-            if model is not None:
-                try:
-                    check_model_name(model)
-                except ValueError as exc:
-                    raise _invalid(f"{f.where}: field 'model': {exc}") from None
-            return SwitchModel(command_id, model)
-        case _:
-            raise CommandError("unknown_command", f"unknown command type {type_!r}")
+def _check_id(command_id: str) -> None:
+    if not 0 < len(command_id) <= MAX_ID_LENGTH:
+        raise ValueError(f"field 'id' must be 1 to {MAX_ID_LENGTH} characters long")
+
+
+def _check_model(model: str) -> None:
+    try:
+        check_model_name(model)
+    except ValueError as exc:
+        raise ValueError(f"field 'model': {exc}") from None
+
+
+_COMMAND_ID: Final = refined(STRING, _check_id, minLength=1, maxLength=MAX_ID_LENGTH)
+_MODEL_NAME: Final = refined(STRING, _check_model, minLength=1, maxLength=MAX_MODEL_NAME)
+
+
+def _command(cls: type[_C], **table: Any) -> Record[_C]:
+    """The record of command *cls*: unknown fields refused, ids checked."""
+    return record(cls, shapes={"id": _COMMAND_ID, **table.pop("shapes", {})}, closed=True, **table)
+
+
+# The wire form of each command (see ``_codec.record``).
+COMMANDS: Final = TaggedUnion[Command](
+    (
+        _command(SendMessage),
+        _command(SubmitToolResult, rules=(OneOf(("result", "error")),)),
+        _command(
+            SubmitApproval,
+            order=(
+                *("id", "call_id", "decision", "arguments"),
+                *("feedback", "remember", "by", "result"),
+            ),
+            rules=(
+                PresentIff(
+                    "result",
+                    on="decision",
+                    value="respond",
+                    missing="decision 'respond' requires field 'result'",
+                    extra="field 'result' is only allowed with 'respond'",
+                ),
+                PresentIff(
+                    "arguments",
+                    on="decision",
+                    value="edit",
+                    missing=_EDIT_ARGUMENTS,
+                    extra=_EDIT_ARGUMENTS,
+                ),
+            ),
+        ),
+        _command(Answer),
+        _command(Cancel),
+        _command(SwitchAgent),
+        _command(Compact),
+        # null is meaningful (back to the defaults), so the field must be sent.
+        _command(SwitchModel, shapes={"model": _MODEL_NAME}),
+    )
+)
+_BY_CLASS: Final = COMMANDS.by_class
 
 
 def parse_command(obj: JSON) -> Command:
@@ -220,74 +217,30 @@ def parse_command(obj: JSON) -> Command:
     """
     if not isinstance(obj, dict):
         raise CommandError("bad_json", "a command must be a JSON object")
-    top = Fields(obj, "command")
-    try:
-        type_ = top.string("type")
-    except ValueError as exc:
-        raise _invalid(str(exc)) from None
-    allowed = _FIELDS.get(type_)
-    if allowed is None:
+    type_ = obj.get("type")
+    if not isinstance(type_, str):
+        if "type" not in obj:
+            raise _invalid("command: missing field 'type' (expected a string)")
+        raise _invalid(f"command: field 'type' must be a string, got {kind(type_)}")
+    command = COMMANDS.by_type.get(type_)
+    if command is None:
         raise CommandError("unknown_command", f"unknown command type {type_!r}")
-    f = Fields(obj, f"command {type_!r}")
     try:
-        command_id = f.string("id")
-        if not 0 < len(command_id) <= MAX_ID_LENGTH:
-            raise ValueError(f"{f.where}: field 'id' must be 1 to {MAX_ID_LENGTH} characters long")
-        unknown = sorted(obj.keys() - allowed - {"type", "id"})
-        if unknown:
-            raise ValueError(f"{f.where}: unknown field(s) {', '.join(map(repr, unknown))}")
-        return _parse_fields(type_, f, command_id)
+        return cast(Command, command.decode(obj, f"command {type_!r}"))
     except ValueError as exc:
         raise _invalid(str(exc)) from None
-
-
-def _drop_none(payload: dict[str, JSON | None]) -> JSONObject:
-    return {key: value for key, value in payload.items() if value is not None}
 
 
 def encode_command(cmd: Command) -> JSONObject:
     """The wire form of *cmd* (what a client sends); ``parse_command`` inverts it."""
-    head: JSONObject = {"type": cmd.type, "id": cmd.id}
-    match cmd:
-        case SendMessage():
-            body = _drop_none({"content": cmd.content, "agent": cmd.agent, "on_busy": cmd.on_busy})
-        case SubmitToolResult():
-            if cmd.error is not None:
-                body = {"call_id": cmd.call_id, "error": cmd.error}
-            else:
-                body = {"call_id": cmd.call_id, "result": cmd.result}
-        case SubmitApproval():
-            body = _drop_none(
-                {
-                    "call_id": cmd.call_id,
-                    "decision": cmd.decision,
-                    "arguments": cmd.arguments,
-                    "feedback": cmd.feedback,
-                    "remember": cmd.remember,
-                    "by": cmd.by,
-                }
-            )
-            if cmd.decision == "respond":
-                body["result"] = cmd.result
-        case Answer():
-            body = {"question_id": cmd.question_id, "text": cmd.text}
-        case Cancel():
-            body = _drop_none({"turn_id": cmd.turn_id})
-        case SwitchAgent():
-            body = _drop_none({"agent": cmd.agent, "content": cmd.content})
-        case Compact():
-            body = _drop_none({"instructions": cmd.instructions})
-        case SwitchModel():
-            body = {"model": cmd.model}  # null is meaningful: back to the defaults
-        case _:
-            assert_never(cmd)
-    return head | body
+    return _BY_CLASS[cmd.__class__].encode(cmd, {"type": cmd.type})
 
 
 @frozen
 class Ack:
     """The server's answer to one command (an ephemeral frame, also the idempotency record)."""
 
+    type: ClassVar[str] = "ack"
     id: str
     status: AckStatus
     error: str | None = None
@@ -303,16 +256,7 @@ class Ack:
         return cls(command_id, "rejected", error=str(error), code=error.code)
 
     def to_json(self) -> JSONObject:
-        return _drop_none(
-            {
-                "type": "ack",
-                "id": self.id,
-                "status": self.status,
-                "error": self.error,
-                "code": self.code,
-                "turn_id": self.turn_id,
-            }
-        )
+        return ACK.encode(self, {"type": "ack"})
 
     @classmethod
     def from_json(cls, obj: JSONObject) -> Ack:
@@ -321,11 +265,7 @@ class Ack:
         Raises:
             ValueError: *obj* is not an ack.
         """
-        f = Fields(obj, "ack")
-        return cls(
-            id=f.string("id"),
-            status=f.choice("status", ACK_STATUSES),
-            error=f.opt_string("error"),
-            code=f.opt_string("code"),
-            turn_id=f.opt_string("turn_id"),
-        )
+        return ACK.decode(obj, "ack")
+
+
+ACK: Final = record(Ack)

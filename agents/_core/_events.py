@@ -11,34 +11,21 @@ newer version that added a field stays readable.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, Literal, TypeAlias, assert_never
+from typing import ClassVar, Final, Literal, TypeAlias, cast, get_args
 
 from attrs import field, frozen
 
 from sessions import JSON, JSONObject
 
-from ._fields import Fields, kind
+from ._codec import TaggedUnion, record
 
 TurnEndReason: TypeAlias = Literal["completed", "cancelled", "error", "max_steps", "interrupted"]
 ApprovalDecision: TypeAlias = Literal["approve", "edit", "reject", "respond", "expire", "cancel"]
 ResolvedBy: TypeAlias = Literal["user", "policy", "timeout", "cancel"]
 
-TURN_END_REASONS: tuple[TurnEndReason, ...] = (
-    "completed",
-    "cancelled",
-    "error",
-    "max_steps",
-    "interrupted",
-)
-APPROVAL_DECISIONS: tuple[ApprovalDecision, ...] = (
-    "approve",
-    "edit",
-    "reject",
-    "respond",
-    "expire",
-    "cancel",
-)
-RESOLVED_BY: tuple[ResolvedBy, ...] = ("user", "policy", "timeout", "cancel")
+TURN_END_REASONS: tuple[TurnEndReason, ...] = get_args(TurnEndReason)
+APPROVAL_DECISIONS: tuple[ApprovalDecision, ...] = get_args(ApprovalDecision)
+RESOLVED_BY: tuple[ResolvedBy, ...] = get_args(ResolvedBy)
 
 
 def summarize(text: str, limit: int = 500) -> str:
@@ -101,7 +88,7 @@ class ToolCallInfo:
     arguments: JSONObject
 
     def to_json(self) -> JSONObject:
-        return {"call_id": self.call_id, "name": self.name, "arguments": self.arguments}
+        return TOOL_CALL_INFO.encode(self)
 
 
 @frozen
@@ -259,14 +246,7 @@ class UsageTotals:
         )
 
     def to_json(self) -> JSONObject:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cached_tokens": self.cached_tokens,
-            "reasoning_tokens": self.reasoning_tokens,
-            "cost": self.cost,
-            "calls": self.calls,
-        }
+        return USAGE_TOTALS.encode(self)
 
 
 @frozen
@@ -340,152 +320,53 @@ AgentEvent: TypeAlias = (
 )
 
 
-def _drop_none(payload: dict[str, JSON | None]) -> JSONObject:
-    return {key: value for key, value in payload.items() if value is not None}
+# The wire form of each event (see ``_codec.record``): fields are the attributes,
+# optional ones omitted when None; the table below says only what differs.
+TOOL_CALL_INFO: Final = record(ToolCallInfo)
+USAGE_TOTALS: Final = record(UsageTotals, always=("cost",))  # null while nothing was priced
+
+EVENTS: Final = TaggedUnion[AgentEvent](
+    (
+        record(UserMessage),
+        record(TurnStarted),
+        record(AgentSwitched, keys={"from_agent": "from", "to_agent": "to"}),
+        # Both keys always present: null is a meaningful value ("the defaults").
+        record(ModelSwitched, keys={"from_model": "from", "to_model": "to"}),
+        record(TextDeltaEvent),
+        record(
+            AssistantMessage,
+            constants={"role": "assistant"},
+            order=(
+                *("message_id", "role", "content", "agent"),
+                *("truncated", "tool_calls", "provider_data"),
+            ),
+            # Omitted when empty: messages without it keep their old wire form.
+            omit_empty=("provider_data",),
+        ),
+        record(ToolCallEvent),
+        record(ToolStarted),
+        record(ApprovalRequested),
+        record(ApprovalResolved, order=("call_id", "decision", "arguments", "feedback", "by")),
+        record(ToolResultEvent),
+        record(QuestionAsked),
+        record(QuestionAnswered),
+        record(SubtaskStarted),
+        record(SubtaskEnded, order=("subtask_id", "agent", "summary", "ok")),
+        # An unpriced call's cost is null (unknown), not absent and not 0.
+        record(UsageEvent, null_last=("cost",)),
+        record(ErrorEvent),
+        record(TurnEnded),
+        record(CompactionStarted),
+        record(ContextCompacted),
+    )
+)
+_BY_CLASS: Final = EVENTS.by_class
+_BY_TYPE: Final = EVENTS.by_type
 
 
 def encode_event(ev: AgentEvent) -> tuple[str, JSONObject]:
     """The wire type and payload of *ev* (without envelope fields)."""
-    data: dict[str, JSON | None]
-    match ev:
-        case UserMessage():
-            data = {"message_id": ev.message_id, "content": ev.content, "agent": ev.agent}
-        case TurnStarted():
-            data = {
-                "agent": ev.agent,
-                "user_message_seq": ev.user_message_seq,
-                "model": ev.model,
-            }
-        case AgentSwitched():
-            data = {"from": ev.from_agent, "to": ev.to_agent, "reason": ev.reason}
-        case ModelSwitched():
-            # Both keys always present: null is a meaningful value ("the defaults").
-            return ev.type, {"from": ev.from_model, "to": ev.to_model}
-        case TextDeltaEvent():
-            data = {"message_id": ev.message_id, "text": ev.text}
-        case AssistantMessage():
-            data = {
-                "message_id": ev.message_id,
-                "role": "assistant",
-                "content": ev.content,
-                "agent": ev.agent,
-                "truncated": ev.truncated,
-                "tool_calls": [call.to_json() for call in ev.tool_calls],
-                # Omitted when empty: messages without it keep their old wire form.
-                "provider_data": dict(ev.provider_data) or None,
-            }
-        case ToolCallEvent():
-            data = {"call_id": ev.call_id, "name": ev.name, "arguments": ev.arguments}
-        case ToolStarted():
-            data = {
-                "call_id": ev.call_id,
-                "name": ev.name,
-                "arguments": ev.arguments,
-                "server": ev.server,
-            }
-        case ApprovalRequested():
-            data = {
-                "call_id": ev.call_id,
-                "name": ev.name,
-                "arguments": ev.arguments,
-                "rule": ev.rule,
-                "expires_at": ev.expires_at,
-            }
-        case ApprovalResolved():
-            data = {
-                "call_id": ev.call_id,
-                "decision": ev.decision,
-                "arguments": ev.arguments,
-                "feedback": ev.feedback,
-                "by": ev.by,
-            }
-        case ToolResultEvent():
-            data = {
-                "call_id": ev.call_id,
-                "ok": ev.ok,
-                "summary": ev.summary,
-                "content": ev.content,
-            }
-        case QuestionAsked():
-            options = None if ev.options is None else list[JSON](ev.options)
-            data = {"question_id": ev.question_id, "text": ev.text, "options": options}
-        case QuestionAnswered():
-            data = {"question_id": ev.question_id, "text": ev.text}
-        case SubtaskStarted():
-            data = {
-                "subtask_id": ev.subtask_id,
-                "agent": ev.agent,
-                "message": ev.message,
-                "model": ev.model,
-            }
-        case SubtaskEnded():
-            data = {
-                "subtask_id": ev.subtask_id,
-                "agent": ev.agent,
-                "summary": ev.summary,
-                "ok": ev.ok,
-            }
-        case UsageEvent():
-            data = {
-                "prompt_tokens": ev.prompt_tokens,
-                "completion_tokens": ev.completion_tokens,
-                "model": ev.model,
-                "cached_tokens": ev.cached_tokens,
-                "reasoning_tokens": ev.reasoning_tokens,
-                "cost": ev.cost,  # null, not absent, when unpriced
-                "purpose": ev.purpose,
-            }
-            if ev.cost is None:
-                return ev.type, _drop_none(data) | {"cost": None}
-        case ErrorEvent():
-            data = {"code": ev.code, "message": ev.message, "retryable": ev.retryable}
-        case TurnEnded():
-            data = {
-                "reason": ev.reason,
-                "usage": None if ev.usage is None else ev.usage.to_json(),
-                "context_tokens": ev.context_tokens,
-                "context_window": ev.context_window,
-            }
-        case CompactionStarted():
-            data = {"reason": ev.reason, "tokens_before": ev.tokens_before}
-        case ContextCompacted():
-            data = {
-                "summary": ev.summary,
-                "from_seq": ev.from_seq,
-                "to_seq": ev.to_seq,
-                "tokens_before": ev.tokens_before,
-                "tokens_after": ev.tokens_after,
-                "reason": ev.reason,
-                "model": ev.model,
-                "messages_replaced": ev.messages_replaced,
-            }
-        case _:
-            assert_never(ev)
-    return ev.type, _drop_none(data)
-
-
-def _tool_calls(f: Fields) -> tuple[ToolCallInfo, ...]:
-    if f.data.get("tool_calls") is None:
-        return ()
-    calls = []
-    for i, item in enumerate(f.array("tool_calls")):
-        if not isinstance(item, dict):
-            raise ValueError(f"{f.where}: tool_calls[{i}] must be an object, got {kind(item)}")
-        c = Fields(item, f"{f.where}: tool_calls[{i}]")
-        calls.append(ToolCallInfo(c.string("call_id"), c.string("name"), c.obj("arguments")))
-    return tuple(calls)
-
-
-def _totals(f: Fields) -> UsageTotals:
-    cost = f.data.get("cost")
-    return UsageTotals(
-        f.integer("prompt_tokens"),
-        f.integer("completion_tokens"),
-        f.integer("cached_tokens"),
-        f.integer("reasoning_tokens"),
-        None if cost is None else f.number("cost"),
-        f.integer("calls"),
-    )
+    return ev.type, _BY_CLASS[ev.__class__].encode(ev)
 
 
 def decode_event(type: str, data: JSONObject) -> AgentEvent:
@@ -495,112 +376,7 @@ def decode_event(type: str, data: JSONObject) -> AgentEvent:
         ValueError: unknown type, or a field missing or of the wrong type (the
             message names it).
     """
-    f = Fields(data, f"event {type!r}")
-    match type:
-        case "user.message":
-            return UserMessage(f.string("message_id"), f.string("content"), f.opt_string("agent"))
-        case "turn.started":
-            return TurnStarted(
-                f.string("agent"), f.opt_integer("user_message_seq"), f.opt_string("model")
-            )
-        case "agent.switched":
-            return AgentSwitched(f.string("from"), f.string("to"), f.string("reason"))
-        case "model.switched":
-            return ModelSwitched(f.opt_string("from"), f.opt_string("to"))
-        case "text.delta":
-            return TextDeltaEvent(f.string("message_id"), f.string("text"))
-        case "message":
-            if data.get("role", "assistant") != "assistant":
-                raise ValueError(f"{f.where}: field 'role' must be 'assistant'")
-            return AssistantMessage(
-                message_id=f.string("message_id"),
-                content=f.string("content"),
-                agent=f.string("agent"),
-                truncated=f.boolean("truncated"),
-                tool_calls=_tool_calls(f),
-                provider_data=f.opt_obj("provider_data") or {},
-            )
-        case "tool.call":
-            return ToolCallEvent(f.string("call_id"), f.string("name"), f.obj("arguments"))
-        case "tool.started":
-            return ToolStarted(
-                f.string("call_id"), f.string("name"), f.obj("arguments"), f.string("server")
-            )
-        case "approval.requested":
-            return ApprovalRequested(
-                call_id=f.string("call_id"),
-                name=f.string("name"),
-                arguments=f.obj("arguments"),
-                rule=f.string("rule"),
-                expires_at=f.number("expires_at"),
-            )
-        case "approval.resolved":
-            return ApprovalResolved(
-                call_id=f.string("call_id"),
-                decision=f.choice("decision", APPROVAL_DECISIONS),
-                by=f.choice("by", RESOLVED_BY),
-                arguments=f.opt_obj("arguments"),
-                feedback=f.opt_string("feedback"),
-            )
-        case "tool.result":
-            return ToolResultEvent(
-                call_id=f.string("call_id"),
-                ok=f.boolean("ok"),
-                summary=f.string("summary"),
-                content=f.string("content"),
-            )
-        case "question.asked":
-            options = None if data.get("options") is None else f.strings("options")
-            return QuestionAsked(f.string("question_id"), f.string("text"), options)
-        case "question.answered":
-            return QuestionAnswered(f.string("question_id"), f.string("text"))
-        case "subtask.started":
-            return SubtaskStarted(
-                f.string("subtask_id"),
-                f.string("agent"),
-                f.string("message"),
-                f.opt_string("model"),
-            )
-        case "subtask.ended":
-            return SubtaskEnded(
-                subtask_id=f.string("subtask_id"),
-                agent=f.string("agent"),
-                ok=f.boolean("ok"),
-                summary=f.opt_string("summary"),
-            )
-        case "usage":
-            cost = data.get("cost")
-            return UsageEvent(
-                f.integer("prompt_tokens"),
-                f.integer("completion_tokens"),
-                f.string("model"),
-                f.opt_integer("cached_tokens"),
-                f.opt_integer("reasoning_tokens"),
-                None if cost is None else f.number("cost"),
-                f.opt_string("purpose") or "chat",
-            )
-        case "error":
-            return ErrorEvent(f.string("code"), f.string("message"), f.boolean("retryable"))
-        case "turn.ended":
-            usage = f.opt_obj("usage")
-            return TurnEnded(
-                f.choice("reason", TURN_END_REASONS),
-                None if usage is None else _totals(Fields(usage, f"{f.where}: usage")),
-                f.opt_integer("context_tokens"),
-                f.opt_integer("context_window"),
-            )
-        case "compaction.started":
-            return CompactionStarted(f.string("reason"), f.integer("tokens_before"))
-        case "context.compacted":
-            return ContextCompacted(
-                summary=f.string("summary"),
-                from_seq=f.integer("from_seq"),
-                to_seq=f.integer("to_seq"),
-                tokens_before=f.integer("tokens_before"),
-                tokens_after=f.integer("tokens_after"),
-                reason=f.string("reason"),
-                model=f.string("model"),
-                messages_replaced=f.integer("messages_replaced"),
-            )
-        case _:
-            raise ValueError(f"unknown event type {type!r}")
+    record = _BY_TYPE.get(type)
+    if record is None:
+        raise ValueError(f"unknown event type {type!r}")
+    return cast(AgentEvent, record.decode(data, f"event {type!r}"))

@@ -67,9 +67,14 @@ class WsClient:
         await self.ws.send_message(json.dumps(frame))
 
     async def _frame(self) -> Frame:
+        # Every frame a live test receives must match docs/protocol.schema.json.
+        from tests.server.test_schema import SERVER_MESSAGE  # compiled once, on first use
+
         with trio.fail_after(STEP):
             raw = await self.ws.get_message()
-        return as_object(json.loads(raw))
+        frame = as_object(json.loads(raw))
+        SERVER_MESSAGE.validate(frame)
+        return frame
 
     async def _pump_one(self) -> None:
         frame = await self._frame()
