@@ -18,6 +18,7 @@ PUBLIC = [
     "server",
     "server.chat",
     "server.acp",
+    "server.client",
 ]
 
 
