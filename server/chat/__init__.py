@@ -9,16 +9,23 @@ traceback.
 :func:`run_chat` is what the CLI runs inside its ``trio.run``; :func:`chat_main`
 runs the client with parsed :class:`ChatOptions` (tests replace its terminal,
 input, workspace and interrupts). The client talks to the server over the network
-only: it uses the public names of :mod:`agents` (events, tool schemas) and
-:mod:`sessions` and nothing of :mod:`server`.
+only: it uses the public client library :mod:`server.client` (connection, resume,
+outbox), the public names of :mod:`agents` (events, tool schemas) and
+:mod:`sessions`, and nothing else of :mod:`server`.
 
 Modules: ``_main`` (entry points, session creation), ``_options`` (flags, environment,
 exit statuses), ``_client`` (one run: link, worker, driver, Ctrl-C), ``_link`` (the
-WebSocket connection and its reconnects), ``_state`` (open work), ``_input`` (the
-human's lines and approvals), ``_render`` (the transcript), ``_text`` (escaping what
+session's connection over :mod:`server.client`, with chat's notes), ``_state`` (open
+work), ``_input`` (the human's lines and approvals), ``_render`` (the transcript),
+``_markdown`` (final messages as markdown), ``_status`` (the status line),
+``_describe`` (one-line descriptions of calls), ``_ndjson`` (``--output json``),
+``_text`` (escaping what
 reaches the terminal), ``_tools`` (the workspace executor), ``_paths`` (confinement
 to the workspace), ``_command`` (running a shell command), ``_diff`` (diffs of edits),
-``_instructions`` (the workspace's ``AGENTS.md``, sent as the session's instructions).
+``_instructions`` (the workspace's ``AGENTS.md``, sent as the session's instructions),
+``_prompt`` (prompt_toolkit line editing, history and completion on a terminal),
+``_slash`` (the slash commands the client handles itself), ``_journal`` (checkpoints
+of the agent's file changes, for ``/undo`` and ``/diff``).
 """
 
 from ._client import Interrupts

@@ -24,7 +24,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import TypeVar, assert_never
 
 import attrs
 import httpx
@@ -33,7 +33,8 @@ import trio
 from sessions import JSONObject
 
 from ._command import ToolFailure
-from ._input import Decider, LineSource
+from ._input import Decider, LineSource, TerminalInput, ask
+from ._journal import Journal, journaled
 from ._link import ChatError, Link, Outbox
 from ._options import (
     EXIT_FAILED,
@@ -43,7 +44,9 @@ from ._options import (
     ChatOptions,
     http_url,
 )
+from ._prompt import PromptSettings
 from ._render import Renderer
+from ._slash import COMMAND_NAMES, Handled, Quit, SlashCommands, StartedTurn, message_text, parse
 from ._state import ChatState, Work
 from ._text import plural
 from ._tools import Workspace
@@ -101,6 +104,15 @@ class ChatClient:
         if not options.interactive:
             renderer.retry_hint = (
                 f"run the command again; add --session {session_id} to continue this session"
+            )
+        # /undo and /diff: what the agent's file tools change is journaled first.
+        self.journal = Journal(workspace, session_id)
+        self.slash = SlashCommands(
+            renderer, http, session_id, self._send_command, self.decider, self.journal
+        )
+        if isinstance(lines, TerminalInput):
+            lines.use_prompt(
+                PromptSettings(workspace.root, COMMAND_NAMES, lambda: self.slash.agent_names)
             )
         ws_url = "ws" + http_url(options.url).removeprefix("http")
         self.link = Link(
@@ -189,6 +201,12 @@ class ChatClient:
         turn_id = ack.get("turn_id")
         return turn_id if isinstance(turn_id, str) else None
 
+    async def _send_command(self, fields: JSONObject) -> JSONObject:
+        """Send a command (*fields* without ``id``) through the outbox; its ack."""
+        command = fields | {"id": self.new_id()}
+        await self.outbox.send(command)
+        return await self.outbox.wait_ack(str(command["id"]))
+
     async def _wait_turn(self, turn_id: str) -> str:
         await self.state.wait_until(lambda: turn_id in self.state.ended)
         return self.state.ended[turn_id]
@@ -213,14 +231,22 @@ class ChatClient:
         return EXIT_OK
 
     async def _interactive(self) -> int:
-        assert self.lines is not None
-        self.renderer.note("[type a message; Ctrl-C cancels a turn; Ctrl-D or /quit exits]", "dim")
+        lines = self.lines
+        assert lines is not None
+        self.renderer.note(
+            "[type a message; /help lists commands; Ctrl-C cancels a turn; Ctrl-D or /quit exits]",
+            "dim",
+        )
+        await self.slash.refresh_agents()  # names for completion
         agent = self.options.agent
         while True:
             await self.state.wait_until(lambda: self.state.idle and self.link.connections > 0)
-            self.renderer.prompt("you> ")
             # Another client may start a turn meanwhile: its work comes first.
-            line = await _unless(self.lines.readline, self.state, lambda: not self.state.idle)
+            line = await _unless(
+                lambda: ask(lines, self.renderer, "you> ", chat=True),
+                self.state,
+                lambda: not self.state.idle,
+            )
             if line is _Busy:
                 self.renderer.note("")
                 continue
@@ -229,10 +255,22 @@ class ChatClient:
                 return EXIT_OK
             assert isinstance(line, str)
             text = line.strip()
-            if text in ("/quit", "/exit"):
-                return EXIT_OK
             if not text:
                 continue
+            command = parse(text)
+            if command is not None:  # a slash command: handled here, never sent to the model
+                outcome = await self.slash.run(command)
+                match outcome:
+                    case Quit():
+                        return EXIT_OK
+                    case StartedTurn(turn_id=started):
+                        await self._wait_turn(started)
+                    case Handled():
+                        pass
+                    case _:
+                        assert_never(outcome)
+                continue
+            text = message_text(text)
             self.renderer.typed.append(text)
             turn_id = await self._send_message(text, agent)
             agent = None  # --agent switches the session once; it stays switched
@@ -269,7 +307,14 @@ class ChatClient:
 
         async def execute() -> JSONObject:
             try:
-                result = await self.workspace.execute(name, arguments, stop=stop)
+                result = await journaled(  # so /undo can revert it
+                    self.journal,
+                    work.turn_id,
+                    work.id,
+                    name,
+                    arguments,
+                    lambda: self.workspace.execute(name, arguments, stop=stop),
+                )
             except ToolFailure as error:
                 return base | {"error": str(error)}
             return base | {"result": result}
@@ -288,15 +333,26 @@ class ChatClient:
     async def _ask(
         self, work: Work, decide: Callable[[JSONObject], Awaitable[JSONObject]]
     ) -> JSONObject | None:
-        """The human's (or the rules') answer; ``None`` if it was resolved meanwhile."""
-        answer = await _unless(
-            lambda: decide(work.event), self.state, lambda: not self.state.still_open(work)
-        )
-        if answer is _Busy:
-            self.renderer.note("[no longer pending: answered elsewhere, expired or cancelled]")
-            return None
-        assert isinstance(answer, dict)
-        return answer
+        """The human's (or the rules') answer; ``None`` if it was resolved meanwhile.
+
+        After a reconnect the question is asked again (the prompt re-appears), since
+        the connection news was printed over it.
+        """
+        state = self.state
+        while True:
+            answer = await _unless(
+                lambda: decide(work.event),
+                state,
+                lambda: not state.still_open(work) or state.must_reshow(work),
+            )
+            if answer is not _Busy:
+                assert isinstance(answer, dict)
+                return answer
+            if not state.still_open(work):
+                self.renderer.note("[no longer pending: answered elsewhere, expired or cancelled]")
+                return None
+            state.reshown(work)
+            self.renderer.note("[still waiting for your answer:]", "yellow")
 
     # -- Ctrl-C --------------------------------------------------------------------------
 

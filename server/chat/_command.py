@@ -9,6 +9,10 @@ would leave what it started running (``sh -c 'sleep 30 & wait'``).
 
 Output beyond the limit is cut in the middle: the first and the last half are
 kept, since both the command's start and its final error matter.
+
+While it runs, each chunk of output also goes to :data:`LIVE_OUTPUT`, if set: the
+chat client sets it (for its own tasks, around the whole run) to show the output
+on the terminal as it comes, whoever in between calls :func:`run_command`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Final
 
@@ -32,6 +38,10 @@ KILL_GRACE: Final = 2.0
 # How often the group is checked for survivors during the grace period.
 _POLL: Final = 0.02
 _POSIX: Final = sys.platform != "win32"
+
+LIVE_OUTPUT: ContextVar[Callable[[bytes | bytearray], None] | None] = ContextVar(
+    "LIVE_OUTPUT", default=None
+)
 
 
 class ToolFailure(Exception):
@@ -74,6 +84,7 @@ async def run_command(
     assert process.stdout is not None
     stdout = process.stdout
     code: int | None = None
+    live = LIVE_OUTPUT.get()
     try:
         with trio.move_on_after(seconds):
             async with trio.open_nursery() as nursery:
@@ -81,6 +92,8 @@ async def run_command(
                     nursery.start_soon(_cancel_when_set, stop, nursery.cancel_scope)
                 while chunk := await stdout.receive_some(65536):
                     output.add(chunk)
+                    if live is not None:
+                        live(chunk)
                 code = await process.wait()
                 nursery.cancel_scope.cancel()
     finally:

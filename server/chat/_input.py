@@ -5,7 +5,10 @@ the tty afresh and reads it through a non-blocking :class:`trio.lowlevel.FdStrea
 so a prompt can be cancelled cleanly (nothing typed is swallowed by a leftover
 thread) and the non-blocking mode does not leak into stdout or into an ``$EDITOR``
 we start, which use their own open file descriptions. Pipes are read the same
-way; regular files, whose reads never block, through a worker thread.
+way; regular files, whose reads never block, through a worker thread. Once
+:meth:`TerminalInput.use_prompt` has configured it and both stdin and stdout are
+terminals, it reads through prompt_toolkit instead (``_prompt``: line editing,
+history, completion); :func:`ask` shows a prompt and reads the answer either way.
 
 :class:`Decider` turns an ``approval.requested`` or ``question.asked`` event into the
 command fields to send: interactively (keys ``a``/``e``/``r``/``s``) or by the
@@ -37,6 +40,7 @@ import trio
 from agents import ToolError, validate_arguments
 from sessions import JSON, JSONObject
 
+from ._prompt import PromptInput, PromptSettings
 from ._render import Renderer
 from ._text import exact, needs_escaping, visible
 from ._tools import Workspace
@@ -64,6 +68,18 @@ class TerminalInput:
         self._buffer = b""
         self._eof = False
         self._mode: str | None = None
+        self._settings: PromptSettings | None = None
+        self._prompt: PromptInput | None = None
+
+    def use_prompt(self, settings: PromptSettings) -> None:
+        """Read through prompt_toolkit with *settings* if stdin and stdout are terminals."""
+        self._settings = settings
+
+    def prompter(self) -> PromptInput | None:
+        """The prompt_toolkit reader, if this input uses one."""
+        if self._mode is None:
+            self._open()
+        return self._prompt
 
     def _open(self) -> None:
         self._mode = "thread"
@@ -73,6 +89,10 @@ class TerminalInput:
             fd = self.stdin.fileno()
             mode = os.fstat(fd).st_mode
         except (AttributeError, OSError, ValueError):
+            return
+        if os.isatty(fd) and self._settings is not None and _is_tty(sys.stdout):
+            self._prompt = PromptInput(self._settings)
+            self._mode = "prompt"
             return
         if os.isatty(fd):
             own = os.open(os.ttyname(fd), os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
@@ -91,6 +111,8 @@ class TerminalInput:
         """
         if self._mode is None:
             self._open()
+        if self._prompt is not None:
+            return await self._prompt.readline()
         if self._stream is None:
             line = await trio.to_thread.run_sync(self.stdin.readline, abandon_on_cancel=True)
             return line.rstrip("\r\n") if line else None
@@ -112,6 +134,31 @@ class TerminalInput:
         if self._stream is not None:
             await self._stream.aclose()
             self._stream = None
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+async def ask(
+    lines: LineSource, renderer: Renderer, prompt: str, *, chat: bool = False
+) -> str | None:
+    """Show *prompt* and read the answer from *lines*; ``None`` at end of input.
+
+    *chat* marks the message prompt (history and completion, with prompt_toolkit).
+
+    Cancellation: as *lines*' ``readline``.
+    """
+    prompter = lines.prompter() if isinstance(lines, TerminalInput) else None
+    if prompter is None:
+        renderer.prompt(prompt)
+        return await lines.readline()
+    renderer.end_stream()
+    with renderer.reading():  # prompt_toolkit draws the line: no status line over it
+        return await prompter.prompt(visible(prompt), chat=chat)
 
 
 class Decider:
@@ -140,6 +187,7 @@ class Decider:
         self.workspace = workspace
         self.yes = yes
         self.auto_approve = tuple(auto_approve)
+        self.session_globs: list[str] = []  # /auto-approve, for this run of the client
         self.interactive = interactive and lines is not None
         self.lines = lines
         self.env = os.environ if env is None else env
@@ -153,7 +201,15 @@ class Decider:
         for glob in self.auto_approve:
             if fnmatch.fnmatchcase(tool, glob):
                 return f"--auto-approve {glob}"
+        for glob in self.session_globs:
+            if fnmatch.fnmatchcase(tool, glob):
+                return f"/auto-approve {glob}"
         return None
+
+    def allow(self, glob: str) -> None:
+        """Approve tools matching *glob* without asking, from now on (``/auto-approve``)."""
+        if glob not in self.session_globs:
+            self.session_globs.append(glob)
 
     async def approval(self, event: JSONObject) -> JSONObject:
         """The ``approval`` command fields (without ``id``) answering *event*.
@@ -180,8 +236,7 @@ class Decider:
             return base | {"decision": "reject", "feedback": NOT_APPROVED, "by": "policy"}
         await self._show(name, args)
         while True:
-            self.renderer.prompt(_MENU)
-            answer = await self._line()
+            answer = await self._line(_MENU)
             if answer is None:
                 return base | {"decision": "reject", "feedback": "input closed"}
             key = answer.strip().lower()[:1]
@@ -190,8 +245,7 @@ class Decider:
             if key == "s":
                 return base | {"decision": "approve", "remember": "session"}
             if key == "r":
-                self.renderer.prompt("feedback for the agent (optional) > ")
-                feedback = (await self._line() or "").strip()
+                feedback = (await self._line("feedback for the agent (optional) > ") or "").strip()
                 out = base | {"decision": "reject"}
                 return out | {"feedback": feedback} if feedback else out
             if key == "e":
@@ -210,9 +264,9 @@ class Decider:
         if preview is not None:
             self.renderer.diff(preview)
 
-    async def _line(self) -> str | None:
+    async def _line(self, prompt: str) -> str | None:
         assert self.lines is not None
-        return await self.lines.readline()
+        return await ask(self.lines, self.renderer, prompt)
 
     async def _edit(self, name: str, args: JSONObject) -> JSONObject | None:
         """New arguments from ``$VISUAL``/``$EDITOR`` or an inline prompt; ``None`` to go back."""
@@ -225,8 +279,7 @@ class Decider:
                 return None
         else:
             self.renderer.note("  current arguments: " + json.dumps(args))
-            self.renderer.prompt("new arguments as one line of JSON (empty: back) > ")
-            text = await self._line()
+            text = await self._line("new arguments as one line of JSON (empty: back) > ")
         if text is None or not text.strip():
             return None
         try:
@@ -257,8 +310,7 @@ class Decider:
         options = [o for o in raw if isinstance(o, str)] if isinstance(raw, list) else []
         hint = f" (1-{len(options)} or text)" if options else ""
         while True:
-            self.renderer.prompt(f"your answer{hint} > ")
-            line = await self._line()
+            line = await self._line(f"your answer{hint} > ")
             if line is None:
                 return base | {"text": "no answer (input closed)"}
             text = line.strip()

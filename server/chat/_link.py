@@ -1,43 +1,43 @@
-"""The chat client's link to one session: catch-up, live events, an idempotent outbox, reconnects.
+"""The chat client's link to one session, over :mod:`server.client`.
 
-Each (re)connection first *catches up* over REST (``GET /v1/sessions/{id}/events``
-after the last seq rendered) and only then opens the WebSocket with
-``hello {after: last seq}``. During catch-up :class:`ChatState` records events but
-hands out no work, so a ``tool.call`` whose ``tool.result`` is already in the log
-(answered before, or by another client) is never executed, while calls, approvals
-and questions still open at the end of the replay are handled as usual.
+The library catches up over REST, streams live events, reconnects with backoff and
+resends unacknowledged commands with their ids (see its docstring). This module
+adds what is the chat's: its connection statuses become notes ("reconnecting…
+(reason)", "reconnected, resumed after seq N"), :class:`ChatState` is told when a
+catch-up is complete, and failures become :class:`ChatError` in the chat's words.
 
-Commands go through :class:`Outbox`: each keeps its id until the server acks it and
-is re-sent with the *same* id after a reconnect, so the server's idempotency makes
-the resend harmless (a ``duplicate`` ack). Together with ``ChatState.answered``
-this means a tool call is executed at most once per client.
+Catch-up and open work: from the start of each (re)connection until every event
+up to the seq it resumed after has been recorded, :class:`ChatState` hands out no
+work, so a ``tool.call`` whose ``tool.result`` is further on in the log (answered
+before, or by another client) is never executed. Once caught up after a
+*reconnect*, an approval or question still being asked is shown again (once).
+Together with the library's idempotent resends and ``ChatState.answered``, a tool
+call is executed at most once per client.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import Final, TypeAlias
+from typing import TypeAlias, assert_never
 
-import attrs
 import httpx
-import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    HandshakeError,
-    WebSocketConnection,
-    open_websocket_url,
-)
 
+from server import client
+from server.client import (
+    Backoff,
+    ClientError,
+    CommandError,
+    Connected,
+    Connecting,
+    Reconnecting,
+    Resumed,
+    ServerError,
+    Status,
+    open_session,
+)
 from sessions import JSON, JSONObject
 
 from ._state import ChatState
-
-# Close codes after which reconnecting cannot help.
-_FATAL_CLOSE: Final = {1008: "protocol error", 4401: "unauthorized", 4404: "session not found"}
-_PAGE: Final = 1000
-_RATE_LIMIT_PAUSE: Final = 1.0
 
 
 class ChatError(Exception):
@@ -49,72 +49,34 @@ class ServerBusy(httpx.TransportError):
 
 
 class Outbox:
-    """Commands not yet acknowledged, re-sent with their original id after a reconnect."""
+    """The chat's commands until acknowledged (the library's :class:`~server.client.Outbox`),
+    with acks as JSON objects and an ``error`` frame as a ``rejected`` ack."""
 
     def __init__(self) -> None:
-        self.pending: dict[str, JSONObject] = {}
-        self.acks: dict[str, JSONObject] = {}
-        self._ws: WebSocketConnection | None = None
-        self._lock = trio.Lock()
-        self._changed = trio.Event()
+        self.queue = client.Outbox()
 
     async def send(self, frame: JSONObject) -> None:
         """Queue *frame* (which has an ``id``) and send it now if connected.
 
         Cancellation: once this starts, the frame is queued and will be delivered.
         """
-        command_id = frame["id"]
-        assert isinstance(command_id, str)
-        async with self._lock:
-            self.pending[command_id] = frame
-            if self._ws is not None:
-                await self._send(self._ws, frame)
-
-    async def attach(self, ws: WebSocketConnection) -> None:
-        """Send every unacknowledged command on *ws*, then send new ones there directly.
-
-        Cancellation: safe; what was not sent is sent on the next attach.
-        """
-        async with self._lock:
-            for frame in list(self.pending.values()):
-                await self._send(ws, frame)
-            self._ws = ws
-
-    def detach(self) -> None:
-        self._ws = None
-
-    async def resend(self, command_id: str) -> None:
-        """Send the unacknowledged command *command_id* again (same id), if connected.
-
-        Cancellation: safe; it stays queued.
-        """
-        async with self._lock:
-            frame = self.pending.get(command_id)
-            if frame is not None and self._ws is not None:
-                await self._send(self._ws, frame)
-
-    async def _send(self, ws: WebSocketConnection, frame: JSONObject) -> None:
-        try:
-            await ws.send_message(json.dumps(frame))
-        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-            self._ws = None  # the reader sees the close and reconnects; we re-send then
-
-    def acked(self, ack: JSONObject) -> None:
-        command_id = ack.get("id")
-        if isinstance(command_id, str) and command_id in self.pending:
-            del self.pending[command_id]
-            self.acks[command_id] = ack
-            self._changed.set()
-            self._changed = trio.Event()
+        await self.queue.put(frame)
 
     async def wait_ack(self, command_id: str) -> JSONObject:
         """The server's ack for *command_id* (across reconnects).
 
         Cancellation: safe.
         """
-        while command_id not in self.acks:
-            await self._changed.wait()
-        return self.acks[command_id]
+        try:
+            return (await self.queue.result(command_id)).frame
+        except CommandError as error:
+            return {
+                "type": "ack",
+                "id": command_id,
+                "status": "rejected",
+                "code": error.code,
+                "message": error.message,
+            }
 
 
 EventHandler: TypeAlias = Callable[[JSONObject], None]
@@ -122,7 +84,7 @@ Notify: TypeAlias = Callable[[str], None]
 
 
 class Link:
-    """Keeps one session connected: catch-up over REST, live WebSocket, reconnect with backoff.
+    """Keeps one session connected and tells the chat what happens.
 
     Args:
         http: client whose ``base_url`` is the server and which sends the token.
@@ -159,12 +121,10 @@ class Link:
         self.outbox = outbox
         self.on_event = on_event
         self.notify = notify
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.attempts = attempts
-        self.liveness = liveness
+        self.backoff = Backoff(backoff, max_backoff, attempts, liveness)
         self.instructions = instructions
         self.connections = 0
+        self._catch_up_to: int | None = None  # the seq the current connection resumed after
 
     async def run(self) -> None:
         """Stay connected until cancelled.
@@ -175,156 +135,61 @@ class Link:
 
         Cancellation: closes the connection; unacknowledged commands stay queued.
         """
-        failures = 0
-        while True:
-            problem: str
-            try:
-                await self._catch_up()
-                live = await self._live()
-                problem = live.reason
-                if live.connected:
-                    failures = 0
-            except (httpx.TransportError, HandshakeError, OSError) as error:
-                problem = describe_error(error)
-            finally:
-                # catching_up stays set after a failed catch-up: the replay was partial,
-                # so open calls might already be answered further on in the log.
-                self.outbox.detach()
-            failures += 1
-            if failures > self.attempts:
-                raise ChatError(f"giving up after {self.attempts} reconnect attempts: {problem}")
-            delay = min(self.backoff * 2 ** (failures - 1), self.max_backoff)
-            self.notify(f"[connection lost: {problem}; reconnecting in {delay:.2g} s]")
-            await trio.sleep(delay)
-
-    async def _catch_up(self) -> None:
-        self.state.catching_up = True
-        while True:
-            response = await self.http.get(
-                f"/v1/sessions/{self.session_id}/events",
-                params={"after": self.state.last_seq, "limit": _PAGE},
-            )
-            check_response(response, self.session_id)
-            try:
-                body: JSON = response.json()
-            except ValueError:
-                raise ChatError(
-                    f"{response.url} did not answer with JSON; is it an agent-runtime server?"
-                ) from None
-            page = body.get("events") if isinstance(body, dict) else None
-            events = page if isinstance(page, list) else []
-            for event in events:
-                if isinstance(event, dict):
-                    self._deliver(event)
-            if not (isinstance(body, dict) and body.get("has_more") is True and events):
-                break
-        self.state.catching_up = False
-        self.state.changed()
-
-    def _deliver(self, event: JSONObject) -> bool:
-        """Hand *event* on if it is the next seq; ``False`` on a gap (resync needed)."""
-        seq = event.get("seq")
-        if not isinstance(seq, int) or seq <= self.state.last_seq:
-            return True
-        if seq != self.state.last_seq + 1:
-            return False
-        self.on_event(event)
-        return True
-
-    async def _live(self) -> _Ended:
-        headers = [(b"Authorization", f"Bearer {self.token}".encode())]
-        connected = False
-        opened: WebSocketConnection | None = None
         try:
-            async with open_websocket_url(
-                self.ws_url,
-                extra_headers=headers,
-                max_message_size=64 * 1024 * 1024,
-                connect_timeout=10,
-                disconnect_timeout=2,
-            ) as ws:
-                opened = ws
-                hello: JSONObject = {"type": "hello", "after": self.state.last_seq}
-                if self.instructions is not None:
-                    hello["instructions"] = self.instructions
-                await ws.send_message(json.dumps(hello))
-                await self.outbox.attach(ws)
+            async with open_session(
+                self.http,
+                self.token,
+                self.session_id,
+                after=self.state.last_seq,
+                on_status=self._status,
+                instructions=self.instructions,
+                outbox=self.outbox.queue,
+                backoff=self.backoff,
+                ws_url=self.ws_url,
+            ) as session:
+                async for event in session.events():
+                    self.on_event(event)
+                    self._check_caught_up()
+        except ClientError as error:
+            raise ChatError(_in_words(error)) from None
+
+    def _status(self, status: Status) -> None:
+        match status:
+            case Connecting():
+                self._catch_up_to = None
+                self.state.catch_up()
+            case Connected(after=seq) | Resumed(after=seq):
                 self.connections += 1
-                self.state.changed()
-                connected = True
-                reason = await self._read(ws)
-                return _Ended(connected, reason)
-        except ConnectionRejected as error:
-            status = error.status_code
-            if status in (401, 403, 404):
-                body = error.body or b""
-                check_response(httpx.Response(status, content=body), self.session_id)
-            return _Ended(connected, f"handshake refused with HTTP {status}")
-        except ConnectionClosed as error:
-            return _Ended(connected, self._closed(error))
-        finally:
-            if opened is not None:
-                await _close_stream(opened)
+                self._catch_up_to = seq
+                self._check_caught_up()
+            case Reconnecting(reason=reason, delay=delay):
+                self.notify(
+                    f"[connection lost; reconnecting… ({reason}); next try in {delay:.2g} s]"
+                )
+            case ServerError(code=code, message=message):
+                self.notify(f"[server error {code}: {message}]")
+            case _:
+                assert_never(status)
 
-    def _closed(self, error: ConnectionClosed) -> str:
-        if error.reason is None:
-            return "connection closed"
-        code, text = error.reason.code, error.reason.reason
-        fatal = _FATAL_CLOSE.get(code)
-        if fatal is not None:
-            raise ChatError(f"the server closed the connection: {fatal} ({text})")
-        return f"closed with code {code} {text or ''}".rstrip()
-
-    async def _read(self, ws: WebSocketConnection) -> str:
-        while True:
-            raw: str | bytes | None = None
-            with trio.move_on_after(self.liveness):
-                raw = await ws.get_message()
-            if raw is None:
-                return f"no message or heartbeat for {self.liveness:g} s"
-            try:
-                frame: JSON = json.loads(raw)
-            except ValueError:
-                self.notify("[ignored a frame that is not JSON]")
-                continue
-            if not isinstance(frame, dict):
-                continue
-            if "seq" in frame:
-                if not self._deliver(frame):
-                    return f"gap after seq {self.state.last_seq}; resyncing"
-                continue
-            kind = frame.get("type")
-            if kind == "ack":
-                self.outbox.acked(frame)
-            elif kind == "error":
-                await self._error_frame(frame)
-
-    async def _error_frame(self, frame: JSONObject) -> None:
-        command_id = frame.get("id")
-        code, message = frame.get("code"), frame.get("message")
-        if isinstance(command_id, str) and command_id in self.outbox.pending:
-            if code == "rate_limited":
-                # Pausing the reader is fine: the server wants us slower anyway.
-                await trio.sleep(_RATE_LIMIT_PAUSE)
-                await self.outbox.resend(command_id)
-                return
-            self.outbox.acked({"type": "ack", "id": command_id, "status": "rejected", **frame})
+    def _check_caught_up(self) -> None:
+        """Once every event up to the resume point is recorded, the catch-up is over."""
+        target = self._catch_up_to
+        if target is None or self.state.last_seq < target:
             return
-        self.notify(f"[server error {code}: {message}]")
+        self._catch_up_to = None
+        reconnected = self.connections > 1
+        if reconnected:
+            self.notify(f"[reconnected, resumed after seq {target}]")
+        self.state.caught_up(reshow=reconnected)
 
 
-@attrs.frozen
-class _Ended:
-    connected: bool
-    reason: str
-
-
-async def _close_stream(ws: WebSocketConnection) -> None:
-    """Close *ws*'s TCP stream, which trio-websocket 0.12 leaves open after an abnormal
-    closure (the peer vanished without a close frame): ``aclose()`` then returns early.
-    """
-    with trio.CancelScope(shield=True):
-        await ws._stream.aclose()  # idempotent; no public handle on the stream exists
+def _in_words(error: ClientError) -> str:
+    """The library's *error* as the chat says it: with what the user can do about it."""
+    if error.code == "unauthorized" and error.status is not None:
+        return f"{error.message}; check --token or $AGENT_RUNTIME_TOKEN"
+    if error.code == "not_found" and error.status is not None:
+        return f"{error.message}; omit --session to start a new one"
+    return error.message
 
 
 def check_response(response: httpx.Response, session_id: str | None = None) -> None:

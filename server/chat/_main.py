@@ -7,7 +7,11 @@ what the server's policy asks about. How one run works is in :mod:`._client`;
 the flags and exit statuses are in :mod:`._options`.
 
 Every failure ends in one line the user can act on (``agent-runtime chat: ...``)
-and an exit status, never a traceback.
+and an exit status, never a traceback. With ``--output json`` the transcript is
+NDJSON on stdout instead (:mod:`._ndjson`), ending in a ``chat.exit`` line.
+On a terminal the status line is redrawn by a task of :func:`chat_main`'s own
+nursery, and the output of a running command is shown live (via
+:data:`._command.LIVE_OUTPUT`, set for the client's tasks only).
 
 Entry points: :func:`run_chat` (what the CLI runs inside its ``trio.run``) and
 :func:`chat_main` (the same with parsed :class:`ChatOptions`, for tests).
@@ -19,17 +23,20 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final, TextIO
 
 import httpx
+import trio
 
 from sessions import JSONObject
 
 from ._client import ChatClient, Interrupts
+from ._command import LIVE_OUTPUT
 from ._input import LineSource, TerminalInput
 from ._instructions import read_instructions
 from ._link import ChatError, ServerBusy, check_response, describe_error
+from ._ndjson import NdjsonRenderer
 from ._options import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -41,7 +48,7 @@ from ._options import (
     http_url,
     options_from_args,
 )
-from ._render import Renderer, use_color
+from ._render import Renderer, terminal_renderer
 from ._text import visible_block
 from ._tools import Workspace
 
@@ -72,7 +79,7 @@ async def run_chat_args(args: argparse.Namespace, *, err: TextIO | None = None) 
     try:
         options = options_from_args(args, os.environ)
     except UsageError as error:
-        _fail(error, err if err is not None else sys.stderr)
+        _Failures(err if err is not None else sys.stderr).fail(error)
         return EXIT_USAGE
     return await chat_main(options, err=err)
 
@@ -101,7 +108,29 @@ async def chat_main(
     """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    renderer = Renderer(out, color=use_color(out, env))
+    if options.output == "json":
+        ndjson = NdjsonRenderer(out, err)
+        failures = _Failures(err)
+        code = await _chat(options, ndjson, failures, lines, workspace, env, interrupts)
+        ndjson.exit(code, failures.last)
+        return code
+    renderer = terminal_renderer(out, env)
+    return await _chat(options, renderer, _Failures(err), lines, workspace, env, interrupts)
+
+
+async def _chat(
+    options: ChatOptions,
+    renderer: Renderer,
+    failures: _Failures,
+    lines: LineSource | None,
+    workspace: Workspace | None,
+    env: Mapping[str, str] | None,
+    interrupts: Interrupts | None,
+) -> int:
+    """:func:`chat_main` with its renderer chosen: check, connect, run, report."""
+    if options.output == "json" and options.interactive:
+        failures.fail("--output json needs --message: it is for one-shot, scripted runs")
+        return EXIT_USAGE
     try:
         base = http_url(options.url)
         if options.session is not None and not _SESSION_ID.fullmatch(options.session):
@@ -113,13 +142,12 @@ async def chat_main(
                 kill_grace=options.kill_grace,
             )
     except (UsageError, ValueError) as error:
-        _fail(error, err)
+        failures.fail(error)
         return EXIT_USAGE
     if not options.token:
-        _fail(
+        failures.fail(
             f"a token is required: pass --token or set {TOKEN_ENV} "
             "(`agent-runtime serve` prints one when it generates it)",
-            err,
         )
         return EXIT_USAGE
     own_input: TerminalInput | None = None
@@ -128,7 +156,7 @@ async def chat_main(
     instructions: str | None = None
     if options.send_instructions:
         name, instructions = read_instructions(
-            workspace.root, lambda warning: _fail(f"warning: {warning}", err)
+            workspace.root, lambda warning: failures.warn(f"warning: {warning}")
         )
         if name is not None:
             renderer.note(f"[project instructions: {name}]", "dim")
@@ -151,34 +179,72 @@ async def chat_main(
                 interrupts,
                 instructions=instructions,
             )
-            return await client.run()
+            return await _run_live(renderer, client.run)
     except ChatError as error:
         renderer.end_stream()
-        _fail(error, err)
+        failures.fail(error)
         return EXIT_FAILED
     except ServerBusy as error:
         renderer.end_stream()
-        _fail(f"the server at {base} failed: {error}; try again later", err)
+        failures.fail(f"the server at {base} failed: {error}; try again later")
         return EXIT_FAILED
     except httpx.TransportError as error:
         renderer.end_stream()
-        _fail(
+        failures.fail(
             f"cannot reach the server at {base}: {describe_error(error)} "
             f"(is `agent-runtime serve` running there? see --url or ${URL_ENV})",
-            err,
         )
         return EXIT_FAILED
     except httpx.HTTPError as error:
         renderer.end_stream()
-        _fail(f"talking to {base} failed: {describe_error(error)}", err)
+        failures.fail(f"talking to {base} failed: {describe_error(error)}")
         return EXIT_FAILED
     finally:
         if own_input is not None:
             await own_input.aclose()
 
 
-def _fail(error: object, err: TextIO) -> None:
-    print(f"agent-runtime chat: {visible_block(str(error))}", file=err, flush=True)
+async def _run_live(renderer: Renderer, run: Callable[[], Awaitable[int]]) -> int:
+    """``await run()`` with, on a live terminal, the status line and live command output.
+
+    Raises:
+        Exception: what *run* raises (as itself, not in an exception group).
+    """
+    status = renderer.status
+    if status is None:
+        return await run()
+    failure: Exception | None = None
+    code = EXIT_FAILED
+    # Tasks started by run() copy this context: their commands stream to the renderer.
+    token = LIVE_OUTPUT.set(renderer.command_output)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(status.run)
+            try:
+                code = await run()
+            except Exception as error:  # re-raised below, outside the nursery
+                failure = error
+            nursery.cancel_scope.cancel()
+    finally:
+        LIVE_OUTPUT.reset(token)
+    if failure is not None:
+        raise failure
+    return code
+
+
+class _Failures:
+    """Prints fatal errors (and warnings) to *err*, one line each; remembers the last error."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.last: str | None = None
+
+    def fail(self, error: object) -> None:
+        self.last = visible_block(str(error))
+        self.warn(error)
+
+    def warn(self, message: object) -> None:
+        print(f"agent-runtime chat: {visible_block(str(message))}", file=self.err, flush=True)
 
 
 async def create_session(

@@ -6,7 +6,7 @@ import argparse
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal, TypeAlias
 
 import attrs
 import httpx
@@ -24,6 +24,9 @@ EXIT_FAILED: Final = 1  # the turn did not complete, or the client could not go 
 EXIT_USAGE: Final = 2
 EXIT_NOT_APPROVED: Final = 3  # --message: completed, but approvals were refused unasked
 EXIT_INTERRUPTED: Final = 130
+
+OutputFormat: TypeAlias = Literal["text", "json"]
+OUTPUT_FORMATS: Final[tuple[OutputFormat, ...]] = ("text", "json")
 
 
 class UsageError(Exception):
@@ -48,6 +51,7 @@ class ChatOptions:
     attempts: int = 8
     kill_grace: float = KILL_GRACE
     send_instructions: bool = True  # the workspace's AGENTS.md (see ._instructions)
+    output: OutputFormat = "text"  # "json": NDJSON events on stdout (see ._ndjson)
 
     @property
     def interactive(self) -> bool:
@@ -97,6 +101,14 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-y", "--yes", action="store_true", help="approve every request")
     parser.add_argument(
+        "--output",
+        choices=OUTPUT_FORMATS,
+        default="text",
+        help="text: the transcript for people (default); json (with --message): one JSON "
+        "object per line on stdout, the session's events as the server sends them, then "
+        '{"type": "chat.exit", "code": N, "reason": ...}; notes and errors go to stderr',
+    )
+    parser.add_argument(
         "--no-instructions",
         action="store_true",
         help="do not send the workspace's AGENTS.md (or CLAUDE.md, "
@@ -116,9 +128,11 @@ def chat_parser() -> argparse.ArgumentParser:
         prog="agent-runtime chat",
         description="Terminal IDE client: chat with a session and run its tool calls.",
         epilog=(
-            "exit status: 0 ok; 1 the turn did not complete (or the client could not go on); "
-            "2 usage; 3 with --message, the turn completed but approvals were refused "
-            "because nobody could be asked (pass --yes or --auto-approve); 130 Ctrl-C"
+            "exit status (and the reason of --output json's chat.exit line): "
+            "0 ok; 1 failed: the turn did not complete (or the client could not go on); "
+            "2 usage; 3 not_approved: with --message, the turn completed but approvals were "
+            "refused because nobody could be asked (pass --yes or --auto-approve); "
+            "130 interrupted: Ctrl-C; 128+N signal: killed by signal N"
         ),
     )
     add_chat_arguments(parser)
@@ -140,6 +154,9 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ChatO
             timeout = seconds(env[COMMAND_TIMEOUT_ENV].strip())
         except ValueError as error:
             raise UsageError(f"${COMMAND_TIMEOUT_ENV}: {error}") from None
+    output: OutputFormat = "json" if getattr(args, "output", "text") == "json" else "text"
+    if output == "json" and args.message is None:
+        raise UsageError("--output json needs --message: it is for one-shot, scripted runs")
     return ChatOptions(
         url=args.url or env.get(URL_ENV) or DEFAULT_URL,
         token=args.token or env.get(TOKEN_ENV) or None,
@@ -151,6 +168,7 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ChatO
         yes=args.yes,
         command_timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
         send_instructions=not getattr(args, "no_instructions", False),
+        output=output,
     )
 
 

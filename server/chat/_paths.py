@@ -71,3 +71,20 @@ class ConfinedRoot:
         if normal == ".." or normal.startswith("../"):
             raise ToolFailure(f"{key} {value!r} escapes the workspace (it leads outside via '..')")
         return normal
+
+
+STATE_DIR: Final = ".agent-runtime"
+
+
+def state_dir(root: Path) -> Path:
+    """``<workspace>/.agent-runtime``, created with a ``.gitignore`` of ``*`` on first use.
+
+    The client keeps its history and undo journal there; they are the user's, not
+    the project's, so ``git status`` should not list them.
+    """
+    folder = root / STATE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# agent-runtime chat: history and undo journal\n*\n", encoding="utf-8")
+    return folder

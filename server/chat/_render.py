@@ -5,6 +5,12 @@ unset, so piped output stays suitable for scripts. Everything else that reaches
 the terminal goes through :mod:`._text` first: text from the server, the model,
 files or commands never carries a control character to the terminal (only the
 styles this module adds do).
+
+On a *live* terminal (a TTY whose ``TERM`` is not ``dumb``) there is more: a
+status line (:mod:`._status`), the output of a command shown as it runs, and,
+with colour, each streamed message replaced by its markdown rendering once the
+final ``message`` arrives (:mod:`._markdown`); the stream is shown dim until then.
+Tool output keeps its whitespace: it is cut by lines, never collapsed.
 Events inside a delegated subtask (payload ``subtask_id``) are indented one level
 per nesting depth. Token usage is summed per turn and shown on the turn's end line.
 """
@@ -13,12 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Final, TextIO
 
 from agents import TOOLS, decode_event
 from agents.events import (
+    AgentEvent,
     AgentSwitched,
     ApprovalRequested,
     ApprovalResolved,
@@ -37,14 +45,19 @@ from agents.events import (
     UsageEvent,
     UserMessage,
 )
-from sessions import JSON, JSONObject
+from sessions import JSONObject
 
+from ._describe import clip, command_summary, cut_line, describe_call
+from ._markdown import Markdown, rows
+from ._status import CommandOutput, StatusLine, activity
 from ._text import plural, visible, visible_block
 
 ENVELOPE: Final = frozenset({"seq", "session_id", "type", "ts", "turn_id"})
 INDENT: Final = "    "
 RETRY_INTERACTIVE: Final = "send the message again to retry"
-_BLANKS: Final = re.compile(r"[ \t\n]+")
+RESULT_LINES: Final = 4  # lines of a tool result shown on the terminal
+LIVE_PREFIX: Final = "  | "
+_ERASE_BELOW: Final = "\x1b[J"  # erase from the cursor to the end of the screen
 
 _RESET = "\x1b[0m"
 _CODES: Final = {
@@ -68,7 +81,18 @@ _DECISIONS: Final = {
 def use_color(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
     """Whether to colour *stream*: a terminal, ``NO_COLOR`` unset, ``TERM`` not dumb."""
     env = os.environ if env is None else env
-    if "NO_COLOR" in env or env.get("TERM") == "dumb":
+    if "NO_COLOR" in env:
+        return False
+    return is_live(stream, env)
+
+
+def is_live(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
+    """Whether *stream* is a terminal that can rewrite a line (``TERM`` not dumb).
+
+    ``NO_COLOR`` does not matter: a status line needs no colour.
+    """
+    env = os.environ if env is None else env
+    if env.get("TERM") == "dumb":
         return False
     try:
         return stream.isatty()
@@ -76,59 +100,42 @@ def use_color(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
         return False
 
 
-def clip(text: str, limit: int = 120) -> str:
-    """*text* on one line, at most about *limit* characters.
-
-    Runs of spaces, tabs and newlines become one space; any other control
-    character (a lone CR included) is escaped, not hidden.
-    """
-    flat = visible(_BLANKS.sub(" ", text.replace("\r\n", "\n")).strip(" "))
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+def terminal_renderer(out: TextIO, env: Mapping[str, str] | None = None) -> Renderer:
+    """The renderer for *out*: colour, status line and markdown as far as *out* allows."""
+    return Renderer(out, color=use_color(out, env), live=is_live(out, env))
 
 
-def describe_call(name: str, args: JSONObject) -> str:
-    """A one-line human description of tool call *name* with *args*."""
-
-    def arg(key: str) -> str:
-        value = args.get(key)
-        return visible(value) if isinstance(value, str) else ""
-
-    match name:
-        case "write_file":
-            content = args.get("content")
-            size = len(content.encode()) if isinstance(content, str) else 0
-            return f"write_file {arg('path')} ({plural(size, 'byte')})"
-        case "read_file":
-            start, end = args.get("start_line"), args.get("end_line")
-            span = f" lines {start or 1}-{end or 'end'}" if start or end else ""
-            return f"read_file {arg('path')}{span}"
-        case "list_files":
-            return f"list_files {arg('path')}" + (" (recursive)" if args.get("recursive") else "")
-        case "search_files":
-            pattern = f" ({arg('file_pattern')})" if arg("file_pattern") else ""
-            return f"search_files /{arg('regex')}/ in {arg('path')}{pattern}"
-        case "move_file":
-            return f"move_file {arg('source')} -> {arg('destination')}"
-        case "execute_command":
-            where = f" in {arg('cwd')}" if arg("cwd") else ""
-            command = args.get("command")
-            shown = clip(command if isinstance(command, str) else "", 200)
-            return f"execute_command `{shown}`{where}"
-        case _:
-            target = arg("path") or clip(json.dumps(args), 100)
-            return f"{visible(name)} {target}"
+def _terminal_size() -> tuple[int, int]:
+    size = shutil.get_terminal_size()
+    return size.columns, size.lines
 
 
 class Renderer:
-    """Writes durable events and client notes to *out* as readable text."""
+    """Writes durable events and client notes to *out* as readable text.
+
+    *live*: *out* is a terminal that can rewrite lines (status line, live command
+    output; with *color* also markdown). *size* gives its (columns, rows).
+    """
 
     def __init__(
-        self, out: TextIO, *, color: bool = False, retry_hint: str = RETRY_INTERACTIVE
+        self,
+        out: TextIO,
+        *,
+        color: bool = False,
+        retry_hint: str = RETRY_INTERACTIVE,
+        live: bool = False,
+        size: Callable[[], tuple[int, int]] = _terminal_size,
     ) -> None:
         self.out = out
         self.color = color
         self.retry_hint = retry_hint
+        self.size = size
+        self.status = StatusLine(out, lambda: size()[0], color=color) if live else None
+        self.markdown = live and color
         self._stream: str | None = None  # message_id whose text is being streamed
+        self._stream_text = ""  # what the open stream put on screen, for erasing it
+        self._command = CommandOutput()
+        self._command_depth = 0
         self._streamed: set[str] = set()
         self._subtasks: dict[str, int] = {}
         self._open: list[str] = []
@@ -154,6 +161,10 @@ class Renderer:
             self._write("\n")
 
     def _write(self, text: str) -> None:
+        if self.status is not None:
+            self.status.erase()
+            if text:
+                self.status.at_line_start = text.endswith("\n")
         self.out.write(text)
         self.out.flush()
 
@@ -212,6 +223,8 @@ class Renderer:
         except ValueError:
             self.lines(f"[{clip(str(kind))}] {clip(json.dumps(payload), 200)}", 0, "dim")
             return
+        if self.status is not None:
+            self._track_status(decoded)
         turn = event.get("turn_id")
         turn_id = turn if isinstance(turn, str) else ""
         depth = self.depth(event)
@@ -239,6 +252,7 @@ class Renderer:
             case ToolCallEvent():
                 line = f"> {describe_call(decoded.name, decoded.arguments)}"
                 self.lines(line + self._decided_by_rule(decoded), depth, "cyan")
+                self._command_depth = depth
             case ToolStarted():
                 # Runs on the server (an MCP tool): shown, never executed here.
                 line = f"> {describe_call(decoded.name, decoded.arguments)}"
@@ -288,6 +302,28 @@ class Renderer:
                 line = f"model switched to {to}" if isinstance(to, str) else "model back to default"
                 self.lines(f"[{line}]", depth, "cyan")
 
+    def _track_status(self, event: AgentEvent) -> None:
+        assert self.status is not None
+        self.status.show(activity(event, self.status.label, describe_call))
+        # A prompt for the human follows (maybe prompt_toolkit's, which is not ours to
+        # pause): nothing may be drawn over it until the answer is in the log.
+        if isinstance(event, ApprovalRequested | QuestionAsked):
+            self.status.hold("asking")
+        elif isinstance(event, ApprovalResolved | QuestionAnswered | TurnEnded):
+            self.status.release("asking")
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around reading the terminal by other means than :meth:`prompt`: no status line."""
+        if self.status is None:
+            yield
+            return
+        self.status.hold()
+        try:
+            yield
+        finally:
+            self.status.release()
+
     def _decided_by_rule(self, call: ToolCallEvent) -> str:
         """A note when no person was asked about a call a person would be asked about.
 
@@ -311,30 +347,71 @@ class Renderer:
             self.end_stream()
             self._stream = delta.message_id
             self._streamed.add(delta.message_id)
+            label = f"{prefix}{visible(agent)}: "
+            self._stream_text = label
             self._write(prefix + self.style(f"{visible(agent)}:", "bold") + " ")
             text = delta.text.lstrip(" ")
         else:
             text = delta.text
-        self._write(visible_block(text).replace("\n", "\n" + prefix))
+        shown = visible_block(text).replace("\n", "\n" + prefix)
+        self._stream_text += shown
+        # Dim until the markdown rendering replaces it: the raw form is a draft.
+        self._write(self.style(shown, "dim") if self.markdown else shown)
 
     def _message(self, message: AssistantMessage, depth: int) -> None:
-        if message.message_id not in self._streamed and message.content:
-            self.lines(f"{message.agent}: {message.content}", depth)
+        streamed = message.message_id in self._streamed
         self._streamed.discard(message.message_id)
+        if self.markdown and message.content.strip():
+            # Streamed: replaced, if the raw copy is still whole on the screen.
+            if not streamed or (self._stream == message.message_id and self._erase_stream()):
+                self._markdown(message, depth)
+        elif not streamed and message.content:
+            self.lines(f"{message.agent}: {message.content}", depth)
         if self._stream == message.message_id:
             self.end_stream()
         if message.truncated:
             self.lines("[message truncated]", depth, "dim")
 
+    def _erase_stream(self) -> bool:
+        """Erase the open stream from the screen, if all of it is still there."""
+        columns, height = self.size()
+        taken = rows(self._stream_text, columns)
+        if taken >= height:
+            return False  # some of it scrolled off: it stays as streamed
+        self._stream = None
+        up = f"\x1b[{taken - 1}A" if taken > 1 else ""
+        self._write("\r" + up + _ERASE_BELOW)
+        return True
+
+    def _markdown(self, message: AssistantMessage, depth: int) -> None:
+        prefix = INDENT * depth
+        width = self.size()[0] - len(prefix)
+        rendered = Markdown(width=width).render(message.content).rstrip("\n").split("\n")
+        self.lines(f"{message.agent}:", depth, "bold")
+        self._write("".join(prefix + line + "\n" for line in rendered))
+
+    def command_output(self, chunk: bytes | bytearray) -> None:
+        """Output of the command running now, shown as it comes (live terminals only)."""
+        if self.status is not None:
+            for line in self._command.add(chunk):
+                self.lines(LIVE_PREFIX + line, self._command_depth)
+
+    def _end_command_output(self) -> None:
+        for line in self._command.end():
+            self.lines(LIVE_PREFIX + line, self._command_depth)
+
     def _result(self, result: ToolResultEvent, depth: int) -> None:
         name = self._calls.pop(result.call_id, None)
         if result.ok and (name == "new_task" or (name == "attempt_completion" and depth)):
             return  # the subtask.ended line already said it
-        text = _command_summary(result.summary) or result.summary.strip() or "(empty)"
-        shown = text.split("\n")
-        if len(shown) > 4:
-            shown = [*shown[:4], f"... ({plural(len(shown) - 4, 'more line')})"]
-        body = "\n  ".join(clip(line, 200) for line in shown)
+        self._end_command_output()
+        summary = result.summary.strip("\n") if result.summary.strip() else ""
+        text = command_summary(result.summary) or summary or "(empty)"
+        shown = [cut_line(line) for line in text.replace("\r\n", "\n").split("\n")]
+        if len(shown) > RESULT_LINES:
+            more = f"... ({plural(len(shown) - RESULT_LINES, 'more line')})"
+            shown = [*shown[:RESULT_LINES], more]
+        body = "\n  ".join(shown)
         if result.ok:
             self.lines(f"= ok: {body}", depth, "green")
         else:
@@ -351,19 +428,6 @@ class Renderer:
             tokens += f", ctx {min(ended.context_tokens * 100 // ended.context_window, 999)}%"
         color = "green" if ended.reason == "completed" else "red"
         self.lines(f"== turn {ended.reason}{tokens} ==", depth, color, "bold")
-
-
-def _command_summary(summary: str) -> str | None:
-    """``exit N`` and the output of an ``execute_command`` result, if *summary* is one."""
-    try:
-        value: JSON = json.loads(summary)
-    except ValueError:
-        return None
-    if not isinstance(value, dict) or not isinstance(value.get("exit_code"), int):
-        return None
-    output = value.get("output")
-    text = output.rstrip() if isinstance(output, str) else ""
-    return f"exit {value['exit_code']}" + (f"\n{text}" if text else "")
 
 
 def _resolved(resolved: ApprovalResolved) -> str:

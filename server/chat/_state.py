@@ -7,6 +7,11 @@ state by replaying the log. *Open work* is what the server waits for from an IDE
 ``approval.resolved``, ``question.asked`` without ``question.answered``; a turn's
 end closes whatever of it is left. ``answered`` remembers what this client has
 already answered, so nothing is handled twice.
+
+While the link catches up (:meth:`ChatState.catch_up` until :meth:`caught_up`) no
+work is handed out. After a reconnect's catch-up, the approvals and questions
+being asked that are still open are marked to be *shown again*: the worker asks
+again (the prompt re-appears), once per reconnect.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class ChatState:
         self.open: dict[str, Work] = {}
         self.answered: set[str] = set()
         self._busy: set[str] = set()
+        self._reshow: set[str] = set()
         self._changed = trio.Event()
 
     def changed(self) -> None:
@@ -64,6 +70,29 @@ class ChatState:
         """
         while not predicate():
             await self._changed.wait()
+
+    def catch_up(self) -> None:
+        """A (re)connection starts: hand out no work until :meth:`caught_up`."""
+        self.catching_up = True
+        self.changed()
+
+    def caught_up(self, *, reshow: bool = False) -> None:
+        """Every event up to the resume point is recorded; with *reshow* (after a
+        reconnect), what is being asked and still open is to be shown again."""
+        self.catching_up = False
+        if reshow:
+            self._reshow = {
+                key for key in self._busy if key in self.open and self.open[key].kind != "call"
+            }
+        self.changed()
+
+    def must_reshow(self, work: Work) -> bool:
+        """*work* is being asked and should be shown again (after a reconnect)."""
+        return work.key in self._reshow
+
+    def reshown(self, work: Work) -> None:
+        """*work* is being shown again: not again until the next reconnect."""
+        self._reshow.discard(work.key)
 
     def record(self, event: JSONObject) -> None:
         """Update open work and turn status from one durable event."""
@@ -125,6 +154,7 @@ class ChatState:
         """*work* is answered (its command is in the outbox): never handle it again."""
         self.answered.add(work.key)
         self._busy.discard(work.key)
+        self._reshow.discard(work.key)
         self.changed()
 
     def still_open(self, work: Work) -> bool:

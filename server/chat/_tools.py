@@ -62,6 +62,7 @@ SKIP_DIRS: Final = frozenset(
         ".pytest_cache",
         ".nox",
         ".tox",
+        ".agent-runtime",  # the client's own history and undo journal
     }
 )
 

@@ -88,7 +88,8 @@ async def chat(opts: ChatOptions, **kwargs: Any) -> tuple[int, str]:
 
 
 def names(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
+    # .agent-runtime/ holds the client's own journal (for /undo), not the agent's work.
+    return sorted(p.name for p in directory.iterdir() if p.name != ".agent-runtime")
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
+from server.chat._describe import describe_call
 from server.chat._input import argument_line
-from server.chat._render import Renderer, describe_call
+from server.chat._render import Renderer
 from server.chat._text import exact, plural, visible, visible_block
 from sessions import JSON, JSONObject
 

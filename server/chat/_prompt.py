@@ -1,0 +1,246 @@
+"""The terminal prompt of ``agent-runtime chat``: prompt_toolkit line editing inside trio.
+
+:class:`PromptInput` gives the human line editing, a persistent history per
+workspace (``<workspace>/.agent-runtime/history``, the newest
+:data:`MAX_HISTORY` entries), multi-line input (Esc then Enter, or a line ending
+in ``\\``, starts a new line) and Tab completion of slash commands, agent names
+(after ``/agent``) and workspace paths. It is used when stdin and stdout are
+terminals; otherwise the client reads plain lines (``_input.TerminalInput``).
+
+How it stays inside the client's one ``trio.run``: prompt_toolkit is asyncio
+code, so each prompt runs on a private asyncio loop in a worker thread
+(``trio.to_thread.run_sync``, not abandonable: the trio task always waits for
+the thread). Cancelling the prompt from the trio side (the client's ``_unless``
+when another client starts a turn, or quitting) cancels the asyncio task of
+``prompt_async`` through ``loop.call_soon_threadsafe``; prompt_toolkit restores
+the terminal and the thread returns, and only then does the cancellation
+propagate. What was typed so far is kept and offered again by the next prompt.
+A cancellation that arrives before the thread has started its loop is seen by
+the thread (a flag under a lock), which then does not prompt at all.
+
+prompt_toolkit puts the terminal in raw mode, so Ctrl-C arrives as a key, not as
+SIGINT. The prompt then sends the process the SIGINT the terminal would have
+sent, so Ctrl-C means the same at the prompt as anywhere else (see ``_client``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Final
+
+import attrs
+import trio
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
+from prompt_toolkit.filters import Condition
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+
+from ._paths import STATE_DIR, state_dir
+
+MAX_HISTORY: Final = 1000
+HISTORY_FILE: Final = Path(STATE_DIR) / "history"
+
+
+@attrs.frozen
+class PromptSettings:
+    """What the chat prompt offers: its history file and what Tab completes."""
+
+    workspace: Path
+    commands: tuple[str, ...]  # slash commands, with their "/"
+    agents: Callable[[], Sequence[str]]  # agent names known so far
+
+    @property
+    def history(self) -> Path:
+        return self.workspace / HISTORY_FILE
+
+
+class BoundedHistory(FileHistory):
+    """prompt_toolkit's history file, cut to the newest *limit* entries when loaded."""
+
+    def __init__(self, path: Path, limit: int = MAX_HISTORY) -> None:
+        super().__init__(path)
+        self.path = path
+        self.limit = limit
+
+    def load_history_strings(self) -> Iterable[str]:
+        newest_first = list(super().load_history_strings())
+        if len(newest_first) > self.limit:
+            newest_first = newest_first[: self.limit]
+            self.path.write_text("")
+            for entry in reversed(newest_first):
+                super().store_string(entry)
+        return newest_first
+
+    def store_string(self, string: str) -> None:
+        state_dir(self.path.parent.parent)  # with its .gitignore
+        super().store_string(string)
+
+
+class ChatCompleter(Completer):
+    """Slash commands, agent names after ``/agent``, else workspace paths (the last word)."""
+
+    def __init__(self, settings: PromptSettings) -> None:
+        self.settings = settings
+        root = str(settings.workspace)
+        self._paths = PathCompleter(get_paths=lambda: [root], expanduser=False)
+
+    def get_completions(self, document: Document, event: CompleteEvent) -> Iterable[Completion]:
+        text = document.text_before_cursor
+        if text.startswith("/") and " " not in text:
+            for command in self.settings.commands:
+                if command.startswith(text):
+                    yield Completion(command, -len(text))
+            return
+        if text.startswith("/agent ") and " " not in text[7:]:
+            word = text[7:]
+            for name in self.settings.agents():
+                if name.startswith(word):
+                    yield Completion(name, -len(word))
+            return
+        word = text.split()[-1] if text and not text[-1].isspace() else ""
+        if word:
+            yield from self._paths.get_completions(Document(word, len(word)), event)
+
+
+def _chat_bindings() -> KeyBindings:
+    bindings = KeyBindings()
+
+    @bindings.add("escape", "enter")
+    def _newline(event: KeyPressEvent) -> None:
+        event.current_buffer.insert_text("\n")
+
+    continued = Condition(
+        lambda: _current_text_before_cursor().endswith("\\")  # a trailing backslash
+    )
+
+    @bindings.add("enter", filter=continued)
+    def _continue(event: KeyPressEvent) -> None:
+        event.current_buffer.delete_before_cursor(1)
+        event.current_buffer.insert_text("\n")
+
+    return bindings
+
+
+def _current_text_before_cursor() -> str:
+    from prompt_toolkit.application.current import get_app
+
+    return get_app().current_buffer.document.text_before_cursor
+
+
+class _Cancelled:
+    """The prompt was cancelled from the trio side."""
+
+
+class _Interrupted:
+    """Ctrl-C was pressed at the prompt."""
+
+
+_Outcome = str | None | type[_Cancelled] | type[_Interrupted]
+
+
+class PromptInput:
+    """Reads lines with prompt_toolkit in a worker thread (see the module docstring).
+
+    :meth:`prompt` with ``chat=True`` is the message prompt (history, completion,
+    multi-line); with ``chat=False`` a plain answer prompt (approvals, questions).
+    """
+
+    def __init__(self, settings: PromptSettings) -> None:
+        self.settings = settings
+        self._chat: PromptSession[str] = PromptSession(
+            history=BoundedHistory(settings.history),
+            completer=ChatCompleter(settings),
+            complete_while_typing=False,
+            key_bindings=_chat_bindings(),
+        )
+        self._answer: PromptSession[str] = PromptSession(history=InMemoryHistory())
+        self._lock = threading.Lock()
+        self._cancel_requested = False
+        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[_Outcome]] | None = None
+        self._drafts: dict[int, str] = {}  # per session: what a cancelled prompt held
+
+    async def readline(self) -> str | None:
+        return await self.prompt("", chat=False)
+
+    async def prompt(self, message: str, *, chat: bool) -> str | None:
+        """The line typed after *message*; ``None`` at end of input (Ctrl-D).
+
+        Cancellation: the prompt is closed and what was typed is kept for the next one.
+        """
+        session = self._chat if chat else self._answer
+        while True:
+            outcome = await self._run(session, message)
+            if outcome is _Interrupted:
+                os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends in cooked mode
+                await trio.lowlevel.checkpoint()
+                continue
+            assert outcome is None or isinstance(outcome, str)
+            return outcome
+
+    async def _run(self, session: PromptSession[str], message: str) -> _Outcome:
+        with self._lock:
+            self._cancel_requested = False
+        results: list[_Outcome] = []
+
+        async def in_thread(done: trio.CancelScope) -> None:
+            with trio.CancelScope(shield=True):  # always wait for the thread
+                results.append(await trio.to_thread.run_sync(self._blocking, session, message))
+            done.cancel()
+
+        async def close_when_cancelled() -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._request_exit()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(close_when_cancelled)
+            nursery.start_soon(in_thread, nursery.cancel_scope)
+        return results[0]
+
+    def _request_exit(self) -> None:
+        with self._lock:
+            self._cancel_requested = True
+            if self._running is not None:
+                loop, task = self._running
+                # RuntimeError: the loop closed meanwhile, so the prompt is over anyway.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(task.cancel)
+
+    def _blocking(self, session: PromptSession[str], message: str) -> _Outcome:
+        """Runs in the worker thread: one prompt on a private asyncio loop."""
+        return asyncio.run(self._prompt_async(session, message))
+
+    async def _prompt_async(self, session: PromptSession[str], message: str) -> _Outcome:
+        task = asyncio.current_task()
+        assert task is not None
+        with self._lock:
+            if self._cancel_requested:
+                return _Cancelled
+            self._running = (asyncio.get_running_loop(), task)
+        draft = self._drafts.pop(id(session), "")
+        try:
+            return await session.prompt_async(
+                message, default=draft, handle_sigint=False, set_exception_handler=False
+            )
+        except asyncio.CancelledError:
+            self._drafts[id(session)] = session.default_buffer.text
+            return _Cancelled
+        except EOFError:
+            return None
+        except KeyboardInterrupt:
+            return _Interrupted
+        finally:
+            with self._lock:
+                self._running = None
+
+
+__all__ = ["MAX_HISTORY", "BoundedHistory", "ChatCompleter", "PromptInput", "PromptSettings"]

@@ -1,0 +1,433 @@
+"""Slash commands: lines typed at the chat prompt that the client handles itself.
+
+A line starting with ``/`` never reaches the model: :func:`parse` splits it into a
+command and its argument and :class:`SlashCommands` runs it (:data:`COMMANDS` is
+the table, with the help text ``/help`` shows). An unknown command gets a hint. A
+line starting with ``//`` is a message starting with ``/`` (one slash removed).
+
+Commands for the server (``/agent``, ``/model``, ``/compact``) go through the
+client's outbox (*send*: the command fields, without ``id``, to its ack), so they
+are idempotent across reconnects and acknowledged. ``/undo`` and ``/diff`` read the
+client's :class:`~._journal.Journal`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Final, TypeAlias
+
+import attrs
+import httpx
+import trio
+
+from sessions import JSON, JSONObject
+
+from ._diff import unified_diff
+from ._input import Decider
+from ._journal import Journal, Node, UndoRefused
+from ._render import Renderer
+from ._text import plural, visible
+
+Send: TypeAlias = Callable[[JSONObject], Awaitable[JSONObject]]
+
+
+@attrs.frozen
+class SlashCommand:
+    name: str  # with its "/"
+    usage: str  # the argument, e.g. "NAME" ("" for none)
+    help: str
+
+
+COMMANDS: Final = (
+    SlashCommand("/help", "", "this list"),
+    SlashCommand("/agent", "NAME", "switch the session's agent (no NAME: list the agents)"),
+    SlashCommand("/model", "NAME", "switch the session's model (`/model default` to reset)"),
+    SlashCommand("/compact", "[INSTRUCTIONS]", "summarise the session's older history now"),
+    SlashCommand("/sessions", "", "list your sessions, newest first"),
+    SlashCommand("/session", "ID", "how to continue session ID"),
+    SlashCommand("/new", "", "how to start a new session"),
+    SlashCommand("/undo", "[N]", "revert the file changes of the agent's last turn (or N turns)"),
+    SlashCommand("/diff", "", "what the agent changed in the workspace this session"),
+    SlashCommand("/cost", "", "tokens and cost of this session so far"),
+    SlashCommand("/auto-approve", "PATTERN", "approve tools matching the glob without asking"),
+    SlashCommand("/quit", "", "exit (also /exit, Ctrl-D)"),
+)
+COMMAND_NAMES: Final = (*(c.name for c in COMMANDS), "/exit")
+INPUT_HELP: Final = (
+    "On a terminal: Esc then Enter (or a line ending in \\) starts a new line; "
+    "Tab completes commands, agent names and paths; Up/Down recall earlier lines; "
+    "// sends a message starting with /."
+)
+_SESSION_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+@attrs.frozen
+class Parsed:
+    name: str  # lower-cased, with its "/"
+    argument: str  # stripped
+
+
+@attrs.frozen
+class Handled:
+    """The command is done; prompt again."""
+
+
+@attrs.frozen
+class StartedTurn:
+    """The command started a turn (``/compact``): wait for it to end."""
+
+    turn_id: str
+
+
+@attrs.frozen
+class Quit:
+    """Exit the client."""
+
+
+Outcome: TypeAlias = Handled | StartedTurn | Quit
+
+
+def parse(line: str) -> Parsed | None:
+    """The slash command on *line*; ``None`` if it is a message (see :func:`message_text`)."""
+    text = line.strip()
+    if not text.startswith("/") or text.startswith("//"):
+        return None
+    name, _, argument = text.partition(" ")
+    return Parsed(name.lower(), argument.strip())
+
+
+def message_text(line: str) -> str:
+    """What a line that is not a command sends: ``//x`` sends ``/x``."""
+    text = line.strip()
+    return text[1:] if text.startswith("//") else text
+
+
+class SlashCommands:
+    """Runs the slash commands of one chat run (see the module docstring)."""
+
+    def __init__(
+        self,
+        renderer: Renderer,
+        http: httpx.AsyncClient,
+        session_id: str,
+        send: Send,
+        decider: Decider,
+        journal: Journal | None,
+    ) -> None:
+        self.renderer = renderer
+        self.http = http
+        self.session_id = session_id
+        self.send = send
+        self.decider = decider
+        self.journal = journal
+        self.agent_names: list[str] = []  # for completion; filled by load_agents
+
+    async def load_agents(self) -> list[JSONObject]:
+        """The server's agents (``GET /v1/agents``); remembers their names.
+
+        Raises:
+            httpx.HTTPError: the server could not be asked.
+        """
+        response = await self.http.get("/v1/agents")
+        response.raise_for_status()
+        data: JSON = response.json()
+        raw = data.get("agents") if isinstance(data, dict) else None
+        agents = [a for a in raw if isinstance(a, dict)] if isinstance(raw, list) else []
+        self.agent_names = [str(a.get("name")) for a in agents]
+        return agents
+
+    async def refresh_agents(self) -> None:
+        """Learn the agents' names for completion; a failure only leaves them unknown."""
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            await self.load_agents()
+
+    async def run(self, parsed: Parsed) -> Outcome:
+        """Run *parsed*; what the driver does next.
+
+        Cancellation: safe; a command already handed to the outbox is still delivered.
+        """
+        arg = parsed.argument
+        try:
+            match parsed.name:
+                case "/quit" | "/exit":
+                    return Quit()
+                case "/help":
+                    self._help()
+                case "/agent":
+                    await self._agent(arg)
+                case "/model":
+                    await self._model(arg)
+                case "/compact":
+                    return await self._compact(arg)
+                case "/sessions":
+                    await self._sessions()
+                case "/session":
+                    self._session(arg)
+                case "/new":
+                    self.renderer.note(
+                        "[to start a new session: /quit, then run `agent-runtime chat` "
+                        "without --session]"
+                    )
+                case "/undo":
+                    await self._undo(arg)
+                case "/diff":
+                    await self._diff()
+                case "/cost":
+                    await self._cost()
+                case "/auto-approve":
+                    self._auto_approve(arg)
+                case _:
+                    self.renderer.note(
+                        f"unknown command {visible(parsed.name)}; /help lists them "
+                        "(// sends a message starting with /)",
+                        "yellow",
+                    )
+        except (httpx.HTTPError, ValueError) as error:
+            self.renderer.note(f"! {parsed.name} failed: {error}", "red")
+        return Handled()
+
+    def _help(self) -> None:
+        width = max(len(f"{c.name} {c.usage}") for c in COMMANDS)
+        lines = [f"  {f'{c.name} {c.usage}'.ljust(width)}  {c.help}" for c in COMMANDS]
+        self.renderer.note("commands (handled here, not sent to the model):\n" + "\n".join(lines))
+        self.renderer.note(INPUT_HELP, "dim")
+
+    def _refused(self, name: str, ack: JSONObject) -> bool:
+        """Report a refused command; whether *ack* is a refusal."""
+        if ack.get("status") != "rejected":
+            return False
+        code, error = ack.get("code"), ack.get("error") or ack.get("message") or "refused"
+        if code == "unknown_command":
+            self.renderer.note(f"! {name} is not supported by this server", "yellow")
+        else:
+            self.renderer.note(f"! {name} refused [{code}]: {error}", "red")
+        return True
+
+    async def _agent(self, name: str) -> None:
+        if not name:
+            agents = await self.load_agents()
+            for agent in agents:
+                about = agent.get("description")
+                line = f"  {agent.get('name')}" + (f": {about}" if isinstance(about, str) else "")
+                self.renderer.note(line)
+            self.renderer.note("usage: /agent NAME", "dim")
+            return
+        ack = await self.send({"type": "switch_agent", "agent": name})
+        if not self._refused("/agent", ack):
+            self.renderer.note(f"[agent: {visible(name)}]", "cyan")
+
+    async def _model(self, name: str) -> None:
+        if not name:
+            self.renderer.note("usage: /model NAME (or /model default)", "yellow")
+            return
+        model: JSON = None if name == "default" else name
+        ack = await self.send({"type": "switch_model", "model": model})
+        if not self._refused("/model", ack):
+            shown = "the default" if model is None else visible(name)
+            self.renderer.note(f"[model: {shown}]", "cyan")
+
+    async def _compact(self, instructions: str) -> Outcome:
+        command: JSONObject = {"type": "compact"}
+        if instructions:
+            command["instructions"] = instructions
+        ack = await self.send(command)
+        if self._refused("/compact", ack):
+            return Handled()
+        turn_id = ack.get("turn_id")
+        self.renderer.note("[compacting the session's history]", "dim")
+        return StartedTurn(turn_id) if isinstance(turn_id, str) else Handled()
+
+    async def _sessions(self) -> None:
+        response = await self.http.get("/v1/sessions", params={"limit": 20})
+        response.raise_for_status()
+        data: JSON = response.json()
+        raw = data.get("sessions") if isinstance(data, dict) else None
+        sessions = [s for s in raw if isinstance(s, dict)] if isinstance(raw, list) else []
+        if not sessions:
+            self.renderer.note("no sessions")
+        for session in sessions:  # the server lists them newest first
+            mark = "*" if session.get("id") == self.session_id else " "
+            title = session.get("title")
+            shown = visible(title[:60]) if isinstance(title, str) else "(untitled)"
+            self.renderer.note(
+                f"{mark} {visible(str(session.get('id')))}  {_when(session.get('updated_at'))}  "
+                f"{visible(str(session.get('current_agent')))}  {shown}"
+            )
+        self.renderer.note("(* this session; /session ID to continue another)", "dim")
+
+    def _session(self, session_id: str) -> None:
+        if not _SESSION_ID.fullmatch(session_id):
+            self.renderer.note("usage: /session ID (see /sessions)", "yellow")
+        elif session_id == self.session_id:
+            self.renderer.note(f"[already in session {session_id}]")
+        else:
+            self.renderer.note(
+                f"[to continue session {session_id}: /quit, then run "
+                f"`agent-runtime chat --session {session_id}`]"
+            )
+
+    async def _undo(self, arg: str) -> None:
+        if self.journal is None:
+            self.renderer.note("! /undo: this client keeps no journal here", "red")
+            return
+        if arg and not (arg.isdigit() and int(arg) > 0):
+            self.renderer.note("usage: /undo [N] (N: how many turns, default 1)", "yellow")
+            return
+        try:
+            reverted = await trio.to_thread.run_sync(self.journal.undo, int(arg or "1"))
+        except UndoRefused as error:
+            self.renderer.note(f"! /undo refused: {error}", "red")
+            return
+        except OSError as error:
+            self.renderer.note(f"! /undo failed: {error}", "red")
+            return
+        turns = plural(len(reverted.turns), "turn")
+        self.renderer.note(f"[undid the file changes of {turns}: {', '.join(reverted.turns)}]")
+        for line in reverted.lines:
+            self.renderer.note(f"  {line}")
+
+    async def _diff(self) -> None:
+        if self.journal is None:
+            self.renderer.note("! /diff: this client keeps no journal here", "red")
+            return
+        journal = self.journal
+        git = _in_git(journal.workspace.root)
+        diffs = await trio.to_thread.run_sync(lambda: session_diff(journal, git=git))
+        if not diffs:
+            self.renderer.note("[the agent changed no files in this session (or /undo undid it)]")
+            return
+        if git:
+            self.renderer.note(
+                "[a git repository: the agent's changes this session, git diff style; "
+                "`git diff` also shows changes made by others]",
+                "dim",
+            )
+        for diff in diffs:
+            self.renderer.diff(diff)
+
+    async def _cost(self) -> None:
+        totals = {"calls": 0, "prompt": 0, "completion": 0, "cached": 0, "unpriced": 0}
+        cost = 0.0
+        after = 0
+        while True:
+            response = await self.http.get(
+                f"/v1/sessions/{self.session_id}/events", params={"after": after, "limit": 1000}
+            )
+            response.raise_for_status()
+            page: JSON = response.json()
+            if not isinstance(page, dict):
+                break
+            events = page.get("events")
+            for event in events if isinstance(events, list) else []:
+                if not isinstance(event, dict) or event.get("type") != "usage":
+                    continue
+                totals["calls"] += 1
+                for key, field in (
+                    ("prompt", "prompt_tokens"),
+                    ("completion", "completion_tokens"),
+                ):
+                    value = event.get(field)
+                    totals[key] += value if isinstance(value, int) else 0
+                cached = event.get("cached_tokens")
+                totals["cached"] += cached if isinstance(cached, int) else 0
+                price = event.get("cost")
+                if isinstance(price, int | float):
+                    cost += price
+                else:
+                    totals["unpriced"] += 1
+            next_after = page.get("next_after")
+            if page.get("has_more") is not True or not isinstance(next_after, int):
+                break
+            after = next_after
+        line = (
+            f"[this session: {plural(totals['calls'], 'model call')}, "
+            f"tokens {totals['prompt']} in ({totals['cached']} cached) / "
+            f"{totals['completion']} out"
+        )
+        priced = totals["calls"] - totals["unpriced"]
+        line += f", ${cost:.4f}" if priced else ", cost unknown"
+        if totals["unpriced"] and priced:
+            line += f" ({plural(totals['unpriced'], 'call')} unpriced)"
+        self.renderer.note(line + "]")
+
+    def _auto_approve(self, glob: str) -> None:
+        if glob:
+            self.decider.allow(glob)
+        rules = [*(f"--auto-approve {g}" for g in self.decider.auto_approve)]
+        rules += [f"/auto-approve {g}" for g in self.decider.session_globs]
+        if self.decider.yes:
+            rules.append("--yes (everything)")
+        if glob:
+            self.renderer.note(
+                f"[auto-approving tools matching {visible(glob)} for the rest of this run]", "cyan"
+            )
+        else:
+            self.renderer.note("usage: /auto-approve PATTERN (a tool-name glob, e.g. read_*)")
+        self.renderer.note(f"  rules now: {', '.join(rules) or 'none (every request asks)'}")
+
+
+def session_diff(journal: Journal, *, git: bool) -> list[str]:
+    """A unified diff per path the agent changed this session: first pre-image → now.
+
+    Blocking (reads files): call it in a thread.
+    """
+    out: list[str] = []
+    for rel, before in sorted(journal.originals().items()):
+        now = journal.current(rel)
+        if now.same_as == before.same_as:
+            continue
+        header = f"diff --git a/{rel} b/{rel}\n" if git else ""
+        if "dir" in (before.kind, now.kind):
+            what = "created" if now.kind == "dir" else "removed"
+            out.append(f"{header}(directory {rel}/ {what})")
+            continue
+        old, new = _text(journal, rel, before, now=False), _text(journal, rel, now, now=True)
+        if old is None or new is None:
+            out.append(f"{header}Binary files a/{rel} and b/{rel} differ")
+            continue
+        source = f"a/{rel}" if before.kind != "absent" else "/dev/null"
+        target = f"b/{rel}" if now.kind != "absent" else "/dev/null"
+        out.append(header + unified_diff(old, new, source, target))
+    return out
+
+
+def _text(journal: Journal, rel: str, node: Node, *, now: bool) -> str | None:
+    """A file's text (``""`` if absent); ``None`` if binary."""
+    if node.kind == "absent":
+        return ""
+    if node.kind == "link":
+        return f"(symlink) {journal.blob(node).decode(errors='replace')}\n" if not now else ""
+    data = (journal.workspace.root / rel).read_bytes() if now else journal.blob(node)
+    if b"\x00" in data[:8192]:
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
+def _in_git(root: Path) -> bool:
+    return any((p / ".git").exists() for p in (root, *root.parents))
+
+
+def _when(value: JSON) -> str:
+    if not isinstance(value, int | float):
+        return "?"
+    return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M")
+
+
+__all__ = [
+    "COMMANDS",
+    "COMMAND_NAMES",
+    "Handled",
+    "Outcome",
+    "Parsed",
+    "Quit",
+    "SlashCommand",
+    "SlashCommands",
+    "StartedTurn",
+    "message_text",
+    "parse",
+    "session_diff",
+]
