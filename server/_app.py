@@ -23,7 +23,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from sessions import StoreError
 
-from . import _rest, _sse, _ws
+from . import _console, _cors, _rest, _sse, _ws
 from ._errors import ApiError, store_error
 from ._responses import StreamResponse, error_response
 from ._state import ServerState
@@ -126,6 +126,8 @@ def create_app(state: ServerState) -> AgentRuntimeApp:
         state.metrics.internal_errors.inc()
         return error_response(ApiError(500, "internal", "internal server error"))
 
+    _cors.register(app, state)
+    _console.register(app)
     _rest.register(app, state)
     _sse.register(app, state)
     _ws.register(app, state)

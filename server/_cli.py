@@ -1,4 +1,4 @@
-"""The ``agent-runtime`` command: ``serve``, ``sessions``, ``migrate``, ``chat``, ``acp``, ``schema``.
+"""The ``agent-runtime`` command: serve, sessions, migrate, chat, acp and schema.
 
 This module holds the program's only ``trio.run``. Exit status: 0 success; 1 a
 failure after the command started (e.g. ``sessions show`` of an unknown id); 2 the
@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--policy", type=Path, help="TOML file with approval rules")
     serve_cmd.add_argument("--pace", type=float, help="scripted model: seconds between chunks")
     serve_cmd.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    serve_cmd.add_argument(
+        "--cors-origins",
+        metavar="ORIGINS",
+        help="comma-separated origins allowed to call the API from a browser (default: none)",
+    )
     # Strings, validated by load_config, so an error names the flag like any other source.
     llm = serve_cmd.add_argument_group("openai provider timeouts (seconds) and retries")
     llm.add_argument("--llm-connect-timeout", metavar="S", help="to connect (default 10)")
@@ -192,6 +197,7 @@ def _debug_flag(parser: argparse.ArgumentParser, default: object = False) -> Non
 
 _FLAG_SETTINGS = (
     "host",
+    "cors_origins",
     "port",
     "db",
     "durability",
@@ -440,6 +446,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["chat"]:
             return _run_chat(argv[1:])
         args = _parser().parse_args(argv)
+        if args.command == "schema":
+            sys.stdout.write(protocol_schema_text())
+            return 0
         progress = _Progress()
         try:
             if args.command == "serve":
@@ -448,9 +457,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run_migrate(args, progress)
             if args.command == "acp":
                 return _run_acp(args, progress)
-            if args.command == "schema":
-                sys.stdout.write(protocol_schema_text())
-                return 0
             return _run_sessions(args, progress)
         except BaseException as raised:  # a bug is re-raised by _report_failure
             return _report_failure(raised, progress, debug=args.debug)

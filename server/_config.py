@@ -7,7 +7,7 @@ Precedence, per setting: CLI flag > environment (``AGENT_RUNTIME_*``) > TOML fil
 TOML layout (every key optional)::
 
     [server]  host, port, db, durability, log_format, heartbeat_interval, send_timeout,
-              lease_ttl
+              lease_ttl, cors_origins
     [llm]     provider ("scripted" | "openai"), url, model, pace,
               connect_timeout, first_token_timeout, idle_timeout, retries,
               max_connections, max_keepalive
@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, TypeVar
@@ -110,6 +111,9 @@ class ServeConfig:
     # PostgreSQL with several replicas: how long a session's lease lives without
     # renewal (how soon a dead replica's sessions can be taken over).
     lease_ttl: float = 5.0
+    # Origins whose pages may call the API from a browser (CORS), and whose
+    # WebSocket upgrades are accepted; none by default (same origin only).
+    cors_origins: tuple[str, ...] = ()
     # A connection whose peer accepts no byte for this long is cut (two heartbeats).
     send_timeout: float = 30.0
     scripted_pace: float = 0.02
@@ -162,6 +166,7 @@ _TOML_KEYS: dict[str, tuple[str, str]] = {
     "log_format": ("server", "log_format"),
     "heartbeat_interval": ("server", "heartbeat_interval"),
     "lease_ttl": ("server", "lease_ttl"),
+    "cors_origins": ("server", "cors_origins"),
     "send_timeout": ("server", "send_timeout"),
     "llm": ("llm", "provider"),
     "llm_url": ("llm", "url"),
@@ -331,6 +336,45 @@ def _tokens(name: str, value: object) -> dict[str, str]:
     raise ConfigurationError(f"{name}: expected a table of token = principal strings")
 
 
+def parse_origin(text: str) -> str:
+    """*text* as a browser sends it in ``Origin``: ``scheme://host[:port]``, no path.
+
+    Raises:
+        ValueError: not an http(s) origin, or it has a path, query or credentials.
+    """
+    parsed = urllib.parse.urlsplit(text.strip())
+    if (
+        parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or parsed.path not in ("", "/")
+        or parsed.query
+        or parsed.fragment
+        or parsed.username is not None
+    ):
+        raise ValueError(f"{text!r} is not an origin like https://console.example:8443")
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    return f"{parsed.scheme}://{parsed.hostname}{port}"
+
+
+def _origins(name: str, value: object) -> tuple[str, ...]:
+    """Comma-separated (flag, environment) or an array (file) of origins; ``*`` for any."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigurationError(f"{name}: expected origins such as https://console.example")
+    origins: list[str] = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        if item == "*":
+            origins.append(item)
+            continue
+        try:
+            origins.append(parse_origin(item))
+        except ValueError as error:
+            raise ConfigurationError(f"{name}: {error}") from None
+    return tuple(origins)
+
+
 _CONVERTERS: dict[str, Callable[[str, object], object]] = {
     "host": _string,
     "port": _integer,
@@ -349,6 +393,7 @@ _CONVERTERS: dict[str, Callable[[str, object], object]] = {
     "sessions_per_principal": _integer,
     "heartbeat_interval": _number,
     "lease_ttl": _number,
+    "cors_origins": _origins,
     "send_timeout": _seconds,
     "scripted_pace": _number,
     "llm_connect_timeout": _seconds,

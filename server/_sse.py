@@ -2,8 +2,9 @@
 
 - ``GET /v1/sessions/{id}/events`` with ``Accept: text/event-stream`` (or
   ``?stream=1``) streams events after ``Last-Event-ID`` / ``?after=``: ``id:`` is
-  the seq, ``event:`` the type, ``data:`` the JSON envelope; ``: hb`` comments keep
-  idle streams alive. Without it, the same path answers one JSON page.
+  the seq, ``event:`` the type (``agent.error`` for ``error``, see :func:`sse_name`),
+  ``data:`` the JSON envelope; ``: hb`` comments keep idle streams alive. Without
+  it, the same path answers one JSON page.
 - ``POST /v1/sessions/{id}/commands``: one JSON command → its JSON ``ack``.
 - ``POST /v1/sessions/{id}/messages``: sends a ``user_message``; with
   ``Accept: text/event-stream`` streams that turn's events until its ``turn.ended``.
@@ -41,6 +42,7 @@ from ._state import ServerState
 from ._stream import Progress, has_command_id, refuse_while_draining, wait_closing_flushed
 
 EVENT_STREAM: Final = "text/event-stream"
+ERROR_EVENT_NAME: Final = "agent.error"
 HEARTBEAT: Final = b": hb\n\n"
 _SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -57,9 +59,20 @@ def wants_stream() -> bool:
     return EVENT_STREAM in accept or request.args.get("stream") in ("1", "true")
 
 
+def sse_name(event_type: str) -> str:
+    """The SSE event name of a durable event: its type, but never ``error``.
+
+    A browser's ``EventSource`` fires its connection-error handler for an event
+    named ``error``, so a page could not tell a model error from a dropped
+    connection; the durable ``error`` event is named :data:`ERROR_EVENT_NAME`
+    (its JSON ``type`` stays ``"error"``).
+    """
+    return ERROR_EVENT_NAME if event_type == "error" else event_type
+
+
 def format_event(event: Event) -> bytes:
     data = event.wire()
-    return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
+    return f"id: {event.seq}\nevent: {sse_name(event.type)}\ndata: {data}\n\n".encode()
 
 
 def ack_response(ack: Ack) -> Response:

@@ -111,6 +111,7 @@ def missing_key_warning(config: ServeConfig) -> str | None:
 def banner(config: ServeConfig, url: str, token: str | None) -> list[str]:
     """The lines printed once *url* listens (*token*: the generated one, if any)."""
     lines = [f"listening on {url}", database_line(config), model_line(config)]
+    lines.append(f"web console: open {url}/ (sign in with a token)")
     if token is not None:
         lines += [
             "no tokens configured; generated one for this run. Try:",

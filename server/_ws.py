@@ -40,6 +40,7 @@ from agents import CommandError
 from sessions import JSON, Event, JSONObject, Session, StoreError, SubscriberTooSlow, dumps
 
 from ._auth import bearer_token
+from ._cors import OriginPolicy, websocket_origin_refused
 from ._errors import ApiError, not_found, store_error, unauthorized
 from ._http import load_owned
 from ._json_input import INT_MAX, decode_json
@@ -293,11 +294,19 @@ async def _serve(state: ServerState, ws: Websocket, session_id: str, principal: 
 
 
 def register(app: QuartTrio, state: ServerState) -> None:
+    origins = OriginPolicy(state.config.cors_origins)
+
     @app.websocket("/v1/sessions/<session_id>/ws")
     async def session_ws(session_id: str) -> Response | None:
         # A bad Authorization header is refused at the handshake, like REST; a
         # token in hello is checked after accepting (browsers cannot set headers).
         principal: str | None = None
+        origin, host = websocket.headers.get("Origin"), websocket.headers.get("Host")
+        if websocket_origin_refused(origins, origin, host):
+            state.metrics.client_errors.labels("origin_not_allowed").inc()
+            return error_response(
+                ApiError(403, "origin_not_allowed", f"origin {origin!r} may not connect")
+            )
         header = websocket.headers.get("Authorization")
         if header is not None:
             principal = state.auth.principal(bearer_token(header))

@@ -82,11 +82,12 @@ def test_banner_names_url_database_and_model(tmp_path: Path) -> None:
     lines = banner(ServeConfig(db=str(tmp_path / "x.db")), "http://127.0.0.1:1", None)
     assert lines[:2] == ["listening on http://127.0.0.1:1", f"database: {tmp_path / 'x.db'}"]
     assert lines[2].startswith("model: scripted (offline demo)")
-    assert len(lines) == 3
+    assert lines[3] == "web console: open http://127.0.0.1:1/ (sign in with a token)"
+    assert len(lines) == 4
     memory = banner(ServeConfig(db=":memory:"), "http://h:1", "tok")
     assert memory[1] == "database: in memory (sessions are lost when the server stops)"
-    assert "curl -sS -H 'Authorization: Bearer tok' http://h:1/v1/sessions" in memory[4]
-    assert memory[5].endswith(" chat --url http://h:1 --token tok")
+    assert "curl -sS -H 'Authorization: Bearer tok' http://h:1/v1/sessions" in memory[5]
+    assert memory[6].endswith(" chat --url http://h:1 --token tok")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,54 @@
+// Markdown of final assistant messages: marked → DOMPurify → a DocumentFragment.
+//
+// The only place the console turns model text into HTML. DOMPurify removes
+// scripts, event handlers, forms, styles and iframes; the hook below keeps only
+// http(s), mailto and in-page links (a `javascript:` link loses its href) and makes
+// every link open in a new tab without an opener.
+
+import { Marked } from "./vendor/marked.esm.js";
+import DOMPurify from "./vendor/purify.es.js";
+
+const marked = new Marked({ gfm: true, breaks: false, async: false });
+
+const SAFE_URL = /^(https?:|mailto:|#)/i;
+
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A") {
+    const href = node.getAttribute("href");
+    if (href !== null && !SAFE_URL.test(href.trim())) node.removeAttribute("href");
+    if (node.hasAttribute("href")) {
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer");
+    }
+  }
+  if (node.tagName === "IMG") {
+    const src = node.getAttribute("src") || "";
+    // CSP allows only same-origin and data: images; say so instead of a broken icon.
+    if (!/^data:image\//i.test(src)) {
+      node.removeAttribute("src");
+    }
+  }
+});
+
+const PURIFY = {
+  USE_PROFILES: { html: true },
+  FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe"],
+  FORBID_ATTR: ["style", "class", "id"],
+  ADD_ATTR: ["target"],
+  RETURN_DOM_FRAGMENT: true,
+};
+
+/** Sanitised DOM for *text* (markdown); never throws. */
+export function renderMarkdown(text) {
+  let html;
+  try {
+    html = marked.parse(String(text ?? ""));
+  } catch {
+    const fragment = document.createDocumentFragment();
+    const pre = document.createElement("pre");
+    pre.textContent = String(text ?? "");
+    fragment.append(pre);
+    return fragment;
+  }
+  return DOMPurify.sanitize(html, PURIFY);
+}
