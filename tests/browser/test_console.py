@@ -9,6 +9,8 @@ model. Screenshots of the main views go to ``tests/browser/artifacts/``.
 
 from __future__ import annotations
 
+import trio
+
 from agents._providers._scripted import stream_words
 from tests.browser.cdp import Page
 from tests.browser.console import (
@@ -19,8 +21,9 @@ from tests.browser.console import (
     open_session,
     sign_in,
 )
+from tests.fakes.openai_server import error_reply, open_fake_openai
 from tests.server.gates import hold, release
-from tests.server.helpers import LiveServer
+from tests.server.helpers import LiveServer, make_config, start_server
 
 CONVERSATION_TEXT = (
     "[...document.querySelectorAll('#conversation .stream-text')].map(e => e.textContent)"
@@ -303,3 +306,25 @@ async def test_inbox_gathers_what_waits_across_sessions(server: LiveServer, page
         "the first session waiting for the IDE",
     )
     await page.screenshot("session-list")
+
+
+async def test_a_model_error_is_shown_and_the_stream_stays_connected(
+    nursery: trio.Nursery, page: Page
+) -> None:
+    """The durable ``error`` event arrives as SSE ``agent.error``: shown, not a disconnect."""
+    # A provider that refuses every call with a non-retryable 400: the turn ends "error".
+    async with open_fake_openai(lambda _: error_reply(400, "the model refused")) as fake:
+        config = make_config(llm="openai", llm_url=fake.base_url, model="fake-model")
+        server = await start_server(nursery, config)
+        await sign_in(page, server)
+        session_id = await server.new_session(agent="ask")
+        await open_session(page, server, session_id)
+        await send(page, "explain hello.py")
+        await wait_turn_end(page, "error")
+        shown = await page.text("#conversation")
+        assert "the model refused" in shown
+        # Still live (no reconnect was triggered), and every event shown exactly once.
+        assert await page.eval("document.querySelector('#conversation').dataset.stream") == "live"
+        events = await assert_rendered_log(page, server, session_id)
+        assert "error" in [e["type"] for e in events]
+        server.shutdown.set()
