@@ -46,7 +46,16 @@ from ._options import (
 )
 from ._prompt import PromptSettings
 from ._render import Renderer
-from ._slash import COMMAND_NAMES, Handled, Quit, SlashCommands, StartedTurn, message_text, parse
+from ._slash import (
+    COMMAND_NAMES,
+    Handled,
+    Quit,
+    SlashCommands,
+    StartedTurn,
+    SwitchSession,
+    message_text,
+    parse,
+)
 from ._state import ChatState, Work
 from ._text import plural
 from ._tools import Workspace
@@ -54,6 +63,7 @@ from ._tools import Workspace
 _T = TypeVar("_T")
 
 Interrupts = trio.abc.ReceiveChannel[object]
+NEW_SESSION = "new"  # ChatClient.switch_to: create a session
 
 
 @attrs.frozen
@@ -134,6 +144,9 @@ class ChatClient:
         self._running: _Running | None = None
         self._code: int | None = None
         self._scope = trio.CancelScope()
+        # Set by /session ID or /new: the session the next run of the client attaches
+        # to (NEW_SESSION: a new one), in the same terminal (chat_main loops).
+        self.switch_to: str | None = None
 
     def new_id(self) -> str:
         self._count += 1
@@ -262,6 +275,9 @@ class ChatClient:
                 outcome = await self.slash.run(command)
                 match outcome:
                     case Quit():
+                        return EXIT_OK
+                    case SwitchSession(session_id=target):
+                        self.switch_to = target if target is not None else NEW_SESSION
                         return EXIT_OK
                     case StartedTurn(turn_id=started):
                         await self._wait_turn(started)

@@ -31,7 +31,7 @@ import trio
 
 from sessions import JSONObject
 
-from ._client import ChatClient, Interrupts
+from ._client import NEW_SESSION, ChatClient, Interrupts
 from ._command import LIVE_OUTPUT
 from ._input import LineSource, TerminalInput
 from ._instructions import read_instructions
@@ -168,18 +168,27 @@ async def _chat(
                 session_id = options.session
             else:
                 session_id = await create_session(http, options.agent, instructions)
-            client = ChatClient(
-                options,
-                http,
-                session_id,
-                workspace,
-                renderer,
-                lines,
-                env,
-                interrupts,
-                instructions=instructions,
-            )
-            return await _run_live(renderer, client.run)
+            while True:
+                client = ChatClient(
+                    options,
+                    http,
+                    session_id,
+                    workspace,
+                    renderer,
+                    lines,
+                    env,
+                    interrupts,
+                    instructions=instructions,
+                )
+                code = await _run_live(renderer, client.run)
+                if client.switch_to is None:
+                    return code
+                # /session ID or /new: the same terminal, another session.
+                if client.switch_to == NEW_SESSION:
+                    session_id = await create_session(http, None, instructions)
+                else:
+                    await check_session(http, client.switch_to)
+                    session_id = client.switch_to
     except ChatError as error:
         renderer.end_stream()
         failures.fail(error)

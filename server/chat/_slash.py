@@ -48,8 +48,8 @@ COMMANDS: Final = (
     SlashCommand("/model", "NAME", "switch the session's model (`/model default` to reset)"),
     SlashCommand("/compact", "[INSTRUCTIONS]", "summarise the session's older history now"),
     SlashCommand("/sessions", "", "list your sessions, newest first"),
-    SlashCommand("/session", "ID", "how to continue session ID"),
-    SlashCommand("/new", "", "how to start a new session"),
+    SlashCommand("/session", "ID", "continue session ID here (see /sessions)"),
+    SlashCommand("/new", "", "start a new session here"),
     SlashCommand("/undo", "[N]", "revert the file changes of the agent's last turn (or N turns)"),
     SlashCommand("/diff", "", "what the agent changed in the workspace this session"),
     SlashCommand("/cost", "", "tokens and cost of this session so far"),
@@ -88,7 +88,14 @@ class Quit:
     """Exit the client."""
 
 
-Outcome: TypeAlias = Handled | StartedTurn | Quit
+@attrs.frozen
+class SwitchSession:
+    """Leave this session for another one (``/session ID``) or a new one (``/new``)."""
+
+    session_id: str | None  # None: create a new session
+
+
+Outcome: TypeAlias = Handled | StartedTurn | Quit | SwitchSession
 
 
 def parse(line: str) -> Parsed | None:
@@ -166,12 +173,9 @@ class SlashCommands:
                 case "/sessions":
                     await self._sessions()
                 case "/session":
-                    self._session(arg)
+                    return await self._session(arg)
                 case "/new":
-                    self.renderer.note(
-                        "[to start a new session: /quit, then run `agent-runtime chat` "
-                        "without --session]"
-                    )
+                    return SwitchSession(None)
                 case "/undo":
                     await self._undo(arg)
                 case "/diff":
@@ -259,16 +263,16 @@ class SlashCommands:
             )
         self.renderer.note("(* this session; /session ID to continue another)", "dim")
 
-    def _session(self, session_id: str) -> None:
+    async def _session(self, session_id: str) -> Outcome:
         if not _SESSION_ID.fullmatch(session_id):
             self.renderer.note("usage: /session ID (see /sessions)", "yellow")
         elif session_id == self.session_id:
             self.renderer.note(f"[already in session {session_id}]")
+        elif (await self.http.get(f"/v1/sessions/{session_id}")).status_code == 404:
+            self.renderer.note(f"! no session {visible(session_id)} (see /sessions)", "red")
         else:
-            self.renderer.note(
-                f"[to continue session {session_id}: /quit, then run "
-                f"`agent-runtime chat --session {session_id}`]"
-            )
+            return SwitchSession(session_id)
+        return Handled()
 
     async def _undo(self, arg: str) -> None:
         if self.journal is None:

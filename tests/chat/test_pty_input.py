@@ -95,8 +95,14 @@ def test_slash_commands_are_handled_by_the_client(server_url: str, tmp_path: Pat
         command(chat, "/cost", "[this session: ", " model calls, tokens ")
         turn(chat, "/compact", "[compacting the session's history]")
         command(chat, "/sessions", f"* {session}")
-        command(chat, "/session ses_other", "--session ses_other")
-        command(chat, "/new", "[to start a new session")
+        # /new and /session ID: another session in the same terminal, and back.
+        chat.sendline("/new")
+        chat.expect(r"\[session (ses_[A-Za-z0-9_-]+) \|")
+        match = chat.match
+        assert isinstance(match, re.Match) and match.group(1) != session
+        chat.expect_exact(PROMPT)
+        command(chat, f"/session {session}", f"[session {session} |")
+        command(chat, "/sessions", f"* {session}")
         quit_(chat)
     finally:
         chat.close(force=True)

@@ -18,6 +18,7 @@ from server.chat._slash import (
     Quit,
     SlashCommands,
     StartedTurn,
+    SwitchSession,
     message_text,
     parse,
 )
@@ -34,6 +35,8 @@ EVENTS: list[JSON] = [
 def handler(request: httpx.Request) -> httpx.Response:
     if request.url.path == "/v1/agents":
         return httpx.Response(200, json={"agents": [{"name": "coder", "description": "codes"}]})
+    if request.url.path == "/v1/sessions/ses_other":
+        return httpx.Response(200, json={"id": "ses_other"})
     if request.url.path == "/v1/sessions":
         sessions = [{"id": "ses_new", "title": "newest"}, {"id": "ses_me", "title": "mine"}]
         return httpx.Response(200, json={"sessions": sessions, "next_cursor": None})
@@ -127,7 +130,11 @@ async def test_quit_and_listing_commands(fx: Fixture) -> None:
     assert shown.index("  ses_new") < shown.index("* ses_me")  # newest first, ours marked
     assert "coder: codes" in await fx.run("/agent")
     assert fx.slash.agent_names == ["coder"]
-    assert "--session ses_other" in await fx.run("/session ses_other")
+    assert await fx.slash.run(Parsed("/session", "ses_other")) == SwitchSession("ses_other")
+    assert await fx.slash.run(Parsed("/new", "")) == SwitchSession(None)
+    assert "already in session ses_me" in await fx.run("/session ses_me")
+    assert "no session ses_gone (see /sessions)" in await fx.run("/session ses_gone")
+    assert "usage: /session ID" in await fx.run("/session no/pe")
 
 
 async def test_cost_sums_the_usage_events_of_every_page(fx: Fixture) -> None:

@@ -22,7 +22,6 @@ import trio
 
 from agents.mcp import HttpTransport, McpServerConfig, StdioTransport
 from server import ServeConfig
-from sessions import new_id
 from tests.fakes.openai_server import (
     Stream,
     finish_chunk,
@@ -86,26 +85,25 @@ async def mcp_server(
 
 
 async def run_turn(server: LiveServer, session_id: str, content: str) -> list[Frame]:
-    """Send *content*, approve whatever asks, and return the turn's events."""
-    async with server.ws(session_id, after=await last_seq(server, session_id)) as client:
-        await client.command({"type": "user_message", "id": new_id("m"), "content": content})
+    """Send *content*, approve whatever asks, and return the turn's events.
+
+    Through the public client library, as an IDE plugin would.
+    """
+    after = await last_seq(server, session_id)
+    async with server.follow(session_id, after=after) as session:
+        ack = await session.send({"type": "user_message", "content": content})
+        assert ack.status == "accepted", ack
         events: list[Frame] = []
         with trio.fail_after(60):
-            while True:
-                event = await client.event()
-                events.append(event)
+            async for event in session.events():
+                events.append(dict(event))
                 if event["type"] == "approval.requested":
-                    ack = await client.command(
-                        {
-                            "type": "approval",
-                            "id": new_id("a"),
-                            "call_id": event["call_id"],
-                            "decision": "approve",
-                        }
-                    )
-                    assert ack["status"] == "accepted", ack
+                    decision = {"type": "approval", "call_id": event["call_id"]}
+                    approved = await session.send({**decision, "decision": "approve"})
+                    assert approved.status == "accepted", approved
                 if ended(event):
                     return events
+    raise AssertionError("the session's events ended before the turn did")
 
 
 LONG_CALL = 'call mcp__every__trigger-long-running-operation {"duration": 60, "steps": 60}'

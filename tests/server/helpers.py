@@ -6,7 +6,7 @@ import json
 import socket
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -15,7 +15,7 @@ import httpx
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
-from server import Limits, ServeConfig, serve
+from server import Limits, ServeConfig, client, serve
 
 ALICE = "alice-token"
 BOB = "bob-token"
@@ -187,6 +187,13 @@ class LiveServer:
         session_id = response.json()["id"]
         assert isinstance(session_id, str)
         return session_id
+
+    def follow(
+        self, session_id: str, token: str = ALICE, *, after: int = 0
+    ) -> AbstractAsyncContextManager[client.Session]:
+        """The public client library (``server.client``) on *session_id*: resume,
+        idempotent commands, reconnects, as IDE plugins use it."""
+        return client.connect(self.url, token, session_id, after=after)
 
     def ws_url(self, session_id: str) -> str:
         return self.url.replace("http://", "ws://") + f"/v1/sessions/{session_id}/ws"
