@@ -29,6 +29,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
@@ -142,7 +144,9 @@ async def session(server: Child) -> str:
     return str(created["id"])
 
 
-async def run_turns(config: Path, way: str, turns: int) -> Turns:
+@asynccontextmanager
+async def served(config: Path) -> AsyncIterator[tuple[Child, Client]]:
+    """A fresh ``serve`` with *config* on its own SQLite file, and one session's client."""
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "b12.db")
         args = [*server_args(db), "--config", str(config)]
@@ -152,28 +156,23 @@ async def run_turns(config: Path, way: str, turns: int) -> Turns:
                 await ws.send_message(json.dumps({"type": "hello", "after": 0, "token": TOKEN}))
                 while parse_frame(await ws.get_message()).get("type") != "sync":
                     pass
-                client = Client(ws)
-                content = "read notes.md" if way == "ide" else TIME_CALL
-                await client.turn(content)  # warm up: the MCP server's first call
-                cpu = server.cpu()
-                with trio.fail_after(600):
-                    seconds = [await client.turn(content) for _ in range(turns)]
-                return Turns(seconds, server.cpu() - cpu)
+                yield server, Client(ws)
+
+
+async def run_turns(config: Path, way: str, turns: int) -> Turns:
+    async with served(config) as (server, client):
+        content = "read notes.md" if way == "ide" else TIME_CALL
+        await client.turn(content)  # warm up: the MCP server's first call
+        cpu = server.cpu()
+        with trio.fail_after(600):
+            seconds = [await client.turn(content) for _ in range(turns)]
+        return Turns(seconds, server.cpu() - cpu)
 
 
 async def cancels(config: Path, count: int) -> list[float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        db = str(Path(tmp) / "b12.db")
-        args = [*server_args(db), "--config", str(config)]
-        async with open_child("server", args, env=server_env()) as server:
-            session_id = await session(server)
-            async with open_websocket_url(ws_url(server.url, session_id)) as ws:
-                await ws.send_message(json.dumps({"type": "hello", "after": 0, "token": TOKEN}))
-                while parse_frame(await ws.get_message()).get("type") != "sync":
-                    pass
-                client = Client(ws)
-                with trio.fail_after(600):
-                    return [await client.cancel_latency() for _ in range(count)]
+    async with served(config) as (_, client):
+        with trio.fail_after(600):
+            return [await client.cancel_latency() for _ in range(count)]
 
 
 async def direct(turns: int) -> list[float]:

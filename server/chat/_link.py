@@ -33,9 +33,10 @@ from server.client import (
     Resumed,
     ServerError,
     Status,
+    error_body,
     open_session,
 )
-from sessions import JSON, JSONObject
+from sessions import JSONObject
 
 from ._state import ChatState
 
@@ -205,7 +206,7 @@ def check_response(response: httpx.Response, session_id: str | None = None) -> N
     status = response.status_code
     if status < 400:
         return
-    code, message = _error_body(response)
+    code, message = error_body(response)
     tag = f"HTTP {status} {code}" if code else f"HTTP {status}"
     if status == 401:
         raise ChatError(
@@ -219,35 +220,3 @@ def check_response(response: httpx.Response, session_id: str | None = None) -> N
     if status >= 500 or status == 429:
         raise ServerBusy(f"{message or response.reason_phrase} ({tag})")
     raise ChatError(f"{message or response.reason_phrase or 'request refused'} ({tag})")
-
-
-def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
-    """``(code, message)`` of the server's error body, when it has one."""
-    try:
-        body: JSON = response.json()
-    except ValueError:
-        return None, None
-    if not isinstance(body, dict):
-        return None, None
-    error = body.get("error")
-    fields = error if isinstance(error, dict) else body
-    code, message = fields.get("code"), fields.get("message")
-    return (
-        code if isinstance(code, str) else None,
-        message if isinstance(message, str) and message else None,
-    )
-
-
-def describe_error(error: BaseException) -> str:
-    """*error* in words, with its cause unless that says nothing new.
-
-    (httpx wraps an ``OSError`` whose text it repeats; saying it twice helps nobody.)
-    """
-    text = str(error)
-    cause = error.__cause__ or error.__context__
-    reason = str(cause) if cause is not None else ""
-    if not text:
-        return reason or type(error).__name__
-    if reason and reason not in text and text not in reason:
-        return f"{text} ({reason})"
-    return text if len(text) >= len(reason) else reason

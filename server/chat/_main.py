@@ -29,13 +29,14 @@ from typing import Final, TextIO
 import httpx
 import trio
 
+from server.client import describe_error
 from sessions import JSONObject
 
 from ._client import NEW_SESSION, ChatClient, Interrupts
 from ._command import LIVE_OUTPUT
 from ._input import LineSource, TerminalInput
 from ._instructions import read_instructions
-from ._link import ChatError, ServerBusy, check_response, describe_error
+from ._link import ChatError, ServerBusy, check_response
 from ._ndjson import NdjsonRenderer
 from ._options import (
     EXIT_FAILED,

@@ -38,9 +38,10 @@ WebSocket, reconnects), ``_outbox`` (:class:`Outbox`, :class:`Ack`), ``_rest`` (
 error bodies, the event log), ``_status`` (connection statuses), ``_errors``.
 """
 
-from ._errors import ClientError, CommandError
+from ._errors import ClientError, CommandError, describe_error
 from ._link import Backoff
 from ._outbox import Ack, AckStatus, Outbox
+from ._rest import error_body
 from ._session import Session, connect, open_session
 from ._status import (
     Connected,
@@ -68,5 +69,7 @@ __all__ = [
     "Status",
     "StatusObserver",
     "connect",
+    "describe_error",
+    "error_body",
     "open_session",
 ]

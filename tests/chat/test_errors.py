@@ -12,7 +12,8 @@ import pytest
 import trio
 
 from server.chat import ChatOptions, UsageError, chat_parser, options_from_args, run_chat
-from server.chat._link import ChatError, ServerBusy, check_response, describe_error
+from server.chat._link import ChatError, ServerBusy, check_response
+from server.client import describe_error
 from sessions import JSON
 from tests.chat.test_client import chat, options
 from tests.server.helpers import LiveServer
