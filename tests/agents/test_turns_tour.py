@@ -41,7 +41,8 @@ _RESULTS: dict[str, JSON] = {
 def readme_tour() -> list[str]:
     text = README.read_text(encoding="utf-8")
     section = text.split("## Try it", 1)[1].split("\n## ", 1)[0]
-    return [m[1] for m in re.finditer(r"^you> (.+?)(?:\s{2,}#.*)?$", section, re.MULTILINE)]
+    lines = [m[1] for m in re.finditer(r"^you> (.+?)(?:\s{2,}#.*)?$", section, re.MULTILINE)]
+    return [line for line in lines if not line.startswith("/")]  # the client's own commands
 
 
 async def converse(h: Harness, s: Session, content: str) -> list[Event]:
