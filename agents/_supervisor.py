@@ -469,7 +469,10 @@ class Supervisor:
     async def _wind_down(live: LiveSession) -> None:
         """Wait for *live*'s turn to end, suspending it as soon as it waits for an answer."""
         while (running := live.running) is not None and not running.done.is_set():
-            if live.state.awaits_answer(running.turn_id):
+            # A server-side call in progress gets the grace too (stopping it would
+            # leave its effect unknown), even while another call waits for the IDE.
+            state = live.state
+            if state.awaits_answer(running.turn_id) and not state.runs_server_call(running.turn_id):
                 running.stop(running.cancel_reason, suspend=True)
             await running.wake.wait()
 

@@ -231,11 +231,17 @@ class TurnCalls:
         sub = call.subtask_id
         if call.state is CallState.APPROVAL:
             async with self.live.lock:
-                if call.call_id not in self.live.state.pending:
+                # Re-checked under the lock: a decision committed while this turn
+                # waited for the lock wins (the call then waits for what it decided).
+                if call.call_id not in self.live.state.pending or call.state is not (
+                    CallState.APPROVAL
+                ):
                     return
                 approval = self.live.close_approval(
                     call.call_id, ApprovalStatus.EXPIRED, {"decision": "reject"}, "timeout"
                 )
+                if approval is None:
+                    return
                 text = "rejected: the approval request expired"
                 outs = [
                     Out(ApprovalResolved(call.call_id, "reject", "timeout", None, "expired"), sub),

@@ -111,8 +111,8 @@ class ServeConfig:
     # PostgreSQL with several replicas: how long a session's lease lives without
     # renewal (how soon a dead replica's sessions can be taken over).
     lease_ttl: float = 5.0
-    # Origins whose pages may call the API from a browser (CORS), and whose
-    # WebSocket upgrades are accepted; none by default (same origin only).
+    # Origins whose pages may call the API from a browser (CORS); when set,
+    # WebSocket upgrades from other browser origins are refused. None by default.
     cors_origins: tuple[str, ...] = ()
     # A connection whose peer accepts no byte for this long is cut (two heartbeats).
     send_timeout: float = 30.0
@@ -352,7 +352,9 @@ def parse_origin(text: str) -> str:
         or parsed.username is not None
     ):
         raise ValueError(f"{text!r} is not an origin like https://console.example:8443")
-    port = f":{parsed.port}" if parsed.port is not None else ""
+    default = {"http": 80, "https": 443}[parsed.scheme]
+    # Browsers leave the scheme's default port out of Origin: so must we.
+    port = f":{parsed.port}" if parsed.port not in (None, default) else ""
     return f"{parsed.scheme}://{parsed.hostname}{port}"
 
 

@@ -262,7 +262,12 @@ class MountedTools:
                 # A server's broken schema must not block its tool: only the object check.
                 validator = Draft202012Validator({"type": "object"})
             self._validators[tool.name] = validator
-        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(map(str, e.path)))
+        try:
+            errors = sorted(validator.iter_errors(arguments), key=lambda e: list(map(str, e.path)))
+        except Exception:  # a $ref the schema cannot resolve, or the like
+            # The server's schema is broken (found only when used): check the object alone.
+            validator = self._validators[tool.name] = Draft202012Validator({"type": "object"})
+            errors = sorted(validator.iter_errors(arguments), key=lambda e: list(map(str, e.path)))
         if errors:
             problems = []
             for error in errors[:5]:

@@ -308,6 +308,13 @@ class SessionState:
     def pending_of_turn(self, turn_id: str) -> list[PendingCall]:
         return [call for call in self.pending.values() if call.turn_id == turn_id]
 
+    def runs_server_call(self, turn_id: str) -> bool:
+        """A call of turn *turn_id* runs in the runtime right now (an MCP tool)."""
+        return any(
+            call.turn_id == turn_id and call.state is CallState.RUNNING
+            for call in self.pending.values()
+        )
+
     def awaits_answer(self, turn_id: str) -> bool:
         """Turn *turn_id* waits for the outside: a call of it waits for the IDE or a human.
 

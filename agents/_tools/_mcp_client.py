@@ -59,6 +59,8 @@ MISSING_SDK = INSTALL_HINT
 _STDERR_LINE = 4096
 #: Bound on ``tools/list`` pages: a server whose cursor never ends must not hang us.
 _MAX_PAGES = 64
+#: Tools mounted per server: every one is in every request of the modes that select it.
+MAX_TOOLS = 128
 #: What model-facing tool names may look like (the providers' rule).
 _MODEL_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
@@ -186,7 +188,17 @@ class McpConnection:
                 if len(full) > 64 or not set(full) <= _MODEL_NAME:
                     logger.warning("MCP server %s: tool %r has an unusable name", self.name, full)
                     continue
-                tools[tool.name] = convert_tool(self.name, tool)
+                converted = convert_tool(self.name, tool)
+                if converted.parameters.get("type") != "object":
+                    # MCP requires an object schema; models refuse anything else.
+                    logger.warning("MCP server %s: tool %r has no object schema", self.name, full)
+                    continue
+                if len(tools) >= MAX_TOOLS:
+                    logger.warning(
+                        "MCP server %s: only its first %d tools are mounted", self.name, MAX_TOOLS
+                    )
+                    return tuple(tools.values())
+                tools[tool.name] = converted
             cursor = page.next_cursor
             if cursor is None:
                 break

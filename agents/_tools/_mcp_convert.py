@@ -16,6 +16,12 @@ from .._core._mcp import McpTool, ToolHints
 if TYPE_CHECKING:
     import mcp_types
 
+#: Longest tool description offered to the model (a server's may be a manual).
+MAX_DESCRIPTION = 2048
+#: Longest result text handed on (characters): the log keeps it whole below this, as
+#: it keeps an IDE's results below the message limit; beyond, the cut is said.
+MAX_RESULT = 1_048_576
+
 
 def convert_tool(server: str, tool: mcp_types.Tool) -> McpTool:
     notes = tool.annotations
@@ -32,6 +38,8 @@ def convert_tool(server: str, tool: mcp_types.Tool) -> McpTool:
     # A JSON round trip detaches the schema from the SDK's model and proves it is JSON.
     parameters: JSONObject = json.loads(json.dumps(tool.input_schema))
     description = tool.description or tool.title or (notes.title if notes else None) or ""
+    if len(description) > MAX_DESCRIPTION:  # sent with every request: keep it short
+        description = description[: MAX_DESCRIPTION - 1] + "…"
     return McpTool(server, tool.name, description, parameters, hints)
 
 
@@ -59,8 +67,14 @@ def flatten(result: mcp_types.CallToolResult) -> str:
                 )
     if not parts and result.structured_content is not None:
         structured: JSON = result.structured_content
-        return json.dumps(structured, ensure_ascii=False)
-    return "\n".join(parts)
+        return _bounded(json.dumps(structured, ensure_ascii=False))
+    return _bounded("\n".join(parts))
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_RESULT:
+        return text
+    return text[:MAX_RESULT] + f"\n[cut: the MCP server returned {len(text):,} characters]"
 
 
 def _decoded_size(base64_text: str) -> int:

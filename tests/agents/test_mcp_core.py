@@ -182,3 +182,16 @@ def test_rules_name_mcp_tools_by_name_or_glob_and_win_over_the_default() -> None
     assert policy.evaluate("mcp__docs__search", {}, untrusted).action == "allow"
     assert policy.evaluate("mcp__tracker__close", {}, untrusted).action == "deny"
     assert policy.evaluate("mcp__other__x", {}, untrusted) == untrusted
+
+
+def test_a_schema_with_a_dangling_ref_falls_back_to_an_object_check() -> None:
+    dangling: JSONObject = {
+        "type": "object",
+        "properties": {"q": {"$ref": "#/$defs/missing"}},
+    }
+    remote: JSONObject = {"$ref": "https://example.invalid/schema.json"}
+    for schema in (dangling, remote):
+        mounted = MountedTools.of((McpTool("docs", "odd", "d", schema),))
+        assert mounted.validate("mcp__docs__odd", '{"q": 1}') == {"q": 1}
+        with pytest.raises(ToolError, match="is not of type 'object'"):
+            mounted.check_named("mcp__docs__odd", [])  # type: ignore[arg-type]

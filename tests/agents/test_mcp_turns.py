@@ -8,13 +8,23 @@ when the runtime stopped as failed, never running it again.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import attrs
 import trio
+import trio.testing
 
-from agents import Policy, builtin_modes
+from agents import Policy, RuntimeConfig, builtin_modes
 from agents._core._mcp import McpOutcome, McpServerConfig, McpTool, StdioTransport, ToolHints
+from agents._core._model import (
+    FinishDelta,
+    ModelDelta,
+    ModelRequest,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallRequest,
+)
 from agents._errors import McpUnavailable
 from agents._tools import McpTools, ToolCatalogue
 from agents.testing import parse_modes, parse_policy
@@ -382,3 +392,43 @@ async def test_recovery_runs_an_approved_call_that_never_started() -> None:
             assert [t for t, _ in events].count("tool.started") == 1
             assert dict(events)["turn.ended"]["reason"] == "completed"
             await h2.assert_paired(s)
+
+
+class IdeAndMcp:
+    """A model whose first reply calls an IDE tool and an MCP tool at once; then "done"."""
+
+    name = "two-calls"
+
+    @asynccontextmanager
+    async def stream(self, request: ModelRequest) -> AsyncIterator[AsyncIterator[ModelDelta]]:
+        async def deltas() -> AsyncIterator[ModelDelta]:
+            if request.messages[-1].role == "user":
+                yield ToolCallDelta(ToolCallRequest("c_ide", "read_file", '{"path": "a.py"}'))
+                yield ToolCallDelta(ToolCallRequest("c_mcp", "mcp__docs__search", '{"query": "q"}'))
+                yield FinishDelta("tool_calls")
+            else:
+                yield TextDelta("done")
+                yield FinishDelta()
+
+        yield deltas()
+
+
+async def test_shutdown_gives_a_running_server_call_its_grace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The turn also waits for the IDE, but the MCP call in progress is not cut short."""
+    fake = pool(trusted=True)
+    fake.hold = trio.Event()
+    tools = ToolCatalogue.builtin().with_mcp(McpTools(fake))
+    config = RuntimeConfig(shutdown_grace=5.0)
+    async with open_runtime(config, model=IdeAndMcp(), tools=tools, modes=MODES) as h:
+        s = await h.session("librarian")
+        await h.message(s, "look it up")
+        await h.wait_for(s, "tool.started")  # the IDE's call is out; the MCP call runs
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(h.supervisor.wind_down)
+            await trio.sleep(1)  # inside the grace
+            fake.hold.set()  # the MCP call finishes
+        results = [e.data for e in await h.events(s) if e.type == "tool.result"]
+        assert fake.cancelled == []
+        assert [(r["call_id"], r["ok"]) for r in results] == [("c_mcp", True)]

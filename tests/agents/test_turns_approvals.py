@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import trio
+import trio.testing
 
+from agents import RuntimeConfig
 from sessions import ApprovalStatus
 
 from .harness import open_runtime
@@ -88,3 +91,30 @@ async def test_an_unknown_by_is_refused_and_the_approval_stays_pending() -> None
         assert "field 'by' must be one of 'user', 'policy'" in str(ack.error)
         approval = await h.store.get_approval(s.id, call_id)
         assert approval is not None and approval.status is ApprovalStatus.PENDING
+
+
+async def test_an_approval_decided_as_it_expires_is_resolved_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The approve command holds the session's lock as the deadline passes: the
+    decision wins, and the expiry writes nothing (no second resolution)."""
+    from agents._core._commands import SubmitApproval
+    from agents._session_commands import submit_approval
+
+    async with open_runtime(RuntimeConfig(approval_timeout=5.0)) as h:
+        s = await h.session("coder")
+        await h.message(s, "create a.py with x")
+        request = await h.wait_for(s, "approval.requested")
+        live = h.supervisor.sessions.get(s.id)
+        assert live is not None
+        async with live.lock:
+            await trio.sleep(10)  # past the deadline: the turn's expiry waits for the lock
+            approve = SubmitApproval("c1", str(request.data["call_id"]), "approve")
+            ack = await submit_approval(live, h.supervisor.modes, approve)
+            assert ack.status == "accepted"
+        await h.answer_tool(s, "written")
+        ended = await h.wait_for(s, "turn.ended")
+        assert ended.data["reason"] == "completed"
+        resolved = [e for e in await h.events(s) if e.type == "approval.resolved"]
+        assert [e.data["decision"] for e in resolved] == ["approve"]
+        await h.assert_paired(s)

@@ -113,6 +113,9 @@ def test_origins_are_validated_and_normalised() -> None:
     config = load_config(flags={"cors_origins": "https://A.example:8443/, http://b.example"})
     assert config.cors_origins == ("https://a.example:8443", "http://b.example")
     assert load_config(env={"AGENT_RUNTIME_CORS_ORIGINS": "*"}).cors_origins == ("*",)
+    # The default port is left out, as browsers leave it out of Origin.
+    default_ports = load_config(flags={"cors_origins": "https://a.example:443,http://b:80"})
+    assert default_ports.cors_origins == ("https://a.example", "http://b")
     for bad in ("ftp://x", "https://x/path", "console.example", "https://u:p@x"):
         with pytest.raises(ConfigurationError, match=r"--cors-origins: .* is not an origin"):
             load_config(flags={"cors_origins": bad})
