@@ -10,21 +10,29 @@ stays raw, since what scrolled off cannot be erased and printing a long message
 twice is worse than printing it plain.
 
 Model text is untrusted. It goes through :func:`._text.visible_block` before rich
-parses it, so no control character of the model's reaches the terminal; rich only
-adds its own styles. Rich markup and emoji codes are never interpreted (the text is
-markdown, not console markup) and links are shown as ``text (url)``, not as OSC 8
-hyperlinks, so a URL cannot carry an escape sequence either.
+parses it (so rich lays out the escaped form), and the text of every segment rich
+renders goes through it again before anything is written: markdown-it decodes HTML
+entities (``&#x1b;``, ``&#x202e;``, ``&rlm;``), so a control character can appear
+only after parsing. The second pass is the guarantee that no control character of
+the model's reaches the terminal; rich only adds its own styles. (An entity that
+decodes to a zero-width character is measured by rich before it is escaped, so
+such a line can come out a few columns wider than *width*; it is never cut.)
+Rich markup and emoji codes are never interpreted (the text is markdown, not
+console markup) and links are shown as ``text (url)``, not as OSC 8 hyperlinks,
+so a URL cannot carry an escape sequence either.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Iterator
 from typing import Final, Literal, TypeAlias
 
 import attrs
 from rich.cells import cell_len
 from rich.console import Console
 from rich.markdown import Markdown as RichMarkdown
+from rich.segment import Segment, Segments
 
 from ._text import visible_block
 
@@ -59,10 +67,20 @@ class Markdown:
             highlight=False,
             legacy_windows=False,
         )
-        console.print(
-            RichMarkdown(visible_block(text), code_theme=self.code_theme, hyperlinks=False)
-        )
+        markdown = RichMarkdown(visible_block(text), code_theme=self.code_theme, hyperlinks=False)
+        # Escaped again after parsing (see the module docstring); crop=False: an escape
+        # widens its line, and cutting it would hide what the model sent.
+        console.print(Segments(_escaped(console.render(markdown))), crop=False)
         return "\n".join(line.rstrip(" ") for line in buffer.getvalue().split("\n"))
+
+
+def _escaped(segments: Iterable[Segment]) -> Iterator[Segment]:
+    """*segments* with their text escaped; rich's own control segments (none here) kept."""
+    for segment in segments:
+        if segment.control:
+            yield segment
+        else:
+            yield Segment(visible_block(segment.text), segment.style)
 
 
 def rows(text: str, width: int) -> int:

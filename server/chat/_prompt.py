@@ -16,7 +16,10 @@ when another client starts a turn, or quitting) cancels the asyncio task of
 the terminal and the thread returns, and only then does the cancellation
 propagate. What was typed so far is kept and offered again by the next prompt.
 A cancellation that arrives before the thread has started its loop is seen by
-the thread (a flag under a lock), which then does not prompt at all.
+the thread (a flag under a lock, one per prompt), which then does not prompt at
+all. Prompts run one at a time (a ``trio.Lock``): when an approval arrives, the
+chat prompt is being closed while the approval prompt starts, and the second
+waits until the first has restored the terminal.
 
 prompt_toolkit puts the terminal in raw mode, so Ctrl-C arrives as a key, not as
 SIGINT. The prompt then sends the process the SIGINT the terminal would have
@@ -30,9 +33,9 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeAlias
 
 import attrs
 import trio
@@ -145,16 +148,47 @@ class _Interrupted:
 
 _Outcome = str | None | type[_Cancelled] | type[_Interrupted]
 
+# Reads one line on the running asyncio loop: (session, message, draft) -> the line.
+Reader: TypeAlias = Callable[["PromptSession[str]", str, str], Awaitable[str]]
+
+
+async def _read(session: PromptSession[str], message: str, draft: str) -> str:
+    return await session.prompt_async(
+        message, default=draft, handle_sigint=False, set_exception_handler=False
+    )
+
+
+class _Call:
+    """The cancellation state of one prompt: whether it was cancelled, and what to cancel."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cancel_requested = False
+        self.running: tuple[asyncio.AbstractEventLoop, asyncio.Task[_Outcome]] | None = None
+
+    def request_exit(self) -> None:
+        with self.lock:
+            self.cancel_requested = True
+            if self.running is not None:
+                loop, task = self.running
+                # RuntimeError: the loop closed meanwhile, so the prompt is over anyway.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(task.cancel)
+
 
 class PromptInput:
     """Reads lines with prompt_toolkit in a worker thread (see the module docstring).
 
     :meth:`prompt` with ``chat=True`` is the message prompt (history, completion,
     multi-line); with ``chat=False`` a plain answer prompt (approvals, questions).
+    One prompt at a time: a second one waits until the first is over, thread and
+    all (two prompt_toolkit applications cannot share a terminal). *read* is how a
+    line is read (tests replace prompt_toolkit's ``prompt_async``).
     """
 
-    def __init__(self, settings: PromptSettings) -> None:
+    def __init__(self, settings: PromptSettings, *, read: Reader = _read) -> None:
         self.settings = settings
+        self._read = read
         self._chat: PromptSession[str] = PromptSession(
             history=BoundedHistory(settings.history),
             completer=ChatCompleter(settings),
@@ -162,9 +196,7 @@ class PromptInput:
             key_bindings=_chat_bindings(),
         )
         self._answer: PromptSession[str] = PromptSession(history=InMemoryHistory())
-        self._lock = threading.Lock()
-        self._cancel_requested = False
-        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[_Outcome]] | None = None
+        self._one_at_a_time = trio.Lock()
         self._drafts: dict[int, str] = {}  # per session: what a cancelled prompt held
 
     async def readline(self) -> str | None:
@@ -173,11 +205,14 @@ class PromptInput:
     async def prompt(self, message: str, *, chat: bool) -> str | None:
         """The line typed after *message*; ``None`` at end of input (Ctrl-D).
 
+        Waits for a prompt already running to be over first.
+
         Cancellation: the prompt is closed and what was typed is kept for the next one.
         """
         session = self._chat if chat else self._answer
         while True:
-            outcome = await self._run(session, message)
+            async with self._one_at_a_time:
+                outcome = await self._run(session, message)
             if outcome is _Interrupted:
                 os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends in cooked mode
                 await trio.lowlevel.checkpoint()
@@ -186,51 +221,43 @@ class PromptInput:
             return outcome
 
     async def _run(self, session: PromptSession[str], message: str) -> _Outcome:
-        with self._lock:
-            self._cancel_requested = False
+        call = _Call()
         results: list[_Outcome] = []
 
         async def in_thread(done: trio.CancelScope) -> None:
             with trio.CancelScope(shield=True):  # always wait for the thread
-                results.append(await trio.to_thread.run_sync(self._blocking, session, message))
+                results.append(
+                    await trio.to_thread.run_sync(self._blocking, call, session, message)
+                )
             done.cancel()
 
         async def close_when_cancelled() -> None:
             try:
                 await trio.sleep_forever()
             finally:
-                self._request_exit()
+                call.request_exit()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(close_when_cancelled)
             nursery.start_soon(in_thread, nursery.cancel_scope)
         return results[0]
 
-    def _request_exit(self) -> None:
-        with self._lock:
-            self._cancel_requested = True
-            if self._running is not None:
-                loop, task = self._running
-                # RuntimeError: the loop closed meanwhile, so the prompt is over anyway.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(task.cancel)
-
-    def _blocking(self, session: PromptSession[str], message: str) -> _Outcome:
+    def _blocking(self, call: _Call, session: PromptSession[str], message: str) -> _Outcome:
         """Runs in the worker thread: one prompt on a private asyncio loop."""
-        return asyncio.run(self._prompt_async(session, message))
+        return asyncio.run(self._prompt_async(call, session, message))
 
-    async def _prompt_async(self, session: PromptSession[str], message: str) -> _Outcome:
+    async def _prompt_async(
+        self, call: _Call, session: PromptSession[str], message: str
+    ) -> _Outcome:
         task = asyncio.current_task()
         assert task is not None
-        with self._lock:
-            if self._cancel_requested:
+        with call.lock:
+            if call.cancel_requested:
                 return _Cancelled
-            self._running = (asyncio.get_running_loop(), task)
+            call.running = (asyncio.get_running_loop(), task)
         draft = self._drafts.pop(id(session), "")
         try:
-            return await session.prompt_async(
-                message, default=draft, handle_sigint=False, set_exception_handler=False
-            )
+            return await self._read(session, message, draft)
         except asyncio.CancelledError:
             self._drafts[id(session)] = session.default_buffer.text
             return _Cancelled
@@ -239,8 +266,8 @@ class PromptInput:
         except KeyboardInterrupt:
             return _Interrupted
         finally:
-            with self._lock:
-                self._running = None
+            with call.lock:
+                call.running = None
 
 
 __all__ = ["MAX_HISTORY", "BoundedHistory", "ChatCompleter", "PromptInput", "PromptSettings"]

@@ -61,9 +61,12 @@ from ._describe import cut_line
 from ._text import visible
 
 THINKING: Final = "thinking"
+READING: Final = "reading"  # the hold of code reading the terminal (it nests)
 ERASE: Final = "\r\x1b[2K"  # back to column 0, erase the whole line
 REDRAW_INTERVAL: Final = 0.1
 LIVE_LINES: Final = 200  # lines of a running command's output shown as it runs
+SHOWN_LINE: Final = 1000  # characters of such a line shown (cut_line's limit)
+PARTIAL_LIMIT: Final = 4 * 1024  # characters kept of a line not complete yet (> SHOWN_LINE)
 _SPINNER: Final = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 _ASCII_SPINNER: Final = "|/-\\"
 _DIM: Final = "\x1b[2m"
@@ -124,7 +127,7 @@ class StatusLine:
         self._since = 0.0
         self._shown = 0  # columns of the line on screen (0: none)
         self._frame = 0
-        self._holds: set[str] = set()  # why nothing may be drawn now
+        self._holds: dict[str, int] = {}  # why nothing may be drawn now (and how often)
         encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "")
         self._spinner = _SPINNER if encoding == "utf8" else _ASCII_SPINNER
 
@@ -146,13 +149,21 @@ class StatusLine:
     def _erasure(self) -> str:
         return ERASE if self.color else "\r" + " " * self._shown + "\r"
 
-    def hold(self, reason: str = "reading") -> None:
-        """Erase the line and draw nothing until :meth:`release` of every *reason* held."""
-        self.erase()
-        self._holds.add(reason)
+    def hold(self, reason: str = READING) -> None:
+        """Erase the line and draw nothing until :meth:`release` of every *reason* held.
 
-    def release(self, reason: str = "reading") -> None:
-        self._holds.discard(reason)
+        :data:`READING` holds nest: each reader of the terminal holds it while it
+        reads, and two readers can overlap (a prompt closing while the next one
+        waits to start), so it is released by the last one. Any other *reason* is
+        a state (``asking``): held or not, one :meth:`release` ends it.
+        """
+        self.erase()
+        self._holds[reason] = self._holds.get(reason, 0) + 1 if reason == READING else 1
+
+    def release(self, reason: str = READING) -> None:
+        held = self._holds.pop(reason, 0) - 1
+        if held > 0:
+            self._holds[reason] = held
 
     def text(self) -> str:
         """The line as drawn now: spinner, label and elapsed time, cut to the width."""
@@ -190,32 +201,63 @@ class CommandOutput:
     """A running command's output (bytes, in chunks) as lines to show, at most *limit* of them.
 
     Lines keep their whitespace and are escaped (:func:`._describe.cut_line`); a
-    character split across chunks is decoded whole.
+    character split across chunks is decoded whole. A ``\\r`` that more text follows
+    on the same line starts the line over, as on a terminal (a progress bar shows
+    its last state; ``\\r\\n`` ends a line). Of the line not complete yet only its
+    first :data:`PARTIAL_LIMIT` characters are kept, more than a shown line ever
+    has, so output without newlines takes bounded memory and each chunk costs only
+    its own length.
     """
 
     def __init__(self, limit: int = LIVE_LINES) -> None:
         self.limit = limit
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._partial = ""  # the last line, not complete yet
+        self._partial = ""  # the last line since its last \r, not complete yet (capped)
+        self._cr = False  # the last line's last character so far was a \r
         self._count = 0
 
     def add(self, chunk: bytes | bytearray) -> list[str]:
         """The lines *chunk* completes."""
-        *complete, self._partial = (self._partial + self._decoder.decode(chunk)).split("\n")
-        return [shown for line in complete for shown in self._line(line)]
+        *complete, rest = self._decoder.decode(chunk).split("\n")
+        shown: list[str] = []
+        for piece in complete:
+            self._extend(piece)
+            shown += self._line(self._take())
+        self._extend(rest)
+        return shown
 
     def end(self) -> list[str]:
         """The last, unfinished line (if any); then start over for the next command."""
-        rest = self._partial + self._decoder.decode(b"", final=True)
-        shown = self._line(rest) if rest else []
-        self._partial, self._count = "", 0
+        self._extend(self._decoder.decode(b"", final=True))  # at most a U+FFFD
+        line = self._take()
+        shown = self._line(line) if line else []
+        self._count = 0
         self._decoder.reset()
         return shown
+
+    def _extend(self, piece: str) -> None:
+        """Add *piece* (no newline) to the line not complete yet."""
+        if not piece:
+            return
+        if self._cr:  # more text after a \r: the line starts over
+            self._partial, self._cr = "", False
+        if piece.endswith("\r"):  # perhaps the \r of a \r\n: wait and see
+            self._cr, piece = True, piece.rstrip("\r")
+        cut = piece.rfind("\r")
+        if cut >= 0:
+            self._partial, piece = "", piece[cut + 1 :]
+        room = PARTIAL_LIMIT - len(self._partial)
+        if room > 0:
+            self._partial += piece[:room]
+
+    def _take(self) -> str:
+        line, self._partial, self._cr = self._partial, "", False
+        return line
 
     def _line(self, line: str) -> list[str]:
         self._count += 1
         if self._count <= self.limit:
-            return [cut_line(line.removesuffix("\r"), 1000)]
+            return [cut_line(line, SHOWN_LINE)]
         if self._count == self.limit + 1:
             return ["... (more output: the result shows how it ends)"]
         return []

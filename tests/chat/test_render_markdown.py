@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import re
 
+from markdown_it.common.entities import entities
+
 from server.chat._markdown import Markdown, rows
 from server.chat._render import Renderer, terminal_renderer
 from server.chat._status import StatusLine
@@ -162,6 +164,42 @@ def test_markdown_cannot_smuggle_control_characters() -> None:
         text = out.getvalue()
         assert "Title\\x1b[2J" in text and "\\u202e" in text and "\\x9b" in text
         assert not UNSAFE.search(OWN_SEQUENCES.sub("", text).replace("\t", "")), text
+
+
+# Every HTML entity that markdown-it decodes to a character the terminal must not get raw.
+_BAD_NAMED = sorted(
+    name
+    for name, char in entities.items()
+    if not char.replace("\n", "").replace("\t", "").isprintable()
+)
+_BAD_CODES = [code for code in range(0x10000) if not chr(code).isprintable()] + [0xE0001, 0x1D173]
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _entity_document() -> str:
+    named = " ".join(f"&{name};" for name in _BAD_NAMED)
+    numeric = " ".join(f"&#x{code:x};" for code in _BAD_CODES)
+    decimal = " ".join(f"&#{code};" for code in range(0x100) if not chr(code).isprintable())
+    few = "&#x202e;&rlm;&#x200b;&#x2028;&#27;&#x1b;&#x9b;&#7;&#13;"
+    return (
+        f"# head {few}\n\n{named}\n\n{numeric}\n\n{decimal}\n\n"
+        f"- item *{few}* **{few}**\n\n> quote {few}\n\n| a{few} | b |\n|---|---|\n| {few} | 2 |\n\n"
+        f'[link {few}](http://x/{few} "title {few}") ![alt {few}](http://i/{few})\n\n'
+        f"```py{few}\ncode {few}\n```\n\nraw \x1b[2J \u202e \x9b end\n"
+    )
+
+
+def test_html_entities_never_reach_the_terminal_as_control_characters() -> None:
+    assert "rlm" in _BAD_NAMED and "zwj" in _BAD_NAMED and "shy" in _BAD_NAMED
+    for color_system in (None, "truecolor"):
+        rendered = Markdown(width=80, color_system=color_system).render(_entity_document())
+        text = _SGR.sub("", rendered)
+        bad = {char for char in text if not char.isprintable() and char not in "\n\t"}
+        assert not bad, sorted(map(hex, map(ord, bad)))
+        assert "head \\u202e\\u200f\\u200b\\u2028" in text  # decoded, then escaped
+        assert "raw \\x1b[2J \\u202e \\x9b end" in text
+    plain = Markdown(width=80, color_system=None).render("a &amp; &lt;b&gt; *em* `x &rlm;`")
+    assert plain == "a & <b> em x &rlm;\n"  # ordinary entities and markdown still render
 
 
 def test_tool_output_keeps_its_whitespace() -> None:
