@@ -35,13 +35,14 @@ is already in the log when it starts from an old cursor.)
 
 Modules: ``_session`` (:func:`connect`, :class:`Session`), ``_link`` (catch-up, the
 WebSocket, reconnects), ``_outbox`` (:class:`Outbox`, :class:`Ack`), ``_rest`` (URLs,
-error bodies, the event log), ``_status`` (connection statuses), ``_errors``.
+error bodies and :func:`raise_for_status`, the event log), ``_status`` (connection
+statuses), ``_errors``.
 """
 
-from ._errors import ClientError, CommandError, describe_error
+from ._errors import ClientError, CommandError, ServerBusy, describe_error
 from ._link import Backoff
 from ._outbox import Ack, AckStatus, Outbox
-from ._rest import error_body
+from ._rest import error_body, raise_for_status
 from ._session import Session, connect, open_session
 from ._status import (
     Connected,
@@ -64,6 +65,7 @@ __all__ = [
     "Outbox",
     "Reconnecting",
     "Resumed",
+    "ServerBusy",
     "ServerError",
     "Session",
     "Status",
@@ -72,4 +74,5 @@ __all__ = [
     "describe_error",
     "error_body",
     "open_session",
+    "raise_for_status",
 ]

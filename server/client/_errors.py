@@ -12,8 +12,9 @@ class ClientError(Exception):
     Attributes:
         code: machine-readable: the server's error code (``unauthorized``,
             ``not_found``, ``invalid_request``…) or one of the library's own:
-            ``unavailable`` (gave up reconnecting), ``bad_response`` (not the
-            protocol), ``protocol_error`` (the server closed with 1008).
+            ``unavailable`` (gave up reconnecting), ``gap`` (the event log kept
+            skipping a seq), ``bad_response`` (not the protocol), ``protocol_error``
+            (the server closed with 1008).
         message: what went wrong, in words.
         status: the HTTP status it came with, if any.
     """

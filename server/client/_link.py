@@ -5,8 +5,10 @@ after the last seq handed on) and only then opens the WebSocket with
 ``hello {after: last seq}`` (docs/protocol.md §2), so a long absence is read in
 large pages rather than replayed through the socket. Events are handed on in seq
 order, each once: older ones are dropped, and a gap (a seq that is not last + 1)
-ends the connection, which resumes from the last good seq. The outbox sends its
-unacknowledged commands on every new connection.
+ends the connection, which resumes from the last good seq; a gap that stays
+(``backoff.attempts`` tries in a row without an event handed on) is a
+:class:`ClientError` ``gap``. The outbox sends its unacknowledged commands on
+every new connection.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ _FATAL_CLOSE: Final = {
 _MAX_MESSAGE: Final = 64 * 1024 * 1024
 # After a retryable error frame (rate limited, storage unavailable), before resending.
 _RETRY_PAUSE: Final = 1.0
+# Error frames about the handshake (docs/protocol.md §7), never about a command:
+# the connection is refused and closes next.
+_HANDSHAKE_ERRORS: Final = frozenset({"bad_hello", "unauthorized", "not_found"})
+# How long closing a connection's TCP stream may hold up leaving (the peer may be gone).
+_CLOSE_TIMEOUT: Final = 2.0
 
 EventSink: TypeAlias = Callable[[JSONObject], Awaitable[None]]
 
@@ -104,29 +111,36 @@ class Link:
         """Stay connected until cancelled.
 
         Raises:
-            ClientError: the server refuses us (token, session, protocol) or stayed
-                unreachable for ``backoff.attempts`` consecutive tries.
+            ClientError: the server refuses us (token, session, protocol), stayed
+                unreachable for ``backoff.attempts`` consecutive tries (``unavailable``)
+                or its event log kept a gap that long (``gap``).
 
         Cancellation: closes the connection; unacknowledged commands stay queued.
         """
         failures = 0
         while True:
             self.observe(Connecting(failures + 1))
+            start = self.cursor
             problem: str
+            gap = False
             try:
                 await self._catch_up()
                 live = await self._live()
-                problem = live.reason
-                if live.connected:
+                problem, gap = live.reason, live.gap
+                if live.connected and not gap:
                     failures = 0
+            except _Gap as error:
+                problem, gap = str(error), True
             except (httpx.TransportError, HandshakeError, OSError) as error:
                 problem = describe_error(error)
             finally:
                 self.outbox.detach()
+            if gap and self.cursor > start:
+                failures = 0  # events were handed on before the gap: progress
             failures += 1
             if failures > self.backoff.attempts:
                 raise ClientError(
-                    "unavailable",
+                    "gap" if gap else "unavailable",
                     f"giving up after {self.backoff.attempts} reconnect attempts: {problem}",
                 )
             delay = self.backoff.delay(failures)
@@ -134,12 +148,21 @@ class Link:
             await trio.sleep(delay)
 
     async def _catch_up(self) -> None:
+        """Hand on the REST pages after the cursor.
+
+        Raises:
+            _Gap: a page skips a seq, or says there is more without continuing the log.
+        """
         while True:
-            page = await read_events(self.http, self.session_id, self.cursor)
+            after = self.cursor
+            page = await read_events(self.http, self.session_id, after)
             for event in page.events:
-                await self._deliver(event)
+                if not await self._deliver(event):
+                    raise _Gap(f"gap in the event log after seq {self.cursor}; resyncing")
             if not page.has_more:
                 return
+            if self.cursor == after:
+                raise _Gap(f"the page of events after seq {after} does not continue the log")
 
     async def _deliver(self, event: JSONObject) -> bool:
         """Hand *event* on if it is the next seq; ``False`` on a gap (resync needed)."""
@@ -175,7 +198,7 @@ class Link:
                 self.observe(
                     Connected(self.cursor) if self.connections == 1 else Resumed(self.cursor)
                 )
-                return _Ended(connected, await self._read(ws))
+                outcome = await self._read(ws)
         except ConnectionRejected as error:
             status = error.status_code
             if status in (401, 403, 404):
@@ -186,15 +209,19 @@ class Link:
         finally:
             if opened is not None:
                 await _close_stream(opened)
+        if isinstance(outcome, ClientError):
+            raise outcome
+        return outcome
 
-    async def _read(self, ws: WebSocketConnection) -> str:
-        """Handle frames until the connection should be given up; why."""
+    async def _read(self, ws: WebSocketConnection) -> _Ended | ClientError:
+        """Handle frames until the connection should be given up; why (or the refusal
+        to raise once it is closed)."""
         while True:
             raw: str | bytes | None = None
             with trio.move_on_after(self.backoff.liveness):
                 raw = await ws.get_message()
             if raw is None:
-                return f"no message or heartbeat for {self.backoff.liveness:g} s"
+                return _Ended(True, f"no message or heartbeat for {self.backoff.liveness:g} s")
             try:
                 frame: JSON = json.loads(raw)
             except ValueError:
@@ -204,7 +231,7 @@ class Link:
                 continue
             if "seq" in frame:
                 if not await self._deliver(frame):
-                    return f"gap after seq {self.cursor}; resyncing"
+                    return _Ended(True, f"gap after seq {self.cursor}; resyncing", gap=True)
                 continue
             kind = frame.get("type")
             if kind == "ack":
@@ -212,30 +239,45 @@ class Link:
                 if ack is not None:
                     self.outbox.answered(ack)
             elif kind == "error":
-                await self._error_frame(frame)
+                refused = await self._error_frame(frame)
+                if refused is not None:
+                    return refused
 
-    async def _error_frame(self, frame: JSONObject) -> None:
+    async def _error_frame(self, frame: JSONObject) -> ClientError | None:
+        """Handle an ``error`` frame; the refusal it is if the handshake failed."""
         command_id, code, message = frame.get("id"), frame.get("code"), frame.get("message")
         code = code if isinstance(code, str) else "error"
         message = message if isinstance(message, str) else ""
+        if code in _HANDSHAKE_ERRORS and not isinstance(command_id, str):
+            self.observe(ServerError(code, message))
+            return ClientError(code, f"the server refused the connection: {message} ({code})")
         if not isinstance(command_id, str):
             command_id = self.outbox.oldest_in_flight()
         if command_id is None or command_id not in self.outbox.pending:
             self.observe(ServerError(code, message))
-            return
+            return None
         if code == "rate_limited" or frame.get("retryable") is True:
             self.outbox.retry_later(command_id)
             # Pausing the reader is fine: the server wants us slower anyway.
             await trio.sleep(_RETRY_PAUSE)
             await self.outbox.resend(command_id)
-            return
-        self.outbox.answered(CommandError(code, message, command_id))
+            return None
+        if not self.outbox.answered(CommandError(code, message, command_id)):
+            # Nobody waits for this answer (a command enqueued without waiting for its
+            # ack): say so, or it would never be seen.
+            self.observe(ServerError(code, message, command_id))
+        return None
 
 
 @attrs.frozen
 class _Ended:
     connected: bool
     reason: str
+    gap: bool = False  # the stream skipped a seq: no progress to count as a success
+
+
+class _Gap(Exception):
+    """The REST event log skips a seq (or does not go on): resync, counted as a failure."""
 
 
 def _closed(error: ConnectionClosed) -> str:
@@ -257,5 +299,5 @@ async def _close_stream(ws: WebSocketConnection) -> None:
     """Close *ws*'s TCP stream, which trio-websocket 0.12 leaves open after an abnormal
     closure (the peer vanished without a close frame): ``aclose()`` then returns early.
     """
-    with trio.CancelScope(shield=True):
+    with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
         await ws._stream.aclose()  # idempotent; no public handle on the stream exists

@@ -9,7 +9,7 @@ once: the server answers the resend with ``status: "duplicate"`` (docs/protocol.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
 from typing import Final, Literal, TypeAlias
 
@@ -78,6 +78,7 @@ class Outbox:
     def __init__(self) -> None:
         self._pending: dict[str, JSONObject] = {}
         self._answers: OrderedDict[str, Answer] = OrderedDict()
+        self._waiting: Counter[str] = Counter()  # callers of result(), by command id
         # Sent on the current connection and not answered there, oldest first: the
         # server answers a connection's frames in the order it reads them, so an
         # ``error`` frame without an id (``too_large``, ``bad_json``) is the oldest's.
@@ -152,17 +153,20 @@ class Outbox:
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             self._ws = None  # the reader sees the close and reconnects; we resend then
 
-    def answered(self, answer: Answer) -> None:
-        """The server's answer to a pending command (an ack, or an error frame)."""
+    def answered(self, answer: Answer) -> bool:
+        """The server's answer to a pending command (an ack, or an error frame); whether
+        a caller of :meth:`result` is waiting for it (``True`` too if it is not ours, or
+        answered already: nothing is left unclaimed then)."""
         command_id = answer.id if isinstance(answer, Ack) else answer.command_id
         self._discard_in_flight(command_id)
         if self._pending.pop(command_id, None) is None:
-            return  # not ours, or answered already (a resend's second ack)
+            return True  # not ours, or answered already (a resend's second ack)
         self._answers[command_id] = answer
         while len(self._answers) > _KEPT_ANSWERS:
             self._answers.popitem(last=False)
         self._changed.set()
         self._changed = trio.Event()
+        return self._waiting[command_id] > 0
 
     async def result(self, command_id: str) -> Ack:
         """The server's ack for *command_id*, waiting across reconnects if need be.
@@ -175,10 +179,16 @@ class Outbox:
 
         Cancellation: safe; the answer stays available.
         """
-        while command_id not in self._answers:
-            if command_id not in self._pending:
-                raise KeyError(command_id)
-            await self._changed.wait()
+        self._waiting[command_id] += 1
+        try:
+            while command_id not in self._answers:
+                if command_id not in self._pending:
+                    raise KeyError(command_id)
+                await self._changed.wait()
+        finally:
+            self._waiting[command_id] -= 1
+            if not self._waiting[command_id]:
+                del self._waiting[command_id]
         answer = self._answers.pop(command_id)
         if isinstance(answer, CommandError):
             raise answer

@@ -18,7 +18,7 @@ import trio
 
 from sessions import JSONObject
 
-from ._errors import ClientError
+from ._errors import ClientError, describe_error
 from ._link import DEFAULT_BACKOFF, Backoff, Link
 from ._outbox import Ack, Outbox
 from ._rest import base_url, session_ws_url
@@ -180,6 +180,16 @@ async def open_session(
         except ClientError as error:
             failure = error
             cancel.cancel()  # the body ends; the error leaves the ``async with``
+        except Exception as error:  # not Cancelled or KeyboardInterrupt: BaseExceptions
+            # An answer the link cannot read (a body that does not decode, a malformed
+            # value): the protocol is not being spoken, which reconnecting cannot fix.
+            failure = ClientError(
+                "bad_response",
+                f"unexpected answer from the server: {describe_error(error)}"
+                f" ({type(error).__name__})",
+            )
+            failure.__cause__ = error
+            cancel.cancel()
 
     async with send, receive, trio.open_nursery() as nursery:
         nursery.start_soon(run_link, nursery.cancel_scope)
@@ -219,8 +229,9 @@ async def connect(
         buffer: events held for :meth:`Session.events` before the link waits.
 
     Raises:
-        ClientError: on leaving, if the server refused us (token, session) or stayed
-            unreachable for ``backoff.attempts`` tries; that failure cancels the body.
+        ClientError: on leaving, if the server refused us (token, session), stayed
+            unreachable for ``backoff.attempts`` tries, or answered what is not the
+            protocol (``bad_response``); that failure cancels the body.
     """
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base_url(url), headers=headers, timeout=30) as http:

@@ -4,7 +4,9 @@ The link reports, in this order for each connection: :class:`Connecting`, then
 (after catching up over REST and opening the WebSocket) :class:`Connected` the
 first time or :class:`Resumed` after a reconnect; when it drops,
 :class:`Reconnecting` with the reason and the pause before the next try.
-:class:`ServerError` is an ``error`` frame that answered no command of ours.
+:class:`ServerError` is an ``error`` frame that answered no command of ours, or
+answered one nobody waits for (a command queued without waiting for its ack): then
+it names the command.
 """
 
 from __future__ import annotations
@@ -47,11 +49,15 @@ class Reconnecting:
 
 @attrs.frozen
 class ServerError:
-    """An ``error`` frame about no command of ours (docs/protocol.md §7); the
-    connection stays usable."""
+    """An ``error`` frame (docs/protocol.md §7) about no command of ours, or about
+    *command_id* when no caller waits for that command's answer (it was queued with
+    ``enqueue`` and its ack not asked for yet). The connection stays usable, except
+    after a handshake error (``bad_hello``, ``unauthorized``, ``not_found``), which
+    then ends the session as :class:`~server.client.ClientError`."""
 
     code: str
     message: str
+    command_id: str | None = None
 
 
 Status: TypeAlias = Connecting | Connected | Resumed | Reconnecting | ServerError
