@@ -330,6 +330,7 @@ class ChatClient:
                     name,
                     arguments,
                     lambda: self.workspace.execute(name, arguments, stop=stop),
+                    note=lambda text: self.renderer.note(text, "yellow"),
                 )
             except ToolFailure as error:
                 return base | {"error": str(error)}

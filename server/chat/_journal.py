@@ -18,18 +18,37 @@ it, the oldest turns are dropped first (they can no longer be undone), which may
 be the current turn itself when one turn alone exceeds the bound.
 
 All methods do blocking file I/O: call them in a worker thread. A lock serialises
-them within the process; two clients on one workspace share the index
-(read-modify-write, replaced atomically), so the last writer wins.
+them within the process; two clients on one workspace share the index: each
+load-modify-save (recording an entry, undoing) holds an exclusive ``flock`` on
+``journal/lock``, re-reads the index under it and replaces it atomically, so no
+client's entries are lost. A blob is deleted only when no entry of that re-read
+index references it (and, if it was never referenced, once it is an hour old: it
+may be another client's pending pre-image).
+
+The index is not trusted (the agent's shell commands can rewrite it; the file tools
+refuse the state folder): on load, an entry whose path is not a normal relative path
+outside ``.agent-runtime``, whose digest is not a sha256, or whose mode is not
+``0..0o7777`` is dropped with a note. Before changing anything, ``/undo`` checks
+that no directory on each path is a symlink and that every needed blob exists with
+its sha256; it checks the path again right before each change. State folders
+(``.agent-runtime``, ``journal``, ``blobs``) that are symlinks or not directories
+turn journaling off for the run (one note); they are never followed. Notes collect
+in :meth:`Journal.take_notes` (:func:`journaled` hands them to its *note*).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
+import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Literal, TypeAlias, TypeVar
 
@@ -39,9 +58,11 @@ import trio
 from sessions import JSON, JSONObject
 
 from ._command import ToolFailure
-from ._paths import STATE_DIR, ConfinedRoot, state_dir
+from ._paths import STATE_DIR, ConfinedRoot, in_state_dir, state_dir
 
 MAX_JOURNAL_BYTES: Final = 50 * 1024 * 1024
+ORPHAN_GRACE: Final = 3600.0  # seconds an unreferenced blob is kept (another client's pending)
+_DIGEST: Final = re.compile(r"[0-9a-f]{64}")
 JOURNAL_DIR: Final = Path(STATE_DIR) / "journal"
 JOURNALED_TOOLS: Final = frozenset(
     {"write_file", "apply_diff", "create_directory", "delete_file", "move_file"}
@@ -122,14 +143,34 @@ class Journal:
         self.session_id = session_id
         self.max_bytes = max_bytes
         self.dir = workspace.root / JOURNAL_DIR
+        self.off: str | None = None  # why journaling is off for this run (a state folder)
         self._lock = threading.Lock()
+        self._notes_lock = threading.Lock()
+        self._notes: list[str] = []
+        self._noted: set[str] = set()
+
+    def take_notes(self) -> list[str]:
+        """The warnings collected since the last call (each distinct one once per run)."""
+        with self._notes_lock:
+            notes, self._notes = self._notes, []
+        return notes
+
+    def _note(self, text: str) -> None:
+        with self._notes_lock:
+            if text not in self._noted:
+                self._noted.add(text)
+                self._notes.append(text)
 
     # -- recording -------------------------------------------------------------------
 
     def before(self, turn_id: str, call_id: str, tool: str, args: JSONObject) -> Pending | None:
         """Record the pre-image of what *tool* with *args* may change; ``None``: nothing to.
 
-        A call whose paths are invalid is not journaled (the tool refuses it anyway).
+        A call whose paths are invalid is not journaled (the tool refuses it anyway),
+        nor is any call while journaling is off.
+
+        Raises:
+            OSError: the pre-image could not be read or stored (see :func:`journaled`).
         """
         if tool not in JOURNALED_TOOLS:
             return None
@@ -137,42 +178,63 @@ class Journal:
             paths = touched_paths(self.workspace, tool, args)
         except (ToolFailure, KeyError):
             return None
+        rels = [self._rel(p) for p in paths]
+        if any(in_state_dir(rel) for rel in rels):
+            return None  # the tools refuse the state folder
         with self._lock:
-            before = tuple((self._rel(p), self._snapshot(p, keep=True)) for p in paths)
+            if not self._state_dirs(create=True):
+                return None
+            before = tuple((rel, self._snapshot(self._root(rel), keep=True)) for rel in rels)
         return Pending(turn_id, call_id, tool, before)
 
     def after(self, pending: Pending) -> None:
-        """Record the post-image of *pending*'s paths and store the entry (bounding the size)."""
+        """Record the post-image of *pending*'s paths and store the entry (bounding the size).
+
+        Raises:
+            OSError: the post-image could not be read or the index not written.
+        """
         with self._lock:
+            if not self._state_dirs(create=True):
+                return
             changes = tuple(
                 Change(rel, node, after)
                 for rel, node in pending.before
-                if (after := self._snapshot(self.workspace.root / rel, keep=False)).same_as
-                != node.same_as
+                if (after := self._snapshot(self._root(rel), keep=False)).same_as != node.same_as
             )
             if not changes:
                 return
-            turns = self._load()
-            entry = Entry(pending.call_id, pending.tool, changes)
-            for index, turn in enumerate(turns):
-                if turn.turn_id == pending.turn_id:
-                    turns[index] = attrs.evolve(turn, entries=(*turn.entries, entry))
-                    break
-            else:
-                turns.append(Turn(pending.turn_id, self.session_id, (entry,)))
-            while turns and self._size(turns) > self.max_bytes:
-                turns.pop(0)  # the oldest turn first
-            self._save(turns)
+            with self._exclusive():
+                turns = self._load()  # re-read under the lock: other clients' entries stay
+                previous = _digests(turns)
+                entry = Entry(pending.call_id, pending.tool, changes)
+                for index, turn in enumerate(turns):
+                    if turn.turn_id == pending.turn_id:
+                        turns[index] = attrs.evolve(turn, entries=(*turn.entries, entry))
+                        break
+                else:
+                    turns.append(Turn(pending.turn_id, self.session_id, (entry,)))
+                while turns and self._size(turns) > self.max_bytes:
+                    turns.pop(0)  # the oldest turn first
+                self._save(turns, previous)
 
     # -- reading ---------------------------------------------------------------------
 
     def turns(self) -> list[Turn]:
-        """This session's journaled turns, oldest first."""
+        """This session's journaled turns, oldest first (none while journaling is off)."""
         with self._lock:
+            if not self._state_dirs(create=False):
+                return []
             return [t for t in self._load() if t.session_id == self.session_id]
 
     def blob(self, node: Node) -> bytes:
-        return (self.dir / "blobs" / node.digest).read_bytes()
+        """The stored bytes of *node* (a file's, a link target's).
+
+        Raises:
+            OSError: the blob is missing, or damaged (its sha256 is not *node*'s digest).
+        """
+        if not self._state_dirs(create=False):
+            raise OSError(f"the undo journal is off: {self.off}")
+        return self._blob(node.digest)
 
     def originals(self) -> dict[str, Node]:
         """Every path this session's agent changed, with what it was before the first change."""
@@ -184,8 +246,21 @@ class Journal:
         return first
 
     def current(self, rel: str) -> Node:
+        """What *rel* is now.
+
+        Raises:
+            OSError: it leads through a symlink (or cannot be read).
+        """
         with self._lock:
-            return self._snapshot(self.workspace.root / rel, keep=False)
+            return self._snapshot(self._confined(rel), keep=False)
+
+    def current_bytes(self, rel: str) -> bytes:
+        """The bytes of the file *rel* now, never through a symlink.
+
+        Raises:
+            OSError: missing, unreadable, a symlink, or through one.
+        """
+        return _read_nofollow(self._confined(rel))
 
     # -- undo ------------------------------------------------------------------------
 
@@ -193,33 +268,46 @@ class Journal:
         """Revert this session's newest *count* turns, newest call first.
 
         Raises:
-            UndoRefused: nothing to undo, or a path changed since the agent wrote it
-                (nothing is reverted then).
+            UndoRefused: nothing to undo, journaling is off, a path changed since the
+                agent wrote it or leads through a symlink, or a stored copy is missing
+                or damaged (nothing is reverted then).
+            OSError: reverting failed part-way (the message names the path).
         """
         with self._lock:
-            turns = self._load()
-            mine = [t for t in turns if t.session_id == self.session_id]
-            if not mine:
-                raise UndoRefused("nothing to undo: no file changes of this session are journaled")
-            undone = mine[-count:]
-            entries = [e for t in reversed(undone) for e in reversed(t.entries)]
-            self._check(entries)
-            lines: list[str] = []
-            for entry in entries:
-                lines.extend(self._revert(entry))
-            keep = {id(t) for t in undone}
-            self._save([t for t in turns if id(t) not in keep])
+            if not self._state_dirs(create=True):
+                raise UndoRefused(f"the undo journal is off for this run: {self.off}")
+            with self._exclusive():
+                turns = self._load()
+                mine = [t for t in turns if t.session_id == self.session_id]
+                if not mine:
+                    raise UndoRefused(
+                        "nothing to undo: no file changes of this session are journaled"
+                    )
+                undone = mine[-count:]
+                entries = [e for t in reversed(undone) for e in reversed(t.entries)]
+                blobs = self._check(entries)
+                lines: list[str] = []
+                for entry in entries:
+                    lines.extend(self._revert(entry, blobs))
+                keep = {id(t) for t in undone}
+                self._save([t for t in turns if id(t) not in keep], _digests(turns))
         return Reverted(tuple(t.turn_id for t in undone), tuple(lines))
 
-    def _check(self, entries: Sequence[Entry]) -> None:
-        """Refuse unless every path is as the agent left it, replaying the undo on paper."""
+    def _check(self, entries: Sequence[Entry]) -> dict[str, bytes]:
+        """Refuse unless every path is as the agent left it, replaying the undo on paper.
+
+        Returns the blobs the undo restores, by digest, each verified against its sha256.
+        """
         state: dict[str, Node] = {}
+        blobs: dict[str, bytes] = {}
         touched = {c.path for e in entries for c in e.changes}
         for entry in entries:
             for change in entry.changes:
-                now = state.get(change.path) or self._snapshot(
-                    self.workspace.root / change.path, keep=False
-                )
+                try:
+                    path = self._confined(change.path, state)
+                except OSError as error:
+                    raise UndoRefused(f"{error}; nothing was undone") from None
+                now = state.get(change.path) or self._snapshot(path, keep=False)
                 if now.same_as != change.after.same_as:
                     raise UndoRefused(
                         f"{change.path} changed since the agent wrote it "
@@ -233,32 +321,108 @@ class Journal:
                                 f"{change.path}/ now holds {child}, which the agent did not "
                                 "create; nothing was undone"
                             )
+                digest = change.before.digest
+                if change.before.kind in ("file", "link") and digest not in blobs:
+                    try:
+                        blobs[digest] = self._blob(digest)
+                    except OSError as error:
+                        raise UndoRefused(
+                            f"the saved copy of {change.path} cannot be used ({error}); "
+                            "nothing was undone"
+                        ) from None
                 state[change.path] = change.before
+        return blobs
 
-    def _revert(self, entry: Entry) -> Iterator[str]:
-        root = self.workspace.root
+    def _revert(self, entry: Entry, blobs: Mapping[str, bytes]) -> Iterator[str]:
         changes = sorted(entry.changes, key=lambda c: c.path.count("/"), reverse=True)
         for change in changes:  # remove what the agent made, deepest first
-            path = root / change.path
+            path = self._confined(change.path)  # again: the file system may have changed
             if change.after.kind == "dir" and change.before.kind != "dir":
                 path.rmdir()
             elif change.after.kind != "absent" and change.after.kind != "dir":
                 path.unlink()
         for change in reversed(changes):  # then put back what was there, shallowest first
-            path, before = root / change.path, change.before
+            path, before = self._confined(change.path), change.before
             if before.kind == "dir" and change.after.kind != "dir":
                 path.mkdir()
             elif before.kind == "file":
-                path.write_bytes(self.blob(before))
-                path.chmod(before.mode)
+                _create_nofollow(path, blobs[before.digest], before.mode)
             elif before.kind == "link":
-                os.symlink(self.blob(before).decode(), path)
+                os.symlink(os.fsdecode(blobs[before.digest]), path)
             yield _reverted_line(change)
 
-    # -- storage ---------------------------------------------------------------------
+    # -- paths -----------------------------------------------------------------------
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.workspace.root).as_posix()
+
+    def _root(self, rel: str) -> Path:
+        return self.workspace.root.joinpath(*rel.split("/"))
+
+    def _confined(self, rel: str, planned: Mapping[str, Node] | None = None) -> Path:
+        """The entry *rel* names, if no directory on the way is (or, per *planned*, will
+        be) a symlink: so it is inside the workspace whatever the file system holds.
+
+        Raises:
+            OSError: *rel* is not normal, is in the state folder, or leads through a symlink.
+        """
+        try:
+            path = self.workspace.stored(rel)
+        except ToolFailure as error:
+            raise OSError(str(error)) from None
+        if in_state_dir(rel):
+            raise OSError(f"{rel} is inside the client's state folder {STATE_DIR}/")
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            prefix = "/".join(parts[:depth])
+            node = (planned or {}).get(prefix)
+            kind = node.kind if node is not None else _kind(self._root(prefix))
+            if kind == "link":
+                raise OSError(f"{rel} leads through the symlink {prefix}")
+            if kind != "dir":
+                break  # nothing below it exists
+        return path
+
+    # -- storage ---------------------------------------------------------------------
+
+    def _state_dirs(self, *, create: bool) -> bool:
+        """Whether journaling is on: ``.agent-runtime``, ``journal`` and ``blobs`` are real
+        directories (or absent, unless *create*: then they are made, one at a time). A
+        symlink or a non-directory turns journaling off for the run, with one note."""
+        if self.off is not None:
+            return False
+        root = self.workspace.root
+        for path in (root / STATE_DIR, self.dir, self.dir / "blobs"):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    path.mkdir()  # never through a symlink: an existing one is "exists"
+            kind = _kind(path)
+            if kind == "absent" and not create:
+                return True  # nothing below exists either
+            if kind != "dir":
+                shown = path.relative_to(root).as_posix()
+                what = "a symlink" if kind == "link" else "not a directory"
+                self.off = f"{shown} is {what}"
+                self._note(
+                    f"[undo journal off for this run: {shown} is {what} (never followed); "
+                    "/undo and /diff are unavailable]"
+                )
+                return False
+        if create:
+            state_dir(root)  # its .gitignore
+        return True
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """An exclusive ``flock`` on ``journal/lock``: one client's load-modify-save at a time."""
+        fd = os.open(
+            self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _snapshot(self, path: Path, *, keep: bool) -> Node:
         """What *path* is now; with *keep*, its bytes are stored as a blob."""
@@ -267,50 +431,126 @@ class Journal:
         except FileNotFoundError:
             return Node("absent")
         if stat.S_ISLNK(info.st_mode):
-            data, kind = os.readlink(path).encode(), "link"
+            data, kind = os.fsencode(os.readlink(path)), "link"
         elif stat.S_ISDIR(info.st_mode):
             return Node("dir")
         else:
-            data, kind = path.read_bytes(), "file"
+            data, kind = _read_nofollow(path), "file"
         digest = hashlib.sha256(data).hexdigest()
         if keep:
             blob = self.dir / "blobs" / digest
-            if not blob.exists():
-                blob.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._blob(digest)
+                os.utime(blob, follow_symlinks=False)  # fresh: not an old orphan to delete
+            except OSError:  # missing or damaged
+                with contextlib.suppress(FileNotFoundError):
+                    blob.unlink()
                 _write_atomic(blob, data)
         mode = stat.S_IMODE(info.st_mode) if kind == "file" else 0
         return Node("file" if kind == "file" else "link", digest, mode)
 
+    def _blob(self, digest: str) -> bytes:
+        if not _DIGEST.fullmatch(digest):
+            raise OSError(f"{digest!r} is not a sha256 digest")
+        try:
+            data = _read_nofollow(self.dir / "blobs" / digest)
+        except FileNotFoundError:
+            raise OSError(f"journal blob {digest[:12]} is missing") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise OSError(f"journal blob {digest[:12]} is damaged (its sha256 differs)")
+        return data
+
     def _children(self, rel: str) -> list[str]:
         try:
-            names = sorted(os.listdir(self.workspace.root / rel))
+            names = sorted(os.listdir(self._root(rel)))
         except OSError:
             return []
         return [f"{rel}/{name}" for name in names]
 
     def _size(self, turns: Iterable[Turn]) -> int:
-        digests = {
-            c.before.digest for t in turns for e in t.entries for c in e.changes if c.before.digest
-        }
-        return sum(_file_size(self.dir / "blobs" / d) for d in digests)
+        return sum(_file_size(self.dir / "blobs" / d) for d in _digests(turns) if d)
 
     def _load(self) -> list[Turn]:
         try:
-            data: JSON = json.loads((self.dir / "index.json").read_text())
-        except (OSError, ValueError):
+            data: JSON = json.loads(_read_nofollow(self.dir / "index.json"))
+        except FileNotFoundError:
             return []
-        return [_turn(t) for t in _objects(data.get("turns") if isinstance(data, dict) else None)]
+        except (OSError, ValueError) as error:
+            self._note(f"[undo journal: index.json is unreadable ({error}); starting afresh]")
+            return []
+        raw = data.get("turns") if isinstance(data, dict) else None
+        turns: list[Turn] = []
+        for item in _objects(raw):
+            turn = self._turn(item)
+            if turn is not None:
+                turns.append(turn)
+        return turns
 
-    def _save(self, turns: list[Turn]) -> None:
-        state_dir(self.dir.parent.parent)  # with its .gitignore
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def _turn(self, raw: JSONObject) -> Turn | None:
+        """*raw* from the index, without the entries that fail validation (noted)."""
+        turn_id, session_id = raw.get("turn_id"), raw.get("session_id")
+        if not isinstance(turn_id, str) or not isinstance(session_id, str):
+            self._note("[undo journal: dropped a malformed turn of index.json]")
+            return None
+        entries: list[Entry] = []
+        items = _objects(raw.get("entries"))
+        for item in items:
+            try:
+                entries.append(self._entry(item))
+            except ValueError as error:
+                self._note(
+                    f"[undo journal: dropped call {item.get('call_id')!r} of turn {turn_id!r} "
+                    f"from index.json: {error}; /undo will not revert it]"
+                )
+        if items and not entries:
+            return None  # nothing of it is left to undo
+        return Turn(turn_id, session_id, tuple(entries))
+
+    def _entry(self, raw: JSONObject) -> Entry:
+        call_id, tool, changes = raw.get("call_id"), raw.get("tool"), raw.get("changes")
+        if not isinstance(call_id, str) or not isinstance(tool, str):
+            raise ValueError("call_id and tool must be strings")
+        if not isinstance(changes, list):
+            raise ValueError("changes must be a list")
+        parsed: list[Change] = []
+        for change in changes:
+            if not isinstance(change, dict):
+                raise ValueError("a change must be an object")
+            path = change.get("path")
+            if not isinstance(path, str):
+                raise ValueError("a path must be a string")
+            try:
+                self.workspace.stored(path)
+            except ToolFailure as error:
+                raise ValueError(str(error)) from None
+            if in_state_dir(path):
+                raise ValueError(f"{path!r} is inside the client's state folder {STATE_DIR}/")
+            parsed.append(Change(path, _node(change.get("before")), _node(change.get("after"))))
+        return Entry(call_id, tool, tuple(parsed))
+
+    def _save(self, turns: list[Turn], previous: set[str]) -> None:
+        """Write the index; delete the blobs it no longer references.
+
+        *previous* are the digests of the index as re-read under the lock: a blob only
+        they referenced is deleted now, one never referenced once it is
+        :data:`ORPHAN_GRACE` old (it may be another client's pending pre-image).
+        """
         index = {"version": 1, "turns": [attrs.asdict(t) for t in turns]}
         _write_atomic(self.dir / "index.json", json.dumps(index).encode())
-        used = {c.before.digest for t in turns for e in t.entries for c in e.changes}
+        used = _digests(turns)
         blobs = self.dir / "blobs"
-        for blob in blobs.iterdir() if blobs.is_dir() else ():
-            if blob.name not in used:
-                blob.unlink(missing_ok=True)
+        now = time.time()
+        for name in os.listdir(blobs):
+            if name in used:
+                continue
+            path = blobs / name
+            try:
+                old = now - path.lstat().st_mtime > ORPHAN_GRACE
+            except OSError:
+                continue
+            if name in previous or old:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
 
 async def journaled(
@@ -320,21 +560,42 @@ async def journaled(
     tool: str,
     args: JSONObject,
     run: Callable[[], Awaitable[_T]],
+    *,
+    note: Callable[[str], object] | None = None,
 ) -> _T:
     """``await run()`` (the tool call), its file changes journaled before and after.
+
+    Journaling never fails the call: an OSError while recording skips journaling it
+    (the tool still runs and answers as usual), with a note. The journal's notes go
+    to *note* (the terminal), if given.
 
     Cancellation: the post-image is recorded anyway (shielded), since the call's
     file operation completes even when cancelled.
     """
     if journal is None or turn_id is None:
         return await run()
-    pending = await trio.to_thread.run_sync(journal.before, turn_id, call_id, tool, args)
+    pending: Pending | None = None
+    try:
+        pending = await trio.to_thread.run_sync(journal.before, turn_id, call_id, tool, args)
+    except OSError as error:
+        journal._note(f"[{tool} not journaled: {error}; /undo cannot revert it]")
+    _flush(journal, note)
     try:
         return await run()
     finally:
         if pending is not None:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(journal.after, pending)
+                try:
+                    await trio.to_thread.run_sync(journal.after, pending)
+                except OSError as error:
+                    journal._note(f"[{tool} not journaled: {error}; /undo cannot revert it]")
+                _flush(journal, note)
+
+
+def _flush(journal: Journal, note: Callable[[str], object] | None) -> None:
+    for text in journal.take_notes():
+        if note is not None:
+            note(text)
 
 
 def touched_paths(workspace: ConfinedRoot, tool: str, args: JSONObject) -> list[Path]:
@@ -396,52 +657,80 @@ def _reverted_line(change: Change) -> str:
 
 def _file_size(path: Path) -> int:
     try:
-        return path.stat().st_size
+        return path.lstat().st_size
     except OSError:
         return 0
 
 
+def _digests(turns: Iterable[Turn]) -> set[str]:
+    return {c.before.digest for t in turns for e in t.entries for c in e.changes}
+
+
+def _kind(path: Path) -> NodeKind:
+    """What *path* is, symlinks not followed (a missing or non-directory parent: absent)."""
+    try:
+        info = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return "absent"
+    if stat.S_ISLNK(info.st_mode):
+        return "link"
+    return "dir" if stat.S_ISDIR(info.st_mode) else "file"
+
+
+def _read_nofollow(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        return file.read()
+
+
+def _create_nofollow(path: Path, data: bytes, mode: int) -> None:
+    """A new file *path* (never through a symlink) with *data* and permission bits *mode*."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+        os.fchmod(file.fileno(), mode)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_bytes(data)
-    os.replace(temp, path)
+    """*path* replaced by *data* via a fresh temporary file (created exclusively)."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def _node(raw: JSON) -> Node:
-    value = raw if isinstance(raw, dict) else {}
-    digest, mode = value.get("digest"), value.get("mode")
+    """A node of the index, validated.
+
+    Raises:
+        ValueError: an unknown kind, a digest that is not a sha256 (for a file or a
+            link; empty otherwise), or a mode outside ``0..0o7777``.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError("a node must be an object")
+    digest, mode = raw.get("digest", ""), raw.get("mode", 0)
     kind: NodeKind
-    match value.get("kind"):
-        case "file":
-            kind = "file"
-        case "dir":
-            kind = "dir"
-        case "link":
-            kind = "link"
-        case _:
-            kind = "absent"
-    return Node(
-        kind, digest if isinstance(digest, str) else "", mode if isinstance(mode, int) else 0
-    )
+    match raw.get("kind"):
+        case "absent" | "file" | "dir" | "link" as known:
+            kind = known
+        case other:
+            raise ValueError(f"unknown kind {other!r}")
+    if not isinstance(digest, str) or not (
+        _DIGEST.fullmatch(digest) if kind in ("file", "link") else digest == ""
+    ):
+        raise ValueError(f"invalid digest {digest!r}")
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+        raise ValueError(f"invalid mode {mode!r}")
+    return Node(kind, digest, mode)
 
 
 def _objects(raw: JSON) -> list[JSONObject]:
     return [item for item in raw if isinstance(item, dict)] if isinstance(raw, list) else []
-
-
-def _turn(raw: JSONObject) -> Turn:
-    entries = tuple(
-        Entry(
-            str(e.get("call_id")),
-            str(e.get("tool")),
-            tuple(
-                Change(str(c.get("path")), _node(c.get("before")), _node(c.get("after")))
-                for c in _objects(e.get("changes"))
-            ),
-        )
-        for e in _objects(raw.get("entries"))
-    )
-    return Turn(str(raw.get("turn_id")), str(raw.get("session_id")), entries)
 
 
 __all__ = [

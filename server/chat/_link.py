@@ -31,10 +31,11 @@ from server.client import (
     Connecting,
     Reconnecting,
     Resumed,
+    ServerBusy,
     ServerError,
     Status,
-    error_body,
     open_session,
+    raise_for_status,
 )
 from sessions import JSONObject
 
@@ -43,10 +44,6 @@ from ._state import ChatState
 
 class ChatError(Exception):
     """A failure the client cannot recover from (bad token, unknown session, server gone)."""
-
-
-class ServerBusy(httpx.TransportError):
-    """The server answered 5xx or 429: it is there, but waiting (and retrying) may help."""
 
 
 class Outbox:
@@ -167,8 +164,10 @@ class Link:
                 self.notify(
                     f"[connection lost; reconnecting… ({reason}); next try in {delay:.2g} s]"
                 )
-            case ServerError(code=code, message=message):
+            case ServerError(code=code, message=message, command_id=None):
                 self.notify(f"[server error {code}: {message}]")
+            case ServerError(code=code, message=message, command_id=command_id):
+                self.notify(f"[server error {code} for command {command_id}: {message}]")
             case _:
                 assert_never(status)
 
@@ -201,22 +200,13 @@ def check_response(response: httpx.Response, session_id: str | None = None) -> N
     Raises:
         ChatError: authentication failed, unknown session, or another client error.
         ServerBusy: a 5xx or 429 answer (the server may come back, or want us
-            slower); a transport error, so the link retries it.
+            slower); the library's, a transport error, so the link retries it.
     """
-    status = response.status_code
-    if status < 400:
-        return
-    code, message = error_body(response)
-    tag = f"HTTP {status} {code}" if code else f"HTTP {status}"
-    if status == 401:
-        raise ChatError(
-            f"the server refused the token ({tag}: {message or 'unauthorized'}); "
-            "check --token or $AGENT_RUNTIME_TOKEN"
-        )
-    if status == 404 and session_id is not None:
-        raise ChatError(
-            f"no session {session_id!r} for this token ({tag}); omit --session to start a new one"
-        )
-    if status >= 500 or status == 429:
-        raise ServerBusy(f"{message or response.reason_phrase} ({tag})")
-    raise ChatError(f"{message or response.reason_phrase or 'request refused'} ({tag})")
+    try:
+        raise_for_status(response, session_id)
+    except ClientError as error:
+        raise ChatError(_in_words(error)) from None
+
+
+# ServerBusy is the library's, named here too: what check_response raises to retry.
+__all__ = ["ChatError", "EventHandler", "Link", "Notify", "Outbox", "ServerBusy", "check_response"]

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Final, TextIO
+from typing import TextIO
 
 import httpx
 import trio
@@ -41,6 +40,7 @@ from ._ndjson import NdjsonRenderer
 from ._options import (
     EXIT_FAILED,
     EXIT_USAGE,
+    SESSION_ID,
     TOKEN_ENV,
     URL_ENV,
     ChatOptions,
@@ -52,9 +52,6 @@ from ._options import (
 from ._render import Renderer, terminal_renderer
 from ._text import visible_block
 from ._tools import Workspace
-
-# What the server's ids look like; anything else would be spliced into URL paths.
-_SESSION_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
 async def run_chat(argv: Sequence[str]) -> int:
@@ -134,7 +131,7 @@ async def _chat(
         return EXIT_USAGE
     try:
         base = http_url(options.url)
-        if options.session is not None and not _SESSION_ID.fullmatch(options.session):
+        if options.session is not None and not SESSION_ID.fullmatch(options.session):
             raise UsageError(f"--session {options.session!r} is not a session id (ses_...)")
         if workspace is None:
             workspace = Workspace(

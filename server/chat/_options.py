@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Literal, TypeAlias
@@ -18,6 +19,9 @@ DEFAULT_URL: Final = "http://127.0.0.1:8765"
 TOKEN_ENV: Final = "AGENT_RUNTIME_TOKEN"
 URL_ENV: Final = "AGENT_RUNTIME_URL"
 COMMAND_TIMEOUT_ENV: Final = "AGENT_RUNTIME_COMMAND_TIMEOUT"
+# What --session and /session accept as a session id (the server's look like this);
+# anything else would be spliced into URL paths.
+SESSION_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1  # the turn did not complete, or the client could not go on

@@ -7,6 +7,7 @@ escape either. Refusals raise :class:`ToolFailure` (the LLM reads them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import re
@@ -51,6 +52,28 @@ class ConfinedRoot:
         head, tail = posixpath.split(normal)
         return self.resolve(head or ".", key) / tail
 
+    def stored(self, rel: str) -> Path:
+        """The entry a stored workspace-relative POSIX path names (the undo journal's).
+
+        Nothing is normalised: *rel* must already be normal (relative, no empty, ``.``
+        or ``..`` components, not the root itself), so ``root / rel`` is lexically
+        inside the root. Whether a directory on the way is a symlink now is for the
+        caller to check when it uses the path (the file system changes).
+
+        Raises:
+            ToolFailure: *rel* is not such a path.
+        """
+        if (
+            not rel
+            or "\x00" in rel
+            or rel.startswith("/")
+            or rel in (".", "..")
+            or rel.startswith("../")
+            or posixpath.normpath(rel) != rel
+        ):
+            raise ToolFailure(f"{rel!r} is not a normal path inside the workspace")
+        return self.root.joinpath(*rel.split("/"))
+
     def relative(self, path: Path) -> str:
         """*path* as the workspace-relative POSIX text a tool argument would use."""
         try:
@@ -85,6 +108,14 @@ def state_dir(root: Path) -> Path:
     folder = root / STATE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     ignore = folder / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# agent-runtime chat: history and undo journal\n*\n", encoding="utf-8")
+    if not os.path.lexists(ignore):  # never through a symlink planted there
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as file:
+                file.write(b"# agent-runtime chat: history and undo journal\n*\n")
     return folder
+
+
+def in_state_dir(rel: str) -> bool:
+    """Whether the workspace-relative POSIX path *rel* is the state folder or inside it."""
+    return rel.split("/", 1)[0].casefold() == STATE_DIR

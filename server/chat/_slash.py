@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final, TypeAlias
@@ -29,6 +28,8 @@ from sessions import JSON, JSONObject
 from ._diff import unified_diff
 from ._input import Decider
 from ._journal import Journal, Node, UndoRefused
+from ._link import ChatError, ServerBusy, check_response
+from ._options import SESSION_ID
 from ._render import Renderer
 from ._text import plural, visible
 
@@ -62,7 +63,6 @@ INPUT_HELP: Final = (
     "Tab completes commands, agent names and paths; Up/Down recall earlier lines; "
     "// sends a message starting with /."
 )
-_SESSION_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
 @attrs.frozen
@@ -264,15 +264,23 @@ class SlashCommands:
         self.renderer.note("(* this session; /session ID to continue another)", "dim")
 
     async def _session(self, session_id: str) -> Outcome:
-        if not _SESSION_ID.fullmatch(session_id):
+        if not SESSION_ID.fullmatch(session_id):
             self.renderer.note("usage: /session ID (see /sessions)", "yellow")
-        elif session_id == self.session_id:
+            return Handled()
+        if session_id == self.session_id:
             self.renderer.note(f"[already in session {session_id}]")
-        elif (await self.http.get(f"/v1/sessions/{session_id}")).status_code == 404:
+            return Handled()
+        response = await self.http.get(f"/v1/sessions/{session_id}")
+        if response.status_code == 404:
             self.renderer.note(f"! no session {visible(session_id)} (see /sessions)", "red")
-        else:
-            return SwitchSession(session_id)
-        return Handled()
+            return Handled()
+        try:  # any other refusal: stay here (switching would end the client)
+            check_response(response, session_id)
+        except (ChatError, ServerBusy) as error:
+            shown = visible(str(error))
+            self.renderer.note(f"! /session {visible(session_id)} failed: {shown}", "red")
+            return Handled()
+        return SwitchSession(session_id)
 
     async def _undo(self, arg: str) -> None:
         if self.journal is None:
@@ -284,15 +292,24 @@ class SlashCommands:
         try:
             reverted = await trio.to_thread.run_sync(self.journal.undo, int(arg or "1"))
         except UndoRefused as error:
-            self.renderer.note(f"! /undo refused: {error}", "red")
+            self.renderer.note(f"! /undo refused: {visible(str(error))}", "red")
             return
-        except OSError as error:
-            self.renderer.note(f"! /undo failed: {error}", "red")
+        except (OSError, OverflowError) as error:
+            self.renderer.note(f"! /undo failed: {visible(str(error))}", "red")
             return
+        finally:
+            self._journal_notes()
         turns = plural(len(reverted.turns), "turn")
-        self.renderer.note(f"[undid the file changes of {turns}: {', '.join(reverted.turns)}]")
+        shown = visible(", ".join(reverted.turns))
+        self.renderer.note(f"[undid the file changes of {turns}: {shown}]")
         for line in reverted.lines:
-            self.renderer.note(f"  {line}")
+            self.renderer.note(f"  {visible(line)}")
+
+    def _journal_notes(self) -> None:
+        """The journal's warnings (a dropped index entry, journaling turned off)."""
+        if self.journal is not None:
+            for text in self.journal.take_notes():
+                self.renderer.note(visible(text), "yellow")
 
     async def _diff(self) -> None:
         if self.journal is None:
@@ -300,7 +317,16 @@ class SlashCommands:
             return
         journal = self.journal
         git = _in_git(journal.workspace.root)
-        diffs = await trio.to_thread.run_sync(lambda: session_diff(journal, git=git))
+        try:
+            diffs = await trio.to_thread.run_sync(lambda: session_diff(journal, git=git))
+        except (OSError, OverflowError) as error:
+            self.renderer.note(f"! /diff failed: {visible(str(error))}", "red")
+            return
+        finally:
+            self._journal_notes()
+        if journal.off is not None:
+            self.renderer.note(f"! /diff: the undo journal is off for this run: {journal.off}")
+            return
         if not diffs:
             self.renderer.note("[the agent changed no files in this session (or /undo undid it)]")
             return
@@ -378,6 +404,9 @@ def session_diff(journal: Journal, *, git: bool) -> list[str]:
     """A unified diff per path the agent changed this session: first pre-image → now.
 
     Blocking (reads files): call it in a thread.
+
+    Raises:
+        OSError: a stored copy is missing or damaged, or a file cannot be read.
     """
     out: list[str] = []
     for rel, before in sorted(journal.originals().items()):
@@ -405,7 +434,7 @@ def _text(journal: Journal, rel: str, node: Node, *, now: bool) -> str | None:
         return ""
     if node.kind == "link":
         return f"(symlink) {journal.blob(node).decode(errors='replace')}\n" if not now else ""
-    data = (journal.workspace.root / rel).read_bytes() if now else journal.blob(node)
+    data = journal.current_bytes(rel) if now else journal.blob(node)
     if b"\x00" in data[:8192]:
         return None
     return data.decode("utf-8", errors="replace")
@@ -418,7 +447,10 @@ def _in_git(root: Path) -> bool:
 def _when(value: JSON) -> str:
     if not isinstance(value, int | float):
         return "?"
-    return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M")
+    try:
+        return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):  # out of range, or NaN
+        return "?"
 
 
 __all__ = [

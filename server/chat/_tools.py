@@ -40,7 +40,7 @@ from sessions import JSON, JSONObject
 
 from ._command import KILL_GRACE, MAX_OUTPUT, ToolFailure, run_command
 from ._diff import changed_lines, unified_diff
-from ._paths import ConfinedRoot
+from ._paths import STATE_DIR, ConfinedRoot, in_state_dir
 from ._text import plural
 
 DEFAULT_TIMEOUT: Final = 60.0
@@ -101,6 +101,24 @@ class Workspace(ConfinedRoot):
             "delete_file": self._delete_file,
             "move_file": self._move_file,
         }
+
+    def resolve(self, value: str, key: str = "path") -> Path:
+        """Like :meth:`ConfinedRoot.resolve`, refusing the client's own state folder too."""
+        return self._outside_state(super().resolve(value, key), value, key)
+
+    def entry(self, value: str, key: str = "path") -> Path:
+        """Like :meth:`ConfinedRoot.entry`, refusing the client's own state folder too."""
+        return self._outside_state(super().entry(value, key), value, key)
+
+    def _outside_state(self, path: Path, value: str, key: str) -> Path:
+        """*path*, unless it is in ``.agent-runtime/`` (history and undo journal: not the
+        agent's to change; a tampered journal would make ``/undo`` write anywhere)."""
+        if path != self.root and in_state_dir(path.relative_to(self.root).as_posix()):
+            raise ToolFailure(
+                f"{key} {value!r} is inside {STATE_DIR}/, the client's own state folder "
+                "(chat history and undo journal); tools may not read or change it"
+            )
+        return path
 
     async def execute(
         self, name: str, arguments: JSONObject, *, stop: trio.Event | None = None

@@ -11,6 +11,7 @@ import httpx
 import pytest
 import trio
 
+from server import client
 from server.chat import ChatOptions, UsageError, chat_parser, options_from_args, run_chat
 from server.chat._link import ChatError, ServerBusy, check_response
 from server.client import describe_error
@@ -68,6 +69,15 @@ def test_http_errors_worth_waiting_for_are_retryable() -> None:
         check_response(httpx.Response(429, json=busy))
     with pytest.raises(httpx.TransportError, match=r"Bad Gateway \(HTTP 502\)"):
         check_response(httpx.Response(502, text="<html>"))
+
+
+def test_the_chat_checks_answers_with_the_librarys_check() -> None:
+    assert ServerBusy is client.ServerBusy  # one class: whatever retries one retries both
+    with pytest.raises(ChatError) as info:
+        check_response(httpx.Response(404, json={"error": {"code": "not_found"}}), "ses_x")
+    assert str(info.value) == (
+        "no session 'ses_x' for this token (HTTP 404 not_found); omit --session to start a new one"
+    )
 
 
 def test_an_error_is_described_once() -> None:

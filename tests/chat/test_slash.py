@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 from pathlib import Path
 
 import httpx
@@ -19,6 +21,7 @@ from server.chat._slash import (
     SlashCommands,
     StartedTurn,
     SwitchSession,
+    _when,
     message_text,
     parse,
 )
@@ -167,3 +170,62 @@ async def test_undo_and_diff_through_the_dispatcher(fx: Fixture) -> None:
     assert "no files" in await fx.run("/diff")
     assert "nothing to undo" in await fx.run("/undo")
     assert "usage: /undo [N]" in await fx.run("/undo zero")
+
+
+async def test_session_stays_here_when_the_server_refuses_or_fails(fx: Fixture) -> None:
+    def refusing(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/sessions/ses_locked":
+            body = {"error": {"code": "forbidden", "message": "not yours"}}
+            return httpx.Response(403, json=body)
+        if request.url.path == "/v1/sessions/ses_busy":
+            return httpx.Response(503, json={"error": {"code": "draining", "message": "later"}})
+        return httpx.Response(401, json={"error": {"code": "unauthorized", "message": "expired"}})
+
+    fx.slash.http = httpx.AsyncClient(transport=httpx.MockTransport(refusing), base_url="http://x")
+    for session_id, shown in [
+        ("ses_locked", "not yours (HTTP 403 forbidden)"),
+        ("ses_busy", "later (HTTP 503 draining)"),
+        ("ses_other", "the server refused the token (HTTP 401 unauthorized: expired)"),
+    ]:
+        assert await fx.slash.run(Parsed("/session", session_id)) == Handled()
+        assert f"! /session {session_id} failed: {shown}" in fx.out.getvalue()
+
+
+async def journal_a_write(fx: Fixture) -> None:
+    (fx.workspace.root / "f.txt").write_text("before\n")
+    args: JSONObject = {"path": "f.txt", "content": "after\n"}
+    await journaled(
+        fx.journal, "t1", "c1", "write_file", args, lambda: fx.workspace.execute("write_file", args)
+    )
+
+
+async def test_diff_and_undo_report_a_damaged_journal_in_one_line(fx: Fixture) -> None:
+    await journal_a_write(fx)
+    blobs = fx.journal.dir / "blobs"
+    for name in os.listdir(blobs):
+        (blobs / name).unlink()
+    shown = await fx.run("/diff")
+    assert shown.startswith("! /diff failed: ") and shown.count("\n") == 1
+    assert "Traceback" not in shown
+    shown = await fx.run("/undo")
+    assert "! /undo refused: the saved copy of f.txt cannot be used" in shown
+    assert (fx.workspace.root / "f.txt").read_text() == "after\n"
+
+
+async def test_undo_drops_an_entry_with_an_impossible_mode_and_says_so(fx: Fixture) -> None:
+    await journal_a_write(fx)
+    index = fx.journal.dir / "index.json"
+    data = json.loads(index.read_text())
+    data["turns"][0]["entries"][0]["changes"][0]["before"]["mode"] = 2**70
+    index.write_text(json.dumps(data))
+    shown = await fx.run("/undo")
+    assert "nothing to undo" in shown
+    assert f"invalid mode {2**70}" in shown
+    assert (fx.workspace.root / "f.txt").read_text() == "after\n"
+
+
+def test_a_timestamp_out_of_range_shows_as_unknown() -> None:
+    assert _when(2**70) == "?"
+    assert _when(-1e18) == "?"
+    assert _when(float("nan")) == "?"
+    assert _when(0) != "?"
