@@ -17,8 +17,11 @@ export function setToken(token) {
   sessionStorage.setItem(TOKEN_KEY, token);
 }
 
+/** Forget the token and everything cached under it (event logs of its sessions). */
 export function clearToken() {
-  sessionStorage.removeItem(TOKEN_KEY);
+  for (const key of Object.keys(sessionStorage)) {
+    if (key.startsWith("agent-runtime.")) sessionStorage.removeItem(key);
+  }
 }
 
 export class ApiError extends Error {

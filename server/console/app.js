@@ -31,11 +31,20 @@ function statusChip(status) {
   return el(`span.chip.status.${status}`, { text: STATUS_LABEL[status] || status, dataset: { status } });
 }
 
+/** Back to the sign-in view; the token and every cache of this principal forgotten. */
+function signOut(message) {
+  if (view) view.stop(); // first: a stopping view must not cache anything again
+  view = null;
+  clearToken();
+  forgetAll();
+  location.hash = "#/";
+  route();
+  if (message) notify(message);
+}
+
 function handleError(error) {
   if (error instanceof ApiError && error.status === 401) {
-    clearToken();
-    route();
-    notify("The server refused the token: sign in again.");
+    signOut("The server refused the token: sign in again.");
     return;
   }
   notify(error.message || String(error));
@@ -327,6 +336,16 @@ function sessionView(sessionId) {
       conversationRoot.dataset.stream = state;
       conversationRoot.dataset.after = String(stream.after ?? 0);
     },
+    (status) => {
+      if (status === 401) {
+        signOut("The server refused the token: sign in again.");
+        return;
+      }
+      live.textContent = "no such session";
+      live.className = "live missing";
+      conversationRoot.dataset.stream = "missing";
+      notify(`No such session: ${sessionId}`);
+    },
   );
 
   main.append(
@@ -516,15 +535,7 @@ function route() {
   else view = sessionsView();
 }
 
-document.getElementById("signout").addEventListener("click", () => {
-  clearToken();
-  forgetAll();
-  for (const key of Object.keys(sessionStorage)) {
-    if (key.startsWith("agent-runtime.")) sessionStorage.removeItem(key);
-  }
-  location.hash = "#/";
-  route();
-});
+document.getElementById("signout").addEventListener("click", () => signOut());
 document.getElementById("server").textContent = new URL(SERVER).host;
 window.addEventListener("hashchange", route);
 route();

@@ -44,7 +44,8 @@ export class Conversation {
     this.tools = new Map();
     this.pending = new Map(); // call_id -> approval.requested
     this.ideCalls = new Set();
-    this.questions = new Map();
+    this.questions = new Map(); // question_id -> question.asked, while it waits
+    this.questionNodes = new Map();
     this.runningTurn = null;
     this.agent = null;
     this.totalCost = 0;
@@ -107,6 +108,20 @@ export class Conversation {
     card.node.dataset.status = kind;
   }
 
+  /** A question that can no longer be answered: no longer waiting, its form gone. */
+  closeQuestion(questionId, why) {
+    this.questions.delete(questionId);
+    const asked = this.questionNodes.get(questionId);
+    const form = asked && asked.querySelector("form");
+    if (!form) return asked;
+    form.remove();
+    if (why) {
+      asked.classList.add("closed");
+      asked.append(line("unanswered", el("span.label", { text: "no answer" }), el("span", { text: why })));
+    }
+    return asked;
+  }
+
   add(event) {
     const handler = HANDLERS[event.type] || HANDLERS.unknown;
     const node = handler.call(this, event);
@@ -150,6 +165,10 @@ const HANDLERS = {
     turn.node.classList.remove("running");
     turn.node.classList.add(`ended-${event.reason}`);
     if (this.runningTurn === event.turn_id) this.runningTurn = null;
+    // A question cannot outlive its turn (cancelled, timed out, interrupted).
+    for (const [id, question] of [...this.questions]) {
+      if (question.turn_id === event.turn_id) this.closeQuestion(id, `the turn ended (${event.reason})`);
+    }
     for (const [id, stream] of this.streams) {
       if (stream.turnId === event.turn_id) {
         stream.node.classList.remove("streaming");
@@ -266,6 +285,9 @@ const HANDLERS = {
   "tool.result"(event) {
     const card = this.tools.get(event.call_id) || this.tool(event, { call_id: event.call_id, name: "tool", arguments: {} });
     this.ideCalls.delete(event.call_id);
+    // A question is closed by the result of its call: an answer, or a failure
+    // (cancelled or timed out) that no question.answered follows.
+    if (this.questions.has(event.call_id)) this.closeQuestion(event.call_id, event.ok ? "" : event.summary || "failed");
     if (card.idleLine) {
       // No longer waiting: say where it ran (the line stays, one per event).
       card.idleLine.querySelector("span").textContent = "Sent to the IDE, which ran it.";
@@ -295,15 +317,12 @@ const HANDLERS = {
     });
     const node = el("div.question-box", {}, el("div.label", { text: "question" }), el("div.text", { text: event.text }), form);
     this.container(event).append(node);
-    this.questionNodes = this.questionNodes || new Map();
     this.questionNodes.set(event.question_id, node);
     return node;
   },
 
   "question.answered"(event) {
-    this.questions.delete(event.question_id);
-    const asked = this.questionNodes && this.questionNodes.get(event.question_id);
-    if (asked) asked.querySelector("form")?.remove();
+    const asked = this.closeQuestion(event.question_id, "");
     const node = line("answered", el("span.label", { text: "answer" }), el("span", { text: event.text }));
     (asked || this.container(event)).append(node);
     return node;

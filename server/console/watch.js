@@ -13,11 +13,22 @@ class Fold {
   add(event) {
     switch (event.type) {
       case "turn.started": this.running = event.turn_id; break;
-      case "turn.ended": if (this.running === event.turn_id) this.running = null; break;
+      case "turn.ended":
+        if (this.running === event.turn_id) this.running = null;
+        // A question cannot outlive its turn (a cancel or timeout sends no question.answered).
+        for (const [id, question] of [...this.questions]) {
+          if (question.turn_id === event.turn_id) this.questions.delete(id);
+        }
+        break;
       case "approval.requested": this.approvals.add(event.call_id); break;
       case "approval.resolved": this.approvals.delete(event.call_id); break;
       case "tool.call": this.ide.add(event.call_id); break;
-      case "tool.result": this.ide.delete(event.call_id); this.approvals.delete(event.call_id); break;
+      case "tool.result":
+        // The result of a question's call closes it, answered or not (question_id === call_id).
+        this.ide.delete(event.call_id);
+        this.approvals.delete(event.call_id);
+        this.questions.delete(event.call_id);
+        break;
       case "question.asked": this.questions.set(event.question_id, event); break;
       case "question.answered": this.questions.delete(event.question_id); break;
       default: break;
@@ -53,7 +64,10 @@ export async function watch(session) {
     }
     if (!result.has_more) break;
   }
-  if (!session.running_turn) fold.running = null;
+  if (!session.running_turn) {
+    fold.running = null;
+    fold.questions.clear(); // only a running turn can wait for an answer
+  }
   return fold;
 }
 

@@ -328,3 +328,43 @@ async def test_a_model_error_is_shown_and_the_stream_stays_connected(
         events = await assert_rendered_log(page, server, session_id)
         assert "error" in [e["type"] for e in events]
         server.shutdown.set()
+
+
+async def test_a_cancelled_question_leaves_the_page_and_the_inbox(
+    server: LiveServer, page: Page
+) -> None:
+    """A cancel closes a question by a failed ``tool.result`` of its call: no answer."""
+    session_id = await server.new_session(title="a question")
+    await sign_in(page, server)
+    await open_session(page, server, session_id)
+    await send(page, "ask what colour?")
+    form = "#conversation .question-box form"
+    await page.wait_for(f"!!document.querySelector({js(form)})", "the question's form")
+    await page.wait_for(
+        "document.querySelector('#session-status .chip')?.dataset.status === 'question'"
+    )
+    asked = next(e for e in await log(server, session_id) if e["type"] == "question.asked")
+    inbox_card = f"#inbox .inbox-card[data-key={js(session_id + '/q/' + asked['question_id'])}]"
+    await page.click("nav a[href='#/inbox']")
+    await page.wait_for(f"!!document.querySelector({js(inbox_card)})", "the question in the inbox")
+
+    await open_session(page, server, session_id)
+    await page.wait_for(f"!!document.querySelector({js(form)})", "the form again")
+    async with server.http() as http:
+        response = await http.post(
+            f"/v1/sessions/{session_id}/commands",
+            json={"type": "cancel", "id": "c1", "turn_id": asked["turn_id"]},
+        )
+        assert response.json()["status"] == "accepted", response.text
+    await wait_turn_end(page, "cancelled")
+    await page.wait_for(f"!document.querySelector({js(form)})", "the form gone")
+    await page.wait_for(
+        "document.querySelector('#session-status .chip')?.dataset.status === 'idle'", "idle"
+    )
+    assert "no answer" in await page.text("#conversation .question-box.closed")
+    events = await assert_rendered_log(page, server, session_id)
+    assert "question.answered" not in [e["type"] for e in events]
+
+    await page.click("nav a[href='#/inbox']")
+    await page.wait_for("document.querySelector('#inbox')?.dataset.loaded === 'true'")
+    assert await page.eval(f"document.querySelectorAll({js(inbox_card)}).length") == 0
