@@ -36,6 +36,8 @@ from trio_websocket import (
 )
 
 from agents.mcp import McpServerConfig
+from server.client import ClientError
+from server.client import base_url as client_base_url
 from sessions import JSON, JSONObject
 
 from ._link import AgentInfo, EventSink, LinkError, SessionInfo, SessionPage
@@ -57,19 +59,10 @@ def base_url(url: str) -> str:
     Raises:
         ValueError: not an http(s) or ws(s) URL with a host.
     """
-    url = url.strip().rstrip("/")
-    if "://" not in url:
-        url = "http://" + url
-    for ws, http in (("ws://", "http://"), ("wss://", "https://")):
-        if url.startswith(ws):
-            url = http + url.removeprefix(ws)
     try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as error:
-        raise ValueError(f"{url!r} is not a valid URL: {error}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError(f"{url!r} must be an http(s):// or ws(s):// URL with a host")
-    return url
+        return client_base_url(url)
+    except ClientError as error:
+        raise ValueError(str(error)) from None
 
 
 def _error_of(response: httpx.Response) -> LinkError:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Final, Literal, TypeAlias
 
 import attrs
-import httpx
+
+from server.client import ClientError, base_url
 
 from ._command import KILL_GRACE
 from ._tools import DEFAULT_TIMEOUT
@@ -182,16 +183,7 @@ def http_url(url: str) -> str:
     Raises:
         UsageError: not an ``http``, ``https``, ``ws`` or ``wss`` URL with a host.
     """
-    url = url.strip().rstrip("/")
-    if "://" not in url:
-        url = "http://" + url
-    for ws, http in (("ws://", "http://"), ("wss://", "https://")):
-        if url.startswith(ws):
-            url = http + url.removeprefix(ws)
     try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as error:
-        raise UsageError(f"--url {url!r} is not a valid URL: {error}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UsageError(f"--url {url!r} must be an http(s):// or ws(s):// URL with a host")
-    return url
+        return base_url(url)
+    except ClientError as error:  # the library's wording, as a usage error of --url
+        raise UsageError(f"--url: {error}") from None

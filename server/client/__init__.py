@@ -42,7 +42,7 @@ statuses), ``_errors``.
 from ._errors import ClientError, CommandError, ServerBusy, describe_error
 from ._link import Backoff
 from ._outbox import Ack, AckStatus, Outbox
-from ._rest import error_body, raise_for_status
+from ._rest import base_url, error_body, raise_for_status
 from ._session import Session, connect, open_session
 from ._status import (
     Connected,
@@ -70,6 +70,7 @@ __all__ = [
     "Session",
     "Status",
     "StatusObserver",
+    "base_url",
     "connect",
     "describe_error",
     "error_body",

@@ -36,7 +36,9 @@ def base_url(url: str) -> str:
     except httpx.InvalidURL as error:
         raise ClientError("invalid_request", f"{url!r} is not a valid URL: {error}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ClientError("invalid_request", f"{url!r} must be an http(s):// or ws(s):// URL")
+        raise ClientError(
+            "invalid_request", f"{url!r} must be an http(s):// or ws(s):// URL with a host"
+        )
     return url
 
 
