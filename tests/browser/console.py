@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
+import trio
+
+from server import ServeConfig
 from tests.browser.cdp import Page
-from tests.server.helpers import ALICE, Frame, LiveServer, WsClient
+from tests.server.helpers import ALICE, Frame, LiveServer, WsClient, start_server
 
 
 async def sign_in(page: Page, server: LiveServer, token: str = ALICE) -> None:
@@ -104,3 +108,27 @@ async def answer(client: WsClient, event: Frame, result: Any) -> None:
 
 def js(value: object) -> str:
     return json.dumps(value)
+
+
+@attrs.frozen
+class Stoppable:
+    """A live server that a test can stop on its own (a crash, for the page)."""
+
+    server: LiveServer
+    stop: trio.CancelScope  # cancel it: the server dies at once, its sockets closed
+    stopped: trio.Event  # set once everything of it is gone
+
+
+async def start_stoppable(nursery: trio.Nursery, config: ServeConfig) -> Stoppable:
+    stop, stopped = trio.CancelScope(), trio.Event()
+
+    async def life(task_status: trio.TaskStatus[LiveServer]) -> None:
+        try:
+            with stop:
+                async with trio.open_nursery() as inner:
+                    task_status.started(await start_server(inner, config))
+        finally:
+            stopped.set()
+
+    server: LiveServer = await nursery.start(life)
+    return Stoppable(server, stop, stopped)

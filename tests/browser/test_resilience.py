@@ -21,9 +21,16 @@ import trio
 
 from agents._providers._scripted import stream_words
 from tests.browser.cdp import Page
-from tests.browser.console import assert_rendered_log, js, log, open_session, sign_in
+from tests.browser.console import (
+    assert_rendered_log,
+    js,
+    log,
+    open_session,
+    sign_in,
+    start_stoppable,
+)
 from tests.server.gates import hold
-from tests.server.helpers import ALICE, LiveServer, make_config, start_server
+from tests.server.helpers import ALICE, make_config, start_server
 
 TEXT = "[...document.querySelectorAll('#conversation .stream-text')].map(e => e.textContent)"
 
@@ -32,18 +39,8 @@ async def test_server_crash_and_restart_mid_stream(tmp_path: Path, page: Page) -
     """A crash cuts the event stream (the browser logs an incomplete body): expected."""
     db = str(tmp_path / "runtime.db")
     async with trio.open_nursery() as outer:
-        crash = trio.CancelScope()
-        dead = trio.Event()
-
-        async def first_life(task_status: trio.TaskStatus[LiveServer]) -> None:
-            try:
-                with crash:
-                    async with trio.open_nursery() as nursery:
-                        task_status.started(await start_server(nursery, make_config(db=db)))
-            finally:
-                dead.set()
-
-        server = await outer.start(first_life)
+        first = await start_stoppable(outer, make_config(db=db))
+        server = first.server
         session_id = await server.new_session()
         await sign_in(page, server)
         await open_session(page, server, session_id)
@@ -52,9 +49,9 @@ async def test_server_crash_and_restart_mid_stream(tmp_path: Path, page: Page) -
         await page.wait_for(f"{TEXT}.join('') === {js(stream_words(40))}", "40 words")
         before = await log(server, session_id)
 
-        crash.cancel()
+        first.stop.cancel()
         with trio.fail_after(10):
-            await dead.wait()  # every socket of the first server is closed
+            await first.stopped.wait()  # every socket of the first server is closed
         await page.wait_for(
             "document.querySelector('#conversation').dataset.stream === 'reconnecting'",
             "the page to notice the crash",

@@ -21,7 +21,14 @@ import trio
 
 from agents._providers._scripted import stream_words
 from tests.browser.cdp import Page
-from tests.browser.console import assert_rendered_log, js, log, open_session, sign_in
+from tests.browser.console import (
+    assert_rendered_log,
+    js,
+    log,
+    open_session,
+    sign_in,
+    start_stoppable,
+)
 from tests.server.helpers import ALICE, BOB, LiveServer, make_config, start_server
 
 TEXT = "[...document.querySelectorAll('#conversation .stream-text')].map(e => e.textContent)"
@@ -151,18 +158,8 @@ async def test_a_stream_refused_for_good_stops_reconnecting(
     reconnects, then signs out (caches gone) or says the session is gone."""
     db = str(tmp_path / "runtime.db")
     async with trio.open_nursery() as outer:
-        stop = trio.CancelScope()
-        dead = trio.Event()
-
-        async def first_life(task_status: trio.TaskStatus[LiveServer]) -> None:
-            try:
-                with stop:
-                    async with trio.open_nursery() as nursery:
-                        task_status.started(await start_server(nursery, make_config(db=db)))
-            finally:
-                dead.set()
-
-        server = await outer.start(first_life)
+        first = await start_stoppable(outer, make_config(db=db))
+        server = first.server
         session_id = await server.new_session()
         await say(server, session_id, "stream 3 words")
         await sign_in(page, server)
@@ -170,9 +167,9 @@ async def test_a_stream_refused_for_good_stops_reconnecting(
         await wait_completed(page)
         await page.wait_for(f"!!{cache(session_id)}", "the session cached")
 
-        stop.cancel()
+        first.stop.cancel()
         with trio.fail_after(10):
-            await dead.wait()
+            await first.stopped.wait()
         port = httpx.URL(server.url).port
         restarted = await start_server(outer, make_config(db=db, port=port, tokens=tokens))
         if outcome == "signed out":
