@@ -5,6 +5,11 @@ its effect together with the command's idempotency record in one atomic write,
 all under the session's lock, so two commands can never both resolve the same
 call. A refusal is committed too (as a rejected ack under the command's id), so
 a retried command id always gets its first answer back, decided by the store.
+
+Answers to waiting calls (tool results, approvals, answers) are in
+``_call_answers.py``, the idempotency record every command commits in
+``_command_acks.py``; this module dispatches every command and holds those that
+queue or steer turns.
 """
 
 from __future__ import annotations
@@ -13,19 +18,14 @@ from typing import assert_never
 
 import attrs
 
-from sessions import (
-    JSON,
-    ApprovalStatus,
-    CommandRecord,
-    Committed,
-    JSONObject,
-    Turn,
-    TurnStatus,
-    dumps,
-    new_id,
-    now,
-)
+from sessions import JSONObject, Turn, TurnStatus, new_id, now
 
+# Re-exported (``X as X``): these were defined here before they moved out.
+from ._call_answers import submit_answer as submit_answer
+from ._call_answers import submit_approval as submit_approval
+from ._call_answers import submit_tool_result as submit_tool_result
+from ._command_acks import duplicate_ack as duplicate_ack
+from ._command_acks import record as record
 from ._config import RuntimeConfig
 from ._core._commands import (
     Ack,
@@ -39,22 +39,9 @@ from ._core._commands import (
     SwitchAgent,
     SwitchModel,
 )
-from ._core._events import (
-    AgentSwitched,
-    ApprovalResolved,
-    ModelSwitched,
-    QuestionAnswered,
-    ToolCallEvent,
-    ToolResultEvent,
-    TurnEnded,
-    UserMessage,
-    summarize,
-)
-from ._core._mcp import is_mcp_name
+from ._core._events import AgentSwitched, ModelSwitched, TurnEnded, UserMessage
 from ._core._modes import ModeRegistry
-from ._core._state import REMEMBER_KEY, CallState, PendingCall
-from ._core._tools import is_ide_tool, validate_arguments
-from ._errors import CommandError, ToolError
+from ._errors import CommandError
 from ._live_turn import LiveTurn, Out
 from ._session import LiveSession
 
@@ -152,20 +139,6 @@ async def _cancel(live: LiveSession, cmd: Cancel) -> Ack:
     return ack
 
 
-def record(live: LiveSession, ack: Ack) -> CommandRecord:
-    return CommandRecord(live.session.id, ack.id, ack.to_json())
-
-
-def duplicate_ack(committed: Committed, command_id: str) -> Ack:
-    """The original ack of a repeated command id, marked ``duplicate``."""
-    original = Ack.from_json(committed.ack) if committed.ack else Ack(command_id, "accepted")
-    return attrs.evolve(original, status="duplicate")
-
-
-def _result_text(result: JSON) -> str:
-    return result if isinstance(result, str) else dumps(result)
-
-
 async def enqueue_message(
     live: LiveSession,
     modes: ModeRegistry,
@@ -248,137 +221,6 @@ async def enqueue_compaction(
     queued = LiveTurn(turn, None)
     live.queue.append(queued)
     return ack, queued
-
-
-_WAITS_FOR = {
-    CallState.REQUESTED: "nothing from the client yet",
-    CallState.APPROVAL: "an approval",
-    CallState.TOOL: "a tool_result",
-    CallState.QUESTION: "an answer",
-    # Server-side calls (MCP): the runtime runs them; a client never answers them.
-    CallState.APPROVED: "the runtime to run it (it executes on the server)",
-    CallState.RUNNING: "its server-side execution to finish (it executes on the server)",
-}
-
-
-def _pending(live: LiveSession, call_id: str, want: CallState, what: str) -> PendingCall:
-    call = live.state.pending.get(call_id)
-    if call is None:
-        if call_id in live.state.known_calls:
-            raise CommandError("already_resolved", f"{what} {call_id!r} was already answered")
-        raise CommandError("unknown_call", f"no {what} {call_id!r} in this session")
-    if call.state is not want:
-        raise CommandError(
-            "not_waiting",
-            f"call {call_id!r} is not waiting for {_WAITS_FOR[want]}; "
-            f"it waits for {_WAITS_FOR[call.state]}",
-        )
-    return call
-
-
-def _refuse_decided(live: LiveSession, call_id: str) -> None:
-    """Refuse a second decision on an approval with ``already_resolved``.
-
-    After an approve the call stays pending (it now waits for its tool result), so
-    only the recorded decision can tell "decided already" from "never asked".
-    """
-    decided = live.state.decided.get(call_id)
-    if decided is not None:
-        raise CommandError(
-            "already_resolved", f"approval {call_id!r} was already resolved ({decided.value})"
-        )
-
-
-async def submit_tool_result(live: LiveSession, cmd: SubmitToolResult) -> Ack:
-    call = _pending(live, cmd.call_id, CallState.TOOL, "tool call")
-    ok = cmd.error is None
-    # The prefix tells any model, not only the scripted one, that the call failed.
-    content = f"error: {cmd.error}" if cmd.error is not None else _result_text(cmd.result)
-    ack = Ack.accepted(cmd.id, call.turn_id)
-    out = Out(ToolResultEvent(call.call_id, ok, summarize(content), content), call.subtask_id)
-    committed = await live.commit_locked([out], turn_id=call.turn_id, command=record(live, ack))
-    return duplicate_ack(committed, cmd.id) if committed.duplicate else ack
-
-
-async def submit_approval(live: LiveSession, modes: ModeRegistry, cmd: SubmitApproval) -> Ack:
-    _refuse_decided(live, cmd.call_id)
-    call = _pending(live, cmd.call_id, CallState.APPROVAL, "approval")
-    sub = call.subtask_id
-    extra: dict[str, JSON] = {REMEMBER_KEY: cmd.remember} if cmd.remember == "session" else {}
-    outs: list[Out]
-    match cmd.decision:
-        case "approve":
-            status = ApprovalStatus.APPROVED
-            arguments = call.arguments_object()
-            outs = [
-                Out(ApprovalResolved(call.call_id, "approve", cmd.by), sub, extra),
-                *_sent_to_ide(call, arguments),
-            ]
-        case "edit":
-            status = ApprovalStatus.EDITED
-            try:
-                if is_mcp_name(call.name):
-                    arguments = live.mounted.check_named(call.name, cmd.arguments or {})
-                else:
-                    arguments = validate_arguments(call.name, cmd.arguments or {})
-                    modes.check_call(call.agent, call.name, arguments)
-            except ToolError as exc:
-                raise CommandError("invalid_arguments", f"edited arguments refused: {exc}") from exc
-            verdict = live.policy.evaluate(call.name, arguments)
-            if verdict.action == "deny":
-                # An edit must not smuggle in what the policy forbids outright.
-                raise CommandError(
-                    "invalid_arguments", f"edited arguments refused: {verdict.rule_text}"
-                )
-            outs = [
-                Out(ApprovalResolved(call.call_id, "edit", cmd.by, arguments), sub, extra),
-                *_sent_to_ide(call, arguments),
-            ]
-        case "reject":
-            status = ApprovalStatus.REJECTED
-            text = f"rejected by user: {cmd.feedback}" if cmd.feedback else "rejected by user"
-            outs = [
-                Out(ApprovalResolved(call.call_id, "reject", cmd.by, None, cmd.feedback), sub),
-                Out(ToolResultEvent(call.call_id, False, summarize(text), text), sub),
-            ]
-        case "respond":
-            status = ApprovalStatus.RESPONDED
-            text = _result_text(cmd.result)
-            outs = [
-                Out(ApprovalResolved(call.call_id, "respond", cmd.by), sub),
-                Out(ToolResultEvent(call.call_id, True, summarize(text), text), sub),
-            ]
-    resolution: dict[str, JSON] = {"decision": cmd.decision, "remember": cmd.remember}
-    approval = live.close_approval(call.call_id, status, resolution, cmd.by)
-    if approval is None:
-        raise CommandError("already_resolved", f"approval {call.call_id!r} is not pending")
-    ack = Ack.accepted(cmd.id, call.turn_id)
-    committed = await live.commit_locked(
-        outs, turn_id=call.turn_id, approval=approval, command=record(live, ack)
-    )
-    return duplicate_ack(committed, cmd.id) if committed.duplicate else ack
-
-
-def _sent_to_ide(call: PendingCall, arguments: JSONObject) -> list[Out]:
-    """The ``tool.call`` an approved IDE call is sent with; nothing for a server-side one.
-
-    A server-side call (an MCP tool) is run by its turn, which wakes on the
-    decision and records ``tool.started`` itself: the command only decides.
-    """
-    if not is_ide_tool(call.name):
-        return []
-    return [Out(ToolCallEvent(call.call_id, call.name, arguments), call.subtask_id)]
-
-
-async def submit_answer(live: LiveSession, cmd: Answer) -> Ack:
-    call = _pending(live, cmd.question_id, CallState.QUESTION, "question")
-    ack = Ack.accepted(cmd.id, call.turn_id)
-    outs = [
-        Out(QuestionAnswered(call.call_id, cmd.text), call.subtask_id),
-        Out(ToolResultEvent(call.call_id, True, summarize(cmd.text), cmd.text), call.subtask_id),
-    ]
-    committed = await live.commit_locked(outs, turn_id=call.turn_id, command=record(live, ack))
-    return duplicate_ack(committed, cmd.id) if committed.duplicate else ack
 
 
 async def cancel_queued(live: LiveSession, turn_id: str, command_id: str) -> Ack | None:

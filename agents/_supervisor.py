@@ -5,6 +5,12 @@ Each session has one driver task at a time that runs its queued turns in order,
 so at most one turn runs per session. Session state is loaded lazily, on the
 first command or turn that needs it, and dropped again once the session has been
 idle a while (:mod:`agents._registry`).
+
+The bodies of the session methods (create, fork, update, delete, read) are in
+:mod:`agents._session_admin`; restart recovery and the winding down of turns at
+shutdown in :mod:`agents._restart`, the retried closing of a turn the store
+refused in :mod:`agents._close_retry`. What stays here is the supervisor's own:
+commands, the per-session turn drivers, and its lifetime.
 """
 
 from __future__ import annotations
@@ -19,39 +25,32 @@ import trio
 
 from sessions import (
     JSON,
-    Append,
     JSONObject,
     LeaseHeld,
     LeaseLost,
     Session,
-    SessionNotFound,
     SessionStore,
-    StoreError,
-    TurnStatus,
-    new_id,
-    now,
 )
 
-from ._closing import lost_server_calls
+from . import _session_admin
+from ._close_retry import close_when_writable
 from ._config import RuntimeConfig
 from ._core._commands import Ack, Cancel, parse_command
-from ._core._events import ErrorEvent, TurnEndReason
 from ._core._model import ChatMessage, ModelClient
 from ._core._modes import ModeRegistry
 from ._core._policy import Policy
-from ._core._prompt import instructions_problem, normal_instructions
 from ._core._state import SessionState
 from ._errors import CommandError
-from ._fork import Fork, plan_fork, read_prefix
-from ._live_turn import LiveTurn
+from ._fork import Fork
 from ._metrics import RuntimeMetrics
 from ._registry import Pin, SessionRegistry
 from ._replica import elsewhere, forward, serve_replica
+from ._restart import end_turn, recover, recover_orphans, wind_down_turn
 from ._runner import TurnRunner
 from ._session import LiveSession
 from ._session_commands import apply_command, refuse
 from ._tools import McpTools, ToolCatalogue
-from ._turn import ROUTER, close_turn, run_turn
+from ._turn import run_turn
 
 log = logging.getLogger("agent_runtime.supervisor")
 
@@ -115,26 +114,15 @@ class Supervisor:
             SessionLimitReached: *owner* already has *max_live_sessions* (checked
                 atomically with the insert).
         """
-        agent = agent or ROUTER
-        if agent not in self.modes.names():
-            raise CommandError(
-                "unknown_agent", f"unknown agent {agent!r}; agents: {', '.join(self.modes.names())}"
-            )
-        instructions = _checked_instructions(instructions)
-        t = now()
-        session = Session(
-            new_id("ses"),
+        return await _session_admin.create_session(
+            self.store,
+            self.modes,
             owner,
-            " ".join((title or "").split())[:120],
-            t,
-            t,
-            agent,
+            title=title,
+            agent=agent,
+            max_live_sessions=max_live_sessions,
             instructions=instructions,
         )
-        await self.store.append(
-            Append(session.id, session=session, max_live_sessions=max_live_sessions)
-        )
-        return session
 
     async def fork_session(
         self,
@@ -156,16 +144,14 @@ class Supervisor:
             SessionNotFound: *source* was deleted.
             SessionLimitReached: the owner already has *max_live_sessions*.
         """
-        # The row as stored: the caller's copy may predate a rename or a switch.
-        current = await self.store.get_session(source.id)
-        if current is None:
-            raise SessionNotFound(source.id)
-        prefix = await read_prefix(self.store, source.id, at_seq)
-        fork = plan_fork(current, prefix, title=title, agents=self.modes.names(), ts=now())
-        await self.store.import_session(
-            fork.session, fork.events, max_live_sessions=max_live_sessions
+        return await _session_admin.fork_session(
+            self.store,
+            self.modes,
+            source,
+            at_seq=at_seq,
+            title=title,
+            max_live_sessions=max_live_sessions,
         )
-        return fork
 
     async def update_session(
         self,
@@ -182,22 +168,9 @@ class Supervisor:
         Raises:
             CommandError: ``invalid_request`` for unusable instructions.
         """
-        checked = (
-            instructions
-            if isinstance(instructions, EllipsisType)
-            else _checked_instructions(instructions)
+        return await _session_admin.update_session(
+            self._sessions, session, title=title, instructions=instructions
         )
-        async with self._sessions.use(session) as live, live.lock:
-            updated = attrs.evolve(
-                live.session,
-                title=live.session.title if title is None else title.strip()[:120],
-                instructions=(
-                    live.session.instructions if isinstance(checked, EllipsisType) else checked
-                ),
-                updated_at=now(),
-            )
-            await live.commit_locked(session=updated)
-            return updated
 
     async def set_instructions(self, session: Session, instructions: str | None) -> Session:
         """Set *session*'s instructions, writing only if they differ from the stored ones.
@@ -208,42 +181,15 @@ class Supervisor:
         Raises:
             CommandError: ``invalid_request`` for unusable instructions.
         """
-        wanted = _checked_instructions(instructions)
-        loaded = self._sessions.get(session.id)
-        current = loaded.session if loaded is not None else session
-        if current.instructions == wanted:
-            return current
-        async with self._sessions.use(session) as live, live.lock:
-            if live.session.instructions == wanted:
-                return live.session
-            updated = attrs.evolve(live.session, instructions=wanted, updated_at=now())
-            await live.commit_locked(session=updated)
-            return updated
+        return await _session_admin.set_instructions(self._sessions, session, instructions)
 
     async def delete_session(self, session: Session) -> None:
         """Cancel the session's turn, drop its queue, and soft-delete it."""
-        async with self._sessions.use(session) as live:
-            async with live.lock:
-                live.queue.clear()
-                running = live.running
-                if running is not None:
-                    running.stop("cancelled")
-            if running is not None:
-                await running.done.wait()
-            async with live.lock:
-                deleted = attrs.evolve(live.session, deleted=True, updated_at=now())
-                await live.commit_locked(session=deleted)
-            self._sessions.discard(live)
+        await _session_admin.delete_session(self._sessions, session)
 
     async def _state(self, session: Session) -> SessionState:
-        """The session's state for a read: loaded (and kept idle, evicted like any
-        other). With several replicas a read never takes the session's lease (that
-        would move the session to wherever it is read): it uses the live state if
-        this replica runs the session, else folds the log."""
-        if self.store.replica is not None:
-            return await self._sessions.fold(session)
-        async with self._sessions.use(session) as live:
-            return live.state
+        """The session's state for a read (:func:`agents._session_admin.read_state`)."""
+        return await _session_admin.read_state(self.store, self._sessions, session)
 
     async def history(self, session: Session) -> list[ChatMessage]:
         """The LLM-visible history of the session's main context."""
@@ -351,45 +297,18 @@ class Supervisor:
                     self.step_down(live)
                 elif running.unclosed is not None:
                     # Still this session's driver: nothing else starts until it is closed.
-                    await self._close_when_writable(live, running, *running.unclosed)
+                    await close_when_writable(
+                        live,
+                        running,
+                        *running.unclosed,
+                        store_retry=self.config.store_retry,
+                        retrying=self._retrying,
+                        closing=lambda: self._closing,
+                    )
         finally:
             live.driving = False
             self.metrics.active_sessions.dec()
             pin.release()
-
-    async def _close_when_writable(
-        self,
-        live: LiveSession,
-        turn: LiveTurn,
-        reason: TurnEndReason,
-        error: ErrorEvent | None,
-    ) -> None:
-        """Close *turn* (with *reason*, *error*) once the store takes the write.
-
-        Retries with exponential backoff (``config.store_retry``, doubling up to
-        ten times that). Gives up at shutdown: the turn then stays open in the
-        store, and restart recovery closes it.
-
-        Cancellation: shutdown cancels the wait between attempts; an attempt
-        itself is shielded (one atomic write).
-        """
-        delay = self.config.store_retry
-        with trio.CancelScope() as scope:
-            self._retrying.add(scope)
-            try:
-                while not self._closing:
-                    await trio.sleep(delay)
-                    try:
-                        with trio.CancelScope(shield=True):
-                            await close_turn(live, turn, reason, error)
-                    except StoreError as exc:
-                        log.info("turn %s still cannot be closed: %s", turn.turn_id, exc)
-                        delay = min(2 * delay, 10 * self.config.store_retry)
-                        continue
-                    log.warning("turn %s closed (%s) on a retry", turn.turn_id, reason)
-                    return
-            finally:
-                self._retrying.discard(scope)
 
     def step_down(self, live: LiveSession) -> None:
         """Another replica took *live*'s session over: write nothing more, forget it.
@@ -415,74 +334,9 @@ class Supervisor:
     def unmount_mcp(self, session_id: str) -> None:
         self._session_mcp.pop(session_id, None)
 
-    async def _recover(self) -> None:
-        """Restart recovery (SPEC §3.3 rule 7), reading only sessions with open turns.
-
-        Loading a session recovers its open turns (:meth:`_recover_orphans`); a
-        session another replica holds is that replica's to run.
-        """
-        seen: set[str] = set()
-        for turn in await self.store.active_turns():
-            if turn.session_id in seen:
-                continue
-            seen.add(turn.session_id)
-            session = await self.store.get_session(turn.session_id)
-            if session is None:
-                continue
-            try:
-                async with self._sessions.use(session):
-                    pass
-            except LeaseHeld:
-                continue
-
     async def _recover_orphans(self, live: LiveSession) -> None:
-        """Recover the open turns of a session just loaded that nobody here runs.
-
-        At start-up these are the turns a crash or a shutdown left open; with
-        several replicas, also those of a replica that died or lost the session
-        (taken over with its lapsed lease). Streaming turns end ``interrupted``;
-        turns waiting for a tool result, approval or answer carry on; queued
-        ones run in order.
-        """
-        state = live.state
-        if state.open_turn is None and not state.user_messages:
-            return  # the common case: nothing was left open (no read)
-        turns = [t for t in await self.store.active_turns() if t.session_id == live.session.id]
-        for turn in turns:
-            if turn.status is TurnStatus.QUEUED:
-                message_id = turn.state.get("message_id")
-                seq = (
-                    state.user_message_seqs.get(message_id) if isinstance(message_id, str) else None
-                )
-                live.queue.append(LiveTurn(turn, seq))
-                continue
-            lost = lost_server_calls(state, turn.id)
-            if lost:  # resolved, never re-run: the turn carries on with the failures
-                await live.commit(lost, turn_id=turn.id)
-            if lost or state.awaits_answer(turn.id):
-                live.queue.appendleft(LiveTurn(turn, None, resume=True))
-            else:  # it was working, not waiting (whatever an older version stored)
-                await close_turn(live, LiveTurn(turn, None), "interrupted")
-        self._kick(live)
-
-    @staticmethod
-    async def _wind_down(live: LiveSession) -> None:
-        """Wait for *live*'s turn to end, suspending it as soon as it waits for an answer."""
-        while (running := live.running) is not None and not running.done.is_set():
-            # A server-side call in progress gets the grace too (stopping it would
-            # leave its effect unknown), even while another call waits for the IDE.
-            state = live.state
-            if state.awaits_answer(running.turn_id) and not state.runs_server_call(running.turn_id):
-                running.stop(running.cancel_reason, suspend=True)
-            await running.wake.wait()
-
-    @staticmethod
-    async def _end_turn(live: LiveSession) -> None:
-        """End *live*'s running turn as ``interrupted`` (suspend it if it waits)."""
-        running = live.running
-        if running is not None:
-            running.stop("interrupted", suspend=live.state.awaits_answer(running.turn_id))
-            await running.done.wait()
+        """Recover a just-loaded session's open turns: :func:`agents._restart.recover_orphans`."""
+        await recover_orphans(self.store, live, self._kick)
 
     async def wind_down(self) -> None:
         """Stop taking turns; give running ones ``shutdown_grace``, then end them.
@@ -507,23 +361,10 @@ class Supervisor:
         with trio.move_on_after(self.config.shutdown_grace):
             async with trio.open_nursery() as nursery:
                 for live in busy:
-                    nursery.start_soon(self._wind_down, live)
+                    nursery.start_soon(wind_down_turn, live)
         async with trio.open_nursery() as nursery:
             for live in busy:
-                nursery.start_soon(self._end_turn, live)
-
-
-def _checked_instructions(value: object) -> str | None:
-    """*value* as a session stores it (blank: ``None``).
-
-    Raises:
-        CommandError: ``invalid_request``, saying why.
-    """
-    problem = instructions_problem(value)
-    if problem is not None:
-        raise CommandError("invalid_request", problem)
-    assert value is None or isinstance(value, str)
-    return normal_instructions(value)
+                nursery.start_soon(end_turn, live)
 
 
 @asynccontextmanager
@@ -564,7 +405,7 @@ async def open_supervisor(
         await nursery.start(supervisor.sessions.run_evictor)
         if store.replica is not None:
             nursery.start_soon(supervisor.serve_replica)
-        await supervisor._recover()
+        await recover(store, supervisor.sessions)
         try:
             yield supervisor
         finally:

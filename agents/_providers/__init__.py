@@ -6,9 +6,12 @@ configuration names with :func:`open_provider`, and validates that name
 against :data:`PROVIDERS`. A new provider is a new module here with an
 ``open_from_settings`` factory and one entry below.
 
-- ``_openai.py`` / ``_openai_wire.py``: OpenAI-compatible ``/chat/completions``
-  (the I/O and failure policy / the wire format, without I/O);
-- ``_scripted.py``: the deterministic offline model.
+- ``_openai.py`` / ``_openai_stream.py`` / ``_openai_wire.py`` /
+  ``_openai_response.py``: OpenAI-compatible ``/chat/completions`` (the client
+  and its failure policy / one completion's I/O / the request's wire format /
+  decoding the event stream, the last two without I/O);
+- ``_scripted.py`` / ``_scripted_rules.py`` / ``_scripted_gates.py``: the
+  deterministic offline model, its rules and its gates.
 """
 
 from __future__ import annotations

@@ -126,21 +126,16 @@ history, plus one (plus two for the second call of a message).
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import attrs
 import trio
-from attrs import define, field, frozen
 
-from sessions import JSON, JSONObject, dumps
+from sessions import dumps
 
 from .._core._budget import MESSAGE_OVERHEAD, estimate_tokens
 from .._core._model import (
-    SUBTASK_MARKER,
-    ChatMessage,
     FinishDelta,
     ModelDelta,
     ModelRequest,
@@ -149,128 +144,19 @@ from .._core._model import (
     ToolCallRequest,
     UsageDelta,
 )
-from .._core._modes import match_keyword
+from ._scripted_gates import Gates
+
+# Re-exported (``X as X``): these were defined here before they moved out.
+from ._scripted_rules import MAX_STREAM_WORDS as MAX_STREAM_WORDS
+from ._scripted_rules import Call as Call
+from ._scripted_rules import reply_to, user_message
+from ._scripted_rules import route as route
+from ._scripted_rules import stream_words as stream_words
 from ._settings import ProviderSettings
 
 SLOW_PACE = 0.1
-MAX_STREAM_WORDS = 100_000
 # Gates are named by the client; a cap keeps a careless client from filling memory.
 MAX_OPEN_GATES = 64
-
-_F = re.IGNORECASE | re.DOTALL
-_TWO_CREATES = re.compile(r"create (\S+) with (.+?) and create (\S+) with (.+)", _F)
-_CREATE = re.compile(r"(?:create|write) (\S+) with (.+)", _F)
-_EDIT = re.compile(r"edit (\S+) replace (.+?) with (.+)", _F)
-_FIRST_THEN = re.compile(r"first (.+?),? then (.+)", _F)
-_STREAM = re.compile(r"stream (\d+) words?\b.*", _F)
-_HOLD = re.compile(r"stream (\d+) words?,? then hold (\S+)(?:,? then (\d+) words?\b)?.*", _F)
-_RELEASE = re.compile(r"release (\S+).*", _F)
-_SWITCH = re.compile(r"switch to (\S+).*", _F)
-_CALL = re.compile(r"call (\S+)(?:\s+(\{.*\}))?\s*", _F | re.DOTALL)
-_ARGUMENT_RULES: Sequence[tuple[re.Pattern[str], str, tuple[str, ...]]] = (
-    (re.compile(r"read (\S+).*", _F), "read_file", ("path",)),
-    (re.compile(r"list(?: (\S+).*)?", _F), "list_files", ("path",)),
-    (re.compile(r"search (.+?) in (\S+)", _F), "search_files", ("regex", "path")),
-    (re.compile(r"mkdir (\S+).*", _F), "create_directory", ("path",)),
-    (re.compile(r"delete (\S+).*", _F), "delete_file", ("path",)),
-    (re.compile(r"move (\S+) to (\S+).*", _F), "move_file", ("source", "destination")),
-    (re.compile(r"run (.+)", _F), "execute_command", ("command",)),
-    (re.compile(r"ask (.+)", _F), "ask_followup_question", ("question",)),
-    (_SWITCH, "switch_mode", ("mode",)),
-    (re.compile(r"loop\b.*", _F), "read_file", ()),
-)
-_WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
-_INFORMATIVE = frozenset(
-    {
-        "read_file",
-        "list_files",
-        "search_files",
-        "execute_command",
-        "ask_followup_question",
-        "new_task",
-    }
-)
-# How the runtime words refusals and failures (tools, modes, policy, switches).
-_ERROR_PREFIXES = ("error", "denied", "unknown", "too many")
-_TARGET_KEYS = ("path", "source", "command", "mode", "question", "regex")
-_PREFACE = {
-    "read_file": "Reading {path}.",
-    "write_file": "Writing {path}.",
-    "apply_diff": "Editing {path}.",
-    "list_files": "Listing {path}.",
-    "search_files": "Searching {path}.",
-    "create_directory": "Creating directory {path}.",
-    "delete_file": "Deleting {path}.",
-    "move_file": "Moving {source} to {destination}.",
-    "execute_command": "Running {command}.",
-    "ask_followup_question": "I have a question.",
-    "switch_mode": "Handing over to {mode}.",
-    "new_task": "Delegating to {mode}.",
-    "attempt_completion": "Finishing.",
-}
-
-Call = tuple[str, JSONObject]
-
-
-@define(eq=False)
-class _Gate:
-    """One open gate: the streams held on it wait for :attr:`released`."""
-
-    released: trio.Event = field(factory=trio.Event)
-    holders: int = 0
-
-
-@define
-class _Gates:
-    """The open gates of one :class:`ScriptedModel`, by name (see **Gates**)."""
-
-    limit: int
-    open: dict[str, _Gate] = field(factory=dict)
-
-    def hold(self, name: str) -> _Gate | None:
-        """Hold a new stream on gate *name*; None if that would open too many gates."""
-        gate = self.open.get(name)
-        if gate is None:
-            if len(self.open) >= self.limit:
-                return None
-            gate = self.open[name] = _Gate()
-        gate.holders += 1
-        return gate
-
-    def leave(self, name: str, gate: _Gate) -> None:
-        """A stream held on *gate* ended (or was cancelled): it no longer holds it."""
-        gate.holders -= 1
-        # After a release the name may already belong to a newer gate: keep that one.
-        if gate.holders == 0 and self.open.get(name) is gate:
-            del self.open[name]
-
-    def release(self, name: str) -> int:
-        """Release every stream held on *name*; how many there were."""
-        gate = self.open.pop(name, None)
-        if gate is None:
-            return 0
-        gate.released.set()
-        return gate.holders
-
-
-@frozen
-class _Hold:
-    name: str
-    gate: _Gate
-    after: int  # how many text chunks come before the gate
-
-
-@frozen
-class _Reply:
-    text: str
-    calls: tuple[Call, ...] = ()
-    hold: _Hold | None = None
-
-
-def stream_words(count: int) -> str:
-    """The text of ``stream N words`` for N = *count* (words separated by one space)."""
-    count = min(count, MAX_STREAM_WORDS)
-    return " ".join(_WORDS[i % len(_WORDS)] for i in range(count))
 
 
 class ScriptedModel:
@@ -284,7 +170,7 @@ class ScriptedModel:
         if pace < 0:
             raise ValueError("pace must be >= 0")
         self.pace = pace
-        self._gates = _Gates(MAX_OPEN_GATES)
+        self._gates = Gates(MAX_OPEN_GATES)
 
     @property
     def name(self) -> str:
@@ -309,8 +195,8 @@ class ScriptedModel:
             await deltas.aclose()
 
     async def _deltas(self, request: ModelRequest) -> AsyncGenerator[ModelDelta]:
-        message, slow = _user_message(request.messages)
-        reply = _reply(request, message, self._gates)
+        message, slow = user_message(request.messages)
+        reply = reply_to(request, message, self._gates)
         hold = reply.hold
         # From here on the stream may hold a gate: every way out must leave it.
         try:
@@ -360,257 +246,3 @@ async def open_from_settings(settings: ProviderSettings) -> AsyncIterator[Script
 
 def _count(text: str | None) -> int:
     return len(text.split()) if text else 0
-
-
-def _user_message(messages: Sequence[ChatMessage]) -> tuple[str, bool]:
-    text = next((m.content or "" for m in reversed(messages) if m.role == "user"), "").strip()
-    head, _, rest = text.partition(" ")
-    if head.lower() == "slow":
-        return rest.strip(), True
-    return text, False
-
-
-def route(message: str) -> tuple[str, str]:
-    """The scripted routing decision ``(agent, reason)`` for *message*."""
-    if first := _FIRST_THEN.fullmatch(message):
-        return "orchestrator", f"two steps ({first[1]!r}, then {first[2]!r}): delegating"
-    if switch := _SWITCH.fullmatch(message):
-        return switch[1].lower(), "the user asked for it"
-    instruction = message
-    if match := _CREATE.fullmatch(message) or _EDIT.fullmatch(message):
-        instruction = message[: match.start(2)]
-    agent, keyword = match_keyword(instruction)
-    if keyword is None:
-        return agent, "no planning, question or debugging keywords: a coding task"
-    return agent, f"the request mentions {keyword!r}"
-
-
-def _summary(transcript: str, system: str) -> str:
-    lines: list[str] = []
-    for block in transcript.split("\n\n"):
-        if block.startswith("EARLIER SUMMARY:"):
-            lines += [line for line in block.splitlines() if line.startswith("- ")]
-        elif block.startswith("USER: "):
-            lines.append(f"- the user said: {_clip(block[len('USER: ') :], 80)}")
-    if limit := _WORD_LIMIT.search(system):
-        words = int(limit[1])
-        while len(lines) > 1 and sum(len(line.split()) for line in lines) > words:
-            lines.pop(0)  # the oldest go first
-    return "\n".join(["Summary:", *lines])
-
-
-_WORD_LIMIT = re.compile(r"under (\d+) words")
-
-
-def _reply(request: ModelRequest, message: str, gates: _Gates) -> _Reply:
-    if request.purpose == "compact":
-        return _Reply(
-            _summary(request.messages[-1].content or "", request.messages[0].content or "")
-        )
-    if request.purpose == "route":
-        agent, reason = route(message)
-        return _Reply(json.dumps({"agent": agent, "reason": reason}))
-    messages = request.messages
-    subtask = any(m.role == "system" and SUBTASK_MARKER in (m.content or "") for m in messages)
-    calls = {c.id: c for m in messages for c in m.tool_calls}
-    results: list[ChatMessage] = []
-    for m in reversed(messages):
-        if m.role != "tool":
-            break
-        results.insert(0, m)
-    switched = all(
-        (call := calls.get(r.tool_call_id or "")) is not None
-        and call.name == "switch_mode"
-        and not _result_text(call.name, r.content or "")[1]
-        for r in results
-    )
-    if results and not switched:
-        reply = _after_results(request, message, results, calls, gates)
-    else:
-        reply = _fresh(request, message, gates, handed_over=bool(results))
-    if subtask and not reply.calls and request.tools:
-        return attrs.evolve(reply, calls=(("attempt_completion", {"result": reply.text}),))
-    return reply
-
-
-def _fresh(
-    request: ModelRequest, message: str, gates: _Gates, *, handed_over: bool = False
-) -> _Reply:
-    agent = request.agent
-    calls: tuple[Call, ...] = ()
-    first = _FIRST_THEN.fullmatch(message)
-    if agent == "orchestrator" and first:
-        calls = (("new_task", {"mode": route(first[1])[0], "message": first[1]}),)
-    elif first:
-        # Only the orchestrator delegates, and the session's agent is sticky: hand over.
-        calls = (("switch_mode", {"mode": "orchestrator", "reason": route(message)[1]}),)
-    elif agent == "orchestrator" and not _SWITCH.fullmatch(message):
-        target, reason = route(message)
-        calls = (("switch_mode", {"mode": target, "reason": reason}),)
-    elif match := _TWO_CREATES.fullmatch(message):
-        calls = (
-            ("write_file", {"path": match[1], "content": match[2]}),
-            ("write_file", {"path": match[3], "content": match[4]}),
-        )
-    elif match := _CREATE.fullmatch(message):
-        calls = (("write_file", {"path": match[1], "content": match[2]}),)
-    elif match := _EDIT.fullmatch(message):
-        calls = (("apply_diff", {"path": match[1], "search": match[2], "replace": match[3]}),)
-    elif match := _HOLD.fullmatch(message):
-        return _hold(match, gates)
-    elif match := _RELEASE.fullmatch(message):
-        return _release(match[1], gates)
-    elif match := _STREAM.fullmatch(message):
-        return _Reply(stream_words(int(match[1])))
-    elif match := _CALL.fullmatch(message):
-        try:
-            arguments = json.loads(match[2] or "{}")
-        except ValueError:
-            arguments = None
-        if not isinstance(arguments, dict):
-            return _Reply(f"The arguments for {match[1]} must be a JSON object.")
-        calls = ((match[1], arguments),)
-    else:
-        calls = _argument_rule(message)
-    if calls and calls[0][0] == "switch_mode":
-        to_mode = calls[0][1].get("mode")
-        if to_mode == agent:
-            return _Reply(f"I am already the {agent} agent.")
-        if handed_over:
-            # A second hand-over of the same message could only bounce between agents.
-            return _Reply(
-                f"I am the {agent} agent. This message was handed over to me already, "
-                f"so I will not hand it on to {to_mode}."
-            )
-    if not calls:
-        return _Reply(
-            f"I am the {agent} agent of the scripted model. You said: {_clip(message, 60)!r}. "
-            "I only follow simple rules such as 'create FILE with TEXT', 'read FILE' and "
-            "'run CMD'. Anything else gets this reply."
-        )
-    if not request.tools:
-        names = " and ".join(name for name, _ in calls)
-        return _Reply(
-            f"I am the {agent} agent. I would call {names} now, but no tools are offered."
-        )
-    return _Reply(" ".join(_preface(name, args) for name, args in calls), calls)
-
-
-def _hold(match: re.Match[str], gates: _Gates) -> _Reply:
-    name = match[2]
-    gate = gates.hold(name)
-    if gate is None:
-        return _Reply(f"Too many open gates (limit {gates.limit}): not holding on {name}.")
-    head = min(int(match[1]), MAX_STREAM_WORDS)
-    tail = min(int(match[3] or 0), MAX_STREAM_WORDS - head)
-    return _Reply(stream_words(head + tail), hold=_Hold(name, gate, head))
-
-
-def _release(name: str, gates: _Gates) -> _Reply:
-    count = gates.release(name)
-    if count == 0:
-        return _Reply(f"No stream is held on {name}.")
-    if count == 1:
-        return _Reply(f"Released {name}: 1 held stream continues.")
-    return _Reply(f"Released {name}: {count} held streams continue.")
-
-
-def _argument_rule(message: str) -> tuple[Call, ...]:
-    for pattern, name, keys in _ARGUMENT_RULES:
-        if match := pattern.fullmatch(message):
-            if not keys:
-                return ((name, {"path": "loop.txt"}),)
-            args: JSONObject = {key: match[i] or "." for i, key in enumerate(keys, 1)}
-            if name == "switch_mode":
-                args["mode"] = str(args["mode"]).lower()
-                args["reason"] = "the user asked for it"
-            return ((name, args),)
-    return ()
-
-
-def _after_results(
-    request: ModelRequest,
-    message: str,
-    results: list[ChatMessage],
-    calls: dict[str, ToolCallRequest],
-    gates: _Gates,
-) -> _Reply:
-    if re.fullmatch(r"loop\b.*", message, _F):
-        return _fresh(request, message, gates)
-    first = _FIRST_THEN.fullmatch(message)
-    if request.agent == "orchestrator" and first:
-        start = max(i for i, m in enumerate(request.messages) if m.role == "user")
-        tasks = [c for m in request.messages[start:] for c in m.tool_calls if c.name == "new_task"]
-        if len(tasks) < 2:
-            step = first[len(tasks) + 1]
-            args: JSONObject = {"mode": route(step)[0], "message": step}
-            return _Reply(_preface("new_task", args), (("new_task", args),))
-        answers = {m.tool_call_id: m.content or "" for m in request.messages if m.role == "tool"}
-        parts = []
-        for i, task in enumerate(tasks[:2], 1):
-            text = _result_text("new_task", answers.get(task.id, ""))[0]
-            parts.append(f"Step {i} ({_target(task)}): {_clip(text, 200).rstrip('.')}")
-        summary = "Both steps are done. " + "; ".join(parts)
-        return _Reply("Finishing.", (("attempt_completion", {"result": summary}),))
-    lines = [
-        _describe(calls.get(r.tool_call_id or ""), r.content or "").rstrip(".") for r in results
-    ]
-    return _Reply("Done: " + "; ".join(lines) + ".")
-
-
-def _describe(call: ToolCallRequest | None, content: str) -> str:
-    name = call.name if call is not None else "tool"
-    subject = f"{name} {_target(call)}".rstrip() if call is not None else name
-    text, failed = _result_text(name, content)
-    index = text.lower().find("rejected by user")
-    if index >= 0:
-        return f"{subject} was {text[index:]}"
-    if failed:
-        return f"{subject} failed: {_clip(text, 200)}"
-    if name in _INFORMATIVE and text:
-        return f"{subject} succeeded ({_clip(text, 80)})"
-    return f"{subject} succeeded"
-
-
-def _result_text(name: str, content: str) -> tuple[str, bool]:
-    """``(readable text, is_error)`` of a tool result's content."""
-    text = content
-    try:
-        value: JSON = json.loads(content)
-    except ValueError:
-        value = None
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, dict):
-        error = value.get("error")
-        if error is not None:
-            return (error if isinstance(error, str) else dumps(error)), True
-        if value.get("ok") is False:
-            return content, True
-    lowered = text.lower()
-    failed = lowered.startswith((f"{name}:", *_ERROR_PREFIXES)) or (
-        re.search(r"\bmay (not|only)\b", lowered) is not None
-    )
-    return text, failed
-
-
-def _target(call: ToolCallRequest | None) -> str:
-    try:
-        args: JSON = json.loads(call.arguments) if call is not None else None
-    except ValueError:
-        return ""
-    if isinstance(args, dict):
-        for key in _TARGET_KEYS:
-            if isinstance(value := args.get(key), str):
-                return _clip(value, 60)
-    return ""
-
-
-def _preface(name: str, args: JSONObject) -> str:
-    shown = {key: "the workspace root" if value == "." else value for key, value in args.items()}
-    return _PREFACE.get(name, "Calling {name}.").format_map({"name": name, **shown})
-
-
-def _clip(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

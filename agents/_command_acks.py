@@ -1,0 +1,26 @@
+"""A command's idempotency record, and the original ack a repeated command id gets back.
+
+Every client command commits one :class:`CommandRecord` (its ack, under its id)
+together with its effect; a repeat finds that record and is answered with it.
+Shared by the command modules (``_session_commands.py``, ``_call_answers.py``),
+so it sits below both.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from sessions import CommandRecord, Committed
+
+from ._core._commands import Ack
+from ._session import LiveSession
+
+
+def record(live: LiveSession, ack: Ack) -> CommandRecord:
+    return CommandRecord(live.session.id, ack.id, ack.to_json())
+
+
+def duplicate_ack(committed: Committed, command_id: str) -> Ack:
+    """The original ack of a repeated command id, marked ``duplicate``."""
+    original = Ack.from_json(committed.ack) if committed.ack else Ack(command_id, "accepted")
+    return attrs.evolve(original, status="duplicate")
