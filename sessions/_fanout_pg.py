@@ -49,16 +49,15 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from collections.abc import Callable, Sequence
 
 import attrs
 import psycopg
 import trio
-from psycopg import sql
 
 from . import _postgres_sql as pgsql
 from ._errors import StoreError
+from ._fanout_listen_pg import connect_listener
 from ._fanout_local import receive_queued
 from ._models import Event
 from ._subscription import EventReader
@@ -324,50 +323,8 @@ class PgFanout:
             self._schedule(followed)
 
     async def _connect(self) -> pgsql.Connection:
-        """A new connection LISTENing on this schema's channel, opened on a worker thread.
-
-        Cancellation: prompt; the thread, abandoned, closes what it opened.
-        """
-        lock = threading.Lock()
-        opened: list[pgsql.Connection] = []
-        abandoned = False
-
-        def on_thread() -> None:
-            # A half-open TCP connection (a dead host) never becomes readable: the
-            # kernel's keepalive probes notice it within half a minute.
-            conn = psycopg.connect(
-                self._dsn,
-                autocommit=True,
-                application_name=self.application_name,
-                keepalives=1,
-                keepalives_idle=10,
-                keepalives_interval=5,
-                keepalives_count=3,
-                connect_timeout=10,
-            )
-            try:
-                channel = pgsql.events_channel(conn)
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-            except BaseException:
-                conn.close()
-                raise
-            with lock:
-                if abandoned:
-                    conn.close()
-                else:
-                    opened.append(conn)
-
-        try:
-            await trio.to_thread.run_sync(on_thread, abandon_on_cancel=True)
-        except BaseException as exc:
-            with lock:
-                abandoned = True
-                for conn in opened:
-                    conn.close()
-            if isinstance(exc, psycopg.Error):
-                raise pgsql.translate(exc) from exc
-            raise
-        return opened[0]
+        """A new connection LISTENing on this schema's channel (``_fanout_listen_pg.py``)."""
+        return await connect_listener(self._dsn, self.application_name)
 
     # -- reading after a notification --------------------------------------------------
 

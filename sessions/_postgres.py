@@ -44,53 +44,13 @@ from ._fanout_pg import PgFanout
 from ._groups import unwrap_single_error
 from ._json import JSONObject
 from ._models import Append, Approval, Committed, Event, Session, Turn
+from ._postgres_link import Link
 from ._postgres_schema import PG_MIGRATIONS
 from ._rows import Row, decode_approval, decode_command, decode_event, decode_session, decode_turn
 from ._schema import Migration
 from ._store import GroupCommitStore, open_store
 
 T = TypeVar("T")
-
-
-class _Link:
-    """One connection and the limiter that keeps it on one thread at a time.
-
-    A connection that failed (lost, server restarted) is replaced on next use.
-    """
-
-    def __init__(self, dsn: str, name: str) -> None:
-        self._dsn = dsn
-        self._name = name
-        self._conn: pgsql.Connection | None = None
-        self._limiter = trio.CapacityLimiter(1)
-
-    def _connection(self) -> pgsql.Connection:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = pgsql.connect(self._dsn, self._name)
-        return self._conn
-
-    async def run(self, fn: Callable[[pgsql.Connection], T]) -> T:
-        """Run ``fn(connection)`` on a worker thread; translate its errors once, here."""
-
-        def on_thread() -> T:
-            try:
-                return fn(self._connection())
-            except BaseException as exc:
-                raise pgsql.translate(exc) from exc
-
-        # Not abandoned on cancel: the thread finishes (COMMIT or ROLLBACK) first.
-        return await trio.to_thread.run_sync(on_thread, limiter=self._limiter)
-
-    def broken(self) -> bool:
-        """Whether the connection was found dead (the next call opens a new one)."""
-        return self._conn is None or self._conn.closed or self._conn.broken
-
-    async def close(self) -> None:
-        """Close the connection once a call in flight (if any) is done."""
-        async with self._limiter:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                await trio.to_thread.run_sync(conn.close)
 
 
 class PostgresBackend:
@@ -105,10 +65,10 @@ class PostgresBackend:
 
     def __init__(self, dsn: str, readers: int, lease_ttl: float) -> None:
         self.dsn = dsn
-        self._writer = _Link(dsn, "agent-runtime writer")
-        self._readers: trio.MemorySendChannel[_Link]
-        self._readers, self._idle_readers = trio.open_memory_channel[_Link](readers)
-        self._all_readers = [_Link(dsn, "agent-runtime reader") for _ in range(readers)]
+        self._writer = Link(dsn, "agent-runtime writer")
+        self._readers: trio.MemorySendChannel[Link]
+        self._readers, self._idle_readers = trio.open_memory_channel[Link](readers)
+        self._all_readers = [Link(dsn, "agent-runtime reader") for _ in range(readers)]
         for link in self._all_readers:
             self._readers.send_nowait(link)
         self._closed = False
@@ -226,23 +186,12 @@ class PostgresBackend:
         """
         if self._closed:
             raise StoreClosed("the session store is closed")
-
-        def select_one(link: _Link) -> None:
-            try:
-                link._connection().execute("SELECT 1")
-            except BaseException as exc:
-                raise pgsql.translate(exc) from exc
-
         link = await self._idle_readers.receive()
         try:
             try:
-                await trio.to_thread.run_sync(
-                    select_one, link, limiter=link._limiter, abandon_on_cancel=True
-                )
+                await link.select_one()
             except StorageUnavailable:
-                await trio.to_thread.run_sync(
-                    select_one, link, limiter=link._limiter, abandon_on_cancel=True
-                )
+                await link.select_one()
         finally:
             self._readers.send_nowait(link)
 
