@@ -14,18 +14,22 @@ outbox), the public names of :mod:`agents` (events, tool schemas) and
 :mod:`sessions`, and nothing else of :mod:`server`.
 
 Modules: ``_main`` (entry points, session creation), ``_options`` (flags, environment,
-exit statuses), ``_client`` (one run: link, worker, driver, Ctrl-C), ``_link`` (the
-session's connection over :mod:`server.client`, with chat's notes), ``_state`` (open
-work), ``_input`` (the human's lines and approvals), ``_render`` (the transcript),
-``_markdown`` (final messages as markdown), ``_status`` (the status line),
-``_describe`` (one-line descriptions of calls), ``_ndjson`` (``--output json``),
-``_text`` (escaping what
-reaches the terminal), ``_tools`` (the workspace executor), ``_paths`` (confinement
-to the workspace), ``_command`` (running a shell command), ``_diff`` (diffs of edits),
-``_instructions`` (the workspace's ``AGENTS.md``, sent as the session's instructions),
-``_prompt`` (prompt_toolkit line editing, history and completion on a terminal),
-``_slash`` (the slash commands the client handles itself), ``_journal`` (checkpoints
-of the agent's file changes, for ``/undo`` and ``/diff``).
+exit statuses), ``_client`` (one run: link, driver, Ctrl-C), ``_worker`` (the run's
+worker: tool calls, approvals, questions), ``_link`` (the session's connection over
+:mod:`server.client`, with chat's notes), ``_state`` (open work), ``_input`` (the
+human's lines and approvals), ``_render`` (the transcript), ``_screen`` (writing it to
+the terminal: styles, lines, live output), ``_markdown`` (final messages as markdown),
+``_status`` (the status line), ``_describe`` (one-line descriptions of calls),
+``_ndjson`` (``--output json``), ``_text`` (escaping what reaches the terminal),
+``_tools`` (the workspace executor), ``_apply_diff`` (``apply_diff``'s search and
+replace, shared with the ACP adapter), ``_paths`` (confinement to the workspace),
+``_command`` (running a shell command), ``_diff`` (diffs of edits), ``_instructions``
+(the workspace's ``AGENTS.md``, sent as the session's instructions), ``_prompt``
+(prompt_toolkit line editing, history and completion on a terminal), ``_slash`` (the
+slash commands the client handles itself), ``_slash_parse`` (their table, parsing and
+outcomes), ``_session_diff`` (``/diff``'s diffs), ``_journal`` (checkpoints of the
+agent's file changes, for ``/undo`` and ``/diff``), ``_journal_store`` (the journal's
+index, blobs, lock and validation), ``_journal_model`` (the journal's records).
 """
 
 from ._client import Interrupts

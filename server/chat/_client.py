@@ -3,10 +3,10 @@
 Three tasks share one nursery, all ending together:
 
 - the *link* keeps the session connected (catch-up, live events, reconnects);
-- the *worker* handles open work one item at a time, oldest first: executes tool
-  calls, answers approvals and questions; answers go out through the outbox. An
-  item that stops being open while it is handled (its turn ended, or another
-  client answered it) is abandoned, which kills a running command;
+- the *worker* (:mod:`._worker`) handles open work one item at a time, oldest
+  first: executes tool calls, answers approvals and questions; answers go out
+  through the outbox. An item that stops being open while it is handled (its turn
+  ended, or another client answered it) is abandoned, which kills a running command;
 - the *driver* sends the user's messages: one ``--message`` (exit status from
   that turn's end) or a prompt loop until end of input or ``/quit``.
 
@@ -22,19 +22,17 @@ from __future__ import annotations
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TypeVar, assert_never
+from typing import assert_never
 
-import attrs
 import httpx
 import trio
 
 from sessions import JSONObject
 
-from ._command import ToolFailure
 from ._input import Decider, LineSource, TerminalInput, ask
-from ._journal import Journal, journaled
+from ._journal import Journal
 from ._link import ChatError, Link, Outbox
 from ._options import (
     EXIT_FAILED,
@@ -56,22 +54,13 @@ from ._slash import (
     message_text,
     parse,
 )
-from ._state import ChatState, Work
+from ._state import ChatState
 from ._text import plural
 from ._tools import Workspace
-
-_T = TypeVar("_T")
+from ._worker import Busy, Worker, unless
 
 Interrupts = trio.abc.ReceiveChannel[object]
 NEW_SESSION = "new"  # ChatClient.switch_to: create a session
-
-
-@attrs.frozen
-class _Running:
-    """The tool call the worker is executing: *stop* kills it, *answered* follows its result."""
-
-    stop: trio.Event = attrs.field(factory=trio.Event)
-    answered: trio.Event = attrs.field(factory=trio.Event)
 
 
 class ChatClient:
@@ -117,6 +106,9 @@ class ChatClient:
             )
         # /undo and /diff: what the agent's file tools change is journaled first.
         self.journal = Journal(workspace, session_id)
+        self.worker = Worker(
+            self.state, self.outbox, self.decider, self.journal, workspace, renderer, self.new_id
+        )
         self.slash = SlashCommands(
             renderer, http, session_id, self._send_command, self.decider, self.journal
         )
@@ -141,7 +133,6 @@ class ChatClient:
         self._prefix = f"chat-{secrets.token_hex(4)}"
         self._count = 0
         self._cancelling: set[str] = set()
-        self._running: _Running | None = None
         self._code: int | None = None
         self._scope = trio.CancelScope()
         # Set by /session ID or /new: the session the next run of the client attaches
@@ -185,7 +176,7 @@ class ChatClient:
         with self._scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(link)
-                nursery.start_soon(self._worker)
+                nursery.start_soon(self.worker.run)
                 if self.options.handle_signals or self.interrupts is not None:
                     nursery.start_soon(self._signals)
                 nursery.start_soon(drive)
@@ -255,12 +246,12 @@ class ChatClient:
         while True:
             await self.state.wait_until(lambda: self.state.idle and self.link.connections > 0)
             # Another client may start a turn meanwhile: its work comes first.
-            line = await _unless(
+            line = await unless(
                 lambda: ask(lines, self.renderer, "you> ", chat=True),
                 self.state,
                 lambda: not self.state.idle,
             )
-            if line is _Busy:
+            if line is Busy:
                 self.renderer.note("")
                 continue
             if line is None:
@@ -293,84 +284,6 @@ class ChatClient:
             if turn_id is not None:
                 await self._wait_turn(turn_id)
 
-    # -- the worker ----------------------------------------------------------------------
-
-    async def _worker(self) -> None:
-        while True:
-            work = await self.state.next_work()
-            fields: JSONObject | None
-            if work.kind == "call":
-                self._running = running = _Running()
-                fields = await self._execute(work, running.stop)
-            elif work.kind == "approval":
-                fields = await self._ask(work, self.decider.approval)
-            else:
-                fields = await self._ask(work, self.decider.answer)
-            if fields is not None:
-                await self.outbox.send(fields | {"id": self.new_id()})
-            self.state.done(work)
-            if self._running is not None:
-                self._running.answered.set()
-                self._running = None
-
-    async def _execute(self, work: Work, stop: trio.Event) -> JSONObject | None:
-        """The ``tool_result`` fields for *work*; ``None`` if it stopped being open."""
-        event = work.event
-        name, arguments = event.get("name"), event.get("arguments")
-        base: JSONObject = {"type": "tool_result", "call_id": work.id}
-        if not isinstance(name, str) or not isinstance(arguments, dict):
-            return base | {"error": "malformed tool call"}
-
-        async def execute() -> JSONObject:
-            try:
-                result = await journaled(  # so /undo can revert it
-                    self.journal,
-                    work.turn_id,
-                    work.id,
-                    name,
-                    arguments,
-                    lambda: self.workspace.execute(name, arguments, stop=stop),
-                    note=lambda text: self.renderer.note(text, "yellow"),
-                )
-            except ToolFailure as error:
-                return base | {"error": str(error)}
-            return base | {"result": result}
-
-        fields = await _unless(execute, self.state, lambda: not self.state.still_open(work))
-        if fields is _Busy:
-            self.renderer.note(
-                "[stopped the tool call: no longer pending (its turn ended or another client "
-                "answered it)]",
-                "dim",
-            )
-            return None
-        assert isinstance(fields, dict)
-        return fields
-
-    async def _ask(
-        self, work: Work, decide: Callable[[JSONObject], Awaitable[JSONObject]]
-    ) -> JSONObject | None:
-        """The human's (or the rules') answer; ``None`` if it was resolved meanwhile.
-
-        After a reconnect the question is asked again (the prompt re-appears), since
-        the connection news was printed over it.
-        """
-        state = self.state
-        while True:
-            answer = await _unless(
-                lambda: decide(work.event),
-                state,
-                lambda: not state.still_open(work) or state.must_reshow(work),
-            )
-            if answer is not _Busy:
-                assert isinstance(answer, dict)
-                return answer
-            if not state.still_open(work):
-                self.renderer.note("[no longer pending: answered elsewhere, expired or cancelled]")
-                return None
-            state.reshown(work)
-            self.renderer.note("[still waiting for your answer:]", "yellow")
-
     # -- Ctrl-C --------------------------------------------------------------------------
 
     async def _signals(self) -> None:
@@ -402,38 +315,13 @@ class ChatClient:
             return
         self._cancelling.add(turn)
         self.renderer.note("^C cancelling the turn (Ctrl-C again quits)", "yellow")
-        running = self._running
+        running = self.worker.running
         if running is not None:
             # Kill the command first, so the result the server records says so.
             running.stop.set()
             with trio.move_on_after(self.options.kill_grace + 1.0):
                 await running.answered.wait()
         await self.outbox.send({"type": "cancel", "id": self.new_id(), "turn_id": turn})
-
-
-class _Busy:
-    """Marker: the wait was abandoned because the condition became true."""
-
-
-async def _unless(
-    fn: Callable[[], Awaitable[_T]], state: ChatState, condition: Callable[[], bool]
-) -> _T | type[_Busy]:
-    """``await fn()``, abandoned (returning :class:`_Busy`) as soon as *condition* holds."""
-    result: _T | type[_Busy] = _Busy
-
-    async def run(cancel: trio.CancelScope) -> None:
-        nonlocal result
-        result = await fn()
-        cancel.cancel()
-
-    async def watch(cancel: trio.CancelScope) -> None:
-        await state.wait_until(condition)
-        cancel.cancel()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run, nursery.cancel_scope)
-        nursery.start_soon(watch, nursery.cancel_scope)
-    return result
 
 
 __all__ = ["ChatClient", "ChatError", "Interrupts"]

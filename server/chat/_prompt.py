@@ -10,7 +10,7 @@ terminals; otherwise the client reads plain lines (``_input.TerminalInput``).
 How it stays inside the client's one ``trio.run``: prompt_toolkit is asyncio
 code, so each prompt runs on a private asyncio loop in a worker thread
 (``trio.to_thread.run_sync``, not abandonable: the trio task always waits for
-the thread). Cancelling the prompt from the trio side (the client's ``_unless``
+the thread). Cancelling the prompt from the trio side (the worker's ``unless``
 when another client starts a turn, or quitting) cancels the asyncio task of
 ``prompt_async`` through ``loop.call_soon_threadsafe``; prompt_toolkit restores
 the terminal and the thread returns, and only then does the cancellation

@@ -13,15 +13,16 @@ final ``message`` arrives (:mod:`._markdown`); the stream is shown dim until the
 Tool output keeps its whitespace: it is cut by lines, never collapsed.
 Events inside a delegated subtask (payload ``subtask_id``) are indented one level
 per nesting depth. Token usage is summed per turn and shown on the turn's end line.
+per nesting depth. Token usage is summed per turn and shown on the turn's end line.
+
+Putting the text on the terminal (styles, whole lines, the status line, live
+command output) is :mod:`._screen`; this module decides what each event says.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Final, TextIO
 
 from agents import TOOLS, decode_event
@@ -49,25 +50,15 @@ from sessions import JSONObject
 
 from ._describe import clip, command_summary, cut_line, describe_call
 from ._markdown import Markdown, rows
-from ._status import CommandOutput, StatusLine, activity
+from ._screen import INDENT, Screen, is_live, terminal_size, use_color
+from ._status import activity
 from ._text import plural, visible, visible_block
 
 ENVELOPE: Final = frozenset({"seq", "session_id", "type", "ts", "turn_id"})
-INDENT: Final = "    "
 RETRY_INTERACTIVE: Final = "send the message again to retry"
 RESULT_LINES: Final = 4  # lines of a tool result shown on the terminal
-LIVE_PREFIX: Final = "  | "
 _ERASE_BELOW: Final = "\x1b[J"  # erase from the cursor to the end of the screen
 
-_RESET = "\x1b[0m"
-_CODES: Final = {
-    "dim": "\x1b[2m",
-    "bold": "\x1b[1m",
-    "red": "\x1b[31m",
-    "green": "\x1b[32m",
-    "yellow": "\x1b[33m",
-    "cyan": "\x1b[36m",
-}
 _DECISIONS: Final = {
     "approve": "approved",
     "edit": "approved with edited arguments",
@@ -78,39 +69,12 @@ _DECISIONS: Final = {
 }
 
 
-def use_color(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
-    """Whether to colour *stream*: a terminal, ``NO_COLOR`` unset, ``TERM`` not dumb."""
-    env = os.environ if env is None else env
-    if "NO_COLOR" in env:
-        return False
-    return is_live(stream, env)
-
-
-def is_live(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
-    """Whether *stream* is a terminal that can rewrite a line (``TERM`` not dumb).
-
-    ``NO_COLOR`` does not matter: a status line needs no colour.
-    """
-    env = os.environ if env is None else env
-    if env.get("TERM") == "dumb":
-        return False
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def terminal_renderer(out: TextIO, env: Mapping[str, str] | None = None) -> Renderer:
     """The renderer for *out*: colour, status line and markdown as far as *out* allows."""
     return Renderer(out, color=use_color(out, env), live=is_live(out, env))
 
 
-def _terminal_size() -> tuple[int, int]:
-    size = shutil.get_terminal_size()
-    return size.columns, size.lines
-
-
-class Renderer:
+class Renderer(Screen):
     """Writes durable events and client notes to *out* as readable text.
 
     *live*: *out* is a terminal that can rewrite lines (status line, live command
@@ -124,18 +88,10 @@ class Renderer:
         color: bool = False,
         retry_hint: str = RETRY_INTERACTIVE,
         live: bool = False,
-        size: Callable[[], tuple[int, int]] = _terminal_size,
+        size: Callable[[], tuple[int, int]] = terminal_size,
     ) -> None:
-        self.out = out
-        self.color = color
+        super().__init__(out, color=color, live=live, size=size)
         self.retry_hint = retry_hint
-        self.size = size
-        self.status = StatusLine(out, lambda: size()[0], color=color) if live else None
-        self.markdown = live and color
-        self._stream: str | None = None  # message_id whose text is being streamed
-        self._stream_text = ""  # what the open stream put on screen, for erasing it
-        self._command = CommandOutput()
-        self._command_depth = 0
         self._streamed: set[str] = set()
         self._subtasks: dict[str, int] = {}
         self._open: list[str] = []
@@ -146,62 +102,6 @@ class Renderer:
         self._calls: dict[str, str] = {}  # call_id -> tool name
         self._asked: set[str] = set()  # call_ids a person was (or is being) asked about
         self._session_allowed: set[str] = set()  # tools approved "for this session"
-
-    def style(self, text: str, *styles: str) -> str:
-        if not self.color or not styles:
-            return text
-        return "".join(_CODES[s] for s in styles) + text + _RESET
-
-    # -- low level --------------------------------------------------------------
-
-    def end_stream(self) -> None:
-        """Finish a streamed line, so the next output starts on a fresh line."""
-        if self._stream is not None:
-            self._stream = None
-            self._write("\n")
-
-    def _write(self, text: str) -> None:
-        if self.status is not None:
-            self.status.erase()
-            if text:
-                self.status.at_line_start = text.endswith("\n")
-        self.out.write(text)
-        self.out.flush()
-
-    def lines(self, text: str, depth: int = 0, *styles: str) -> None:
-        """*text* as whole lines, indented *depth* levels."""
-        self.end_stream()
-        prefix = INDENT * depth
-        shown = visible_block(text).split("\n")
-        self._write("".join(prefix + self.style(line, *styles) + "\n" for line in shown))
-
-    def note(self, text: str, *styles: str) -> None:
-        """A message from the client itself (connection state, decisions)."""
-        self.lines(text, 0, *styles)
-
-    def prompt(self, text: str) -> None:
-        """*text* without a newline, for the user to answer on the same line."""
-        self.end_stream()
-        self._write(self.style(visible(text), "bold"))
-
-    def diff(self, text: str, depth: int = 0) -> None:
-        """A unified diff, additions green and removals red on a terminal."""
-        self.end_stream()
-        prefix = INDENT * depth + "  "
-        out = []
-        for line in visible_block(text).split("\n"):
-            if line.startswith(("+++", "---")):
-                styled = self.style(line, "bold")
-            elif line.startswith("+"):
-                styled = self.style(line, "green")
-            elif line.startswith("-"):
-                styled = self.style(line, "red")
-            elif line.startswith("@@"):
-                styled = self.style(line, "cyan")
-            else:
-                styled = line
-            out.append(prefix + styled + "\n")
-        self._write("".join(out))
 
     # -- events -------------------------------------------------------------------
 
@@ -312,18 +212,6 @@ class Renderer:
         elif isinstance(event, ApprovalResolved | QuestionAnswered | TurnEnded):
             self.status.release("asking")
 
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        """Around reading the terminal by other means than :meth:`prompt`: no status line."""
-        if self.status is None:
-            yield
-            return
-        self.status.hold()
-        try:
-            yield
-        finally:
-            self.status.release()
-
     def _decided_by_rule(self, call: ToolCallEvent) -> str:
         """A note when no person was asked about a call a person would be asked about.
 
@@ -389,16 +277,6 @@ class Renderer:
         rendered = Markdown(width=width).render(message.content).rstrip("\n").split("\n")
         self.lines(f"{message.agent}:", depth, "bold")
         self._write("".join(prefix + line + "\n" for line in rendered))
-
-    def command_output(self, chunk: bytes | bytearray) -> None:
-        """Output of the command running now, shown as it comes (live terminals only)."""
-        if self.status is not None:
-            for line in self._command.add(chunk):
-                self.lines(LIVE_PREFIX + line, self._command_depth)
-
-    def _end_command_output(self) -> None:
-        for line in self._command.end():
-            self.lines(LIVE_PREFIX + line, self._command_depth)
 
     def _result(self, result: ToolResultEvent, depth: int) -> None:
         name = self._calls.pop(result.call_id, None)

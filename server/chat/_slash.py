@@ -9,6 +9,9 @@ Commands for the server (``/agent``, ``/model``, ``/compact``) go through the
 client's outbox (*send*: the command fields, without ``id``, to its ack), so they
 are idempotent across reconnects and acknowledged. ``/undo`` and ``/diff`` read the
 client's :class:`~._journal.Journal`.
+
+The table, parsing and outcomes are :mod:`._slash_parse`; ``/diff``'s diffs are
+computed by :mod:`._session_diff`.
 """
 
 from __future__ import annotations
@@ -16,101 +19,36 @@ from __future__ import annotations
 import contextlib
 import datetime
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Final, TypeAlias
+from typing import TypeAlias
 
-import attrs
 import httpx
 import trio
 
 from sessions import JSON, JSONObject
 
-from ._diff import unified_diff
 from ._input import Decider
-from ._journal import Journal, Node, UndoRefused
+from ._journal import Journal, UndoRefused
 from ._link import ChatError, ServerBusy, check_response
 from ._options import SESSION_ID
 from ._render import Renderer
+from ._session_diff import in_git, session_diff
+from ._slash_parse import (
+    COMMAND_NAMES,
+    COMMANDS,
+    INPUT_HELP,
+    Handled,
+    Outcome,
+    Parsed,
+    Quit,
+    SlashCommand,
+    StartedTurn,
+    SwitchSession,
+    message_text,
+    parse,
+)
 from ._text import plural, visible
 
 Send: TypeAlias = Callable[[JSONObject], Awaitable[JSONObject]]
-
-
-@attrs.frozen
-class SlashCommand:
-    name: str  # with its "/"
-    usage: str  # the argument, e.g. "NAME" ("" for none)
-    help: str
-
-
-COMMANDS: Final = (
-    SlashCommand("/help", "", "this list"),
-    SlashCommand("/agent", "NAME", "switch the session's agent (no NAME: list the agents)"),
-    SlashCommand("/model", "NAME", "switch the session's model (`/model default` to reset)"),
-    SlashCommand("/compact", "[INSTRUCTIONS]", "summarise the session's older history now"),
-    SlashCommand("/sessions", "", "list your sessions, newest first"),
-    SlashCommand("/session", "ID", "continue session ID here (see /sessions)"),
-    SlashCommand("/new", "", "start a new session here"),
-    SlashCommand("/undo", "[N]", "revert the file changes of the agent's last turn (or N turns)"),
-    SlashCommand("/diff", "", "what the agent changed in the workspace this session"),
-    SlashCommand("/cost", "", "tokens and cost of this session so far"),
-    SlashCommand("/auto-approve", "PATTERN", "approve tools matching the glob without asking"),
-    SlashCommand("/quit", "", "exit (also /exit, Ctrl-D)"),
-)
-COMMAND_NAMES: Final = (*(c.name for c in COMMANDS), "/exit")
-INPUT_HELP: Final = (
-    "On a terminal: Esc then Enter (or a line ending in \\) starts a new line; "
-    "Tab completes commands, agent names and paths; Up/Down recall earlier lines; "
-    "// sends a message starting with /."
-)
-
-
-@attrs.frozen
-class Parsed:
-    name: str  # lower-cased, with its "/"
-    argument: str  # stripped
-
-
-@attrs.frozen
-class Handled:
-    """The command is done; prompt again."""
-
-
-@attrs.frozen
-class StartedTurn:
-    """The command started a turn (``/compact``): wait for it to end."""
-
-    turn_id: str
-
-
-@attrs.frozen
-class Quit:
-    """Exit the client."""
-
-
-@attrs.frozen
-class SwitchSession:
-    """Leave this session for another one (``/session ID``) or a new one (``/new``)."""
-
-    session_id: str | None  # None: create a new session
-
-
-Outcome: TypeAlias = Handled | StartedTurn | Quit | SwitchSession
-
-
-def parse(line: str) -> Parsed | None:
-    """The slash command on *line*; ``None`` if it is a message (see :func:`message_text`)."""
-    text = line.strip()
-    if not text.startswith("/") or text.startswith("//"):
-        return None
-    name, _, argument = text.partition(" ")
-    return Parsed(name.lower(), argument.strip())
-
-
-def message_text(line: str) -> str:
-    """What a line that is not a command sends: ``//x`` sends ``/x``."""
-    text = line.strip()
-    return text[1:] if text.startswith("//") else text
 
 
 class SlashCommands:
@@ -316,7 +254,7 @@ class SlashCommands:
             self.renderer.note("! /diff: this client keeps no journal here", "red")
             return
         journal = self.journal
-        git = _in_git(journal.workspace.root)
+        git = in_git(journal.workspace.root)
         try:
             diffs = await trio.to_thread.run_sync(lambda: session_diff(journal, git=git))
         except (OSError, OverflowError) as error:
@@ -400,50 +338,6 @@ class SlashCommands:
         self.renderer.note(f"  rules now: {', '.join(rules) or 'none (every request asks)'}")
 
 
-def session_diff(journal: Journal, *, git: bool) -> list[str]:
-    """A unified diff per path the agent changed this session: first pre-image → now.
-
-    Blocking (reads files): call it in a thread.
-
-    Raises:
-        OSError: a stored copy is missing or damaged, or a file cannot be read.
-    """
-    out: list[str] = []
-    for rel, before in sorted(journal.originals().items()):
-        now = journal.current(rel)
-        if now.same_as == before.same_as:
-            continue
-        header = f"diff --git a/{rel} b/{rel}\n" if git else ""
-        if "dir" in (before.kind, now.kind):
-            what = "created" if now.kind == "dir" else "removed"
-            out.append(f"{header}(directory {rel}/ {what})")
-            continue
-        old, new = _text(journal, rel, before, now=False), _text(journal, rel, now, now=True)
-        if old is None or new is None:
-            out.append(f"{header}Binary files a/{rel} and b/{rel} differ")
-            continue
-        source = f"a/{rel}" if before.kind != "absent" else "/dev/null"
-        target = f"b/{rel}" if now.kind != "absent" else "/dev/null"
-        out.append(header + unified_diff(old, new, source, target))
-    return out
-
-
-def _text(journal: Journal, rel: str, node: Node, *, now: bool) -> str | None:
-    """A file's text (``""`` if absent); ``None`` if binary."""
-    if node.kind == "absent":
-        return ""
-    if node.kind == "link":
-        return f"(symlink) {journal.blob(node).decode(errors='replace')}\n" if not now else ""
-    data = journal.current_bytes(rel) if now else journal.blob(node)
-    if b"\x00" in data[:8192]:
-        return None
-    return data.decode("utf-8", errors="replace")
-
-
-def _in_git(root: Path) -> bool:
-    return any((p / ".git").exists() for p in (root, *root.parents))
-
-
 def _when(value: JSON) -> str:
     if not isinstance(value, int | float):
         return "?"
@@ -463,6 +357,7 @@ __all__ = [
     "SlashCommand",
     "SlashCommands",
     "StartedTurn",
+    "SwitchSession",
     "message_text",
     "parse",
     "session_diff",

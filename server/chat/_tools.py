@@ -38,6 +38,7 @@ import trio
 from agents import TOOLS, ToolError, validate_arguments
 from sessions import JSON, JSONObject
 
+from ._apply_diff import search_replace as search_replace  # re-exported: the ACP adapter
 from ._command import KILL_GRACE, MAX_OUTPUT, ToolFailure, run_command
 from ._diff import changed_lines, unified_diff
 from ._paths import STATE_DIR, ConfinedRoot, in_state_dir
@@ -391,34 +392,3 @@ def _glob_match(rel: str, pattern: str) -> bool:
 
 def _clip_line(line: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def search_replace(old: str, search: str, replace: str, shown: str) -> str:
-    """*old* with *search* replaced once by *replace*, as ``apply_diff`` does.
-
-    Used by the terminal client (``Workspace.edited``) and the ACP adapter: the
-    search text must be non-empty and occur exactly once; LF search text matches
-    a CRLF file.
-
-    Raises:
-        ToolFailure: empty, missing or ambiguous search text (the LLM reads why).
-    """
-    if not search:
-        raise ToolFailure("apply_diff: search text must not be empty")
-    if old.count(search) == 0 and "\r\n" in old and "\r\n" not in search:
-        search, replace = search.replace("\n", "\r\n"), replace.replace("\n", "\r\n")
-    count = old.count(search)
-    if count == 0:
-        hint = ""
-        if search.strip() and search.strip() in old:
-            hint = " (it would match with different leading/trailing whitespace)"
-        raise ToolFailure(
-            f"apply_diff: search text not found in {shown}{hint}; "
-            "read the file and copy the exact text to replace"
-        )
-    if count > 1:
-        raise ToolFailure(
-            f"apply_diff: search text occurs {count} times in {shown}; "
-            "include more surrounding lines so it matches exactly once"
-        )
-    return old.replace(search, replace, 1)
