@@ -131,6 +131,8 @@ class LeaseCounts(Protocol):
 
     held: Mapping[str, int]  # session -> generation of each lease this replica holds
     lost: int  # leases found taken over: at a renewal, or by a refused (fenced) write
+    fenced: int  # appends refused by the fence (another replica holds the lease)
+    taken_over: int  # lapsed leases of other replicas that this one took over
 
 
 def lease_counts(store: SessionStore) -> LeaseCounts | None:
@@ -183,6 +185,16 @@ class LeaseCollector(Collector):
                 "Leases found taken over by another replica: at a renewal, or by a fenced"
                 " write that was refused (nothing of it committed)",
                 value=counts.lost,
+            )
+            yield CounterMetricFamily(
+                "agent_runtime_fenced_writes",
+                "Appends refused because another replica held the session's lease",
+                value=counts.fenced,
+            )
+            yield CounterMetricFamily(
+                "agent_runtime_lease_takeovers",
+                "Lapsed leases of other replicas (stopped or dead) that this replica took over",
+                value=counts.taken_over,
             )
         yield from self._fanout()
 

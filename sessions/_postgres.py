@@ -77,6 +77,8 @@ class PostgresBackend:
         self.held: dict[str, int] = {}
         self._lease_lock = trio.Lock()
         self.lost = 0  # leases found taken over (renewal or a refused write)
+        self.fenced = 0  # appends refused because another replica holds the lease now
+        self.taken_over = 0  # lapsed leases of other replicas this one took over
         # Sessions whose lease was found taken over, for the supervisor to stop.
         self._lost_send, self.lost_sessions = trio.open_memory_channel[str](256)
         self._inbox = _inbox_pg.Inbox(self, dsn)
@@ -115,6 +117,8 @@ class PostgresBackend:
                 holder, expires_at = (row[0], row[2]) if row is not None else ("?", 0.0)
                 raise LeaseHeld(session_id, holder, expires_at)
             self.held[session_id] = taken[0]
+            if taken[2]:
+                self.taken_over += 1
 
     async def release(self, session_id: str) -> None:
         """Let *session_id*'s lease lapse now (idle here: another replica may take it)."""
@@ -228,6 +232,8 @@ class PostgresBackend:
             )
         self.held.update(acquired)
         for outcome, append in zip(result.outcomes, appends, strict=True):
+            if isinstance(outcome, LeaseLost):
+                self.fenced += 1
             if isinstance(outcome, LeaseLost) and self.held.get(append.session_id) == held.get(
                 append.session_id
             ):

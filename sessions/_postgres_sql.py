@@ -169,7 +169,7 @@ NOW = "extract(epoch from clock_timestamp())"
 
 def take_lease(
     conn: Connection, session_id: str, owner: str, ttl: float
-) -> tuple[int, float] | None:
+) -> tuple[int, float, bool] | None:
     """Take *session_id*'s lease in a transaction of its own (see :meth:`PgTx.take_lease`)."""
     with conn.transaction():
         return PgTx(conn).take_lease(session_id, owner, ttl)
@@ -293,13 +293,16 @@ class PgTx:
         )
         return None if row is None else (str(row[0]), as_int(row[1]), float(str(row[2])))
 
-    def take_lease(self, session_id: str, owner: str, ttl: float) -> tuple[int, float] | None:
+    def take_lease(self, session_id: str, owner: str, ttl: float) -> tuple[int, float, bool] | None:
         """Insert the lease, or take it over if it lapsed (a new generation) or is ours.
 
-        ``None`` if another owner's lease is still live.
+        ``None`` if another owner's lease is still live. The flag says whether this
+        was a takeover: another owner's lease that lapsed rather than was released
+        (a release sets ``expires_at`` to 0), i.e. that replica stopped renewing.
         """
         row = self._one(
             f"""
+            WITH before AS (SELECT owner, expires_at FROM leases WHERE session_id = %s)
             INSERT INTO leases AS l (session_id, owner, generation, expires_at)
             VALUES (%s, %s, 1, {NOW} + %s)
             ON CONFLICT (session_id) DO UPDATE SET
@@ -307,11 +310,14 @@ class PgTx:
                 generation = l.generation + (CASE WHEN l.owner = excluded.owner THEN 0 ELSE 1 END),
                 expires_at = excluded.expires_at
             WHERE l.owner = excluded.owner OR l.expires_at < {NOW}
-            RETURNING generation, expires_at
+            RETURNING generation, expires_at,
+                COALESCE((SELECT owner <> %s AND expires_at > 0 FROM before), false)
             """,
-            (session_id, owner, ttl),
+            (session_id, session_id, owner, ttl, owner),
         )
-        return None if row is None else (as_int(row[0]), float(str(row[1])))
+        if row is None:
+            return None
+        return as_int(row[0]), float(str(row[1])), bool(row[2])
 
     def max_seq(self, session_id: str) -> int:
         row = self._one(

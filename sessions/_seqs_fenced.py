@@ -37,7 +37,7 @@ class LeaseRows(Protocol):
         """Lock and extend the lease if it is still (*owner*, *generation*)'s."""
         ...
 
-    def take_lease(self, session_id: str, owner: str, ttl: float) -> tuple[int, float] | None:
+    def take_lease(self, session_id: str, owner: str, ttl: float) -> tuple[int, float, bool] | None:
         """Insert the lease, or take it over if lapsed or already ours: its
         ``(generation, expires_at)``; ``None`` if a live lease of another owner holds it."""
         ...

@@ -244,7 +244,7 @@ def test_the_fanouts_notification_stats_are_exported_when_it_keeps_them() -> Non
     )
     store = SimpleNamespace(
         replica="host:1:ab",
-        _backend=SimpleNamespace(held={"s": 1}, lost=3),
+        _backend=SimpleNamespace(held={"s": 1}, lost=3, fenced=2, taken_over=1),
         _fanout=SimpleNamespace(stats=stats),
     )
     page = {
@@ -256,6 +256,8 @@ def test_the_fanouts_notification_stats_are_exported_when_it_keeps_them() -> Non
         "agent_runtime_replica_info": 1,
         "agent_runtime_leases_held": 1,
         "agent_runtime_leases_lost_total": 3,
+        "agent_runtime_fenced_writes_total": 2,
+        "agent_runtime_lease_takeovers_total": 1,
         "agent_runtime_notifications_total": 7,
         "agent_runtime_notifications_ignored_total": 2,
         "agent_runtime_notification_reads_total": 5,
@@ -265,10 +267,13 @@ def test_the_fanouts_notification_stats_are_exported_when_it_keeps_them() -> Non
         "agent_runtime_notification_lag_max_seconds": 0.25,
     }
     # Before the fan-out keeps stats: the lease metrics only.
-    bare = SimpleNamespace(replica="r", _backend=SimpleNamespace(held={}, lost=0))
+    leases = SimpleNamespace(held={}, lost=0, fenced=0, taken_over=0)
+    bare = SimpleNamespace(replica="r", _backend=leases)
     names = {f.name for f in LeaseCollector(cast(SessionStore, bare)).collect()}
     assert names == {
         "agent_runtime_replica_info",
         "agent_runtime_leases_held",
         "agent_runtime_leases_lost",
+        "agent_runtime_fenced_writes",
+        "agent_runtime_lease_takeovers",
     }

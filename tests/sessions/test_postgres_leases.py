@@ -170,3 +170,32 @@ async def test_renewal_never_deadlocks_with_a_batch_of_the_same_sessions(dsn: st
         for session in sessions:
             assert a.holds(session.id)
             assert len(await a.read_events(session.id)) == 15
+
+
+def stop_renewing(dsn: str, session_id: str) -> None:
+    """The holder died or froze: its lease's expiry passes (not a release, which is 0)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE leases SET expires_at = 1 WHERE session_id = %s", (session_id,))
+
+
+async def test_takeovers_and_fenced_writes_are_counted(dsn: str) -> None:
+    from server._metrics import lease_counts
+
+    async with replica(dsn) as a, replica(dsn) as b:
+        counts_a, counts_b = lease_counts(a), lease_counts(b)
+        assert counts_a is not None and counts_b is not None
+        session = await create_session(a)
+        await append_events(a, session.id, ev(n=1))
+        # A handover (released) is not a takeover.
+        await a.release(session.id)
+        await b.acquire(session.id)
+        assert (counts_b.taken_over, counts_a.fenced) == (0, 0)
+        await b.release(session.id)
+        await a.acquire(session.id)
+        # a stops renewing; b takes the lapsed lease over; a's next write is fenced.
+        stop_renewing(dsn, session.id)
+        await b.acquire(session.id)
+        assert counts_b.taken_over == 1
+        with pytest.raises(LeaseLost):
+            await append_events(a, session.id, ev(n=2))
+        assert counts_a.fenced == 1 and counts_a.lost == 1
