@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
 
-import pytest
+from tests.components import missing
 
 ENV = "AGENT_RUNTIME_TEST_POSTGRES"
 DSN = os.environ.get(ENV)
@@ -23,10 +23,7 @@ def require_postgres() -> str:
     """The server's DSN; skips (or, in CI, fails) the calling test without one."""
     if DSN:
         return DSN
-    reason = f"no PostgreSQL: set {ENV} (.ci/run starts one)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    missing(f"no PostgreSQL: set {ENV} (.ci/run starts one)")
 
 
 @contextmanager

@@ -40,6 +40,7 @@ import pytest
 import trio
 
 from tests.acp.conformance import SCHEMA_PATH, Conformance
+from tests.components import missing, require_executable
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -55,24 +56,10 @@ LOCAL_SCHEMA = NODE_MODULES / "@agentclientprotocol" / "sdk" / "schema" / "schem
 PROCESS_TIMEOUT = 60.0
 
 
-def missing(reason: str) -> None:
-    """Skip the calling test for a missing component, or fail it under ``CI=true``."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 def require_acpx() -> Path:
     """The acpx executable (skips, or in CI fails, the test without one)."""
-    named = os.environ.get(ACPX_ENV)
-    if named:
-        if not os.access(named, os.X_OK):
-            pytest.fail(f"{ACPX_ENV}={named} is not an executable")
-        return Path(named)
-    if os.access(LOCAL_ACPX, os.X_OK):
-        return LOCAL_ACPX
-    missing(f"no acpx: set {ACPX_ENV} (.ci/acp.sh installs it: `. .ci/acp.sh`)")
-    raise AssertionError("unreachable")
+    reason = f"no acpx: set {ACPX_ENV} (.ci/acp.sh installs it: `. .ci/acp.sh`)"
+    return require_executable(ACPX_ENV, LOCAL_ACPX, reason)
 
 
 def require_sdk_schema() -> Path:
@@ -83,7 +70,6 @@ def require_sdk_schema() -> Path:
     if LOCAL_SCHEMA.is_file():
         return LOCAL_SCHEMA
     missing(f"no @agentclientprotocol/sdk schema: set {SCHEMA_ENV} (.ci/acp.sh does)")
-    raise AssertionError("unreachable")
 
 
 def require_python_sdk() -> None:

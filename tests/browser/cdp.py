@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import signal
 import subprocess
@@ -33,7 +32,7 @@ import httpx
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from tests.mcp.servers import missing
+from tests.components import require_executable
 
 CHROMIUM_ENV = "AGENT_RUNTIME_TEST_CHROMIUM"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
@@ -49,15 +48,8 @@ class JsError(AssertionError):
 
 
 def require_chromium() -> str:
-    named = os.environ.get(CHROMIUM_ENV)
-    if named:
-        if not os.access(named, os.X_OK):
-            raise AssertionError(f"{CHROMIUM_ENV}={named} is not an executable")
-        return named
-    if os.access(DEFAULT_CHROMIUM, os.X_OK):
-        return DEFAULT_CHROMIUM
-    missing(f"no Chromium: set {CHROMIUM_ENV} or install chromium ({DEFAULT_CHROMIUM})")
-    raise AssertionError("unreachable")
+    reason = f"no Chromium: set {CHROMIUM_ENV} or install chromium ({DEFAULT_CHROMIUM})"
+    return str(require_executable(CHROMIUM_ENV, Path(DEFAULT_CHROMIUM), reason))
 
 
 class Page:

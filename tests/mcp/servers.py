@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
-import pytest
 import trio
 
 from agents._core._mcp import McpServerConfig, StdioTransport
+from tests.components import missing, require_executable
 
 ROOT = Path(__file__).resolve().parents[2]
 TAP = Path(__file__).resolve().parent / "tap.py"
@@ -41,23 +41,9 @@ WAIT = 20.0
 T = TypeVar("T")
 
 
-def missing(reason: str) -> None:
-    """Skip the calling test for a missing server, or fail it under ``CI=true``."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 def require_everything() -> Path:
-    named = os.environ.get(EVERYTHING_ENV)
-    if named:
-        if not os.access(named, os.X_OK):
-            pytest.fail(f"{EVERYTHING_ENV}={named} is not an executable")
-        return Path(named)
-    if os.access(LOCAL_EVERYTHING, os.X_OK):
-        return LOCAL_EVERYTHING
-    missing(f"no mcp-server-everything: set {EVERYTHING_ENV} or run `npm ci` in .ci/mcp")
-    raise AssertionError("unreachable")
+    reason = f"no mcp-server-everything: set {EVERYTHING_ENV} or run `npm ci` in .ci/mcp"
+    return require_executable(EVERYTHING_ENV, LOCAL_EVERYTHING, reason)
 
 
 def require_time() -> Path:
