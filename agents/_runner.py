@@ -204,7 +204,7 @@ class TurnRunner:
         model_name = model_for(state, subtask_id, mode, self.config.model)
         tools = self.modes.tools_for(mode)
         if mode.mcp or self.tools.session_mcp is not None:
-            tools += (await self.calls.offered(agent, subtask_id)).specs()  # as they are now
+            tools = (await self.calls.offered(agent, subtask_id)).after(tools)  # as they are now
         limits = self.config.models.limits(model_name)
         window = Window(model_name, limits, system, tools, self.config.tool_result_share)
         message_id = new_id("msg")

@@ -51,6 +51,7 @@ from ._tools import parse_arguments
 
 INSTALL_HINT = "MCP servers need the 'mcp' extra: pip install 'agent-runtime[mcp]'"
 PREFIX = "mcp__"
+_MAX_OFFERS = 16
 SEPARATOR = "__"
 DEFAULT_TIMEOUT = 60.0
 #: Server names become part of tool names, which models accept as ``^[a-zA-Z0-9_-]{1,64}$``.
@@ -214,6 +215,10 @@ class MountedTools:
     _validators: dict[str, Draft202012Validator] = field(
         factory=dict, init=False, eq=False, repr=False
     )
+    # id(base) -> (base, base + these tools' specs), see after()
+    _offers: dict[int, tuple[tuple[ToolSpec, ...], tuple[ToolSpec, ...]]] = field(
+        factory=dict, init=False, eq=False, repr=False
+    )
 
     @classmethod
     def of(cls, tools: tuple[McpTool, ...]) -> MountedTools:
@@ -232,8 +237,20 @@ class MountedTools:
         arguments = parse_arguments(name, raw_arguments)
         return self.check(tool, arguments)
 
-    def specs(self) -> tuple[ToolSpec, ...]:
-        return tuple(tool.to_spec() for tool in self.tools.values())
+    def after(self, base: tuple[ToolSpec, ...]) -> tuple[ToolSpec, ...]:
+        """*base* (a mode's built-in tools) followed by these tools' specs.
+
+        The same tuple for the same *base*: a provider encodes a tool list once
+        per tuple (by identity), and an MCP mode's list must not be new every step.
+        """
+        hit = self._offers.get(id(base))
+        if hit is not None and hit[0] is base:
+            return hit[1]
+        offer = base + tuple(tool.to_spec() for tool in self.tools.values())
+        if len(self._offers) >= _MAX_OFFERS:  # a few modes share one set of servers
+            self._offers.clear()
+        self._offers[id(base)] = (base, offer)
+        return offer
 
     def check_named(self, name: str, arguments: JSONObject) -> JSONObject:
         """*arguments* (e.g. edited by a human) checked against MCP tool *name*'s schema.

@@ -18,6 +18,8 @@ from ._executor import ToolExecutor
 from ._ide import IdeTools
 from ._mcp import McpTools
 
+_NOTHING = MountedTools()
+
 
 @frozen
 class ToolCatalogue:
@@ -56,16 +58,18 @@ class ToolCatalogue:
 
     async def offered(self, selectors: tuple[Selector, ...]) -> MountedTools:
         """The MCP tools a mode selecting *selectors* is offered now (none without MCP)."""
-        mounted = MountedTools()
+        offers: list[MountedTools] = []
         if self.session_mcp is not None:
             configured = set(self.mcp.names()) if self.mcp is not None else set()
-            own = await self.session_mcp.offered(
-                [Selector(name) for name in self.session_mcp.names() if name not in configured]
-            )
-            mounted = mounted.merged(own)
+            own = [Selector(name) for name in self.session_mcp.names() if name not in configured]
+            offers.append(await self.session_mcp.offered(own))
         if self.mcp is not None and selectors:
-            mounted = (await self.mcp.offered(selectors)).merged(mounted)
-        return mounted
+            offers.append(await self.mcp.offered(selectors))
+        if not offers:
+            return _NOTHING
+        if len(offers) == 1:
+            return offers[0]  # the source's own, stable while its servers' tools are
+        return offers[1].merged(offers[0])
 
     def executor(self, name: str) -> ToolExecutor:
         """The executor of *name* (the name was validated against the catalogue)."""

@@ -63,6 +63,11 @@ class McpTools:
     def __init__(self, servers: McpServerPool) -> None:
         self.servers = servers
         self._configs = {config.name: config for config in servers.configs()}
+        # selectors -> (the servers' tool lists it was built from, the offer): the same
+        # MountedTools while no server's list changed (its validators compile once).
+        self._offers: dict[
+            tuple[Selector, ...], tuple[tuple[tuple[McpTool, ...], ...], MountedTools]
+        ] = {}
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._configs)
@@ -73,15 +78,19 @@ class McpTools:
         A server that cannot start is left out (logged), so a broken server costs
         its tools, not the turn.
         """
-        tools: list[McpTool] = []
-        for server in dict.fromkeys(s.server for s in selectors):
+        key = tuple(selectors)
+        lists: list[tuple[McpTool, ...]] = []
+        for server in dict.fromkeys(s.server for s in key):
             try:
-                available = await self.servers.tools(server)
+                lists.append(await self.servers.tools(server))
             except McpUnavailable as exc:
                 log.warning("MCP server %s: its tools are not offered: %s", server, exc)
-                continue
-            tools.extend(t for t in available if selects(tuple(selectors), t))
-        return MountedTools.of(tuple(tools))
+        known = self._offers.get(key)
+        if known is not None and _same_lists(known[0], lists):
+            return known[1]
+        mounted = MountedTools.of(tuple(t for tools in lists for t in tools if selects(key, t)))
+        self._offers[key] = (tuple(lists), mounted)  # one entry per mode's selectors
+        return mounted
 
     async def call(self, turn: TurnTools, call: ToolCall) -> str | None:
         server, tool = split_name(call.name) or ("", "")
@@ -108,6 +117,11 @@ class McpTools:
 
     def _execute(self, config: McpServerConfig, tool: str) -> _Execute:
         return _Execute(self.servers, config, tool)
+
+
+def _same_lists(old: Sequence[tuple[McpTool, ...]], new: Sequence[tuple[McpTool, ...]]) -> bool:
+    """The very same tool lists (a server re-lists into a new tuple when they change)."""
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
 
 
 class _Execute:

@@ -15,7 +15,7 @@ import attrs
 import trio
 import trio.testing
 
-from agents import Policy, RuntimeConfig, builtin_modes
+from agents import Policy, RuntimeConfig, ScriptedModel, builtin_modes
 from agents._core._mcp import McpOutcome, McpServerConfig, McpTool, StdioTransport, ToolHints
 from agents._core._model import (
     FinishDelta,
@@ -394,6 +394,21 @@ async def test_recovery_runs_an_approved_call_that_never_started() -> None:
             await h2.assert_paired(s)
 
 
+@attrs.define
+class RecordingTools:
+    """The scripted model, keeping the tool list (the tuple itself) of every request."""
+
+    inner: ScriptedModel = attrs.field(factory=ScriptedModel)
+    tool_lists: list[object] = attrs.field(factory=list)
+    name = "scripted"
+
+    @asynccontextmanager
+    async def stream(self, request: ModelRequest) -> AsyncIterator[AsyncIterator[ModelDelta]]:
+        self.tool_lists.append(request.tools)
+        async with self.inner.stream(request) as deltas:
+            yield deltas
+
+
 class IdeAndMcp:
     """A model whose first reply calls an IDE tool and an MCP tool at once; then "done"."""
 
@@ -432,3 +447,33 @@ async def test_shutdown_gives_a_running_server_call_its_grace(
         results = [e.data for e in await h.events(s) if e.type == "tool.result"]
         assert fake.cancelled == []
         assert [(r["call_id"], r["ok"]) for r in results] == [("c_mcp", True)]
+
+
+async def test_the_offer_is_the_same_tuple_until_a_server_relists() -> None:
+    """A provider encodes a tool list once per tuple: an MCP mode's must not be new each step."""
+    fake = pool(trusted=True)
+    tools = McpTools(fake)
+    selectors = MODES.get("librarian").mcp
+    first = await tools.offered(selectors)
+    assert await tools.offered(selectors) is first
+    base = MODES.tools_for("librarian")
+    offer = first.after(base)
+    assert first.after(base) is offer
+    assert [s.name for s in offer[len(base) :]] == ["mcp__docs__search", "mcp__docs__drop"]
+    config, listed = fake.servers["docs"]
+    fake.servers["docs"] = (config, tuple(listed[:1]))  # the server re-listed its tools
+    relisted = await tools.offered(selectors)
+    assert relisted is not first and list(relisted.tools) == ["mcp__docs__search"]
+
+
+async def test_every_step_of_an_mcp_mode_offers_the_same_tool_list() -> None:
+    fake = pool(trusted=True)
+    model = RecordingTools()
+    tools = ToolCatalogue.builtin().with_mcp(McpTools(fake))
+    async with open_runtime(model=model, tools=tools, modes=MODES) as h:
+        s = await h.session("librarian")
+        for _ in range(2):
+            await h.message(s, CALL)
+            await h.wait_for(s, "turn.ended", after=(await h.events(s))[-1].seq)
+    assert len(model.tool_lists) == 4  # two steps per turn
+    assert all(offered is model.tool_lists[0] for offered in model.tool_lists)
