@@ -24,6 +24,7 @@ from sessions import (
     loads_object,
     new_id,
     now,
+    send_quickly,
     valid_text,
 )
 
@@ -232,6 +233,8 @@ class TurnRunner:
                     request, message_id, subtask_id, limits
                 )
                 break
+            except ModelError as failure:
+                error: BaseException = failure
             except BaseExceptionGroup as group:
                 error = _sole(group)
             if not (isinstance(error, ModelError) and error.code == OVERFLOW):
@@ -296,17 +299,19 @@ class TurnRunner:
 
         Returns the full text, the tool calls, the provider data and the events
         held back for the message's commit (usage: nobody waits for it, and a
-        step then costs one commit fewer). Text committed before a failure or
-        cancel stays in the state as partial text (closed as truncated, without
-        provider data).
+        step then costs one commit fewer). When the model fails, the text it
+        sent before is committed first, then its error is raised: that text stays
+        in the state as partial text (closed as truncated, without provider
+        data), as does text committed before a cancel.
         """
         text: list[str] = []
         calls: list[ToolCallRequest] = []
         provider_data: dict[str, JSON] = {}
         held: list[Out] = []
+        failures: list[Exception] = []
         send, receive = trio.open_memory_channel[ModelDelta](self.config.chunk_buffer)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump, request, send)
+            nursery.start_soon(self._pump, request, send, failures)
             async with receive:
                 async for first in receive:
                     batch = [first]
@@ -338,6 +343,8 @@ class TurnRunner:
                     if chunk:  # text is shown as it comes; the rest waits for it
                         outs, held = held, []
                         await self.live.commit(outs, turn_id=self.turn.id)
+        if failures:
+            raise failures[0]
         return "".join(text), calls, provider_data, held
 
     def _usage(self, delta: UsageDelta, limits: ModelLimits) -> UsageEvent:
@@ -350,19 +357,33 @@ class TurnRunner:
             delta.prompt_tokens, delta.completion_tokens, delta.model, cached, reasoning, cost
         )
 
-    async def _pump(self, request: ModelRequest, send: trio.MemorySendChannel[ModelDelta]) -> None:
+    async def _pump(
+        self,
+        request: ModelRequest,
+        send: trio.MemorySendChannel[ModelDelta],
+        failures: list[Exception],
+    ) -> None:
+        """Send the model's deltas; on its failure, end the channel and hand the error over.
+
+        Not raised here: that would cancel the consumer with deltas still in the
+        channel, and the text the model sent before failing would be lost.
+        """
         started = trio.current_time()
         first = True
-        async with send, self.model.stream(request) as deltas:
-            async for delta in deltas:
-                if first:
-                    first = False
-                    self.metrics.llm_first_token.labels(self.model.name).observe(
-                        trio.current_time() - started
-                    )
-                if isinstance(delta, FinishDelta):
-                    continue
-                await send.send(delta)
+        async with send:
+            try:
+                async with self.model.stream(request) as deltas:
+                    async for delta in deltas:
+                        if first:
+                            first = False
+                            self.metrics.llm_first_token.labels(self.model.name).observe(
+                                trio.current_time() - started
+                            )
+                        if isinstance(delta, FinishDelta):
+                            continue
+                        await send_quickly(send, delta)
+            except Exception as failure:
+                failures.append(failure)
 
     async def subtask(self, call: PendingCall, mode: str, message: str, parent: str | None) -> None:
         """Run a child agent with an isolated context; its result answers *call*.

@@ -31,6 +31,7 @@ from sessions import (
     Session,
     SessionStore,
     Turn,
+    acquire_quickly,
     loads_object,
     now,
 )
@@ -99,7 +100,8 @@ class LiveSession:
         happened whole (and is folded) or not at all. The lock is released on
         cancellation.
         """
-        async with self.lock:
+        await acquire_quickly(self.lock)
+        try:
             return await self.commit_locked(
                 outs,
                 turn_id=turn_id,
@@ -108,6 +110,8 @@ class LiveSession:
                 session=session,
                 command=command,
             )
+        finally:
+            self.lock.release()
 
     async def commit_locked(
         self,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,8 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState, Framework, LifespanState
 from hypercorn.utils import repr_socket_addr, wrap_app
+
+from sessions import acquire_quickly
 
 logger = logging.getLogger("agent_runtime.server")
 
@@ -102,6 +105,20 @@ class BoundedWriter:
         :meth:`WriteScopes.cut_at`.
         """
         scopes = self._scopes
+        if trio.current_time() >= scopes.deadline:
+            return await self._cut()
+        # The common case: the kernel takes the whole frame at once. Trying that
+        # first, without trio's socket wrapper, saves a cancel scope and two
+        # schedule points per frame.
+        try:
+            sent = os.write(self._stream.socket.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return False
+        if sent == len(data):
+            return True
+        data = data[sent:]
         with trio.CancelScope(shield=True) as scope:
             scopes.add(scope)
             try:
@@ -120,6 +137,9 @@ class BoundedWriter:
                 self._peer,
                 self._send_timeout,
             )
+        return await self._cut()
+
+    async def _cut(self) -> bool:
         with trio.CancelScope(shield=True):
             await self._reset()
         return False
@@ -169,9 +189,12 @@ class BoundedTCPServer(TCPServer):
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, RawData):
-            async with self.send_lock:
+            await acquire_quickly(self.send_lock)
+            try:
                 if not await self._writer.write(event.data):
                     await self.protocol.handle(Closed())
+            finally:
+                self.send_lock.release()
         elif isinstance(event, Closed):
             # The sender is often being cancelled (its response is complete); a
             # cancelled close would leave the socket open.

@@ -1,17 +1,17 @@
 """WebSocket transport (SPEC §3.4): ``GET /v1/sessions/{id}/ws``.
 
-One connection = three tasks in one nursery, all ending together:
+One connection = four tasks in one nursery, all ending together:
 
 - the *streamer* follows the session's subscription (replay after
-  ``hello.after``, then live) and sends each batch as it comes, and a
-  ``heartbeat`` after ``heartbeat_interval`` of silence; when the client cannot
-  keep up, the subscription's own bounded buffer overflows and the connection is
-  closed with 1013 (the client resumes from its last seq);
+  ``hello.after``, then live) and sends each batch as it comes; when the client
+  cannot keep up, the subscription's own bounded buffer overflows and the
+  connection is closed with 1013 (the client resumes from its last seq);
+- the *heartbeat* sends a ``heartbeat`` after ``heartbeat_interval`` of silence;
 - the *reader* parses client frames, enforces size and rate limits, submits
   commands to the supervisor and sends their ``ack`` after commit;
 - the *closer* ends the connection once shutdown has flushed its events.
 
-Both senders take the connection's send lock for each frame, so frames never
+Every sender takes the connection's send lock for each frame, so frames never
 interleave; an event goes from the subscription to the socket in the task that
 received it (no queue, no task hop between them).
 
@@ -28,7 +28,6 @@ like a disconnect (``_tcp.py``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Final
 
 import trio
@@ -37,7 +36,15 @@ from quart.wrappers import Websocket
 from quart_trio import QuartTrio
 
 from agents import CommandError
-from sessions import JSON, Event, JSONObject, Session, StoreError, SubscriberTooSlow, dumps
+from sessions import (
+    JSON,
+    JSONObject,
+    Session,
+    StoreError,
+    SubscriberTooSlow,
+    acquire_quickly,
+    dumps,
+)
 
 from ._auth import bearer_token
 from ._cors import OriginPolicy, websocket_origin_refused
@@ -114,40 +121,46 @@ class Connection:
             await self._send(dumps(sync))  # always the first frame
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._stream)
+                nursery.start_soon(self._heartbeat)
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._close_on_shutdown)
         with trio.move_on_after(1):
             await self.ws.close(self.close_code, self.close_reason)
 
     async def _send(self, text: str) -> None:
-        async with self._send_lock:
+        await acquire_quickly(self._send_lock)
+        try:
             await self.ws.send(text)
             self._last_sent = trio.current_time()
+        finally:
+            self._send_lock.release()
+
+    async def _heartbeat(self) -> None:
+        # Its own task, sleeping until the connection has been silent for the
+        # interval: timing the streamer's every wait instead cost a deadline per
+        # batch on the per-event path.
+        heartbeat = dumps({"type": "heartbeat"})
+        interval = self.state.config.heartbeat_interval
+        while True:
+            await trio.sleep_until(self._last_sent + interval)
+            if trio.current_time() >= self._last_sent + interval:
+                await self._send(heartbeat)
 
     async def _stream(self) -> None:
         state = self.state
-        heartbeat = dumps({"type": "heartbeat"})
-        interval = state.config.heartbeat_interval
+        sent = state.metrics.events_sent.labels("ws")
         async with state.store.subscribe(
             self.session.id, after=self.progress.seq, buffer=state.config.subscriber_buffer
         ) as subscription:
             while True:
-                batch: Sequence[Event] | None = None
-                # Only the wait is timed (receiving is cancel-safe): a write must
-                # never be cut in the middle.
-                with trio.move_on_at(self._last_sent + interval):
-                    try:
-                        batch = await subscription.receive_batch()
-                    except SubscriberTooSlow as error:
-                        state.metrics.slow_consumers.labels("ws").inc()
-                        self.finish(
-                            CLOSE_TRY_AGAIN, f"slow consumer; resume after seq {error.last_seq}"
-                        )
-                        return
-                if batch is None:
-                    if trio.current_time() >= self._last_sent + interval:
-                        await self._send(heartbeat)
-                    continue
+                try:
+                    batch = await subscription.receive_batch()
+                except SubscriberTooSlow as error:
+                    state.metrics.slow_consumers.labels("ws").inc()
+                    self.finish(
+                        CLOSE_TRY_AGAIN, f"slow consumer; resume after seq {error.last_seq}"
+                    )
+                    return
                 if not batch:
                     self.finish(CLOSE_GOING_AWAY, "server shutting down")
                     return
@@ -156,7 +169,7 @@ class Connection:
                 for event in batch:
                     await self._send(event.wire())
                 self.progress.advance(batch[-1].seq)
-                state.metrics.events_sent.labels("ws").inc(len(batch))
+                sent.inc(len(batch))
 
     async def _reader(self) -> None:
         while True:

@@ -43,6 +43,7 @@ from ._models import (
 )
 from ._postgres_entry import is_postgres_dsn, open_postgres_store
 from ._protocol import SessionStore, Subscription
+from ._quick import acquire_quickly, send_quickly
 from ._sqlite import open_sqlite_store
 from ._sqlite_sql import Durability
 from ._store import GroupCommitStore
@@ -79,6 +80,7 @@ __all__ = [
     "TurnStatus",
     "Unstorable",
     "WriterStats",
+    "acquire_quickly",
     "dumps",
     "is_postgres_dsn",
     "loads_object",
@@ -87,6 +89,7 @@ __all__ = [
     "open_memory_store",
     "open_postgres_store",
     "open_sqlite_store",
+    "send_quickly",
     "single_error",
     "valid_text",
 ]

@@ -40,6 +40,7 @@ from ._batch import BatchResult, Known
 from ._errors import StorageUnavailable, StoreClosed, StoreError, Unstorable
 from ._fanout import Publisher
 from ._models import Append, Committed, Session, now
+from ._quick import send_quickly
 
 log = logging.getLogger("agent_runtime.store")
 
@@ -165,7 +166,7 @@ class GroupCommitWriter:
         """
         request = _Request(append, trio.Event())
         try:
-            await self._send.send(request)
+            await send_quickly(self._send, request)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise StoreClosed("the session store is closed") from None
         await request.done.wait()
