@@ -23,7 +23,7 @@ from server import (
 from server._auth import bearer_token
 from server._cli import main
 from server._config import default_db_path, parse_tokens
-from server._logging import JsonFormatter, redact_query
+from server._logging import JsonFormatter, configure_logging, redact_query
 from server._serve import open_model, runtime_config
 from tests.fakes.openai_server import Stall, Stream, open_fake_openai
 from tests.server.helpers import LiveServer, ended, make_config, start_server
@@ -618,3 +618,19 @@ def test_the_readme_mcp_example_loads(tmp_path: Path) -> None:
     assert [s.name for s in config.mcp_servers] == ["time", "tracker"]
     modes, _ = load_agents(config)
     assert [str(s) for s in modes.get("coder").mcp] == ["time", "tracker/search_*"]
+
+
+def test_upstream_request_lines_are_logged_only_at_debug() -> None:
+    root = logging.getLogger()
+    saved = root.handlers, root.level, logging.getLogger("httpx").level
+    try:
+        configure_logging("text", logging.INFO)
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+        assert logging.getLogger("agent_runtime.server").isEnabledFor(logging.INFO)
+        configure_logging("text", logging.DEBUG)
+        assert logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers, level, httpx_level = saved
+        root.setLevel(level)
+        logging.getLogger("httpx").setLevel(httpx_level)
