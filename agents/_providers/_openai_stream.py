@@ -94,10 +94,10 @@ class DeltaStream:
     ever spans a ``yield`` and closing is explicit (:meth:`aclose`).
     """
 
-    def __init__(self, client: _Client, model: str, body: str) -> None:
+    def __init__(self, client: _Client, model: str, body: bytes) -> None:
         self._client = client
         self._model = model
-        self._body = body.encode()
+        self._body = body
         self._pending: deque[ModelDelta] = deque()
         self._delivered = False
         self._done = False
@@ -230,9 +230,14 @@ class DeltaStream:
             deadline = self._deadline
             if self._got_event:
                 deadline = trio.current_time() + self._client.idle_timeout
+            chunk: bytes | None = None
             try:
-                with trio.fail_at(deadline):
+                # A bare scope rather than trio.fail_at: this runs once per network
+                # read, and fail_at adds a generator-based context manager.
+                with trio.CancelScope(deadline=deadline) as read:
                     chunk = await anext(self._reads, None)
+                if read.cancelled_caught:
+                    raise trio.TooSlowError
             except trio.TooSlowError:
                 if self._chunks.finish_reason is not None:
                     # Only the usage chunk or [DONE] is missing; the answer is whole.

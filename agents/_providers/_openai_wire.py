@@ -1,8 +1,8 @@
 """The OpenAI chat-completions wire format, without I/O.
 
 :func:`request_body` turns a neutral :class:`ModelRequest` into the JSON body of
-``POST /chat/completions`` (:func:`request_text`: the same as text, encoded
-incrementally). The response side (event-stream decoding, chunk assembly, error
+``POST /chat/completions`` (:func:`request_bytes`: the same as UTF-8 JSON,
+encoded incrementally). The response side (event-stream decoding, chunk assembly, error
 bodies) is in ``_openai_response.py`` and re-exported here; the I/O, timeout and
 retry policy live in ``_openai.py``.
 """
@@ -36,49 +36,56 @@ PROVIDER = "openai"
 """This provider's name, and so its key in a message's ``provider_data``."""
 
 
-def request_text(request: ModelRequest, default_model: str) -> str:
-    """:func:`request_body` as JSON text, from per-message and per-toolset encodings.
+def request_bytes(request: ModelRequest, default_model: str) -> bytes:
+    """:func:`request_body` as UTF-8 JSON, from per-message and per-toolset encodings.
 
     Each history message is encoded once (cached on the message) and each mode's
     tool list once (cached by identity: :meth:`ModeRegistry.tools_for` returns
-    the same tuple every step), so a long session's call costs about what its
-    new messages cost, not its whole history.
+    the same tuple every step); a session's joined history grows in place. So a
+    long session's call costs about what its new messages cost, plus one copy of
+    the body, not its whole history.
     """
-    messages = _messages_text(request.messages)
-    text = f'{{"model":{dumps(request.model or default_model)},"messages":[{messages}]'
-    text += ',"stream":true,"stream_options":{"include_usage":true}'
+    head = f'{{"model":{dumps(request.model or default_model)},"messages":['
+    tail = '],"stream":true,"stream_options":{"include_usage":true}'
     if request.tools:
-        text += f',"tools":{_tools_text(request.tools)}'
+        tail += f',"tools":{_tools_text(request.tools)}'
     if request.temperature is not None:
-        text += f',"temperature":{dumps(request.temperature)}'
-    return text + "}"
+        tail += f',"temperature":{dumps(request.temperature)}'
+    messages = _messages_bytes(request.messages)
+    return b"".join((head.encode(), *messages, tail.encode(), b"}"))
 
 
 _V = TypeVar("_V")
 _HISTORY_CACHE_SIZE = 128
-# id(first history message) -> (the history it encoded, its text): a session's
-# next call sends the same messages plus a few, so only those are joined on.
-_history_cache: OrderedDict[int, tuple[tuple[ChatMessage, ...], str]] = OrderedDict()
+# id(first history message) -> (the history it encoded, its encodings joined): a
+# session's next call sends the same messages plus a few, so only those are added.
+_history_cache: OrderedDict[int, tuple[tuple[ChatMessage, ...], bytearray]] = OrderedDict()
 
 
-def _messages_text(messages: tuple[ChatMessage, ...]) -> str:
-    """The messages' encodings joined; after the first (the system prompt, built
-    anew for every call) the longest prefix sent before is reused as one string."""
+def _messages_bytes(messages: tuple[ChatMessage, ...]) -> tuple[bytes | bytearray, ...]:
+    """The messages' encodings, to be joined as they are (commas included).
+
+    After the first message (the system prompt, built anew for every call), the
+    longest history sent before is reused: its buffer is extended in place by
+    the messages added since, so a step copies only what is new. The buffer is
+    only ever extended while its cache entry is replaced by the longer history,
+    and the body is a copy, so no sent body changes.
+    """
     if len(messages) < 3:
-        return ",".join(_message_text(message) for message in messages)
+        return (",".join(_message_text(message) for message in messages).encode(),)
     head, history = _message_text(messages[0]), messages[1:]
     key = id(history[0])
     hit = _history_cache.get(key)
     # A tuple comparison of the very same objects is an identity check in C.
     if hit is not None and len(hit[0]) <= len(history) and history[: len(hit[0])] == hit[0]:
-        done, text = hit
+        done, joined = hit
     else:
-        done, text = (), ""
+        done, joined = (), bytearray()
     added = ",".join(_message_text(message) for message in history[len(done) :])
     if added:
-        text = f"{text},{added}" if text else added
-    _keep(_history_cache, key, (history, text), _HISTORY_CACHE_SIZE)
-    return f"{head},{text}"
+        joined += f",{added}".encode() if joined else added.encode()
+    _keep(_history_cache, key, (history, joined), _HISTORY_CACHE_SIZE)
+    return (head.encode(), b",", joined)
 
 
 def _keep(cache: OrderedDict[int, _V], key: int, value: _V, size: int) -> None:

@@ -16,7 +16,7 @@ from agents._providers._openai_wire import (
     encode_message,
     is_context_overflow,
     request_body,
-    request_text,
+    request_bytes,
 )
 from agents.model import (
     ChatMessage,
@@ -129,14 +129,14 @@ def _requests() -> list[ModelRequest]:
 
 def test_the_sent_text_is_the_request_body() -> None:
     for request in _requests():
-        assert json.loads(request_text(request, "default-model")) == request_body(
+        assert json.loads(request_bytes(request, "default-model")) == request_body(
             request, "default-model"
         )
 
 
 def test_each_history_message_and_each_tool_list_is_encoded_once() -> None:
     request = _requests()[0]
-    first = request_text(request, "m")
+    first = request_bytes(request, "m")
     assert all("openai" in message.wire_cache for message in request.messages)
     # A cached text is what is sent: changing it shows it is not encoded again
     # (in a history that starts elsewhere, so its joined text is not reused).
@@ -144,7 +144,7 @@ def test_each_history_message_and_each_tool_list_is_encoded_once() -> None:
     other = attrs.evolve(
         request, messages=(request.messages[0], ChatMessage("user", "new"), *request.messages[1:])
     )
-    again = json.loads(request_text(other, "m"))
+    again = json.loads(request_bytes(other, "m"))
     assert again["messages"][2] == {"role": "user", "content": "cached"}
     assert json.loads(first)["tools"] == again["tools"]
     # Equal messages stay equal whatever their caches hold.
@@ -159,8 +159,7 @@ def test_a_growing_history_reuses_its_text_and_a_changed_one_does_not() -> None:
 
     def sent(messages: list[ChatMessage]) -> JSON:
         request = ModelRequest(model="", messages=(system, *messages))
-        text = request_text(request, "m")
-        body: JSON = json.loads(text)
+        body: JSON = json.loads(request_bytes(request, "m"))
         assert body == request_body(request, "m")
         assert isinstance(body, dict)
         return body["messages"]
@@ -180,6 +179,12 @@ def test_a_growing_history_reuses_its_text_and_a_changed_one_does_not() -> None:
     ]
     sent(history[:3])  # shorter than what was cached
     sent(history)
+    # A body already built stays as it was while the history it came from grows.
+    request = ModelRequest(model="", messages=(system, *history))
+    before = request_bytes(request, "m")
+    history.append(ChatMessage("assistant", "later"))
+    sent(history)
+    assert json.loads(before) == request_body(request, "m")
 
 
 OPENAI_OVERFLOW: JSON = {
