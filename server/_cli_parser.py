@@ -59,7 +59,7 @@ def command_parser() -> argparse.ArgumentParser:
         "--llm-max-connections", metavar="N", help="concurrent upstream connections (default 100)"
     )
     llm.add_argument(
-        "--llm-max-keepalive", metavar="N", help="idle upstream connections kept (default 20)"
+        "--llm-max-keepalive", metavar="N", help="idle upstream connections kept (default 100)"
     )
     _debug_flag(serve_cmd)
 

@@ -128,7 +128,7 @@ class ServeConfig:
     # The openai provider's connection pool (finished streams return their
     # connection to it, so one connection serves many calls).
     llm_max_connections: int = 100
-    llm_max_keepalive: int = 20
+    llm_max_keepalive: int = 100
     max_steps: int = 25
     approval_timeout: float = 600.0
     shutdown_grace: float = 5.0

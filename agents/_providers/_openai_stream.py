@@ -79,10 +79,12 @@ class _Client(Protocol):
     """What a stream needs of its :class:`~agents._providers._openai.OpenAIClient`."""
 
     url: httpx.URL
+    headers: httpx.Headers
+    timeout: dict[str, float | None]
+    transport: httpx.AsyncBaseTransport
     first_token_timeout: float
     idle_timeout: float
     max_retries: int
-    _http: httpx.AsyncClient
 
     def _retry_delay(self, attempt: int, failure: Transient) -> float: ...
 
@@ -174,15 +176,19 @@ class DeltaStream:
     async def _open(self) -> None:
         self._attempt += 1
         self._start_attempt_state()
-        http = self._client._http
-        url = self._client.url
-        request = http.build_request(
-            "POST", url, content=self._body, headers={"content-type": "application/json"}
+        client = self._client
+        url = client.url
+        request = httpx.Request(
+            "POST",
+            url,
+            headers=client.headers,
+            content=self._body,
+            extensions={"timeout": client.timeout},
         )
         body = b""
         try:
             with trio.fail_at(self._deadline):
-                response = await http.send(request, stream=True)
+                response = await client.transport.handle_async_request(request)
                 content_type: str = response.headers.get("content-type", "")
                 # A JSON body means the server ignored "stream": true or sent an error
                 # with a 200; anything else is given the benefit of the doubt.

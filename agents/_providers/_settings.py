@@ -34,5 +34,5 @@ class ProviderSettings:
     retries: int = 3
     backoff_base: float = 0.5
     max_connections: int = 100
-    max_keepalive: int = 20
+    max_keepalive: int = 100
     pace: float = 0.0

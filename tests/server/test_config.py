@@ -314,7 +314,7 @@ async def test_a_served_turn_obeys_the_configured_first_token_timeout(
 
 def test_model_connection_pool_limits_are_settings(tmp_path: Path) -> None:
     defaults = load_config()
-    assert (defaults.llm_max_connections, defaults.llm_max_keepalive) == (100, 20)
+    assert (defaults.llm_max_connections, defaults.llm_max_keepalive) == (100, 100)
     file = write(tmp_path / "agent.toml", "[llm]\nmax_connections = 8\nmax_keepalive = 2\n")
     config = load_config(flags={"llm_max_keepalive": "4"}, env={}, config_file=file)
     assert (config.llm_max_connections, config.llm_max_keepalive) == (8, 4)

@@ -1,0 +1,232 @@
+"""An httpx transport whose connection pool costs the same with 1 or 1,000 connections.
+
+httpcore's ``AsyncConnectionPool`` re-examines every connection for every queued
+request each time a request starts or ends (``_assign_requests_to_connections``),
+and checks each idle one with a poll syscall. With the model called by a hundred
+turns at once that is most of a call's CPU (docs/benchmarks.md, "the HTTP path"):
+measured on loopback at 100 concurrent streams, ~3 ms of CPU per request through
+httpx's default transport, against ~0.5 ms for one stream at a time.
+
+:class:`KeepAliveTransport` keeps, per origin, a last-in-first-out list of idle
+HTTP/1.1 connections (httpcore's ``AsyncHTTPConnection``: the protocol work stays
+httpcore's and h11's) and a semaphore of ``max_connections``. A request takes the
+most recently used idle connection (checking only that one has not expired or been
+closed by the server), or opens a new one; when its response is closed, the
+connection goes back to the list if it is reusable and the list has room for it,
+and is closed otherwise. Every operation is O(1).
+
+Errors are httpx's (mapped from httpcore's as httpx's own transport maps them), so
+the provider's retry policy sees the same exceptions. No HTTP/2 and no proxies:
+:func:`pooled_transport` returns httpx's own transport when the environment names
+a proxy for the URL, so ``HTTPS_PROXY`` / ``NO_PROXY`` keep working.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+
+import httpcore
+import httpx
+import trio
+
+# Most specific first: the first match names the httpx error.
+_ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept (httpx's default)
+
+_Origin = tuple[bytes, bytes, int]
+
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for core, mapped in _ERRORS:
+            if isinstance(exc, core):
+                raise mapped(str(exc)) from exc
+        raise
+
+
+def uses_proxy(url: httpx.URL) -> bool:
+    """Whether the environment (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) proxies *url*."""
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(url.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(url.host)
+
+
+def pooled_transport(
+    url: httpx.URL, *, max_connections: int, max_keepalive: int
+) -> httpx.AsyncBaseTransport:
+    """The transport for calls to *url*: :class:`KeepAliveTransport`, or httpx's
+    own (which honours proxies) when the environment proxies *url*."""
+    if uses_proxy(url):
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_keepalive
+        )
+        return httpx.AsyncHTTPTransport(limits=limits, trust_env=True)
+    return KeepAliveTransport(max_connections=max_connections, max_keepalive=max_keepalive)
+
+
+class KeepAliveTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 with kept-alive connections, at most ``max_connections`` at once.
+
+    Requests beyond ``max_connections`` wait for a connection to be released
+    (bounded by the caller's deadline, as with ``pool=None`` in httpx). At most
+    ``max_keepalive`` idle connections are kept per origin, each for up to
+    :data:`KEEPALIVE_EXPIRY` seconds.
+    """
+
+    def __init__(self, *, max_connections: int, max_keepalive: int) -> None:
+        if max_connections < 1 or max_keepalive < 0:
+            raise ValueError("max_connections must be at least 1 and max_keepalive not negative")
+        self._slots = trio.Semaphore(max_connections)
+        self._max_keepalive = max_keepalive
+        self._idle: dict[_Origin, list[httpcore.AsyncHTTPConnection]] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._closed = False
+
+    @property
+    def idle_connections(self) -> int:
+        """Connections kept open for reuse (all origins)."""
+        return sum(len(idle) for idle in self._idle.values())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send *request* on a kept-alive or new connection.
+
+        Cancellation: a cancelled request closes its connection and frees its slot.
+        """
+        if self._closed:
+            raise httpx.UnsupportedProtocol("the transport is closed")
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+        origin: _Origin = (url.raw_scheme, url.raw_host, url.port or _default_port(url.scheme))
+        core = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            await self._slots.acquire()
+        connection: httpcore.AsyncHTTPConnection | None = None
+        try:
+            connection = await self._checkout(origin)
+            with _as_httpx_errors():
+                response = await connection.handle_async_request(core)
+        except BaseException:
+            if connection is not None:
+                with trio.CancelScope(shield=True):
+                    await connection.aclose()
+            self._slots.release()
+            raise
+        stream = _ResponseStream(self, origin, connection, response)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=stream,
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        """Close the idle connections; those in use close when their response does."""
+        self._closed = True
+        idle = [c for connections in self._idle.values() for c in connections]
+        self._idle.clear()
+        for connection in idle:
+            await connection.aclose()
+
+    async def _checkout(self, origin: _Origin) -> httpcore.AsyncHTTPConnection:
+        idle = self._idle.get(origin)
+        while idle:
+            connection = idle.pop()
+            # Only this one is checked: has the server closed it, or has it idled too long?
+            if connection.is_idle() and not connection.has_expired():
+                return connection
+            await connection.aclose()
+        return httpcore.AsyncHTTPConnection(
+            origin=httpcore.Origin(*origin),
+            ssl_context=self._ssl_context() if origin[0] == b"https" else None,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+        )
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            # httpx's verified defaults (certifi, SSL_CERT_FILE / SSL_CERT_DIR).
+            self._ssl = httpx.create_ssl_context(trust_env=True)
+        return self._ssl
+
+    async def _release(self, origin: _Origin, connection: httpcore.AsyncHTTPConnection) -> None:
+        try:
+            idle = self._idle.setdefault(origin, [])
+            if not self._closed and connection.is_idle() and len(idle) < self._max_keepalive:
+                idle.append(connection)
+            else:
+                await connection.aclose()
+        finally:
+            self._slots.release()
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """A response body that hands its connection back when closed."""
+
+    def __init__(
+        self,
+        transport: KeepAliveTransport,
+        origin: _Origin,
+        connection: httpcore.AsyncHTTPConnection,
+        response: httpcore.Response,
+    ) -> None:
+        self._transport = transport
+        self._origin = origin
+        self._connection = connection
+        self._response = response
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for part in self._response.aiter_stream():
+                yield part
+
+    async def aclose(self) -> None:
+        """Close the body (a body not read to its end closes the connection).
+
+        Cancellation: shielded, so the slot is always given back.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            try:
+                with _as_httpx_errors():
+                    await self._response.aclose()
+            finally:
+                await self._transport._release(self._origin, self._connection)
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80

@@ -1,0 +1,197 @@
+"""KeepAliveTransport: the provider's O(1) connection pool, against real sockets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import h11
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from agents._providers._http_pool import KeepAliveTransport, pooled_transport
+from tests.fakes.openai_server import HangUp, open_fake_openai, stream_text
+
+BODY = b'{"model": "m", "messages": []}'
+
+
+def post(url: str) -> httpx.Request:
+    return httpx.Request(
+        "POST",
+        url + "/chat/completions",
+        content=BODY,
+        extensions={"timeout": {"connect": 5.0, "read": None, "write": 5.0, "pool": None}},
+    )
+
+
+async def read_all(response: httpx.Response) -> bytes:
+    body = b"".join([part async for part in response.aiter_raw()])
+    await response.aclose()
+    return body
+
+
+async def test_a_finished_response_returns_its_connection_for_the_next_request() -> None:
+    async with open_fake_openai([stream_text("a") for _ in range(3)]) as fake:
+        transport = KeepAliveTransport(max_connections=4, max_keepalive=4)
+        for _ in range(3):
+            response = await transport.handle_async_request(post(fake.base_url))
+            assert response.status_code == 200
+            assert b"[DONE]" in await read_all(response)
+        assert fake.connections == 1
+        assert transport.idle_connections == 1
+        await transport.aclose()
+        assert transport.idle_connections == 0
+
+
+async def test_at_most_max_connections_are_open_and_the_others_wait() -> None:
+    async with open_fake_openai([stream_text("a") for _ in range(3)]) as fake:
+        transport = KeepAliveTransport(max_connections=2, max_keepalive=2)
+        first = await transport.handle_async_request(post(fake.base_url))
+        second = await transport.handle_async_request(post(fake.base_url))
+        third: list[httpx.Response] = []
+
+        async def wait_for_a_connection() -> None:
+            third.append(await transport.handle_async_request(post(fake.base_url)))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for_a_connection)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not third  # both connections are in use
+            await read_all(first)  # read to its end: the connection is reusable
+        await read_all(second)
+        await read_all(third[0])
+        assert fake.connections == 2
+        await transport.aclose()
+
+
+async def test_idle_connections_beyond_max_keepalive_are_closed() -> None:
+    async with open_fake_openai([stream_text("a") for _ in range(3)]) as fake:
+        transport = KeepAliveTransport(max_connections=3, max_keepalive=1)
+        responses = [await transport.handle_async_request(post(fake.base_url)) for _ in range(3)]
+        for response in responses:
+            await read_all(response)
+        assert fake.connections == 3
+        assert transport.idle_connections == 1
+        await transport.aclose()
+
+
+async def test_a_response_left_unread_closes_its_connection() -> None:
+    async with open_fake_openai([stream_text(*["w"] * 50) for _ in range(2)]) as fake:
+        transport = KeepAliveTransport(max_connections=1, max_keepalive=1)
+        for _ in range(2):
+            response = await transport.handle_async_request(post(fake.base_url))
+            await response.aclose()  # the body is not read to its end
+        assert fake.connections == 2
+        assert transport.idle_connections == 0
+        await transport.aclose()
+
+
+@asynccontextmanager
+async def one_response_per_connection() -> AsyncIterator[tuple[str, list[trio.Event]]]:
+    """A server that answers one request per connection and then closes it, without
+    saying so (no ``Connection: close``): the client keeps a connection that is gone."""
+    closed: list[trio.Event] = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        done = trio.Event()
+        closed.append(done)
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        body = b"data: [DONE]\n\n"
+        headers = [("content-length", str(len(body)))]
+        await stream.send_all(conn.send(h11.Response(status_code=200, headers=headers)))
+        await stream.send_all(conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        await stream.aclose()
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        yield f"http://127.0.0.1:{port}/v1", closed
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    async with one_response_per_connection() as (url, closed):
+        transport = KeepAliveTransport(max_connections=1, max_keepalive=1)
+        await read_all(await transport.handle_async_request(post(url)))
+        await closed[0].wait()
+        assert transport.idle_connections == 1  # kept: nothing said it would close
+        # The stale one is noticed when taken, closed, and a new one is opened.
+        assert await read_all(await transport.handle_async_request(post(url))) == (
+            b"data: [DONE]\n\n"
+        )
+        assert len(closed) == 2
+        await transport.aclose()
+
+
+async def test_a_cancelled_request_frees_its_slot() -> None:
+    async def never_answer(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, never_answer, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        silent = f"http://127.0.0.1:{port}/v1"
+        async with open_fake_openai([stream_text("a")]) as fake:
+            transport = KeepAliveTransport(max_connections=1, max_keepalive=1)
+            with trio.CancelScope() as scope:
+                nursery.start_soon(_cancel_when_blocked, scope)
+                await transport.handle_async_request(post(silent))
+            assert scope.cancelled_caught
+            # The only slot is free again.
+            with trio.fail_after(5):
+                assert b"[DONE]" in await read_all(
+                    await transport.handle_async_request(post(fake.base_url))
+                )
+            await transport.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def _cancel_when_blocked(scope: trio.CancelScope) -> None:
+    await trio.testing.wait_all_tasks_blocked()
+    scope.cancel()
+
+
+async def test_failures_are_httpx_errors() -> None:
+    transport = KeepAliveTransport(max_connections=1, max_keepalive=1)
+    with trio.socket.socket() as unused:
+        await unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    with pytest.raises(httpx.ConnectError):
+        await transport.handle_async_request(post(f"http://127.0.0.1:{port}/v1"))
+    async with open_fake_openai([HangUp()]) as fake:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await transport.handle_async_request(post(fake.base_url))
+    with pytest.raises(httpx.UnsupportedProtocol):
+        await transport.handle_async_request(httpx.Request("GET", "ftp://example.invalid/"))
+    await transport.aclose()
+    with pytest.raises(httpx.UnsupportedProtocol, match="closed"):
+        await transport.handle_async_request(post("http://127.0.0.1:1/v1"))
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_connections"):
+        KeepAliveTransport(max_connections=0, max_keepalive=1)
+    with pytest.raises(ValueError, match="max_keepalive"):
+        KeepAliveTransport(max_connections=1, max_keepalive=-1)
+
+
+def test_a_proxied_url_goes_through_httpx_own_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = httpx.URL("https://api.example.com/v1/chat/completions")
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert isinstance(pooled_transport(url, max_connections=2, max_keepalive=2), KeepAliveTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    proxied = pooled_transport(url, max_connections=2, max_keepalive=2)
+    assert isinstance(proxied, httpx.AsyncHTTPTransport)
+    monkeypatch.setenv("NO_PROXY", "api.example.com")
+    assert isinstance(pooled_transport(url, max_connections=2, max_keepalive=2), KeepAliveTransport)
