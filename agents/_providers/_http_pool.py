@@ -9,11 +9,12 @@ httpx's default transport, against ~0.5 ms for one stream at a time.
 
 :class:`KeepAliveTransport` keeps, per origin, a last-in-first-out list of idle
 HTTP/1.1 connections (httpcore's ``AsyncHTTPConnection``: the protocol work stays
-httpcore's and h11's) and a semaphore of ``max_connections``. A request takes the
-most recently used idle connection (checking only that one has not expired or been
-closed by the server), or opens a new one; when its response is closed, the
-connection goes back to the list if it is reusable and the list has room for it,
-and is closed otherwise. Every operation is O(1).
+httpcore's and h11's; the sockets are ``_http_backend.py``'s) and a semaphore of
+``max_connections``. A request takes the most recently used idle connection
+(checking only that one has not expired or been closed by the server), or opens a
+new one; when its response is closed, the connection goes back to the list if it
+is reusable and the list has room for it, and is closed otherwise. Every operation
+is O(1).
 
 Errors are httpx's (mapped from httpcore's as httpx's own transport maps them), so
 the provider's retry policy sees the same exceptions. No HTTP/2 and no proxies:
@@ -31,6 +32,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpcore
 import httpx
 import trio
+
+from ._http_backend import TrioNetworkBackend
 
 # Most specific first: the first match names the httpx error.
 _ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
@@ -102,6 +105,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         self._max_keepalive = max_keepalive
         self._idle: dict[_Origin, list[httpcore.AsyncHTTPConnection]] = {}
         self._ssl: ssl.SSLContext | None = None
+        self._network = TrioNetworkBackend()
         self._closed = False
 
     @property
@@ -172,6 +176,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             origin=httpcore.Origin(*origin),
             ssl_context=self._ssl_context() if origin[0] == b"https" else None,
             keepalive_expiry=KEEPALIVE_EXPIRY,
+            network_backend=self._network,
         )
 
     def _ssl_context(self) -> ssl.SSLContext:

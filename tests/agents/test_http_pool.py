@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 
 import h11
 import httpx
 import pytest
 import trio
 import trio.testing
+import trustme
 
 from agents._providers._http_pool import KeepAliveTransport, pooled_transport
 from tests.fakes.openai_server import HangUp, open_fake_openai, stream_text
@@ -195,3 +198,72 @@ def test_a_proxied_url_goes_through_httpx_own_transport(monkeypatch: pytest.Monk
     assert isinstance(proxied, httpx.AsyncHTTPTransport)
     monkeypatch.setenv("NO_PROXY", "api.example.com")
     assert isinstance(pooled_transport(url, max_connections=2, max_keepalive=2), KeepAliveTransport)
+
+
+@asynccontextmanager
+async def tls_server(ca: trustme.CA, answers: list[int]) -> AsyncIterator[str]:
+    """An HTTPS server on 127.0.0.1 (certificate for ``localhost``) answering
+    ``[DONE]`` to every request on a kept-alive connection; counts connections."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+
+    async def handle(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        answers.append(0)
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    conn.receive_data(bytes(data))
+                elif isinstance(event, h11.EndOfMessage):
+                    body = b"data: [DONE]\n\n"
+                    head = h11.Response(
+                        status_code=200, headers=[("content-length", str(len(body)))]
+                    )
+                    await stream.send_all(
+                        conn.send(head)
+                        + conn.send(h11.Data(data=body))
+                        + conn.send(h11.EndOfMessage())
+                    )
+                    answers[-1] += 1
+                    conn.start_next_cycle()
+        except (trio.BrokenResourceError, ssl.SSLError):
+            return
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(trio.serve_ssl_over_tcp, handle, 0, context, host="127.0.0.1")
+        )
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        yield f"https://localhost:{port}/v1"
+        nursery.cancel_scope.cancel()
+
+
+async def test_https_connections_are_verified_and_kept_alive(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    answers: list[int] = []
+    async with tls_server(ca, answers) as url:
+        # Not trusted yet: the handshake fails as a connect error.
+        untrusting = KeepAliveTransport(max_connections=1, max_keepalive=1)
+        with pytest.raises(httpx.ConnectError):
+            await untrusting.handle_async_request(post(url))
+        await untrusting.aclose()
+        # Trusted through SSL_CERT_FILE, as httpx's own transport does.
+        ca_file = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        transport = KeepAliveTransport(max_connections=1, max_keepalive=1)
+        for _ in range(2):
+            assert await read_all(await transport.handle_async_request(post(url))) == (
+                b"data: [DONE]\n\n"
+            )
+        # The certificate names localhost, not 127.0.0.1: refused.
+        with pytest.raises(httpx.ConnectError):
+            await transport.handle_async_request(post(url.replace("localhost", "127.0.0.1")))
+        await transport.aclose()
+    assert answers[1] == 2  # both requests on one TLS connection
