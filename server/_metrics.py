@@ -118,6 +118,18 @@ class _StoreCollector(Collector):
             "Batches the storage refused (disk full, I/O error); nothing of them was written",
             value=stats.storage_failures,
         )
+        # Appends per batch is how much group commit saves: each batch is one
+        # transaction (and, with durability "full", one fsync).
+        yield CounterMetricFamily(
+            "agent_runtime_store_batches",
+            "Transactions the store's writer committed (each holds one or more appends)",
+            value=stats.batches,
+        )
+        yield CounterMetricFamily(
+            "agent_runtime_store_appends",
+            "Appends the store's writer committed",
+            value=stats.appends,
+        )
         yield CounterMetricFamily(
             "agent_runtime_store_failed_batches",
             "Batches that failed for any reason (one bad append is retried alone)",

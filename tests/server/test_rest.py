@@ -197,6 +197,18 @@ async def test_metrics_expose_runtime_and_server_counters(server: LiveServer) ->
     assert "agent_runtime_live_sessions 1.0" in text  # idle, not yet past the TTL
     assert "agent_runtime_session_evictions_total 0.0" in text
     assert "agent_runtime_store_degraded 0.0" in text
+    counts = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith(
+            ("agent_runtime_store_batches_total", "agent_runtime_store_appends_total")
+        )
+    }
+    batches, appends = (
+        counts["agent_runtime_store_batches_total"],
+        counts["agent_runtime_store_appends_total"],
+    )
+    assert 1 <= batches <= appends
     assert 'agent_runtime_llm_first_token_seconds_count{provider="scripted"} 1.0' in text
     events = [line for line in text.splitlines() if line.startswith("agent_runtime_events_total ")]
     assert events and float(events[0].split()[1]) > 5
