@@ -68,24 +68,27 @@ def _as_httpx_errors() -> Iterator[None]:
         raise
 
 
-def uses_proxy(url: httpx.URL) -> bool:
-    """Whether the environment (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) proxies *url*."""
+def environment_proxy(url: httpx.URL) -> str | None:
+    """The proxy the environment (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``)
+    names for *url*, as httpx's client would pick it; ``None`` if none."""
     proxies = urllib.request.getproxies()
-    if not (proxies.get(url.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(url.host)
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxy
 
 
 def pooled_transport(
     url: httpx.URL, *, max_connections: int, max_keepalive: int
 ) -> httpx.AsyncBaseTransport:
     """The transport for calls to *url*: :class:`KeepAliveTransport`, or httpx's
-    own (which honours proxies) when the environment proxies *url*."""
-    if uses_proxy(url):
+    own through the proxy when the environment names one for *url*."""
+    proxy = environment_proxy(url)
+    if proxy is not None:
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_keepalive
         )
-        return httpx.AsyncHTTPTransport(limits=limits, trust_env=True)
+        return httpx.AsyncHTTPTransport(proxy=proxy, limits=limits, trust_env=True)
     return KeepAliveTransport(max_connections=max_connections, max_keepalive=max_keepalive)
 
 

@@ -17,6 +17,7 @@ Failure policy, decided once here so the turn runner only sees
 
 from __future__ import annotations
 
+import importlib.metadata
 import random
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -35,6 +36,17 @@ from ._settings import ProviderSettings
 _Transient = Transient  # its name when it was defined here (tests use it)
 
 _MAX_RETRY_AFTER = 30.0
+
+
+def _user_agent() -> str:
+    try:
+        return f"agent-runtime/{importlib.metadata.version('agent-runtime')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "agent-runtime"
+
+
+# Sent with every call: some gateways refuse requests that name no client.
+USER_AGENT = _user_agent()
 # Backoff doubles per attempt; capped so that a large configured retry count means
 # "keep trying every half minute", not a wait of days (or a float overflow).
 _MAX_BACKOFF = 30.0
@@ -96,7 +108,11 @@ class OpenAIClient:
         self.idle_timeout = idle_timeout
         self.max_retries = max_retries
         self.backoff_base = backoff_base
-        headers = {"accept": "text/event-stream", "content-type": "application/json"}
+        headers = {
+            "accept": "text/event-stream",
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+        }
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
         self.headers = httpx.Headers(headers)

@@ -110,6 +110,9 @@ async def test_streams_text_and_sends_a_streaming_request() -> None:
     assert request.method == "POST"
     assert request.path == "/v1/chat/completions"
     assert request.headers["authorization"] == "Bearer sk-test"
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["accept"] == "text/event-stream"
+    assert request.headers["user-agent"].startswith("agent-runtime")
     body = request.json()
     assert body["model"] == "fake-model"
     assert body["stream"] is True
@@ -491,3 +494,22 @@ async def test_a_stream_left_early_drops_its_connection() -> None:
 def test_pool_limits_are_validated() -> None:
     with pytest.raises(ValueError, match="max_connections"):
         OpenAIClient("http://127.0.0.1:1/v1", "m", max_connections=0)
+
+
+async def test_calls_go_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fake answers absolute-form requests too, which is what a plain HTTP
+    # proxy receives: reaching it through HTTP_PROXY proves the call was proxied.
+    for name in ("http_proxy", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    async with open_fake_openai([stream_text("via"), stream_text("direct")]) as fake:
+        monkeypatch.setenv("HTTP_PROXY", fake.base_url.removesuffix("/v1"))
+        async with open_openai_client("http://upstream.invalid/v1", "m") as client:
+            assert (await collect(client))[0] == TextDelta("via")
+        assert fake.requests[0].path == "http://upstream.invalid/v1/chat/completions"
+        # NO_PROXY exempts the host: then the fake is reached directly, without one.
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with open_openai_client(fake.base_url, "m") as client:
+            assert (await collect(client))[0] == TextDelta("direct")
+        assert fake.requests[1].path == "/v1/chat/completions"
