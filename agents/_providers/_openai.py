@@ -110,6 +110,7 @@ class OpenAIClient:
         self.backoff_base = backoff_base
         headers = {
             "accept": "text/event-stream",
+            "accept-encoding": "identity",
             "content-type": "application/json",
             "user-agent": USER_AGENT,
         }

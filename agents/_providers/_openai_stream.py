@@ -219,7 +219,11 @@ class DeltaStream:
                 f"{url} did not stream (content-type {content_type!r}): {_error_text(body)}"
             )
         self._response = response
-        self._reads = response.aiter_bytes()
+        # The body as sent when it is not encoded (we ask for identity: a gzipped
+        # event stream would be buffered by whoever compresses it): one layer of
+        # httpx's decoding generators less per network read.
+        identity = response.headers.get("content-encoding", "identity") == "identity"
+        self._reads = response.aiter_raw() if identity else response.aiter_bytes()
 
     def _first_token_timeout(self) -> ModelTimeout:
         after = self._client.first_token_timeout

@@ -6,6 +6,7 @@ Real sockets, so the real clock: timeouts are configured short instead of using
 
 from __future__ import annotations
 
+import gzip
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from agents._core._model import (
 from agents._errors import ModelError, ModelTimeout
 from agents._providers._openai import OpenAIClient, _Transient, open_openai_client
 from agents._providers._openai_wire import SSEDecoder
-from sessions import JSONObject
+from sessions import JSONObject, dumps
 from tests.fakes.openai_server import (
     Behaviour,
     Chunk,
@@ -112,6 +113,7 @@ async def test_streams_text_and_sends_a_streaming_request() -> None:
     assert request.headers["authorization"] == "Bearer sk-test"
     assert request.headers["content-type"] == "application/json"
     assert request.headers["accept"] == "text/event-stream"
+    assert request.headers["accept-encoding"] == "identity"
     assert request.headers["user-agent"].startswith("agent-runtime")
     body = request.json()
     assert body["model"] == "fake-model"
@@ -513,3 +515,20 @@ async def test_calls_go_through_the_proxy_the_environment_names(
         async with open_openai_client(fake.base_url, "m") as client:
             assert (await collect(client))[0] == TextDelta("direct")
         assert fake.requests[1].path == "/v1/chat/completions"
+
+
+async def test_a_stream_the_server_compressed_anyway_is_decoded() -> None:
+    # We ask for identity (a compressed event stream is buffered by its compressor),
+    # but a server may compress regardless; then the body is decoded as before.
+    events = [text_chunk("zip").data, text_chunk("ped").data, finish_chunk().data]
+    body = "".join(f"data: {dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+
+    def compressed(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept-encoding"] == "identity"
+        headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+        return httpx.Response(200, headers=headers, content=gzip.compress(body.encode()))
+
+    transport = httpx.MockTransport(compressed)
+    async with open_openai_client("http://upstream.invalid/v1", "m", transport=transport) as client:
+        deltas = await collect(client)
+    assert deltas == [TextDelta("zip"), TextDelta("ped"), FinishDelta("stop")]
