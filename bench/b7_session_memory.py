@@ -33,6 +33,7 @@ from pathlib import Path
 import trio
 
 from agents import Policy, RuntimeConfig, ScriptedModel, Supervisor, builtin_modes, open_supervisor
+from server._cli import tune_gc
 from sessions import GroupCommitStore, open_sqlite_store
 
 from ._common import REPO, median, note, parse_counts, print_header
@@ -166,6 +167,7 @@ if __name__ == "__main__":
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child is not None:
+        tune_gc()  # as `agent-runtime serve` does
         print(json.dumps(trio.run(child, options.child, options.ttl)))
     else:
         trio.run(main, parse_counts(options.sessions), options.ttl, options.runs)

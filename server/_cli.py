@@ -10,6 +10,7 @@ their flags are defined in ``_cli_parser.py``; this module runs them.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -154,8 +155,27 @@ def _run_serve(args: argparse.Namespace, progress: _Progress) -> int:
     config = config_from_args(args)
     configure_logging(config.log_format, logging.DEBUG if args.debug else logging.INFO)
     config, token = ensure_tokens(config)
+    tune_gc()
     trio.run(_serve_main, config, token, progress)
     return 0
+
+
+# Young collections only after this many more container objects were allocated
+# than freed (CPython's default: 700). Almost all of the server's garbage is freed
+# by reference counting; with the default the cyclic collector ran hundreds of
+# times a second under load. Measured (B2 openai, single runs in one hour):
+# default 6.5 ms of CPU per turn, start-up frozen 5.8, frozen and 10,000 5.5-5.6
+# (50,000: 5.4-5.5, but B7's RSS after 20,000 sessions 76.8 -> 84.5 MiB; with
+# 10,000 it is 79.7). Cyclic garbage still goes after at most this many allocations.
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Set :data:`GC_THRESHOLDS` and freeze what start-up created (modules,
+    classes, configuration live as long as the process: full collections need
+    not walk them again)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()
 
 
 async def _with_store(

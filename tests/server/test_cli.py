@@ -120,3 +120,19 @@ def test_describe_failure_keeps_bugs_as_bugs() -> None:
     missing = FileNotFoundError(errno.ENOENT, "No such file or directory", "/x")
     assert describe_failure(missing) == "No such file or directory: /x"
     assert describe_failure(KeyError("bug")) is None
+
+
+def test_serving_tunes_the_cyclic_collector() -> None:
+    import gc
+
+    from server._cli import GC_THRESHOLDS, tune_gc
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > 700  # rarer than CPython's default
+        assert gc.get_freeze_count() > frozen  # start-up's objects are left alone
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
