@@ -70,9 +70,9 @@ def configure_logging(fmt: LogFormat, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
-    # httpx logs every upstream request at INFO: one line per model call, which
-    # the provider's metrics already count, and ~2 % of the CPU of a tool loop.
-    # Its warnings, and everything at DEBUG, still come through.
+    # httpx's clients log every request at INFO (the MCP SDK's HTTP transport,
+    # the console's and chat's own calls): a line per call that the metrics
+    # already count. Their warnings, and everything at DEBUG, still come through.
     quiet = level if level <= logging.DEBUG else max(level, logging.WARNING)
     logging.getLogger("httpx").setLevel(quiet)
 

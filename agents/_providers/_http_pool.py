@@ -17,7 +17,9 @@ is reusable and the list has room for it, and is closed otherwise. Every operati
 is O(1).
 
 Errors are httpx's (mapped from httpcore's as httpx's own transport maps them), so
-the provider's retry policy sees the same exceptions. No HTTP/2 and no proxies:
+the provider's retry policy sees the same exceptions; a request after
+:meth:`~KeepAliveTransport.aclose` fails with :class:`TransportClosed`, which is
+not retried. No HTTP/2 and no proxies:
 :func:`pooled_transport` returns httpx's own transport when the environment names
 a proxy for the URL, so ``HTTPS_PROXY`` / ``NO_PROXY`` keep working.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 import urllib.request
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 
 import httpcore
@@ -75,7 +78,8 @@ def environment_proxy(url: httpx.URL) -> str | None:
     proxy = proxies.get(url.scheme) or proxies.get("all")
     if not proxy or urllib.request.proxy_bypass(url.host):
         return None
-    return proxy
+    # "proxy.corp:3128" is a common way to write it; httpx reads it as http://.
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 def pooled_transport(
@@ -89,7 +93,21 @@ def pooled_transport(
             max_connections=max_connections, max_keepalive_connections=max_keepalive
         )
         return httpx.AsyncHTTPTransport(proxy=proxy, limits=limits, trust_env=True)
-    return KeepAliveTransport(max_connections=max_connections, max_keepalive=max_keepalive)
+    # Made now for an https URL, so that a bad SSL_CERT_FILE fails at start-up
+    # (as with httpx's own transport), not every call.
+    context = create_ssl_context() if url.scheme == "https" else None
+    return KeepAliveTransport(
+        max_connections=max_connections, max_keepalive=max_keepalive, ssl_context=context
+    )
+
+
+def create_ssl_context() -> ssl.SSLContext:
+    """httpx's verified defaults: certifi's bundle, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``."""
+    return httpx.create_ssl_context(trust_env=True)
+
+
+class TransportClosed(httpx.HTTPError):
+    """A request after :meth:`KeepAliveTransport.aclose` (final: not worth a retry)."""
 
 
 class KeepAliveTransport(httpx.AsyncBaseTransport):
@@ -98,16 +116,25 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
     Requests beyond ``max_connections`` wait for a connection to be released
     (bounded by the caller's deadline, as with ``pool=None`` in httpx). At most
     ``max_keepalive`` idle connections are kept per origin, each for up to
-    :data:`KEEPALIVE_EXPIRY` seconds.
+    :data:`KEEPALIVE_EXPIRY` seconds: the most recently used is taken first, and
+    those idle too long are closed from the other end (so none lingers
+    half-closed), both without looking at the others.
     """
 
-    def __init__(self, *, max_connections: int, max_keepalive: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        max_keepalive: int,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         if max_connections < 1 or max_keepalive < 0:
             raise ValueError("max_connections must be at least 1 and max_keepalive not negative")
         self._slots = trio.Semaphore(max_connections)
         self._max_keepalive = max_keepalive
-        self._idle: dict[_Origin, list[httpcore.AsyncHTTPConnection]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        # Per origin, oldest first: (connection, trio time it became idle).
+        self._idle: dict[_Origin, deque[tuple[httpcore.AsyncHTTPConnection, float]]] = {}
+        self._ssl = ssl_context
         self._network = TrioNetworkBackend()
         self._closed = False
 
@@ -122,7 +149,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         Cancellation: a cancelled request closes its connection and frees its slot.
         """
         if self._closed:
-            raise httpx.UnsupportedProtocol("the transport is closed")
+            raise TransportClosed("the transport is closed")
         url = request.url
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
@@ -142,6 +169,8 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             await self._slots.acquire()
         connection: httpcore.AsyncHTTPConnection | None = None
         try:
+            if self._closed:  # closed while this request waited for a slot
+                raise TransportClosed("the transport is closed")
             connection = await self._checkout(origin)
             with _as_httpx_errors():
                 response = await connection.handle_async_request(core)
@@ -162,37 +191,46 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the idle connections; those in use close when their response does."""
         self._closed = True
-        idle = [c for connections in self._idle.values() for c in connections]
+        idle = [c for connections in self._idle.values() for c, _ in connections]
         self._idle.clear()
         for connection in idle:
             await connection.aclose()
 
     async def _checkout(self, origin: _Origin) -> httpcore.AsyncHTTPConnection:
         idle = self._idle.get(origin)
+        if idle:
+            await self._close_expired(idle)
         while idle:
-            connection = idle.pop()
+            connection, _ = idle.pop()
             # Only this one is checked: has the server closed it, or has it idled too long?
             if connection.is_idle() and not connection.has_expired():
                 return connection
             await connection.aclose()
+        if origin[0] == b"https" and self._ssl is None:
+            try:
+                self._ssl = create_ssl_context()
+            except (OSError, ssl.SSLError) as exc:
+                raise httpx.ConnectError(f"cannot set up TLS: {exc}") from exc
         return httpcore.AsyncHTTPConnection(
             origin=httpcore.Origin(*origin),
-            ssl_context=self._ssl_context() if origin[0] == b"https" else None,
+            ssl_context=self._ssl if origin[0] == b"https" else None,
             keepalive_expiry=KEEPALIVE_EXPIRY,
             network_backend=self._network,
         )
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            # httpx's verified defaults (certifi, SSL_CERT_FILE / SSL_CERT_DIR).
-            self._ssl = httpx.create_ssl_context(trust_env=True)
-        return self._ssl
+    async def _close_expired(self, idle: deque[tuple[httpcore.AsyncHTTPConnection, float]]) -> None:
+        # Oldest first: each connection is looked at here once, when it has expired.
+        stale = trio.current_time() - KEEPALIVE_EXPIRY
+        while idle and idle[0][1] < stale:
+            connection, _ = idle.popleft()
+            await connection.aclose()
 
     async def _release(self, origin: _Origin, connection: httpcore.AsyncHTTPConnection) -> None:
         try:
-            idle = self._idle.setdefault(origin, [])
+            idle = self._idle.setdefault(origin, deque())
+            await self._close_expired(idle)
             if not self._closed and connection.is_idle() and len(idle) < self._max_keepalive:
-                idle.append(connection)
+                idle.append((connection, trio.current_time()))
             else:
                 await connection.aclose()
         finally:

@@ -17,6 +17,7 @@ Failure policy, decided once here so the turn runner only sees
 
 from __future__ import annotations
 
+import base64
 import importlib.metadata
 import random
 from collections.abc import AsyncIterator
@@ -101,6 +102,13 @@ class OpenAIClient:
                 "max_connections must be at least 1 and max_keepalive not negative, got "
                 f"{max_connections!r} and {max_keepalive!r}"
             )
+        # Credentials in the URL (https://user:pass@gateway/v1) are sent as Basic
+        # auth, as httpx's client did, and never as part of the request line.
+        basic = None
+        if url.userinfo:
+            pair = f"{url.username}:{url.password}".encode()
+            basic = "Basic " + base64.b64encode(pair).decode("ascii")
+            url = url.copy_with(userinfo=b"")
         self.url = url
         self.model = model
         self.connect_timeout = connect_timeout
@@ -116,6 +124,8 @@ class OpenAIClient:
         }
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
+        if basic is not None:
+            headers["authorization"] = basic  # the URL's wins, as it did with httpx's client
         self.headers = httpx.Headers(headers)
         # Read deadlines are trio's job (first-token / idle); httpx only bounds connecting.
         # Concurrent streams beyond max_connections wait for a free connection

@@ -15,7 +15,12 @@ import trio
 import trio.testing
 import trustme
 
-from agents._providers._http_pool import KeepAliveTransport, pooled_transport
+from agents._providers._http_pool import (
+    KEEPALIVE_EXPIRY,
+    KeepAliveTransport,
+    TransportClosed,
+    pooled_transport,
+)
 from tests.fakes.openai_server import HangUp, open_fake_openai, stream_text
 
 BODY = b'{"model": "m", "messages": []}'
@@ -177,8 +182,50 @@ async def test_failures_are_httpx_errors() -> None:
     with pytest.raises(httpx.UnsupportedProtocol):
         await transport.handle_async_request(httpx.Request("GET", "ftp://example.invalid/"))
     await transport.aclose()
-    with pytest.raises(httpx.UnsupportedProtocol, match="closed"):
+    with pytest.raises(TransportClosed):
         await transport.handle_async_request(post("http://127.0.0.1:1/v1"))
+
+
+async def test_a_request_waiting_for_a_slot_when_the_transport_closes_is_refused() -> None:
+    async with open_fake_openai([stream_text("a") for _ in range(2)]) as fake:
+        transport = KeepAliveTransport(max_connections=1, max_keepalive=1)
+        first = await transport.handle_async_request(post(fake.base_url))
+        refused: list[BaseException] = []
+
+        async def wait_for_the_slot() -> None:
+            with pytest.raises(TransportClosed) as caught:
+                await transport.handle_async_request(post(fake.base_url))
+            refused.append(caught.value)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for_the_slot)
+            await trio.testing.wait_all_tasks_blocked()
+            await transport.aclose()
+            await read_all(first)  # frees the slot: the waiter must not use it
+        assert refused
+        assert fake.connections == 1
+        assert transport.idle_connections == 0
+
+
+async def test_connections_idle_too_long_are_closed_though_never_taken(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_openai([stream_text("a") for _ in range(5)]) as fake:
+        transport = KeepAliveTransport(max_connections=3, max_keepalive=3)
+        # Three connections, idle since t = 0 (the last released on top).
+        responses = [await transport.handle_async_request(post(fake.base_url)) for _ in range(3)]
+        for response in responses:
+            await read_all(response)
+        assert transport.idle_connections == 3
+        # The top one is used again at t = 3; the two below it are not.
+        mock_clock.jump(KEEPALIVE_EXPIRY * 0.6)
+        await read_all(await transport.handle_async_request(post(fake.base_url)))
+        mock_clock.jump(KEEPALIVE_EXPIRY * 0.6)
+        # Past the expiry for the two below, not for the top: they are closed.
+        await read_all(await transport.handle_async_request(post(fake.base_url)))
+        assert transport.idle_connections == 1
+        assert fake.connections == 3
+        await transport.aclose()
 
 
 def test_limits_are_validated() -> None:

@@ -6,10 +6,12 @@ Real sockets, so the real clock: timeouts are configured short instead of using
 
 from __future__ import annotations
 
+import base64
 import gzip
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -532,3 +534,44 @@ async def test_a_stream_the_server_compressed_anyway_is_decoded() -> None:
     async with open_openai_client("http://upstream.invalid/v1", "m", transport=transport) as client:
         deltas = await collect(client)
     assert deltas == [TextDelta("zip"), TextDelta("ped"), FinishDelta("stop")]
+
+
+async def test_a_proxy_named_without_a_scheme_is_an_http_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    async with open_fake_openai([stream_text("via")]) as fake:
+        monkeypatch.setenv("HTTP_PROXY", fake.base_url.removeprefix("http://").removesuffix("/v1"))
+        async with open_openai_client("http://upstream.invalid/v1", "m") as client:
+            assert (await collect(client))[0] == TextDelta("via")
+        assert fake.requests[0].path == "http://upstream.invalid/v1/chat/completions"
+
+
+async def test_credentials_in_the_url_are_sent_as_basic_auth() -> None:
+    async with open_fake_openai([stream_text("ok")]) as fake:
+        url = fake.base_url.replace("http://", "http://us%40er:p%3Aw@")
+        async with open_openai_client(url, "m") as client:
+            assert (await collect(client))[0] == TextDelta("ok")
+    [request] = fake.requests
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(b"us@er:p:w").decode()
+    assert request.path == "/v1/chat/completions"
+    assert "us%40er" not in str(client.url)
+
+
+def test_a_certificate_setting_that_cannot_be_read_fails_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(OSError):
+        OpenAIClient("https://api.example.invalid/v1", "m")
+
+
+async def test_a_call_after_the_client_closed_fails_at_once_without_retries() -> None:
+    async with open_fake_openai([stream_text("late")]) as fake:
+        client = OpenAIClient(fake.base_url, "m", max_retries=3, backoff_base=10)
+        await client.aclose()
+        with trio.fail_after(5), pytest.raises(ModelError, match="closed") as caught:
+            await collect(client)
+        assert caught.value.code == "model_unavailable"
+        assert fake.requests == []
