@@ -13,8 +13,6 @@ appended since. So the error of the estimator only applies to the new messages.
 
 from __future__ import annotations
 
-import itertools
-
 import attrs
 from attrs import frozen
 
@@ -133,7 +131,8 @@ class ContextMeter:
                 self.basis = None
             self.messages, self.limit, self.counted, self.sums = history, limit, 0, [0]
             self.oversized = []
-        for i, message in enumerate(itertools.islice(history, self.counted, None), self.counted):
+        # A slice of the new messages: itertools.islice would walk the counted ones.
+        for i, message in enumerate(history[self.counted :], self.counted):
             self.sums.append(self.sums[-1] + message_tokens(message, limit))
             if message.role == "tool" and len(message.content or "") > limit:
                 self.oversized.append(i)

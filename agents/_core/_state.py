@@ -14,7 +14,6 @@ they belong to that subtask's isolated context, not to the parent's history.
 from __future__ import annotations
 
 import enum
-import itertools
 import json
 from collections.abc import Iterable
 
@@ -395,7 +394,9 @@ def check_pairing(messages: list[ChatMessage], cursor: PairingCursor | None = No
 def _check_from(
     messages: list[ChatMessage], start: int, open_calls: set[str], answered: set[str]
 ) -> None:
-    for msg in itertools.islice(messages, start, None):
+    # A slice, not itertools.islice: islice walks the first *start* items to skip
+    # them, which made an incremental check cost the whole history again.
+    for msg in messages[start:]:
         if msg.role == "assistant":
             for call in msg.tool_calls:
                 if call.id in open_calls or call.id in answered:
