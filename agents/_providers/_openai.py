@@ -37,6 +37,9 @@ from ._settings import ProviderSettings
 _Transient = Transient  # its name when it was defined here (tests use it)
 
 _MAX_RETRY_AFTER = 30.0
+# Backoff doubles per attempt; capped so that a large configured retry count means
+# "keep trying every half minute", not a wait of days (or a float overflow).
+_MAX_BACKOFF = 30.0
 
 
 def _user_agent() -> str:
@@ -48,9 +51,6 @@ def _user_agent() -> str:
 
 # Sent with every call: some gateways refuse requests that name no client.
 USER_AGENT = _user_agent()
-# Backoff doubles per attempt; capped so that a large configured retry count means
-# "keep trying every half minute", not a wait of days (or a float overflow).
-_MAX_BACKOFF = 30.0
 
 
 class OpenAIClient:
