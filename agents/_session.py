@@ -31,7 +31,7 @@ from sessions import (
     Session,
     SessionStore,
     Turn,
-    acquire_quickly,
+    held_quickly,
     loads_object,
     now,
 )
@@ -100,8 +100,7 @@ class LiveSession:
         happened whole (and is folded) or not at all. The lock is released on
         cancellation.
         """
-        await acquire_quickly(self.lock)
-        try:
+        async with held_quickly(self.lock):
             return await self.commit_locked(
                 outs,
                 turn_id=turn_id,
@@ -110,8 +109,6 @@ class LiveSession:
                 session=session,
                 command=command,
             )
-        finally:
-            self.lock.release()
 
     async def commit_locked(
         self,

@@ -45,7 +45,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState, Framework, LifespanState
 from hypercorn.utils import repr_socket_addr, wrap_app
 
-from sessions import acquire_quickly
+from sessions import held_quickly
 
 logger = logging.getLogger("agent_runtime.server")
 
@@ -189,12 +189,9 @@ class BoundedTCPServer(TCPServer):
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, RawData):
-            await acquire_quickly(self.send_lock)
-            try:
+            async with held_quickly(self.send_lock):
                 if not await self._writer.write(event.data):
                     await self.protocol.handle(Closed())
-            finally:
-                self.send_lock.release()
         elif isinstance(event, Closed):
             # The sender is often being cancelled (its response is complete); a
             # cancelled close would leave the socket open.

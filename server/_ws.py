@@ -42,8 +42,8 @@ from sessions import (
     Session,
     StoreError,
     SubscriberTooSlow,
-    acquire_quickly,
     dumps,
+    held_quickly,
 )
 
 from ._auth import bearer_token
@@ -128,12 +128,9 @@ class Connection:
             await self.ws.close(self.close_code, self.close_reason)
 
     async def _send(self, text: str) -> None:
-        await acquire_quickly(self._send_lock)
-        try:
+        async with held_quickly(self._send_lock):
             await self.ws.send(text)
             self._last_sent = trio.current_time()
-        finally:
-            self._send_lock.release()
 
     async def _heartbeat(self) -> None:
         # Its own task, sleeping until the connection has been silent for the

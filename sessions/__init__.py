@@ -43,7 +43,7 @@ from ._models import (
 )
 from ._postgres_entry import is_postgres_dsn, open_postgres_store
 from ._protocol import SessionStore, Subscription
-from ._quick import acquire_quickly, send_quickly
+from ._quick import acquire_quickly, held_quickly, send_quickly
 from ._sqlite import open_sqlite_store
 from ._sqlite_sql import Durability
 from ._store import GroupCommitStore
@@ -82,6 +82,7 @@ __all__ = [
     "WriterStats",
     "acquire_quickly",
     "dumps",
+    "held_quickly",
     "is_postgres_dsn",
     "loads_object",
     "new_id",

@@ -34,6 +34,25 @@ async def acquire_quickly(lock: trio.Lock) -> None:
         await lock.acquire()
 
 
+class held_quickly:
+    """``async with held_quickly(lock):`` is ``async with lock:`` by way of
+    :func:`acquire_quickly` (a class, not a generator: it runs once per event).
+
+    Cancellation: as :func:`acquire_quickly` on entry; the lock is always released.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: trio.Lock) -> None:
+        self._lock = lock
+
+    async def __aenter__(self) -> None:
+        await acquire_quickly(self._lock)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+
 async def send_quickly(channel: trio.MemorySendChannel[T], value: T) -> None:
     """``await channel.send(value)``, without a schedule point when it has room.
 

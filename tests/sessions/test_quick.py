@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from sessions import acquire_quickly, send_quickly
+from sessions import acquire_quickly, held_quickly, send_quickly
 
 
 @contextmanager
@@ -101,3 +101,15 @@ async def test_a_cancelled_caller_sends_nothing() -> None:
     assert scope.cancelled_caught
     with pytest.raises(trio.WouldBlock):
         receive.receive_nowait()
+
+
+async def test_held_quickly_holds_the_lock_for_the_block_and_releases_it_on_errors() -> None:
+    lock = trio.Lock()
+    with no_schedule_point():
+        async with held_quickly(lock):
+            assert lock.locked()
+    assert not lock.locked()
+    with pytest.raises(ValueError, match="inside"):
+        async with held_quickly(lock):
+            raise ValueError("inside")
+    assert not lock.locked()
