@@ -20,8 +20,8 @@ The server runs with ``--llm openai`` against ``bench.fake_llm --tool-calls 1
 --tokens 5`` (its own process): each turn makes two LLM requests (a
 ``read_file`` call, then 5 words), and one tool round trip that this client
 answers with a ``tool_result`` as soon as it sees ``tool.call`` (``read_file``
-needs no approval). Two phases share the server, in alternating order (run 1
-fresh first, run 2 long first, ...):
+needs no approval). Three phases share the server, in alternating order (run 1 fresh, long,
+heavy; run 2 heavy, long, fresh; ...):
 
 - ``fresh``: every fresh session opens one WebSocket (``hello`` → ``sync``),
   runs one warm-up turn (not measured), and when all are warm, runs ``--turns``
@@ -29,12 +29,20 @@ fresh first, run 2 long first, ...):
 - ``long``: the same on the long sessions. Their ``hello.after`` is the last
   prior seq (a client that has the history; no replay). The warm-up turn is
   the first use of the session, so it loads and folds the whole history: the
-  measured turns are steady state.
+  measured turns are steady state;
+- ``heavy``, the control: the same on ``--sessions`` sessions of ONE prior turn
+  whose question is padded so that their model requests are about as large as
+  the long sessions' (the report shows both sizes, as the fake received them).
+  long/fresh is the target; long/heavy separates what a long history costs
+  per message (folding, encoding, pairing, context estimates: the runtime's
+  work) from what carrying its bytes to the model costs (the copy into the
+  body, the socket, the kernel, and the fake reading them on the same cores).
 
 Measured per phase, from the first measured ``user_message`` to the last
 ``turn.ended``: server CPU (all threads, and the main trio thread alone, from
-``/proc``) per turn, fake LLM CPU per turn, turns/s, and the p50 of one turn
-(``user_message`` sent → ``turn.ended`` received). Every turn must end
+``/proc``) per turn, fake LLM CPU per turn, turns/s, the p50 of one turn
+(``user_message`` sent → ``turn.ended`` received), and the mean size of a
+model request (the fake's ``/v1/stats``). Every turn must end
 ``completed`` after exactly one round trip, or the bench fails. ``/proc``
 counts CPU in ticks (10 ms at ``CLK_TCK`` 100): a phase needs many turns (the
 defaults: 100) for the per-turn figures, and their ratio, to mean much.
@@ -51,6 +59,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import attrs
+import httpx
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
@@ -100,7 +109,7 @@ from ._common import (
 
 AGENT = "coder"
 EVENTS_PER_TURN = 8  # of a prior turn, as written below
-PHASES = ("fresh", "long")
+PHASES = ("fresh", "long", "heavy")
 CONTENT = "read a.py and explain it"
 TOOL_CONTENT = ("def f(x):\n    return x + 1\n" * 8)[:200]  # 200 characters
 ANSWER = " ".join(f"word{i}" for i in range(30))  # 30 words
@@ -122,7 +131,13 @@ class Built:
     mib: float
 
 
-def _prior_turn(turn_id: str, t: int, user_seq: int) -> tuple[NewEvent, ...]:
+def _question(t: int) -> str:
+    return f"question {t}: {CONTENT}"
+
+
+def _prior_turn(
+    turn_id: str, t: int, user_seq: int, question: str | None = None
+) -> tuple[NewEvent, ...]:
     """Prior turn *t* of a session: what the runtime writes for one tool round trip."""
     call = ToolCallInfo(f"call_p{t}", "read_file", {"path": "a.py"})
     events: list[AgentEvent] = [
@@ -135,26 +150,50 @@ def _prior_turn(turn_id: str, t: int, user_seq: int) -> tuple[NewEvent, ...]:
         TurnEnded("completed"),
     ]
     # The runtime commits the user message with the queued turn, without a turn_id.
-    asked = NewEvent(*encode_event(UserMessage(f"msg_u{t}", f"question {t}: {CONTENT}")))
+    asked = NewEvent(*encode_event(UserMessage(f"msg_u{t}", question or _question(t))))
     return (asked, *(NewEvent(*encode_event(event), turn_id) for event in events))
 
 
+def _wire_size(t: int) -> int:
+    """About how many bytes prior turn *t* adds to a chat-completions request."""
+    call: JSONObject = {
+        "id": f"call_p{t}",
+        "type": "function",
+        "function": {"name": "read_file", "arguments": '{"path": "a.py"}'},
+    }
+    messages: list[JSONObject] = [
+        {"role": "user", "content": _question(t)},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": TOOL_CONTENT, "tool_call_id": f"call_p{t}"},
+        {"role": "assistant", "content": ANSWER},
+    ]
+    return sum(len(dumps(message)) + 1 for message in messages)
+
+
+def heavy_question(prior: int) -> str:
+    """A question padded so that one prior turn weighs what *prior* turns do on the wire."""
+    pad = sum(_wire_size(t) for t in range(prior)) - _wire_size(0)
+    return _question(0) + " " + "x" * max(0, pad - 1)
+
+
 async def build(path: Path, sessions: int, prior: int) -> Built:
-    """Write *sessions* long sessions of *prior* turns and *sessions* fresh ones."""
+    """Write *sessions* long sessions of *prior* turns, as many heavy and fresh ones."""
     started = time.perf_counter()
-    base = now() - 2 * sessions
+    base = now() - 3 * sessions
     built: dict[str, list[tuple[str, int]]] = {
         "long": [(f"ses_long{i:05d}", prior * EVENTS_PER_TURN) for i in range(sessions)],
+        "heavy": [(f"ses_heavy{i:05d}", EVENTS_PER_TURN) for i in range(sessions)],
         "fresh": [(f"ses_fresh{i:05d}", 0) for i in range(sessions)],
     }
     limiter = trio.CapacityLimiter(BUILD_CONCURRENCY)
+    padded = heavy_question(prior)
 
     async with open_sqlite_store(path) as store:
 
-        async def writer(number: int, session_id: str, turns: int) -> None:
+        async def writer(number: int, session_id: str, turns: int, heavy: bool = False) -> None:
             async with limiter:
                 created = base + number
-                title = f"question 0: {CONTENT}" if turns else ""
+                title = _question(0) if turns else ""
                 session = Session(session_id, PRINCIPAL, title, created, created, AGENT)
                 await store.append(Append(session_id, session=session))
                 for t in range(turns):
@@ -169,7 +208,7 @@ async def build(path: Path, sessions: int, prior: int) -> Built:
                         created,
                         {"message_id": f"msg_u{t}"},
                     )
-                    events = _prior_turn(turn_id, t, user_seq)
+                    events = _prior_turn(turn_id, t, user_seq, padded if heavy else None)
                     committed = await store.append(Append(session_id, events=events, turn=row))
                     seqs = [event.seq for event in committed.events]
                     if seqs != list(range(user_seq, user_seq + EVENTS_PER_TURN)):
@@ -178,10 +217,13 @@ async def build(path: Path, sessions: int, prior: int) -> Built:
         async with trio.open_nursery() as nursery:
             for number, (session_id, _) in enumerate(built["long"]):
                 nursery.start_soon(writer, number, session_id, prior)
+            for number, (session_id, _) in enumerate(built["heavy"]):
+                nursery.start_soon(writer, sessions + number, session_id, 1, True)
             for number, (session_id, _) in enumerate(built["fresh"]):
-                nursery.start_soon(writer, sessions + number, session_id, 0)
+                nursery.start_soon(writer, 2 * sessions + number, session_id, 0)
     mib = sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1024 / 1024
-    return Built(built, sessions * prior * EVENTS_PER_TURN, time.perf_counter() - started, mib)
+    events = (prior + 1) * sessions * EVENTS_PER_TURN
+    return Built(built, events, time.perf_counter() - started, mib)
 
 
 # -- the client ------------------------------------------------------------------
@@ -314,6 +356,7 @@ class Result:
     fake_cpu: float
     client_cpu: float
     reasons: str
+    request_bytes: float  # mean body of a model request, as the fake received it
 
     @property
     def turns_per_s(self) -> float:
@@ -323,12 +366,21 @@ class Result:
         return seconds / self.turns * 1000
 
 
+async def fake_stats(client: httpx.AsyncClient) -> tuple[int, int]:
+    """(requests, body bytes) the fake received so far."""
+    response = await client.get("/stats")
+    response.raise_for_status()
+    stats = response.json()
+    return int(stats["requests"]), int(stats["body_bytes"])
+
+
 async def _phase(
     server: Child,
     name: str,
     sessions: list[tuple[str, int]],
     turns: int,
     probe: Callable[[], CpuSample],
+    fake: httpx.AsyncClient,
     profile: Path | None,
 ) -> Result:
     tally = Tally(len(sessions), len(sessions) * turns, probe)
@@ -340,10 +392,14 @@ async def _phase(
             nursery.start_soon(_session, url, after, turns, tally, gate, name)
         with trio.fail_after(2 * STEP + len(sessions) * 0.1):
             await tally.all_ready.wait()
+        stats_before = await fake_stats(fake)
         async with profiled(server.pid, output):
             tally.start()
             with trio.fail_after(RUN_LIMIT):
                 await tally.done.wait()
+        stats_after = await fake_stats(fake)
+    requests = stats_after[0] - stats_before[0]
+    body_bytes = stats_after[1] - stats_before[1]
     cpu = tally.cpu_used
     assert cpu is not None, "not every turn ended"
     if tally.turns != tally.expected or tally.reasons != {"completed": tally.expected}:
@@ -360,6 +416,7 @@ async def _phase(
         fake_cpu=cpu.fake,
         client_cpu=cpu.client,
         reasons=",".join(f"{k}={v}" for k, v in sorted(tally.reasons.items())),
+        request_bytes=body_bytes / max(1, requests),
     )
 
 
@@ -379,9 +436,11 @@ async def run(
         args = server_args(str(db), llm="openai", llm_url=fake.url)
         server = await stack.enter_async_context(open_child("server", args, server_env()))
         probe = cpu_probe(server, fake)
+        stats = await stack.enter_async_context(httpx.AsyncClient(base_url=fake.url))
         results: dict[str, Result] = {}
         for name in order:
-            results[name] = await _phase(server, name, built.sessions[name], turns, probe, profile)
+            phase_sessions = built.sessions[name]
+            results[name] = await _phase(server, name, phase_sessions, turns, probe, stats, profile)
         return results, built
     raise AssertionError("unreachable")  # pragma: no cover (AsyncExitStack may swallow)
 
@@ -392,64 +451,58 @@ async def run(
 @attrs.frozen
 class Row:
     order: str
-    fresh: Result
-    long: Result
+    results: dict[str, Result]
 
     def cpu(self, phase: str) -> float:
-        result = self.fresh if phase == "fresh" else self.long
+        result = self.results[phase]
         return result.per_turn_ms(result.server_cpu)
 
     def main(self, phase: str) -> float:
-        result = self.fresh if phase == "fresh" else self.long
+        result = self.results[phase]
         return result.per_turn_ms(result.main_cpu)
 
-    def fake(self, phase: str) -> float:
-        result = self.fresh if phase == "fresh" else self.long
-        return result.per_turn_ms(result.fake_cpu)
+    def values(self) -> dict[str, float]:
+        """The row's figures by column key (``<what>_<phase>`` and the ratios)."""
+        out: dict[str, float] = {
+            "ratio": self.cpu("long") / self.cpu("fresh"),
+            "control": self.cpu("long") / self.cpu("heavy"),
+        }
+        for phase, r in self.results.items():
+            out[f"cpu_{phase}"] = self.cpu(phase)
+            out[f"main_{phase}"] = self.main(phase)
+            out[f"tps_{phase}"] = r.turns_per_s
+            out[f"p50_{phase}"] = r.turn_p50
+            out[f"fake_{phase}"] = r.per_turn_ms(r.fake_cpu)
+            out[f"kib_{phase}"] = r.request_bytes / 1024
+        return out
 
-    @property
-    def ratio(self) -> float:
-        return self.cpu("long") / self.cpu("fresh")
 
-    @property
-    def main_ratio(self) -> float:
-        return self.main("long") / self.main("fresh")
+HEADER = (
+    "| run | order | fresh server CPU ms/turn | long | heavy | **long/fresh** | long/heavy "
+    "| main thread ms/turn (fresh / long / heavy) | turns/s (f / l / h) "
+    "| turn p50 ms (f / l / h) | fake CPU ms/turn (f / l / h) "
+    "| model request KiB (f / l / h) | turn.ended |"
+)
 
 
-def _cells(
-    label: str, order: str, values: dict[str, float], reasons: str, ratio_mark: str = ""
-) -> str:
+def _cells(label: str, order: str, v: dict[str, float], reasons: str, mark: str = "") -> str:
+    def three(key: str, spec: str) -> str:
+        return " / ".join(format(v[f"{key}_{phase}"], spec) for phase in PHASES)
+
+    p50s = " / ".join(fmt_ms(v[f"p50_{phase}"]) for phase in PHASES)
     return (
-        f"| {label} | {order} | {values['cpu_fresh']:.2f} | {values['cpu_long']:.2f} "
-        f"| {values['ratio']:.2f}{ratio_mark} | {values['main_fresh']:.2f} "
-        f"| {values['main_long']:.2f} | {values['main_ratio']:.2f} "
-        f"| {values['tps_fresh']:,.1f} | {values['tps_long']:,.1f} "
-        f"| {fmt_ms(values['p50_fresh'])} | {fmt_ms(values['p50_long'])} "
-        f"| {values['fake_fresh']:.2f} | {values['fake_long']:.2f} | {reasons} |"
+        f"| {label} | {order} | {v['cpu_fresh']:.2f} | {v['cpu_long']:.2f} "
+        f"| {v['cpu_heavy']:.2f} | {v['ratio']:.2f}{mark} | {v['control']:.2f} "
+        f"| {three('main', '.2f')} | {three('tps', ',.1f')} | {p50s} "
+        f"| {three('fake', '.2f')} | {three('kib', ',.1f')} | {reasons} |"
     )
-
-
-def _values(row: Row) -> dict[str, float]:
-    return {
-        "cpu_fresh": row.cpu("fresh"),
-        "cpu_long": row.cpu("long"),
-        "ratio": row.ratio,
-        "main_fresh": row.main("fresh"),
-        "main_long": row.main("long"),
-        "main_ratio": row.main_ratio,
-        "tps_fresh": row.fresh.turns_per_s,
-        "tps_long": row.long.turns_per_s,
-        "p50_fresh": row.fresh.turn_p50,
-        "p50_long": row.long.turn_p50,
-        "fake_fresh": row.fake("fresh"),
-        "fake_long": row.fake("long"),
-    }
 
 
 async def main(sessions: int, prior: int, turns: int, runs: int, profile: Path | None) -> None:
     print_header(
         f"B8 long session: server CPU per turn, {sessions} sessions with {prior} prior turns "
-        f"vs {sessions} fresh sessions, {turns} turns per session, 1 tool round trip per turn",
+        f"vs {sessions} fresh sessions (and {sessions} heavy ones: 1 prior turn as large), "
+        f"{turns} turns per session, 1 tool round trip per turn",
         "bench.b8_long_session",
         runs,
     )
@@ -468,46 +521,47 @@ async def main(sessions: int, prior: int, turns: int, runs: int, profile: Path |
                 f"(main thread {r.per_turn_ms(r.main_cpu):.2f}), "
                 f"fake CPU {r.per_turn_ms(r.fake_cpu):.2f} ms/turn, "
                 f"client CPU {r.client_cpu:.2f} s, turn p50 {r.turn_p50 * 1000:.1f} ms, "
-                f"wall {r.seconds:.2f} s, {r.reasons}"
+                f"request {r.request_bytes / 1024:,.1f} KiB, wall {r.seconds:.2f} s, {r.reasons}"
             )
-        row = Row(" then ".join(order), results["fresh"], results["long"])
+        row = Row(", ".join(order), {name: results[name] for name in PHASES})
         rows.append(row)
-        note(f"run {number + 1}: long/fresh server CPU per turn {row.ratio:.2f}")
+        v = row.values()
+        note(f"run {number + 1}: long/fresh {v['ratio']:.2f}, long/heavy {v['control']:.2f}")
     print(
-        f"database: {sessions} long sessions x {prior} prior turns "
-        f"({builds[0].events:,} events, {EVENTS_PER_TURN} per turn) + {sessions} fresh "
-        f"sessions, {median([b.mib for b in builds]):.1f} MiB; written through the store in "
-        f"{median([b.seconds for b in builds]):.1f} s (median)"
+        f"database: {sessions} long sessions x {prior} prior turns, {sessions} heavy sessions "
+        f"x 1 prior turn, {sessions} fresh sessions ({builds[0].events:,} events, "
+        f"{EVENTS_PER_TURN} per turn), {median([b.mib for b in builds]):.1f} MiB; written "
+        f"through the store in {median([b.seconds for b in builds]):.1f} s (median)"
     )
     print(
         "CPU per turn from the first measured message to the last turn.ended, after one "
         "warm-up turn per session; median row: median of each column over the runs\n"
     )
-    print(
-        "| run | order | fresh server CPU ms/turn | long server CPU ms/turn | long/fresh "
-        "| fresh main thread ms/turn | long main thread ms/turn | main long/fresh "
-        "| fresh turns/s | long turns/s | fresh turn p50 ms | long turn p50 ms "
-        "| fresh fake CPU ms/turn | long fake CPU ms/turn | turn.ended (fresh; long) |"
-    )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for number, row in enumerate(rows):
-        reasons = f"{row.fresh.reasons}; {row.long.reasons}"
-        print(_cells(str(number + 1), row.order, _values(row), reasons))
-    per_run = [_values(row) for row in rows]
+    print(HEADER)
+    print("|---:|---|---:|---:|---:|---:|---:|---|---|---|---|---|---|")
+    per_run = [row.values() for row in rows]
+    for number, (row, values) in enumerate(zip(rows, per_run, strict=True)):
+        reasons = "; ".join(row.results[phase].reasons for phase in PHASES)
+        print(_cells(str(number + 1), row.order, values, reasons))
     medians = {key: median([v[key] for v in per_run]) for key in per_run[0]}
-    total_fresh = sum(row.fresh.turns for row in rows)
-    total_long = sum(row.long.turns for row in rows)
+    totals = "; ".join(
+        f"completed={sum(row.results[phase].turns for row in rows)}" for phase in PHASES
+    )
     mark = " ✓" if medians["ratio"] <= 1.1 else " ✗"
-    reasons = f"completed={total_fresh}; completed={total_long} (all runs)"
-    print(_cells("median", "alternating", medians, reasons, mark))
-    print("\ntarget: long/fresh server CPU per turn ≤ 1.1 (✓ met, ✗ not met)")
+    print(_cells("median", "alternating", medians, f"{totals} (all runs)", mark))
+    print(
+        "\ntarget: long/fresh server CPU per turn ≤ 1.1 (✓ met, ✗ not met); long/heavy: "
+        "the same comparison at about equal model request size (the control)"
+    )
     if profile is not None:
         print_profiles(profile)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sessions", type=int, default=10, help="long sessions (and fresh ones)")
+    parser.add_argument(
+        "--sessions", type=int, default=10, help="long sessions (and heavy and fresh ones)"
+    )
     parser.add_argument("--prior", type=int, default=800, help="prior turns per long session")
     parser.add_argument("--turns", type=int, default=10, help="measured turns per session")
     parser.add_argument("--runs", type=int, default=3)

@@ -11,7 +11,9 @@ answered with a ``stream: true`` completion, written as fast as the socket takes
   messages after its last ``user`` message, one ``read_file {"path": "a.txt"}``
   call; then ``--tokens`` stamped text tokens (bench B2's K-round-trip turns).
 
-Each completion ends with ``finish_reason``, a usage chunk and ``[DONE]``. The
+Each completion ends with ``finish_reason``, a usage chunk and ``[DONE]``.
+``GET /v1/stats`` answers ``{"requests": N, "body_bytes": B}``: the completions
+requested so far and the bytes of their bodies (how much a client sent). The
 chunk shapes come from the test fake (``tests.fakes.openai_server``); this
 process exists so that the fake's CPU does not compete inside the bench client,
 and so that its own CPU time can be read from ``/proc`` (it is reported).
@@ -25,6 +27,7 @@ import json
 import time
 from functools import partial
 
+import attrs
 import h11
 import trio
 
@@ -54,6 +57,15 @@ def _event(data: dict[str, JSON]) -> bytes:
 
 
 _USER, _TOOL = b'"role":"user"', b'"role":"tool"'
+_STATS_TARGET = b"/v1/stats"
+
+
+@attrs.define
+class Stats:
+    """What this process was asked for, over all connections."""
+
+    requests: int = 0
+    body_bytes: int = 0
 
 
 def _tool_results_since_user(body: bytes) -> int:
@@ -85,21 +97,32 @@ def _tool_results_since_user(body: bytes) -> int:
     return count
 
 
-async def _read_request(conn: h11.Connection, stream: trio.SocketStream) -> bytes | None:
-    """The body of the next request, or ``None`` when the client closed."""
+async def _read_request(
+    conn: h11.Connection, stream: trio.SocketStream
+) -> tuple[bytes, bytes] | None:
+    """The target and body of the next request, or ``None`` when the client closed."""
+    target = b""
     body = bytearray()
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
             conn.receive_data(await stream.receive_some(65536))
         elif isinstance(event, h11.Request):
-            continue
+            target = event.target
         elif isinstance(event, h11.Data):
             body += event.data
         elif isinstance(event, h11.EndOfMessage):
-            return bytes(body)
+            return target, bytes(body)
         else:
             return None
+
+
+async def _send_stats(conn: h11.Connection, stream: trio.SocketStream, stats: Stats) -> None:
+    data = dumps({"requests": stats.requests, "body_bytes": stats.body_bytes}).encode()
+    headers = [("content-type", "application/json"), ("content-length", str(len(data)))]
+    for event in (h11.Response(status_code=200, headers=headers), h11.Data(data=data)):
+        await stream.send_all(conn.send(event) or b"")
+    conn.send(h11.EndOfMessage())
 
 
 async def _respond(
@@ -136,14 +159,22 @@ async def _respond(
     await send(h11.EndOfMessage())
 
 
-async def handle(tokens: int, tool_calls: int, pace: float, stream: trio.SocketStream) -> None:
+async def handle(
+    tokens: int, tool_calls: int, pace: float, stats: Stats, stream: trio.SocketStream
+) -> None:
     conn = h11.Connection(h11.SERVER)
     try:
         while True:
-            body = await _read_request(conn, stream)
-            if body is None:
+            request = await _read_request(conn, stream)
+            if request is None:
                 return
-            await _respond(conn, stream, body, tokens, tool_calls, pace)
+            target, body = request
+            if target == _STATS_TARGET:
+                await _send_stats(conn, stream, stats)
+            else:
+                stats.requests += 1
+                stats.body_bytes += len(body)
+                await _respond(conn, stream, body, tokens, tool_calls, pace)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
@@ -156,7 +187,7 @@ async def handle(tokens: int, tool_calls: int, pace: float, stream: trio.SocketS
 async def main(tokens: int, tool_calls: int, pace: float) -> None:
     async with trio.open_nursery() as nursery:
         serve = partial(
-            trio.serve_tcp, partial(handle, tokens, tool_calls, pace), 0, host="127.0.0.1"
+            trio.serve_tcp, partial(handle, tokens, tool_calls, pace, Stats()), 0, host="127.0.0.1"
         )
         listeners: list[trio.SocketListener] = await nursery.start(serve)
         host, port = listeners[0].socket.getsockname()[:2]
