@@ -206,6 +206,50 @@ async def test_older_schema_is_upgraded_keeping_its_data(db_path: Path) -> None:
         conn.close()
 
 
+async def test_version_3_events_move_to_a_rowid_table_intact(db_path: Path) -> None:
+    """v4: the key index no longer holds each event's payload (a large one was read in
+    full by every append next to it); the log, its order and its key survive."""
+    big = "x" * 300_000
+    async with open_sqlite_store(db_path, migrations=MIGRATIONS[:3]) as store:
+        session = await create_session(store)
+        other = await create_session(store, "bob")
+        await append_events(store, session.id, ev(text="a"), ev("message", text=big))
+        await append_events(store, other.id, ev(text="b"))
+        await append_events(store, session.id, ev(text="c"))
+    conn = _raw(db_path)
+    try:
+        assert user_version(conn) == 3
+        with pytest.raises(sqlite3.OperationalError, match="rowid"):
+            conn.execute("SELECT rowid FROM events")  # WITHOUT ROWID until v4
+    finally:
+        conn.close()
+    async with open_sqlite_store(db_path) as store:
+        events = await store.read_events(session.id)
+        assert [(e.seq, e.type, e.data["text"]) for e in events] == [
+            (1, "text.delta", "a"),
+            (2, "message", big),
+            (3, "text.delta", "c"),
+        ]
+        assert [e.seq for e in await store.read_events(other.id)] == [1]
+        assert (await append_events(store, session.id, ev(text="d"))).last_seq == 4
+    conn = _raw(db_path)
+    try:
+        assert user_version(conn) == len(MIGRATIONS)
+        keys = conn.execute("SELECT session_id, seq FROM events ORDER BY rowid").fetchall()
+        # Copied in key order; the append after the upgrade comes last.
+        copied = sorted([(session.id, 1), (session.id, 2), (session.id, 3), (other.id, 1)])
+        assert keys == [*copied, (session.id, 4)]
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            conn.execute(
+                "INSERT INTO events (session_id, seq, type, ts, data) VALUES (?, 4, 't', 0, '{}')",
+                (session.id,),
+            )
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert "events_v4" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+
+
 async def test_newer_database_is_refused(db_path: Path) -> None:
     conn = _raw(db_path)
     conn.execute("PRAGMA user_version = 99")
