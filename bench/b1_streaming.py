@@ -1,7 +1,7 @@
 """B1 streaming: N concurrent sessions, each one turn whose model streams 200 tokens.
 
 Run: ``python -m bench.b1_streaming [--sessions 1,100,1000] [--runs 3]
-[--providers scripted,openai] [--tokens 200] [--pace 0] [--profile DIR]``.
+[--providers scripted,openai[,scripted-memory]] [--tokens 200] [--pace 0] [--profile DIR]``.
 
 ``--pace P`` spaces the model's tokens P seconds apart (scripted ``--pace``, the
 fake's ``--pace``, the baseline's ``pace``) instead of flat out: added latency
@@ -16,6 +16,9 @@ all three alike), each against a fresh child process:
 - ``openai``: the same server with ``--llm openai`` against ``bench.fake_llm``
   (its own process) streaming 200 tokens ``t=<emit ns>`` as fast as it can.
   Latency = client receipt - the token's emit time, for every token in a delta.
+- ``scripted-memory`` (only when asked for in ``--providers``): ``scripted`` on
+  the in-memory store (``--db :memory:``), no SQLite and no thread: what the
+  durable log costs, apart from the rest of the pipeline.
 - ``baseline``: ``bench.baseline_app`` (quart-trio + hypercorn, nothing else)
   sending ``tokens + 5`` frames per connection (what the server sends per turn
   when it coalesces nothing: user.message, turn.started, 200 text.delta,
@@ -79,7 +82,8 @@ STREAM_LIMIT = 300.0  # seconds for one run's streaming phase
 OPEN_CONCURRENCY = 64  # WebSocket handshakes in flight at once
 MIN_TURNS = 20  # below 20 sessions, each runs 20 // N turns one after the other
 STAMP = re.compile(r"t=(\d+)")
-KINDS = ("scripted", "openai", "baseline")
+KINDS = ("scripted", "openai", "scripted-memory", "baseline")
+SERVERS = KINDS[:3]
 
 
 @attrs.define
@@ -237,7 +241,8 @@ async def run_server(
             fake = await stack.enter_async_context(open_child("fake-llm", fake_args))
             args = server_args(str(tmp / "b1.db"), llm="openai", llm_url=fake.url)
         else:
-            args = server_args(str(tmp / "b1.db"), pace=pace)
+            db = ":memory:" if provider == "scripted-memory" else str(tmp / "b1.db")
+            args = server_args(db, pace=pace)
         server = await stack.enter_async_context(open_child("server", args, server_env()))
         ids = await create_sessions(server.url, sessions, "ask")
         tally = Tally(sessions, turns, cpu_probe(server, fake))
@@ -351,7 +356,7 @@ if __name__ == "__main__":
     )
     options = parser.parse_args()
     providers = [p for p in options.providers.split(",") if p]
-    assert all(p in KINDS[:2] for p in providers), providers
+    assert all(p in SERVERS for p in providers), providers
     if options.profile is not None:
         options.profile.mkdir(parents=True, exist_ok=True)
     trio.run(
