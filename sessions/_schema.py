@@ -129,15 +129,16 @@ _V3 = Migration(
 
 _V4 = Migration(
     version=4,
-    description="events as a rowid table, its primary key a separate index",
+    description="events and approvals as rowid tables, their primary keys separate indexes",
     statements=(
-        # WITHOUT ROWID stored each whole event in the primary key's b-tree, and
+        # WITHOUT ROWID stored each whole row in the primary key's b-tree, and
         # SQLite reads a key that spills to overflow pages in full to compare it:
         # every append next to a session's large event (a pasted file, a big tool
         # result) read all of it. Measured: 570 KB in a session made each append
-        # to it ~100 us of SQLite instead of ~10. Now the key index holds only
-        # (session_id, seq), and the rows are appended in rowid order. Copied in
-        # key order, so an upgraded log keeps each session's events together.
+        # to it ~100 us of SQLite instead of ~10. Approvals hold a call's
+        # arguments (a file to write) the same way. Now the key indexes hold only
+        # the keys, and rows are appended in rowid order. Copied in key order, so
+        # an upgraded log keeps each session's events together.
         """
         CREATE TABLE events_v4 (
             session_id TEXT NOT NULL REFERENCES sessions (id),
@@ -155,6 +156,32 @@ _V4 = Migration(
         """,
         "DROP TABLE events",
         "ALTER TABLE events_v4 RENAME TO events",
+        """
+        CREATE TABLE approvals_v4 (
+            session_id   TEXT NOT NULL REFERENCES sessions (id),
+            call_id      TEXT NOT NULL,
+            turn_id      TEXT NOT NULL,
+            name         TEXT NOT NULL,
+            arguments    TEXT NOT NULL,
+            rule         TEXT NOT NULL,
+            requested_at REAL NOT NULL,
+            expires_at   REAL NOT NULL,
+            status       TEXT NOT NULL,
+            resolution   TEXT NOT NULL,
+            resolved_by  TEXT,
+            PRIMARY KEY (session_id, call_id)
+        )
+        """,
+        """
+        INSERT INTO approvals_v4 (session_id, call_id, turn_id, name, arguments, rule,
+                                  requested_at, expires_at, status, resolution, resolved_by)
+        SELECT session_id, call_id, turn_id, name, arguments, rule,
+               requested_at, expires_at, status, resolution, resolved_by
+        FROM approvals ORDER BY session_id, call_id
+        """,
+        "DROP TABLE approvals",  # and its index, made again below
+        "ALTER TABLE approvals_v4 RENAME TO approvals",
+        "CREATE INDEX approvals_pending ON approvals (requested_at) WHERE status = 'pending'",
     ),
 )
 

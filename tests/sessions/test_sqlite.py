@@ -9,10 +9,13 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
 from sessions import (
+    Append,
+    ApprovalStatus,
     DatabaseInUse,
     StoreError,
     open_sqlite_store,
@@ -20,7 +23,14 @@ from sessions import (
 from sessions._schema import MIGRATIONS, Migration, migrate, user_version
 from sessions._sqlite_sql import configure
 
-from .helpers import append_events, assert_contiguous, create_session, ev
+from .helpers import (
+    append_events,
+    assert_contiguous,
+    create_session,
+    ev,
+    make_approval,
+    resolved,
+)
 
 HERE = Path(__file__).parent
 CRASH_APPENDER = HERE / "_crash_appender.py"
@@ -206,24 +216,34 @@ async def test_older_schema_is_upgraded_keeping_its_data(db_path: Path) -> None:
         conn.close()
 
 
-async def test_version_3_events_move_to_a_rowid_table_intact(db_path: Path) -> None:
-    """v4: the key index no longer holds each event's payload (a large one was read in
-    full by every append next to it); the log, its order and its key survive."""
+async def test_version_3_events_and_approvals_move_to_rowid_tables_intact(
+    db_path: Path,
+) -> None:
+    """v4: the key indexes no longer hold each row (a large event or a call's large
+    arguments was read in full by every write next to it); rows and keys survive."""
     big = "x" * 300_000
+    waiting = attrs.evolve(make_approval("", "call_big"), arguments={"content": big})
     async with open_sqlite_store(db_path, migrations=MIGRATIONS[:3]) as store:
         session = await create_session(store)
         other = await create_session(store, "bob")
         await append_events(store, session.id, ev(text="a"), ev("message", text=big))
         await append_events(store, other.id, ev(text="b"))
-        await append_events(store, session.id, ev(text="c"))
+        waiting = attrs.evolve(waiting, session_id=session.id)
+        decided = resolved(make_approval(session.id), ApprovalStatus.APPROVED)
+        await store.append(Append(session.id, (ev(text="c"),), approval=waiting))
+        await store.append(Append(session.id, approval=make_approval(session.id)))
+        await store.append(Append(session.id, approval=decided))
     conn = _raw(db_path)
     try:
         assert user_version(conn) == 3
-        with pytest.raises(sqlite3.OperationalError, match="rowid"):
-            conn.execute("SELECT rowid FROM events")  # WITHOUT ROWID until v4
+        for table in ("events", "approvals"):  # WITHOUT ROWID until v4
+            with pytest.raises(sqlite3.OperationalError, match="rowid"):
+                conn.execute(f"SELECT rowid FROM {table}")
     finally:
         conn.close()
     async with open_sqlite_store(db_path) as store:
+        assert await store.pending_approvals() == [waiting]
+        assert await store.get_approval(session.id, "call_1") == decided
         events = await store.read_events(session.id)
         assert [(e.seq, e.type, e.data["text"]) for e in events] == [
             (1, "text.delta", "a"),
@@ -244,8 +264,11 @@ async def test_version_3_events_move_to_a_rowid_table_intact(db_path: Path) -> N
                 "INSERT INTO events (session_id, seq, type, ts, data) VALUES (?, 4, 't', 0, '{}')",
                 (session.id,),
             )
+        assert conn.execute("SELECT COUNT(*) FROM approvals WHERE rowid > 0").fetchone() == (2,)
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert "events_v4" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert "approvals_pending" in names
+        assert not names & {"events_v4", "approvals_v4"}
     finally:
         conn.close()
 
