@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -464,8 +465,8 @@ class Row:
     def values(self) -> dict[str, float]:
         """The row's figures by column key (``<what>_<phase>`` and the ratios)."""
         out: dict[str, float] = {
-            "ratio": self.cpu("long") / self.cpu("fresh"),
-            "control": self.cpu("long") / self.cpu("heavy"),
+            "ratio": _ratio(self.cpu("long"), self.cpu("fresh")),
+            "control": _ratio(self.cpu("long"), self.cpu("heavy")),
         }
         for phase, r in self.results.items():
             out[f"cpu_{phase}"] = self.cpu(phase)
@@ -475,6 +476,11 @@ class Row:
             out[f"fake_{phase}"] = r.per_turn_ms(r.fake_cpu)
             out[f"kib_{phase}"] = r.request_bytes / 1024
         return out
+
+
+def _ratio(value: float, base: float) -> float:
+    # /proc counts 10 ms ticks: a short phase can read 0 CPU.
+    return value / base if base > 0 else math.nan
 
 
 HEADER = (

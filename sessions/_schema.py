@@ -12,12 +12,16 @@ and a new status must not need a table rebuild (SQLite cannot alter a CHECK).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from collections.abc import Sequence
 
 from attrs import frozen
 
 from ._errors import StoreError
+
+log = logging.getLogger("agent_runtime.store")
 
 
 @frozen
@@ -212,7 +216,13 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
             f"the database has schema version {current}, newer than this agent-runtime "
             f"supports ({latest}); upgrade agent-runtime or use another database"
         )
-    for migration in migrations[current:]:
+    pending = migrations[current:]
+    if current and pending:
+        # A rebuild (v4) copies whole tables: a big file takes a while, and needs
+        # free disk for the copy and the write-ahead log.
+        log.info("upgrading the database schema from version %d to %d", current, latest)
+    started = time.monotonic()
+    for migration in pending:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in migration.statements:
@@ -222,6 +232,14 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
             conn.execute(f"PRAGMA user_version = {migration.version:d}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back on its own (disk full): the original
+            # error is the one to report, not "no transaction is active".
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
+    if current and pending:
+        # The copies went through the write-ahead log; give its disk space back
+        # now rather than keep a log as large as the tables for the whole run.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        log.info("schema upgraded to version %d in %.1f s", latest, time.monotonic() - started)
     return latest

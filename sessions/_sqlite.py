@@ -107,7 +107,8 @@ class SqliteBackend:
             return await aiosqlite.connect(path, isolation_level=None)
 
         # Shielded: abandoning a half-made aiosqlite connection would leave its
-        # (non-daemon) thread running; opening is short anyway.
+        # (non-daemon) thread running. Opening is short, except for a schema
+        # upgrade that rebuilds tables (logged; it commits whole or not at all).
         with trio.CancelScope(shield=True):
             try:
                 conn = await loop.run_aio_coroutine(connect())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sqlite3
 import subprocess
@@ -217,7 +218,7 @@ async def test_older_schema_is_upgraded_keeping_its_data(db_path: Path) -> None:
 
 
 async def test_version_3_events_and_approvals_move_to_rowid_tables_intact(
-    db_path: Path,
+    db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """v4: the key indexes no longer hold each row (a large event or a call's large
     arguments was read in full by every write next to it); rows and keys survive."""
@@ -241,7 +242,9 @@ async def test_version_3_events_and_approvals_move_to_rowid_tables_intact(
                 conn.execute(f"SELECT rowid FROM {table}")
     finally:
         conn.close()
+    caplog.set_level(logging.INFO, "agent_runtime.store")
     async with open_sqlite_store(db_path) as store:
+        assert f"from version 3 to {len(MIGRATIONS)}" in caplog.text
         assert await store.pending_approvals() == [waiting]
         assert await store.get_approval(session.id, "call_1") == decided
         events = await store.read_events(session.id)
@@ -266,9 +269,28 @@ async def test_version_3_events_and_approvals_move_to_rowid_tables_intact(
             )
         assert conn.execute("SELECT COUNT(*) FROM approvals WHERE rowid > 0").fetchone() == (2,)
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        assert "approvals_pending" in names
-        assert not names & {"events_v4", "approvals_v4"}
+        # Every constraint of the v1 tables holds on the rebuilt ones.
+        conn.execute("PRAGMA foreign_keys = ON")
+        sid = session.id
+        broken_events = {
+            "CHECK": (sid, 0, "t", 0.0, None, "{}"),
+            "FOREIGN KEY": ("ses_nobody", 9, "t", 0.0, None, "{}"),
+            "NOT NULL": (sid, 9, None, 0.0, None, "{}"),
+        }
+        approval = (sid, "call_x", "turn_1", "w", "{}", "r", 1.0, 2.0, "pending", "{}", None)
+        broken_approvals = {
+            "FOREIGN KEY": ("ses_nobody", *approval[1:]),
+            "NOT NULL": (*approval[:4], None, *approval[5:]),
+        }
+        for expected, event_row in broken_events.items():
+            with pytest.raises(sqlite3.IntegrityError, match=expected):
+                conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", event_row)
+        for expected, approval_row in broken_approvals.items():
+            with pytest.raises(sqlite3.IntegrityError, match=expected):
+                conn.execute(f"INSERT INTO approvals VALUES ({', '.join('?' * 11)})", approval_row)
+        objects = dict(conn.execute("SELECT name, sql FROM sqlite_master").fetchall())
+        assert "WHERE status = 'pending'" in objects["approvals_pending"]
+        assert not objects.keys() & {"events_v4", "approvals_v4"}
     finally:
         conn.close()
 
@@ -280,6 +302,25 @@ async def test_newer_database_is_refused(db_path: Path) -> None:
     with pytest.raises(StoreError, match="schema version 99, newer"):
         async with open_sqlite_store(db_path):
             pass  # pragma: no cover
+
+
+def test_a_migration_rolled_back_by_sqlite_reports_its_own_error(tmp_path: Path) -> None:
+    """SQLite ends the transaction itself on some errors (disk full): the error
+    raised is the migration's, not the failed ROLLBACK's."""
+    ended = Migration(
+        version=len(MIGRATIONS) + 1,
+        description="ends its transaction, then fails",
+        statements=("CREATE TABLE extra (x INTEGER)", "ROLLBACK", "SELECT x FROM extra"),
+    )
+    conn = _raw(tmp_path / "m.db")
+    try:
+        migrate(conn)
+        with pytest.raises(sqlite3.OperationalError, match="no such table: extra"):
+            migrate(conn, (*MIGRATIONS, ended))
+        assert user_version(conn) == len(MIGRATIONS)
+        assert not conn.in_transaction
+    finally:
+        conn.close()
 
 
 def test_failing_migration_changes_nothing(tmp_path: Path) -> None:
