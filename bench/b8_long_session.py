@@ -20,8 +20,8 @@ The server runs with ``--llm openai`` against ``bench.fake_llm --tool-calls 1
 --tokens 5`` (its own process): each turn makes two LLM requests (a
 ``read_file`` call, then 5 words), and one tool round trip that this client
 answers with a ``tool_result`` as soon as it sees ``tool.call`` (``read_file``
-needs no approval). Three phases share the server, in alternating order (run 1 fresh, long,
-heavy; run 2 heavy, long, fresh; ...):
+needs no approval). Three phases share the server, in alternating order
+(run 1 fresh, long, heavy; run 2 heavy, long, fresh; ...):
 
 - ``fresh``: every fresh session opens one WebSocket (``hello`` → ``sync``),
   runs one warm-up turn (not measured), and when all are warm, runs ``--turns``
