@@ -107,6 +107,7 @@ def _run_acp(args: argparse.Namespace, progress: _Progress) -> int:
         return 2
     config = config_from_args(args)
     configure_logging(config.log_format, logging.DEBUG if args.debug else logging.INFO)
+    tune_gc()  # embedded, the whole runtime runs here, as under serve
     if connect is None:
         trio.run(_acp_main, config, progress, None)
         return 0
