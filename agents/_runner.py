@@ -69,6 +69,7 @@ from ._errors import AgentError, ModelError
 from ._live_turn import LiveTurn, Out
 from ._metrics import RuntimeMetrics
 from ._session import LiveSession
+from ._text_commits import TextCommits
 from ._tools import ToolCatalogue
 from ._turn_calls import TurnCalls
 
@@ -309,6 +310,8 @@ class TurnRunner:
         provider_data: dict[str, JSON] = {}
         held: list[Out] = []
         failures: list[Exception] = []
+        # Text is queued, not waited for: the turn wakes once per chunk, not twice.
+        texts = TextCommits(self.live, self.turn.id)
         send, receive = trio.open_memory_channel[ModelDelta](self.config.chunk_buffer)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._pump, request, send, failures)
@@ -342,7 +345,8 @@ class TurnRunner:
                             held.append(Out(self._usage(delta, limits), subtask_id))
                     if chunk:  # text is shown as it comes; the rest waits for it
                         outs, held = held, []
-                        await self.live.commit(outs, turn_id=self.turn.id)
+                        await texts.commit(outs)
+        await texts.drain()
         if failures:
             raise failures[0]
         return "".join(text), calls, provider_data, held

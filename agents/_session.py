@@ -7,6 +7,12 @@ a check-then-write (is this call still pending?) cannot race another command.
 The state is folded from committed events only: nothing is applied that the
 store did not take.
 
+The one exception to waiting is streamed text (:meth:`LiveSession.commit_soon`):
+the turn queues it under the lock and goes on, and the store's writer folds it
+when it commits, in queue order. Waking the turn for every such commit cost a
+task step per event. Whoever takes the lock (:meth:`LiveSession.locked`) first
+waits for those folds, so every decision still sees every write queued before.
+
 A ``LiveSession`` is not an actor with a task of its own: whoever writes (a
 command in its caller's task, the turn in the supervisor's nursery) takes the
 lock, so a command costs no task hop. What must outlive a request (a turn)
@@ -16,7 +22,7 @@ runs in the supervisor's nursery, never in the caller's task.
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -30,7 +36,9 @@ from sessions import (
     JSONObject,
     Session,
     SessionStore,
+    StoreError,
     Turn,
+    acquire_quickly,
     held_quickly,
     loads_object,
     now,
@@ -62,6 +70,10 @@ class LiveSession:
     # The MCP tools this session's turns were offered lately: how a human's edit of
     # an MCP call's arguments is checked (the server's schema), without a round trip.
     mounted: MountedTools = attrs.field(factory=MountedTools)
+    # Appends queued by commit_soon whose outcome has not come back yet, and the
+    # event set when that count falls to zero.
+    _unfolded: int = attrs.field(default=0, init=False)
+    _folded: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     def taken_over(self) -> bool:
         """:attr:`lost`, as a call: type checkers do not assume it unchanged after an await."""
@@ -82,7 +94,23 @@ class LiveSession:
     @property
     def quiet(self) -> bool:
         """Nothing of the session lives outside its log: no turn, no driver, lock free."""
-        return not self.busy and not self.driving and not self.lock.locked()
+        return not self.busy and not self.driving and not self.lock.locked() and not self._unfolded
+
+    def locked(self) -> _Locked:
+        """``async with live.locked():`` holds :attr:`lock` with every queued text folded.
+
+        Cancellation: as acquiring the lock; the lock is released if cancelled
+        while waiting for the folds.
+        """
+        return _Locked(self)
+
+    async def wait_folded(self) -> None:
+        """Wait until every append queued by :meth:`commit_soon` came back.
+
+        Cancellation: safe; nothing is waited for on behalf of anyone else.
+        """
+        while self._unfolded:
+            await self._folded.wait()
 
     async def commit(
         self,
@@ -100,7 +128,7 @@ class LiveSession:
         happened whole (and is folded) or not at all. The lock is released on
         cancellation.
         """
-        async with held_quickly(self.lock):
+        async with self.locked():
             return await self.commit_locked(
                 outs,
                 turn_id=turn_id,
@@ -156,6 +184,55 @@ class LiveSession:
         self.metrics.events.inc(len(committed.events))
         return committed
 
+    async def commit_soon(
+        self,
+        outs: Sequence[Out],
+        *,
+        turn_id: str,
+        on_outcome: Callable[[Committed | StoreError], None],
+        withdrawn: Callable[[], bool],
+    ) -> None:
+        """Queue *outs* (streamed text) for commit and return without waiting for it.
+
+        The store's writer folds them into the state once committed, in queue
+        order, then calls *on_outcome* with the outcome (a refused write folds
+        nothing); *withdrawn* says, as a transaction takes them, that they are not
+        to be written after all. Only for events no decision waits for: the running turn is not
+        woken. Meant for a turn's own text (see
+        :class:`~agents._text_commits.TextCommits`).
+
+        Raises:
+            StoreClosed: the store no longer takes appends (nothing queued).
+
+        Cancellation: cancelled while waiting for the lock or for room in the
+        store's queue, nothing is queued; once queued, it commits (and folds)
+        whatever happens to the caller.
+        """
+        events = tuple(out.to_new(turn_id) for out in outs)
+
+        def fold(outcome: Committed | StoreError) -> None:
+            # In the writer's task, before it publishes; nothing here checkpoints.
+            if isinstance(outcome, Committed) and not outcome.duplicate:
+                for event, out in zip(outcome.events, outs, strict=True):
+                    self.state.apply(event, out.event)
+                self.metrics.events.inc(len(outcome.events))
+            self._unfolded -= 1
+            if not self._unfolded:
+                self._folded.set()
+            on_outcome(outcome)
+
+        async with held_quickly(self.lock):
+            if not self._unfolded:
+                self._folded = trio.Event()
+            self._unfolded += 1
+            try:
+                await self.store.submit(Append(self.session.id, events), fold, withdrawn=withdrawn)
+            except BaseException:
+                self._unfolded -= 1
+                if not self._unfolded:
+                    self._folded.set()
+                raise
+
     def close_approval(
         self, call_id: str, status: ApprovalStatus, resolution: JSONObject, by: str
     ) -> Approval | None:
@@ -177,3 +254,24 @@ def _loads(text: str) -> JSONObject:
         return loads_object(text)
     except ValueError:
         return {}
+
+
+class _Locked:
+    """:meth:`LiveSession.locked` (a class, not a generator: it runs once per commit)."""
+
+    __slots__ = ("_live",)
+
+    def __init__(self, live: LiveSession) -> None:
+        self._live = live
+
+    async def __aenter__(self) -> None:
+        await acquire_quickly(self._live.lock)
+        if self._live._unfolded:
+            try:
+                await self._live.wait_folded()
+            except BaseException:
+                self._live.lock.release()
+                raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._live.lock.release()

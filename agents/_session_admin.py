@@ -87,7 +87,7 @@ async def update_session(
         if isinstance(instructions, EllipsisType)
         else checked_instructions(instructions)
     )
-    async with sessions.use(session) as live, live.lock:
+    async with sessions.use(session) as live, live.locked():
         updated = attrs.evolve(
             live.session,
             title=live.session.title if title is None else title.strip()[:120],
@@ -109,7 +109,7 @@ async def set_instructions(
     current = loaded.session if loaded is not None else session
     if current.instructions == wanted:
         return current
-    async with sessions.use(session) as live, live.lock:
+    async with sessions.use(session) as live, live.locked():
         if live.session.instructions == wanted:
             return live.session
         updated = attrs.evolve(live.session, instructions=wanted, updated_at=now())
@@ -120,14 +120,14 @@ async def set_instructions(
 async def delete_session(sessions: SessionRegistry, session: Session) -> None:
     """The body of :meth:`~agents.Supervisor.delete_session` (documented there)."""
     async with sessions.use(session) as live:
-        async with live.lock:
+        async with live.locked():
             live.queue.clear()
             running = live.running
             if running is not None:
                 running.stop("cancelled")
         if running is not None:
             await running.done.wait()
-        async with live.lock:
+        async with live.locked():
             deleted = attrs.evolve(live.session, deleted=True, updated_at=now())
             await live.commit_locked(session=deleted)
         sessions.discard(live)

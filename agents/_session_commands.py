@@ -58,7 +58,7 @@ async def apply_command(
     """
     if isinstance(cmd, Cancel):
         return await _cancel(live, cmd), None
-    async with live.lock:
+    async with live.locked():
         try:
             return await _apply_locked(live, cmd, modes, config)
         except CommandError as exc:
@@ -108,7 +108,7 @@ async def _apply_locked(
 
 async def refuse(live: LiveSession, cmd_id: str, error: CommandError) -> Ack:
     """Record and return the refusal of command *cmd_id* (the first ack if repeated)."""
-    async with live.lock:
+    async with live.locked():
         return await _refuse(live, Ack.rejected(cmd_id, error))
 
 
@@ -118,7 +118,7 @@ async def _refuse(live: LiveSession, ack: Ack) -> Ack:
 
 
 async def _cancel(live: LiveSession, cmd: Cancel) -> Ack:
-    async with live.lock:
+    async with live.locked():
         running = live.running
         if cmd.turn_id is not None and (running is None or running.turn_id != cmd.turn_id):
             ack = await cancel_queued(live, cmd.turn_id, cmd.id)

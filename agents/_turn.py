@@ -149,7 +149,7 @@ async def close_turn(
     Cancellation: callers shield it; every write is atomic.
     """
     state = live.state
-    async with live.lock:
+    async with live.locked():
         current = turn.row
         if not current.status.active:
             return

@@ -183,7 +183,7 @@ class TurnCalls:
         self, call_id: str, ok: bool, content: str, subtask_id: str | None
     ) -> None:
         """Commit a result for *call_id* unless one is already there."""
-        async with self.live.lock:
+        async with self.live.locked():
             if call_id not in self.live.state.pending:
                 return
             out = Out(ToolResultEvent(call_id, ok, summarize(content), content), subtask_id)
@@ -230,7 +230,7 @@ class TurnCalls:
         """A waited-for answer did not come in time: resolve the call as failed."""
         sub = call.subtask_id
         if call.state is CallState.APPROVAL:
-            async with self.live.lock:
+            async with self.live.locked():
                 # Re-checked under the lock: a decision committed while this turn
                 # waited for the lock wins (the call then waits for what it decided).
                 if call.call_id not in self.live.state.pending or call.state is not (

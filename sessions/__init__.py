@@ -47,7 +47,7 @@ from ._quick import acquire_quickly, held_quickly, send_quickly
 from ._sqlite import open_sqlite_store
 from ._sqlite_sql import Durability
 from ._store import GroupCommitStore
-from ._writer import StoreHealth, WriterStats
+from ._writer import OnOutcome, StoreHealth, WriterStats
 
 __all__ = [
     "JSON",
@@ -66,6 +66,7 @@ __all__ = [
     "LeaseHeld",
     "LeaseLost",
     "NewEvent",
+    "OnOutcome",
     "Session",
     "SessionLimitReached",
     "SessionNotFound",

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from ._json import JSONObject
 from ._models import Append, Approval, Committed, Event, Session, Turn
-from ._writer import StoreHealth, WriterStats
+from ._writer import OnOutcome, StoreHealth, WriterStats
 
 
 class Subscription(Protocol):
@@ -39,7 +39,8 @@ class SessionStore(Protocol):
     """Durable sessions and their event logs.
 
     All writes go through :meth:`append`, which returns only after the write is
-    committed; events become visible to readers and subscribers only after that.
+    committed, or :meth:`submit`, which tells a callback; events become visible
+    to readers and subscribers only after the commit.
 
     Cancellation: cancelling an ``append`` caller never leaves a partial write: the
     append is either committed whole (with its seqs) or absent.
@@ -55,6 +56,30 @@ class SessionStore(Protocol):
             SessionLimitReached: a creation over ``append.max_live_sessions``.
             Unstorable: a value cannot be stored; this append alone fails.
             StorageUnavailable: the storage failed; nothing was written; retry.
+        """
+        ...
+
+    async def submit(
+        self,
+        append: Append,
+        on_outcome: OnOutcome,
+        *,
+        withdrawn: Callable[[], bool] | None = None,
+    ) -> None:
+        """Queue *append* to be committed as :meth:`append` would, without waiting.
+
+        The store calls *on_outcome* exactly once, in the order the appends were
+        queued, with the :class:`Committed` or the :class:`~sessions.StoreError`
+        :meth:`append` would have returned or raised; it runs in the store's
+        own task, before the events reach subscribers, and must neither raise
+        nor block. *withdrawn* is asked as a transaction is about to take the
+        append; True withdraws it (not written; its callback gets a StoreError),
+        so a stream of appends can stop at its first failure without a gap.
+
+        Raises:
+            StoreClosed: the store is shutting down (*on_outcome* is not called).
+
+        Cancellation: cancelled while waiting for room, nothing is queued.
         """
         ...
 

@@ -21,7 +21,8 @@ each for a networked, multi-replica store):
    failed append or batch uses no seq; one append's events are adjacent.
 3. **An append is atomic and idempotent by command id.** All its parts commit
    in one transaction or none do, each append in its own savepoint so that it
-   fails alone; ``append`` returns only after the commit. A command id already
+   fails alone; ``append`` returns only after the commit (``submit``: its
+   callback runs then, in queue order, in the writer's task). A command id already
    used (even earlier in the same batch) returns the first commit's events and
    ack with ``duplicate=True`` and writes and publishes nothing.
 4. **Subscribers see committed events only, in seq order, with no gap or
@@ -49,7 +50,8 @@ each for a networked, multi-replica store):
    only); the writer's caches start empty, and a session's last seq and row
    are read in its first batch (``MAX(seq)``), its log on first access.
 9. **The agents' fold trusts the store's order.** A session's actor folds only
-   the events its own commits return (under its lock), after folding the whole
+   the events its own commits return (under its lock, or in a submitted
+   append's callback, which the writer runs in queue order), after folding the whole
    log once when it loads; it drops seqs it already has but cannot notice a
    gap. So a session must be written through one supervisor at a time: a write
    made elsewhere would never reach its state. SQLite gets that from (1). A
@@ -86,7 +88,7 @@ from ._json import JSONObject
 from ._models import Append, Approval, Committed, Event, Session, Turn
 from ._protocol import Subscription
 from ._subscription import ReplaySubscription
-from ._writer import GroupCommitWriter, StoreHealth, WriterStats
+from ._writer import GroupCommitWriter, OnOutcome, StoreHealth, WriterStats
 
 
 class GroupCommitStore:
@@ -134,6 +136,24 @@ class GroupCommitStore:
         """
         check_append(append)
         return await self._writer.append(append)
+
+    async def submit(
+        self,
+        append: Append,
+        on_outcome: OnOutcome,
+        *,
+        withdrawn: Callable[[], bool] | None = None,
+    ) -> None:
+        """Queue *append* without waiting for its commit; *on_outcome* gets the result.
+
+        See :meth:`SessionStore.submit`. Raises ValueError (a part names
+        another session) and StoreClosed at once; everything else goes to
+        *on_outcome*.
+
+        Cancellation: cancelled while the queue is full, nothing is queued.
+        """
+        check_append(append)
+        await self._writer.submit(append, on_outcome, withdrawn=withdrawn)
 
     async def get_session(self, session_id: str) -> Session | None:
         """The session, or ``None`` if unknown or deleted.

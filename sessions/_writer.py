@@ -6,6 +6,13 @@ commits the lot in one backend transaction, completes every waiter and then
 publishes the committed events. Throughput comes from amortising one commit
 over many appends; back-pressure from the channel's bound.
 
+An appender that must not wait (a turn streaming text: waking once per commit
+would cost it a task step per event) *submits* instead: its request carries a
+callback that the writer calls, in its own task and in queue order, with the
+outcome, and may say when to withdraw it: asked as a transaction takes it, so
+that when one of a stream of appends fails, the ones queued behind it are not
+written after the gap.
+
 One bad append never stops the writer. The backend fails an append whose data
 cannot be stored on its own, inside the transaction; and if a whole batch fails
 for any other reason than the storage (a bug, an unclassified error), the writer
@@ -30,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 import trio
@@ -90,15 +97,33 @@ class StoreHealth:
     error: str | None = None
 
 
-@define
+OnOutcome = Callable[[Committed | StoreError], None]
+"""Called by the writer with a submitted append's outcome; it must not raise or block."""
+
+
+@define(eq=False)
 class _Request:
     append: Append
-    done: trio.Event
+    done: trio.Event | None  # set on completion (append), or None (submit: on_outcome)
+    on_outcome: OnOutcome | None = None
+    withdrawn: Callable[[], bool] | None = None
     outcome: Committed | StoreError | None = None
+
+    @property
+    def is_withdrawn(self) -> bool:
+        return self.withdrawn is not None and self.withdrawn()
 
     def finish(self, outcome: Committed | StoreError) -> None:
         self.outcome = outcome
-        self.done.set()
+        if self.done is not None:
+            self.done.set()
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(outcome)
+            except Exception:
+                # A bug in the callback must not stop the writer: every other
+                # session's appends go through this task.
+                log.exception("a submitted append's callback failed")
 
 
 class GroupCommitWriter:
@@ -164,17 +189,48 @@ class GroupCommitWriter:
         queued and nothing is written. Cancelled after that, the append still
         commits (whole, with its seqs); only its result is lost.
         """
-        request = _Request(append, trio.Event())
+        done = trio.Event()
+        request = _Request(append, done)
         try:
             await send_quickly(self._send, request)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise StoreClosed("the session store is closed") from None
-        await request.done.wait()
+        await done.wait()
         outcome = request.outcome
         if isinstance(outcome, StoreError):
             raise outcome
         assert outcome is not None
         return outcome
+
+    async def submit(
+        self,
+        append: Append,
+        on_outcome: OnOutcome,
+        *,
+        withdrawn: Callable[[], bool] | None = None,
+    ) -> None:
+        """Queue *append*; the writer calls *on_outcome* once its batch committed or failed.
+
+        *on_outcome* runs in the writer's task, before the batch's events are
+        published and in queue order, with the :class:`Committed` or the
+        :class:`StoreError` :meth:`append` would return or raise (also
+        :class:`StoreClosed` if the store closes before it is written).
+        *withdrawn* is asked as a transaction is about to take the append: if
+        it says True, the append is not written and *on_outcome* gets a
+        :class:`StoreError` saying so.
+
+        Raises:
+            StoreClosed: the writer no longer accepts appends (*on_outcome* is
+                not called).
+
+        Cancellation: cancelled while waiting for room in the queue, nothing was
+        queued and *on_outcome* is never called.
+        """
+        request = _Request(append, None, on_outcome, withdrawn)
+        try:
+            await send_quickly(self._send, request)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise StoreClosed("the session store is closed") from None
 
     def stop_accepting(self) -> None:
         """Refuse new appends; tasks blocked on a full queue get StoreClosed.
@@ -228,6 +284,16 @@ class GroupCommitWriter:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Request]) -> None:
+        if any(request.withdrawn is not None for request in batch):
+            taken = []
+            for request in batch:
+                if request.is_withdrawn:
+                    request.finish(StoreError("withdrawn: not written"))
+                else:
+                    taken.append(request)
+            if not taken:
+                return
+            batch = taken
         appends = [request.append for request in batch]
         touched = {a.session_id for a in appends}
         known = Known(

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from agents import RuntimeConfig, ScriptedModel
+from agents._providers._scripted import stream_words
 from sessions import JSON, GroupCommitStore, StorageUnavailable
 from sessions._memory import MemoryBackend
 from sessions._store import open_store
@@ -138,4 +139,67 @@ async def test_a_close_held_up_past_the_grace_still_writes_turn_ended(
         events = await harness.events(session)
         assert [e.type for e in events].count("turn.ended") == 1
         assert seqs_contiguous(events)
+        await harness.assert_paired(session)
+
+
+async def hold_commits_while_text_queues(backend: FaultyBackend) -> trio.Event:
+    """Hold the store's next transaction while the streaming turn queues more text.
+
+    Returns the gate; the turn does not wait for its text commits, so chunks pile
+    up in the store's queue behind the held one (mock time: 0.1 s is 10 chunks).
+    """
+    backend.gate = gate = trio.Event()
+    backend.entered = trio.Event()
+    await backend.entered.wait()
+    await trio.sleep(0.1)
+    return gate
+
+
+async def test_text_queued_behind_a_refused_chunk_is_not_written(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The chunk the store refuses is the last text of the turn: what the turn had
+    queued behind it is withdrawn, so the log shows no text after a gap."""
+    async with faulty_runtime() as (harness, backend, _store):
+        session = await harness.session(agent="coder")
+        await harness.message(session, "stream 200 words")
+        await harness.wait_for(session, "text.delta")
+        gate = await hold_commits_while_text_queues(backend)
+        backend.gate = None
+        backend.fail_next("io_error")
+        gate.set()
+        ended = await harness.wait_for(session, "turn.ended")
+        assert ended.data["reason"] == "error"
+        events = await harness.events(session)
+        text = "".join(str(e.data["text"]) for e in events if e.type == "text.delta")
+        assert stream_words(200).startswith(text), text
+        truncated = [e for e in events if e.type == "message"]
+        assert [e.data["content"] for e in truncated] == [text]
+        await harness.assert_paired(session)
+
+
+async def test_a_turn_stopped_while_text_is_queued_closes_with_all_of_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The closing reads the state only once every chunk queued before it is
+    folded: the truncated message holds exactly the text the log streamed."""
+    async with faulty_runtime() as (harness, backend, _store):
+        session = await harness.session(agent="coder")
+        await harness.message(session, "stream 200 words")
+        await harness.wait_for(session, "text.delta")
+        gate = await hold_commits_while_text_queues(backend)
+        live = harness.supervisor.sessions.get(session.id)
+        assert live is not None and live.running is not None
+        # Stopped as shutdown stops it: no command commits first under the lock.
+        live.running.stop("interrupted")
+        await trio.testing.wait_all_tasks_blocked()  # the closing waits for the folds
+        backend.gate = None
+        gate.set()
+        ended = await harness.wait_for(session, "turn.ended")
+        assert ended.data["reason"] == "interrupted"
+        events = await harness.events(session)
+        text = "".join(str(e.data["text"]) for e in events if e.type == "text.delta")
+        assert len(text.split()) > 10
+        messages = [e for e in events if e.type == "message"]
+        assert [(e.data["content"], e.data["truncated"]) for e in messages] == [(text, True)]
         await harness.assert_paired(session)

@@ -107,7 +107,7 @@ async def test_an_approval_decided_as_it_expires_is_resolved_once(
         request = await h.wait_for(s, "approval.requested")
         live = h.supervisor.sessions.get(s.id)
         assert live is not None
-        async with live.lock:
+        async with live.locked():
             await trio.sleep(10)  # past the deadline: the turn's expiry waits for the lock
             approve = SubmitApproval("c1", str(request.data["call_id"]), "approve")
             ack = await submit_approval(live, h.supervisor.modes, approve)
