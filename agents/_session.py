@@ -196,9 +196,9 @@ class LiveSession:
 
         The store's writer folds them into the state once committed, in queue
         order, then calls *on_outcome* with the outcome (a refused write folds
-        nothing); *withdrawn* says, as a transaction takes them, that they are not
-        to be written after all. Only for events no decision waits for: the running turn is not
-        woken. Meant for a turn's own text (see
+        nothing); *withdrawn* says, as a transaction takes them, that they are
+        not to be written after all. Only for events no decision waits for: the
+        running turn is not woken. Meant for a turn's own text (see
         :class:`~agents._text_commits.TextCommits`).
 
         Raises:
@@ -212,14 +212,18 @@ class LiveSession:
 
         def fold(outcome: Committed | StoreError) -> None:
             # In the writer's task, before it publishes; nothing here checkpoints.
-            if isinstance(outcome, Committed) and not outcome.duplicate:
-                for event, out in zip(outcome.events, outs, strict=True):
-                    self.state.apply(event, out.event)
-                self.metrics.events.inc(len(outcome.events))
-            self._unfolded -= 1
-            if not self._unfolded:
-                self._folded.set()
-            on_outcome(outcome)
+            try:
+                if isinstance(outcome, Committed) and not outcome.duplicate:
+                    for event, out in zip(outcome.events, outs, strict=True):
+                        self.state.apply(event, out.event)
+                    self.metrics.events.inc(len(outcome.events))
+            finally:
+                # Even if the fold failed (a bug, logged by the writer): a count
+                # left above zero would hold every later lock holder forever.
+                self._unfolded -= 1
+                if not self._unfolded:
+                    self._folded.set()
+                on_outcome(outcome)
 
         async with held_quickly(self.lock):
             if not self._unfolded:
