@@ -220,9 +220,7 @@ class LiveSession:
             finally:
                 # Even if the fold failed (a bug, logged by the writer): a count
                 # left above zero would hold every later lock holder forever.
-                self._unfolded -= 1
-                if not self._unfolded:
-                    self._folded.set()
+                self._one_folded()
                 on_outcome(outcome)
 
         async with held_quickly(self.lock):
@@ -232,10 +230,13 @@ class LiveSession:
             try:
                 await self.store.submit(Append(self.session.id, events), fold, withdrawn=withdrawn)
             except BaseException:
-                self._unfolded -= 1
-                if not self._unfolded:
-                    self._folded.set()
+                self._one_folded()  # not queued: nothing will come back
                 raise
+
+    def _one_folded(self) -> None:
+        self._unfolded -= 1
+        if not self._unfolded:
+            self._folded.set()
 
     def close_approval(
         self, call_id: str, status: ApprovalStatus, resolution: JSONObject, by: str
@@ -270,12 +271,11 @@ class _Locked:
 
     async def __aenter__(self) -> None:
         await acquire_quickly(self._live.lock)
-        if self._live._unfolded:
-            try:
-                await self._live.wait_folded()
-            except BaseException:
-                self._live.lock.release()
-                raise
+        try:
+            await self._live.wait_folded()  # no schedule point when nothing is queued
+        except BaseException:
+            self._live.lock.release()
+            raise
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._live.lock.release()

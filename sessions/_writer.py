@@ -191,10 +191,7 @@ class GroupCommitWriter:
         """
         done = trio.Event()
         request = _Request(append, done)
-        try:
-            await send_quickly(self._send, request)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise StoreClosed("the session store is closed") from None
+        await self._queue(request)
         await done.wait()
         outcome = request.outcome
         if isinstance(outcome, StoreError):
@@ -226,7 +223,9 @@ class GroupCommitWriter:
         Cancellation: cancelled while waiting for room in the queue, nothing was
         queued and *on_outcome* is never called.
         """
-        request = _Request(append, None, on_outcome, withdrawn)
+        await self._queue(_Request(append, None, on_outcome, withdrawn))
+
+    async def _queue(self, request: _Request) -> None:
         try:
             await send_quickly(self._send, request)
         except (trio.ClosedResourceError, trio.BrokenResourceError):

@@ -44,18 +44,12 @@ async def test_submitted_appends_are_told_in_queue_order_without_being_waited_fo
 ) -> None:
     async with open_faulty(kind, db_path) as (store, _backend, _):
         session = await create_session(store)
-        seen: list[tuple[int, int]] = []
-
-        def on_outcome(n: int) -> OnOutcome:
-            def record(outcome: Committed | StoreError) -> None:
-                seen.append((n, outcome.events[0].seq if isinstance(outcome, Committed) else -1))
-
-            return record
-
+        outcomes: Outcomes = []
         for n in range(5):
-            await store.submit(Append(session.id, (ev(n=n),)), on_outcome(n))
-        assert seen == []  # queued, not waited for
+            await store.submit(Append(session.id, (ev(n=n),)), recorder(outcomes, n))
+        assert outcomes == []  # queued, not waited for
         await append_events(store, session.id, ev(n=5))  # queued behind them
+        seen = [(n, o.events[0].seq if isinstance(o, Committed) else -1) for n, o in outcomes]
         assert seen == [(n, n + 1) for n in range(5)]
         assert ints(await store.read_events(session.id), "n") == [0, 1, 2, 3, 4, 5]
 
@@ -70,18 +64,18 @@ async def test_a_refused_submit_withdraws_what_was_queued_behind_it(
     async with open_faulty(kind, db_path) as (store, backend, _):
         session = await create_session(store)
         outcomes: Outcomes = []
-        failed: list[bool] = []
         all_told = trio.Event()
 
         def record(n: int) -> OnOutcome:
             def told(outcome: Committed | StoreError) -> None:
                 outcomes.append((n, outcome))
-                if isinstance(outcome, StoreError):
-                    failed.append(True)
                 if len(outcomes) == 4:
                     all_told.set()
 
             return told
+
+        def failed() -> bool:
+            return any(isinstance(outcome, StoreError) for _, outcome in outcomes)
 
         holder = make_session("holder")
         backend.gate = gate = trio.Event()
@@ -94,7 +88,7 @@ async def test_a_refused_submit_withdraws_what_was_queued_behind_it(
                 await store.submit(
                     Append(session.id, (event,)),
                     record(n),
-                    withdrawn=lambda: bool(failed),
+                    withdrawn=failed,
                 )
             backend.gate = None
             gate.set()
