@@ -14,7 +14,11 @@ paces at least :data:`SLOW_PACE`.
 Its rules are a public contract (tests and demos rely on them). The *message* is
 the content of the last ``user`` message, stripped; a leading ``slow`` word is
 removed first. Verbs are case-insensitive; FILE, DIR, A, B are single words; TEXT,
-CMD, QUESTION run verbatim to the end of the message.
+CMD, QUESTION run verbatim to the end of the message. Before a FILE or DIR the
+words people write anyway are skipped (``read the file a.txt``, ``create a new
+file named b.md with ...``: an article, ``file``/``folder``/``directory``,
+``named``/``called``), and punctuation after it is dropped (``read a.txt.``);
+``list files``, ``list the files`` and ``list all files in DIR`` list ``.`` or DIR.
 
 **Compaction** (``purpose="compact"``): the summary is ``Summary:`` followed by
 one line per user message of the transcript it was given (``- the user said:

@@ -26,8 +26,18 @@ MAX_STREAM_WORDS = 100_000
 
 _F = re.IGNORECASE | re.DOTALL
 _TWO_CREATES = re.compile(r"create (\S+) with (.+?) and create (\S+) with (.+)", _F)
-_CREATE = re.compile(r"(?:create|write) (\S+) with (.+)", _F)
-_EDIT = re.compile(r"edit (\S+) replace (.+?) with (.+)", _F)
+# The words people put before a path ("read the file a.txt", "create a new file
+# named b.md with ..."): a first message in the demo should not read "the".
+_NOUN = r"(?:(?:the|a|an|this|that|my)\s+)?(?:(?:new\s+)?(?:file|folder|directory|dir)\s+)?"
+_NOUN += r"(?:(?:named|called)\s+)?"
+# A path ends before the sentence's punctuation ("read a.txt." reads a.txt).
+_PATH = r"(\S+?)[.,;:!?]*"
+_REST = r"(?:\s.*)?"
+# "list", "list src", "list the files", "list all files in src/app".
+_LIST = r"list(?:\s+(?:(?:all|the)\s+)*(?:files?|everything)\b)?"
+_LIST += rf"(?:\s+(?:(?:in|of|under)\s+)?{_NOUN}{_PATH})?{_REST}"
+_CREATE = re.compile(rf"(?:create|write) {_NOUN}(\S+) with (.+)", _F)
+_EDIT = re.compile(rf"edit {_NOUN}(\S+) replace (.+?) with (.+)", _F)
 _FIRST_THEN = re.compile(r"first (.+?),? then (.+)", _F)
 _STREAM = re.compile(r"stream (\d+) words?\b.*", _F)
 _HOLD = re.compile(r"stream (\d+) words?,? then hold (\S+)(?:,? then (\d+) words?\b)?.*", _F)
@@ -35,12 +45,16 @@ _RELEASE = re.compile(r"release (\S+).*", _F)
 _SWITCH = re.compile(r"switch to (\S+).*", _F)
 _CALL = re.compile(r"call (\S+)(?:\s+(\{.*\}))?\s*", _F | re.DOTALL)
 _ARGUMENT_RULES: Sequence[tuple[re.Pattern[str], str, tuple[str, ...]]] = (
-    (re.compile(r"read (\S+).*", _F), "read_file", ("path",)),
-    (re.compile(r"list(?: (\S+).*)?", _F), "list_files", ("path",)),
-    (re.compile(r"search (.+?) in (\S+)", _F), "search_files", ("regex", "path")),
-    (re.compile(r"mkdir (\S+).*", _F), "create_directory", ("path",)),
-    (re.compile(r"delete (\S+).*", _F), "delete_file", ("path",)),
-    (re.compile(r"move (\S+) to (\S+).*", _F), "move_file", ("source", "destination")),
+    (re.compile(rf"read {_NOUN}{_PATH}{_REST}", _F), "read_file", ("path",)),
+    (re.compile(_LIST, _F), "list_files", ("path",)),
+    (re.compile(rf"search (.+?) in {_NOUN}{_PATH}", _F), "search_files", ("regex", "path")),
+    (re.compile(rf"mkdir {_PATH}{_REST}", _F), "create_directory", ("path",)),
+    (re.compile(rf"delete {_NOUN}{_PATH}{_REST}", _F), "delete_file", ("path",)),
+    (
+        re.compile(rf"move {_NOUN}{_PATH} to {_NOUN}{_PATH}{_REST}", _F),
+        "move_file",
+        ("source", "destination"),
+    ),
     (re.compile(r"run (.+)", _F), "execute_command", ("command",)),
     (re.compile(r"ask (.+)", _F), "ask_followup_question", ("question",)),
     (_SWITCH, "switch_mode", ("mode",)),

@@ -105,6 +105,26 @@ RULES: list[tuple[str, list[tuple[str, JSON]]]] = [
     ("switch to debug", [("switch_mode", {"mode": "debug", "reason": "the user asked for it"})]),
     ("loop", [("read_file", {"path": "loop.txt"})]),
     ("slow read a.py", [("read_file", {"path": "a.py"})]),
+    # What people type in a first message: filler words and a full stop around the path.
+    ("read the file a.txt", [("read_file", {"path": "a.txt"})]),
+    ("Read a.txt.", [("read_file", {"path": "a.txt"})]),
+    ("read file.txt", [("read_file", {"path": "file.txt"})]),
+    ("read the README please", [("read_file", {"path": "README"})]),
+    ("list the files", [("list_files", {"path": "."})]),
+    ("list all files in src/app", [("list_files", {"path": "src/app"})]),
+    ("list files.txt", [("list_files", {"path": "files.txt"})]),
+    ("delete the file old.py", [("delete_file", {"path": "old.py"})]),
+    ("move the file a.py to b.py.", [("move_file", {"source": "a.py", "destination": "b.py"})]),
+    ("search TODO in the folder src", [("search_files", {"regex": "TODO", "path": "src"})]),
+    (
+        "create a new file named notes.md with # Notes",
+        [("write_file", {"path": "notes.md", "content": "# Notes"})],
+    ),
+    ("create a with b", [("write_file", {"path": "a", "content": "b"})]),
+    (
+        "edit the file a.py replace x = 1 with x = 2",
+        [("apply_diff", {"path": "a.py", "search": "x = 1", "replace": "x = 2"})],
+    ),
     (
         "create a.py with x = 1 and create b.py with y = 2",
         [
