@@ -310,13 +310,16 @@ class TurnRunner:
         provider_data: dict[str, JSON] = {}
         held: list[Out] = []
         failures: list[Exception] = []
-        # Text is queued, not waited for: the turn wakes once per chunk, not twice.
+        # Text is queued, not waited for: a paced turn wakes once per chunk, not twice.
         texts = TextCommits(self.live, self.turn.id)
         send, receive = trio.open_memory_channel[ModelDelta](self.config.chunk_buffer)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._pump, request, send, failures)
             async with receive:
                 async for first in receive:
+                    # Paced tokens find nothing in flight; in a burst, what comes
+                    # while a chunk commits joins the next one (TextCommits.ready).
+                    await texts.ready()
                     batch = [first]
                     while True:
                         try:

@@ -190,14 +190,12 @@ class LiveSession:
         *,
         turn_id: str,
         on_outcome: Callable[[Committed | StoreError], None],
-        withdrawn: Callable[[], bool],
     ) -> None:
         """Queue *outs* (streamed text) for commit and return without waiting for it.
 
         The store's writer folds them into the state once committed, in queue
         order, then calls *on_outcome* with the outcome (a refused write folds
-        nothing); *withdrawn* says, as a transaction takes them, that they are
-        not to be written after all. Only for events no decision waits for: the
+        nothing). Only for events no decision waits for: the
         running turn is not woken. Meant for a turn's own text (see
         :class:`~agents._text_commits.TextCommits`).
 
@@ -228,7 +226,7 @@ class LiveSession:
                 self._folded = trio.Event()
             self._unfolded += 1
             try:
-                await self.store.submit(Append(self.session.id, events), fold, withdrawn=withdrawn)
+                await self.store.submit(Append(self.session.id, events), fold)
             except BaseException:
                 self._one_folded()  # not queued: nothing will come back
                 raise

@@ -63,8 +63,6 @@ class SessionStore(Protocol):
         self,
         append: Append,
         on_outcome: OnOutcome,
-        *,
-        withdrawn: Callable[[], bool] | None = None,
     ) -> None:
         """Queue *append* to be committed as :meth:`append` would, without waiting.
 
@@ -72,9 +70,7 @@ class SessionStore(Protocol):
         queued, with the :class:`Committed` or the :class:`~sessions.StoreError`
         :meth:`append` would have returned or raised; it runs in the store's
         own task, before the events reach subscribers, and must neither raise
-        nor block. *withdrawn* is asked as a transaction is about to take the
-        append; True withdraws it (not written; its callback gets a StoreError),
-        so a stream of appends can stop at its first failure without a gap.
+        nor block.
 
         Raises:
             StoreClosed: the store is shutting down (*on_outcome* is not called).

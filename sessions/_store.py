@@ -141,8 +141,6 @@ class GroupCommitStore:
         self,
         append: Append,
         on_outcome: OnOutcome,
-        *,
-        withdrawn: Callable[[], bool] | None = None,
     ) -> None:
         """Queue *append* without waiting for its commit; *on_outcome* gets the result.
 
@@ -153,7 +151,7 @@ class GroupCommitStore:
         Cancellation: cancelled while the queue is full, nothing is queued.
         """
         check_append(append)
-        await self._writer.submit(append, on_outcome, withdrawn=withdrawn)
+        await self._writer.submit(append, on_outcome)
 
     async def get_session(self, session_id: str) -> Session | None:
         """The session, or ``None`` if unknown or deleted.

@@ -9,9 +9,7 @@ over many appends; back-pressure from the channel's bound.
 An appender that must not wait (a turn streaming text: waking once per commit
 would cost it a task step per event) *submits* instead: its request carries a
 callback that the writer calls, in its own task and in queue order, with the
-outcome, and may say when to withdraw it: asked as a transaction takes it, so
-that when one of a stream of appends fails, the ones queued behind it are not
-written after the gap.
+outcome.
 
 One bad append never stops the writer. The backend fails an append whose data
 cannot be stored on its own, inside the transaction; and if a whole batch fails
@@ -106,12 +104,7 @@ class _Request:
     append: Append
     done: trio.Event | None  # set on completion (append), or None (submit: on_outcome)
     on_outcome: OnOutcome | None = None
-    withdrawn: Callable[[], bool] | None = None
     outcome: Committed | StoreError | None = None
-
-    @property
-    def is_withdrawn(self) -> bool:
-        return self.withdrawn is not None and self.withdrawn()
 
     def finish(self, outcome: Committed | StoreError) -> None:
         self.outcome = outcome
@@ -203,8 +196,6 @@ class GroupCommitWriter:
         self,
         append: Append,
         on_outcome: OnOutcome,
-        *,
-        withdrawn: Callable[[], bool] | None = None,
     ) -> None:
         """Queue *append*; the writer calls *on_outcome* once its batch committed or failed.
 
@@ -212,9 +203,6 @@ class GroupCommitWriter:
         published and in queue order, with the :class:`Committed` or the
         :class:`StoreError` :meth:`append` would return or raise (also
         :class:`StoreClosed` if the store closes before it is written).
-        *withdrawn* is asked as a transaction is about to take the append: if
-        it says True, the append is not written and *on_outcome* gets a
-        :class:`StoreError` saying so.
 
         Raises:
             StoreClosed: the writer no longer accepts appends (*on_outcome* is
@@ -223,7 +211,7 @@ class GroupCommitWriter:
         Cancellation: cancelled while waiting for room in the queue, nothing was
         queued and *on_outcome* is never called.
         """
-        await self._queue(_Request(append, None, on_outcome, withdrawn))
+        await self._queue(_Request(append, None, on_outcome))
 
     async def _queue(self, request: _Request) -> None:
         try:
@@ -283,16 +271,6 @@ class GroupCommitWriter:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Request]) -> None:
-        if any(request.withdrawn is not None for request in batch):
-            taken = []
-            for request in batch:
-                if request.is_withdrawn:
-                    request.finish(StoreError("withdrawn: not written"))
-                else:
-                    taken.append(request)
-            if not taken:
-                return
-            batch = taken
         appends = [request.append for request in batch]
         touched = {a.session_id for a in appends}
         known = Known(

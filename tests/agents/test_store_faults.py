@@ -143,10 +143,10 @@ async def test_a_close_held_up_past_the_grace_still_writes_turn_ended(
 
 
 async def hold_commits_while_text_queues(backend: FaultyBackend) -> trio.Event:
-    """Hold the store's next transaction while the streaming turn queues more text.
+    """Hold the store's next transaction (a chunk of text) while the model streams on.
 
-    Returns the gate; the turn does not wait for its text commits, so chunks pile
-    up in the store's queue behind the held one (mock time: 0.1 s is 10 chunks).
+    Returns the gate. The turn waits for the chunk in flight, so the words the
+    model sends meanwhile (mock time: 0.1 s is 10) wait in its channel.
     """
     backend.gate = gate = trio.Event()
     backend.entered = trio.Event()
@@ -155,11 +155,31 @@ async def hold_commits_while_text_queues(backend: FaultyBackend) -> trio.Event:
     return gate
 
 
-async def test_text_queued_behind_a_refused_chunk_is_not_written(
+async def test_words_that_arrive_while_a_chunk_commits_go_out_as_one_event(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """The chunk the store refuses is the last text of the turn: what the turn had
-    queued behind it is withdrawn, so the log shows no text after a gap."""
+    """One chunk in flight at most: what the model sends while it commits is
+    committed next, together, as one event (fewer events per token under load)."""
+    async with faulty_runtime() as (harness, backend, _store):
+        session = await harness.session(agent="coder")
+        await harness.message(session, "stream 200 words")
+        await harness.wait_for(session, "text.delta")
+        gate = await hold_commits_while_text_queues(backend)
+        backend.gate = None
+        gate.set()
+        ended = await harness.wait_for(session, "turn.ended")
+        assert ended.data["reason"] == "completed"
+        events = await harness.events(session)
+        words = [len(str(e.data["text"]).split()) for e in events if e.type == "text.delta"]
+        assert sum(words) == 200
+        assert max(words) >= 5, words  # ~10: the 0.1 s the gate was held
+
+
+async def test_a_refused_chunk_is_the_last_text_of_the_turn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Nothing is queued behind the chunk in flight, so the chunk the store
+    refuses is the turn's last text: the log shows no text after a gap."""
     async with faulty_runtime() as (harness, backend, _store):
         session = await harness.session(agent="coder")
         await harness.message(session, "stream 200 words")
@@ -181,13 +201,16 @@ async def test_text_queued_behind_a_refused_chunk_is_not_written(
 async def test_a_turn_stopped_while_text_is_queued_closes_with_all_of_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """The closing reads the state only once every chunk queued before it is
-    folded: the truncated message holds exactly the text the log streamed."""
+    """The closing reads the state only once the chunk in flight is folded: the
+    truncated message holds exactly the text the log streamed."""
     async with faulty_runtime() as (harness, backend, _store):
         session = await harness.session(agent="coder")
         await harness.message(session, "stream 200 words")
         await harness.wait_for(session, "text.delta")
         gate = await hold_commits_while_text_queues(backend)
+        before = "".join(
+            str(e.data["text"]) for e in await harness.events(session) if e.type == "text.delta"
+        )
         live = harness.supervisor.sessions.get(session.id)
         assert live is not None and live.running is not None
         # Stopped as shutdown stops it: no command commits first under the lock.
@@ -199,7 +222,7 @@ async def test_a_turn_stopped_while_text_is_queued_closes_with_all_of_it(
         assert ended.data["reason"] == "interrupted"
         events = await harness.events(session)
         text = "".join(str(e.data["text"]) for e in events if e.type == "text.delta")
-        assert len(text.split()) > 10
+        assert len(text) > len(before)  # the chunk held in flight when it stopped
         messages = [e for e in events if e.type == "message"]
         assert [(e.data["content"], e.data["truncated"]) for e in messages] == [(text, True)]
         await harness.assert_paired(session)
