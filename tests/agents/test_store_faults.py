@@ -14,7 +14,7 @@ import trio
 
 from agents import RuntimeConfig, ScriptedModel
 from agents._providers._scripted import stream_words
-from sessions import JSON, GroupCommitStore, StorageUnavailable
+from sessions import JSON, Event, GroupCommitStore, Session, StorageUnavailable
 from sessions._memory import MemoryBackend
 from sessions._store import open_store
 from tests.fakes.faulty_backend import FaultyBackend
@@ -142,17 +142,26 @@ async def test_a_close_held_up_past_the_grace_still_writes_turn_ended(
         await harness.assert_paired(session)
 
 
-async def hold_commits_while_text_queues(backend: FaultyBackend) -> trio.Event:
-    """Hold the store's next transaction (a chunk of text) while the model streams on.
+async def stream_with_a_commit_held(
+    harness: Harness, backend: FaultyBackend
+) -> tuple[Session, trio.Event]:
+    """A session streaming 200 words whose next transaction (a chunk of text) is held.
 
-    Returns the gate. The turn waits for the chunk in flight, so the words the
-    model sends meanwhile (mock time: 0.1 s is 10) wait in its channel.
+    Returns the session and the gate. The turn waits for the chunk in flight, so
+    the words the model sends meanwhile (mock time: 0.1 s is 10) wait in its channel.
     """
+    session = await harness.session(agent="coder")
+    await harness.message(session, "stream 200 words")
+    await harness.wait_for(session, "text.delta")
     backend.gate = gate = trio.Event()
     backend.entered = trio.Event()
     await backend.entered.wait()
     await trio.sleep(0.1)
-    return gate
+    return session, gate
+
+
+def streamed_text(events: list[Event]) -> str:
+    return "".join(str(e.data["text"]) for e in events if e.type == "text.delta")
 
 
 async def test_words_that_arrive_while_a_chunk_commits_go_out_as_one_event(
@@ -161,10 +170,7 @@ async def test_words_that_arrive_while_a_chunk_commits_go_out_as_one_event(
     """One chunk in flight at most: what the model sends while it commits is
     committed next, together, as one event (fewer events per token under load)."""
     async with faulty_runtime() as (harness, backend, _store):
-        session = await harness.session(agent="coder")
-        await harness.message(session, "stream 200 words")
-        await harness.wait_for(session, "text.delta")
-        gate = await hold_commits_while_text_queues(backend)
+        session, gate = await stream_with_a_commit_held(harness, backend)
         backend.gate = None
         gate.set()
         ended = await harness.wait_for(session, "turn.ended")
@@ -181,17 +187,14 @@ async def test_a_refused_chunk_is_the_last_text_of_the_turn(
     """Nothing is queued behind the chunk in flight, so the chunk the store
     refuses is the turn's last text: the log shows no text after a gap."""
     async with faulty_runtime() as (harness, backend, _store):
-        session = await harness.session(agent="coder")
-        await harness.message(session, "stream 200 words")
-        await harness.wait_for(session, "text.delta")
-        gate = await hold_commits_while_text_queues(backend)
+        session, gate = await stream_with_a_commit_held(harness, backend)
         backend.gate = None
         backend.fail_next("io_error")
         gate.set()
         ended = await harness.wait_for(session, "turn.ended")
         assert ended.data["reason"] == "error"
         events = await harness.events(session)
-        text = "".join(str(e.data["text"]) for e in events if e.type == "text.delta")
+        text = streamed_text(events)
         assert stream_words(200).startswith(text), text
         truncated = [e for e in events if e.type == "message"]
         assert [e.data["content"] for e in truncated] == [text]
@@ -204,13 +207,8 @@ async def test_a_turn_stopped_while_text_is_queued_closes_with_all_of_it(
     """The closing reads the state only once the chunk in flight is folded: the
     truncated message holds exactly the text the log streamed."""
     async with faulty_runtime() as (harness, backend, _store):
-        session = await harness.session(agent="coder")
-        await harness.message(session, "stream 200 words")
-        await harness.wait_for(session, "text.delta")
-        gate = await hold_commits_while_text_queues(backend)
-        before = "".join(
-            str(e.data["text"]) for e in await harness.events(session) if e.type == "text.delta"
-        )
+        session, gate = await stream_with_a_commit_held(harness, backend)
+        before = streamed_text(await harness.events(session))
         live = harness.supervisor.sessions.get(session.id)
         assert live is not None and live.running is not None
         # Stopped as shutdown stops it: no command commits first under the lock.
@@ -221,7 +219,7 @@ async def test_a_turn_stopped_while_text_is_queued_closes_with_all_of_it(
         ended = await harness.wait_for(session, "turn.ended")
         assert ended.data["reason"] == "interrupted"
         events = await harness.events(session)
-        text = "".join(str(e.data["text"]) for e in events if e.type == "text.delta")
+        text = streamed_text(events)
         assert len(text) > len(before)  # the chunk held in flight when it stopped
         messages = [e for e in events if e.type == "message"]
         assert [(e.data["content"], e.data["truncated"]) for e in messages] == [(text, True)]
