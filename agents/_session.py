@@ -195,8 +195,8 @@ class LiveSession:
 
         The store's writer folds them into the state once committed, in queue
         order, then calls *on_outcome* with the outcome (a refused write folds
-        nothing). Only for events no decision waits for: the
-        running turn is not woken. Meant for a turn's own text (see
+        nothing). Only for events no decision waits for: the running turn is not
+        woken. Meant for a turn's own text (see
         :class:`~agents._text_commits.TextCommits`).
 
         Raises:

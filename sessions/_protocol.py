@@ -59,11 +59,7 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def submit(
-        self,
-        append: Append,
-        on_outcome: OnOutcome,
-    ) -> None:
+    async def submit(self, append: Append, on_outcome: OnOutcome) -> None:
         """Queue *append* to be committed as :meth:`append` would, without waiting.
 
         The store calls *on_outcome* exactly once, in the order the appends were

@@ -137,11 +137,7 @@ class GroupCommitStore:
         check_append(append)
         return await self._writer.append(append)
 
-    async def submit(
-        self,
-        append: Append,
-        on_outcome: OnOutcome,
-    ) -> None:
+    async def submit(self, append: Append, on_outcome: OnOutcome) -> None:
         """Queue *append* without waiting for its commit; *on_outcome* gets the result.
 
         See :meth:`SessionStore.submit`. Raises ValueError (a part names

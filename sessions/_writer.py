@@ -192,11 +192,7 @@ class GroupCommitWriter:
         assert outcome is not None
         return outcome
 
-    async def submit(
-        self,
-        append: Append,
-        on_outcome: OnOutcome,
-    ) -> None:
+    async def submit(self, append: Append, on_outcome: OnOutcome) -> None:
         """Queue *append*; the writer calls *on_outcome* once its batch committed or failed.
 
         *on_outcome* runs in the writer's task, before the batch's events are
