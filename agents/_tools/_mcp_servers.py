@@ -55,6 +55,7 @@ class _Server:
     tool_refreshes: int = 0
     last_error: str | None = None
     retry_at: float = 0.0
+    crashed: bool = False  # in backoff after a connection that was ready (not a failed start)
     wanted: trio.Event = attrs.field(factory=trio.Event)
     slots: trio.CapacityLimiter = attrs.field(
         factory=lambda: trio.CapacityLimiter(MAX_CONCURRENT_CALLS)
@@ -126,6 +127,9 @@ class McpServers:
     async def tools(self, server: str) -> tuple[McpTool, ...]:
         """The server's current tools, starting it if needed (waits at most ``start_timeout``).
 
+        A server that crashed is waited for through one restart; one that failed
+        to start is not waited for.
+
         Raises:
             McpUnavailable: unknown server, it cannot start, or it is in backoff
                 after a failure (the reason says which, and why).
@@ -191,14 +195,21 @@ class McpServers:
         name = entry.config.name
         entry.wanted.set()
         deadline = trio.current_time() + self._start_timeout
+        restarts = entry.restarts
         with trio.move_on_at(deadline):
             while True:
                 connection = entry.connection
                 if entry.state == "ready" and connection and not connection.closed.is_set():
                     return connection
-                # A restart due before this caller's deadline is waited for (a server
-                # that just crashed is back in 0.5 s); a later one fails it now.
-                if entry.state == "backoff" and entry.retry_at + _RESTART_SLACK > deadline:
+                # A server that just crashed is back in 0.5 s: its restart is
+                # waited for, once. One that failed to start (a missing command)
+                # fails the caller at once, or every model step listing its tools
+                # would wait out its backoff. So does a restart due after the deadline.
+                if entry.state == "backoff" and (
+                    not entry.crashed
+                    or entry.restarts > restarts
+                    or entry.retry_at + _RESTART_SLACK > deadline
+                ):
                     wait = max(entry.retry_at - trio.current_time(), 0.0)
                     raise McpUnavailable(f"{entry.last_error} (retrying in {wait:.1f} s)")
                 if entry.state == "stopped":
@@ -277,6 +288,7 @@ class McpServers:
                     delay = BACKOFF_FIRST
                 logger.warning("%s; restarting in %.1f s", entry.last_error, delay)
                 entry.retry_at = trio.current_time() + delay
+                entry.crashed = ready_at is not None
                 self._publish(entry, "backoff")
                 with trio.move_on_after(delay):
                     await self._stopping.wait()
