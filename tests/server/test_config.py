@@ -621,16 +621,10 @@ def test_the_readme_mcp_example_loads(tmp_path: Path) -> None:
 
 
 def test_upstream_request_lines_are_logged_only_at_debug() -> None:
-    root = logging.getLogger()
-    saved = root.handlers, root.level, logging.getLogger("httpx").level
-    try:
-        configure_logging("text", logging.INFO)
-        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
-        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
-        assert logging.getLogger("agent_runtime.server").isEnabledFor(logging.INFO)
-        configure_logging("text", logging.DEBUG)
-        assert logging.getLogger("httpx").isEnabledFor(logging.INFO)
-    finally:
-        root.handlers, level, httpx_level = saved
-        root.setLevel(level)
-        logging.getLogger("httpx").setLevel(httpx_level)
+    # tests/conftest.py puts the logging configuration back after the test.
+    configure_logging("text", logging.INFO)
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+    assert logging.getLogger("agent_runtime.server").isEnabledFor(logging.INFO)
+    configure_logging("text", logging.DEBUG)
+    assert logging.getLogger("httpx").isEnabledFor(logging.INFO)

@@ -67,6 +67,23 @@ async def _outcome(store: GroupCommitStore, append: Append) -> Committed | Store
         return exc
 
 
+@asynccontextmanager
+async def commits_held(
+    store: GroupCommitStore, backend: FaultyBackend
+) -> AsyncIterator[trio.Nursery]:
+    """Inside, the writer is held in a commit (a holder session's); what is queued
+    meanwhile forms the next batch, in queue order. Yields a nursery for appenders."""
+    holder = make_session("holder")
+    backend.gate = gate = trio.Event()
+    backend.entered = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_outcome, store, Append(holder.id, session=holder))
+        await backend.entered.wait()
+        yield nursery
+        backend.gate = None
+        gate.set()
+
+
 async def _one_batch(
     store: GroupCommitStore, backend: FaultyBackend, appends: list[Append]
 ) -> list[Committed | StoreError]:
@@ -76,18 +93,11 @@ async def _one_batch(
     async def run(index: int, append: Append) -> None:
         outcomes[index] = await _outcome(store, append)
 
-    holder = make_session("holder")
-    backend.gate = gate = trio.Event()
-    backend.entered = trio.Event()
     with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_outcome, store, Append(holder.id, session=holder))
-            await backend.entered.wait()
+        async with commits_held(store, backend) as nursery:
             for index, append in enumerate(appends):
                 nursery.start_soon(run, index, append)
                 await trio.testing.wait_all_tasks_blocked()  # queued in this order
-            backend.gate = None
-            gate.set()
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(appends)
     return done

@@ -25,8 +25,8 @@ from sessions import (
 )
 from tests.fakes.faulty_backend import POISON
 
-from .helpers import append_events, assert_contiguous, create_session, ev, ints, make_session
-from .test_faults import open_faulty
+from .helpers import append_events, assert_contiguous, create_session, ev, ints
+from .test_faults import commits_held, open_faulty
 
 Outcomes = list[tuple[int, Committed | StoreError]]
 
@@ -73,17 +73,10 @@ async def test_a_poisoned_batch_of_submits_fails_only_the_culprit_in_order(
 
             return told
 
-        holder = make_session("holder")
-        backend.gate = gate = trio.Event()
-        backend.entered = trio.Event()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(store.append, Append(holder.id, session=holder))
-            await backend.entered.wait()  # the next batch queues behind it
+        async with commits_held(store, backend):  # the four form the next batch
             for n in range(4):
                 event = NewEvent("text.delta", {"n": n, POISON: n == 1})
                 await store.submit(Append(session.id, (event,)), record(n))
-            backend.gate = None
-            gate.set()
         with trio.fail_after(5):
             await all_told.wait()
         assert [n for n, _ in outcomes] == [0, 1, 2, 3]
