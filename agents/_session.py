@@ -22,7 +22,7 @@ runs in the supervisor's nursery, never in the caller's task.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import attrs
 import trio
@@ -34,6 +34,7 @@ from sessions import (
     CommandRecord,
     Committed,
     JSONObject,
+    OnOutcome,
     Session,
     SessionStore,
     StoreError,
@@ -189,7 +190,7 @@ class LiveSession:
         outs: Sequence[Out],
         *,
         turn_id: str,
-        on_outcome: Callable[[Committed | StoreError], None],
+        on_outcome: OnOutcome,
     ) -> None:
         """Queue *outs* (streamed text) for commit and return without waiting for it.
 
