@@ -116,6 +116,8 @@ class AcpAgent:
         self.caps = ClientCaps()
         self._nursery = nursery
         self._bridges: dict[str, SessionBridge] = {}
+        # session id -> the lock its loads take turns on (only while one runs)
+        self._loading: dict[str, trio.Lock] = {}
         self._in_flight = 0
         self._answered = trio.Event()  # set (and replaced) whenever a request is done
         self._methods: dict[str, Handler] = {
@@ -244,6 +246,25 @@ class AcpAgent:
         session_id = _string(params, "sessionId")
         workspace = _workspace(params, self.link.tool_timeout)
         servers = mcp_servers(params)
+        # One load of a session at a time: two at once would each open a bridge
+        # (the first registers only after its replay), so every update would be
+        # sent twice and each pending tool call asked and run twice. The second
+        # waits, then replays to the bridge the first opened.
+        lock = self._loading.setdefault(session_id, trio.Lock())
+        try:
+            async with lock:
+                return await self._load_alone(request_id, session_id, workspace, servers)
+        finally:
+            if not lock.locked() and self._loading.get(session_id) is lock:
+                del self._loading[session_id]
+
+    async def _load_alone(
+        self,
+        request_id: RequestId,
+        session_id: str,
+        workspace: Workspace,
+        servers: tuple[McpServerConfig, ...],
+    ) -> JSON | _Responded:
         info = await self.link.load_session(session_id)
         if info is None:
             raise RpcError(RESOURCE_NOT_FOUND, f"session {session_id!r} not found")

@@ -366,6 +366,38 @@ async def test_load_replays_the_history(link: EmbeddedLink, tmp_path: Path) -> N
         assert "fs/read_text_file" in client.requests()
 
 
+async def test_two_loads_at_once_ask_and_run_a_pending_call_once(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    book = SessionBook()
+    async with connected(link, tmp_path, book) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        client.hold = {"session/request_permission"}
+        prompt = [{"type": "text", "text": "create hello.py with print(1)"}]
+        await client.request("session/prompt", {"sessionId": session_id, "prompt": prompt})
+        await client.until(lambda m: m.get("method") == "session/request_permission")
+    # The editor left with the approval pending; the next one loads the session twice
+    # without waiting for the first answer.
+    async with connected(link, tmp_path, book) as client:
+        await client.initialize()
+        params = {"sessionId": session_id, "cwd": str(tmp_path), "mcpServers": []}
+        first = await client.request("session/load", params)
+        second = await client.request("session/load", params)
+        assert "result" in await client.wait_response(first)
+        assert "result" in await client.wait_response(second)
+        # Allowed, the call runs and the turn ends; a later turn ends after it.
+        await client.until(
+            lambda m: m.get("params", {}).get("update", {}).get("status") == "completed"
+        )
+        again = await client.prompt(session_id, "read hello.py")
+        assert again["result"]["stopReason"] == "end_turn"
+        assert client.requests().count("session/request_permission") == 1
+        assert client.requests().count("fs/write_text_file") == 1
+        assert len(client.updates("user_message_chunk")) == 2  # each load replayed it
+        assert (tmp_path / "hello.py").read_text() == "print(1)"
+
+
 async def test_set_mode_switches_the_agent(link: EmbeddedLink, tmp_path: Path) -> None:
     async with connected(link, tmp_path) as client:
         await client.initialize()
