@@ -116,6 +116,10 @@ def read_toml(path: Path) -> dict[str, object]:
         raise ConfigurationError(f"cannot read config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(f"config file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8; tomllib lets this through
+        raise ConfigurationError(
+            f"config file {path} is not valid TOML: not UTF-8 at byte {error.start}"
+        ) from None
     by_location = {location: name for name, location in TOML_KEYS.items()}
     settings: dict[str, object] = {}
     for section, table in document.items():

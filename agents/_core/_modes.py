@@ -228,6 +228,8 @@ def read_toml(path: Path) -> dict[str, object]:
         raise ConfigError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; tomllib lets this through
+        raise ConfigError(f"{path}: invalid TOML (not UTF-8 at byte {exc.start})") from None
 
 
 def parse_modes(

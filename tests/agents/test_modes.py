@@ -207,6 +207,13 @@ INVALID = [
 ]
 
 
+def test_a_file_that_is_not_utf8_raises_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "modes.toml"
+    path.write_bytes(b"\xff\xfe[modes]\n")
+    with pytest.raises(ConfigError, match=r"modes.toml: invalid TOML \(not UTF-8 at byte 0\)"):
+        load_modes(path)
+
+
 @pytest.mark.parametrize(("text", "message"), INVALID)
 def test_invalid_files_raise_config_error(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)

@@ -110,6 +110,13 @@ def test_invalid_files_are_refused_clearly(tmp_path: Path, toml: str, message: s
         load_config(config_file=write(tmp_path / "bad.toml", toml))
 
 
+def test_a_file_that_is_not_utf8_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"[server]\nhost = '\xe9'\n")
+    with pytest.raises(ConfigurationError, match="is not valid TOML: not UTF-8 at byte 17"):
+        load_config(config_file=path)
+
+
 def test_invalid_env_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"^AGENT_RUNTIME_PORT: expected an integer"):
         load_config(env={"AGENT_RUNTIME_PORT": "x"})
