@@ -102,9 +102,11 @@ class SqliteBackend:
         busy_timeout_ms: int,
         migrations: Sequence[Migration],
     ) -> SqliteBackend:
+        # isolation_level=None: autocommit; transactions are explicit.
+        connecting = aiosqlite.connect(path, isolation_level=None)
+
         async def connect() -> aiosqlite.Connection:
-            # isolation_level=None: autocommit; transactions are explicit.
-            return await aiosqlite.connect(path, isolation_level=None)
+            return await connecting
 
         # Shielded: abandoning a half-made aiosqlite connection would leave its
         # (non-daemon) thread running. Opening is short, except for a schema
@@ -113,6 +115,10 @@ class SqliteBackend:
             try:
                 conn = await loop.run_aio_coroutine(connect())
             except sqlite3.Error as exc:
+                # aiosqlite stops its thread on a failed connect without waiting
+                # for it, and the thread's last act is a call into this loop:
+                # after the loop closed, that printed a traceback per thread.
+                await trio.to_thread.run_sync(connecting._thread.join)
                 raise translate(exc) from exc
             backend = cls(loop, conn, conn._conn)
             try:

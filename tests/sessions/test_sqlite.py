@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -352,6 +353,23 @@ async def test_a_file_that_is_not_a_database_is_refused(db_path: Path) -> None:
     await path.unlink()
     async with open_sqlite_store(db_path):  # nothing was left locked or open
         pass
+
+
+async def test_a_directory_is_refused_and_leaves_no_thread_behind(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    await trio.Path(db_path).mkdir(parents=True)
+    with pytest.raises(StoreError, match="SQLITE_CANTOPEN"):
+        async with open_sqlite_store(db_path):
+            pass  # pragma: no cover
+    # aiosqlite's thread must be done before the loop closed: none is left to call it.
+    workers = [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+    for worker in workers:
+        worker.join(timeout=5)
+    assert not failures, failures[0].exc_value
+    assert not workers
 
 
 async def test_opening_reads_no_history(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
