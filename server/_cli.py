@@ -10,6 +10,7 @@ their flags are defined in ``_cli_parser.py``; this module runs them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
@@ -283,7 +284,28 @@ def _run_chat(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``agent-runtime`` command line; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run_command(list(sys.argv[1:] if argv is None else argv))
+    except BaseException as raised:
+        # Sockets fail as trio's and httpx's errors, so a bare one is our stdout.
+        if not isinstance(single_error(raised), BrokenPipeError):
+            raise
+        return _output_gone()
+
+
+def _output_gone() -> int:
+    """The exit status when whoever read our output left (``chat ... | head``).
+
+    Quiet, with the status of a tool that SIGPIPE ended; stdout is pointed at
+    ``/dev/null`` so that Python's own flush at exit does not fail again.
+    """
+    with contextlib.suppress(OSError, ValueError):  # ValueError: no real stdout
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
+
+
+def _run_command(argv: list[str]) -> int:
     try:
         if argv[:1] == ["chat"]:
             return _run_chat(argv[1:])

@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from server import ServeConfig
-from tests.server.helpers import STEP, Frame, LiveServer, ended, make_config
+from tests.server.helpers import STEP, Frame, LiveServer, ended, make_config, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -207,3 +207,32 @@ async def test_cli_generates_a_token_on_loopback(tmp_path: Path) -> None:
             await process.wait()
         assert process.stdout is not None
         await process.stdout.aclose()
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+async def test_a_reader_that_left_ends_chat_quietly(
+    nursery: trio.Nursery, tmp_path: Path, output: str
+) -> None:
+    # ``agent-runtime chat -m ... | head -1``: the pipe's reader is gone at once here.
+    server = await start_server(nursery, make_config(tokens={TOKEN: "alice"}))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    chat = ["chat", "--url", server.url, "--token", TOKEN, "--output", output]
+    commands = [[*chat, "-m", "stream 300 words"], ["schema"]]
+    try:
+        for command in commands:
+            with trio.fail_after(30):
+                result = await trio.run_process(
+                    [sys.executable, "-m", "server", *command],
+                    stdin=subprocess.DEVNULL,
+                    stdout=write_end,
+                    capture_stderr=True,
+                    check=False,
+                    cwd=tmp_path,
+                    env=server_env(),
+                )
+            assert result.returncode == 128 + signal.SIGPIPE, result.stderr.decode()
+            assert b"Traceback" not in result.stderr
+            assert b"Error" not in result.stderr
+    finally:
+        os.close(write_end)
