@@ -149,7 +149,7 @@ class Link:
                     self.on_event(event)
                     self._check_caught_up()
         except ClientError as error:
-            raise ChatError(_in_words(error)) from None
+            raise ChatError(_in_words(error, session_asked=True)) from None
 
     def _status(self, status: Status) -> None:
         match status:
@@ -183,12 +183,20 @@ class Link:
         self.state.caught_up(reshow=reconnected)
 
 
-def _in_words(error: ClientError) -> str:
-    """The library's *error* as the chat says it: with what the user can do about it."""
+def _in_words(error: ClientError, *, session_asked: bool) -> str:
+    """The library's *error* as the chat says it: with what the user can do about it.
+
+    *session_asked*: the request named a session (``--session``), so a 404 means
+    that session, not an endpoint the server lacks.
+    """
     if error.code == "unauthorized" and error.status is not None:
         return f"{error.message}; check --token or $AGENT_RUNTIME_TOKEN"
     if error.code == "not_found" and error.status is not None:
-        return f"{error.message}; omit --session to start a new one"
+        if session_asked:
+            return f"{error.message}; omit --session to start a new one"
+        return f"{error.message}; check --url"  # an endpoint this server does not have
+    if error.code == "bad_response" and error.status is not None:
+        return f"{error.message} (check --url)"
     return error.message
 
 
@@ -199,13 +207,13 @@ def check_response(response: httpx.Response, session_id: str | None = None) -> N
 
     Raises:
         ChatError: authentication failed, unknown session, or another client error.
-        ServerBusy: a 5xx or 429 answer (the server may come back, or want us
+        ServerBusy: another 5xx, or a 429 (the server may come back, or want us
             slower); the library's, a transport error, so the link retries it.
     """
     try:
         raise_for_status(response, session_id)
     except ClientError as error:
-        raise ChatError(_in_words(error)) from None
+        raise ChatError(_in_words(error, session_asked=session_id is not None)) from None
 
 
 # ServerBusy is the library's, named here too: what check_response raises to retry.

@@ -65,13 +65,28 @@ def error_body(response: httpx.Response) -> tuple[str | None, str | None]:
     )
 
 
+# Statuses that waiting does not change and that agent-runtime does not send without
+# its error body: another server (or a path prefix) answered.
+_NOT_THE_API = frozenset({404, 405, 501, 505})
+
+
+def _requested(response: httpx.Response) -> str:
+    try:
+        request = response.request
+    except RuntimeError:  # a response made by hand (tests)
+        return "the server"
+    return f"{request.method} {request.url}"
+
+
 def raise_for_status(response: httpx.Response, session_id: str | None = None) -> None:
     """Nothing for a success; otherwise the error the answer means.
 
     Raises:
         ClientError: the token was refused (``unauthorized``), no such session for
-            it (``not_found``), or another refusal (the server's code).
-        ServerBusy: a 5xx or 429 answer: the server may come back, or want us slower.
+            it (``not_found``), an answer that is not agent-runtime's
+            (``bad_response``: a 404, 405, 501 or 505 without its error body), or
+            another refusal (the server's code).
+        ServerBusy: another 5xx, or a 429: the server may come back, or want us slower.
     """
     status = response.status_code
     if status < 400:
@@ -84,7 +99,11 @@ def raise_for_status(response: httpx.Response, session_id: str | None = None) ->
     if status == 404 and session_id is not None:
         text = f"no session {session_id!r} for this token ({tag})"
         raise ClientError("not_found", text, status=status)
-    if status >= 500 or status == 429:
+    if code is None and status in _NOT_THE_API:
+        # No error body of ours: the URL most likely names another server or path.
+        text = f"{_requested(response)} answered {tag} {response.reason_phrase}".rstrip()
+        raise ClientError("bad_response", f"{text}; is it an agent-runtime server?", status=status)
+    if (status >= 500 and status not in _NOT_THE_API) or status == 429:
         raise ServerBusy(f"{message or response.reason_phrase} ({tag})")
     text = f"{message or response.reason_phrase or 'request refused'} ({tag})"
     raise ClientError(code or f"http_{status}", text, status=status)

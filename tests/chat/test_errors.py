@@ -80,6 +80,22 @@ def test_the_chat_checks_answers_with_the_librarys_check() -> None:
     )
 
 
+def test_an_answer_from_another_server_says_so_and_is_not_retried() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1:9/prefix/v1/sessions")
+    for status, reason in [(404, "Not Found"), (501, "Not Implemented")]:
+        with pytest.raises(ChatError) as info:
+            check_response(httpx.Response(status, text="<html>", request=request))
+        assert str(info.value) == (
+            f"POST http://127.0.0.1:9/prefix/v1/sessions answered HTTP {status} {reason}; "
+            "is it an agent-runtime server? (check --url)"
+        )
+    # The server's own 404 for an endpoint it lacks: no advice about --session.
+    endpoint = {"error": {"code": "not_found", "message": "no such endpoint: POST /x"}}
+    with pytest.raises(ChatError) as info:
+        check_response(httpx.Response(404, json=endpoint, request=request))
+    assert str(info.value) == "no such endpoint: POST /x (HTTP 404 not_found); check --url"
+
+
 def test_an_error_is_described_once() -> None:
     try:
         try:
