@@ -51,9 +51,15 @@ def describe_error(error: BaseException) -> str:
     """
     text = str(error)
     cause = error.__cause__ or error.__context__
-    reason = str(cause) if cause is not None else ""
     if not text:
-        return reason or type(error).__name__
+        # Wrappers often say nothing (httpx's ConnectError over httpcore's over trio's
+        # BrokenResourceError over the ssl.SSLError that does): the first that speaks.
+        for _ in range(8):  # a chain is short; a cycle must not hang us
+            if cause is None or str(cause):
+                break
+            cause = cause.__cause__ or cause.__context__
+        return str(cause) if cause is not None and str(cause) else type(error).__name__
+    reason = str(cause) if cause is not None else ""
     if reason and reason not in text and text not in reason:
         return f"{text} ({reason})"
     return text if len(text) >= len(reason) else reason

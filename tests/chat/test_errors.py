@@ -5,6 +5,7 @@ Every failure must end in one line the user can act on, never a traceback.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import httpx
@@ -111,6 +112,18 @@ def test_an_error_is_described_once() -> None:
             raise httpx.ConnectError("handshake failed") from cause
     except httpx.ConnectError as error:
         assert describe_error(error) == "handshake failed (connection refused)"
+    # https:// to a plain HTTP server: only the innermost error says anything.
+    try:
+        try:
+            try:
+                raise ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+            except ssl.SSLError as tls:
+                raise trio.BrokenResourceError from tls
+        except trio.BrokenResourceError as broken:
+            raise httpx.ConnectError("") from broken
+    except httpx.ConnectError as error:
+        assert describe_error(error) == "[SSL: WRONG_VERSION_NUMBER] wrong version number"
+    assert describe_error(httpx.ConnectError("")) == "ConnectError"
 
 
 def parsed(argv: list[str], env: dict[str, str]) -> ChatOptions:
