@@ -160,6 +160,8 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ChatO
         except ValueError as error:
             raise UsageError(f"${COMMAND_TIMEOUT_ENV}: {error}") from None
     output: OutputFormat = "json" if getattr(args, "output", "text") == "json" else "text"
+    if args.message is not None and not args.message.strip():
+        raise UsageError("--message is empty: say what the agent should do")
     if output == "json" and args.message is None:
         raise UsageError("--output json needs --message: it is for one-shot, scripted runs")
     return ChatOptions(

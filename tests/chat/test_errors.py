@@ -130,6 +130,13 @@ def parsed(argv: list[str], env: dict[str, str]) -> ChatOptions:
     return options_from_args(chat_parser().parse_args(argv), env)
 
 
+def test_an_empty_message_is_a_usage_error() -> None:
+    for empty in ["", "  \n"]:
+        with pytest.raises(UsageError, match="--message is empty"):
+            parsed(["-m", empty], {})
+    assert parsed(["-m", " hi "], {}).message == " hi "
+
+
 def test_command_timeout_from_flag_and_environment() -> None:
     assert parsed([], {}).command_timeout == 60
     assert parsed([], {"AGENT_RUNTIME_COMMAND_TIMEOUT": "600"}).command_timeout == 600
