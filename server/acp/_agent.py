@@ -158,12 +158,16 @@ class AcpAgent:
                 bridge.cancel()
             else:
                 log.info("session/cancel for a session not open here: %r", session_id)
+        elif note.method in self._methods:  # nothing to answer it to: say so where we can
+            log.warning("ignoring %r sent without an id: a request needs one", note.method)
         else:
             log.debug("ignoring notification %r", note.method)
 
     async def _serve_request(self, request: Request) -> None:
         try:
             handler = self._methods.get(request.method)
+            if handler is None and request.method == "session/cancel":
+                raise RpcError(METHOD_NOT_FOUND, "session/cancel is a notification: send no id")
             if handler is None:
                 raise RpcError(METHOD_NOT_FOUND, f"method {request.method!r} not found")
             params = {} if request.params is None else request.params
@@ -285,7 +289,12 @@ class AcpAgent:
             raise RpcError(INVALID_PARAMS, '"cursor" must be a string')
         if wanted is not None and not isinstance(wanted, str):
             raise RpcError(INVALID_PARAMS, '"cwd" must be a string')
-        page = await self.link.list_sessions(cursor=cursor)
+        try:
+            page = await self.link.list_sessions(cursor=cursor)
+        except LinkError as error:
+            if error.code != "bad_parameter":  # the runtime's word for a cursor it did not make
+                raise
+            raise RpcError(INVALID_PARAMS, f'"cursor": {error.message}') from None
         sessions: list[JSON] = []
         for session in page.sessions:
             cwd = self.book.cwd(session.id)

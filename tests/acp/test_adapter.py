@@ -414,7 +414,7 @@ async def test_set_mode_switches_the_agent(link: EmbeddedLink, tmp_path: Path) -
 
 
 async def test_malformed_input_gets_errors_and_the_adapter_goes_on(
-    link: EmbeddedLink, tmp_path: Path
+    link: EmbeddedLink, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with connected(link, tmp_path) as client:
         await client.send_line(b"this is not json")
@@ -424,8 +424,19 @@ async def test_malformed_input_gets_errors_and_the_adapter_goes_on(
         await client.send_line(b'{"jsonrpc": "1.0", "id": 5, "method": "initialize"}', reply_id=5)
         reply = await client.receive()
         assert (reply["id"], reply["error"]["code"]) == (5, -32600)
+        cursor = await client.call("session/list", {"cursor": "garbage"})
+        assert cursor["error"]["code"] == -32602
+        assert cursor["error"]["message"].startswith('"cursor": ')
         missing = await client.call("no/such_method", {})
         assert missing["error"]["code"] == -32601
+        # A request without its id cannot be answered; it is not dropped unseen.
+        no_id = {"jsonrpc": "2.0", "method": "session/list", "params": {}}
+        await client.to_agent.send_all(json.dumps(no_id).encode() + b"\n")
+        cancel = await client.call("session/cancel", {"sessionId": "ses_nope"})
+        assert cancel["error"] == {
+            "code": -32601,
+            "message": "session/cancel is a notification: send no id",
+        }
         bad = await client.call("initialize", {"protocolVersion": "one"})
         assert bad["error"]["code"] == -32602
         unknown = await client.call("session/prompt", {"sessionId": "ses_nope", "prompt": []})
@@ -442,6 +453,7 @@ async def test_malformed_input_gets_errors_and_the_adapter_goes_on(
         assert refused["error"]["code"] == -32602
         result = await client.initialize()
         assert result["protocolVersion"] == 1
+    assert "ignoring 'session/list' sent without an id: a request needs one" in caplog.text
 
 
 class FailingLink:
