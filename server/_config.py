@@ -183,6 +183,7 @@ def load_config(
     merged: dict[str, object] = {}
     # Where each merged value came from, so an error names what the user wrote.
     origin: dict[str, str] = {}
+    from_file: dict[str, object] = {}
     if config_file is not None:
         from_file = read_toml(config_file)
         merged.update(from_file)
@@ -198,6 +199,23 @@ def load_config(
     from_flags = {k: v for k, v in (flags or {}).items() if v is not None}
     merged.update(from_flags)
     origin.update({name: flag_name(name) for name in from_flags})
+    # A value that a later source overrides is checked too: a broken file or
+    # variable must not go unnoticed until the flag that hides it is dropped.
+    overridden = [
+        (ENV_PREFIX + name.upper(), name, raw)
+        for name, raw in from_env.items()
+        if name in from_flags
+    ]
+    if config_file is not None:
+        overridden += [
+            (_file_label(config_file, name), name, raw)
+            for name, raw in from_file.items()
+            if name in TOML_KEYS and (name in from_env or name in from_flags)
+        ]
+    for where, name, raw in overridden:
+        convert = CONVERTERS.get(name)
+        if convert is not None:
+            convert(where, raw)
 
     # Any: each converter returns the exact type its field declares.
     values: dict[str, Any] = {}

@@ -110,6 +110,19 @@ def test_invalid_files_are_refused_clearly(tmp_path: Path, toml: str, message: s
         load_config(config_file=write(tmp_path / "bad.toml", toml))
 
 
+def test_a_bad_value_is_refused_even_where_a_flag_or_variable_overrides_it(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "bad.toml", "[server]\nport = 'abc'\n")
+    with pytest.raises(ConfigurationError, match=r"bad.toml: \[server\] port: expected an int"):
+        load_config(config_file=path, flags={"port": 0})
+    with pytest.raises(ConfigurationError, match=r"bad.toml: \[server\] port: expected an int"):
+        load_config(config_file=path, env={"AGENT_RUNTIME_PORT": "0"})
+    with pytest.raises(ConfigurationError, match=r"^AGENT_RUNTIME_PORT: expected an integer"):
+        load_config(env={"AGENT_RUNTIME_PORT": "x"}, flags={"port": 0})
+    assert load_config(env={"AGENT_RUNTIME_PORT": "1"}, flags={"port": 0}).port == 0
+
+
 def test_a_file_that_is_not_utf8_is_refused_clearly(tmp_path: Path) -> None:
     path = tmp_path / "latin1.toml"
     path.write_bytes(b"[server]\nhost = '\xe9'\n")
