@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -81,6 +82,15 @@ async def open_mcp_servers(
     and its task cancelled, so the block exits within about *shutdown_timeout*.
     """
     servers = McpServers(configs, metrics or McpMetrics(), start_timeout)
+    for config in configs:
+        # Said now: a lazy server would otherwise stay silent until a turn wants it.
+        if isinstance(config.transport, StdioTransport) and not _runnable(config.transport):
+            logger.warning(
+                "MCP server %s: command %r is not found; its tools stay unavailable "
+                "until it can start",
+                config.name,
+                config.transport.command,
+            )
     async with trio.open_nursery() as nursery:
         for server in servers._servers.values():
             nursery.start_soon(servers._run, server)
@@ -91,6 +101,15 @@ async def open_mcp_servers(
         finally:
             servers._stop()
             nursery.start_soon(servers._enforce_shutdown, nursery.cancel_scope, shutdown_timeout)
+
+
+def _runnable(transport: StdioTransport) -> bool:
+    """Whether *transport*'s command names an executable, found as the child would."""
+    command = transport.command
+    if os.sep in command:
+        return os.access(os.path.join(transport.cwd or os.getcwd(), command), os.X_OK)
+    path = transport.env.get("PATH", os.environ.get("PATH", os.defpath))
+    return shutil.which(command, path=path) is not None
 
 
 # How long a restart may take once its backoff is over, for a caller deciding to wait.

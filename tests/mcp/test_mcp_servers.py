@@ -211,9 +211,20 @@ async def test_killed_server_fails_the_call_and_restarts(tmp_path: Path) -> None
     assert registry.get_sample_value("agent_runtime_mcp_restarts_total", {"server": "every"}) == 1
 
 
-async def test_missing_command_is_unavailable_and_others_keep_working() -> None:
+async def test_missing_command_is_unavailable_and_others_keep_working(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     broken = McpServerConfig("broken", StdioTransport("/nonexistent/mcp-server-x"))
-    async with open_mcp_servers([broken, time_config()]) as servers:
+    unknown = McpServerConfig("unknown", StdioTransport("no-such-mcp-server-on-path"))
+    async with open_mcp_servers([broken, unknown, time_config()]) as servers:
+        # Said at once, though both start lazily; the time server is found.
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warned == [
+            "MCP server broken: command '/nonexistent/mcp-server-x' is not found; "
+            "its tools stay unavailable until it can start",
+            "MCP server unknown: command 'no-such-mcp-server-on-path' is not found; "
+            "its tools stay unavailable until it can start",
+        ]
         with pytest.raises(McpUnavailable) as raised:
             await servers.tools("broken")
         assert "cannot start the MCP server broken" in str(raised.value)
