@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from sessions import Session, SessionStore, StoreError
+from sessions import Session, SessionNotFound, SessionStore, StoreError
 
 from ._core._policy import Policy
 from ._core._state import SessionState
@@ -231,13 +231,21 @@ class SessionRegistry:
 
         The session row is read too: the caller's copy may be older than the
         session's last write (an evicted one had the newest one).
+
+        Raises:
+            SessionNotFound: the session was deleted (or never stored): the
+                caller's copy, e.g. a WebSocket's from before the delete, must not
+                bring it back.
         """
         # The lease first (several replicas): from then on nobody else writes it,
         # so the fold below is complete and stays true.
         await self.store.acquire(session.id)
         stored = await self.store.get_session(session.id)
+        if stored is None:
+            await self.store.release(session.id)
+            raise SessionNotFound(session.id)
         state = await self._fold(session.id)
-        return LiveSession(stored or session, state, self.store, self.policy, self.metrics)
+        return LiveSession(stored, state, self.store, self.policy, self.metrics)
 
     async def _fold(self, session_id: str) -> SessionState:
         state = SessionState(session_id)

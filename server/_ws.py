@@ -40,6 +40,7 @@ from sessions import (
     JSON,
     JSONObject,
     Session,
+    SessionNotFound,
     StoreError,
     SubscriberTooSlow,
     dumps,
@@ -100,6 +101,7 @@ class Connection:
         self._scope = trio.CancelScope()
         self._send_lock = trio.Lock()
         self._last_sent = trio.current_time()
+        self._deleted = False  # a command found the session deleted: close after the answer
 
     def finish(self, code: int, reason: str) -> None:
         """End the connection with *code* (the first reason given wins)."""
@@ -174,6 +176,9 @@ class Connection:
             frame = await self._handle(message)
             if frame is not None:
                 await self._send(dumps(frame))
+            if self._deleted:
+                self.finish(CLOSE_NOT_FOUND, "session not found")
+                return
 
     async def _handle(self, message: str | bytes) -> JSONObject | None:
         state = self.state
@@ -204,6 +209,12 @@ class Connection:
         if ack is None:
             try:
                 ack = await state.supervisor.submit(self.session, command)
+            except SessionNotFound:
+                # Deleted since this connection opened: say so, then close as a
+                # hello for it would have been (nothing more will happen in it).
+                state.metrics.client_errors.labels("not_found").inc()
+                self._deleted = True
+                return error_frame("not_found", "session not found", command_id)
             except StoreError as error:
                 # The storage refused the write (disk full): say so, keep the connection.
                 api = store_error(error)

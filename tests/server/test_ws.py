@@ -301,6 +301,22 @@ async def test_auth_and_ownership(server: LiveServer) -> None:
         assert await expect_close(missing) == 4404
 
 
+async def test_a_connection_from_before_a_delete_cannot_bring_the_session_back(
+    server: LiveServer,
+) -> None:
+    session_id = await server.new_session()
+    async with server.ws(session_id) as before, server.http() as http:
+        assert (await http.delete(f"/v1/sessions/{session_id}")).status_code == 204
+        await before.send({"type": "user_message", "id": "late", "content": "hello again"})
+        error = await before.error()
+        assert (error["code"], error.get("id")) == ("not_found", "late")
+        assert await expect_close(before) == 4404
+        assert (await http.get(f"/v1/sessions/{session_id}")).status_code == 404
+        listed = (await http.get("/v1/sessions")).json()["sessions"]
+        assert session_id not in [s["id"] for s in listed]
+        assert (await http.get(f"/v1/sessions/{session_id}/events")).status_code == 404
+
+
 async def test_first_frame_must_be_hello(server: LiveServer) -> None:
     session_id = await server.new_session()
     not_hello: Frame = {"type": "user_message", "id": "1", "content": "hi"}
