@@ -21,6 +21,13 @@ def record(live: LiveSession, ack: Ack) -> CommandRecord:
 
 
 def duplicate_ack(committed: Committed, command_id: str) -> Ack:
-    """The original ack of a repeated command id, marked ``duplicate``."""
+    """The original ack of a repeated command id: marked ``duplicate`` when it was
+    taken, and a refusal as it was (SPEC §3.1: "the original acknowledgement").
+
+    A refusal marked ``duplicate`` read as success (HTTP 200 on ``/commands``) to a
+    client resending after a lost ack, and its command had never run.
+    """
     original = Ack.from_json(committed.ack) if committed.ack else Ack(command_id, "accepted")
+    if original.status == "rejected":
+        return original
     return attrs.evolve(original, status="duplicate")

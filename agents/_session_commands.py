@@ -126,9 +126,15 @@ async def _cancel(live: LiveSession, cmd: Cancel) -> Ack:
                 return ack
             running = None
         if running is None:
-            return await _refuse(
-                live, Ack.rejected(cmd.id, CommandError("no_turn", "no running turn to cancel"))
-            )
+            if cmd.turn_id is None or live.running is None:
+                error = CommandError("no_turn", "no running turn to cancel")
+            else:
+                error = CommandError(
+                    "no_turn",
+                    f"turn {cmd.turn_id!r} is neither running nor queued"
+                    f" (running: {live.running.turn_id!r})",
+                )
+            return await _refuse(live, Ack.rejected(cmd.id, error))
         ack = Ack.accepted(cmd.id, running.turn_id)
         committed = await live.commit_locked(command=record(live, ack))
         if committed.duplicate:
@@ -160,9 +166,17 @@ async def enqueue_message(
         )
     if live.busy and on_busy == "reject":
         running = live.running.turn_id if live.running else "a queued turn"
-        raise CommandError("busy", f"the session is busy ({running}); retry or use on_busy=queue")
+        # The refusal is this id's answer for good (the id is the idempotency key).
+        raise CommandError(
+            "busy",
+            f"the session is busy ({running}); send it again with a new id, or with on_busy=queue",
+        )
     if len(live.queue) >= max_queued:
-        raise CommandError("queue_full", f"at most {max_queued} messages may wait per session")
+        raise CommandError(
+            "queue_full",
+            f"at most {max_queued} messages may wait per session; send it again later"
+            " with a new id",
+        )
     session = live.session
     outs: list[Out] = []
     if agent is not None and agent != session.current_agent:
@@ -206,7 +220,10 @@ async def enqueue_compaction(
 ) -> tuple[Ack, LiveTurn | None]:
     """Queue a turn whose one step compacts the history (``compact`` command)."""
     if len(live.queue) >= max_queued:
-        raise CommandError("queue_full", f"at most {max_queued} turns may wait per session")
+        raise CommandError(
+            "queue_full",
+            f"at most {max_queued} turns may wait per session; send it again later with a new id",
+        )
     session = live.session
     state: JSONObject = {COMPACT_KEY: True}
     if cmd.instructions is not None:

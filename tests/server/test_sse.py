@@ -187,6 +187,9 @@ async def test_commands_endpoint_bad_input(server: LiveServer) -> None:
         response = await http.post(url, json=orphan)
         assert response.status_code == 409
         assert response.json()["error"]["code"] == "unknown_call"
+        # Sent again (a lost answer), the refusal is answered as it was: not a 200.
+        again = await http.post(url, json=orphan)
+        assert (again.status_code, again.json()) == (409, response.json())
         # A 10 MiB body is refused from its declared length, before it is read.
         status, body = await post_declaring_length(server, url, 10 * 1024 * 1024)
         assert status == 413

@@ -158,6 +158,15 @@ async def test_on_busy_reject_queue_interrupt(server: LiveServer) -> None:
             {"type": "user_message", "id": "2", "content": "explain a", "on_busy": "reject"}
         )
         assert (rejected["status"], rejected["code"]) == ("rejected", "busy")
+        assert "send it again with a new id" in rejected["error"]  # "2" stays refused
+        again = await client.command(
+            {"type": "user_message", "id": "2", "content": "explain a", "on_busy": "queue"}
+        )
+        assert again == rejected
+        wrong = await client.command({"type": "cancel", "id": "c", "turn_id": "turn_nope"})
+        assert wrong["error"] == (
+            f"turn 'turn_nope' is neither running nor queued (running: {first['turn_id']!r})"
+        )
         queued = await client.command(
             {"type": "user_message", "id": "3", "content": "explain b", "on_busy": "queue"}
         )
