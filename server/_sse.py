@@ -39,7 +39,14 @@ from ._http import (
 from ._responses import BodyWriter, StreamResponse, json_response
 from ._rest import events_page
 from ._state import ServerState
-from ._stream import Progress, has_command_id, refuse_while_draining, wait_closing_flushed
+from ._stream import (
+    Progress,
+    cursor_past_the_end,
+    has_command_id,
+    past_the_end,
+    refuse_while_draining,
+    wait_closing_flushed,
+)
 
 EVENT_STREAM: Final = "text/event-stream"
 ERROR_EVENT_NAME: Final = "agent.error"
@@ -208,7 +215,10 @@ def register(app: QuartTrio, state: ServerState) -> None:
             return await events_page(state, session)
         principal = authenticate(state, allow_query_token=True)
         session = await owned_session(state, principal, session_id)
-        stream = EventStream(state, session, _start_seq())
+        after = _start_seq()
+        if await cursor_past_the_end(state, session.id, after):
+            raise bad_request("bad_parameter", past_the_end(after))
+        stream = EventStream(state, session, after)
         return StreamResponse(stream.run, content_type=EVENT_STREAM, headers=_SSE_HEADERS)
 
     @app.post("/v1/sessions/<session_id>/commands")

@@ -18,6 +18,22 @@ FLUSH_TIMEOUT: Final = 2.0
 _STARTS_WORK: Final = frozenset({"user_message", "switch_agent"})
 
 
+async def cursor_past_the_end(state: ServerState, session_id: str, after: int) -> bool:
+    """Whether *session_id* has no event ``after`` (seqs are contiguous from 1).
+
+    No client can have seen such an event. Followed anyway, the stream would
+    skip every new event up to the cursor without a word (a cursor of another
+    session, or one from before a database restore).
+    """
+    if after == 0:
+        return False
+    return not await state.store.read_events(session_id, after=after - 1, limit=1)
+
+
+def past_the_end(after: int) -> str:
+    return f"the cursor {after} is past the session's last event"
+
+
 class Progress:
     """The last seq a stream has written to its client."""
 

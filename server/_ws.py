@@ -58,8 +58,10 @@ from ._rest import session_json
 from ._state import ServerState
 from ._stream import (
     Progress,
+    cursor_past_the_end,
     error_frame,
     has_command_id,
+    past_the_end,
     refuse_while_draining,
     wait_closing_flushed,
 )
@@ -299,6 +301,10 @@ async def _serve(state: ServerState, ws: Websocket, session_id: str, principal: 
         if session is None:
             raise _Close(CLOSE_NOT_FOUND, "session not found")
         session = await _open(state, hello, session)
+        after = hello.get("after") or 0
+        assert isinstance(after, int)
+        if await cursor_past_the_end(state, session.id, after):
+            raise _Close(CLOSE_POLICY, f"hello.after: {past_the_end(after)}")
     except _Close as close:
         code = close.error_code or {
             CLOSE_UNAUTHORIZED: "unauthorized",
@@ -309,8 +315,6 @@ async def _serve(state: ServerState, ws: Websocket, session_id: str, principal: 
             await ws.send(dumps(error_frame(code, close.reason)))
             await ws.close(close.code, close.reason)
         return
-    after = hello.get("after") or 0
-    assert isinstance(after, int)
     await Connection(state, ws, session, after).run()
 
 

@@ -326,6 +326,39 @@ async def test_a_connection_from_before_a_delete_cannot_bring_the_session_back(
         assert (await http.get(f"/v1/sessions/{session_id}/events")).status_code == 404
 
 
+async def test_a_cursor_past_the_last_event_is_refused_on_every_transport(
+    server: LiveServer,
+) -> None:
+    session_id = await server.new_session()
+    async with server.ws(session_id) as client:
+        await client.command({"type": "user_message", "id": "m", "content": "explain x"})
+        last = (await client.until(ended))[-1]["seq"]
+    async with server.ws(session_id, after=last) as caught_up:  # the last one is fine
+        await caught_up.command({"type": "cancel", "id": "c"})  # answered: the stream is up
+        assert caught_up.sync is not None and caught_up.sync["after"] == last
+    async with server.ws(session_id, after=last + 1) as ahead:
+        error = await ahead.error()
+        assert (error["code"], error["message"]) == (
+            "bad_hello",
+            f"hello.after: the cursor {last + 1} is past the session's last event",
+        )
+        assert await expect_close(ahead) == 1008
+    async with server.http() as http:
+        url = f"/v1/sessions/{session_id}/events"
+        for params, headers in (
+            ({"after": last + 1}, {}),
+            ({"stream": 1}, {"Last-Event-ID": str(last + 1)}),
+        ):
+            response = await http.get(url, params=params, headers=headers)
+            assert response.status_code == 400
+            assert response.json()["error"] == {
+                "code": "bad_parameter",
+                "message": f"the cursor {last + 1} is past the session's last event",
+            }
+        page = (await http.get(url, params={"after": last})).json()
+        assert (page["events"], page["next_after"]) == ([], last)
+
+
 async def test_first_frame_must_be_hello(server: LiveServer) -> None:
     session_id = await server.new_session()
     not_hello: Frame = {"type": "user_message", "id": "1", "content": "hi"}
