@@ -41,8 +41,8 @@ from ._rest import events_page
 from ._state import ServerState
 from ._stream import (
     Progress,
+    command_id_problem,
     cursor_past_the_end,
-    has_command_id,
     past_the_end,
     refuse_while_draining,
     wait_closing_flushed,
@@ -226,10 +226,10 @@ def register(app: QuartTrio, state: ServerState) -> None:
         principal = authenticate(state)
         session = await owned_session(state, principal, session_id)
         command = await read_json()
-        if not isinstance(command, dict) or not has_command_id(command):
-            raise bad_request(
-                "invalid_command", "a command is a JSON object with a string 'type' and 'id'"
-            )
+        problem = command_id_problem(command)
+        if problem is not None:
+            raise bad_request("invalid_command", problem)
+        assert isinstance(command, dict)
         rate_limit(state, principal)
         return ack_response(await _submit(state, session, command))
 

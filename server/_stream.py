@@ -82,12 +82,17 @@ def refuse_while_draining(state: ServerState, command: JSONObject) -> Ack | None
     )
 
 
-def has_command_id(command: JSON) -> bool:
-    """Whether *command* is an object with an id an ``ack`` can answer to."""
+MAX_COMMAND_ID: Final = 200
+
+
+def command_id_problem(command: JSON) -> str | None:
+    """Why *command* has no id an ``ack`` can answer to, or ``None`` if it has one."""
     if not isinstance(command, dict):
-        return False
+        return "a command is a JSON object with a string 'type' and 'id'"
     command_id = command.get("id")
-    return isinstance(command_id, str) and 0 < len(command_id) <= 200
+    if not isinstance(command_id, str) or not 0 < len(command_id) <= MAX_COMMAND_ID:
+        return f"field 'id' must be a string of 1 to {MAX_COMMAND_ID} characters"
+    return None
 
 
 def error_frame(

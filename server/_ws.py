@@ -58,9 +58,9 @@ from ._rest import session_json
 from ._state import ServerState
 from ._stream import (
     Progress,
+    command_id_problem,
     cursor_past_the_end,
     error_frame,
-    has_command_id,
     past_the_end,
     refuse_while_draining,
     wait_closing_flushed,
@@ -194,11 +194,11 @@ class Connection:
         except ApiError as error:
             state.metrics.client_errors.labels(error.code).inc()
             return error_frame(error.code, error.message)
-        if not isinstance(command, dict) or not has_command_id(command):
+        problem = command_id_problem(command)
+        if problem is not None:
             state.metrics.client_errors.labels("invalid_command").inc()
-            return error_frame(
-                "invalid_command", "a command is a JSON object with a string 'type' and 'id'"
-            )
+            return error_frame("invalid_command", problem)
+        assert isinstance(command, dict)
         command_id = command.get("id")
         assert isinstance(command_id, str)
         if not self.bucket.try_acquire():

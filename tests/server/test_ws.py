@@ -225,6 +225,10 @@ async def test_bad_frames_get_errors_and_connection_stays_usable(server: LiveSer
         assert (await client.error())["code"] == "invalid_command"
         await client.send({"type": "user_message", "content": "no id"})
         assert (await client.error())["code"] == "invalid_command"
+        await client.send({"type": "user_message", "id": "x" * 201, "content": "long id"})
+        assert (await client.error())["message"] == (
+            "field 'id' must be a string of 1 to 200 characters"
+        )
         unknown = await client.command({"type": "launch_rockets", "id": "x1"})
         assert (unknown["status"], unknown["code"]) == ("rejected", "unknown_command")
         wrong = await client.command({"type": "user_message", "id": "x2", "content": 42})
