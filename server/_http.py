@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from quart import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -117,4 +119,8 @@ def rate_limit(state: ServerState, principal: str) -> None:
     """
     if not state.http_limiter.try_acquire(principal):
         limit = state.config.limits.commands_per_second
-        raise ApiError(429, "rate_limited", f"more than {limit:g} commands per second")
+        # Whole seconds (the header's unit) until the bucket holds a command again.
+        wait = max(1, math.ceil(1 / limit)) if limit > 0 else 1
+        raise ApiError(
+            429, "rate_limited", f"more than {limit:g} commands per second", retry_after=wait
+        )

@@ -251,3 +251,5 @@ async def test_http_commands_are_rate_limited(nursery: trio.Nursery) -> None:
             )
             statuses.append(response.status_code)
     assert statuses[-1] == 429
+    assert response.headers["Retry-After"] == "1"  # a command's worth of the bucket
+    assert response.json()["error"]["retryable"] is True
