@@ -34,7 +34,7 @@ async def create_session(
     instructions: str | None,
 ) -> Session:
     """The body of :meth:`~agents.Supervisor.create_session` (documented there)."""
-    agent = agent or ROUTER
+    agent = ROUTER if agent is None else agent
     if agent not in modes.names():
         raise CommandError(
             "unknown_agent", f"unknown agent {agent!r}; agents: {', '.join(modes.names())}"

@@ -170,9 +170,11 @@ async def test_an_unknown_agent_names_the_valid_ones(server: LiveServer) -> None
     async with server.http() as http:
         agents = [a["name"] for a in (await http.get("/v1/agents")).json()["agents"]]
         response = await http.post("/v1/sessions", json={"agent": "nosuch"})
+        empty = await http.post("/v1/sessions", json={"agent": ""})  # not "the default"
     assert response.status_code == 400
     assert response.json()["error"] == {
         "code": "unknown_agent",
         "message": f"unknown agent 'nosuch'; agents: {', '.join(agents)}",
     }
+    assert (empty.status_code, empty.json()["error"]["code"]) == (400, "unknown_agent")
     assert agents[:2] == ["orchestrator", "coder"]
