@@ -110,7 +110,7 @@ async def test_a_command_sent_to_another_replica_has_the_owners_contract(
             assert events[0]["type"] == "user.message" and events[-1]["reason"] == "completed"
             again = await on_b.command(message("m2", "hello from b"))
         assert again["status"] == "duplicate" and again["turn_id"] == forwarded["turn_id"]
-        async with a.ws(session_id, TOKEN, after=100) as on_a:
+        async with a.ws(session_id, TOKEN, after=on_b.last_seq) as on_a:
             on_owner = await on_a.command(message("m2", "hello from b"))
         assert on_owner["status"] == "duplicate" and on_owner["turn_id"] == forwarded["turn_id"]
         # Any replica serves reads, and a read never takes the session (even one
