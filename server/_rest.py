@@ -30,7 +30,7 @@ from ._json_input import decode_json
 from ._metrics import lease_counts
 from ._responses import json_response
 from ._state import ServerState
-from ._stream import cursor_past_the_end, past_the_end
+from ._stream import check_cursor
 
 MAX_TITLE = 120
 MAX_PAGE = 1000
@@ -121,8 +121,8 @@ async def events_page(state: ServerState, session: Session) -> Response:
     after = int_arg("after", 0)
     limit = int_arg("limit", 100, minimum=1, maximum=MAX_PAGE)
     events = await state.store.read_events(session.id, after=after, limit=limit + 1)
-    if not events and await cursor_past_the_end(state, session.id, after):
-        raise bad_request("bad_parameter", past_the_end(after))
+    if not events:
+        await check_cursor(state, session.id, after)
     page = events[:limit]
     body: JSONObject = {
         "events": [event.to_json() for event in page],

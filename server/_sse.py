@@ -41,9 +41,8 @@ from ._rest import events_page
 from ._state import ServerState
 from ._stream import (
     Progress,
+    check_cursor,
     command_id_problem,
-    cursor_past_the_end,
-    past_the_end,
     refuse_while_draining,
     wait_closing_flushed,
 )
@@ -216,8 +215,7 @@ def register(app: QuartTrio, state: ServerState) -> None:
         principal = authenticate(state, allow_query_token=True)
         session = await owned_session(state, principal, session_id)
         after = _start_seq()
-        if await cursor_past_the_end(state, session.id, after):
-            raise bad_request("bad_parameter", past_the_end(after))
+        await check_cursor(state, session.id, after)
         stream = EventStream(state, session, after)
         return StreamResponse(stream.run, content_type=EVENT_STREAM, headers=_SSE_HEADERS)
 

@@ -7,8 +7,10 @@ from typing import Final
 import trio
 
 from agents import Ack, CommandError
+from agents._core._commands import MAX_ID_LENGTH
 from sessions import JSON, JSONObject
 
+from ._errors import bad_request
 from ._state import ServerState
 
 # How long a closing server waits for a stream to deliver its committed tail.
@@ -18,20 +20,18 @@ FLUSH_TIMEOUT: Final = 2.0
 _STARTS_WORK: Final = frozenset({"user_message", "switch_agent"})
 
 
-async def cursor_past_the_end(state: ServerState, session_id: str, after: int) -> bool:
-    """Whether *session_id* has no event ``after`` (seqs are contiguous from 1).
+async def check_cursor(state: ServerState, session_id: str, after: int) -> None:
+    """Refuse a resume cursor past *session_id*'s last event (seqs run from 1, gap-free).
 
     No client can have seen such an event. Followed anyway, the stream would
     skip every new event up to the cursor without a word (a cursor of another
     session, or one from before a database restore).
+
+    Raises:
+        ApiError: 400 ``bad_parameter``.
     """
-    if after == 0:
-        return False
-    return not await state.store.read_events(session_id, after=after - 1, limit=1)
-
-
-def past_the_end(after: int) -> str:
-    return f"the cursor {after} is past the session's last event"
+    if after and not await state.store.read_events(session_id, after=after - 1, limit=1):
+        raise bad_request("bad_parameter", f"the cursor {after} is past the session's last event")
 
 
 class Progress:
@@ -82,16 +82,13 @@ def refuse_while_draining(state: ServerState, command: JSONObject) -> Ack | None
     )
 
 
-MAX_COMMAND_ID: Final = 200
-
-
 def command_id_problem(command: JSON) -> str | None:
     """Why *command* has no id an ``ack`` can answer to, or ``None`` if it has one."""
     if not isinstance(command, dict):
         return "a command is a JSON object with a string 'type' and 'id'"
     command_id = command.get("id")
-    if not isinstance(command_id, str) or not 0 < len(command_id) <= MAX_COMMAND_ID:
-        return f"field 'id' must be a string of 1 to {MAX_COMMAND_ID} characters"
+    if not isinstance(command_id, str) or not 0 < len(command_id) <= MAX_ID_LENGTH:
+        return f"field 'id' must be a string of 1 to {MAX_ID_LENGTH} characters"
     return None
 
 

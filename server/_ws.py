@@ -58,10 +58,9 @@ from ._rest import session_json
 from ._state import ServerState
 from ._stream import (
     Progress,
+    check_cursor,
     command_id_problem,
-    cursor_past_the_end,
     error_frame,
-    past_the_end,
     refuse_while_draining,
     wait_closing_flushed,
 )
@@ -303,8 +302,10 @@ async def _serve(state: ServerState, ws: Websocket, session_id: str, principal: 
         session = await _open(state, hello, session)
         after = hello.get("after") or 0
         assert isinstance(after, int)
-        if await cursor_past_the_end(state, session.id, after):
-            raise _Close(CLOSE_POLICY, f"hello.after: {past_the_end(after)}")
+        try:
+            await check_cursor(state, session.id, after)
+        except ApiError as error:
+            raise _Close(CLOSE_POLICY, f"hello.after: {error.message}") from None
     except _Close as close:
         code = close.error_code or {
             CLOSE_UNAUTHORIZED: "unauthorized",
