@@ -7,7 +7,9 @@ Around that it has three duties, all no-ops for a one-writer store:
   (``GroupCommitStore.forward``) and answered with that replica's ack, so it
   keeps its contract (same ack, same idempotency, ack after the commit); if that
   replica's lease lapses first, this replica takes the session over and applies
-  the command itself.
+  the command itself. A change of the session row (rename, instructions,
+  deletion: it writes under the session's lock, and a deletion stops its turn)
+  goes the same way.
 - **Serving the inbox**: applying what other replicas forward here.
 - **Watching leases**: stopping at once a session whose lease another replica
   took over, and adopting, every lease TTL, sessions whose replica died mid-turn.
@@ -21,7 +23,16 @@ from typing import Protocol
 
 import trio
 
-from sessions import JSON, JSONObject, LeaseHeld, LeaseLost, Session, SessionStore, StoreError
+from sessions import (
+    JSON,
+    JSONObject,
+    LeaseHeld,
+    LeaseLost,
+    Session,
+    SessionNotFound,
+    SessionStore,
+    StoreError,
+)
 
 from ._core._commands import Ack
 from ._errors import CommandError
@@ -49,6 +60,8 @@ class Host(Protocol):
     def sessions(self) -> _Sessions: ...
 
     async def submit(self, session: Session, raw: JSON, *, forwarded: bool = False) -> Ack: ...
+
+    async def apply_change(self, session: Session, change: JSONObject) -> Session | None: ...
 
     def step_down(self, live: LiveSession) -> None: ...
 
@@ -82,6 +95,40 @@ async def forward(host: Host, session: Session, raw: JSONObject, exc: LeaseLost 
     return Ack(cmd_id, "rejected", elsewhere(exc), "session_elsewhere")
 
 
+async def forward_change(
+    host: Host, session: Session, change: JSONObject, exc: LeaseLost | LeaseHeld
+) -> Session | None:
+    """Have the replica running *session* apply *change* (a session row change:
+    ``{"change": "update" | "instructions" | "delete", ...}``, see
+    :meth:`~agents.Supervisor.apply_change`); the session as stored after it
+    (``None`` once deleted).
+
+    If that replica's lease lapses first (it died), take the session over and
+    apply the change here.
+
+    Raises:
+        CommandError: the running replica refused the change (its code), or did
+            not answer in time (``session_elsewhere``).
+        SessionNotFound: the session was deleted meanwhile (not for a deletion).
+    """
+    deleting = change.get("change") == "delete"
+    with trio.move_on_after(FORWARD_TIMEOUT):
+        answer = await host.store.forward(session.id, change)
+        if answer is None:
+            return await host.apply_change(session, change)
+        code = answer.get("code")
+        if answer.get("status") != "done" and not (deleting and code == "not_found"):
+            if code == "not_found":
+                raise SessionNotFound(session.id)
+            raise CommandError(str(code or "internal"), str(answer.get("error", "")))
+        # The holder answers once its write committed: a read now sees it.
+        current = await host.store.get_session(session.id)
+        if current is None and not deleting:
+            raise SessionNotFound(session.id)
+        return current
+    raise CommandError("session_elsewhere", elsewhere(exc))
+
+
 async def serve_replica(host: Host) -> None:
     """Serve the inbox, adopt orphaned sessions, and stop the sessions whose lease
     another replica took over; until cancelled."""
@@ -97,14 +144,33 @@ async def serve_replica(host: Host) -> None:
 
 
 async def _apply_forwarded(host: Host, session_id: str, raw: JSONObject) -> JSONObject | None:
-    """Apply a command another replica forwarded; its ack, or ``None`` if this
-    replica no longer runs the session (left for the next holder)."""
+    """Apply a command or a session change another replica forwarded; its ack (or
+    the change's outcome), or ``None`` if this replica no longer runs the session
+    (left for the next holder)."""
+    if "change" in raw:  # commands have a "type", changes a "change"
+        return await _apply_change(host, session_id, raw)
     session = await host.store.get_session(session_id)
     if session is None:
         error = CommandError("not_found", f"session {session_id!r} not found")
         return Ack.rejected(str(raw.get("id", "")), error).to_json()
     ack = await host.submit(session, raw, forwarded=True)
     return None if ack.code == "session_elsewhere" else ack.to_json()
+
+
+async def _apply_change(host: Host, session_id: str, change: JSONObject) -> JSONObject | None:
+    """Apply a forwarded session change: ``{"status": "done"}`` or a refusal."""
+    session = await host.store.get_session(session_id)
+    try:
+        if session is None:
+            raise SessionNotFound(session_id)
+        await host.apply_change(session, change)
+    except (LeaseLost, LeaseHeld):
+        return None
+    except SessionNotFound:
+        return {"status": "rejected", "code": "not_found", "error": "session not found"}
+    except CommandError as exc:
+        return {"status": "rejected", "code": exc.code, "error": str(exc)}
+    return {"status": "done"}
 
 
 async def _adopt_orphans(host: Host) -> None:

@@ -14,11 +14,13 @@ import attrs
 
 from sessions import Append, Session, SessionNotFound, SessionStore, new_id, now
 
+from ._core._events import SessionDeleted
 from ._core._modes import ModeRegistry
 from ._core._prompt import instructions_problem, normal_instructions
 from ._core._state import SessionState
 from ._errors import CommandError
 from ._fork import Fork, plan_fork, read_prefix
+from ._live_turn import Out
 from ._registry import SessionRegistry
 from ._turn import ROUTER
 
@@ -129,7 +131,9 @@ async def delete_session(sessions: SessionRegistry, session: Session) -> None:
             await running.done.wait()
         async with live.locked():
             deleted = attrs.evolve(live.session, deleted=True, updated_at=now())
-            await live.commit_locked(session=deleted)
+            # The log's last event: followers (an idle WebSocket, an SSE stream,
+            # on any replica) learn of the deletion in order and stop.
+            await live.commit_locked([Out(SessionDeleted())], session=deleted)
         sessions.discard(live)
 
 

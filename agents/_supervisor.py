@@ -29,6 +29,7 @@ from sessions import (
     LeaseHeld,
     LeaseLost,
     Session,
+    SessionNotFound,
     SessionStore,
 )
 
@@ -44,7 +45,7 @@ from ._errors import CommandError
 from ._fork import Fork
 from ._metrics import RuntimeMetrics
 from ._registry import Pin, SessionRegistry
-from ._replica import elsewhere, forward, serve_replica
+from ._replica import elsewhere, forward, forward_change, serve_replica
 from ._restart import end_turn, recover, recover_orphans, wind_down_turn
 from ._runner import TurnRunner
 from ._session import LiveSession
@@ -168,9 +169,13 @@ class Supervisor:
         Raises:
             CommandError: ``invalid_request`` for unusable instructions.
         """
-        return await _session_admin.update_session(
-            self._sessions, session, title=title, instructions=instructions
-        )
+        change: JSONObject = {"change": "update", "title": title}
+        if not isinstance(instructions, EllipsisType):
+            change["instructions"] = instructions
+        updated = await self._change(session, change)
+        if updated is None:
+            raise SessionNotFound(session.id)
+        return updated
 
     async def set_instructions(self, session: Session, instructions: str | None) -> Session:
         """Set *session*'s instructions, writing only if they differ from the stored ones.
@@ -181,11 +186,52 @@ class Supervisor:
         Raises:
             CommandError: ``invalid_request`` for unusable instructions.
         """
-        return await _session_admin.set_instructions(self._sessions, session, instructions)
+        change: JSONObject = {"change": "instructions", "instructions": instructions}
+        updated = await self._change(session, change)
+        if updated is None:
+            raise SessionNotFound(session.id)
+        return updated
 
     async def delete_session(self, session: Session) -> None:
         """Cancel the session's turn, drop its queue, and soft-delete it."""
-        await _session_admin.delete_session(self._sessions, session)
+        await self._change(session, {"change": "delete"})
+
+    async def apply_change(self, session: Session, change: JSONObject) -> Session | None:
+        """Apply a session row change on this replica: the session after it (``None``
+        once deleted). The one path of :meth:`update_session`, :meth:`set_instructions`
+        and :meth:`delete_session`, whose JSON form is what is forwarded to the
+        replica running the session (:func:`agents._replica.forward_change`).
+
+        Raises:
+            CommandError: ``invalid_request`` for an unusable change.
+            LeaseHeld, LeaseLost: another replica runs the session.
+        """
+        kind = change.get("change")
+        if kind == "delete":
+            await _session_admin.delete_session(self._sessions, session)
+            return None
+        instructions = change.get("instructions")
+        if instructions is not None and not isinstance(instructions, str):
+            raise CommandError("invalid_request", "instructions must be a string or null")
+        if kind == "instructions":
+            return await _session_admin.set_instructions(self._sessions, session, instructions)
+        title = change.get("title")
+        if kind != "update" or not (title is None or isinstance(title, str)):
+            raise CommandError("invalid_request", f"not a session change: {change!r}")
+        return await _session_admin.update_session(
+            self._sessions,
+            session,
+            title=title,
+            instructions=instructions if "instructions" in change else ...,
+        )
+
+    async def _change(self, session: Session, change: JSONObject) -> Session | None:
+        try:
+            return await self.apply_change(session, change)
+        except (LeaseLost, LeaseHeld) as exc:
+            # Another replica runs the session: its lock guards the row, and only it
+            # can stop its turn. Nothing was written here.
+            return await forward_change(self, session, change, exc)
 
     async def _state(self, session: Session) -> SessionState:
         """The session's state for a read (:func:`agents._session_admin.read_state`)."""

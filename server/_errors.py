@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from agents import CommandError
 from sessions import (
     AgentRuntimeError,
     JSONObject,
+    LeaseHeld,
+    LeaseLost,
     SessionLimitReached,
     SessionNotFound,
     StorageUnavailable,
@@ -25,6 +28,8 @@ from sessions import (
 
 # Seconds a client is told to wait before retrying while the storage is unavailable.
 STORAGE_RETRY_AFTER: Final = 5
+# ...and while another replica's hold on the session changes hands.
+SESSION_ELSEWHERE_RETRY_AFTER: Final = 1
 
 
 class ServerError(AgentRuntimeError):
@@ -65,6 +70,14 @@ class ApiError(ServerError):
 
 def bad_request(code: str, message: str) -> ApiError:
     return ApiError(400, code, message)
+
+
+def command_error(error: CommandError) -> ApiError:
+    """A refused session change (create, update, fork, delete): 400, or 503 to retry
+    when the replica running the session did not answer in time."""
+    if error.code == "session_elsewhere":
+        return ApiError(503, error.code, str(error), retry_after=SESSION_ELSEWHERE_RETRY_AFTER)
+    return bad_request(error.code, str(error))
 
 
 def unauthorized(message: str = "missing or invalid bearer token") -> ApiError:
@@ -108,5 +121,14 @@ def store_error(error: StoreError) -> ApiError:
             )
         case SessionNotFound():
             return not_found()
+        case LeaseHeld() | LeaseLost():
+            # Changes are forwarded to the replica running the session; this is
+            # what is left when it moved on again meanwhile.
+            return ApiError(
+                503,
+                "session_elsewhere",
+                "another replica runs this session right now; retry",
+                retry_after=SESSION_ELSEWHERE_RETRY_AFTER,
+            )
         case _:
             return ApiError(500, "internal", "internal server error")

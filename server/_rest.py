@@ -24,7 +24,7 @@ from sessions import (
     dumps,
 )
 
-from ._errors import STORAGE_RETRY_AFTER, ApiError, bad_request
+from ._errors import STORAGE_RETRY_AFTER, ApiError, bad_request, command_error
 from ._http import authenticate, int_arg, owned_session, read_json_object
 from ._json_input import decode_json
 from ._metrics import lease_counts
@@ -260,7 +260,7 @@ def register(app: QuartTrio, state: ServerState) -> None:
                 instructions=_instructions(body),
             )
         except CommandError as error:
-            raise bad_request(error.code, str(error)) from None
+            raise command_error(error) from None
         return json_response(session_json(state, session), 201)
 
     @app.get("/v1/sessions")
@@ -296,13 +296,16 @@ def register(app: QuartTrio, state: ServerState) -> None:
                 instructions=_instructions(body) if "instructions" in body else ...,
             )
         except CommandError as error:
-            raise bad_request(error.code, str(error)) from None
+            raise command_error(error) from None
         return json_response(session_json(state, session))
 
     @app.delete("/v1/sessions/<session_id>")
     async def delete_session(session_id: str) -> Response:
         session = await owned_session(state, authenticate(state), session_id)
-        await state.supervisor.delete_session(session)
+        try:
+            await state.supervisor.delete_session(session)
+        except CommandError as error:
+            raise command_error(error) from None
         response = Response(b"", status=204)
         del response.headers["Content-Type"]  # no body, so no type (quart defaults to HTML)
         return response
@@ -322,7 +325,7 @@ def register(app: QuartTrio, state: ServerState) -> None:
                 max_live_sessions=state.config.limits.sessions_per_principal,
             )
         except CommandError as error:
-            raise bad_request(error.code, str(error)) from None
+            raise command_error(error) from None
         out = session_json(state, fork.session)
         out["forked_from"] = {"session_id": source.id, "at_seq": fork.at_seq}
         return json_response(out, 201)

@@ -24,9 +24,10 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from agents import Ack
+from agents.events import SessionDeleted
 from sessions import Event, JSONObject, Session, SubscriberTooSlow, new_id
 
-from ._errors import ApiError, bad_request
+from ._errors import SESSION_ELSEWHERE_RETRY_AFTER, ApiError, bad_request
 from ._http import (
     authenticate,
     int_arg,
@@ -57,7 +58,7 @@ _SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _BAD_INPUT: Final = frozenset(
     {"bad_json", "invalid_command", "unknown_command", "invalid_arguments", "unknown_agent"}
 )
-_STATUS_BY_CODE: Final = {"rate_limited": 429, "shutting_down": 503}
+_STATUS_BY_CODE: Final = {"rate_limited": 429, "shutting_down": 503, "session_elsewhere": 503}
 
 
 def wants_stream() -> bool:
@@ -88,7 +89,10 @@ def ack_response(ack: Ack) -> Response:
     code = ack.code or "rejected"
     status = 400 if code in _BAD_INPUT else _STATUS_BY_CODE.get(code, 409)
     error: JSONObject = {"code": code, "message": ack.error or "rejected"}
-    return json_response({"error": error, "ack": body}, status)
+    response = json_response({"error": error, "ack": body}, status)
+    if code == "session_elsewhere":  # worth retrying soon: the session changes hands
+        response.headers["Retry-After"] = str(SESSION_ELSEWHERE_RETRY_AFTER)
+    return response
 
 
 def _start_seq() -> int:
@@ -159,7 +163,8 @@ class EventStream:
                     return
 
     async def _write_batch(self, write: BodyWriter, batch: Sequence[Event]) -> bool:
-        """Write *batch* as one chunk; ``True`` once the followed turn has ended."""
+        """Write *batch* as one chunk; ``True`` once the followed turn has ended
+        or the session was deleted (its ``session.deleted`` was written)."""
         ended = False
         chunks: list[bytes] = []
         for event in batch:
@@ -174,7 +179,7 @@ class EventStream:
             await write(b"".join(chunks))
             self.state.metrics.events_sent.labels("sse").inc(len(chunks))
         self.progress.advance(batch[-1].seq)
-        return ended
+        return ended or batch[-1].type == SessionDeleted.type  # the log's last event
 
     def _in_turn(self, event: Event, chunks: list[bytes]) -> bool:
         """Whether *event* belongs to the followed turn.

@@ -36,6 +36,7 @@ from quart.wrappers import Websocket
 from quart_trio import QuartTrio
 
 from agents import CommandError
+from agents.events import SessionDeleted
 from sessions import (
     JSON,
     JSONObject,
@@ -170,6 +171,10 @@ class Connection:
                     await self._send(event.wire())
                 self.progress.advance(batch[-1].seq)
                 sent.inc(len(batch))
+                if batch[-1].type == SessionDeleted.type:
+                    # The log's last event: deleted by another client (or replica).
+                    self.finish(CLOSE_NOT_FOUND, "session deleted")
+                    return
 
     async def _reader(self) -> None:
         while True:

@@ -296,6 +296,17 @@ class TurnEnded:
     context_window: int | None = None
 
 
+@frozen
+class SessionDeleted:
+    """The session was deleted: the last event of its log.
+
+    Committed with the write that deletes it, so every follower learns of the
+    deletion in order, from whichever replica deleted it, and stops.
+    """
+
+    type: ClassVar[str] = "session.deleted"
+
+
 AgentEvent: TypeAlias = (
     UserMessage
     | TurnStarted
@@ -317,6 +328,7 @@ AgentEvent: TypeAlias = (
     | TurnEnded
     | CompactionStarted
     | ContextCompacted
+    | SessionDeleted
 )
 
 
@@ -358,6 +370,7 @@ EVENTS: Final = TaggedUnion[AgentEvent](
         record(TurnEnded),
         record(CompactionStarted),
         record(ContextCompacted),
+        record(SessionDeleted),
     )
 )
 _BY_CLASS: Final = EVENTS.by_class

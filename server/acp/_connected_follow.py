@@ -25,6 +25,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
+from agents.events import SessionDeleted
 from sessions import JSON
 
 from ._link import EventSink, LinkError
@@ -75,14 +76,19 @@ class SessionFollower:
                 seq, problem = await self._follow_once(session_id, cursor, sink)
             except (OSError, trio.TooSlowError) as error:  # could not connect
                 seq, problem = cursor, f"cannot connect: {error!r}"
+            if problem is None:
+                return  # the session was deleted: its log ended
             if seq > cursor:
                 failures = 0  # that connection delivered: the server is there
             cursor = seq
             failures += 1
             await self._pause(failures, problem)
 
-    async def _follow_once(self, session_id: str, cursor: int, sink: EventSink) -> tuple[int, str]:
-        """One connection: ``(cursor, why it ended)``; the cursor is the last seq handed over."""
+    async def _follow_once(
+        self, session_id: str, cursor: int, sink: EventSink
+    ) -> tuple[int, str | None]:
+        """One connection: ``(cursor, why it ended)``; the cursor is the last seq handed
+        over, and the reason ``None`` once the session's ``session.deleted`` was."""
         url = self._http.base_url
         host, port = url.host, url.port or (443 if url.scheme == "https" else 80)
         resource = f"{url.raw_path.decode().rstrip('/')}/v1/sessions/{session_id}/ws"
@@ -97,7 +103,7 @@ class SessionFollower:
         # or the handshake is refused. Outcomes leave the nursery as values, so the
         # caller sees plain exceptions rather than groups.
         fatal: LinkError | None = None
-        ended: tuple[int, str] = (cursor, "connection closed")
+        ended: tuple[int, str | None] = (cursor, "connection closed")
         async with stream, trio.open_nursery() as nursery:
             try:
                 with trio.fail_after(10):
@@ -144,8 +150,9 @@ class SessionFollower:
             raise fatal
         return ended
 
-    async def _read(self, ws: WebSocketConnection, cursor: _Cursor, sink: EventSink) -> str:
-        """Hand events to *sink* until the connection should be given up; why."""
+    async def _read(self, ws: WebSocketConnection, cursor: _Cursor, sink: EventSink) -> str | None:
+        """Hand events to *sink* until the connection should be given up; why
+        (``None``: the session was deleted, nothing more will come)."""
         while True:
             raw: str | bytes | None = None
             with trio.move_on_after(self.liveness):
@@ -166,6 +173,8 @@ class SessionFollower:
                     return f"gap after seq {cursor.seq}; resyncing"
                 await sink([frame])
                 cursor.seq = seq
+                if frame.get("type") == SessionDeleted.type:
+                    return None
             elif frame.get("type") == "error" and frame.get("code") in (
                 "unauthorized",
                 "not_found",

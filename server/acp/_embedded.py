@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 from agents import CommandError, RuntimeMetrics, Supervisor, open_supervisor
+from agents.events import SessionDeleted
 from agents.mcp import McpServerConfig, McpTools, open_mcp_servers
 from sessions import JSONObject, Session, SessionStore, StoreError, SubscriberTooSlow
 
@@ -147,6 +148,8 @@ class EmbeddedLink:
                     while batch := await subscription.receive_batch():
                         await sink([event.to_json() for event in batch])
                         cursor = batch[-1].seq
+                        if batch[-1].type == SessionDeleted.type:
+                            return  # the log's last event
                     return  # the store closed
             except SubscriberTooSlow:
                 continue  # resume from the last event handed over: no gap, no duplicate

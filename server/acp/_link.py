@@ -111,7 +111,8 @@ class RuntimeLink(Protocol):
 
         Batches are never empty and never overlap or leave gaps; a slow *sink*
         only delays them (the link resumes from its cursor when it falls behind).
-        Returns when the runtime shuts down.
+        Returns when the runtime shuts down, or once the session's last event,
+        ``session.deleted``, was handed over.
         """
         ...
 

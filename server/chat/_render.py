@@ -35,6 +35,7 @@ from agents.events import (
     ErrorEvent,
     QuestionAnswered,
     QuestionAsked,
+    SessionDeleted,
     SubtaskEnded,
     SubtaskStarted,
     TextDeltaEvent,
@@ -197,6 +198,8 @@ class Renderer(Screen):
                 self.lines(f"! error [{decoded.code}]: {decoded.message}{again}", depth, "red")
             case TurnEnded():
                 self._turn_ended(decoded, turn_id, depth)
+            case SessionDeleted():
+                self.lines("[this session was deleted]", depth, "red")
             case _ if kind == "model.switched":
                 to = payload.get("to")
                 line = f"model switched to {to}" if isinstance(to, str) else "model back to default"

@@ -9,10 +9,11 @@ Every message the adapter sends is checked against the ACP schema
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from server._config import ServeConfig
 from server.acp import EmbeddedLink, LinkError, SessionBook, SessionInfo, open_embedded_link
 from server.acp._agent import serve_acp
 from server.acp._connection import LineReader
+from sessions import JSONObject
 from tests.acp.conformance import Conformance
 
 Message = dict[str, Any]
@@ -637,3 +639,19 @@ async def test_invalid_mcp_servers_are_refused_with_a_reason(
             )
             assert response["error"]["code"] == -32602, response
             assert reason in response["error"]["message"]
+
+
+async def test_following_a_session_ends_when_it_is_deleted(link: EmbeddedLink) -> None:
+    info = await link.create_session()
+    seen: list[str] = []
+
+    async def sink(batch: Sequence[JSONObject]) -> None:
+        seen.extend(str(event["type"]) for event in batch)
+
+    session = await link._store.get_session(info.id)
+    assert session is not None
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(link.follow, info.id, after=0, sink=sink))
+            await link._supervisor.delete_session(session)
+    assert seen == ["session.deleted"]

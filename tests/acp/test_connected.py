@@ -8,7 +8,8 @@ and the server drops every connection) that must resume without gap or duplicate
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ import trio
 from server import main
 from server.acp import LinkError, SessionBook
 from server.acp._connected import ConnectedLink, open_connected_link
+from sessions import JSONObject
 from tests.acp.test_adapter import connected, selected, text_of
 from tests.server.helpers import ALICE, LiveServer, make_config, start_server
 
@@ -262,3 +264,28 @@ def test_an_unreachable_server_is_a_start_up_failure(
     # Port 1 on loopback refuses at once; the start-up check does not retry.
     assert main(["acp", "--connect", "http://127.0.0.1:1"]) == 2
     assert "127.0.0.1:1" in capsys.readouterr().err
+
+
+async def test_following_a_session_ends_when_it_is_deleted(
+    link: ConnectedLink, server: LiveServer
+) -> None:
+    """The log's ``session.deleted`` is handed over, then ``follow`` returns (the
+    server closes 4404 after it, which must not be mistaken for a refusal)."""
+    info = await link.create_session()
+    seen: list[str] = []
+    turn_seen = trio.Event()
+
+    async def sink(batch: Sequence[JSONObject]) -> None:
+        seen.extend(str(event["type"]) for event in batch)
+        if "turn.ended" in seen:
+            turn_seen.set()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(link.follow, info.id, after=0, sink=sink))
+            command: JSONObject = {"type": "user_message", "id": "m", "content": "stream 3 words"}
+            assert (await link.submit(info.id, command))["status"] == "accepted"
+            await turn_seen.wait()  # the follower is connected and caught up
+            async with server.http() as http:
+                assert (await http.delete(f"/v1/sessions/{info.id}")).status_code == 204
+    assert seen[-2:] == ["turn.ended", "session.deleted"]

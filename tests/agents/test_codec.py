@@ -42,6 +42,7 @@ from agents._core._events import (
     ModelSwitched,
     QuestionAnswered,
     QuestionAsked,
+    SessionDeleted,
     SubtaskEnded,
     SubtaskStarted,
     TextDeltaEvent,
@@ -143,6 +144,7 @@ EVENT_WIRE: list[tuple[AgentEvent, str]] = [
     ),
     (TurnEnded("cancelled"), '{"reason": "cancelled"}'),
     (CompactionStarted("threshold", 9), '{"reason": "threshold", "tokens_before": 9}'),
+    (SessionDeleted(), "{}"),
     (
         ContextCompacted("sum", 1, 9, 100, 10, "requested", "m", 4),
         '{"summary": "sum", "from_seq": 1, "to_seq": 9, "tokens_before": 100,'

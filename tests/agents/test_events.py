@@ -26,6 +26,7 @@ from agents._core._events import (
     QuestionAnswered,
     QuestionAsked,
     ResolvedBy,
+    SessionDeleted,
     SubtaskEnded,
     SubtaskStarted,
     TextDeltaEvent,
@@ -139,6 +140,7 @@ events: st.SearchStrategy[AgentEvent] = st.one_of(
         context_window=st.none() | st.integers(1),
     ),
     st.builds(CompactionStarted, reason=texts, tokens_before=st.integers(0)),
+    st.just(SessionDeleted()),
     st.builds(
         ContextCompacted,
         summary=texts,
@@ -175,7 +177,7 @@ def test_round_trip_through_json_text(ev: AgentEvent) -> None:
 
 def test_every_union_member_has_a_distinct_wire_type() -> None:
     members = get_args(AgentEvent)
-    assert len({m.type for m in members}) == len(members) == 20
+    assert len({m.type for m in members}) == len(members) == 21
 
 
 def test_literal_tuples_match_their_aliases() -> None:

@@ -12,6 +12,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from agents import Ack, CommandError
+from server._errors import command_error, store_error
+from server._sse import ack_response
+from sessions import LeaseHeld, LeaseLost
 from tests.server.helpers import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,3 +182,17 @@ async def test_an_unknown_agent_names_the_valid_ones(server: LiveServer) -> None
     }
     assert (empty.status_code, empty.json()["error"]["code"]) == (400, "unknown_agent")
     assert agents[:2] == ["orchestrator", "coder"]
+
+
+def test_another_replica_running_the_session_is_a_503_to_retry() -> None:
+    """Whatever path reaches it (a command's ack, a session change, a lease error
+    the forwarding did not absorb), ``session_elsewhere`` tells the client to retry."""
+    refused = ack_response(Ack("c1", "rejected", "no answer in time", "session_elsewhere"))
+    assert (refused.status_code, refused.headers["Retry-After"]) == (503, "1")
+    for api in (
+        command_error(CommandError("session_elsewhere", "no answer in time")),
+        store_error(LeaseHeld("ses_x", "replica-a", 0.0)),
+        store_error(LeaseLost("ses_x")),
+    ):
+        assert (api.status, api.code, api.retry_after) == (503, "session_elsewhere", 1)
+    assert command_error(CommandError("invalid_request", "no")).status == 400

@@ -56,7 +56,9 @@ def test_example_round_trips(example: dict[str, Any]) -> None:
             assert isinstance(example["seq"], int) and example["seq"] >= 1
             assert isinstance(example["session_id"], str)
             assert isinstance(example["ts"], float)
-            assert (example.get("turn_id") is None) == (example["type"] == "user.message")
+            # Committed outside any turn: a message before its turn starts, the deletion.
+            outside = example["type"] in ("user.message", "session.deleted")
+            assert (example.get("turn_id") is None) == outside
         case "command":
             command = parse_command(example)
             encoded = encode_command(command)

@@ -26,6 +26,7 @@ import pytest
 import trio
 
 from tests.server.helpers import STEP, Frame, LiveServer
+from tests.server.test_ws import expect_close
 
 from ..pg import fresh_schema
 from .test_process import TOKEN, running_server, server_env
@@ -286,3 +287,40 @@ async def test_resuming_across_three_replicas_during_a_live_stream_has_no_gap_or
         log = log_of(dsn, session_id)
         assert [(e["seq"], e["type"]) for e in got] == log
         assert_one_history(log)
+
+
+async def test_session_changes_through_another_replica_are_applied_by_the_one_running_it(
+    dsn: str, tmp_path: Path
+) -> None:
+    """A renames, sets instructions and deletes through B while A runs the session
+    (holds its lease): B forwards each to A. The deletion's ``session.deleted``
+    reaches the WebSockets open on A and on B, which then close 4404."""
+    async with replicas(dsn, tmp_path, 2) as [(_, a), (_, b)]:
+        session_id = await a.new_session(TOKEN, agent="coder")
+        async with a.ws(session_id, TOKEN) as on_a, b.ws(session_id, TOKEN) as on_b:
+            assert (await on_a.command(message("m1", "hello")))["status"] == "accepted"
+            with trio.fail_after(STEP):
+                await on_a.until_type("turn.ended")
+                await on_b.until_type("turn.ended")  # B follows A's commits live
+            owner = lease_owner(dsn, session_id)
+            async with b.http(TOKEN) as http:
+                path = f"/v1/sessions/{session_id}"
+                renamed = await http.patch(path, json={"title": "renamed on b"})
+                assert renamed.status_code == 200, renamed.text
+                assert renamed.json()["title"] == "renamed on b"
+                hello: Frame = {"type": "hello", "after": 0, "instructions": "Use tabs."}
+                async with b.ws(session_id, TOKEN, hello=hello, via_header=True) as with_rules:
+                    await with_rules.command({"type": "cancel", "id": "c"})  # past the sync
+                    assert with_rules.sync is not None
+                    assert with_rules.sync["session"]["instructions"] == "Use tabs."
+                assert (await http.delete(path)).status_code == 204
+            assert lease_owner(dsn, session_id) == owner  # A applied all three
+            for client in (on_a, on_b):
+                with trio.fail_after(STEP):
+                    assert (await client.event())["type"] == "session.deleted"
+                assert await expect_close(client) == 4404
+        async with a.http(TOKEN) as http:
+            assert (await http.get(f"/v1/sessions/{session_id}")).status_code == 404
+        log = log_of(dsn, session_id)
+        assert_one_history(log)
+        assert log[-1][1] == "session.deleted"

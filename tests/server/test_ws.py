@@ -17,6 +17,7 @@ from tests.server.helpers import (
     drive_turn,
     ended,
     make_config,
+    open_sse,
     small_limits,
     start_server,
 )
@@ -314,20 +315,37 @@ async def test_auth_and_ownership(server: LiveServer) -> None:
         assert await expect_close(missing) == 4404
 
 
-async def test_a_connection_from_before_a_delete_cannot_bring_the_session_back(
-    server: LiveServer,
-) -> None:
+async def test_a_delete_ends_every_open_stream_of_the_session(server: LiveServer) -> None:
+    """Deleted by another client mid-turn: the WebSocket and the SSE stream open on
+    it get the turn's end and ``session.deleted``, then close (4404) and end; the
+    session cannot come back through them."""
     session_id = await server.new_session()
-    async with server.ws(session_id) as before, server.http() as http:
+    url = f"/v1/sessions/{session_id}/events"
+    async with (
+        server.ws(session_id) as before,
+        server.http() as http,
+        open_sse(server, url, {"Authorization": f"Bearer {ALICE}"}) as (_, sse),
+    ):
+        await before.command({"type": "user_message", "id": "m", "content": hold("del", 3)})
+        await until_held(before.event, 3)
         assert (await http.delete(f"/v1/sessions/{session_id}")).status_code == 204
-        await before.send({"type": "user_message", "id": "late", "content": "hello again"})
-        error = await before.error()
-        assert (error["code"], error.get("id")) == ("not_found", "late")
+        tail = await before.until_type("session.deleted")
+        assert [(e["type"], e.get("reason")) for e in tail[-2:]] == [
+            ("turn.ended", "cancelled"),
+            ("session.deleted", None),
+        ]
+        assert "turn_id" not in tail[-1]
         assert await expect_close(before) == 4404
+        streamed = [await sse.event() for _ in range(before.last_seq)]
+        assert [e["seq"] for e in streamed] == list(range(1, before.last_seq + 1))
+        assert streamed[-1]["type"] == "session.deleted"
+        assert await sse.block() is None  # the stream ended
         assert (await http.get(f"/v1/sessions/{session_id}")).status_code == 404
         listed = (await http.get("/v1/sessions")).json()["sessions"]
         assert session_id not in [s["id"] for s in listed]
-        assert (await http.get(f"/v1/sessions/{session_id}/events")).status_code == 404
+        assert (await http.get(url)).status_code == 404
+        assert (await server.ws_handshake(session_id, ALICE)).status_code == 404
+    assert await release(server, "del") == nothing_held("del")  # the gate let go
 
 
 async def test_a_cursor_past_the_last_event_is_refused_on_every_transport(
