@@ -16,12 +16,14 @@ from ._errors import DatabaseInUse, StoreError
 
 
 def lock_path(db_path: str) -> str:
-    return db_path + ".lock"
+    # Of the file itself: a symlink to the database (or to its directory) must
+    # find the same lock, or two writers would share one database.
+    return os.path.realpath(db_path) + ".lock"
 
 
 @contextmanager
 def hold_db_lock(db_path: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``db_path + ".lock"`` for the duration.
+    """Hold an exclusive lock on ``db_path + ".lock"`` (symlinks resolved) for the duration.
 
     Raises:
         DatabaseInUse: another open file description (another process, or another

@@ -145,6 +145,19 @@ async def test_second_open_in_the_same_process_is_refused(db_path: Path) -> None
         pass
 
 
+async def test_a_second_open_through_a_symlink_is_refused(db_path: Path) -> None:
+    """The lock is the file's: through a link to it, or to its directory, it is the same."""
+    async with open_sqlite_store(db_path):
+        linked_file = db_path.with_name("linked.db")
+        linked_file.symlink_to(db_path)
+        linked_dir = db_path.parent.with_name(db_path.parent.name + "-link")
+        linked_dir.symlink_to(db_path.parent, target_is_directory=True)
+        for path in (linked_file, linked_dir / db_path.name):
+            with pytest.raises(DatabaseInUse, match="in use by another agent-runtime process"):
+                async with open_sqlite_store(path):
+                    pass  # pragma: no cover
+
+
 @pytest.mark.slow
 async def test_second_process_is_refused_until_the_first_exits(db_path: Path) -> None:
     with trio.fail_after(60):
