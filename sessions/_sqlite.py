@@ -59,6 +59,7 @@ from ._sqlite_sql import (
     commit_batch,
     configure,
     import_session,
+    probe_write,
 )
 from ._store import GroupCommitStore, open_store
 
@@ -191,6 +192,11 @@ class SqliteBackend:
         with trio.CancelScope(shield=True):
             result = await self._on_thread(partial(commit_batch, self._raw, appends, known, ts))
         return result
+
+    async def probe_write(self) -> None:
+        """A write that leaves nothing behind (see :meth:`Backend.probe_write`)."""
+        with trio.CancelScope(shield=True):  # like a batch: COMMIT or ROLLBACK anyway
+            await self._on_thread(partial(probe_write, self._raw))
 
     async def import_session(
         self, session: Session, events: Sequence[Event], max_live_sessions: int | None

@@ -8,13 +8,14 @@ async backend through aiosqlite's public API.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Literal
 
 from ._batch import BatchResult, Known, StoredCommand, apply_batch
-from ._errors import StoreError
+from ._errors import StorageUnavailable, StoreError
 from ._json import dumps
 from ._models import (
     Append,
@@ -94,6 +95,41 @@ def import_session(
     conn.execute("BEGIN IMMEDIATE")
     try:
         import_into(SqliteTx(conn), session, events, max_live_sessions)
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback_quietly(conn)
+        raise
+
+
+# Never a principal: the row exists only inside the probe's transaction.
+_PROBE_OWNER = "\x00write-probe"
+# Free space below which the probe reports the disk full: a small write fits in
+# the WAL's old frames on a full disk, so committing one alone proves little.
+PROBE_FREE_BYTES = 1 << 20
+
+
+def probe_write(conn: sqlite3.Connection) -> None:
+    """Whether the storage takes writes: room on the disk, and one write
+    transaction that leaves nothing behind (the health probe).
+
+    Inserting and deleting a row dirties pages that ``COMMIT`` must write, so a
+    failing device (or a read-only database) fails it as it fails a batch.
+
+    Raises:
+        StorageUnavailable: less than :data:`PROBE_FREE_BYTES` free, or the write failed.
+    """
+    file = str(conn.execute("PRAGMA database_list").fetchone()[2])
+    if file:  # "" for an in-memory database
+        disk = os.statvfs(os.path.dirname(file))
+        free = disk.f_bavail * disk.f_frsize
+        if free < PROBE_FREE_BYTES:
+            raise StorageUnavailable(
+                f"the database is unavailable (SQLITE_FULL): {free} bytes free on its disk"
+            )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("INSERT INTO owners (owner, live_sessions) VALUES (?, 0)", (_PROBE_OWNER,))
+        conn.execute("DELETE FROM owners WHERE owner = ?", (_PROBE_OWNER,))
         conn.execute("COMMIT")
     except BaseException:
         rollback_quietly(conn)

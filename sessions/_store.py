@@ -88,7 +88,7 @@ from ._json import JSONObject
 from ._models import Append, Approval, Committed, Event, Session, Turn
 from ._protocol import Subscription
 from ._subscription import ReplaySubscription
-from ._writer import GroupCommitWriter, OnOutcome, StoreHealth, WriterStats
+from ._writer import GroupCommitWriter, OnOutcome, StoreHealth, WriteProbe, WriterStats
 
 
 class GroupCommitStore:
@@ -415,7 +415,12 @@ async def open_store(
     if fanout is None:
         fanout = LocalFanout()
     writer = GroupCommitWriter(
-        backend, fanout, queue_size=queue_size, max_batch=max_batch, cache_size=cache_size
+        backend,
+        fanout,
+        probe=backend if isinstance(backend, WriteProbe) else None,
+        queue_size=queue_size,
+        max_batch=max_batch,
+        cache_size=cache_size,
     )
     store = GroupCommitStore(backend, writer, fanout)
     async with trio.open_nursery() as nursery:

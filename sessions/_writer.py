@@ -17,7 +17,9 @@ for any other reason than the storage (a bug, an unclassified error), the writer
 retries its appends one by one, so only the culprit fails. A storage failure
 (:class:`~sessions.StorageUnavailable`: disk full, I/O error) fails its batch
 and marks the store degraded; the writer keeps running, and the next batch that
-commits marks it healthy again.
+commits marks it healthy again, as does a probe write (a backend's
+:class:`WriteProbe`) every :data:`PROBE_INTERVAL` while no append comes, and once
+at start.
 
 Seqs are not decided here: the backend's transaction asks its seq allocator
 (:mod:`sessions._seqs`), which for SQLite and memory starts from what this
@@ -36,7 +38,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import trio
 from attrs import define, frozen
@@ -69,6 +71,24 @@ class BatchBackend(Protocol):
             StoreError: the transaction failed as a whole; nothing was written.
         """
         ...
+
+
+@runtime_checkable
+class WriteProbe(Protocol):
+    """What a backend whose storage can fill up or fail offers (SQLite)."""
+
+    async def probe_write(self) -> None:
+        """Commit one write transaction that leaves nothing behind.
+
+        Raises:
+            StorageUnavailable: the storage cannot write (as a batch would fail).
+        """
+        ...
+
+
+# While degraded, how often the writer probes the storage between appends: so
+# the store recovers (and /health says so) without waiting for a client's write.
+PROBE_INTERVAL = 2.0
 
 
 @frozen
@@ -127,6 +147,7 @@ class GroupCommitWriter:
         backend: BatchBackend,
         publisher: Publisher,
         *,
+        probe: WriteProbe | None = None,
         queue_size: int = 1024,
         max_batch: int = 1024,
         cache_size: int = 10_000,
@@ -134,6 +155,7 @@ class GroupCommitWriter:
         if queue_size < 1 or max_batch < 1 or cache_size < 1:
             raise ValueError("queue_size, max_batch and cache_size must be at least 1")
         self._backend = backend
+        self._probe = probe
         self._publisher = publisher
         self._max_batch = max_batch
         self._send, self._receive = trio.open_memory_channel[_Request](queue_size)
@@ -241,6 +263,9 @@ class GroupCommitWriter:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer task: commit batches until the send side is closed."""
         with self._scope:
+            # The storage as it is now, not as the last run left it (a restart
+            # on a full disk must not report healthy until its first write).
+            await self._probe_storage()
             task_status.started()
             try:
                 await self._loop()
@@ -251,9 +276,11 @@ class GroupCommitWriter:
     async def _loop(self) -> None:
         while True:
             try:
-                first = await self._receive.receive()
+                first = await self._next()
             except trio.EndOfChannel:
                 return
+            if first is None:
+                continue
             # One pass of the scheduler first: appenders made runnable in the same
             # pass (tokens of several sessions, deadlines expiring together) join
             # this batch instead of each paying for a transaction of its own.
@@ -265,6 +292,40 @@ class GroupCommitWriter:
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
             await self._commit(batch)
+
+    async def _next(self) -> _Request | None:
+        """The next request; while degraded, ``None`` after probing the storage
+        between requests (every :data:`PROBE_INTERVAL` without one)."""
+        if self._health.ok or self._probe is None:
+            return await self._receive.receive()
+        with trio.move_on_after(PROBE_INTERVAL):
+            return await self._receive.receive()
+        await self._probe_storage()
+        return None
+
+    async def _probe_storage(self) -> None:
+        """Mark the store healthy or degraded as a probe write finds the storage."""
+        if self._probe is None:
+            return
+        try:
+            with trio.CancelScope(shield=True):  # a transaction is never abandoned
+                await self._probe.probe_write()
+        except StorageUnavailable as exc:
+            self._degraded(exc)
+        except StoreError as exc:
+            log.warning("the storage probe failed: %s", exc)  # not the storage's fault
+        else:
+            self._recovered()
+
+    def _degraded(self, exc: StorageUnavailable) -> None:
+        if self._health.ok:
+            log.error("storage unavailable; appends fail until it recovers: %s", exc)
+            self._health = StoreHealth(False, trio.current_time(), str(exc))
+
+    def _recovered(self) -> None:
+        if not self._health.ok:
+            log.warning("storage recovered; appends commit again")
+            self._health = StoreHealth()
 
     async def _commit(self, batch: list[_Request]) -> None:
         appends = [request.append for request in batch]
@@ -281,9 +342,7 @@ class GroupCommitWriter:
         except StorageUnavailable as exc:
             self._failed += 1
             self._storage_failures += 1
-            if self._health.ok:
-                log.error("storage unavailable; appends fail until it recovers: %s", exc)
-                self._health = StoreHealth(False, trio.current_time(), str(exc))
+            self._degraded(exc)
             for request in batch:
                 request.finish(StorageUnavailable(f"nothing was written: {exc}"))
             return
@@ -314,9 +373,7 @@ class GroupCommitWriter:
             raise
         # Nothing below checkpoints: the cache update, waking the waiters and
         # publishing happen together with the commit or not at all.
-        if not self._health.ok:
-            log.warning("storage recovered; appends commit again")
-            self._health = StoreHealth()
+        self._recovered()
         _remember(self._last_seqs, result.last_seqs, self._cache_size)
         _remember(self._sessions, result.sessions, self._cache_size)
         self._batches += 1

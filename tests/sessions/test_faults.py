@@ -8,6 +8,7 @@ real faults: lone surrogates that UTF-8 cannot encode, and a real ``SQLITE_FULL`
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,7 +33,9 @@ from sessions import (
 from sessions._memory import MemoryBackend
 from sessions._schema import MIGRATIONS, migrate
 from sessions._sqlite import SqliteBackend
+from sessions._sqlite_sql import PROBE_FREE_BYTES
 from sessions._store import Backend, open_store
+from sessions._writer import PROBE_INTERVAL
 from tests.fakes.faulty_backend import POISON, FaultyBackend
 
 from .helpers import (
@@ -308,3 +311,66 @@ async def test_the_writer_caches_are_bounded_and_a_miss_reloads_exactly() -> Non
             events = await store.read_events(session.id)
             assert_contiguous(events)
             assert ints(events, "n") == [0, 1, 2]
+
+
+class ProbedBackend(FaultyBackend):
+    """A backend whose storage can be probed (as SQLite's): the probe fails while
+    commits would (``failing``)."""
+
+    probes = 0
+
+    async def probe_write(self) -> None:
+        self.probes += 1
+        if self.failing in ("disk_full", "io_error"):
+            raise StorageUnavailable("the database is unavailable (SQLITE_FULL): disk is full")
+
+
+def healthy(store: GroupCommitStore) -> bool:
+    return store.health.ok
+
+
+async def test_a_degraded_store_probes_the_storage_and_recovers_without_a_write(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A client told to retry once ``/health`` is ok must not wait for its own write."""
+    backend = ProbedBackend(MemoryBackend())
+    backend.failing = "disk_full"
+    async with open_store(backend, queue_size=8, max_batch=8, drain_timeout=1) as store:
+        # At start: the storage as it is now, not as it was last time.
+        assert (healthy(store), backend.probes) == (False, 1)
+        await trio.sleep(PROBE_INTERVAL * 3.5)
+        assert (healthy(store), backend.probes) == (False, 4)
+        backend.failing = None
+        await trio.sleep(PROBE_INTERVAL)
+        assert (healthy(store), backend.probes) == (True, 5)
+        await trio.sleep(PROBE_INTERVAL * 5)
+        assert backend.probes == 5  # healthy: no more probing
+        session = await create_session(store)  # appends commit as before
+        assert await store.get_session(session.id) == session
+
+
+async def test_the_sqlite_probe_is_a_real_write(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_backed("sqlite", db_path) as (store, inner):
+        assert isinstance(inner, SqliteBackend)
+        raw = inner._raw
+        session = await create_session(store)
+        await inner._on_thread(lambda: raw.execute("PRAGMA query_only = 1"))
+        with pytest.raises(StorageUnavailable, match="SQLITE_READONLY"):
+            await inner.probe_write()
+        await inner._on_thread(lambda: raw.execute("PRAGMA query_only = 0"))
+        await inner.probe_write()
+        # A nearly full disk fails it before it writes (a small write fits in the
+        # WAL's old frames there, so it would succeed and say nothing).
+        disk = os.statvfs(db_path.parent)
+        blocks = PROBE_FREE_BYTES // disk.f_frsize - 1
+        nearly_full = os.statvfs_result((*disk[:4], blocks, *disk[5:]))
+        monkeypatch.setattr(os, "statvfs", lambda path: nearly_full)
+        with pytest.raises(StorageUnavailable, match="bytes free on its disk"):
+            await inner.probe_write()
+        monkeypatch.undo()
+        await inner.probe_write()
+        # It leaves nothing behind: the live count of every owner is as it was.
+        owners = await inner._on_thread(lambda: raw.execute("SELECT * FROM owners").fetchall())
+        assert [tuple(row) for row in owners] == [(session.owner, 1)]
