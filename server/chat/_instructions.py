@@ -2,7 +2,8 @@
 
 The first of :data:`INSTRUCTION_FILES` in the workspace that is readable UTF-8
 text is sent as the session's ``instructions``; the server makes them part of
-every agent's system prompt. A file over :data:`MAX_INSTRUCTIONS_BYTES` (the
+every agent's system prompt. A file (or folder) that links outside the
+workspace is skipped, as tool paths are. A file over :data:`MAX_INSTRUCTIONS_BYTES` (the
 server's limit) is cut there; one that cannot be read, or is not text, is
 skipped. Each of these says so in a warning.
 """
@@ -24,9 +25,16 @@ def read_instructions(
 
     *warn* is told about every file cut or skipped.
     """
+    inside = root.resolve()
     for name in INSTRUCTION_FILES:
         path = root / name
         if not path.is_file():
+            continue
+        target = path.resolve()
+        if not target.is_relative_to(inside):
+            # A cloned repository's AGENTS.md -> ~/.aws/credentials would go into
+            # every system prompt, to the model's provider, with no tool call.
+            warn(f"{name} links outside the workspace (to {target}); not sending it")
             continue
         try:
             with path.open("rb") as file:

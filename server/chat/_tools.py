@@ -29,6 +29,7 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
@@ -153,21 +154,34 @@ class Workspace(ConfinedRoot):
 
     # -- file tools (run in a worker thread) ----------------------------------
 
-    def _read_text(self, path: Path, shown: str) -> str:
+    def _read_text(self, path: Path, shown: str, *, exact: bool = False) -> str:
+        """The file's text; undecodable bytes replaced, or refused when *exact* (an
+        edit writes the whole text back: a replaced byte would change the file)."""
         if not path.exists():
             raise ToolFailure(f"{shown}: no such file")
         if path.is_dir():
             raise ToolFailure(f"{shown} is a directory; use list_files")
         try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ToolFailure(f"{shown} is too large ({plural(size, 'byte')})")
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):
+                # A FIFO or a device would block the read, and with it the client.
+                raise ToolFailure(f"{shown} is not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise ToolFailure(f"{shown} is too large ({plural(info.st_size, 'byte')})")
             data = path.read_bytes()
         except OSError as error:
             raise ToolFailure(f"cannot read {shown}: {error.strerror}") from None
         if b"\x00" in data[:8192]:
             raise ToolFailure(f"{shown} looks like a binary file")
-        return data.decode("utf-8", errors="replace")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            if exact:
+                raise ToolFailure(
+                    f"{shown} is not UTF-8 text (byte {error.start}); editing it would "
+                    "change bytes outside the edit: use write_file with the whole content"
+                ) from None
+            return data.decode("utf-8", errors="replace")
 
     def _read_file(self, args: JSONObject) -> JSON:
         path = self.resolve(_str(args, "path"))
@@ -192,6 +206,8 @@ class Workspace(ConfinedRoot):
         if path.is_dir():
             raise ToolFailure(f"{shown} is a directory")
         existed = path.exists()
+        if existed and not stat.S_ISREG(path.stat().st_mode):
+            raise ToolFailure(f"{shown} is not a regular file")  # a FIFO would block
         data = _str(args, "content").encode()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +228,7 @@ class Workspace(ConfinedRoot):
         search, replace = _str(args, "search"), _str(args, "replace")
         if not search:
             raise ToolFailure("apply_diff: search text must not be empty")
-        old = self._read_text(path, shown)
+        old = self._read_text(path, shown, exact=True)
         return path, old, search_replace(old, search, replace, shown)
 
     def _apply_diff(self, args: JSONObject) -> JSON:
@@ -262,7 +278,7 @@ class Workspace(ConfinedRoot):
         except re.error as error:
             raise ToolFailure(f"search_files: invalid regex: {error}") from None
         pattern = args.get("file_pattern")
-        files = [top] if top.is_file() else [p for p in self._walk(top, True) if p.is_file()]
+        files = [top] if top.is_file() else [p for p in self._walk(top, True) if self._inside(p)]
         matches: list[str] = []
         more = 0
         for path in files:
@@ -284,6 +300,19 @@ class Workspace(ConfinedRoot):
         if more:
             matches.append(f"[... {plural(more, 'more match', 'more matches')}; narrow the search]")
         return self._clip("\n".join(matches), "narrow the search")
+
+    def _inside(self, entry: Path) -> bool:
+        """Whether *entry* (found by walking) is a file to search: a symlink only
+        if it resolves inside the workspace, as a path the model names must."""
+        if not entry.is_file():
+            return False
+        if not entry.is_symlink():
+            return True
+        try:
+            self.resolve(self.relative(entry))
+        except ToolFailure:
+            return False
+        return True
 
     def _create_directory(self, args: JSONObject) -> JSON:
         path = self.resolve(_str(args, "path"))

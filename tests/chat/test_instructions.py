@@ -133,3 +133,24 @@ def test_reading_the_instruction_files(tmp_path: Path) -> None:
     name, text = read_instructions(tmp_path, warnings.append)
     assert (name, text) == ("CLAUDE.md", "x" * MAX_INSTRUCTIONS_BYTES)
     assert "sending only its first 65536 bytes" in warnings[-1]
+
+
+def test_an_instructions_file_linking_outside_the_workspace_is_not_sent(tmp_path: Path) -> None:
+    """A cloned repository's ``AGENTS.md -> ~/.aws/credentials`` would go to the model."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    secret = tmp_path / "credentials"
+    secret.write_text("SECRET")
+    (root / "AGENTS.md").symlink_to(secret)
+    outside_dir = tmp_path / "elsewhere"
+    outside_dir.mkdir()
+    (outside_dir / "instructions.md").write_text("SECRET TOO")
+    (root / ".agent-runtime").symlink_to(outside_dir, target_is_directory=True)
+    (root / "CLAUDE.md").symlink_to(root / "rules.md")
+    (root / "rules.md").write_text("inside: fine")
+    warnings: list[str] = []
+    assert read_instructions(root, warnings.append) == ("CLAUDE.md", "inside: fine")
+    assert warnings == [f"AGENTS.md links outside the workspace (to {secret}); not sending it"]
+    (root / "CLAUDE.md").unlink()
+    assert read_instructions(root, warnings.append) == (None, None)
+    assert warnings[-1].startswith(".agent-runtime/instructions.md links outside the workspace")

@@ -244,6 +244,45 @@ async def test_symlinks_pointing_outside_are_refused(
     assert (outside / "secret.txt").read_text() == "secret"
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
+async def test_a_search_never_reads_through_a_symlink_pointing_outside(
+    ws: Workspace, root: Path, tmp_path: Path
+) -> None:
+    """A planted ``notes.md -> ~/.ssh/id_rsa`` must not be searchable (a read tool:
+    no approval is asked), while a link to a file inside still is."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-OUTSIDE\n")
+    (root / "deep").mkdir()
+    (root / "deep/notes.md").symlink_to(secret)
+    (root / "link.txt").symlink_to(secret)
+    (root / "own.txt").write_text("SECRET-INSIDE\n")
+    (root / "own-link.txt").symlink_to(root / "own.txt")
+    found = await run(ws, "search_files", path=".", regex="SECRET")
+    assert found == "own-link.txt:1: SECRET-INSIDE\nown.txt:1: SECRET-INSIDE"
+    assert await run(ws, "search_files", path="deep", regex=".") == "no matches"
+
+
+async def test_a_fifo_is_refused_instead_of_blocking_the_client(ws: Workspace, root: Path) -> None:
+    os.mkfifo(root / "pipe.txt")
+    with trio.fail_after(5):  # no writer: opening it would block for good
+        assert "not a regular file" in await fails(ws, "read_file", path="pipe.txt")
+        assert "not a regular file" in await fails(ws, "write_file", path="pipe.txt", content="x")
+        found = await run(ws, "search_files", path=".", regex=".")
+        edit = await fails(ws, "apply_diff", path="pipe.txt", search="a", replace="b")
+    assert found == "no matches"
+    assert "not a regular file" in edit
+
+
+async def test_an_edit_of_a_file_that_is_not_utf8_is_refused(ws: Workspace, root: Path) -> None:
+    """``apply_diff`` writes the whole text back: a replaced byte would change the file
+    outside the edit (and the approval's diff would not show it)."""
+    (root / "latin.txt").write_bytes(b"caf\xe9 latin1\n")
+    error = await fails(ws, "apply_diff", path="latin.txt", search="latin1", replace="L1")
+    assert "not UTF-8 text (byte 3)" in error
+    assert (root / "latin.txt").read_bytes() == b"caf\xe9 latin1\n"
+    assert await run(ws, "read_file", path="latin.txt") == "caf\ufffd latin1\n"  # reading is fine
+
+
 async def test_server_side_and_unknown_tools_are_refused(ws: Workspace) -> None:
     assert "unknown tool" in await fails(ws, "switch_mode", mode="coder", reason="x")
     assert "unknown tool" in await fails(ws, "rm_rf")
