@@ -16,7 +16,7 @@ from .._core._tools import TOOLS
 from ._control import ControlTools
 from ._executor import ToolExecutor
 from ._ide import IdeTools
-from ._mcp import McpTools
+from ._mcp import NO_MCP_SERVERS, McpTools
 
 _NOTHING = MountedTools()
 
@@ -81,7 +81,6 @@ class ToolCatalogue:
         session = self.session_mcp
         if session is not None and not configured and server in session.names():
             return session
-        executor = self.mcp or session  # an unknown server: either answers "no such server"
-        if executor is None:
-            raise KeyError(name)
-        return executor
+        # An unknown server (e.g. removed from the configuration while a call of
+        # its waited for approval): any MCP executor answers "no MCP server".
+        return self.mcp or session or NO_MCP_SERVERS

@@ -96,10 +96,7 @@ class McpTools:
         server, tool = split_name(call.name) or ("", "")
         config = self._configs.get(server)
         if config is None:  # not offered (validation refuses it first); answer anyway
-            await turn.tool_result(
-                call.call.call_id, False, f"no MCP server {server!r}", call.subtask_id
-            )
-            return None
+            return await NO_MCP_SERVERS.call(turn, call)
         run = RuntimeRun(server, await self._default(config, tool), self._execute(config, tool))
         await turn.run_here(call, run)
         return None
@@ -117,6 +114,25 @@ class McpTools:
 
     def _execute(self, config: McpServerConfig, tool: str) -> _Execute:
         return _Execute(self.servers, config, tool)
+
+
+class _NoMcpServers:
+    """Answers every ``mcp__*`` call with "no MCP server": for servers not configured (now).
+
+    A call approved before a restart reaches its executor without being offered
+    again, so a name whose server was removed from the configuration meanwhile
+    must still get a result, not end the turn.
+    """
+
+    async def call(self, turn: TurnTools, call: ToolCall) -> str | None:
+        server = (split_name(call.name) or ("", ""))[0]
+        await turn.tool_result(
+            call.call.call_id, False, f"no MCP server {server!r}", call.subtask_id
+        )
+        return None
+
+
+NO_MCP_SERVERS = _NoMcpServers()
 
 
 def _same_lists(old: Sequence[tuple[McpTool, ...]], new: Sequence[tuple[McpTool, ...]]) -> bool:

@@ -14,14 +14,19 @@ The SDK is anyio-based and runs under trio. What it does that we rely on:
   and notices its end.
 * ``notifications/tools/list_changed`` reaches the session's ``message_handler``
   (spawned in its own task, so the handler only sets a flag).
+* ``tools/list`` results are validated as a whole page (one bad tool fails them
+  all), and ``call_tool`` re-lists to learn a tool's output schema. So the
+  connection screens every ``tools/list`` answer on its way in and drops the
+  tools the SDK would refuse (logged); the SDK then sees only valid pages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
@@ -51,6 +56,8 @@ if TYPE_CHECKING:
     _Streams: TypeAlias = tuple[
         ReadStream[SessionMessage | Exception], WriteStream[SessionMessage], int | None
     ]
+    #: Opens the streams to the server of a config (stdio or HTTP; a test's in memory).
+    Transport: TypeAlias = Callable[[McpServerConfig], AbstractAsyncContextManager[_Streams]]
 
 logger = logging.getLogger("agents.mcp")
 
@@ -65,6 +72,8 @@ MAX_TOOLS = 128
 _MODEL_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 T = TypeVar("T")
+#: The version the SDK validates results by before ``initialize`` settled one.
+_HANDSHAKE_FALLBACK = "2025-11-25"
 
 
 def _require_sdk() -> None:
@@ -79,11 +88,15 @@ class _Watched(Generic[T]):
 
     The dispatcher closes its read stream when its receive loop stops (EOF, a
     broken transport, or shutdown), so ``aclose`` is the one signal covering all.
+    Every item received passes *on_item* first (which may repair it in place).
     """
 
-    def __init__(self, inner: ReadStream[T], on_end: Callable[[], None]) -> None:
+    def __init__(
+        self, inner: ReadStream[T], on_end: Callable[[], None], on_item: Callable[[T], None]
+    ) -> None:
         self._inner = inner
         self._on_end = on_end
+        self._on_item = on_item
 
     @property
     def last_context(self) -> object:
@@ -91,23 +104,53 @@ class _Watched(Generic[T]):
         return getattr(self._inner, "last_context", None)
 
     async def receive(self) -> T:
-        return await self._inner.receive()
+        item = await self._inner.receive()
+        self._on_item(item)
+        return item
 
     def __aiter__(self) -> _Watched[T]:
         return self
 
     async def __anext__(self) -> T:
         try:
-            return await self._inner.__anext__()
+            item = await self._inner.__anext__()
         except StopAsyncIteration:
             self._on_end()
             raise
+        self._on_item(item)
+        return item
 
     async def aclose(self) -> None:
         self._on_end()
         await self._inner.aclose()
 
     async def __aenter__(self) -> _Watched[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class _Noted(Generic[T]):
+    """The session's write stream, showing every item to *on_item* before it is sent."""
+
+    def __init__(self, inner: WriteStream[T], on_item: Callable[[T], None]) -> None:
+        self._inner = inner
+        self._on_item = on_item
+
+    async def send(self, item: T, /) -> None:
+        self._on_item(item)
+        await self._inner.send(item)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _Noted[T]:
         return self
 
     async def __aexit__(
@@ -129,6 +172,7 @@ class McpConnection:
         self._session: ClientSession | None = None
         self._tools_stale = False
         self._wake = trio.Event()
+        self._listings: set[object] = set()  # ids of the tools/list requests sent, unanswered
 
     @property
     def name(self) -> str:
@@ -146,6 +190,40 @@ class McpConnection:
         elif isinstance(message, mcp_types.ToolListChangedNotification):
             self._tools_stale = True
             self._wake.set()
+
+    def _sent(self, item: SessionMessage) -> None:
+        import mcp_types
+
+        request = item.message
+        if isinstance(request, mcp_types.JSONRPCRequest) and request.method == "tools/list":
+            self._listings.add(request.id)
+
+    def _received(self, item: SessionMessage | Exception) -> None:
+        import mcp_types
+
+        if isinstance(item, Exception) or isinstance(item.message, mcp_types.JSONRPCRequest):
+            return
+        answer = item.message
+        if not isinstance(answer, mcp_types.JSONRPCNotification) and answer.id in self._listings:
+            self._listings.discard(answer.id)
+            if isinstance(answer, mcp_types.JSONRPCResponse):
+                self._screen_listing(answer.result)
+
+    def _screen_listing(self, result: dict[str, object]) -> None:
+        """Drop the tools of a ``tools/list`` result that the SDK would refuse (logged)."""
+        tools = result.get("tools")
+        if not isinstance(tools, list):
+            return  # the page itself is broken: the SDK says so
+        version = self._live().protocol_version or _HANDSHAKE_FALLBACK
+        kept = []
+        for tool in tools:
+            problem = _invalid_tool(tool, version)
+            if problem is None:
+                kept.append(tool)
+            else:
+                name = tool.get("name") if isinstance(tool, dict) else None
+                logger.warning("MCP server %s: tool %r is left out: %s", self.name, name, problem)
+        result["tools"] = kept
 
     async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
         logger.debug("MCP server %s log (%s): %s", self.name, params.level, params.data)
@@ -168,7 +246,8 @@ class McpConnection:
     async def list_tools(self) -> tuple[McpTool, ...]:
         """All pages of ``tools/list``, as our values, filtered by the config's allow-list.
 
-        Tools whose model-facing name would be invalid are left out (logged).
+        Tools whose model-facing name would be invalid (or empty), or whose listing
+        the SDK would refuse (screened on the way in), are left out (logged).
 
         Raises:
             mcp.shared.exceptions.MCPError: the server failed the request.
@@ -185,7 +264,8 @@ class McpConnection:
                 if not self.config.allows(tool.name) or tool.name in tools:
                     continue
                 full = tool_name(self.name, tool.name)
-                if len(full) > 64 or not set(full) <= _MODEL_NAME:
+                # An empty tool part names no tool: ``mcp__fake__`` could not be called.
+                if not tool.name or len(full) > 64 or not set(full) <= _MODEL_NAME:
                     logger.warning("MCP server %s: tool %r has an unusable name", self.name, full)
                     continue
                 converted = convert_tool(self.name, tool)
@@ -259,11 +339,38 @@ class McpConnection:
         return McpOutcome("ok", text)
 
 
+def _invalid_tool(tool: object, version: str) -> str | None:
+    """Why the SDK would refuse a page listing *tool* (as at protocol *version*), or ``None``."""
+    import mcp_types
+    import pydantic
+    from mcp_types import methods
+
+    try:
+        # KeyError: a version without a surface row; the SDK skips this check too.
+        with contextlib.suppress(KeyError):
+            methods.validate_server_result("tools/list", version, {"tools": [tool]})
+        mcp_types.Tool.model_validate(tool, by_name=False)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][2:]) or "the tool"
+        return f"its listing is invalid ({where}: {first['msg']})"
+    return None
+
+
 # --------------------------------------------------------------------------- connecting
 
 
+def open_transport(config: McpServerConfig) -> AbstractAsyncContextManager[_Streams]:
+    """The streams to the server of *config*: its stdio child, or streamable HTTP."""
+    if isinstance(config.transport, StdioTransport):
+        return _stdio(config.name, config.transport)
+    return _http(config.name, config.transport)
+
+
 @asynccontextmanager
-async def connect(config: McpServerConfig, *, start_timeout: float) -> AsyncIterator[McpConnection]:
+async def connect(
+    config: McpServerConfig, *, start_timeout: float, transport: Transport = open_transport
+) -> AsyncIterator[McpConnection]:
     """A connection to the server of *config*, initialized (``initialize`` done once).
 
     Raises:
@@ -279,15 +386,11 @@ async def connect(config: McpServerConfig, *, start_timeout: float) -> AsyncIter
     _require_sdk()
     from mcp.client.session import ClientSession
 
-    if isinstance(config.transport, StdioTransport):
-        transport = _stdio(config.name, config.transport)
-    else:
-        transport = _http(config.name, config.transport)
-    async with transport as (read, write, pid):
+    async with transport(config) as (read, write, pid):
         connection = McpConnection(config, pid)
         session = ClientSession(
-            _Watched(read, connection._ended),
-            write,
+            _Watched(read, connection._ended, connection._received),
+            _Noted(write, connection._sent),
             message_handler=connection._on_message,
             logging_callback=connection._on_log,
             client_info=_client_info(),

@@ -24,6 +24,7 @@ import shutil
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -32,8 +33,11 @@ from sessions import JSONObject
 
 from .._core._mcp import McpOutcome, McpServerConfig, McpTool, StdioTransport
 from .._errors import McpUnavailable
-from ._mcp_client import MISSING_SDK, McpConnection, connect
+from ._mcp_client import MISSING_SDK, McpConnection, connect, open_transport
 from ._mcp_status import McpMetrics, McpServerStatus, ServerState
+
+if TYPE_CHECKING:
+    from ._mcp_client import Transport
 
 logger = logging.getLogger("agents.mcp")
 
@@ -42,6 +46,9 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 #: A connection that stayed up this long resets the backoff to its first step.
 HEALTHY_AFTER = 60.0
+#: How long ``initialize`` and the first ``tools/list`` may take, and so the longest a
+#: caller waits for a server starting (a turn waits so only for a start that may work).
+START_TIMEOUT = 20.0
 
 
 @attrs.define(eq=False)
@@ -57,6 +64,8 @@ class _Server:
     last_error: str | None = None
     retry_at: float = 0.0
     crashed: bool = False  # in backoff after a connection that was ready (not a failed start)
+    #: Start attempts that failed since the server was last ready (or since boot).
+    failed_starts: int = 0
     wanted: trio.Event = attrs.field(factory=trio.Event)
     slots: trio.CapacityLimiter = attrs.field(
         factory=lambda: trio.CapacityLimiter(MAX_CONCURRENT_CALLS)
@@ -68,28 +77,34 @@ async def open_mcp_servers(
     configs: Sequence[McpServerConfig],
     metrics: McpMetrics | None = None,
     *,
-    start_timeout: float = 20.0,
+    start_timeout: float = START_TIMEOUT,
     shutdown_timeout: float = 5.0,
+    transport: Transport = open_transport,
 ) -> AsyncIterator[McpServers]:
     """The servers of *configs*, eager ones starting now; all stopped on exit.
 
     *metrics*: where calls and restarts are counted (one per registry: the
-    runtime's, shared by every set of servers it opens).
+    runtime's, shared by every set of servers it opens). *transport* opens a
+    server's streams (tests pass in-memory ones).
 
     Cancellation: on exit (cancelled or not) every server is asked to stop (stdio:
     stdin closed, then SIGTERM/SIGKILL by the SDK; HTTP: session DELETE); a
     server still running near *shutdown_timeout* has its process group killed
     and its task cancelled, so the block exits within about *shutdown_timeout*.
     """
-    servers = McpServers(configs, metrics or McpMetrics(), start_timeout)
+    servers = McpServers(configs, metrics or McpMetrics(), start_timeout, transport)
     for config in configs:
         # Said now: a lazy server would otherwise stay silent until a turn wants it.
-        if isinstance(config.transport, StdioTransport) and not _runnable(config.transport):
+        stdio = config.transport
+        if not isinstance(stdio, StdioTransport):
+            continue
+        problem = _unrunnable(stdio)
+        if problem is not None:
             logger.warning(
-                "MCP server %s: command %r is not found; its tools stay unavailable "
-                "until it can start",
+                "MCP server %s: command %r %s; its tools stay unavailable until it can start",
                 config.name,
-                config.transport.command,
+                stdio.command,
+                problem,
             )
     async with trio.open_nursery() as nursery:
         for server in servers._servers.values():
@@ -103,13 +118,18 @@ async def open_mcp_servers(
             nursery.start_soon(servers._enforce_shutdown, nursery.cancel_scope, shutdown_timeout)
 
 
-def _runnable(transport: StdioTransport) -> bool:
-    """Whether *transport*'s command names an executable, found as the child would."""
+def _unrunnable(transport: StdioTransport) -> str | None:
+    """Why *transport*'s command cannot run, looked up as the child would, or ``None``."""
     command = transport.command
-    if os.sep in command:
-        return os.access(os.path.join(transport.cwd or os.getcwd(), command), os.X_OK)
-    path = transport.env.get("PATH", os.environ.get("PATH", os.defpath))
-    return shutil.which(command, path=path) is not None
+    if os.sep not in command:
+        path = transport.env.get("PATH", os.environ.get("PATH", os.defpath))
+        return None if shutil.which(command, path=path) is not None else "is not found"
+    target = os.path.join(transport.cwd or os.getcwd(), command)
+    if os.path.isdir(target):
+        return "is a directory"  # X_OK on a directory means searchable, not runnable
+    if not os.path.exists(target):
+        return "is not found"
+    return None if os.access(target, os.X_OK) else "is not executable"
 
 
 # How long a restart may take once its backoff is over, for a caller deciding to wait.
@@ -120,13 +140,18 @@ class McpServers:
     """The configured MCP servers (see the module docstring); made by :func:`open_mcp_servers`."""
 
     def __init__(
-        self, configs: Sequence[McpServerConfig], metrics: McpMetrics, start_timeout: float
+        self,
+        configs: Sequence[McpServerConfig],
+        metrics: McpMetrics,
+        start_timeout: float,
+        transport: Transport = open_transport,
     ) -> None:
         self._servers = {c.name: _Server(c) for c in configs}
         if len(self._servers) != len(configs):
             raise ValueError("MCP server names must be unique")
         self._metrics = metrics
         self._start_timeout = start_timeout
+        self._transport = transport
         self._changed = trio.Event()  # replaced on every published change
         self._stopping = trio.Event()
         self._running = len(self._servers)
@@ -147,7 +172,9 @@ class McpServers:
         """The server's current tools, starting it if needed (waits at most ``start_timeout``).
 
         A server that crashed is waited for through one restart; one that failed
-        to start is not waited for.
+        to start is not waited for, in backoff or starting again, until it was
+        ready once more: only its first start (after boot, or after a crash)
+        can cost a caller up to ``start_timeout``.
 
         Raises:
             McpUnavailable: unknown server, it cannot start, or it is in backoff
@@ -231,6 +258,11 @@ class McpServers:
                 ):
                     wait = max(entry.retry_at - trio.current_time(), 0.0)
                     raise McpUnavailable(f"{entry.last_error} (retrying in {wait:.1f} s)")
+                if entry.state == "starting" and entry.failed_starts:
+                    # Starting again after failing to start: it will likely fail the
+                    # same way, and a hang in initialize would cost the whole start
+                    # timeout at every model step (backoff is shorter than that).
+                    raise McpUnavailable(f"{entry.last_error} (starting again)")
                 if entry.state == "stopped":
                     raise McpUnavailable(entry.last_error or f"the MCP server {name} is stopped")
                 await self._changed.wait()
@@ -308,6 +340,7 @@ class McpServers:
                 logger.warning("%s; restarting in %.1f s", entry.last_error, delay)
                 entry.retry_at = trio.current_time() + delay
                 entry.crashed = ready_at is not None
+                entry.failed_starts = 0 if entry.crashed else entry.failed_starts + 1
                 self._publish(entry, "backoff")
                 with trio.move_on_after(delay):
                     await self._stopping.wait()
@@ -324,7 +357,9 @@ class McpServers:
         name = entry.config.name
         ready_at: float | None = None
         try:
-            async with connect(entry.config, start_timeout=self._start_timeout) as connection:
+            async with connect(
+                entry.config, start_timeout=self._start_timeout, transport=self._transport
+            ) as connection:
                 try:
                     with trio.fail_after(self._start_timeout):
                         entry.tools = await connection.list_tools()
