@@ -7,6 +7,7 @@ sends it to the API itself). Every response carries a Content-Security-Policy th
 allows only the console's own scripts and styles (no inline script or style, no
 ``eval``), API calls to this origin only, and no framing, plus ``nosniff`` and
 ``no-referrer``, so even a message that slipped past the sanitiser could not run.
+Errors under these paths (a 404 for ``/console/nope.js``) carry the same headers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Final
 
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
 
 from ._errors import ApiError
@@ -60,7 +61,21 @@ def _serve(node: Traversable, name: str) -> Response:
     return Response(node.read_bytes(), content_type=content_type, headers=_HEADERS)
 
 
+def _is_console_path(path: str) -> bool:
+    return path in ("/", "/console") or path.startswith("/console/")
+
+
 def register(app: QuartTrio) -> None:
+    @app.after_request
+    async def console_headers(response: Response) -> Response:
+        # The app's error handlers build 404s and 405s for every route alike; a
+        # console URL's error must be as locked down as its files (and a JSON
+        # body that echoes the path must never be sniffed as a page).
+        if _is_console_path(request.path):
+            for name, value in _HEADERS.items():
+                response.headers.setdefault(name, value)
+        return response
+
     @app.get("/")
     async def console_page() -> Response:
         node = _file("index.html")

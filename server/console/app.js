@@ -3,7 +3,7 @@
 // The token is never in the URL (sessionStorage only, see api.js).
 
 import { api, ApiError, clearToken, getToken, setToken, SERVER } from "./api.js";
-import { clear, el, formatCost, pretty, STATUS_LABEL, timeAgo } from "./dom.js";
+import { clear, el, formatCost, pretty, STATUS_LABEL, timeAgo, visible } from "./dom.js";
 import { fileDiff } from "./diff.js";
 import { Conversation } from "./render.js";
 import { SessionStream } from "./stream.js";
@@ -52,6 +52,16 @@ function handleError(error) {
 
 // ---------------------------------------------------------------- sign in
 
+/**
+ * Why *token* cannot be a bearer token, or "". Bearer tokens are printable ASCII;
+ * past ISO-8859-1 fetch refuses the header with an error that reads like a
+ * network failure ("cannot reach ..."), so say what is wrong before sending.
+ */
+function tokenProblem(token) {
+  const bad = /[^\x20-\x7e]/u.exec(token);
+  return bad ? `A token is printable ASCII; this one has '${visible(bad[0])}'.` : "";
+}
+
 function signInView() {
   nav.hidden = true;
   const input = el("input#token", { type: "password", autocomplete: "off", placeholder: "bearer token", required: true, "aria-label": "token" });
@@ -68,7 +78,13 @@ function signInView() {
   );
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    setToken(input.value.trim());
+    const token = input.value.trim();
+    const wrong = tokenProblem(token);
+    if (wrong) {
+      error.textContent = wrong;
+      return;
+    }
+    setToken(token);
     try {
       await api.agents();
     } catch (err) {
@@ -85,6 +101,12 @@ function signInView() {
 }
 
 // ---------------------------------------------------------------- sessions
+
+/** Whether the server lists session *a* before *b*: newest first, by (created_at, id). */
+function listedBefore(a, b) {
+  if (a.created_at !== b.created_at) return a.created_at > b.created_at;
+  return a.id > b.id;
+}
 
 function sessionsView() {
   let stopped = false;
@@ -123,13 +145,15 @@ function sessionsView() {
       r = { node, status, title, meta };
       rows.set(session.id, r);
     }
-    r.title.textContent = session.title || "untitled session";
+    r.title.textContent = visible(session.title) || "untitled session";
     r.meta.textContent = `${session.current_agent || ""} · ${timeAgo(session.updated_at)} · ${session.id}`;
     return r;
   }
 
   function draw() {
     clear(list);
+    const shown = new Set(sessions.map((s) => s.id));
+    for (const id of rows.keys()) if (!shown.has(id)) rows.delete(id); // deleted sessions
     if (!sessions.length) list.append(el("div.empty", { text: "No sessions yet. Create one to talk to an agent." }));
     for (const s of sessions) list.append(row(s).node);
     more.hidden = !cursor;
@@ -145,12 +169,18 @@ function sessionsView() {
     );
   }
 
+  // The poll refetches only the first page. A shown row it lacks was deleted if
+  // the page covers its place in the order; if it is older than the page's last
+  // row it was pushed down by newer sessions (or came from "Older sessions"), so
+  // it stays: every listed session is shown once, none lost past the cursor.
   async function loadFirst() {
     const page = await api.sessions(PAGE);
-    const known = new Set(page.sessions.map((s) => s.id));
-    const older = sessions.slice(PAGE).filter((s) => !known.has(s.id));
-    sessions = [...page.sessions, ...older];
-    if (sessions.length <= PAGE) cursor = page.next_cursor;
+    const fresh = new Set(page.sessions.map((s) => s.id));
+    const last = page.sessions[page.sessions.length - 1];
+    const below = page.next_cursor && last ? sessions.filter((s) => !fresh.has(s.id) && listedBefore(last, s)) : [];
+    sessions = [...page.sessions, ...below];
+    // Past the first page the cursor is the one after the last older row shown.
+    if (!below.length) cursor = page.next_cursor;
     draw();
     await statuses();
   }
@@ -201,7 +231,7 @@ function sessionView(sessionId) {
   const conversationRoot = el("div.conversation#conversation");
   const statusSlot = el("span#session-status");
   const live = el("span.live#live", { text: "connecting" });
-  const title = el("h1.session-title", { text: sessionId });
+  const title = el("h1.session-title", { text: visible(sessionId) });
   const agentSelect = el("select#agent", { "aria-label": "switch agent" });
   const cancel = el("button.danger#cancel", { type: "button", text: "Cancel turn", hidden: true });
   const banner = el("div.banner#pending", { hidden: true });
@@ -248,7 +278,7 @@ function sessionView(sessionId) {
   let scheduled = false;
   conversation.onChange = (event) => {
     if (event.type === "user.message" && title.textContent === "untitled session") {
-      title.textContent = event.content.slice(0, 120);
+      title.textContent = visible(event.content.slice(0, 120));
     }
     if (scheduled) return;
     scheduled = true;
@@ -264,7 +294,7 @@ function sessionView(sessionId) {
   });
 
   api.session(sessionId).then((session) => {
-    title.textContent = session.title || "untitled session";
+    title.textContent = visible(session.title) || "untitled session";
     document.title = `${title.textContent} · agent-runtime`;
     if (!conversation.agent) conversation.agent = session.current_agent;
     refresh();
@@ -336,15 +366,21 @@ function sessionView(sessionId) {
       conversationRoot.dataset.stream = state;
       conversationRoot.dataset.after = String(stream.after ?? 0);
     },
-    (status) => {
+    (status, why) => {
       if (status === 401) {
         signOut("The server refused the token: sign in again.");
         return;
       }
-      live.textContent = "no such session";
+      const deleted = why === "deleted";
+      live.textContent = deleted ? "deleted" : "no such session";
       live.className = "live missing";
       conversationRoot.dataset.stream = "missing";
-      notify(`No such session: ${sessionId}`);
+      notify(deleted ? "This session was deleted." : `No such session: ${sessionId}`);
+    },
+    () => {
+      // The cache is gone: a new view of the same session replays it from seq 0.
+      route();
+      notify("The server's log is shorter than this page's copy (a restored database?): reloaded.", "info");
     },
   );
 
@@ -408,7 +444,7 @@ async function inboxItems() {
 
 function inboxCard(item, onDone) {
   const { session } = item;
-  const link = el("a.inbox-session", { href: `#/session/${encodeURIComponent(session.id)}`, text: session.title || session.id });
+  const link = el("a.inbox-session", { href: `#/session/${encodeURIComponent(session.id)}`, text: visible(session.title || session.id) });
   if (item.kind === "question") {
     const input = el("input", { type: "text", placeholder: "your answer", required: true, "aria-label": "answer" });
     const form = el("form.answer", {}, input, el("button", { type: "submit", text: "Answer" }));
@@ -428,7 +464,7 @@ function inboxCard(item, onDone) {
     "div.inbox-card.approval-card",
     { dataset: { key: item.key, call: a.call_id } },
     el("div.inbox-top", {}, link, el("span.muted", { text: timeAgo(a.requested_at || session.updated_at) })),
-    el("div.tool-line", {}, el("span.tool-name", { text: a.name }), el("span.rule", { text: a.rule || "" })),
+    el("div.tool-line", {}, el("span.tool-name", { text: visible(a.name) }), el("span.rule", { text: a.rule || "" })),
   );
   const diff = fileDiff(a.name, a.arguments);
   card.append(diff || el("pre.args", { text: pretty(a.arguments) }));
@@ -530,9 +566,23 @@ function route() {
     link.classList.toggle("active", hash.startsWith(link.dataset.route) && (link.dataset.route !== "#/" || hash === "#/"));
   }
   const match = /^#\/session\/(.+)$/.exec(hash);
-  if (match) view = sessionView(decodeURIComponent(match[1]));
+  const sessionId = match && decodedId(match[1]);
+  if (match && sessionId === null) {
+    // A hand-edited or truncated link names no session: the list, and why.
+    view = sessionsView();
+    notify(`No such session: ${visible(match[1])} is not a valid link`);
+  } else if (match) view = sessionView(sessionId);
   else if (hash === "#/inbox") view = inboxView();
   else view = sessionsView();
+}
+
+/** The session id of a `#/session/<id>` link, or null if its escapes are malformed. */
+function decodedId(encoded) {
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return null; // URIError: a lone or truncated %-escape such as %E0%A4%A
+  }
 }
 
 document.getElementById("signout").addEventListener("click", () => signOut());

@@ -1,8 +1,10 @@
-// A readable diff of a file edit an approval asks about.
-import { el } from "./dom.js";
+// A readable diff of a file edit an approval asks about. Paths and lines are
+// shown with their non-printable characters escaped (visible, visibleBlock): a
+// bidi control must not make the approved edit read differently.
+import { el, visible, visibleBlock } from "./dom.js";
 
 function lines(text) {
-  const out = String(text ?? "").split("\n");
+  const out = visibleBlock(text).split("\n");
   if (out.length > 1 && out[out.length - 1] === "") out.pop();
   return out;
 }
@@ -19,7 +21,7 @@ export function fileDiff(name, args) {
     return el(
       "div.diff",
       {},
-      el("div.diff-head", { text: `${args.path ?? "?"} — new content` }),
+      el("div.diff-head", { text: `${visible(args.path ?? "?")} — new content` }),
       el("div.diff-body", {}, lines(args.content).map((t) => row("add", t))),
     );
   }
@@ -27,7 +29,7 @@ export function fileDiff(name, args) {
     return el(
       "div.diff",
       {},
-      el("div.diff-head", { text: `${args.path ?? "?"} — replace` }),
+      el("div.diff-head", { text: `${visible(args.path ?? "?")} — replace` }),
       el(
         "div.diff-body",
         {},

@@ -46,12 +46,60 @@ export function formatCost(cost) {
   return `$${cost.toFixed(2)}`;
 }
 
+// What Python's str.isprintable() rejects (categories C and Z, but the ASCII
+// space): the rule of the terminal client (server/chat/_text.py). Bidi controls
+// (U+202A-E, U+2066-9, U+200E/F, U+061C) are among them: shown raw they reorder
+// what an approval displays, so a command could read differently from what runs.
+const HIDDEN = /(?! )[\p{C}\p{Z}]/u;
+const HIDDEN_ALL = new RegExp(HIDDEN.source, "gu");
+const HIDDEN_IN_BLOCK = /(?![ \n\t])[\p{C}\p{Z}]/gu;
+const NAMED = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+
+function hex(code, width) {
+  return code.toString(16).padStart(width, "0");
+}
+
+/** *char* as Python's repr() escapes it: \n, \x85, \u202e, \U000e0001. */
+function escaped(char) {
+  if (NAMED[char]) return NAMED[char];
+  const code = char.codePointAt(0);
+  if (code < 0x100) return `\\x${hex(code, 2)}`;
+  if (code < 0x10000) return `\\u${hex(code, 4)}`;
+  return `\\U${hex(code, 8)}`;
+}
+
+/** *text* on one line, every non-printable character (newlines too) escaped. */
+export function visible(text) {
+  text = String(text ?? "");
+  return HIDDEN.test(text) ? text.replace(HIDDEN_ALL, escaped) : text;
+}
+
+/** *text* with newlines and tabs kept and every other non-printable character escaped. */
+export function visibleBlock(text) {
+  return String(text ?? "").replace(/\r\n/g, "\n").replace(HIDDEN_IN_BLOCK, escaped);
+}
+
+/** *char* as a JSON escape, per UTF-16 unit (a surrogate pair past U+FFFF). */
+function jsonEscaped(char) {
+  let out = "";
+  for (let i = 0; i < char.length; i++) out += `\\u${hex(char.charCodeAt(i), 4)}`;
+  return out;
+}
+
+/**
+ * *value* as indented JSON with every non-printable character a JSON escape
+ * (\u202e): still valid JSON, so the edit box parses back the very value shown.
+ * Outside strings JSON.stringify writes only ASCII, spaces and newlines.
+ */
 export function pretty(value) {
+  let json;
   try {
-    return JSON.stringify(value, null, 2);
+    json = JSON.stringify(value, null, 2);
   } catch {
-    return String(value);
+    return visibleBlock(String(value));
   }
+  if (json === undefined) return String(value);
+  return json.replace(HIDDEN_IN_BLOCK, jsonEscaped);
 }
 
 export const STATUS_LABEL = {

@@ -1,9 +1,10 @@
 // Markdown of final assistant messages: marked → DOMPurify → a DocumentFragment.
 //
 // The only place the console turns model text into HTML. DOMPurify removes
-// scripts, event handlers, forms, styles and iframes; the hook below keeps only
-// http(s), mailto and in-page links (a `javascript:` link loses its href) and makes
-// every link open in a new tab without an opener.
+// scripts, event handlers, forms, styles, iframes and remote media; the hook
+// below keeps only http(s), mailto and in-page links (a `javascript:` link loses
+// its href), keeps only data: images, and makes every link open in a new tab
+// without an opener.
 
 import { Marked } from "./vendor/marked.esm.js";
 import DOMPurify from "./vendor/purify.es.js";
@@ -30,10 +31,13 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   }
 });
 
+// No remote media: audio, video and their sources, and the image URLs the hook
+// above does not see (srcset, a video's poster, a table's background) would make
+// the page fetch a URL the model chose (a beacon), stopped only by the CSP.
 const PURIFY = {
   USE_PROFILES: { html: true },
-  FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe"],
-  FORBID_ATTR: ["style", "class", "id"],
+  FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe", "video", "audio", "source", "track", "picture"],
+  FORBID_ATTR: ["style", "class", "id", "srcset", "poster", "background"],
   ADD_ATTR: ["target"],
   RETURN_DOM_FRAGMENT: true,
 };

@@ -2,9 +2,11 @@
 //
 // Every event leaves exactly one element carrying data-seq (a rendered event),
 // so what the page shows can be checked against the log. Model and tool text is
-// set with textContent; only final messages go through renderMarkdown.
+// set with textContent; only final messages go through renderMarkdown. What an
+// approval is about (tool names, arguments, targets) goes through visible() or
+// pretty(), so no bidi control can make it read differently from what runs.
 
-import { el, formatCost, pretty } from "./dom.js";
+import { el, formatCost, pretty, visible } from "./dom.js";
 import { fileDiff } from "./diff.js";
 import { renderMarkdown } from "./markdown.js";
 
@@ -90,8 +92,8 @@ export class Conversation {
     const summary = el(
       "summary",
       {},
-      el("span.tool-name", { text: call.name }),
-      el("span.tool-target", { text: clip(target(call.arguments), 80) }),
+      el("span.tool-name", { text: visible(call.name) }),
+      el("span.tool-target", { text: clip(visible(target(call.arguments)), 80) }),
       status,
     );
     const body = el("div.tool-body", {}, el("pre.args", { text: pretty(call.arguments) }));
@@ -336,8 +338,8 @@ const HANDLERS = {
     const title = el(
       "summary",
       {},
-      el("span.tool-name", { text: `subtask · ${event.agent}` }),
-      el("span.tool-target", { text: clip(event.message, 100) }),
+      el("span.tool-name", { text: `subtask · ${visible(event.agent)}` }),
+      el("span.tool-target", { text: clip(visible(event.message), 100) }),
       status,
     );
     const body = el("div.subtask-body", {}, el("div.task", { text: event.message }));
@@ -432,7 +434,7 @@ function approvalForm(event, actions) {
     }
   };
   const approve = el("button.approve", { type: "button", text: "Approve", onclick: () => run("approve", {}) });
-  const session = el("button.secondary.approve-session", { type: "button", text: `Approve ${event.name} for this session`, onclick: () => run("approve", { remember: "session" }) });
+  const session = el("button.secondary.approve-session", { type: "button", text: `Approve ${visible(event.name)} for this session`, onclick: () => run("approve", { remember: "session" }) });
   const edit = el("button.secondary.edit", {
     type: "button",
     text: "Edit arguments",

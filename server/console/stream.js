@@ -4,7 +4,8 @@
 // events it delivered in sessionStorage (bounded: see loadCache), so a reload
 // renders them again and resumes with ?after=<last seq>: no duplicate, no gap.
 // After a few failed connections it asks REST why (EventSource shows no status):
-// a 401 or 404 stops it for good (onRefused). An event
+// a 401 or 404 stops it for good (onRefused); a cursor the server refuses as
+// past the log's end (a restored database) drops the cache (onRewound). An event
 // at or below the last seq is dropped (a replay); one past last + 1 means a gap,
 // so the stream reconnects from the last good seq. EventSource's own retry is
 // not used: on any error the stream closes it and reconnects itself with backoff
@@ -30,7 +31,7 @@ export const EVENT_TYPES = [
   "text.delta", "message", "approval.requested", "approval.resolved", "tool.call",
   "tool.started", "tool.result", "question.asked", "question.answered",
   "subtask.started", "subtask.ended", "usage", "compaction.started",
-  "context.compacted", "agent.error",
+  "context.compacted", "agent.error", "session.deleted",
 ];
 
 // The cache of a session: {v: 2, events, elided}. `events` are the kept
@@ -109,14 +110,18 @@ export class SessionStream {
    * @param {string} sessionId
    * @param {(event: object) => void} onEvent  called once per seq, in order
    * @param {(state: string) => void} onState  "connecting" | "live" | "reconnecting"
-   * @param {(status: number) => void} onRefused  the server answers 401 or 404 for
+   * @param {(status: number, why?: string) => void} onRefused  the server answers 401 or 404 for
    *   the session: the stream has stopped for good
+   * @param {() => void} onRewound  the server's log is shorter than what this tab
+   *   saw (a restored database): the stream has stopped and its cache is gone, so
+   *   the page must render the session again from seq 0
    */
-  constructor(sessionId, onEvent, onState, onRefused = () => {}) {
+  constructor(sessionId, onEvent, onState, onRefused = () => {}, onRewound = () => {}) {
     this.sessionId = sessionId;
     this.onEvent = onEvent;
     this.onState = onState;
     this.onRefused = onRefused;
+    this.onRewound = onRewound;
     this.token = getToken(); // the cache belongs to this token's principal only
     // What the cache keeps (see loadCache): kept events, elided deltas, and the
     // kept deltas of each message still streaming.
@@ -169,16 +174,28 @@ export class SessionStream {
     source.onmessage = handler; // types this console does not know yet
   }
 
-  probe() {
-    api.session(this.sessionId).then(
-      () => {}, // there, and readable: a stream problem, keep reconnecting
-      (error) => {
-        if (this.closed || (error.status !== 401 && error.status !== 404)) return;
+  async probe() {
+    try {
+      await api.session(this.sessionId);
+      // The session is there: is our cursor? After a database restore the log
+      // can be shorter than what this tab saw, and the server refuses the
+      // cursor (400 bad_parameter), on the stream as here.
+      await api.events(this.sessionId, this.lastSeq, 1);
+    } catch (error) {
+      if (this.closed) return;
+      if (error.status === 401 || error.status === 404) {
         this.stop();
         sessionStorage.removeItem(CACHE_PREFIX + this.sessionId);
         this.onRefused(error.status);
-      },
-    );
+      } else if (error.status === 400 && error.code === "bad_parameter") {
+        // What the page shows is not the session's log: forget it, start over.
+        this.stop();
+        sessionStorage.removeItem(CACHE_PREFIX + this.sessionId);
+        this.onRewound();
+      }
+      // Anything else (the network, a 5xx): keep reconnecting.
+    }
+    // Both answered: a stream problem, keep reconnecting.
   }
 
   receive(message) {
@@ -193,6 +210,13 @@ export class SessionStream {
     if (event.seq <= this.lastSeq) return; // already rendered
     if (event.seq !== this.lastSeq + 1) {
       this.reconnect(); // a gap: ask again from the last good seq
+      return;
+    }
+    if (event.type === "session.deleted") {
+      // The log's last event: deleted elsewhere (another tab, client or replica).
+      this.stop();
+      sessionStorage.removeItem(CACHE_PREFIX + this.sessionId);
+      this.onRefused(404, "deleted");
       return;
     }
     this.lastSeq = event.seq;

@@ -190,3 +190,25 @@ async def test_a_stream_refused_for_good_stops_reconnecting(
         assert any("ERR_INCOMPLETE_CHUNKED_ENCODING" in p for p in refused), refused
         page.problems[:] = [p for p in page.problems if p not in refused]
         restarted.shutdown.set()
+
+
+async def test_a_session_deleted_elsewhere_is_closed_at_once(
+    server: LiveServer, page: Page
+) -> None:
+    """Another client deletes the open session: its ``session.deleted`` ends the
+    stream; the page says so and drops the cached log, without probing REST."""
+    session_id = await server.new_session()
+    await say(server, session_id, "stream 3 words")
+    await sign_in(page, server)
+    await open_session(page, server, session_id)
+    await wait_completed(page)
+    await page.wait_for(f"!!{cache(session_id)}", "the session cached")
+    async with server.http() as http:
+        assert (await http.delete(f"/v1/sessions/{session_id}")).status_code == 204
+    await page.wait_for(
+        "document.querySelector('#conversation')?.dataset.stream === 'missing'",
+        "the session gone",
+    )
+    assert await page.text("#live") == "deleted"
+    assert "This session was deleted." in await page.text("#toast")
+    assert await page.eval(CACHE_KEYS) == []
