@@ -32,7 +32,7 @@ from ._core._events import (
     TurnEndReason,
 )
 from ._core._mcp import split_name
-from ._core._state import CallState, SessionState
+from ._core._state import CallState, PendingCall, SessionState
 from ._live_turn import Out
 
 
@@ -77,7 +77,8 @@ def final_closings(
     # Innermost contexts first, so a subtask's calls close before the subtask does.
     pending = sorted(state.pending_of_turn(turn_id), key=lambda c: c.subtask_id is None)
     for call in pending:
-        outs.append(Out(ToolResultEvent(call.call_id, False, why, why), call.subtask_id))
+        text = why if call.state is not CallState.RUNNING else _in_flight(call, why)
+        outs.append(Out(ToolResultEvent(call.call_id, False, text, text), call.subtask_id))
     for subtask_id, (_, sub_agent) in list(state.open_subtasks.items()):
         outs.append(Out(SubtaskEnded(subtask_id, sub_agent, False, why)))
     # The turn's usage totals are the fold's (every usage event of the turn,
@@ -96,11 +97,16 @@ def lost_server_calls(state: SessionState, turn_id: str) -> list[Out]:
     outs = []
     for call in state.pending_of_turn(turn_id):
         if call.state is CallState.RUNNING:
-            server = (split_name(call.name) or ("?", ""))[0]
-            text = (
-                f"error: the runtime stopped while MCP server {server} ran {call.name}; "
-                "whether the call took effect is unknown (it was not run again): "
-                "check before calling it again"
-            )
+            text = _in_flight(call, "error: the runtime stopped")
             outs.append(Out(ToolResultEvent(call.call_id, False, text, text), call.subtask_id))
     return outs
+
+
+def _in_flight(call: PendingCall, why: str) -> str:
+    """The result of a server-side call cut off while it ran: *why*, and that it may
+    have taken effect (sent to its server, it ran there in full, in part or not)."""
+    server = (split_name(call.name) or ("?", ""))[0]
+    return (
+        f"{why} while MCP server {server} ran {call.name}; whether the call took effect "
+        "is unknown (it was not run again): check before calling it again"
+    )

@@ -292,7 +292,13 @@ async def test_cancel_during_a_server_call_cancels_it_and_resolves_it_cancelled(
         events = await turn_events(h, s.id)
         assert fake.cancelled == ["search"]
         result = next(d for t, d in events if t == "tool.result")
-        assert result["ok"] is False and str(result["content"]).startswith("cancelled")
+        assert result["ok"] is False
+        # Sent to its server, the call may have run there: the model is told so.
+        assert result["content"] == (
+            "cancelled: the turn ended (cancelled) while MCP server docs ran mcp__docs__search;"
+            " whether the call took effect is unknown (it was not run again): check before"
+            " calling it again"
+        )
         assert dict(events)["turn.ended"]["reason"] == "cancelled"
         await h.assert_paired(s)
 
