@@ -71,10 +71,13 @@ def describe_call(name: str, args: JSONObject) -> str:
             return f"{visible(name)} {target}"
 
 
-def command_summary(summary: str) -> str | None:
-    """``exit N`` and the output of an ``execute_command`` result, if *summary* is one."""
+def command_summary(content: str) -> str | None:
+    """``exit N`` and the output of an ``execute_command`` result, if *content* is one.
+
+    *content* must be the result's full content: a cut summary is not valid JSON.
+    """
     try:
-        value: JSON = json.loads(summary)
+        value: JSON = json.loads(content)
     except ValueError:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("exit_code"), int):

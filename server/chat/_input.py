@@ -157,8 +157,16 @@ async def ask(
         renderer.prompt(prompt)
         return await lines.readline()
     renderer.end_stream()
+    _show_notes(renderer, await prompter.notes())
     with renderer.reading():  # prompt_toolkit draws the line: no status line over it
-        return await prompter.prompt(visible(prompt), chat=chat)
+        line = await prompter.prompt(visible(prompt), chat=chat)
+    _show_notes(renderer, await prompter.notes())  # storing the line may have failed
+    return line
+
+
+def _show_notes(renderer: Renderer, notes: list[str]) -> None:
+    for text in notes:
+        renderer.note(text, "yellow")
 
 
 class Decider:

@@ -77,7 +77,10 @@ async def run_chat_args(args: argparse.Namespace, *, err: TextIO | None = None) 
     try:
         options = options_from_args(args, os.environ)
     except UsageError as error:
-        _Failures(err if err is not None else sys.stderr).fail(error)
+        failures = _Failures(err if err is not None else sys.stderr)
+        failures.fail(error)
+        if getattr(args, "output", "text") == "json":  # a script reads the last line
+            NdjsonRenderer(sys.stdout, failures.err).exit(EXIT_USAGE, failures.last)
         return EXIT_USAGE
     return await chat_main(options, err=err)
 

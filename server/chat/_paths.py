@@ -103,17 +103,42 @@ def state_dir(root: Path) -> Path:
     """``<workspace>/.agent-runtime``, created with a ``.gitignore`` of ``*`` on first use.
 
     The client keeps its history and undo journal there; they are the user's, not
-    the project's, so ``git status`` should not list them.
+    the project's, so ``git status`` should not list them. A planted symlink is never
+    followed: the folder is opened ``O_NOFOLLOW`` and the ``.gitignore`` made inside
+    that very folder, so nothing is written where the link points.
+
+    Raises:
+        OSError: the folder is a symlink or not a directory (or cannot be made).
     """
     folder = root / STATE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    ignore = folder / ".gitignore"
-    if not os.path.lexists(ignore):  # never through a symlink planted there
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(parents=True)  # an existing symlink is "exists", not followed
+    fd = open_state_dir(root)
+    try:
         with contextlib.suppress(FileExistsError):
-            fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as file:
+            ignore = os.open(".gitignore", _NEW_FILE, 0o644, dir_fd=fd)
+            with os.fdopen(ignore, "wb") as file:
                 file.write(b"# agent-runtime chat: history and undo journal\n*\n")
+    finally:
+        os.close(fd)
     return folder
+
+
+# Created exclusively and never through a symlink (O_EXCL refuses one, dangling or not).
+_NEW_FILE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_state_dir(root: Path) -> int:
+    """A descriptor of ``<workspace>/.agent-runtime`` itself, never of a symlink's target.
+
+    Open files relative to it (``dir_fd``) so that swapping the folder for a symlink
+    afterwards cannot redirect them either.
+
+    Raises:
+        OSError: missing, a symlink (``ELOOP``) or not a directory.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(root / STATE_DIR, flags)
 
 
 def in_state_dir(rel: str) -> bool:

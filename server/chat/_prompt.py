@@ -23,15 +23,21 @@ waits until the first has restored the terminal.
 
 prompt_toolkit puts the terminal in raw mode, so Ctrl-C arrives as a key, not as
 SIGINT. The prompt then sends the process the SIGINT the terminal would have
-sent, so Ctrl-C means the same at the prompt as anywhere else (see ``_client``).
+sent, so Ctrl-C means the same at the prompt as anywhere else (see ``_client``);
+only at the chat prompt with something typed does it clear the line instead, as
+shells do, so that a line given up on does not quit the client.
+
+The history file is never followed through a symlink (see :class:`BoundedHistory`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import os
 import signal
+import stat
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -40,13 +46,14 @@ from typing import Final, TypeAlias
 import attrs
 import trio
 from prompt_toolkit import PromptSession
+from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 from prompt_toolkit.filters import Condition
-from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.history import History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
-from ._paths import STATE_DIR, state_dir
+from ._paths import STATE_DIR, open_state_dir, state_dir
 
 MAX_HISTORY: Final = 1000
 HISTORY_FILE: Final = Path(STATE_DIR) / "history"
@@ -65,26 +72,138 @@ class PromptSettings:
         return self.workspace / HISTORY_FILE
 
 
-class BoundedHistory(FileHistory):
-    """prompt_toolkit's history file, cut to the newest *limit* entries when loaded."""
+class BoundedHistory(History):
+    """The workspace's history file, cut to the newest *limit* entries when loaded.
 
-    def __init__(self, path: Path, limit: int = MAX_HISTORY) -> None:
-        super().__init__(path)
-        self.path = path
+    The file is in prompt_toolkit's ``FileHistory`` format, but never read or written
+    through a symlink: a repository can ship ``.agent-runtime`` or its ``history`` as
+    a link, and everything typed (pasted secrets too) would be appended to, or the
+    file cut in, a place of its choosing. When either is a symlink or not what it
+    should be, the history is kept in memory for the run and one note says so
+    (:meth:`take_notes`). Its methods do blocking file I/O: call them in a thread.
+    """
+
+    def __init__(self, workspace: Path, limit: int = MAX_HISTORY) -> None:
+        super().__init__()
+        self.workspace = workspace
         self.limit = limit
+        self.off: str | None = None  # why the file is not used (then: memory only)
+        self._lock = threading.Lock()
+        self._notes: list[str] = []
+
+    def check(self) -> None:
+        """Turn the file off now if it cannot be used, so the note comes before any typing."""
+        if self.off is None:
+            try:
+                os.close(self._open(os.O_RDONLY))
+            except FileNotFoundError:
+                pass  # made on the first entry
+            except OSError as error:
+                self._turn_off(error)
+
+    def take_notes(self) -> list[str]:
+        """The warning about the file, if there is a new one (at most one per run)."""
+        with self._lock:
+            notes, self._notes = self._notes, []
+        return notes
 
     def load_history_strings(self) -> Iterable[str]:
-        newest_first = list(super().load_history_strings())
-        if len(newest_first) > self.limit:
-            newest_first = newest_first[: self.limit]
-            self.path.write_text("")
-            for entry in reversed(newest_first):
-                super().store_string(entry)
+        if self.off is not None:
+            return []
+        try:
+            newest_first = self._load()
+            if len(newest_first) > self.limit:
+                newest_first = newest_first[: self.limit]
+                self._rewrite(reversed(newest_first))
+        except OSError as error:
+            self._turn_off(error)
+            return []
         return newest_first
 
     def store_string(self, string: str) -> None:
-        state_dir(self.path.parent.parent)  # with its .gitignore
-        super().store_string(string)
+        if self.off is not None:
+            return
+        try:
+            state_dir(self.workspace)  # with its .gitignore
+            fd = self._open(os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            with os.fdopen(fd, "wb") as file:
+                file.write(_entry(string))
+        except OSError as error:
+            self._turn_off(error)
+
+    def _load(self) -> list[str]:
+        """The entries in the file, newest first (none if it does not exist)."""
+        try:
+            fd = self._open(os.O_RDONLY)
+        except FileNotFoundError:
+            return []
+        with os.fdopen(fd, "rb") as file:
+            return _entries(file.read())[::-1]
+
+    def _rewrite(self, oldest_first: Iterable[str]) -> None:
+        fd = self._open(os.O_WRONLY)
+        with os.fdopen(fd, "wb") as file:
+            file.truncate(0)  # only now: after _open has checked what the file is
+            file.write(b"".join(_entry(entry) for entry in oldest_first))
+
+    def _open(self, flags: int) -> int:
+        """The history file opened with *flags*, never through a symlink.
+
+        Opened inside the folder's own descriptor, so neither the folder nor the file
+        can be a link; non-blocking, so a FIFO planted there cannot hang the prompt.
+
+        Raises:
+            OSError: missing, a symlink (either), or not a regular file.
+        """
+        folder = open_state_dir(self.workspace)
+        try:
+            fd = os.open(HISTORY_FILE.name, flags | _NO_LINK, 0o600, dir_fd=folder)
+        finally:
+            os.close(folder)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(f"{HISTORY_FILE.as_posix()} is not a regular file")
+        return fd
+
+    def _turn_off(self, error: OSError) -> None:
+        with self._lock:
+            if self.off is not None:
+                return
+            self.off = self._why(error)
+            self._notes.append(
+                f"[prompt history off for this run: {self.off}; "
+                "what you type is kept in memory only]"
+            )
+
+    def _why(self, error: OSError) -> str:
+        for rel in (Path(STATE_DIR), HISTORY_FILE):
+            if (self.workspace / rel).is_symlink():
+                return f"{rel.as_posix()} is a symlink (never followed)"
+        if error.strerror:
+            return f"{HISTORY_FILE.as_posix()}: {error.strerror}"
+        return str(error)
+
+
+_NO_LINK: Final = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _entry(string: str) -> bytes:
+    """One history entry as prompt_toolkit's ``FileHistory`` writes it."""
+    lines = "".join(f"+{line}\n" for line in string.split("\n"))
+    return f"\n# {datetime.datetime.now()}\n{lines}".encode(errors="replace")
+
+
+def _entries(data: bytes) -> list[str]:
+    """The entries of a history file, oldest first (``+`` lines; anything else ends one)."""
+    entries: list[str] = []
+    lines: list[str] = []
+    for line in [*data.decode(errors="replace").splitlines(keepends=True), ""]:
+        if line.startswith("+"):
+            lines.append(line[1:])
+        elif lines:
+            entries.append("".join(lines)[:-1])  # without the last newline
+            lines = []
+    return entries
 
 
 class ChatCompleter(Completer):
@@ -129,13 +248,23 @@ def _chat_bindings() -> KeyBindings:
         event.current_buffer.delete_before_cursor(1)
         event.current_buffer.insert_text("\n")
 
+    # As in a shell: Ctrl-C throws away what was typed; on an empty line it is the
+    # usual Ctrl-C (the chat prompt is only shown while no turn runs: it quits).
+    @bindings.add("c-c", filter=Condition(lambda: bool(_current_buffer().text)))
+    def _clear(event: KeyPressEvent) -> None:
+        event.current_buffer.reset()
+
     return bindings
 
 
 def _current_text_before_cursor() -> str:
+    return _current_buffer().document.text_before_cursor
+
+
+def _current_buffer() -> Buffer:
     from prompt_toolkit.application.current import get_app
 
-    return get_app().current_buffer.document.text_before_cursor
+    return get_app().current_buffer
 
 
 class _Cancelled:
@@ -189,8 +318,10 @@ class PromptInput:
     def __init__(self, settings: PromptSettings, *, read: Reader = _read) -> None:
         self.settings = settings
         self._read = read
+        self._history = BoundedHistory(settings.workspace)
+        self._checked = False
         self._chat: PromptSession[str] = PromptSession(
-            history=BoundedHistory(settings.history),
+            history=self._history,
             completer=ChatCompleter(settings),
             complete_while_typing=False,
             key_bindings=_chat_bindings(),
@@ -201,6 +332,16 @@ class PromptInput:
 
     async def readline(self) -> str | None:
         return await self.prompt("", chat=False)
+
+    async def notes(self) -> list[str]:
+        """Warnings to show (the history file is not used); the first call checks it.
+
+        Cancellation: safe; a check already under way completes (a worker thread).
+        """
+        if not self._checked:
+            self._checked = True
+            await trio.to_thread.run_sync(self._history.check)
+        return self._history.take_notes()
 
     async def prompt(self, message: str, *, chat: bool) -> str | None:
         """The line typed after *message*; ``None`` at end of input (Ctrl-D).

@@ -287,7 +287,9 @@ class Renderer(Screen):
             return  # the subtask.ended line already said it
         self._end_command_output()
         summary = result.summary.strip("\n") if result.summary.strip() else ""
-        text = command_summary(result.summary) or summary or "(empty)"
+        # From the full content: the summary is cut at 500 characters, which breaks
+        # the JSON of all but the shortest command results.
+        text = command_summary(result.content) or summary or "(empty)"
         shown = [cut_line(line) for line in text.replace("\r\n", "\n").split("\n")]
         if len(shown) > RESULT_LINES:
             more = f"... ({plural(len(shown) - RESULT_LINES, 'more line')})"

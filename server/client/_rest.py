@@ -25,7 +25,7 @@ def base_url(url: str) -> str:
     Raises:
         ClientError: ``invalid_request``: not an http(s) or ws(s) URL with a host.
     """
-    url = url.strip().rstrip("/")
+    url = url.strip()
     if "://" not in url:
         url = "http://" + url
     for ws, http in (("ws://", "http://"), ("wss://", "https://")):
@@ -39,7 +39,8 @@ def base_url(url: str) -> str:
         raise ClientError(
             "invalid_request", f"{url!r} must be an http(s):// or ws(s):// URL with a host"
         )
-    return url
+    # Only now: cut first, "http://" would be "http:", read as a bare host name.
+    return url.rstrip("/")
 
 
 def session_ws_url(http: httpx.AsyncClient, session_id: str) -> str:
@@ -83,7 +84,7 @@ def raise_for_status(response: httpx.Response, session_id: str | None = None) ->
 
     Raises:
         ClientError: the token was refused (``unauthorized``), no such session for
-            it (``not_found``), an answer that is not agent-runtime's
+            it (``not_found``, with the server's error body), an answer that is not agent-runtime's
             (``bad_response``: a 404, 405, 501 or 505 without its error body), or
             another refusal (the server's code).
         ServerBusy: another 5xx, or a 429: the server may come back, or want us slower.
@@ -96,7 +97,9 @@ def raise_for_status(response: httpx.Response, session_id: str | None = None) ->
     if status == 401:
         text = f"the server refused the token ({tag}: {message or 'unauthorized'})"
         raise ClientError("unauthorized", text, status=status)
-    if status == 404 and session_id is not None:
+    if status == 404 and session_id is not None and code is not None:
+        # Only with our error body: a bare 404 is another server's (below), and
+        # "no such session" would send the user after a valid id.
         text = f"no session {session_id!r} for this token ({tag})"
         raise ClientError("not_found", text, status=status)
     if code is None and status in _NOT_THE_API:

@@ -211,7 +211,14 @@ def test_tool_output_keeps_its_whitespace() -> None:
     renderer = Renderer(out)
     renderer.event(_event(1, "tool.result", call_id="c1", ok=True, summary=output, content=""))
     renderer.event(
-        _event(2, "tool.result", call_id="c2", ok=True, summary=json.dumps(command), content="")
+        _event(
+            2,
+            "tool.result",
+            call_id="c2",
+            ok=True,
+            summary=json.dumps(command),
+            content=json.dumps(command),  # the full result: what the exit line is made of
+        )
     )
     assert out.getvalue() == (
         "= ok: def f():\n"
