@@ -18,7 +18,9 @@ if TYPE_CHECKING:  # only for annotations
 
 
 def check_model_name(name: str) -> str:
-    """*name* if it can name a model: not blank, at most :data:`MAX_MODEL_NAME` characters.
+    """*name* if it can name a model: not blank, at most :data:`MAX_MODEL_NAME` characters,
+    printable (no provider names a model with a NUL, a newline or a bidi control,
+    and a client shows the name back: "model switched to ...").
 
     Raises:
         ValueError: why it cannot.
@@ -27,6 +29,9 @@ def check_model_name(name: str) -> str:
         raise ValueError("a model name must not be empty")
     if len(name) > MAX_MODEL_NAME:
         raise ValueError(f"a model name must be at most {MAX_MODEL_NAME} characters long")
+    if not name.isprintable():
+        bad = next(c for c in name if not c.isprintable())
+        raise ValueError(f"a model name must be printable; it has {bad!r}")
     return name
 
 

@@ -139,9 +139,10 @@ def test_model_for_takes_the_first_model_set() -> None:
 
 def test_model_names_are_checked_for_form_only() -> None:
     assert check_model_name("any/unknown:model") == "any/unknown:model"
-    for bad in ("", "  ", "x" * (MAX_MODEL_NAME + 1)):
+    for bad in ("", "  ", "x" * (MAX_MODEL_NAME + 1), "gpt\x00", "gpt\n4", "gpt\u202e4"):
         with pytest.raises(ValueError, match="model name"):
             check_model_name(bad)
+    assert check_model_name("modèle ünicode") == "modèle ünicode"  # printable is enough
     with pytest.raises(ValueError):
         SwitchModel("c1", "")
 
