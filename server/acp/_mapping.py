@@ -193,6 +193,9 @@ def chunk(kind: str, text: str) -> JSONObject:
     return {"sessionUpdate": kind, "content": {"type": "text", "text": text}}
 
 
+DELETED_NOTICE: Final = "\n[this session was deleted (by another client); start a new one]\n"
+
+
 class Translator:
     """The ``session/update`` payloads of one session's events (see the module docstring).
 
@@ -248,6 +251,10 @@ class Translator:
                 self._streamed.clear()
                 self._calls.clear()
                 self._content.clear()
+            case "session.deleted":
+                # ACP has no such notice; the editor would otherwise only see its
+                # next prompt refused.
+                return [chunk("agent_message_chunk", DELETED_NOTICE)]
         return []
 
     def _message(self, event: Mapping[str, JSON], text_kind: str) -> list[JSONObject]:

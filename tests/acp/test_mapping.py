@@ -24,6 +24,7 @@ from server.acp._capabilities import (
 from server.acp._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
 from server.acp._link import AgentInfo
 from server.acp._mapping import (
+    DELETED_NOTICE,
     Translator,
     absolute,
     diff_content,
@@ -194,6 +195,16 @@ def test_modes_subtasks_and_questions() -> None:
     assert (
         translator.feed(event("error", code="model_error", message="x")) == []
     )  # live: the prompt
+
+
+def test_a_deletion_is_said_in_the_conversation() -> None:
+    deleted = Translator(CWD).feed(event("session.deleted"))
+    assert conforming(deleted) == [
+        {
+            "sessionUpdate": "agent_message_chunk",
+            "content": {"type": "text", "text": DELETED_NOTICE},
+        }
+    ]
 
 
 def test_replay_sends_whole_messages_and_the_user_s_side() -> None:
