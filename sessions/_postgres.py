@@ -174,6 +174,23 @@ class PostgresBackend:
             with contextlib.suppress(StoreError):
                 await self.renew()
 
+    async def probe_write(self) -> None:
+        """``SELECT 1`` on the writer's connection, reopened if it had died (the
+        writer's probe while degraded: the database answering is what a batch
+        needs; see :class:`~sessions._writer.WriteProbe`).
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+        """
+        if self._closed:
+            raise StoreClosed("the session store is closed")
+        try:
+            await self._writer.run(_select_one)
+        except StorageUnavailable:
+            if not self._writer.broken():
+                raise
+            await self._writer.run(_select_one)
+
     async def ping(self) -> None:
         """``SELECT 1`` on a reader connection (``/health``; the caller bounds the wait).
 
@@ -227,9 +244,23 @@ class PostgresBackend:
         owner, ttl = self.owner, self.lease_ttl
         # Shielded: the transaction runs to COMMIT or ROLLBACK on its thread anyway.
         with trio.CancelScope(shield=True):
-            result, acquired = await self._writer.run(
-                lambda conn: pgsql.commit_batch(conn, appends, ts, owner, held, ttl)
-            )
+            stage = pgsql.Stage()
+
+            def batch(conn: pgsql.Connection) -> tuple[BatchResult, dict[str, int]]:
+                return pgsql.commit_batch(conn, appends, ts, owner, held, ttl, stage)
+
+            try:
+                result, acquired = await self._writer.run(batch)
+            except StorageUnavailable:
+                if stage.committing or not self._writer.broken():
+                    raise
+                # The connection had died while idle (a database restart, a
+                # terminated backend) and the batch failed before its COMMIT, so
+                # nothing of it was written: once more, on a fresh connection.
+                # Without this, the first write after a restart failed however
+                # late it came, ending the turn that made it.
+                stage = pgsql.Stage()
+                result, acquired = await self._writer.run(batch)
         self.held.update(acquired)
         for outcome, append in zip(result.outcomes, appends, strict=True):
             if isinstance(outcome, LeaseLost):
@@ -368,3 +399,7 @@ async def _open(
             fanout.close()  # also when opening failed half-way
             with trio.CancelScope(shield=True):
                 await backend.aclose()
+
+
+def _select_one(conn: pgsql.Connection) -> None:
+    conn.execute("SELECT 1")

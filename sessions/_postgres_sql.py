@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
+import attrs
 import psycopg
 import psycopg.errors
 
@@ -114,6 +115,15 @@ def events_channel(conn: Connection) -> str:
     return str(row[0])
 
 
+@attrs.define
+class Stage:
+    """How far :func:`commit_batch` got: a failure before ``COMMIT`` was sent
+    committed nothing (PostgreSQL rolls back a transaction whose connection
+    dies), so the batch may be tried again; one during it may have committed."""
+
+    committing: bool = False
+
+
 def commit_batch(
     conn: Connection,
     appends: Sequence[Append],
@@ -121,6 +131,7 @@ def commit_batch(
     owner: str,
     held: Mapping[str, int],
     ttl: float,
+    stage: Stage | None = None,
 ) -> tuple[BatchResult, dict[str, int]]:
     """Apply *appends* in one transaction, fenced by this replica's leases.
 
@@ -133,6 +144,7 @@ def commit_batch(
     :func:`events_channel` (``_fanout_pg.py``), sent in the transaction:
     PostgreSQL delivers it at commit, in commit order, or never.
     """
+    stage = stage if stage is not None else Stage()
     conn.execute("BEGIN")
     try:
         tx = PgTx(conn)
@@ -148,6 +160,7 @@ def commit_batch(
                 f"SELECT pg_notify({_CHANNEL}, p) FROM unnest(%s::text[]) AS p",
                 ([f"{sid} {first} {last} {owner}" for sid, (first, last) in written.items()],),
             )
+        stage.committing = True
         conn.execute("COMMIT")
     except BaseException:
         rollback_quietly(conn)
@@ -362,7 +375,15 @@ class PgTx:
         )
 
     def live_sessions(self, owner: str) -> int:
-        row = self._one("SELECT live_sessions FROM owners WHERE owner = %s", (owner,))
+        # Locked until this transaction ends: another replica creating a session
+        # of the same owner waits here and then reads the count this one wrote,
+        # so the cap holds across replicas. The row is made first (a no-op when
+        # it exists): FOR UPDATE locks no row that does not exist yet.
+        self._conn.execute(
+            "INSERT INTO owners (owner, live_sessions) VALUES (%s, 0) ON CONFLICT DO NOTHING",
+            (owner,),
+        )
+        row = self._one("SELECT live_sessions FROM owners WHERE owner = %s FOR UPDATE", (owner,))
         return 0 if row is None else as_int(row[0])
 
     def add_live_sessions(self, owner: str, delta: int) -> None:
