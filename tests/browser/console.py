@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import attrs
@@ -27,6 +28,16 @@ async def open_session(page: Page, server: LiveServer, session_id: str) -> None:
         "document.querySelector('#conversation')?.dataset.stream === 'live'",
         "the session's stream to be live",
     )
+
+
+async def say(server: LiveServer, session_id: str, text: str) -> None:
+    """Another client sends *text* to the session (its turn runs whatever the page does)."""
+    async with server.http() as http:
+        response = await http.post(
+            f"/v1/sessions/{session_id}/commands",
+            json={"type": "user_message", "id": f"m-{uuid.uuid4().hex}", "content": text},
+        )
+    assert response.json()["status"] == "accepted", response.text
 
 
 async def rendered_seqs(page: Page) -> list[int]:

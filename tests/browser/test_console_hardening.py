@@ -7,7 +7,6 @@ list, and a log shorter than the tab's copy is replayed from the start.
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from contextlib import closing
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tests.browser.console import (
     js,
     log,
     open_session,
+    say,
     sign_in,
     start_stoppable,
 )
@@ -30,15 +30,6 @@ from tests.server.helpers import LiveServer, make_config, start_server
 RLO = "\u202e"  # RIGHT-TO-LEFT OVERRIDE: displays what follows it reversed
 TOAST = "document.querySelector('#toast').textContent"
 LIVE = "document.querySelector('#conversation')?.dataset.stream === 'live'"
-
-
-async def say(server: LiveServer, session_id: str, text: str) -> None:
-    async with server.http() as http:
-        response = await http.post(
-            f"/v1/sessions/{session_id}/commands",
-            json={"type": "user_message", "id": f"m-{uuid.uuid4().hex}", "content": text},
-        )
-    assert response.json()["status"] == "accepted", response.text
 
 
 def text_of(selector: str) -> str:

@@ -11,7 +11,6 @@ HTTP status).
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from tests.browser.console import (
     js,
     log,
     open_session,
+    say,
     sign_in,
     start_stoppable,
 )
@@ -39,15 +39,6 @@ LIVE = "document.querySelector('#conversation')?.dataset.stream === 'live'"
 
 def cache(session_id: str) -> str:
     return f"JSON.parse(sessionStorage.getItem({js('agent-runtime.log.' + session_id)}))"
-
-
-async def say(server: LiveServer, session_id: str, text: str) -> None:
-    async with server.http() as http:
-        response = await http.post(
-            f"/v1/sessions/{session_id}/commands",
-            json={"type": "user_message", "id": f"m-{uuid.uuid4().hex}", "content": text},
-        )
-    assert response.json()["status"] == "accepted", response.text
 
 
 async def wait_turn_end(page: Page, count: int) -> None:
