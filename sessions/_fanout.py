@@ -35,7 +35,9 @@ guarantees (``tests/sessions/test_seam_fanout.py`` checks each):
 4. **Bounded.** A subscriber that falls more than ``size`` events behind is cut
    off: its feed delivers what it holds, then ends with ``overflowed`` set (the
    subscription raises :class:`~sessions.SubscriberTooSlow` with its last seq).
-   Publishing never waits for a subscriber.
+   Publishing never waits for a subscriber. A feed the fan-out itself could no
+   longer keep whole ends with ``interrupted`` set instead: the subscription
+   reads storage again (and only if that fails raises ``SubscriberTooSlow``).
 5. **Closing.** After :meth:`Fanout.close` publishing is harmless (a no-op),
    feeds end once they delivered what they hold, and a feed registered later
    ends at once.
@@ -67,6 +69,13 @@ class LiveFeed(Protocol):
     @property
     def overflowed(self) -> bool:
         """True once the subscriber fell too far behind (the feed then ends)."""
+        ...
+
+    @property
+    def interrupted(self) -> bool:
+        """True once the fan-out lost its own source (PostgreSQL: the ``LISTEN``
+        connection dropped) and ended the feed: events may have been missed, so
+        the subscription catches up from storage and registers a new feed."""
         ...
 
     async def receive(self) -> Sequence[Event]:

@@ -33,6 +33,7 @@ class _LocalFeed:
         self.session_id = session_id
         self.send, self._receive = trio.open_memory_channel[Event](size)
         self.overflowed = False
+        self.interrupted = False  # the writer is in this process: nothing to lose
         self._fanout = fanout
 
     async def receive(self) -> Sequence[Event]:

@@ -30,8 +30,9 @@ This replica's own commits reach its subscribers through :meth:`publish`, in
 the writer's task right after the commit (no round trip); their notifications
 are ignored. Notifications that pile up while a read of the session is in
 flight cost one more read, not one each. A lost listening connection may have
-lost notifications, so it ends every feed as ``overflowed`` (subscribers
-resume from storage with their ``last_seq``), then reconnects with backoff.
+lost notifications, so it ends every feed as ``interrupted`` (each
+subscription reads storage from its cursor again and registers anew: a client
+sees no break), then reconnects with backoff.
 
 Where a feed starts: the subscription registers with the cursor it had before
 its last replayed page, so up to a page of events it already has may lie
@@ -94,6 +95,7 @@ class _PgFeed:
         self.fresh = True  # nothing seen since registering: where it starts is open
         self.lease = lease  # this replica's lease generation of the session then
         self.overflowed = False
+        self.interrupted = False
         self.send, self._receive = trio.open_memory_channel[Event](size)
         self._fanout = fanout
 
@@ -219,7 +221,7 @@ class PgFanout:
     def close(self) -> None:
         """End every feed (after what each holds) and stop listening; idempotent."""
         self.closed = True
-        self._end_all(overflowed=False)
+        self._end_all(interrupted=False)
         self._scope.cancel()
 
     # -- listening ---------------------------------------------------------------------
@@ -256,7 +258,7 @@ class PgFanout:
             self.stats.drops += 1
             self._up = trio.Event()
             self.listener_pid = None
-            self._end_all(overflowed=True)  # notifications may have been lost meanwhile
+            self._end_all(interrupted=True)  # notifications may have been lost meanwhile
             delay = low
             while True:
                 await trio.sleep(delay * random.uniform(0.5, 1.0))
@@ -379,11 +381,11 @@ class PgFanout:
         finally:
             followed.reading = False
 
-    def _end_all(self, *, overflowed: bool) -> None:
+    def _end_all(self, *, interrupted: bool) -> None:
         sessions, self._sessions = self._sessions, {}
         for followed in sessions.values():
             for feed in followed.feeds:
-                feed.overflowed = feed.overflowed or overflowed
+                feed.interrupted = feed.interrupted or interrupted
                 feed.send.close()
             followed.feeds.clear()  # a read in flight for it then finds no one behind
 

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
-from ._errors import StoreClosed, SubscriberTooSlow
+from ._errors import StorageUnavailable, StoreClosed, SubscriberTooSlow
 from ._fanout import Fanout, LiveFeed
 from ._models import Event
 
@@ -53,6 +53,7 @@ class ReplaySubscription:
         self._live: LiveFeed | None = None
         self._caught_up = False
         self._gap = False  # the feed skipped a seq: cut off like a slow subscriber
+        self._resyncing = False  # reading storage again after an interrupted feed
         self._ended = False
 
     @property
@@ -126,6 +127,7 @@ class ReplaySubscription:
                         self._live = self._register()
                     else:
                         self._caught_up = True
+                        self._resyncing = False
                 if page:
                     self._fetched = page[-1].seq
                     return page
@@ -150,6 +152,12 @@ class ReplaySubscription:
             )
         except StoreClosed:
             return None
+        except StorageUnavailable:
+            if not self._resyncing:
+                raise
+            # The database that cut the feed off is not back yet: the caller
+            # resumes from its cursor later, as after an overflow.
+            raise SubscriberTooSlow(self._session_id, self._fetched) from None
 
     async def _receive_live(self) -> list[Event] | None:
         """Live events after ``_fetched``; None at the end of the stream."""
@@ -158,6 +166,14 @@ class ReplaySubscription:
         if not received:
             if self._live.overflowed or self._gap:
                 raise SubscriberTooSlow(self._session_id, self._fetched)
+            if self._live.interrupted and not self._fanout.closed:
+                # The fan-out lost notifications, not the subscriber its pace:
+                # catch up from storage, then a new feed (the same handover).
+                self._live.close()
+                self._live = None
+                self._caught_up = False
+                self._resyncing = True
+                return []
             return None
         fresh = [event for event in received if event.seq > self._fetched]
         if fresh and (

@@ -26,6 +26,7 @@ from sessions import (
     Conflict,
     Event,
     GroupCommitStore,
+    StorageUnavailable,
     SubscriberTooSlow,
     open_postgres_store,
 )
@@ -295,3 +296,59 @@ async def test_a_gap_in_the_feed_ends_the_subscription_as_too_slow(db_path: Path
                 assert caught.value.last_seq == 3
         async with store.subscribe(session.id, after=3) as again:
             assert [e.seq for e in await again.receive_batch()] == [4, 5]
+
+
+class _InterruptibleFanout(LocalFanout):
+    """A fan-out that can lose its own source, as PgFanout does when LISTEN drops."""
+
+    def interrupt(self) -> None:
+        for feeds in self._live.values():
+            for feed in feeds:
+                feed.interrupted = True
+                feed.send.close()
+        self._live.clear()
+
+
+class _FailingReader:
+    """The store's reads, failing while ``down`` (the database away)."""
+
+    def __init__(self, inner: Backend) -> None:
+        self._inner = inner
+        self.down = False
+
+    async def read_events(
+        self, session_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        if self.down:
+            raise StorageUnavailable("the database is unavailable (57P01): restarting")
+        return await self._inner.read_events(session_id, after=after, limit=limit)
+
+
+async def test_an_interrupted_feed_is_caught_up_from_storage(db_path: Path) -> None:
+    """Not the subscriber's fault: it is not cut off. What committed while the feed
+    was gone comes from storage, then a new feed takes over, without a gap."""
+    fanout = _InterruptibleFanout()
+    async with open_backed("memory", db_path, fanout=fanout) as (store, backend):
+        session = await create_session(store)
+        await append_events(store, session.id, ev(), ev())
+        reader = _FailingReader(backend)
+        sub = ReplaySubscription(session.id, 0, 100, reader, fanout)
+        try:
+            assert [e.seq for e in await sub.receive_batch()] == [1, 2]  # registered
+            await append_events(store, session.id, ev())
+            assert [e.seq for e in await sub.receive_batch()] == [3]  # the re-read: live
+            fanout.interrupt()
+            await append_events(store, session.id, ev())  # 4: published to no feed
+            assert [e.seq for e in await sub.receive_batch()] == [4]  # from storage
+            await append_events(store, session.id, ev())
+            assert [e.seq for e in await sub.receive_batch()] == [5]  # the re-read
+            reader.down = True  # from here on only a feed can deliver
+            await append_events(store, session.id, ev())
+            assert [e.seq for e in await sub.receive_batch()] == [6]  # the new feed
+            # Interrupted while the database is away: resume later from the cursor.
+            fanout.interrupt()
+            with pytest.raises(SubscriberTooSlow) as caught:
+                await sub.receive_batch()
+            assert caught.value.last_seq == 6
+        finally:
+            sub.close()
