@@ -172,10 +172,7 @@ class Supervisor:
         change: JSONObject = {"change": "update", "title": title}
         if not isinstance(instructions, EllipsisType):
             change["instructions"] = instructions
-        updated = await self._change(session, change)
-        if updated is None:
-            raise SessionNotFound(session.id)
-        return updated
+        return await self._updated(session, change)
 
     async def set_instructions(self, session: Session, instructions: str | None) -> Session:
         """Set *session*'s instructions, writing only if they differ from the stored ones.
@@ -187,10 +184,7 @@ class Supervisor:
             CommandError: ``invalid_request`` for unusable instructions.
         """
         change: JSONObject = {"change": "instructions", "instructions": instructions}
-        updated = await self._change(session, change)
-        if updated is None:
-            raise SessionNotFound(session.id)
-        return updated
+        return await self._updated(session, change)
 
     async def delete_session(self, session: Session) -> None:
         """Cancel the session's turn, drop its queue, and soft-delete it."""
@@ -224,6 +218,13 @@ class Supervisor:
             title=title,
             instructions=instructions if "instructions" in change else ...,
         )
+
+    async def _updated(self, session: Session, change: JSONObject) -> Session:
+        """:meth:`_change` for a change that keeps the session (not a deletion)."""
+        updated = await self._change(session, change)
+        if updated is None:  # deleted meanwhile
+            raise SessionNotFound(session.id)
+        return updated
 
     async def _change(self, session: Session, change: JSONObject) -> Session | None:
         try:

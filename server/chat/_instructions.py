@@ -14,6 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from ._command import ToolFailure
+from ._paths import ConfinedRoot
+
 INSTRUCTION_FILES: Final = ("AGENTS.md", "CLAUDE.md", ".agent-runtime/instructions.md")
 MAX_INSTRUCTIONS_BYTES: Final = 64 * 1024  # what the server accepts (docs/protocol.md §8)
 
@@ -25,16 +28,17 @@ def read_instructions(
 
     *warn* is told about every file cut or skipped.
     """
-    inside = root.resolve()
+    confined = ConfinedRoot(root)
     for name in INSTRUCTION_FILES:
         path = root / name
         if not path.is_file():
             continue
-        target = path.resolve()
-        if not target.is_relative_to(inside):
+        try:
+            confined.resolve(name)  # the rule tool paths follow
+        except ToolFailure:
             # A cloned repository's AGENTS.md -> ~/.aws/credentials would go into
             # every system prompt, to the model's provider, with no tool call.
-            warn(f"{name} links outside the workspace (to {target}); not sending it")
+            warn(f"{name} links outside the workspace (to {path.resolve()}); not sending it")
             continue
         try:
             with path.open("rb") as file:
