@@ -53,6 +53,17 @@ async def wait_completed(page: Page) -> None:
     await wait_turn_end(page, 1)
 
 
+async def open_a_cached_session(server: LiveServer, page: Page) -> str:
+    """A session with one completed turn, open in the page and in its cache; its id."""
+    session_id = await server.new_session()
+    await say(server, session_id, "stream 3 words")
+    await sign_in(page, server)
+    await open_session(page, server, session_id)
+    await wait_completed(page)
+    await page.wait_for(f"!!{cache(session_id)}", "the session cached")
+    return session_id
+
+
 async def test_the_deltas_of_a_final_message_are_not_cached(server: LiveServer, page: Page) -> None:
     session_id = await server.new_session()
     await sign_in(page, server)
@@ -125,12 +136,7 @@ async def test_at_most_five_sessions_are_cached(server: LiveServer, page: Page) 
 
 
 async def test_sign_out_forgets_the_cached_logs(server: LiveServer, page: Page) -> None:
-    session_id = await server.new_session()
-    await say(server, session_id, "stream 3 words")
-    await sign_in(page, server)
-    await open_session(page, server, session_id)
-    await wait_completed(page)
-    await page.wait_for(f"!!{cache(session_id)}", "the session cached")
+    await open_a_cached_session(server, page)
     await page.click("#signout")
     await page.wait_for("!!document.querySelector('#token')", "the sign-in view")
     assert await page.eval(OWN_KEYS) == []
@@ -151,12 +157,7 @@ async def test_a_stream_refused_for_good_stops_reconnecting(
     async with trio.open_nursery() as outer:
         first = await start_stoppable(outer, make_config(db=db))
         server = first.server
-        session_id = await server.new_session()
-        await say(server, session_id, "stream 3 words")
-        await sign_in(page, server)
-        await open_session(page, server, session_id)
-        await wait_completed(page)
-        await page.wait_for(f"!!{cache(session_id)}", "the session cached")
+        await open_a_cached_session(server, page)
 
         first.stop.cancel()
         with trio.fail_after(10):
@@ -188,12 +189,7 @@ async def test_a_session_deleted_elsewhere_is_closed_at_once(
 ) -> None:
     """Another client deletes the open session: its ``session.deleted`` ends the
     stream; the page says so and drops the cached log, without probing REST."""
-    session_id = await server.new_session()
-    await say(server, session_id, "stream 3 words")
-    await sign_in(page, server)
-    await open_session(page, server, session_id)
-    await wait_completed(page)
-    await page.wait_for(f"!!{cache(session_id)}", "the session cached")
+    session_id = await open_a_cached_session(server, page)
     async with server.http() as http:
         assert (await http.delete(f"/v1/sessions/{session_id}")).status_code == 204
     await page.wait_for(
