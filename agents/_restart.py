@@ -55,7 +55,7 @@ async def recover_orphans(
     state = live.state
     if state.open_turn is None and not state.user_messages:
         return  # the common case: nothing was left open (no read)
-    turns = [t for t in await store.active_turns() if t.session_id == live.session.id]
+    turns = await store.active_turns([live.session.id])
     for turn in turns:
         if turn.status is TurnStatus.QUEUED:
             message_id = turn.state.get("message_id")

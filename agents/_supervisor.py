@@ -16,7 +16,7 @@ commands, the per-session turn drivers, and its lifetime.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import EllipsisType
 
@@ -31,6 +31,7 @@ from sessions import (
     Session,
     SessionNotFound,
     SessionStore,
+    TurnStatus,
 )
 
 from . import _session_admin
@@ -249,9 +250,29 @@ class Supervisor:
         totals["compactions"] = state.compactions
         return totals
 
-    def running_turn(self, session_id: str) -> str | None:
-        live = self._sessions.get(session_id)
-        return live.running.turn_id if live is not None and live.running else None
+    async def running_turns(self, session_ids: Sequence[str]) -> dict[str, str]:
+        """The running turn of each session that has one (queued turns are not running).
+
+        This replica's own sessions answer from memory. With several replicas a
+        session run elsewhere answers from the store: its turn row, as of the
+        holder's last commit (one query for all of them).
+
+        Cancellation: safe (reads only).
+        """
+        running: dict[str, str] = {}
+        elsewhere: list[str] = []
+        for session_id in session_ids:
+            live = self._sessions.get(session_id)
+            if live is not None:
+                if live.running is not None:
+                    running[session_id] = live.running.turn_id
+            elif self.store.replica is not None:
+                elsewhere.append(session_id)
+        if elsewhere:
+            for turn in await self.store.active_turns(elsewhere):
+                if turn.status is not TurnStatus.QUEUED:
+                    running.setdefault(turn.session_id, turn.id)
+        return running
 
     # -- commands ------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from typing import Final
 
 import attrs
@@ -38,10 +39,15 @@ MAX_PAGE = 1000
 HEALTH_PING_TIMEOUT: Final = 2.0
 
 
-def session_json(state: ServerState, session: Session) -> JSONObject:
-    out = session.to_json()
-    out["running_turn"] = state.supervisor.running_turn(session.id)
+async def session_json(state: ServerState, session: Session) -> JSONObject:
+    (out,) = await sessions_json(state, [session])
     return out
+
+
+async def sessions_json(state: ServerState, sessions: Sequence[Session]) -> list[JSONObject]:
+    """Each session as the API shows it, with its running turn (one store read at most)."""
+    running = await state.supervisor.running_turns([s.id for s in sessions])
+    return [s.to_json() | {"running_turn": running.get(s.id)} for s in sessions]
 
 
 def approval_json(approval: Approval) -> JSONObject:
@@ -261,7 +267,7 @@ def register(app: QuartTrio, state: ServerState) -> None:
             )
         except CommandError as error:
             raise command_error(error) from None
-        return json_response(session_json(state, session), 201)
+        return json_response(await session_json(state, session), 201)
 
     @app.get("/v1/sessions")
     async def list_sessions() -> Response:
@@ -272,14 +278,14 @@ def register(app: QuartTrio, state: ServerState) -> None:
         sessions = await state.store.list_sessions(principal, limit=limit + 1, before=before)
         page = sessions[:limit]
         next_cursor = encode_cursor(page[-1]) if len(sessions) > limit else None
-        items: list[JSON] = [session_json(state, s) for s in page]
+        items: list[JSON] = list(await sessions_json(state, page))
         return json_response({"sessions": items, "next_cursor": next_cursor})
 
     @app.get("/v1/sessions/<session_id>")
     async def get_session(session_id: str) -> Response:
         session = await owned_session(state, authenticate(state), session_id)
         # Only a single session's JSON carries its totals: they come from its log.
-        body = session_json(state, session) | {"usage": await state.supervisor.usage(session)}
+        body = await session_json(state, session) | {"usage": await state.supervisor.usage(session)}
         return json_response(body)
 
     @app.patch("/v1/sessions/<session_id>")
@@ -297,7 +303,7 @@ def register(app: QuartTrio, state: ServerState) -> None:
             )
         except CommandError as error:
             raise command_error(error) from None
-        return json_response(session_json(state, session))
+        return json_response(await session_json(state, session))
 
     @app.delete("/v1/sessions/<session_id>")
     async def delete_session(session_id: str) -> Response:
@@ -326,7 +332,7 @@ def register(app: QuartTrio, state: ServerState) -> None:
             )
         except CommandError as error:
             raise command_error(error) from None
-        out = session_json(state, fork.session)
+        out = await session_json(state, fork.session)
         out["forked_from"] = {"session_id": source.id, "at_seq": fork.at_seq}
         return json_response(out, 201)
 

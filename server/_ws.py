@@ -92,10 +92,13 @@ class _Close(Exception):
 class Connection:
     """One accepted WebSocket connection bound to one session."""
 
-    def __init__(self, state: ServerState, ws: Websocket, session: Session, after: int) -> None:
+    def __init__(
+        self, state: ServerState, ws: Websocket, session: Session, shown: JSONObject, after: int
+    ) -> None:
         self.state = state
         self.ws = ws
         self.session = session
+        self._shown = shown  # the session as the sync frame shows it
         self.progress = Progress(after)
         self.bucket = TokenBucket(state.config.limits.commands_per_second)
         self.close_code = CLOSE_NORMAL
@@ -118,7 +121,7 @@ class Connection:
         """
         sync: JSONObject = {
             "type": "sync",
-            "session": session_json(self.state, self.session),
+            "session": self._shown,
             "after": self.progress.seq,
         }
         with self._scope:
@@ -311,6 +314,11 @@ async def _serve(state: ServerState, ws: Websocket, session_id: str, principal: 
             await check_cursor(state, session.id, after)
         except ApiError as error:
             raise _Close(CLOSE_POLICY, f"hello.after: {error.message}") from None
+        try:
+            shown = await session_json(state, session)
+        except StoreError as error:  # with replicas, its running turn is a store read
+            api = store_error(error)
+            raise _Close(CLOSE_TRY_AGAIN, api.message, api.code) from None
     except _Close as close:
         code = close.error_code or {
             CLOSE_UNAUTHORIZED: "unauthorized",
@@ -321,7 +329,7 @@ async def _serve(state: ServerState, ws: Websocket, session_id: str, principal: 
             await ws.send(dumps(error_frame(code, close.reason)))
             await ws.close(close.code, close.reason)
         return
-    await Connection(state, ws, session, after).run()
+    await Connection(state, ws, session, shown, after).run()
 
 
 def register(app: QuartTrio, state: ServerState) -> None:

@@ -185,10 +185,15 @@ class MemoryBackend:
         await self._checkpoint()
         return self._data.turns.get(turn_id)
 
-    async def active_turns(self) -> list[Turn]:
+    async def active_turns(self, session_ids: Sequence[str] | None) -> list[Turn]:
         await self._checkpoint()
+        wanted = None if session_ids is None else set(session_ids)
         turns = [
-            t for t in self._data.turns.values() if t.status.active and self._live(t.session_id)
+            t
+            for t in self._data.turns.values()
+            if t.status.active
+            and self._live(t.session_id)
+            and (wanted is None or t.session_id in wanted)
         ]
         turns.sort(key=lambda t: (t.started_at, t.id))
         return turns

@@ -308,8 +308,12 @@ class PostgresBackend:
         rows = await self._fetch(pgsql.SELECT_TURN, (turn_id,))
         return decode_turn(rows[0]) if rows else None
 
-    async def active_turns(self) -> list[Turn]:
-        return [decode_turn(row) for row in await self._fetch(pgsql.ACTIVE_TURNS, ())]
+    async def active_turns(self, session_ids: Sequence[str] | None) -> list[Turn]:
+        if session_ids is None:
+            rows = await self._fetch(pgsql.ACTIVE_TURNS, ())
+        else:
+            rows = await self._fetch(pgsql.ACTIVE_TURNS_OF, (list(session_ids),))
+        return [decode_turn(row) for row in rows]
 
     async def get_approval(self, session_id: str, call_id: str) -> Approval | None:
         rows = await self._fetch(pgsql.SELECT_APPROVAL, (session_id, call_id))

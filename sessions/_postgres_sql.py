@@ -494,11 +494,13 @@ SELECT_COMMAND = (
 )
 SELECT_TURN = f"SELECT {_TURN_COLS} FROM turns WHERE id = %s"
 _ACTIVE = ", ".join(f"'{status.value}'" for status in TurnStatus if status.active)
-ACTIVE_TURNS = (
+_ACTIVE_TURNS_FROM = (
     f"SELECT {', '.join('t.' + c for c in _TURN_COLS.split(', '))} FROM turns t"
     " JOIN sessions s ON s.id = t.session_id AND s.deleted = 0"
-    f" WHERE t.status IN ({_ACTIVE}) ORDER BY t.started_at, t.id"
+    f" WHERE t.status IN ({_ACTIVE})"
 )
+ACTIVE_TURNS = f"{_ACTIVE_TURNS_FROM} ORDER BY t.started_at, t.id"
+ACTIVE_TURNS_OF = f"{_ACTIVE_TURNS_FROM} AND t.session_id = ANY(%s) ORDER BY t.started_at, t.id"
 # Sessions with open turns whose lease lapsed (their replica died or froze) or
 # that never had one: for a replica to take over and recover.
 ORPHANED_SESSIONS = (

@@ -112,10 +112,11 @@ class SessionStore(Protocol):
 
     async def get_turn(self, turn_id: str) -> Turn | None: ...
 
-    async def active_turns(self) -> list[Turn]:
+    async def active_turns(self, session_ids: Sequence[str] | None = None) -> list[Turn]:
         """Turns whose status is queued, running or awaiting, oldest first.
 
-        For restart recovery; turns of deleted sessions are left out.
+        For restart recovery, and for what another replica is running; turns of
+        deleted sessions are left out. *session_ids*: only those sessions' turns.
         """
         ...
 

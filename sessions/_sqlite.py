@@ -31,6 +31,7 @@ import trio_asyncio
 from ._batch import BatchResult, Known
 from ._errors import StoreClosed, StoreError
 from ._groups import unwrap_single_error
+from ._json import dumps
 from ._lock import hold_db_lock
 from ._models import Append, Approval, Committed, Event, Session, Turn
 from ._rows import (
@@ -45,6 +46,7 @@ from ._schema import MIGRATIONS, Migration
 from ._sqlite_errors import VALUE_FAULTS, translate
 from ._sqlite_sql import (
     ACTIVE_TURNS,
+    ACTIVE_TURNS_OF,
     LIST_SESSIONS,
     LIST_SESSIONS_BEFORE,
     PENDING_APPROVALS_ALL,
@@ -232,8 +234,12 @@ class SqliteBackend:
         rows = await self._fetch(SELECT_TURN, (turn_id,))
         return decode_turn(rows[0]) if rows else None
 
-    async def active_turns(self) -> list[Turn]:
-        return [decode_turn(row) for row in await self._fetch(ACTIVE_TURNS, ())]
+    async def active_turns(self, session_ids: Sequence[str] | None) -> list[Turn]:
+        if session_ids is None:
+            rows = await self._fetch(ACTIVE_TURNS, ())
+        else:
+            rows = await self._fetch(ACTIVE_TURNS_OF, (dumps(list(session_ids)),))
+        return [decode_turn(row) for row in rows]
 
     async def get_approval(self, session_id: str, call_id: str) -> Approval | None:
         rows = await self._fetch(SELECT_APPROVAL, (session_id, call_id))

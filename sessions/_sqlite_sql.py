@@ -343,10 +343,16 @@ SELECT_COMMAND = (
 )
 SELECT_TURN = f"SELECT {_TURN_COLS} FROM turns WHERE id = ?"
 _ACTIVE = ", ".join(f"'{status.value}'" for status in TurnStatus if status.active)
-ACTIVE_TURNS = (
+_ACTIVE_TURNS_FROM = (
     f"SELECT {', '.join('t.' + c for c in _TURN_COLS.split(', '))} FROM turns t"
     " JOIN sessions s ON s.id = t.session_id AND s.deleted = 0"
-    f" WHERE t.status IN ({_ACTIVE}) ORDER BY t.started_at, t.id"
+    f" WHERE t.status IN ({_ACTIVE})"
+)
+ACTIVE_TURNS = f"{_ACTIVE_TURNS_FROM} ORDER BY t.started_at, t.id"
+# Of the sessions in one parameter, a JSON array: no SQL built per call.
+ACTIVE_TURNS_OF = (
+    f"{_ACTIVE_TURNS_FROM} AND t.session_id IN (SELECT value FROM json_each(?))"
+    " ORDER BY t.started_at, t.id"
 )
 SELECT_APPROVAL = (
     f"SELECT {_APPROVAL_COLS} FROM approvals a WHERE a.session_id = ? AND a.call_id = ?"

@@ -219,13 +219,18 @@ class GroupCommitStore:
         self._check_open()
         return await self._backend.get_turn(turn_id)
 
-    async def active_turns(self) -> list[Turn]:
-        """Turns still running or awaiting, of live sessions (for restart recovery).
+    async def active_turns(self, session_ids: Sequence[str] | None = None) -> list[Turn]:
+        """Turns still queued, running or awaiting, of live sessions, oldest first.
+
+        For restart recovery (all of them) and for what another replica runs
+        (*session_ids*: only those sessions' turns).
 
         Cancellation: safe (reads only).
         """
         self._check_open()
-        return await self._backend.active_turns()
+        if session_ids is not None and not session_ids:
+            return []
+        return await self._backend.active_turns(session_ids)
 
     async def get_approval(self, session_id: str, call_id: str) -> Approval | None:
         """The approval with its current status, or ``None``.

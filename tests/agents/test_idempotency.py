@@ -55,5 +55,5 @@ async def test_a_repeated_rejected_command_gets_the_rejection_again() -> None:
         again = await h.send(s, dict(cancel))  # a turn runs now; the id was used already
         assert first.status == "rejected" and first.code == "no_turn"
         assert again == first  # the original ack: not "duplicate", which reads as taken
-        assert h.supervisor.running_turn(s.id) is not None
+        assert s.id in await h.supervisor.running_turns([s.id])
         assert (await h.send(s, {"type": "cancel", "id": "c-3"})).status == "accepted"

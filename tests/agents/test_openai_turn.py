@@ -79,4 +79,4 @@ async def test_upstream_failure_after_first_token_ends_the_turn_with_an_error() 
         error = await h.wait_for(s, "error")
         assert "upstream exploded" in str(error.data["message"])
         assert len(fake.requests) == 2  # one retry before the first token
-        assert h.supervisor.running_turn(s.id) is None
+        assert await h.supervisor.running_turns([s.id]) == {}

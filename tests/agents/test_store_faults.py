@@ -59,7 +59,7 @@ async def test_a_turn_whose_store_fills_up_ends_once_when_space_returns(
             await harness.message(session, "hello")
         # Nothing crashed: the supervisor keeps retrying the close with backoff.
         await trio.sleep(30)
-        assert harness.supervisor.running_turn(session.id) is None
+        assert await harness.supervisor.running_turns([session.id]) == {}
         backend.failing = None
         ended = await harness.wait_for(session, "turn.ended")
         assert ended.data["reason"] == "interrupted"

@@ -139,7 +139,7 @@ async def test_model_failure_becomes_an_error_event_and_ends_the_turn() -> None:
         deltas = [str(ev.data["text"]) for ev in await h.events(s) if ev.type == "text.delta"]
         assert message.data["content"] == "".join(deltas) == "partial answer"
         # The session stays usable: a failing turn never takes anything else down.
-        assert h.supervisor.running_turn(s.id) is None
+        assert await h.supervisor.running_turns([s.id]) == {}
 
 
 class PingPongModel:

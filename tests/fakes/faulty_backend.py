@@ -77,8 +77,8 @@ class FaultyBackend:
     async def get_turn(self, turn_id: str) -> Turn | None:
         return await self.inner.get_turn(turn_id)
 
-    async def active_turns(self) -> list[Turn]:
-        return await self.inner.active_turns()
+    async def active_turns(self, session_ids: Sequence[str] | None) -> list[Turn]:
+        return await self.inner.active_turns(session_ids)
 
     async def get_approval(self, session_id: str, call_id: str) -> Approval | None:
         return await self.inner.get_approval(session_id, call_id)

@@ -105,6 +105,12 @@ class WsClient:
         self.last_seq = seq
         return event
 
+    async def synced(self) -> Frame:
+        """The ``sync`` frame (always the first frame of a connection)."""
+        while self.sync is None:
+            await self._pump_one()
+        return self.sync
+
     async def ack(self, command_id: str) -> Frame:
         while command_id not in self.acks:
             await self._pump_one()

@@ -129,6 +129,37 @@ async def test_a_command_sent_to_another_replica_has_the_owners_contract(
         assert [t for _, t in log].count("user.message") == 2
 
 
+async def test_every_replica_shows_the_turn_another_replica_is_running(
+    dsn: str, tmp_path: Path
+) -> None:
+    async with replicas(dsn, tmp_path, 2) as [(_, a), (_, b)]:
+        session_id = await a.new_session(TOKEN, agent="coder")
+        idle_id = await b.new_session(TOKEN, agent="coder")
+        async with a.ws(session_id, TOKEN) as on_a:
+            ack = await on_a.command(message("m1", "read a.txt"))
+            with trio.fail_after(STEP):
+                call = (await on_a.until_type("tool.call"))[-1]  # A runs it: waiting
+            turn_id = ack["turn_id"]
+
+            async def shown_by_b() -> tuple[object, dict[str, object]]:
+                async with b.http(TOKEN) as http:
+                    one = (await http.get(f"/v1/sessions/{session_id}")).json()
+                    page = (await http.get("/v1/sessions")).json()["sessions"]
+                return one["running_turn"], {s["id"]: s["running_turn"] for s in page}
+
+            single, listed = await shown_by_b()
+            assert single == turn_id
+            assert listed == {session_id: turn_id, idle_id: None}
+            async with b.ws(session_id, TOKEN, after=on_a.last_seq) as on_b:
+                assert (await on_b.synced())["session"]["running_turn"] == turn_id
+            result = {"type": "tool_result", "id": "r1", "call_id": call["call_id"]}
+            assert (await on_a.command(result | {"result": "a"}))["status"] == "accepted"
+            with trio.fail_after(STEP):
+                await on_a.until_type("turn.ended")
+        single, listed = await shown_by_b()
+        assert single is None and listed == {session_id: None, idle_id: None}
+
+
 async def test_a_frozen_owner_is_fenced_off_after_another_replica_takes_over(
     dsn: str, tmp_path: Path
 ) -> None:

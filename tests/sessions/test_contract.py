@@ -261,6 +261,10 @@ async def test_turn_upsert_and_active_turns(store: GroupCommitStore) -> None:
         await store.append(Append(session_id=turn.session_id, turn=turn))
     assert await store.get_turn(running.id) == running
     assert [t.id for t in await store.active_turns()] == [waiting.id, running.id, queued.id]
+    # Of some sessions only (what a replica asks of sessions another one runs).
+    assert [t.id for t in await store.active_turns([session.id])] == [running.id, queued.id]
+    assert [t.id for t in await store.active_turns([other.id, "ses_x"])] == [waiting.id]
+    assert await store.active_turns([]) == []
 
     finished = attrs.evolve(running, status=TurnStatus.COMPLETED, state={}, updated_at=9.0)
     await store.append(
