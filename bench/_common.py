@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import secrets
 import shutil
@@ -426,6 +427,18 @@ def parse_frame(raw: str | bytes) -> JSONObject:
     if not isinstance(value, dict):
         raise ValueError(f"unexpected frame {raw!r:.200}")
     return value
+
+
+async def store_counts(base: str) -> tuple[int, int]:
+    """(appends, batches) the server's store writer has committed, from ``GET /metrics``."""
+    async with http_client(base, 1) as http:
+        text = (await http.get("/metrics")).text
+
+    def value(name: str) -> int:
+        found = re.search(rf"^{name}_total (\S+)$", text, re.MULTILINE)
+        return 0 if found is None else int(float(found.group(1)))
+
+    return value("agent_runtime_store_appends"), value("agent_runtime_store_batches")
 
 
 def http_client(base: str, connections: int = 64) -> httpx.AsyncClient:

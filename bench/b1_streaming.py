@@ -33,7 +33,8 @@ tokens/s delivered, latency p50/p99, server CPU seconds (``/proc/<pid>/stat``)
 and peak RSS (``VmHWM``, start-up included), how busy the server's main (trio)
 thread was (its CPU seconds / wall time: near 100 % = saturated, since one
 thread runs all Python code but SQLite's), the fake's and the client's CPU
-seconds (to show whether they were the bottleneck).
+seconds (to show whether they were the bottleneck), and the store's appends
+and transactions (``GET /metrics``: how much group commit batched).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ from ._common import (
     raise_nofile,
     server_args,
     server_env,
+    store_counts,
     ws_url,
 )
 
@@ -136,6 +138,8 @@ class Result:
     fake_cpu: float
     client_cpu: float
     ended: str
+    appends: int = 0  # the store's, during streaming (0 for the baseline)
+    batches: int = 0
 
     @property
     def events_per_s(self) -> float:
@@ -252,9 +256,14 @@ async def run_server(
             for t in range(1, turns + 1)
         ]
         output = profile / f"server-{provider}-{sessions}-pace{pace:g}.txt" if profile else None
+        appends, batches = await store_counts(server.url)
         async with profiled(server.pid, output):
             await _stream([ws_url(server.url, i) for i in ids], starts, provider == "openai", tally)
-        return _result(tally, server)
+        appends_after, batches_after = await store_counts(server.url)
+        result = _result(tally, server)
+        return attrs.evolve(
+            result, appends=appends_after - appends, batches=batches_after - batches
+        )
     raise AssertionError("unreachable")  # pragma: no cover (mypy: AsyncExitStack may swallow)
 
 
@@ -334,6 +343,11 @@ async def main(
                     f"peak RSS {result.peak_rss_mib:.0f} MiB, fake CPU {result.fake_cpu:.2f} s, "
                     f"client CPU {result.client_cpu:.2f} s, wall {result.seconds:.2f} s, "
                     f"{result.events} events, {result.ended}"
+                    + (
+                        f", {result.appends:,} appends in {result.batches:,} transactions"
+                        if result.batches
+                        else ""
+                    )
                 )
     report(table, counts, kinds)
     if profile is not None:
