@@ -54,6 +54,7 @@ from ._slash import (
     message_text,
     parse,
 )
+from ._slash_parse import KEYS_HELP
 from ._state import ChatState
 from ._text import plural
 from ._tools import Workspace
@@ -237,10 +238,7 @@ class ChatClient:
     async def _interactive(self) -> int:
         lines = self.lines
         assert lines is not None
-        self.renderer.note(
-            "[type a message; /help lists commands; Ctrl-C cancels a turn; Ctrl-D or /quit exits]",
-            "dim",
-        )
+        self.renderer.note(f"[type a message; /help lists commands; {KEYS_HELP}]", "dim")
         await self.slash.refresh_agents()  # names for completion
         agent = self.options.agent
         while True:

@@ -48,6 +48,7 @@ from ._options import (
     chat_parser,
     http_url,
     options_from_args,
+    requested_output,
 )
 from ._render import Renderer, terminal_renderer
 from ._text import visible_block
@@ -57,15 +58,26 @@ from ._tools import Workspace
 async def run_chat(argv: Sequence[str]) -> int:
     """Parse the ``chat`` command line *argv* and run the client; returns the exit status.
 
+    A usage error argparse reports (unknown flag, missing or bad value) exits 2 with
+    argparse's usual text on stderr and, when *argv* asks for ``--output json``
+    (:func:`requested_output`), the ``chat.exit`` line with argparse's message.
+
     Cancellation: cancelling stops the client at once (see :func:`chat_main`).
     """
     argv = list(argv)
     if argv[:1] == ["--"]:
         argv = argv[1:]  # what argparse.REMAINDER keeps when the user separates with --
+    parser = chat_parser()
     try:
-        args = chat_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+        code = exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+        if parser.usage_error is not None and requested_output(argv) == "json":
+            # argparse has printed its usage and message to stderr; a script reads the
+            # last line of stdout, as after every other usage error.
+            error = visible_block(parser.usage_error)
+            NdjsonRenderer(sys.stdout, sys.stderr).exit(code, error)
+        return code
     return await run_chat_args(args)
 
 

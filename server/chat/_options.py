@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, NoReturn, TypeAlias
 
 import attrs
 
@@ -128,8 +128,22 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def chat_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class ChatArgumentParser(argparse.ArgumentParser):
+    """An :class:`argparse.ArgumentParser` that remembers the usage error it exits with.
+
+    argparse prints its usage and message to stderr and raises ``SystemExit(2)``;
+    ``--output json`` also needs the message, for its ``chat.exit`` line.
+    """
+
+    usage_error: str | None = None
+
+    def error(self, message: str) -> NoReturn:
+        self.usage_error = message
+        super().error(message)
+
+
+def chat_parser() -> ChatArgumentParser:
+    parser = ChatArgumentParser(
         prog="agent-runtime chat",
         description="Terminal IDE client: chat with a session and run its tool calls.",
         epilog=(
@@ -142,6 +156,29 @@ def chat_parser() -> argparse.ArgumentParser:
     )
     add_chat_arguments(parser)
     return parser
+
+
+def requested_output(argv: Sequence[str]) -> OutputFormat:
+    """The ``--output`` *argv* asks for, read from its words alone.
+
+    For when :func:`chat_parser` refused *argv*, so there is no namespace to ask.
+    As argparse would read it: the last ``--output FORMAT`` or ``--output=FORMAT``
+    before a ``--`` decides, also abbreviated (``--out json``: no other flag starts
+    with ``--o``); ``json`` only if its value is exactly that (an invalid one is
+    the usage error, reported as text).
+    """
+    output: OutputFormat = "text"
+    words = iter(argv)
+    for word in words:
+        if word == "--":  # argparse: the rest are values, never flags
+            break
+        name, equals, value = word.partition("=")
+        if len(name) < len("--o") or not "--output".startswith(name):
+            continue
+        if not equals:
+            value = next(words, "")
+        output = "json" if value == "json" else "text"
+    return output
 
 
 def options_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ChatOptions:

@@ -36,6 +36,7 @@ from ._slash_parse import (
     COMMAND_NAMES,
     COMMANDS,
     INPUT_HELP,
+    KEYS_HELP,
     Handled,
     Outcome,
     Parsed,
@@ -136,6 +137,7 @@ class SlashCommands:
         width = max(len(f"{c.name} {c.usage}") for c in COMMANDS)
         lines = [f"  {f'{c.name} {c.usage}'.ljust(width)}  {c.help}" for c in COMMANDS]
         self.renderer.note("commands (handled here, not sent to the model):\n" + "\n".join(lines))
+        self.renderer.note(f"{KEYS_HELP}.", "dim")
         self.renderer.note(INPUT_HELP, "dim")
 
     def _refused(self, name: str, ack: JSONObject) -> bool:

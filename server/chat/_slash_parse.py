@@ -35,6 +35,11 @@ COMMANDS: Final = (
     SlashCommand("/quit", "", "exit (also /exit, Ctrl-D)"),
 )
 COMMAND_NAMES: Final = (*(c.name for c in COMMANDS), "/exit")
+# What the keys that end things do (the startup hint and /help say it). Ctrl-C at the
+# prompt clears a half-typed line, as in a shell, so a line given up on does not quit.
+KEYS_HELP: Final = (
+    "Ctrl-C cancels a turn or clears the line (quits on an empty one); Ctrl-D or /quit exits"
+)
 INPUT_HELP: Final = (
     "On a terminal: Esc then Enter (or a line ending in \\) starts a new line; "
     "Tab completes commands, agent names and paths; Up/Down recall earlier lines; "
@@ -94,6 +99,7 @@ __all__ = [
     "COMMANDS",
     "COMMAND_NAMES",
     "INPUT_HELP",
+    "KEYS_HELP",
     "Handled",
     "Outcome",
     "Parsed",

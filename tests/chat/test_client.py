@@ -433,6 +433,10 @@ async def test_interactive_end_of_input_exits(server: LiveServer, root: Path) ->
     code, out = await chat(options(server.url, root), lines=ScriptedLines([]))
     assert code == 0
     assert "[session ses_" in out
+    # The start-up hint says what Ctrl-C does at the prompt now: it clears the line.
+    hint = next(line for line in out.splitlines() if line.startswith("[type a message"))
+    assert "Ctrl-C cancels a turn or clears the line (quits on an empty one)" in hint, hint
+    assert "Ctrl-D or /quit exits" in hint, hint
 
 
 async def test_control_characters_in_a_file_are_shown_escaped(

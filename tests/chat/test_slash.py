@@ -97,6 +97,8 @@ async def test_help_lists_every_command(fx: Fixture) -> None:
     for command in COMMANDS:
         assert f"{command.name} {command.usage}".strip() in shown
     assert "Esc then Enter" in shown
+    assert "Ctrl-C cancels a turn or clears the line (quits on an empty one)" in shown
+    assert "Ctrl-D or /quit exits" in shown
 
 
 async def test_unknown_commands_get_a_hint_and_send_nothing(fx: Fixture) -> None:
