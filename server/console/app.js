@@ -3,14 +3,15 @@
 // The token is never in the URL (sessionStorage only, see api.js).
 
 import { api, ApiError, clearToken, getToken, setToken, SERVER } from "./api.js";
-import { clear, el, formatCost, pretty, STATUS_LABEL, timeAgo, visible } from "./dom.js";
+import { clear, el, formatCost, pretty, STATUS_LABEL, timeAgo, visible, visibleBlock, visibleProse } from "./dom.js";
 import { fileDiff } from "./diff.js";
 import { Conversation } from "./render.js";
 import { SessionStream } from "./stream.js";
-import { forgetAll, watch } from "./watch.js";
+import { forget, forgetAll, watch } from "./watch.js";
 
 const POLL_MS = 3000;
 const PAGE = 20;
+const MAX_LIST_PAGE = 1000; // the server's most sessions per page (GET /v1/sessions)
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -20,7 +21,7 @@ const toast = document.getElementById("toast");
 let view = null; // the current view: {stop()}
 
 function notify(message, kind = "error") {
-  toast.textContent = message;
+  toast.textContent = visibleBlock(message); // often the server's words, quoting what it refused
   toast.className = `toast ${kind}`;
   toast.hidden = false;
   clearTimeout(notify.timer);
@@ -89,7 +90,7 @@ function signInView() {
       await api.agents();
     } catch (err) {
       clearToken();
-      error.textContent = err.status === 401 ? "This token is not valid on this server." : err.message;
+      error.textContent = err.status === 401 ? "This token is not valid on this server." : visibleBlock(err.message);
       return;
     }
     location.hash = "#/";
@@ -120,7 +121,7 @@ function sessionsView() {
   const create = el("button#new-session", { type: "button", text: "New session" });
 
   api.agents().then((r) => {
-    for (const a of r.agents || []) agentSelect.append(el("option", { value: a.name, text: a.name, title: a.description || "" }));
+    for (const a of r.agents || []) agentSelect.append(el("option", { value: a.name, text: visible(a.name), title: visibleProse(a.description) }));
   }, handleError);
 
   create.addEventListener("click", async () => {
@@ -146,7 +147,7 @@ function sessionsView() {
       rows.set(session.id, r);
     }
     r.title.textContent = visible(session.title) || "untitled session";
-    r.meta.textContent = `${session.current_agent || ""} · ${timeAgo(session.updated_at)} · ${session.id}`;
+    r.meta.textContent = `${visible(session.current_agent)} · ${timeAgo(session.updated_at)} · ${visible(session.id)}`;
     return r;
   }
 
@@ -159,48 +160,84 @@ function sessionsView() {
     more.hidden = !cursor;
   }
 
+  /** Forget the row of *id*, a session the server no longer has (deleted elsewhere). */
+  function drop(id) {
+    sessions = sessions.filter((s) => s.id !== id);
+    forget(id);
+    draw();
+  }
+
   async function statuses() {
     await Promise.all(
       sessions.map(async (s) => {
-        const fold = await watch(s);
+        let fold;
+        try {
+          fold = await watch(s);
+        } catch (error) {
+          // Deleted since the list was read: its log is gone with it.
+          if (error instanceof ApiError && error.status === 404) drop(s.id);
+          else throw error;
+          return;
+        }
+        if (!rows.has(s.id)) return; // dropped meanwhile
         const r = row(s);
         clear(r.status).append(statusChip(fold.status()));
       }),
     );
   }
 
-  // The poll refetches only the first page. A shown row it lacks was deleted if
-  // the page covers its place in the order; if it is older than the page's last
-  // row it was pushed down by newer sessions (or came from "Older sessions"), so
-  // it stays: every listed session is shown once, none lost past the cursor.
-  async function loadFirst() {
-    const page = await api.sessions(PAGE);
-    const fresh = new Set(page.sessions.map((s) => s.id));
-    const last = page.sessions[page.sessions.length - 1];
-    const below = page.next_cursor && last ? sessions.filter((s) => !fresh.has(s.id) && listedBefore(last, s)) : [];
-    sessions = [...page.sessions, ...below];
-    // Past the first page the cursor is the one after the last older row shown.
-    if (!below.length) cursor = page.next_cursor;
-    draw();
-    await statuses();
+  // Loads of the list run one at a time: a poll and an "Older sessions" click
+  // that interleaved would each replace the rows the other just read.
+  let loading = Promise.resolve();
+  function serially(load) {
+    const run = loading.then(load);
+    loading = run.catch(() => {});
+    return run;
   }
 
-  more.addEventListener("click", async () => {
-    try {
-      const page = await api.sessions(PAGE, cursor);
-      const known = new Set(sessions.map((s) => s.id));
-      sessions.push(...page.sessions.filter((s) => !known.has(s.id)));
-      cursor = page.next_cursor;
-      draw();
-      await statuses();
-    } catch (error) {
-      handleError(error);
+  // The poll refetches the list down to its oldest shown row: the first page,
+  // and the older ones too once "Older sessions" was used. A shown row it no
+  // longer finds was deleted, whichever page it was loaded from; a row pushed
+  // down by newer sessions is found on a later page, so none drops out. Rows
+  // past the oldest shown one are left to "Older sessions", whose cursor (the
+  // last row an older page ended on) stays valid: pages are keyed by
+  // (created_at, id), not by position.
+  async function reload() {
+    const oldest = sessions[sessions.length - 1]; // none before the first load
+    const fresh = [];
+    let next = null;
+    // One request as a rule: a page as long as the rows shown and one more page.
+    const limit = Math.min(MAX_LIST_PAGE, sessions.length + PAGE);
+    do {
+      const page = await api.sessions(limit, next);
+      fresh.push(...page.sessions);
+      next = page.next_cursor;
+    } while (next && oldest && listedBefore(fresh[fresh.length - 1], oldest));
+    const last = fresh[fresh.length - 1];
+    if (cursor && oldest && last && listedBefore(oldest, last)) {
+      sessions = fresh.filter((s) => !listedBefore(oldest, s));
+    } else {
+      sessions = fresh;
+      cursor = next;
     }
-  });
+    draw();
+  }
+
+  async function loadOlder() {
+    if (!cursor) return; // the list reached its end meanwhile
+    const page = await api.sessions(PAGE, cursor);
+    const known = new Set(sessions.map((s) => s.id));
+    sessions.push(...page.sessions.filter((s) => !known.has(s.id)));
+    cursor = page.next_cursor;
+    draw();
+  }
+
+  more.addEventListener("click", () => serially(loadOlder).then(statuses).catch(handleError));
 
   async function poll() {
     try {
-      await loadFirst();
+      await serially(reload);
+      await statuses();
     } catch (error) {
       handleError(error);
     }
@@ -269,7 +306,7 @@ function sessionView(sessionId) {
     costSlot.textContent = [tokens, conversation.priced ? formatCost(conversation.totalCost) : ""].filter(Boolean).join(" · ");
     if (conversation.agent && agentSelect.value !== conversation.agent) {
       if (![...agentSelect.options].some((o) => o.value === conversation.agent)) {
-        agentSelect.append(el("option", { value: conversation.agent, text: conversation.agent }));
+        agentSelect.append(el("option", { value: conversation.agent, text: visible(conversation.agent) }));
       }
       agentSelect.value = conversation.agent;
     }
@@ -302,7 +339,7 @@ function sessionView(sessionId) {
   api.agents().then((r) => {
     for (const a of r.agents || []) {
       if (![...agentSelect.options].some((o) => o.value === a.name)) {
-        agentSelect.append(el("option", { value: a.name, text: a.name, title: a.description || "" }));
+        agentSelect.append(el("option", { value: a.name, text: visible(a.name), title: visibleProse(a.description) }));
       }
     }
     if (conversation.agent) agentSelect.value = conversation.agent;
@@ -457,14 +494,14 @@ function inboxCard(item, onDone) {
         handleError(error);
       }
     });
-    return el("div.inbox-card", { dataset: { key: item.key } }, link, el("div.label", { text: "question" }), el("div.text", { text: item.question.text }), form);
+    return el("div.inbox-card", { dataset: { key: item.key } }, link, el("div.label", { text: "question" }), el("div.text", { text: visibleProse(item.question.text) }), form);
   }
   const a = item.approval;
   const card = el(
     "div.inbox-card.approval-card",
     { dataset: { key: item.key, call: a.call_id } },
     el("div.inbox-top", {}, link, el("span.muted", { text: timeAgo(a.requested_at || session.updated_at) })),
-    el("div.tool-line", {}, el("span.tool-name", { text: visible(a.name) }), el("span.rule", { text: a.rule || "" })),
+    el("div.tool-line", {}, el("span.tool-name", { text: visible(a.name) }), el("span.rule", { text: visible(a.rule) })),
   );
   const diff = fileDiff(a.name, a.arguments);
   card.append(diff || el("pre.args", { text: pretty(a.arguments) }));

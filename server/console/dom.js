@@ -53,6 +53,12 @@ export function formatCost(cost) {
 const HIDDEN = /(?! )[\p{C}\p{Z}]/u;
 const HIDDEN_ALL = new RegExp(HIDDEN.source, "gu");
 const HIDDEN_IN_BLOCK = /(?![ \n\t])[\p{C}\p{Z}]/gu;
+// Prose (messages, results, questions) is not held to that rule: it needs what
+// text needs to read right, spaces of every kind (U+00A0, U+3000), joiners
+// (emoji sequences, Persian and Indic scripts), soft hyphens, private-use and
+// newer characters. Only what changes how it reads or breaks the page is
+// escaped: controls other than newline and tab, the bidi controls, U+2028/9.
+const HIDDEN_IN_PROSE = /(?![\n\t])[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/gu;
 const NAMED = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
 
 function hex(code, width) {
@@ -77,6 +83,11 @@ export function visible(text) {
 /** *text* with newlines and tabs kept and every other non-printable character escaped. */
 export function visibleBlock(text) {
   return String(text ?? "").replace(/\r\n/g, "\n").replace(HIDDEN_IN_BLOCK, escaped);
+}
+
+/** *text* as prose (newlines and tabs kept): controls and bidi controls escaped (HIDDEN_IN_PROSE). */
+export function visibleProse(text) {
+  return String(text ?? "").replace(/\r\n/g, "\n").replace(HIDDEN_IN_PROSE, escaped);
 }
 
 /** *char* as a JSON escape, per UTF-16 unit (a surrogate pair past U+FFFF). */

@@ -4,10 +4,12 @@
 // scripts, event handlers, forms, styles, iframes and remote media; the hook
 // below keeps only http(s), mailto and in-page links (a `javascript:` link loses
 // its href), keeps only data: images, and makes every link open in a new tab
-// without an opener.
+// without an opener. Then every text it shows goes through visibleProse, like
+// the rest of the conversation (see shownAsIs).
 
 import { Marked } from "./vendor/marked.esm.js";
 import DOMPurify from "./vendor/purify.es.js";
+import { visibleProse } from "./dom.js";
 
 const marked = new Marked({ gfm: true, breaks: false, async: false });
 
@@ -42,6 +44,24 @@ const PURIFY = {
   RETURN_DOM_FRAGMENT: true,
 };
 
+// Attributes whose text the page shows (a tooltip, an image's stand-in text).
+const SHOWN_ATTRIBUTES = ["title", "alt"];
+
+/**
+ * *root* with every non-printable character of its text escaped (visibleProse:
+ * newlines and tabs kept, so code blocks keep their lines). Done on the DOM, not
+ * on the markdown: the markdown keeps its meaning, and a character an HTML
+ * entity decodes to (&#x202e;, &rlm;) exists only once the HTML is parsed.
+ */
+function shownAsIs(root) {
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) node.data = visibleProse(node.data);
+  for (const name of SHOWN_ATTRIBUTES) {
+    for (const node of root.querySelectorAll(`[${name}]`)) node.setAttribute(name, visibleProse(node.getAttribute(name)));
+  }
+  return root;
+}
+
 /** Sanitised DOM for *text* (markdown); never throws. */
 export function renderMarkdown(text) {
   let html;
@@ -50,9 +70,9 @@ export function renderMarkdown(text) {
   } catch {
     const fragment = document.createDocumentFragment();
     const pre = document.createElement("pre");
-    pre.textContent = String(text ?? "");
+    pre.textContent = visibleProse(text);
     fragment.append(pre);
     return fragment;
   }
-  return DOMPurify.sanitize(html, PURIFY);
+  return shownAsIs(DOMPurify.sanitize(html, PURIFY));
 }

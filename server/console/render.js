@@ -2,11 +2,14 @@
 //
 // Every event leaves exactly one element carrying data-seq (a rendered event),
 // so what the page shows can be checked against the log. Model and tool text is
-// set with textContent; only final messages go through renderMarkdown. What an
-// approval is about (tool names, arguments, targets) goes through visible() or
-// pretty(), so no bidi control can make it read differently from what runs.
+// set with textContent; only final messages go through renderMarkdown. Every
+// string of an event goes through visible() (one line: names, agents, models),
+// visibleProse() (prose: messages, streamed text, results, errors, questions) or
+// pretty() (arguments), so no bidi control can make the conversation, or what an
+// approval runs, read differently from what it is. Prose keeps joiners and
+// spaces of every kind (emoji sequences, Persian, CJK): see dom.js.
 
-import { el, formatCost, pretty, visible } from "./dom.js";
+import { el, formatCost, pretty, visible, visibleProse } from "./dom.js";
 import { fileDiff } from "./diff.js";
 import { renderMarkdown } from "./markdown.js";
 
@@ -21,6 +24,24 @@ function target(args) {
 function clip(text, n) {
   text = String(text ?? "");
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
+}
+
+/**
+ * The shown form of *text*, the next delta of *stream*. A delta may end inside a
+ * pair that escapes as one: a CR whose LF is the next delta's first character
+ * (a newline, not "\r") or the high half of a surrogate pair. That character
+ * waits in stream.carry for the next delta (or flushStream at the stream's end).
+ */
+function streamed(stream, text) {
+  text = stream.carry + String(text ?? "");
+  stream.carry = /[\r\ud800-\udbff]$/.test(text) ? text.slice(-1) : "";
+  return visibleProse(stream.carry ? text.slice(0, -1) : text);
+}
+
+/** The end of *stream*'s deltas: a character still waiting is shown on its own. */
+function flushStream(stream) {
+  if (stream.carry && stream.last) stream.last.textContent += visibleProse(stream.carry);
+  stream.carry = "";
 }
 
 function tokens(usage) {
@@ -119,7 +140,7 @@ export class Conversation {
     form.remove();
     if (why) {
       asked.classList.add("closed");
-      asked.append(line("unanswered", el("span.label", { text: "no answer" }), el("span", { text: why })));
+      asked.append(line("unanswered", el("span.label", { text: "no answer" }), el("span", { text: visibleProse(why) })));
     }
     return asked;
   }
@@ -141,8 +162,8 @@ const HANDLERS = {
     const node = el(
       "div.msg.user",
       {},
-      el("div.who", { text: event.agent ? `you → ${event.agent}` : "you" }),
-      el("div.text", { text: event.content }),
+      el("div.who", { text: event.agent ? `you → ${visible(event.agent)}` : "you" }),
+      el("div.text", { text: visibleProse(event.content) }),
     );
     this.root.append(node);
     return node;
@@ -155,8 +176,8 @@ const HANDLERS = {
     const node = el(
       "div.turn-title",
       {},
-      el("span.agent", { text: event.agent }),
-      event.model ? el("span.muted", { text: event.model }) : null,
+      el("span.agent", { text: visible(event.agent) }),
+      event.model ? el("span.muted", { text: visible(event.model) }) : null,
     );
     turn.head.append(node);
     return node;
@@ -174,11 +195,12 @@ const HANDLERS = {
     for (const [id, stream] of this.streams) {
       if (stream.turnId === event.turn_id) {
         stream.node.classList.remove("streaming");
+        flushStream(stream);
         this.streams.delete(id);
       }
     }
     const usage = event.usage;
-    const bits = [el(`span.chip.reason.${event.reason}`, { text: event.reason })];
+    const bits = [el(`span.chip.reason.${event.reason}`, { text: visible(event.reason) })];
     if (usage) {
       bits.push(el("span.muted", { text: tokens(usage) }));
       bits.push(el("span.cost", { text: formatCost(usage.cost) }));
@@ -197,26 +219,29 @@ const HANDLERS = {
     if (!stream) {
       const text = el("div.stream-text");
       const body = el("div.md");
-      const node = el("div.msg.assistant.streaming", {}, el("div.who", { text: this.agent || "assistant" }), text, body);
+      const node = el("div.msg.assistant.streaming", {}, el("div.who", { text: visible(this.agent) || "assistant" }), text, body);
       this.container(event).append(node);
-      stream = { node, text, body, turnId: event.turn_id };
+      stream = { node, text, body, turnId: event.turn_id, carry: "", last: null };
       this.streams.set(event.message_id, stream);
     }
-    const span = el("span", { text: event.text });
+    // Escaped delta by delta (a span each, appended): what streamed never changes.
+    const span = el("span", { text: streamed(stream, event.text) });
     stream.text.append(span);
+    stream.last = span;
     return span;
   },
 
   message(event) {
     let stream = this.streams.get(event.message_id);
     if (!stream) {
-      const node = el("div.msg.assistant", {}, el("div.who", { text: event.agent || "assistant" }), el("div.stream-text"), el("div.md"));
+      const node = el("div.msg.assistant", {}, el("div.who", { text: visible(event.agent) || "assistant" }), el("div.stream-text"), el("div.md"));
       this.container(event).append(node);
       stream = { node, text: node.children[1], body: node.children[2] };
     }
     this.streams.delete(event.message_id);
+    flushStream(stream);
     stream.node.classList.remove("streaming");
-    stream.node.querySelector(".who").textContent = event.agent || "assistant";
+    stream.node.querySelector(".who").textContent = visible(event.agent) || "assistant";
     stream.text.hidden = true;
     const body = stream.body;
     body.append(renderMarkdown(event.content));
@@ -235,7 +260,7 @@ const HANDLERS = {
     this.setToolStatus(card, "needs approval", "approval");
     card.node.open = true;
     const panel = el("div.approval-panel", {});
-    panel.append(el("div.rule", {}, el("span.label", { text: "asked by" }), el("span", { text: event.rule || "policy" })));
+    panel.append(el("div.rule", {}, el("span.label", { text: "asked by" }), el("span", { text: visible(event.rule) || "policy" })));
     const diff = fileDiff(event.name, event.arguments);
     if (diff) panel.append(diff);
     panel.append(approvalForm(event, this.actions));
@@ -255,14 +280,14 @@ const HANDLERS = {
       approve: "approved", edit: "approved with edited arguments", reject: "rejected",
       respond: "answered without running", expire: "expired", cancel: "cancelled",
     };
-    let text = `${words[event.decision] || event.decision} by ${event.by}`;
+    let text = `${words[event.decision] || visible(event.decision)} by ${visible(event.by)}`;
     if (event.remember === "session") text += " (for the rest of the session)";
     const node = line(`resolved.${event.decision}`, el("span", { text }));
-    if (event.feedback) node.append(el("span.feedback", { text: `“${event.feedback}”` }));
+    if (event.feedback) node.append(el("span.feedback", { text: `“${visibleProse(event.feedback)}”` }));
     if (event.arguments) node.append(el("pre.args", { text: pretty(event.arguments) }));
     card.body.append(node);
     const kind = event.decision === "reject" || event.decision === "expire" || event.decision === "cancel" ? "rejected" : "approved";
-    this.setToolStatus(card, words[event.decision] || event.decision, kind);
+    this.setToolStatus(card, words[event.decision] || visible(event.decision), kind);
     return node;
   },
 
@@ -278,8 +303,9 @@ const HANDLERS = {
 
   "tool.started"(event) {
     const card = this.tool(event, event);
-    this.setToolStatus(card, `running on the server${event.server ? ` (${event.server})` : ""}`, "server");
-    const node = line("server", el("span", { text: `Running on the server${event.server ? ` via MCP server ${event.server}` : ""}.` }));
+    const server = visible(event.server);
+    this.setToolStatus(card, `running on the server${server ? ` (${server})` : ""}`, "server");
+    const node = line("server", el("span", { text: `Running on the server${server ? ` via MCP server ${server}` : ""}.` }));
     card.body.append(node);
     return node;
   },
@@ -297,9 +323,9 @@ const HANDLERS = {
     }
     this.setToolStatus(card, event.ok ? "done" : "failed", event.ok ? "ok" : "failed");
     const node = el("div.result", {}, el("div.label", { text: event.ok ? "result" : "failed" }));
-    node.append(el("pre.summary", { text: event.summary ?? "" }));
+    node.append(el("pre.summary", { text: visibleProse(event.summary) }));
     if (event.content && event.content !== event.summary) {
-      node.append(el("details.full", {}, el("summary", { text: "full result" }), el("pre", { text: event.content })));
+      node.append(el("details.full", {}, el("summary", { text: "full result" }), el("pre", { text: visibleProse(event.content) })));
     }
     card.body.append(node);
     return node;
@@ -310,14 +336,14 @@ const HANDLERS = {
     const form = el("form.answer", {});
     const input = el("input", { type: "text", placeholder: "your answer", required: true, "aria-label": "answer" });
     for (const option of event.options || []) {
-      form.append(el("button.secondary", { type: "button", text: option, onclick: () => this.actions.answer(event.question_id, option) }));
+      form.append(el("button.secondary", { type: "button", text: visible(option), onclick: () => this.actions.answer(event.question_id, option) }));
     }
     form.append(input, el("button", { type: "submit", text: "Answer" }));
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       this.actions.answer(event.question_id, input.value);
     });
-    const node = el("div.question-box", {}, el("div.label", { text: "question" }), el("div.text", { text: event.text }), form);
+    const node = el("div.question-box", {}, el("div.label", { text: "question" }), el("div.text", { text: visibleProse(event.text) }), form);
     this.container(event).append(node);
     this.questionNodes.set(event.question_id, node);
     return node;
@@ -325,7 +351,7 @@ const HANDLERS = {
 
   "question.answered"(event) {
     const asked = this.closeQuestion(event.question_id, "");
-    const node = line("answered", el("span.label", { text: "answer" }), el("span", { text: event.text }));
+    const node = line("answered", el("span.label", { text: "answer" }), el("span", { text: visibleProse(event.text) }));
     (asked || this.container(event)).append(node);
     return node;
   },
@@ -342,7 +368,7 @@ const HANDLERS = {
       el("span.tool-target", { text: clip(visible(event.message), 100) }),
       status,
     );
-    const body = el("div.subtask-body", {}, el("div.task", { text: event.message }));
+    const body = el("div.subtask-body", {}, el("div.task", { text: visibleProse(event.message) }));
     const node = el("details.subtask", { open: true }, title, body);
     parent.append(node);
     this.subtasks.set(event.subtask_id, { node, body, status });
@@ -353,7 +379,7 @@ const HANDLERS = {
   "subtask.ended"(event) {
     const sub = this.subtasks.get(event.subtask_id);
     this.openSubtasks = this.openSubtasks.filter((id) => id !== event.subtask_id);
-    const node = line(event.ok ? "ok" : "failed", el("span.label", { text: event.ok ? "subtask done" : "subtask failed" }), el("span", { text: event.summary || "" }));
+    const node = line(event.ok ? "ok" : "failed", el("span.label", { text: event.ok ? "subtask done" : "subtask failed" }), el("span", { text: visibleProse(event.summary) }));
     if (sub) {
       sub.status.textContent = event.ok ? "done" : "failed";
       sub.status.className = `chip tool-status ${event.ok ? "ok" : "failed"}`;
@@ -367,13 +393,13 @@ const HANDLERS = {
 
   "agent.switched"(event) {
     this.agent = event.to;
-    const node = el("div.divider", {}, el("span", { text: `${event.from} → ${event.to}` }), event.reason ? el("span.muted", { text: event.reason }) : null);
+    const node = el("div.divider", {}, el("span", { text: `${visible(event.from)} → ${visible(event.to)}` }), event.reason ? el("span.muted", { text: visibleProse(event.reason) }) : null);
     this.container(event).append(node);
     return node;
   },
 
   "model.switched"(event) {
-    const node = el("div.divider", {}, el("span", { text: `model ${event.from ?? "default"} → ${event.to ?? "default"}` }));
+    const node = el("div.divider", {}, el("span", { text: `model ${visible(event.from ?? "default")} → ${visible(event.to ?? "default")}` }));
     this.container(event).append(node);
     return node;
   },
@@ -384,19 +410,19 @@ const HANDLERS = {
       this.priced = true;
     }
     this.totalTokens += (event.prompt_tokens || 0) + (event.completion_tokens || 0);
-    const node = el("div.usage", {}, el("span", { text: event.model }), el("span", { text: tokens(event) }), el("span.cost", { text: formatCost(event.cost) }));
+    const node = el("div.usage", {}, el("span", { text: visible(event.model) }), el("span", { text: tokens(event) }), el("span.cost", { text: formatCost(event.cost) }));
     this.container(event).append(node);
     return node;
   },
 
   error(event) {
-    const node = el("div.error-box", {}, el("strong", { text: event.code }), el("span", { text: event.message }), event.retryable ? el("span.muted", { text: "retryable" }) : null);
+    const node = el("div.error-box", {}, el("strong", { text: visible(event.code) }), el("span", { text: visibleProse(event.message) }), event.retryable ? el("span.muted", { text: "retryable" }) : null);
     this.container(event).append(node);
     return node;
   },
 
   "compaction.started"(event) {
-    const node = el("div.divider", {}, el("span", { text: `compacting the history (${event.reason})` }));
+    const node = el("div.divider", {}, el("span", { text: `compacting the history (${visible(event.reason)})` }));
     this.container(event).append(node);
     return node;
   },
@@ -408,7 +434,7 @@ const HANDLERS = {
   },
 
   unknown(event) {
-    const node = el("div.divider.muted", {}, el("span", { text: event.type }));
+    const node = el("div.divider.muted", {}, el("span", { text: visible(event.type) }));
     this.container(event).append(node);
     return node;
   },
@@ -429,7 +455,7 @@ function approvalForm(event, actions) {
       await actions.decide(event.call_id, decision, extra);
       status.textContent = "";
     } catch (error) {
-      status.textContent = error.message;
+      status.textContent = visibleProse(error.message);
       for (const b of form.querySelectorAll("button")) b.disabled = false;
     }
   };
@@ -450,7 +476,7 @@ function approvalForm(event, actions) {
       try {
         args = JSON.parse(editor.value);
       } catch (error) {
-        status.textContent = `not JSON: ${error.message}`;
+        status.textContent = `not JSON: ${visible(error.message)}`; // it may quote the text
         return;
       }
       if (!args || typeof args !== "object" || Array.isArray(args)) {

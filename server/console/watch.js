@@ -71,6 +71,11 @@ export async function watch(session) {
   return fold;
 }
 
+/** Forget the fold of *sessionId*, a session that is gone. */
+export function forget(sessionId) {
+  folds.delete(sessionId);
+}
+
 export function forgetAll() {
   folds.clear();
 }

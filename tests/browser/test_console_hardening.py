@@ -1,7 +1,8 @@
 """The console against hostile or odd input: what an approval shows is what runs,
 odd URLs and tokens get a message (not a blank page), remote media never loads,
 every console response carries its security headers, no session drops out of the
-list, and a log shorter than the tab's copy is replayed from the start.
+list (nor stays in it once deleted), and a log shorter than the tab's copy is
+replayed from the start.
 """
 
 from __future__ import annotations
@@ -191,6 +192,32 @@ async def test_a_new_session_pushes_no_row_out_of_the_list(server: LiveServer, p
     newest = await server.new_session()
     await page.wait_for(f"{SHOWN}[0] === {js(newest)}", "the new session at the top")
     assert await page.eval(SHOWN) == await listed(server)
+
+
+async def test_a_session_deleted_elsewhere_leaves_every_page_of_the_list(
+    server: LiveServer, page: Page
+) -> None:
+    """Another client deletes a session of the first page and one that "Older
+    sessions" loaded: both rows go (the poll rereads the list down to its oldest
+    shown row), the rows past them stay, and the older pages still follow on."""
+    for _ in range(45):
+        await server.new_session()
+    await sign_in(page, server)
+    await page.wait_for(f"{SHOWN}.length === 20", "the first page")
+    await page.click("#more")
+    await page.wait_for(f"{SHOWN}.length === 40", "the second page")
+    before = await listed(server)
+    assert await page.eval(SHOWN) == before[:40]
+    gone = [before[3], before[30]]
+    async with server.http() as http:
+        for session_id in gone:
+            assert (await http.delete(f"/v1/sessions/{session_id}")).status_code == 204
+    kept = [s for s in before[:40] if s not in gone]
+    await page.wait_for(f"{SHOWN}.join() === {js(','.join(kept))}", "both rows gone")
+    await page.click("#more")
+    await page.wait_for(f"{SHOWN}.length === {len(before) - 2}", "the last page")
+    assert await page.eval(SHOWN) == await listed(server)
+    assert await page.eval("document.querySelector('#more').hidden")
 
 
 def backup(db: Path, copy: Path) -> None:
