@@ -12,6 +12,17 @@ The SDK is anyio-based and runs under trio. What it does that we rely on:
   every waiting request gets ``MCPError(CONNECTION_CLOSED)``. The SDK offers no
   "closed" event, so :class:`_Watched` wraps the read stream the session consumes
   and notices its end.
+* A line the transport cannot parse reaches the session as an exception item,
+  which the SDK only logs. Two kinds, told apart by :func:`_screened`:
+
+  - Stray output (a banner, a ``print``, a JSON log line: anything without an
+    ``id``): logged briefly and dropped, as the SDKs' own clients do, so a server
+    that works elsewhere works here.
+  - A JSON object with an ``id`` that is no valid JSON-RPC message: a broken
+    answer. The request it answered would wait out its read timeout, and no
+    such answer can ever be matched, so :class:`_Watched` ends the stream there:
+    the connection fails as if the server had stopped (every waiting request is
+    woken, the server restarts), and says why.
 * ``notifications/tools/list_changed`` reaches the session's ``message_handler``
   (spawned in its own task, so the handler only sets a flag).
 * ``tools/list`` results are validated as a whole page (one bad tool fails them
@@ -23,12 +34,15 @@ The SDK is anyio-based and runs under trio. What it does that we rely on:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+import unicodedata
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar
 
 import trio
 
@@ -56,14 +70,27 @@ if TYPE_CHECKING:
     _Streams: TypeAlias = tuple[
         ReadStream[SessionMessage | Exception], WriteStream[SessionMessage], int | None
     ]
-    #: Opens the streams to the server of a config (stdio or HTTP; a test's in memory).
-    Transport: TypeAlias = Callable[[McpServerConfig], AbstractAsyncContextManager[_Streams]]
+    #: Opens the streams to the server of a config (stdio or HTTP; a test's in memory),
+    #: keeping what a stdio server writes to stderr in the tail it is given.
+    Transport: TypeAlias = Callable[
+        [McpServerConfig, "StderrTail"], AbstractAsyncContextManager[_Streams]
+    ]
 
 logger = logging.getLogger("agents.mcp")
 
 MISSING_SDK = INSTALL_HINT
 #: Longest stderr line of a stdio server we log; the rest of the line is dropped.
 _STDERR_LINE = 4096
+#: What of a server's stderr its ``last_error`` quotes: the last lines, at most so many chars.
+_TAIL_LINES = 5
+_TAIL_CHARS = 400
+#: How long a stopped stdio server's stderr may take to reach its end (a grandchild
+#: holding the pipe open would otherwise hold up every restart and the shutdown).
+_STDERR_SETTLE = 0.5
+#: What the read stream's screen does with an item (see :class:`_Watched`).
+_Verdict: TypeAlias = Literal["pass", "skip", "end"]
+#: How much of an unparseable message its description quotes.
+_EXCERPT_CHARS = 60
 #: Bound on ``tools/list`` pages: a server whose cursor never ends must not hang us.
 _MAX_PAGES = 64
 #: Tools mounted per server: every one is in every request of the modes that select it.
@@ -88,11 +115,13 @@ class _Watched(Generic[T]):
 
     The dispatcher closes its read stream when its receive loop stops (EOF, a
     broken transport, or shutdown), so ``aclose`` is the one signal covering all.
-    Every item received passes *on_item* first (which may repair it in place).
+    Every item received passes *on_item* first (which may repair it in place):
+    ``"pass"`` hands it on, ``"skip"`` drops it, ``"end"`` ends the stream there
+    instead, as at EOF.
     """
 
     def __init__(
-        self, inner: ReadStream[T], on_end: Callable[[], None], on_item: Callable[[T], None]
+        self, inner: ReadStream[T], on_end: Callable[[], None], on_item: Callable[[T], _Verdict]
     ) -> None:
         self._inner = inner
         self._on_end = on_end
@@ -104,21 +133,33 @@ class _Watched(Generic[T]):
         return getattr(self._inner, "last_context", None)
 
     async def receive(self) -> T:
-        item = await self._inner.receive()
-        self._on_item(item)
-        return item
+        import anyio
+
+        while True:
+            item = await self._inner.receive()
+            verdict = self._on_item(item)
+            if verdict == "pass":
+                return item
+            if verdict == "end":
+                self._on_end()
+                raise anyio.EndOfStream
 
     def __aiter__(self) -> _Watched[T]:
         return self
 
     async def __anext__(self) -> T:
-        try:
-            item = await self._inner.__anext__()
-        except StopAsyncIteration:
-            self._on_end()
-            raise
-        self._on_item(item)
-        return item
+        while True:
+            try:
+                item = await self._inner.__anext__()
+            except StopAsyncIteration:
+                self._on_end()
+                raise
+            verdict = self._on_item(item)
+            if verdict == "pass":
+                return item
+            if verdict == "end":
+                self._on_end()
+                raise StopAsyncIteration
 
     async def aclose(self) -> None:
         self._on_end()
@@ -173,10 +214,17 @@ class McpConnection:
         self._tools_stale = False
         self._wake = trio.Event()
         self._listings: set[object] = set()  # ids of the tools/list requests sent, unanswered
+        #: Why the connection was failed on our side (e.g. "sent an unparseable message").
+        self.fault: str | None = None
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def failure(self) -> str | None:
+        """Why the connection was failed on our side, as a sentence, or ``None``."""
+        return None if self.fault is None else f"the MCP server {self.name} {self.fault}"
 
     def _ended(self) -> None:
         self.closed.set()
@@ -185,9 +233,8 @@ class McpConnection:
     async def _on_message(self, message: IncomingMessage) -> None:
         import mcp_types
 
-        if isinstance(message, Exception):
-            logger.warning("MCP server %s: transport error: %r", self.name, message)
-        elif isinstance(message, mcp_types.ToolListChangedNotification):
+        # Exceptions never get here: _received ends the connection at the first one.
+        if isinstance(message, mcp_types.ToolListChangedNotification):
             self._tools_stale = True
             self._wake.set()
 
@@ -198,16 +245,32 @@ class McpConnection:
         if isinstance(request, mcp_types.JSONRPCRequest) and request.method == "tools/list":
             self._listings.add(request.id)
 
-    def _received(self, item: SessionMessage | Exception) -> None:
+    def _received(self, item: SessionMessage | Exception) -> _Verdict:
+        """Screen *item*: hand it on, drop it (stray output) or end the connection."""
         import mcp_types
 
-        if isinstance(item, Exception) or isinstance(item.message, mcp_types.JSONRPCRequest):
-            return
+        if isinstance(item, Exception):
+            fault, excerpt = _screened(item)
+            if fault is None:
+                logger.warning(
+                    "MCP server %s wrote what is not an MCP message to its output (ignored): %s",
+                    self.name,
+                    excerpt,
+                )
+                return "skip"
+            # The request it answered waits in vain, and the server's answers are
+            # not to be trusted from here: fail the connection like a crashed server.
+            self.fault = fault
+            logger.warning("MCP server %s %s; disconnecting it", self.name, fault)
+            return "end"
+        if isinstance(item.message, mcp_types.JSONRPCRequest):
+            return "pass"
         answer = item.message
         if not isinstance(answer, mcp_types.JSONRPCNotification) and answer.id in self._listings:
             self._listings.discard(answer.id)
             if isinstance(answer, mcp_types.JSONRPCResponse):
                 self._screen_listing(answer.result)
+        return "pass"
 
     def _screen_listing(self, result: dict[str, object]) -> None:
         """Drop the tools of a ``tools/list`` result that the SDK would refuse (logged)."""
@@ -319,6 +382,10 @@ class McpConnection:
             if exc.code == mcp_types.CONNECTION_CLOSED and (
                 self.closed.is_set() or exc.message == "Connection closed"
             ):
+                if self.failure is not None:
+                    return McpOutcome(
+                        "failed", f"{self.failure}, so the call was cut off; {unknown}"
+                    )
                 return McpOutcome(
                     "failed", f"the MCP server {self.name} stopped during the call; {unknown}"
                 )
@@ -337,6 +404,75 @@ class McpConnection:
         if result.is_error:
             return McpOutcome("error", text or f"{tool} reported an error without a message")
         return McpOutcome("ok", text)
+
+
+def _screened(item: Exception) -> tuple[str | None, str]:
+    """What a server did to send *item* (an exception on the read stream), briefly,
+    or ``None`` for stray output; and an excerpt of what it sent.
+
+    The SDK validates each line as the union of JSON-RPC messages; for a JSON
+    value, every failed member's error carries the whole value as its input.
+    """
+    import pydantic
+
+    if not isinstance(item, pydantic.ValidationError):
+        detail = _printable(str(item), _EXCERPT_CHARS, keep="head")
+        return f"broke its connection ({type(item).__name__}{f': {detail}' if detail else ''})", ""
+    errors = item.errors()
+    if errors and errors[0]["type"] == "json_invalid":
+        raw = errors[0].get("input")
+        return None, _printable(raw if isinstance(raw, str) else "", _EXCERPT_CHARS, keep="head")
+    message = next((e["input"] for e in errors if isinstance(e.get("input"), dict)), None)
+    text = ""
+    with contextlib.suppress(TypeError, ValueError):
+        text = json.dumps(message if message is not None else errors[0].get("input"))
+    excerpt = _printable(text, _EXCERPT_CHARS, keep="head")
+    if message is None or "id" not in message:
+        return None, excerpt  # a JSON log line, a bare value: nothing it could answer
+    return f"sent an unparseable message (not a JSON-RPC message: {excerpt})", excerpt
+
+
+def _printable(text: str, limit: int, *, keep: Literal["head", "tail"] = "tail") -> str:
+    """*text* with control characters escaped, cut to its head or tail of *limit* chars (…)."""
+    chars = text if keep == "head" else reversed(text)
+    out: list[str] = []
+    size = 0
+    for char in chars:
+        safe = _escaped(char)
+        if size + len(safe) > limit:
+            out.append("…")
+            break
+        out.append(safe)
+        size += len(safe)
+    return "".join(out if keep == "head" else reversed(out))
+
+
+def _escaped(char: str) -> str:
+    # Cc/Cf/Zl/Zp: what could break a log line or a terminal (ANSI escapes, bidi overrides).
+    if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp"):
+        return char
+    return char.encode("unicode_escape").decode("ascii")
+
+
+class StderrTail:
+    """The last lines a stdio server wrote to stderr (bounded), to say why it stopped."""
+
+    def __init__(self) -> None:
+        self._lines: deque[str] = deque(maxlen=_TAIL_LINES)
+        #: Set once the stream was read to its end (or its reader stopped).
+        self.ended = trio.Event()
+
+    def add(self, line: str) -> None:
+        self._lines.append(line)
+
+    def text(self) -> str:
+        """The last lines, ``\\n`` between them, control characters escaped, cut to its tail."""
+        return _printable("\n".join(self._lines), _TAIL_CHARS)
+
+    def quoted(self, reason: str) -> str:
+        """*reason*, followed by the server's last stderr lines if it wrote any."""
+        text = self.text()
+        return f"{reason}; its stderr: {text}" if text else reason
 
 
 def _invalid_tool(tool: object, version: str) -> str | None:
@@ -360,18 +496,31 @@ def _invalid_tool(tool: object, version: str) -> str | None:
 # --------------------------------------------------------------------------- connecting
 
 
-def open_transport(config: McpServerConfig) -> AbstractAsyncContextManager[_Streams]:
-    """The streams to the server of *config*: its stdio child, or streamable HTTP."""
+def open_transport(
+    config: McpServerConfig, stderr: StderrTail
+) -> AbstractAsyncContextManager[_Streams]:
+    """The streams to the server of *config*: its stdio child, or streamable HTTP.
+
+    A stdio child's stderr lines are kept in *stderr*; it is complete once the
+    streams are closed.
+    """
     if isinstance(config.transport, StdioTransport):
-        return _stdio(config.name, config.transport)
+        return _stdio(config.name, config.transport, stderr)
     return _http(config.name, config.transport)
 
 
 @asynccontextmanager
 async def connect(
-    config: McpServerConfig, *, start_timeout: float, transport: Transport = open_transport
+    config: McpServerConfig,
+    *,
+    start_timeout: float,
+    transport: Transport = open_transport,
+    stderr: StderrTail | None = None,
 ) -> AsyncIterator[McpConnection]:
     """A connection to the server of *config*, initialized (``initialize`` done once).
+
+    *stderr* gets the last lines a stdio server wrote to its stderr, complete
+    once the block is left (so a caller can say why the server stopped).
 
     Raises:
         McpUnavailable: the SDK is missing, the process cannot be spawned, an
@@ -386,7 +535,9 @@ async def connect(
     _require_sdk()
     from mcp.client.session import ClientSession
 
-    async with transport(config) as (read, write, pid):
+    if stderr is None:
+        stderr = StderrTail()
+    async with transport(config, stderr) as (read, write, pid):
         connection = McpConnection(config, pid)
         session = ClientSession(
             _Watched(read, connection._ended, connection._received),
@@ -416,7 +567,8 @@ async def _initialize(connection: McpConnection, session: ClientSession, limit: 
             f"the MCP server {name} did not finish initializing within {limit:g} s"
         ) from None
     except MCPError as exc:
-        raise McpUnavailable(f"the MCP server {name} failed to initialize: {exc.message}") from exc
+        why = f"it {connection.fault}" if connection.fault else exc.message
+        raise McpUnavailable(f"the MCP server {name} failed to initialize: {why}") from exc
     except (RuntimeError, ValueError) as exc:  # unsupported protocol version, bad result
         raise McpUnavailable(f"the MCP server {name} failed to initialize: {exc}") from exc
 
@@ -434,8 +586,8 @@ def _client_info() -> mcp_types.Implementation:
 
 
 @asynccontextmanager
-async def _stdio(name: str, transport: StdioTransport) -> AsyncIterator[_Streams]:
-    """The SDK's stdio client, with the child's stderr logged (never on our stdout)."""
+async def _stdio(name: str, transport: StdioTransport, tail: StderrTail) -> AsyncIterator[_Streams]:
+    """The SDK's stdio client, with the child's stderr logged (never on our stdout) and kept."""
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     params = StdioServerParameters(
@@ -450,9 +602,21 @@ async def _stdio(name: str, transport: StdioTransport) -> AsyncIterator[_Streams
     errlog = os.fdopen(write_fd, "w")
     try:
         async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
-            # The stack exits first: the SDK stops the child, then the logger is cancelled.
-            stack.callback(nursery.cancel_scope.cancel)
-            nursery.start_soon(_log_stderr, name, stderr)
+
+            async def settle() -> None:
+                # Reading the child's last words to their end before the logger is
+                # cancelled: they say why it stopped. Our copy of the pipe would hold
+                # it open (when the spawn failed, there is nothing to wait for).
+                errlog.close()
+                try:
+                    with trio.move_on_after(_STDERR_SETTLE):
+                        await tail.ended.wait()
+                finally:
+                    nursery.cancel_scope.cancel()
+
+            # The stack exits first: the SDK stops the child, then the logger stops.
+            stack.push_async_callback(settle)
+            nursery.start_soon(_log_stderr, name, stderr, tail)
             try:
                 read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
             except OSError as exc:
@@ -468,18 +632,27 @@ async def _stdio(name: str, transport: StdioTransport) -> AsyncIterator[_Streams
         await stderr.aclose()
 
 
-async def _log_stderr(name: str, stream: trio.lowlevel.FdStream) -> None:
-    """Log each stderr line of the server; bounded memory whatever it writes."""
-    pending = b""
-    while chunk := await stream.receive_some(65536):
-        *lines, pending = (pending + chunk).split(b"\n")
-        if len(pending) > _STDERR_LINE:
-            lines.append(pending)
-            pending = b""
-        for line in lines:
-            text = line[:_STDERR_LINE].decode("utf-8", "replace").rstrip()
-            if text:
-                logger.info("MCP server %s: %s", name, text)
+async def _log_stderr(name: str, stream: trio.lowlevel.FdStream, tail: StderrTail) -> None:
+    """Log each stderr line of the server, keeping the last in *tail*; bounded memory."""
+    try:
+        pending = b""
+        while chunk := await stream.receive_some(65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > _STDERR_LINE:
+                lines.append(pending)
+                pending = b""
+            _log_lines(name, lines, tail)
+        _log_lines(name, [pending], tail)  # a last line without its newline
+    finally:
+        tail.ended.set()
+
+
+def _log_lines(name: str, lines: Iterable[bytes], tail: StderrTail) -> None:
+    for line in lines:
+        text = line[:_STDERR_LINE].decode("utf-8", "replace").rstrip()
+        if text:
+            logger.info("MCP server %s: %s", name, text)
+            tail.add(text)
 
 
 def _child_with_stderr(pipe_inode: int) -> int | None:

@@ -11,7 +11,11 @@ minute) and starts the server again. Callers never touch the task: they wait
 for the state it publishes.
 
 A call in flight when the server stops resolves as ``failed`` (the SDK wakes
-every waiting request when the connection closes). At most
+every waiting request when the connection closes); so does one in flight when
+the server sends a broken JSON-RPC answer, which fails its connection like a
+crash. A stdio server's ``last_error`` in its status (and the log) ends with the
+last lines it wrote to stderr (bounded, control characters escaped); a call is
+told the error alone. At most
 :data:`MAX_CONCURRENT_CALLS` calls run per server; later ones queue for a slot
 within their own timeout.
 """
@@ -33,7 +37,7 @@ from sessions import JSONObject
 
 from .._core._mcp import McpOutcome, McpServerConfig, McpTool, StdioTransport
 from .._errors import McpUnavailable
-from ._mcp_client import MISSING_SDK, McpConnection, connect, open_transport
+from ._mcp_client import MISSING_SDK, McpConnection, StderrTail, connect, open_transport
 from ._mcp_status import McpMetrics, McpServerStatus, ServerState
 
 if TYPE_CHECKING:
@@ -62,6 +66,10 @@ class _Server:
     restarts: int = 0
     tool_refreshes: int = 0
     last_error: str | None = None
+    #: What a stdio server wrote to stderr before that error: shown to operators
+    #: (status, logs) after it, never to the model (a tool result quotes only the
+    #: error: a server's stderr may hold its configuration, secrets included).
+    last_stderr: StderrTail | None = None
     retry_at: float = 0.0
     crashed: bool = False  # in backoff after a connection that was ready (not a failed start)
     #: Start attempts that failed since the server was last ready (or since boot).
@@ -316,7 +324,7 @@ class McpServers:
             trusted=config.trusted,
             tools=entry.tools,
             restarts=entry.restarts,
-            last_error=entry.last_error,
+            last_error=_for_operators(entry),
             pid=connection.pid if connection is not None else None,
             startup=config.startup,
             tool_refreshes=entry.tool_refreshes,
@@ -337,7 +345,7 @@ class McpServers:
                     break  # retrying cannot install the SDK
                 if ready_at is not None and trio.current_time() - ready_at >= HEALTHY_AFTER:
                     delay = BACKOFF_FIRST
-                logger.warning("%s; restarting in %.1f s", entry.last_error, delay)
+                logger.warning("%s; restarting in %.1f s", _for_operators(entry), delay)
                 entry.retry_at = trio.current_time() + delay
                 entry.crashed = ready_at is not None
                 entry.failed_starts = 0 if entry.crashed else entry.failed_starts + 1
@@ -356,9 +364,15 @@ class McpServers:
         """One connection's life; when it was ready (``None``: it never was)."""
         name = entry.config.name
         ready_at: float | None = None
+        stderr = StderrTail()
+        connection: McpConnection | None = None
+        error: str | None = None
         try:
             async with connect(
-                entry.config, start_timeout=self._start_timeout, transport=self._transport
+                entry.config,
+                start_timeout=self._start_timeout,
+                transport=self._transport,
+                stderr=stderr,
             ) as connection:
                 try:
                     with trio.fail_after(self._start_timeout):
@@ -369,16 +383,20 @@ class McpServers:
                         f"within {self._start_timeout:g} s"
                     ) from None
                 entry.connection = connection
-                entry.last_error = None
+                entry.last_error = entry.last_stderr = None
                 ready_at = trio.current_time()
                 self._publish(entry, "ready")
                 await self._follow(entry, connection)
             if not self._stopping.is_set():
-                entry.last_error = f"the MCP server {name} closed the connection"
+                error = connection.failure or f"the MCP server {name} closed the connection"
         except Exception as exc:
-            entry.last_error = _reason(name, exc)
+            # A connection we failed ends in errors that only echo why (connection closed).
+            error = (connection and connection.failure) or _reason(name, exc)
         finally:
             entry.connection = None
+        if error is not None:
+            # The block is left: the transport is closed and the stderr read to its end.
+            entry.last_error, entry.last_stderr = error, stderr
         return ready_at
 
     async def _follow(self, entry: _Server, connection: McpConnection) -> None:
@@ -432,6 +450,13 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (OSError, ValueError, IndexError):
         pass
+
+
+def _for_operators(entry: _Server) -> str | None:
+    """The server's last error, then what it wrote to stderr before it (if anything)."""
+    if entry.last_error is None or entry.last_stderr is None:
+        return entry.last_error
+    return entry.last_stderr.quoted(entry.last_error)
 
 
 def _reason(name: str, exc: BaseException) -> str:

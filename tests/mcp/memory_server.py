@@ -15,11 +15,13 @@ from typing import Any
 import anyio
 import attrs
 import mcp_types
+import pydantic
 import trio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
 from agents._core._mcp import HttpTransport, McpServerConfig
+from agents._tools._mcp_client import StderrTail
 
 OBJECT: dict[str, Any] = {"type": "object", "properties": {"text": {"type": "string"}}}
 
@@ -36,15 +38,22 @@ def tool(name: str, **fields: Any) -> dict[str, Any]:
 
 @attrs.define
 class MemoryServer:
-    """Lists *tools*, answers every call with ``called NAME``; *hang_init* never initializes."""
+    """Lists *tools*, answers every call with ``called NAME``; *hang_init* never initializes.
+
+    With *garbage*, ``tools/call`` is answered with that line instead, once *hold*
+    calls wait: delivered as the SDK's stdio transport delivers a line it cannot
+    parse (an exception on the read stream).
+    """
 
     tools: list[Any] = attrs.field(factory=list)
     hang_init: bool = False
+    garbage: str | None = None
+    hold: int = 1
     starts: int = 0
 
     @asynccontextmanager
     async def transport(
-        self, config: McpServerConfig
+        self, config: McpServerConfig, stderr: StderrTail
     ) -> AsyncIterator[
         tuple[
             MemoryObjectReceiveStream[SessionMessage | Exception],
@@ -66,11 +75,17 @@ class MemoryServer:
         requests: MemoryObjectReceiveStream[SessionMessage],
         answers: MemoryObjectSendStream[SessionMessage | Exception],
     ) -> None:
+        held = 0
         async with requests, answers:
             async for item in requests:
                 message = item.message
                 if not isinstance(message, mcp_types.JSONRPCRequest):
                     continue  # notifications need no answer
+                if message.method == "tools/call" and self.garbage is not None:
+                    held += 1
+                    if held == self.hold:
+                        await answers.send(unparseable(self.garbage))
+                    continue
                 result = self._answer(message.method, message.params or {})
                 if result is not None:
                     response = mcp_types.JSONRPCResponse(
@@ -92,3 +107,12 @@ class MemoryServer:
         if method == "tools/call":
             return {"content": [{"type": "text", "text": f"called {params['name']}"}]}
         return {}
+
+
+def unparseable(line: str) -> Exception:
+    """What the SDK's stdio transport hands the session for *line*, which it cannot parse."""
+    try:
+        mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+    except pydantic.ValidationError as exc:
+        return exc
+    raise AssertionError(f"{line!r} is a JSON-RPC message")

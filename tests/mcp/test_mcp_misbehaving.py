@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from agents._core._mcp import McpServerConfig, StdioTransport
+from agents._core._mcp import McpOutcome, McpServerConfig, StdioTransport
 from agents._errors import McpUnavailable
 from agents._tools._mcp_servers import open_mcp_servers
 from agents._tools._mcp_status import McpServerStatus
@@ -97,3 +98,33 @@ async def test_start_up_warnings_say_why_a_command_cannot_run(
         f"MCP server gone: command {str(tmp_path / 'missing')!r} is not found; "
         "its tools stay unavailable until it can start",
     ]
+
+
+async def test_an_unparseable_answer_fails_every_call_in_flight_at_once_and_restarts(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = json.dumps({"jsonrpc": "2.0", "id": 1, "result": "!" * 100_000})
+    server = MemoryServer([tool("echo")], garbage=broken, hold=2)
+    async with open_mcp_servers([memory_config()], transport=server.transport) as servers:
+        await servers.tools("mem")
+        outcomes: list[McpOutcome] = []
+
+        async def call() -> None:
+            outcomes.append(await servers.call("mem", "echo", {}, 60))
+
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call)
+            nursery.start_soon(call)
+        assert trio.current_time() == started  # not after the 60 s read timeout
+        fault = f"sent an unparseable message (not a JSON-RPC message: {broken[:60]}…)"
+        unknown = "so the call was cut off; whether it took effect is unknown"
+        assert [(o.kind, o.text) for o in outcomes] == 2 * [
+            ("failed", f"the MCP server mem {fault}, {unknown}")
+        ]
+        status = await servers.wait_for("mem", lambda s: s.state == "backoff")
+        assert status.last_error == f"the MCP server mem {fault}"
+        status = await servers.wait_for("mem", lambda s: s.state == "ready")
+        assert (status.restarts, server.starts, status.last_error) == (1, 2, None)
+    # Its log line quotes as little of the garbage as the outcome does.
+    assert f"MCP server mem {fault}; disconnecting it" in warnings(caplog)
