@@ -14,7 +14,9 @@ one event per append, every append awaited until committed):
   only difference from ``store`` is the bridge, so ``store / to_thread`` is the
   cost of the aiosqlite/trio-asyncio bridge as a ratio.
 - raw sqlite3 inserts in one transaction: the disk's ceiling.
-- one bridge crossing (``SELECT 1``) vs one ``trio.to_thread`` hop.
+- one bridge crossing (``SELECT 1``) vs one ``trio.to_thread`` hop, and one
+  read through the store itself (``get_turn`` of an id that is not there: one
+  crossing as the store makes it), in wall time and in this process's CPU.
 """
 
 from __future__ import annotations
@@ -177,6 +179,17 @@ def run_raw(db: Path, total: int) -> float:
         conn.close()
 
 
+async def store_read_costs(db: Path) -> tuple[float, float]:
+    """Microseconds per read through the store: wall, and this process's CPU."""
+    async with open_sqlite_store(db) as store:
+        start, cpu = time.perf_counter(), time.process_time()
+        for _ in range(CROSSINGS):
+            await store.get_turn("tur_missing")
+        wall_us = (time.perf_counter() - start) / CROSSINGS * 1e6
+        cpu_us = (time.process_time() - cpu) / CROSSINGS * 1e6
+    return wall_us, cpu_us
+
+
 async def crossing_costs(db: Path) -> tuple[float, float]:
     """Microseconds per ``SELECT 1``: via the bridge, and via trio.to_thread."""
     conn = sqlite3.connect(db, check_same_thread=False)
@@ -257,6 +270,7 @@ async def main() -> None:
     ceiling = await median_of("raw sqlite3, one transaction", raw, results)
     with tempfile.TemporaryDirectory() as tmp:
         bridge_us, thread_us = await crossing_costs(Path(tmp) / "x.db")
+        read_wall_us, read_cpu_us = await store_read_costs(Path(tmp) / "read.db")
 
     print()
     print(
@@ -278,6 +292,10 @@ async def main() -> None:
     print(
         f"one round trip (SELECT 1): aiosqlite via trio-asyncio {bridge_us:.0f} us,"
         f" trio.to_thread + sqlite3 {thread_us:.0f} us ({bridge_us / thread_us:.2f}x)"
+    )
+    print(
+        f"one read through the store (get_turn, a missing id): {read_wall_us:.0f} us,"
+        f" {read_cpu_us:.0f} us of CPU"
     )
 
 
