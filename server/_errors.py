@@ -30,6 +30,13 @@ from sessions import (
 STORAGE_RETRY_AFTER: Final = 5
 # ...and while another replica's hold on the session changes hands.
 SESSION_ELSEWHERE_RETRY_AFTER: Final = 1
+# The refusals worth retrying, by code, and after how many seconds: one table for
+# API errors and refused acks alike, so every path to a code says the same.
+RETRY_AFTER_BY_CODE: Final = {
+    "storage_unavailable": STORAGE_RETRY_AFTER,
+    "shutting_down": STORAGE_RETRY_AFTER,
+    "session_elsewhere": SESSION_ELSEWHERE_RETRY_AFTER,
+}
 
 
 class ServerError(AgentRuntimeError):

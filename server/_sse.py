@@ -27,7 +27,7 @@ from agents import Ack
 from agents.events import SessionDeleted
 from sessions import Event, JSONObject, Session, SubscriberTooSlow, new_id
 
-from ._errors import SESSION_ELSEWHERE_RETRY_AFTER, ApiError, bad_request
+from ._errors import RETRY_AFTER_BY_CODE, ApiError, bad_request
 from ._http import (
     authenticate,
     int_arg,
@@ -58,7 +58,12 @@ _SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _BAD_INPUT: Final = frozenset(
     {"bad_json", "invalid_command", "unknown_command", "invalid_arguments", "unknown_agent"}
 )
-_STATUS_BY_CODE: Final = {"rate_limited": 429, "shutting_down": 503, "session_elsewhere": 503}
+_STATUS_BY_CODE: Final = {
+    "rate_limited": 429,
+    "shutting_down": 503,
+    "session_elsewhere": 503,
+    "storage_unavailable": 503,
+}
 
 
 def wants_stream() -> bool:
@@ -89,9 +94,12 @@ def ack_response(ack: Ack) -> Response:
     code = ack.code or "rejected"
     status = 400 if code in _BAD_INPUT else _STATUS_BY_CODE.get(code, 409)
     error: JSONObject = {"code": code, "message": ack.error or "rejected"}
+    retry_after = RETRY_AFTER_BY_CODE.get(code)
+    if retry_after is not None:
+        error["retryable"] = True  # as an ApiError says it (ApiError.to_json)
     response = json_response({"error": error, "ack": body}, status)
-    if code == "session_elsewhere":  # worth retrying soon: the session changes hands
-        response.headers["Retry-After"] = str(SESSION_ELSEWHERE_RETRY_AFTER)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 

@@ -170,7 +170,10 @@ async def test_prose_keeps_the_characters_text_needs(server: LiveServer, page: P
     hyphens and private-use characters are shown as they are, in streamed text,
     in markdown and in a tool's result."""
     await page.navigate(server.url + "/")
-    text = "family 👨\u200d👩\u200d👧 · می\u200cخواهم · 10\u00a0km · 東京\u3000駅 · co\u00adop · \ue000"
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # "I want", with its ZWNJ
+    text = (
+        f"family 👨\u200d👩\u200d👧 · {persian} · 10\u00a0km · 東京\u3000駅 · co\u00adop · \ue000"
+    )
     turn = {"turn_id": "t1"}
     events: list[dict[str, object]] = [
         {"type": "turn.started", **turn, "agent": "coder"},

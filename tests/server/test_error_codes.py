@@ -15,7 +15,7 @@ from pathlib import Path
 from agents import Ack, CommandError
 from server._errors import command_error, store_error
 from server._sse import ack_response
-from sessions import LeaseHeld, LeaseLost
+from sessions import LeaseHeld, LeaseLost, StorageUnavailable, StoreClosed
 from tests.server.helpers import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,11 +184,22 @@ async def test_an_unknown_agent_names_the_valid_ones(server: LiveServer) -> None
     assert agents[:2] == ["orchestrator", "coder"]
 
 
-def test_another_replica_running_the_session_is_a_503_to_retry() -> None:
+async def test_another_replica_running_the_session_is_a_503_to_retry() -> None:
     """Whatever path reaches it (a command's ack, a session change, a lease error
     the forwarding did not absorb), ``session_elsewhere`` tells the client to retry."""
     refused = ack_response(Ack("c1", "rejected", "no answer in time", "session_elsewhere"))
     assert (refused.status_code, refused.headers["Retry-After"]) == (503, "1")
+    # A refused ack says "retry" exactly as an API error with the same code does.
+    for code, api in (
+        ("shutting_down", store_error(StoreClosed("closed"))),
+        ("storage_unavailable", store_error(StorageUnavailable("disk full"))),
+        ("session_elsewhere", store_error(LeaseLost("ses_x"))),
+    ):
+        ack = ack_response(Ack("c2", "rejected", "no", code))
+        assert api.code == code and api.retry_after is not None
+        assert (ack.status_code, ack.headers["Retry-After"]) == (api.status, str(api.retry_after))
+        assert (await ack.get_json())["error"]["retryable"] is True
+    assert "Retry-After" not in ack_response(Ack("c3", "rejected", "no", "conflict")).headers
     for api in (
         command_error(CommandError("session_elsewhere", "no answer in time")),
         store_error(LeaseHeld("ses_x", "replica-a", 0.0)),
