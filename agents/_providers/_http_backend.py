@@ -24,10 +24,15 @@ _NetworkErrors = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 class TrioSocketStream(httpcore.AsyncNetworkStream):
-    """One TCP (or TLS over TCP) connection for httpcore."""
+    """One TCP (or TLS over TCP) connection for httpcore.
+
+    :attr:`received` counts the bytes read, so the pool can tell whether a failed
+    request on a reused connection got any of its response (see ``_http_pool.py``).
+    """
 
     def __init__(self, stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]) -> None:
         self._stream = stream
+        self.received = 0
         self._socket = (
             stream.socket
             if isinstance(stream, trio.SocketStream)
@@ -37,13 +42,16 @@ class TrioSocketStream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
             if timeout is None:
-                return bytes(await self._stream.receive_some(max_bytes))
-            with trio.fail_after(timeout):
-                return bytes(await self._stream.receive_some(max_bytes))
+                data = bytes(await self._stream.receive_some(max_bytes))
+            else:
+                with trio.fail_after(timeout):
+                    data = bytes(await self._stream.receive_some(max_bytes))
         except trio.TooSlowError as exc:
             raise httpcore.ReadTimeout(str(exc)) from exc
         except _NetworkErrors as exc:
             raise httpcore.ReadError(str(exc)) from exc
+        self.received += len(data)
+        return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:

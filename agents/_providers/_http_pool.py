@@ -16,6 +16,12 @@ new one; when its response is closed, the connection goes back to the list if it
 is reusable and the list has room for it, and is closed otherwise. Every operation
 is O(1).
 
+A server may close an idle connection just as a request is sent on it (uvicorn,
+and so vLLM, closes idle ones after 5 s): the request then fails with no byte of
+a response. Such a request is sent once more, at once, on a new connection (HTTP
+clients such as Go's do so for idempotent requests; why a POST is resent here:
+:meth:`KeepAliveTransport.handle_async_request`), so the caller sees one request.
+
 Errors are httpx's (mapped from httpcore's as httpx's own transport maps them), so
 the provider's retry policy sees the same exceptions; a request after
 :meth:`~KeepAliveTransport.aclose` fails with :class:`TransportClosed`, which is
@@ -27,6 +33,7 @@ a proxy for the URL, so ``HTTPS_PROXY`` / ``NO_PROXY`` keep working.
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 import urllib.request
 from collections import deque
@@ -36,7 +43,7 @@ import httpcore
 import httpx
 import trio
 
-from ._http_backend import TrioNetworkBackend
+from ._http_backend import TrioNetworkBackend, TrioSocketStream
 
 # Most specific first: the first match names the httpx error.
 _ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
@@ -55,9 +62,18 @@ _ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
     (httpcore.ProtocolError, httpx.ProtocolError),
 )
 
-KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept (httpx's default)
+KEEPALIVE_EXPIRY = 4.0
+"""Seconds an idle connection is kept: below the 5 s after which uvicorn (so vLLM)
+and Node close theirs, so a connection is rarely taken just as its server drops
+it (httpx keeps them 5 s). Servers with shorter limits (gunicorn's 2 s) are
+covered by the resend of a request that a stale connection failed."""
+
+_Idle = tuple[httpcore.AsyncHTTPConnection, float, TrioSocketStream | None]
+"""An idle connection, the trio time it became idle, and its socket (to count reads)."""
 
 _Origin = tuple[bytes, bytes, int]
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -132,8 +148,8 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             raise ValueError("max_connections must be at least 1 and max_keepalive not negative")
         self._slots = trio.Semaphore(max_connections)
         self._max_keepalive = max_keepalive
-        # Per origin, oldest first: (connection, trio time it became idle).
-        self._idle: dict[_Origin, deque[tuple[httpcore.AsyncHTTPConnection, float]]] = {}
+        # Per origin, oldest first.
+        self._idle: dict[_Origin, deque[_Idle]] = {}
         self._ssl = ssl_context
         self._network = TrioNetworkBackend()
         self._closed = False
@@ -145,6 +161,13 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send *request* on a kept-alive or new connection.
+
+        When a kept-alive connection fails (closed or reset) before any byte of the
+        response came, *request* is sent once more on a new connection, if its body
+        can be sent again (bytes, not a one-off stream). The server may have read it
+        (a POST), but a server that closes an idle connection does so when it has no
+        request to answer, and the caller would send it again on this error anyway,
+        only later and counted as a failed attempt.
 
         Cancellation: a cancelled request closes its connection and frees its slot.
         """
@@ -171,9 +194,22 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         try:
             if self._closed:  # closed while this request waited for a slot
                 raise TransportClosed("the transport is closed")
-            connection = await self._checkout(origin)
-            with _as_httpx_errors():
-                response = await connection.handle_async_request(core)
+            connection, socket = await self._checkout(origin)
+            received = 0 if socket is None else socket.received
+            try:
+                with _as_httpx_errors():
+                    response = await connection.handle_async_request(core)
+            except (httpx.NetworkError, httpx.RemoteProtocolError):
+                stale = socket is not None and socket.received == received
+                if not stale or not isinstance(request.stream, httpx.ByteStream):
+                    raise
+                logger.debug("a kept-alive connection to %s was gone; resending", url.host)
+                closing, connection = connection, None
+                with trio.CancelScope(shield=True):
+                    await closing.aclose()
+                connection = self._connect(origin)
+                with _as_httpx_errors():
+                    response = await connection.handle_async_request(core)
         except BaseException:
             if connection is not None:
                 with trio.CancelScope(shield=True):
@@ -191,21 +227,28 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the idle connections; those in use close when their response does."""
         self._closed = True
-        idle = [c for connections in self._idle.values() for c, _ in connections]
+        idle = [c for connections in self._idle.values() for c, _, _ in connections]
         self._idle.clear()
         for connection in idle:
             await connection.aclose()
 
-    async def _checkout(self, origin: _Origin) -> httpcore.AsyncHTTPConnection:
+    async def _checkout(
+        self, origin: _Origin
+    ) -> tuple[httpcore.AsyncHTTPConnection, TrioSocketStream | None]:
+        """A connection for *origin*, and its socket if it was used before (else ``None``)."""
         idle = self._idle.get(origin)
         if idle:
             await self._close_expired(idle)
         while idle:
-            connection, _ = idle.pop()
+            connection, _, socket = idle.pop()
             # Only this one is checked: has the server closed it, or has it idled too long?
             if connection.is_idle() and not connection.has_expired():
-                return connection
+                return connection, socket
             await connection.aclose()
+        return self._connect(origin), None
+
+    def _connect(self, origin: _Origin) -> httpcore.AsyncHTTPConnection:
+        """A new connection (it connects when its first request is sent)."""
         if origin[0] == b"https" and self._ssl is None:
             try:
                 self._ssl = create_ssl_context()
@@ -218,19 +261,24 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             network_backend=self._network,
         )
 
-    async def _close_expired(self, idle: deque[tuple[httpcore.AsyncHTTPConnection, float]]) -> None:
+    async def _close_expired(self, idle: deque[_Idle]) -> None:
         # Oldest first: each connection is looked at here once, when it has expired.
         stale = trio.current_time() - KEEPALIVE_EXPIRY
         while idle and idle[0][1] < stale:
-            connection, _ = idle.popleft()
+            connection, _, _ = idle.popleft()
             await connection.aclose()
 
-    async def _release(self, origin: _Origin, connection: httpcore.AsyncHTTPConnection) -> None:
+    async def _release(
+        self,
+        origin: _Origin,
+        connection: httpcore.AsyncHTTPConnection,
+        socket: TrioSocketStream | None,
+    ) -> None:
         try:
             idle = self._idle.setdefault(origin, deque())
             await self._close_expired(idle)
             if not self._closed and connection.is_idle() and len(idle) < self._max_keepalive:
-                idle.append((connection, trio.current_time()))
+                idle.append((connection, trio.current_time(), socket))
             else:
                 await connection.aclose()
         finally:
@@ -271,7 +319,11 @@ class _ResponseStream(httpx.AsyncByteStream):
                 with _as_httpx_errors():
                     await self._response.aclose()
             finally:
-                await self._transport._release(self._origin, self._connection)
+                # httpcore names a response's socket (the TLS one over TLS) only here.
+                socket = self._response.extensions.get("network_stream")
+                if not isinstance(socket, TrioSocketStream):
+                    socket = None
+                await self._transport._release(self._origin, self._connection, socket)
 
 
 def _default_port(scheme: str) -> int:

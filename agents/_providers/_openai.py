@@ -11,8 +11,11 @@ Failure policy, decided once here so the turn runner only sees
   ``"context_overflow"`` instead (see :func:`is_context_overflow`): the request
   must shrink, not be re-sent.
 - Timeouts: connect (httpx), first token (request start → first event), idle
-  (between reads once streaming); they use trio deadlines so a half-open
-  connection cannot hang a turn.
+  (waiting for the next event once streaming: bytes that complete no event, a
+  trickle or ``:`` keep-alive comments, do not reset it); they use trio deadlines
+  so a half-open or trickling connection cannot hang a turn.
+- A 200 that is JSON or HTML, or a stream that ends (``[DONE]`` or not) with no
+  output and no ``finish_reason``, is a protocol error, not retried.
 """
 
 from __future__ import annotations

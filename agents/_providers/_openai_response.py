@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import re
 import uuid
 
@@ -30,10 +31,13 @@ from .._core._model import (
 )
 from .._errors import ModelError
 
+# The provider's logger, named as before this module was split out of ``_openai.py``.
+logger = logging.getLogger("agents._providers._openai")
+
 _EOL = re.compile(r"\r\n|\r|\n")
 
 MAX_LINE = 8 * 1024 * 1024
-"""A line longer than this is refused rather than buffered without bound."""
+"""A line (or an event's data) longer than this is refused rather than buffered without bound."""
 
 
 class SSEDecoder:
@@ -45,31 +49,32 @@ class SSEDecoder:
 
     Multi-line ``data`` fields of one event are joined with ``\\n`` (as in the
     HTML specification).
+
+    Linear in the stream's length however it is split: each read's text is scanned
+    once, and an unfinished line is kept as a list of pieces joined once, when its
+    end arrives (a 4 MiB line in 1 KiB reads once cost a minute of CPU, rescanning
+    the whole pending line per read).
     """
 
     def __init__(self) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._partial = ""
+        self._pending: list[str] = []  # the unfinished line, in pieces
+        self._pending_len = 0
+        # The last read ended in "\r": that line is over, and a "\n" first in the
+        # next text is the rest of the same "\r\n", not an empty line.
+        self._after_cr = False
         self._data: list[str] = []
+        self._data_len = 0
 
     def feed(self, chunk: bytes) -> list[str]:
         """The payloads of the events that *chunk* completes.
 
         Raises:
-            ValueError: a line grew longer than :data:`MAX_LINE`.
+            ValueError: a line or an event grew longer than :data:`MAX_LINE` (as
+                soon as it does, not when it ends).
         """
-        text = self._partial + self._utf8.decode(chunk)
         out: list[str] = []
-        start = 0
-        for match in _EOL.finditer(text):
-            if match.group() == "\r" and match.end() == len(text):
-                # Possibly the first half of "\r\n": decide when more bytes arrive.
-                break
-            self._line(text[start : match.start()], out)
-            start = match.end()
-        self._partial = text[start:]
-        if len(self._partial) > MAX_LINE:
-            raise ValueError(f"event-stream line longer than {MAX_LINE} characters")
+        self._scan(self._utf8.decode(chunk), out)
         return out
 
     def close(self) -> list[str]:
@@ -79,24 +84,61 @@ class SSEDecoder:
         real servers sometimes omit the last one, so it is delivered instead.
         """
         out: list[str] = []
-        tail = self._partial + self._utf8.decode(b"", final=True)
-        self._partial = ""
-        for line in _EOL.split(tail):
-            self._line(line, out)
+        self._scan(self._utf8.decode(b"", final=True), out)
+        pending, self._pending, self._pending_len = self._pending, [], 0
+        self._line("".join(pending), out)
         self._line("", out)
         return out
+
+    def _scan(self, text: str, out: list[str]) -> None:
+        if not text:
+            return  # e.g. only the first bytes of a UTF-8 sequence: nothing decided
+        start = 1 if self._after_cr and text[0] == "\n" else 0
+        self._after_cr = False
+        pending = self._pending
+        for match in _EOL.finditer(text, start):
+            end = match.start()
+            if pending:
+                if self._pending_len + end - start > MAX_LINE:
+                    raise _too_long("line")
+                pending.append(text[start:end])
+                line = "".join(pending)
+                pending.clear()
+                self._pending_len = 0
+            else:
+                if end - start > MAX_LINE:
+                    raise _too_long("line")
+                line = text[start:end]
+            self._line(line, out)
+            start = match.end()
+        if start < len(text):
+            self._pending_len += len(text) - start
+            if self._pending_len > MAX_LINE:
+                raise _too_long("line")
+            pending.append(text[start:])
+        elif text[-1] == "\r":
+            self._after_cr = True
 
     def _line(self, line: str, out: list[str]) -> None:
         if not line:
             if self._data:
                 out.append("\n".join(self._data))
-                self._data = []
+                self._data, self._data_len = [], 0
             return
         if line.startswith(":"):
             return
         field, _, value = line.partition(":")
         if field == "data":
+            # Bounded like a line: short data lines without the blank line that
+            # ends their event would otherwise be buffered without end.
+            self._data_len += len(value)
+            if self._data_len > MAX_LINE:
+                raise _too_long("event")
             self._data.append(value.removeprefix(" "))
+
+
+def _too_long(what: str) -> ValueError:
+    return ValueError(f"event-stream {what} longer than {MAX_LINE} characters")
 
 
 def error_message(value: JSON) -> str:
@@ -150,11 +192,13 @@ def _strings(value: JSON, *, depth: int) -> list[str]:
     return []
 
 
-def _detail(usage: JSONObject, details: str, key: str) -> int | None:
-    """``usage[details][key]`` when it is a non-negative integer, else ``None``."""
-    table = usage.get(details)
-    value = table.get(key) if isinstance(table, dict) else None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+MAX_TOKENS = 10**12
+"""The largest token count taken from a usage chunk: more is a broken upstream."""
+
+
+def _count(value: JSON) -> int | None:
+    """*value* when it is a token count (an integer, not a bool, 0 to :data:`MAX_TOKENS`)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
         return value
     return None
 
@@ -187,8 +231,14 @@ class ChunkAssembler:
         self.source = source
         self.finish_reason: str | None = None
         self.done = False
-        self._calls: dict[int, _CallBuilder] = {}
+        # Keyed by (wire index, order of arrival) and flushed in that order: a wire
+        # index names a call only until a fragment with another id reuses it.
+        self._calls: dict[tuple[int, int], _CallBuilder] = {}
+        self._by_index: dict[int, tuple[int, int]] = {}  # the call an index continues
+        self._last: tuple[int, int] | None = None  # the call started last
         self._usage: UsageDelta | None = None
+        self._produced = False  # any text or tool call so far
+        self._bad_usage_logged = False
 
     def feed(self, payload: str) -> list[ModelDelta]:
         """The deltas one event payload yields."""
@@ -207,14 +257,15 @@ class ChunkAssembler:
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             # Some servers repeat usage in every chunk; the last one is the total.
-            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
             model = chunk.get("model")
             self._usage = UsageDelta(
-                prompt_tokens=prompt if isinstance(prompt, int) else 0,
-                completion_tokens=completion if isinstance(completion, int) else 0,
+                prompt_tokens=self._usage_count(usage, "prompt_tokens") or 0,
+                completion_tokens=self._usage_count(usage, "completion_tokens") or 0,
                 model=model if isinstance(model, str) and model else self.model,
-                cached_tokens=_detail(usage, "prompt_tokens_details", "cached_tokens"),
-                reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
+                cached_tokens=self._usage_count(usage, "prompt_tokens_details", "cached_tokens"),
+                reasoning_tokens=self._usage_count(
+                    usage, "completion_tokens_details", "reasoning_tokens"
+                ),
             )
         choices = chunk.get("choices")
         if choices is None:
@@ -230,19 +281,39 @@ class ChunkAssembler:
                 content = delta.get("content")
                 if isinstance(content, str) and content:
                     out.append(TextDelta(content))
+                    self._produced = True
                 fragments = delta.get("tool_calls")
                 if isinstance(fragments, list):
                     for fragment in fragments:
                         if isinstance(fragment, dict):
                             self._add_fragment(fragment)
+                            self._produced = True
             reason = choice.get("finish_reason")
             if isinstance(reason, str) and reason:
                 self.finish_reason = reason
                 out += self._flush_calls()
         return out
 
+    @property
+    def empty(self) -> bool:
+        """Nothing came yet that ends or makes an answer: no text, tool call or finish_reason."""
+        return not self._produced and self.finish_reason is None
+
     def complete(self) -> list[ModelDelta]:
-        """The final deltas: calls not yet flushed, usage, then the finish."""
+        """The final deltas: calls not yet flushed, usage, then the finish.
+
+        A stream without a ``finish_reason`` is taken as ``"stop"`` if it said
+        something; an empty one is an error, as it is when it ends without
+        ``[DONE]`` (the caller's check): an answer of nothing that does not even
+        say why it ended is a broken upstream, not an empty reply.
+
+        Raises:
+            ModelError: no text, no tool call and no ``finish_reason``.
+        """
+        if self.empty:
+            raise protocol_error(
+                f"{self.source} ended its stream ([DONE]) without any output or finish_reason"
+            )
         out = self._flush_calls()
         if self._usage is not None:
             out.append(self._usage)
@@ -258,18 +329,50 @@ class ChunkAssembler:
             raise ModelError(f"upstream error: {message}", retryable=False, code=kind)
         raise UpstreamError(f"upstream error in stream: {message}")
 
+    def _usage_count(self, usage: JSONObject, key: str, detail: str | None = None) -> int | None:
+        """``usage[key]`` (or ``usage[key][detail]``) if it is a token count, else ``None``.
+
+        Anything else (negative, a bool, a float, a string, absurdly large) is
+        taken as missing: it would reach clients and metrics as it is (a negative
+        count even fails the turn, as a counter cannot go down). Logged once per call.
+        """
+        value: JSON = usage.get(key)
+        if detail is not None:
+            value = value.get(detail) if isinstance(value, dict) else None
+        count = _count(value)
+        if count is None and value is not None and not self._bad_usage_logged:
+            self._bad_usage_logged = True
+            name = key if detail is None else f"{key}.{detail}"
+            logger.warning(
+                "openai: %s sent an invalid usage count %s=%.100r; ignored",
+                self.source,
+                name,
+                value,
+            )
+        return count
+
     def _add_fragment(self, fragment: JSONObject) -> None:
         index = fragment.get("index")
         call_id = fragment.get("id")
-        if not isinstance(index, int):
+        new_id = call_id if isinstance(call_id, str) and call_id else None
+        key: tuple[int, int] | None
+        if isinstance(index, int):
+            key = self._by_index.get(index)
+            if key is not None and new_id is not None and self._calls[key].id not in ("", new_id):
+                # Another id at a used index is another call: some servers number every call 0.
+                key = None
+        else:
             # Servers that omit the index send one call per fragment run; a new id starts a call.
             known = {b.id for b in self._calls.values()}
-            last = max(self._calls, default=-1)
-            is_new = isinstance(call_id, str) and bool(call_id) and call_id not in known
-            index = last + 1 if is_new or last < 0 else last
-        builder = self._calls.setdefault(index, _CallBuilder())
-        if isinstance(call_id, str) and call_id:
-            builder.id = call_id
+            key = None if new_id is not None and new_id not in known else self._last
+            index = max(self._by_index, default=-1) + 1 if key is None else key[0]
+        if key is None:
+            key = (index, len(self._calls))
+            self._calls[key] = _CallBuilder()
+            self._by_index[index] = self._last = key
+        builder = self._calls[key]
+        if new_id is not None:
+            builder.id = new_id
         function = fragment.get("function")
         if isinstance(function, dict):
             name = function.get("name")
@@ -283,10 +386,10 @@ class ChunkAssembler:
 
     def _flush_calls(self) -> list[ModelDelta]:
         out: list[ModelDelta] = []
-        for index in sorted(self._calls):
-            builder = self._calls[index]
+        for key in sorted(self._calls):
+            builder = self._calls[key]
             if not builder.name:
-                raise protocol_error(f"tool call #{index} from {self.source} has no name")
+                raise protocol_error(f"tool call #{key[0]} from {self.source} has no name")
             call = ToolCallRequest(
                 id=builder.id or f"call_{uuid.uuid4().hex[:24]}",
                 name=builder.name,
@@ -294,4 +397,6 @@ class ChunkAssembler:
             )
             out.append(ToolCallDelta(call))
         self._calls.clear()
+        self._by_index.clear()
+        self._last = None
         return out

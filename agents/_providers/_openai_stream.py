@@ -1,12 +1,12 @@
 """One streamed completion's I/O for the ``openai`` provider: attempts, deadlines, closing.
 
 :class:`DeltaStream` sends one request (again, while a retry is allowed), reads
-its event stream under the first-token and idle deadlines, and closes the
-response at once when it is left; it sorts each failure into :class:`Transient`
-(a fresh attempt may fix it) or a final :class:`ModelError`. Separate from
-``_openai.py``, which holds the client (its settings, connection pool and retry
-delays) and states the failure policy this carries out; the parsing is
-``_openai_response.py``'s.
+its event stream under the first-token and idle deadlines (both wait for events,
+not bytes), and closes the response at once when it is left; it sorts each
+failure into :class:`Transient` (a fresh attempt may fix it) or a final
+:class:`ModelError`. Separate from ``_openai.py``, which holds the client (its
+settings, connection pool and retry delays) and states the failure policy this
+carries out; the parsing is ``_openai_response.py``'s.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ class DeltaStream:
         self._payloads: deque[str] = deque()
         self._eof = False
         self._got_event = False
+        self._content_type = ""
+        self._head: bytes | None = None  # the body's first read, quoted if no event came
         self._deadline = trio.current_time() + self._client.first_token_timeout
         self._chunks = ChunkAssembler(self._model, str(self._client.url))
 
@@ -144,6 +146,10 @@ class DeltaStream:
                 await self._open()
             payload = await self._next_payload()
             if payload is None:
+                if self._chunks.empty:
+                    # As after [DONE] (ChunkAssembler.complete): an upstream that says
+                    # nothing and ends will say nothing again; a retry would hide what it sent.
+                    raise self._nothing_came()
                 if self._chunks.finish_reason is None:
                     raise Transient("the stream ended before the model finished")
                 self._pending += self._chunks.complete()
@@ -191,8 +197,9 @@ class DeltaStream:
                 response = await client.transport.handle_async_request(request)
                 content_type: str = response.headers.get("content-type", "")
                 # A JSON body means the server ignored "stream": true or sent an error
-                # with a 200; anything else is given the benefit of the doubt.
-                streaming = "json" not in content_type
+                # with a 200, an HTML one is the page of something in between (a login,
+                # a proxy's error); anything else is given the benefit of the doubt.
+                streaming = "json" not in content_type and "html" not in content_type
                 if not response.is_success or not streaming:
                     try:
                         body = await _read_capped(response)
@@ -219,11 +226,23 @@ class DeltaStream:
                 f"{url} did not stream (content-type {content_type!r}): {_error_text(body)}"
             )
         self._response = response
+        self._content_type = content_type
         # The body as sent when it is not encoded (we ask for identity: a gzipped
         # event stream would be buffered by whoever compresses it): one layer of
         # httpx's decoding generators less per network read.
         identity = response.headers.get("content-encoding", "identity") == "identity"
         self._reads = response.aiter_raw() if identity else response.aiter_bytes()
+
+    def _nothing_came(self) -> ModelError:
+        """The error for a stream that ended with no output and no finish_reason."""
+        url, content_type = self._client.url, self._content_type or "none"
+        if self._got_event:
+            return protocol_error(f"{url} ended its stream without any output or finish_reason")
+        head = (self._head or b"")[:200]
+        return protocol_error(
+            f"{url} ended its stream without an event (content-type {content_type!r}); "
+            f"it sent {head!r}"
+        )
 
     def _first_token_timeout(self) -> ModelTimeout:
         after = self._client.first_token_timeout
@@ -234,12 +253,15 @@ class DeltaStream:
     async def _next_payload(self) -> str | None:
         """The next event's data, or ``None`` at the end of the stream."""
         assert self._reads is not None
+        deadline = self._deadline  # the first token's, fixed when the attempt started
+        if self._got_event and not self._payloads:
+            # From now on, across reads: bytes that complete no event (a trickle, ":"
+            # comments) must not hold a turn forever. Not from the last event: the
+            # time its consumer took is not the upstream's silence.
+            deadline = trio.current_time() + self._client.idle_timeout
         while not self._payloads:
             if self._eof:
                 return None
-            deadline = self._deadline
-            if self._got_event:
-                deadline = trio.current_time() + self._client.idle_timeout
             chunk: bytes | None = None
             try:
                 # A bare scope rather than trio.fail_at: this runs once per network
@@ -258,7 +280,7 @@ class DeltaStream:
                     raise self._first_token_timeout() from None
                 idle = self._client.idle_timeout
                 raise ModelTimeout(
-                    f"{self._client.url} sent nothing for {idle:g}s (idle timeout)",
+                    f"{self._client.url} sent no event for {idle:g}s (idle timeout)",
                     retryable=not self._delivered,
                 ) from None
             except httpx.TransportError as exc:
@@ -270,6 +292,8 @@ class DeltaStream:
                     self._eof = True
                     self._payloads.extend(self._sse.close())
                 else:
+                    if self._head is None:
+                        self._head = chunk
                     self._payloads.extend(self._sse.feed(chunk))
             except ValueError as exc:
                 raise protocol_error(f"{self._client.url}: {exc}") from None

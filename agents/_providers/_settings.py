@@ -16,7 +16,8 @@ class ProviderSettings:
         api_key: sent as a bearer token when set (kept out of ``repr``).
         connect_timeout: seconds to connect.
         first_token_timeout: seconds from a request to its first event.
-        idle_timeout: seconds between two reads once streaming.
+        idle_timeout: seconds between two events once streaming (bytes that
+            complete no event, such as ``:`` keep-alive comments, do not count).
         retries: retries after the first attempt, before the first token only.
         backoff_base: seconds before the first retry (doubling, jittered).
         max_connections: concurrent connections to the API.

@@ -314,3 +314,77 @@ async def test_https_connections_are_verified_and_kept_alive(
             await transport.handle_async_request(post(url.replace("localhost", "127.0.0.1")))
         await transport.aclose()
     assert answers[1] == 2  # both requests on one TLS connection
+
+
+async def test_a_kept_alive_connection_dropped_as_a_request_arrives_is_resent_once() -> None:
+    # uvicorn (vLLM) closes a connection idle for 5 s; a request sent on it just
+    # then fails with no response. It goes again on a new connection, at once.
+    async with open_fake_openai([stream_text("a"), HangUp(), stream_text("b")]) as fake:
+        transport = KeepAliveTransport(max_connections=1, max_keepalive=1)
+        assert b'"a"' in await read_all(await transport.handle_async_request(post(fake.base_url)))
+        assert transport.idle_connections == 1
+        assert b'"b"' in await read_all(await transport.handle_async_request(post(fake.base_url)))
+        assert len(fake.requests) == 3
+        assert [r.raw for r in fake.requests] == [BODY] * 3  # the body went again, whole
+        assert fake.connections == 2
+        await transport.aclose()
+
+
+async def test_a_new_connection_that_fails_is_not_resent() -> None:
+    async with open_fake_openai([HangUp(), stream_text("unused")]) as fake:
+        transport = KeepAliveTransport(max_connections=1, max_keepalive=1)
+        with pytest.raises(httpx.RemoteProtocolError):
+            await transport.handle_async_request(post(fake.base_url))
+        assert len(fake.requests) == 1
+        await transport.aclose()
+
+
+async def test_a_kept_alive_connection_is_not_resent_on_once_its_response_began() -> None:
+    # The server answered (a byte of a status line is an answer): it processed the
+    # request, and a second one is the caller's decision, not the pool's.
+    requests: list[int] = []
+
+    async def begin_then_close_the_second(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.EndOfMessage):
+                requests.append(1)
+                if len(requests) > 1:
+                    await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-ty")
+                    await stream.aclose()
+                    return
+                body = b"data: [DONE]\n\n"
+                head = h11.Response(status_code=200, headers=[("content-length", str(len(body)))])
+                await stream.send_all(
+                    conn.send(head) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+                )
+                conn.start_next_cycle()
+
+    async with trio.open_nursery() as nursery:
+        serve = partial(trio.serve_tcp, begin_then_close_the_second, 0, host="127.0.0.1")
+        listeners = await nursery.start(serve)
+        url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v1"
+        transport = KeepAliveTransport(max_connections=1, max_keepalive=1)
+        await read_all(await transport.handle_async_request(post(url)))
+        with pytest.raises(httpx.RemoteProtocolError):
+            await transport.handle_async_request(post(url))
+        assert len(requests) == 2
+        await transport.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_body_that_cannot_be_sent_twice_is_not_resent() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield BODY
+
+    async with open_fake_openai([stream_text("a"), HangUp(), stream_text("unused")]) as fake:
+        transport = KeepAliveTransport(max_connections=1, max_keepalive=1)
+        await read_all(await transport.handle_async_request(post(fake.base_url)))
+        streamed = httpx.Request("POST", fake.base_url + "/chat/completions", content=body())
+        with pytest.raises(httpx.RemoteProtocolError):
+            await transport.handle_async_request(streamed)
+        assert len(fake.requests) == 2
+        await transport.aclose()

@@ -314,6 +314,18 @@ async def test_connection_lost_before_the_first_token_is_retried() -> None:
     assert len(fake.requests) == 3
 
 
+async def test_a_kept_alive_connection_the_server_dropped_costs_no_attempt() -> None:
+    # The server closes the idle connection as the next request arrives (uvicorn
+    # after 5 s idle): the pool sends it again on a new connection, so even with
+    # no retries allowed the call succeeds, without a backoff.
+    script: list[Behaviour] = [stream_text("a"), HangUp(), stream_text("b")]
+    async with running(script, max_retries=0) as (fake, client):
+        assert (await collect(client))[0] == TextDelta("a")
+        assert (await collect(client))[0] == TextDelta("b")
+    assert len(fake.requests) == 3
+    assert fake.connections == 2
+
+
 async def test_stall_after_the_first_token_hits_the_idle_timeout() -> None:
     steps = Stream((text_chunk("a"), Stall()))
     async with running([steps], idle_timeout=0.2) as (fake, client):

@@ -22,6 +22,7 @@ from agents.model import (
     ChatMessage,
     ModelRequest,
     TextPart,
+    ToolCallDelta,
     ToolCallRequest,
     ToolSpec,
     UsageDelta,
@@ -29,6 +30,7 @@ from agents.model import (
 from sessions import JSON
 
 CALL = ToolCallRequest("call_1", "read_file", '{"path": "a.py"}')
+FINISH: JSON = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
 
 
 def test_a_history_with_a_tool_call_and_its_result() -> None:
@@ -241,6 +243,7 @@ def test_other_client_errors_are_not_context_overflow(body: JSON) -> None:
 
 def _usage(usage: JSON) -> UsageDelta:
     assembler = ChunkAssembler("m", "test")
+    assembler.feed(json.dumps(FINISH))
     assembler.feed(json.dumps({"model": "m", "choices": [], "usage": usage}))
     [delta] = [d for d in assembler.complete() if isinstance(d, UsageDelta)]
     return delta
@@ -290,3 +293,106 @@ def test_an_in_stream_context_length_error_is_a_context_overflow() -> None:
     with pytest.raises(ModelError) as other:
         ChunkAssembler("m", "test").feed(json.dumps(rejected))
     assert other.value.code == "model_rejected"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [-50, True, False, 10**30, 2**62, 1.5, "12", [3], {"n": 3}],
+    ids=repr,
+)
+def test_a_usage_count_that_is_not_a_sane_count_is_taken_as_missing(
+    bad: JSON, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A negative count failed the turn (a metrics counter cannot go down); a bool
+    # reached clients as one; 10**30 was stored. Each is now as if not sent.
+    usage = _usage(
+        {
+            "prompt_tokens": bad,
+            "completion_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": bad},
+            "completion_tokens_details": {"reasoning_tokens": bad},
+        }
+    )
+    assert usage == UsageDelta(0, 5, "m", cached_tokens=None, reasoning_tokens=None)
+    assert type(usage.prompt_tokens) is int  # False == 0, but reaches clients as false
+    usage = _usage({"prompt_tokens": 7, "completion_tokens": bad})
+    assert (usage.prompt_tokens, usage.completion_tokens) == (7, 0)
+    assert "invalid usage count" in caplog.text
+
+
+def test_the_largest_sane_usage_count_is_kept() -> None:
+    assert _usage({"prompt_tokens": 10**12, "completion_tokens": 0}).prompt_tokens == 10**12
+    assert _usage({"prompt_tokens": 10**12 + 1, "completion_tokens": 0}).prompt_tokens == 0
+
+
+def test_invalid_usage_is_logged_once_per_call(caplog: pytest.LogCaptureFixture) -> None:
+    assembler = ChunkAssembler("m", "test")
+    assembler.feed(json.dumps(FINISH))
+    for _ in range(3):  # servers that repeat usage in every chunk repeat its faults
+        usage = {"prompt_tokens": -1, "completion_tokens": -2}
+        assembler.feed(json.dumps({"choices": [], "usage": usage}))
+    assembler.complete()
+    assert len([r for r in caplog.records if "invalid usage count" in r.message]) == 1
+
+
+def _tool_calls(*fragments: JSON) -> list[ToolCallRequest]:
+    assembler = ChunkAssembler("m", "test")
+    for fragment in fragments:
+        assembler.feed(json.dumps({"choices": [{"index": 0, "delta": {"tool_calls": [fragment]}}]}))
+    deltas = assembler.feed(json.dumps(FINISH)) + assembler.complete()
+    return [d.call for d in deltas if isinstance(d, ToolCallDelta)]
+
+
+def _fragment(index: int, call_id: str | None, name: str | None, arguments: str) -> JSON:
+    function: dict[str, JSON] = {"arguments": arguments}
+    if name is not None:
+        function["name"] = name
+    out: dict[str, JSON] = {"index": index, "function": function}
+    if call_id is not None:
+        out["id"] = call_id
+    return out
+
+
+def test_a_new_id_at_an_index_already_used_starts_another_call() -> None:
+    # Some OpenAI-compatible servers number every call 0; they were merged into one
+    # call with both arguments concatenated.
+    calls = _tool_calls(
+        _fragment(0, "call_1", "read_file", '{"path": '),
+        _fragment(0, None, None, '"a.py"}'),
+        _fragment(0, "call_2", "read_file", '{"path": '),
+        _fragment(0, None, None, '"b.py"}'),
+    )
+    assert calls == [
+        ToolCallRequest("call_1", "read_file", '{"path": "a.py"}'),
+        ToolCallRequest("call_2", "read_file", '{"path": "b.py"}'),
+    ]
+
+
+def test_fragments_repeating_their_calls_id_continue_it() -> None:
+    calls = _tool_calls(
+        _fragment(0, "call_1", "read_file", '{"path": '),
+        _fragment(0, "call_1", None, '"a.py"}'),
+        _fragment(1, "call_2", "list_files", "{}"),
+    )
+    assert calls == [
+        ToolCallRequest("call_1", "read_file", '{"path": "a.py"}'),
+        ToolCallRequest("call_2", "list_files", "{}"),
+    ]
+
+
+def test_an_id_arriving_after_the_first_fragment_names_that_call() -> None:
+    calls = _tool_calls(_fragment(0, None, "read_file", "{}"), _fragment(0, "call_late", None, ""))
+    assert calls == [ToolCallRequest("call_late", "read_file", "{}")]
+
+
+def test_done_after_nothing_and_no_finish_reason_is_a_protocol_error() -> None:
+    assembler = ChunkAssembler("m", "test")
+    assembler.feed(json.dumps({"id": "x"}))
+    assembler.feed(json.dumps({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}))
+    with pytest.raises(ModelError, match="without any output or finish_reason") as info:
+        assembler.feed("[DONE]")
+    assert info.value.code == "model_protocol_error"
+    # An empty answer that says why it ended is an answer.
+    assembler = ChunkAssembler("m", "test")
+    assembler.feed(json.dumps(FINISH))
+    assert [type(d).__name__ for d in assembler.feed("[DONE]")] == ["FinishDelta"]
