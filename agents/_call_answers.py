@@ -21,7 +21,7 @@ from ._core._events import (
 )
 from ._core._mcp import is_mcp_name
 from ._core._modes import ModeRegistry
-from ._core._state import REMEMBER_KEY, CallState, PendingCall
+from ._core._state import REMEMBER_KEY, CallState, PendingCall, SessionState
 from ._core._tools import is_ide_tool, validate_arguments
 from ._errors import CommandError, ToolError
 from ._live_turn import Out
@@ -43,11 +43,34 @@ _WAITS_FOR = {
 }
 
 
+# Decisions that gave the call its result (after approve or edit, a tool result did).
+_DECIDED_RESULT = frozenset(
+    {
+        ApprovalStatus.REJECTED,
+        ApprovalStatus.RESPONDED,
+        ApprovalStatus.EXPIRED,
+        ApprovalStatus.CANCELLED,
+    }
+)
+
+
+def _resolved(state: SessionState, call_id: str, what: str) -> str:
+    """Why *call_id* takes no answer any more, in the words approvals use:
+    ``already resolved (cancelled)``, ``(expired)``, ... or ``already answered``."""
+    how = state.unanswered.get(call_id)  # its turn ended, or it timed out
+    decided = state.decided.get(call_id)
+    if how is None and decided in _DECIDED_RESULT:
+        how = decided.value
+    if how is None:
+        return f"{what} {call_id!r} was already answered"
+    return f"{what} {call_id!r} was already resolved ({how})"
+
+
 def _pending(live: LiveSession, call_id: str, want: CallState, what: str) -> PendingCall:
     call = live.state.pending.get(call_id)
     if call is None:
         if call_id in live.state.known_calls:
-            raise CommandError("already_resolved", f"{what} {call_id!r} was already answered")
+            raise CommandError("already_resolved", _resolved(live.state, call_id, what))
         raise CommandError("unknown_call", f"no {what} {call_id!r} in this session")
     if call.state is not want:
         raise CommandError(

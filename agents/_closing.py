@@ -10,9 +10,10 @@ turn. Closing happens in two steps, because an append carries one approval row:
    decision gets ``approval.resolved {decision: cancel, by: cancel}`` and a
    failed ``tool.result``, one call per commit;
 2. :func:`final_closings`, computed from the state *after* step 1: the error
-   (if any), every partial streamed text as a truncated ``message``, a failed
-   ``tool.result`` for every other pending call of the turn (innermost context
-   first), a failed ``subtask.ended`` for every open subtask, then the single
+   (if any), every partial streamed text as a truncated ``message``, then context
+   by context from the innermost out, a failed ``tool.result`` for each of its
+   pending calls and a failed ``subtask.ended`` for it (so a subtask ends before
+   the ``new_task`` call of its parent gets its result), then the single
    ``turn.ended``.
 
 Recovery has one more: :func:`lost_server_calls` resolves the calls a turn ran
@@ -74,13 +75,23 @@ def final_closings(
     for message_id, text in list(state.partial_text.items()):
         sub = state.partial_context.get(message_id)
         outs.append(Out(AssistantMessage(message_id, text, agent, True), sub))
-    # Innermost contexts first, so a subtask's calls close before the subtask does.
-    pending = sorted(state.pending_of_turn(turn_id), key=lambda c: c.subtask_id is None)
-    for call in pending:
-        text = why if call.state is not CallState.RUNNING else _in_flight(call, why)
-        outs.append(Out(ToolResultEvent(call.call_id, False, text, text), call.subtask_id))
-    for subtask_id, (_, sub_agent) in list(state.open_subtasks.items()):
-        outs.append(Out(SubtaskEnded(subtask_id, sub_agent, False, why)))
+    # Innermost context first: a subtask's own calls, then the subtask itself, then
+    # in the parent's context the new_task call it answers, as when a subtask
+    # finishes. A client nesting its view by subtask never sees a call
+    # close while the subtask it started is still open.
+    pending = state.pending_of_turn(turn_id)
+    open_subtasks = state.open_subtasks
+    deepest_first = sorted(open_subtasks, key=state.subtask_depth, reverse=True)
+    # (A call of a subtask no longer open cannot happen; closed first all the same.)
+    strays = {c.subtask_id for c in pending if c.subtask_id is not None} - open_subtasks.keys()
+    contexts: list[str | None] = [*sorted(strays), *deepest_first, None]
+    for ctx in contexts:
+        for call in pending:
+            if call.subtask_id == ctx:
+                text = why if call.state is not CallState.RUNNING else _in_flight(call, why)
+                outs.append(Out(ToolResultEvent(call.call_id, False, text, text), ctx))
+        if ctx is not None and ctx in open_subtasks:
+            outs.append(Out(SubtaskEnded(ctx, open_subtasks[ctx][1], False, why)))
     # The turn's usage totals are the fold's (every usage event of the turn,
     # subtasks and compactions included); *context* is the runner's last estimate.
     tokens, window = context if context is not None else (None, None)

@@ -13,7 +13,10 @@ class RuntimeConfig:
 
     Attributes:
         model: model name sent to the provider (a mode may override it).
-        max_steps: LLM calls per turn before ``turn.ended {reason: "max_steps"}``.
+        max_steps: LLM calls per turn before ``turn.ended {reason: "max_steps"}``:
+            one budget for the turn, its subtasks' calls included.
+        max_subtask_depth: how deep subtasks may nest (1: only the main context
+            delegates); a ``new_task`` beyond it is refused with a tool error.
         max_switches: agent switches per turn (prevents ping-pong between modes).
         approval_timeout: seconds before an unanswered approval expires as reject.
         tool_timeout: seconds a turn waits for an IDE tool result before failing the call.
@@ -41,6 +44,7 @@ class RuntimeConfig:
 
     model: str = "scripted"
     max_steps: int = 25
+    max_subtask_depth: int = 4
     max_switches: int = 3
     approval_timeout: float = 600.0
     tool_timeout: float = 600.0

@@ -23,11 +23,11 @@ import attrs
 from sessions import Event, Session, SessionStore, dumps, new_id
 
 from ._closing import approval_closings, final_closings
-from ._core._state import SessionState
+from ._core._state import FORKED, SessionState
 from ._errors import CommandError
 from ._live_turn import Out
 
-WHY = "not run: the session was forked before this call finished"
+WHY = FORKED  # the failed result of each call the fork cut off
 SUFFIX = " (fork)"
 MAX_TITLE = 120
 PAGE = 512  # events read per query

@@ -23,7 +23,9 @@ class Out:
     def to_new(self, turn_id: str | None) -> NewEvent:
         wire_type, data = encode_event(self.event)
         if self.subtask_id is not None:
-            data[SUBTASK_KEY] = self.subtask_id
+            # Not over a subtask frame's own ``subtask_id``: a nested subtask's
+            # ``subtask.started`` / ``subtask.ended`` name the child, not its parent.
+            data.setdefault(SUBTASK_KEY, self.subtask_id)
         for key, value in self.extra.items():
             data.setdefault(key, value)
         return NewEvent(wire_type, data, turn_id)

@@ -3,7 +3,8 @@
 LLM step → tool calls (approval first where the policy asks) → wait for every
 result → next LLM step, until the model answers without tool calls, calls
 ``attempt_completion``, hits the step cap, fails or is cancelled. Every event is
-committed through the live session before anyone can see it.
+committed through the live session before anyone can see it. The step cap is the
+turn's, shared by its main context and every subtask (SPEC §4.1).
 
 The model streams into a bounded memory channel; the runner drains whatever is
 already queued and commits it as one ``text.delta`` (coalescing tokens keeps
@@ -82,9 +83,19 @@ ROUTE_PROMPT = (
 )
 
 
+class StepsExhausted(Exception):
+    """The turn used all its LLM steps (SPEC §4.1): it ends ``max_steps``, wherever it was.
+
+    Not an :class:`AgentError` on purpose: a subtask must not turn it into a
+    failed result for its parent, which would then go on with steps the turn no
+    longer has. It unwinds the whole turn to :func:`~agents._turn.run_turn`,
+    whose closing ends every subtask still open (each before its parent's call).
+    """
+
+
 @attrs.define(eq=False)
 class Outcome:
-    """How an agent loop ended: ``completed`` or ``max_steps``, with its final text."""
+    """How an agent loop ended: ``completed`` or (a subtask) ``error``, with its final text."""
 
     reason: str
     text: str
@@ -109,6 +120,9 @@ class TurnRunner:
     tools: ToolCatalogue = attrs.field(factory=ToolCatalogue.builtin)
     switches: int = 0
     agents: dict[str | None, str] = attrs.field(factory=dict)  # context -> its agent
+    # LLM steps the turn took so far, in every context (run_turn sets it from the
+    # log when a turn resumes after a restart).
+    steps: int = 0
     calls: TurnCalls = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -174,9 +188,11 @@ class TurnRunner:
 
         Open calls of this context (after a restart, or from the last message) are
         handled before the next LLM step, so a resumed turn simply carries on.
+
+        Raises:
+            StepsExhausted: the turn has no LLM step left for the next one.
         """
         self.agents.setdefault(subtask_id, agent)
-        steps = 0
         while True:
             pending = [
                 c
@@ -187,9 +203,9 @@ class TurnRunner:
                 completion = await self.calls.handle(subtask_id, pending)
                 if completion is not None:
                     return Outcome("completed", completion)
-            if steps >= self.config.max_steps:
-                return Outcome("max_steps", "", ok=False)
-            steps += 1
+            if self.steps >= self.config.max_steps:
+                raise StepsExhausted
+            self.steps += 1
             text, has_calls = await self.llm_step(self.agents[subtask_id], subtask_id)
             if not has_calls:
                 return Outcome("completed", text)
@@ -395,14 +411,30 @@ class TurnRunner:
     async def subtask(self, call: PendingCall, mode: str, message: str, parent: str | None) -> None:
         """Run a child agent with an isolated context; its result answers *call*.
 
-        A subtask left open by a restart is resumed rather than started again.
+        A subtask left open by a restart is resumed rather than started again. One
+        nested deeper than ``max_subtask_depth`` is refused (the model is told, and
+        can do the work itself); none is started when the turn has no step left.
+
+        Raises:
+            StepsExhausted: the turn's steps ran out, here or in the child.
         """
-        existing = self.live.state.subtask_of_call(call.call_id)
+        state = self.live.state
+        existing = state.subtask_of_call(call.call_id)
+        limit = self.config.max_subtask_depth
         if existing is not None:
             subtask_id, mode = existing
         elif mode not in self.modes.names():
             await self.calls.tool_result(call.call_id, False, f"unknown mode {mode!r}", parent)
             return
+        elif state.subtask_depth(parent) >= limit:
+            refusal = (
+                f"too many nested subtasks (limit {limit}): "
+                "do this task here instead of delegating it"
+            )
+            await self.calls.tool_result(call.call_id, False, refusal, parent)
+            return
+        elif self.steps >= self.config.max_steps:
+            raise StepsExhausted  # a child without a single step would only open and close
         else:
             subtask_id = new_id("sub")
             model = call.arguments_object().get("model")  # schema-checked: a name, or absent
@@ -417,8 +449,6 @@ class TurnRunner:
             outcome = await self.agent_loop(mode, subtask_id)
         except AgentError as exc:
             outcome = Outcome("error", f"subtask failed: {exc}", ok=False)
-        if outcome.reason == "max_steps":
-            outcome = Outcome("error", "subtask failed: it used all its LLM steps", ok=False)
         text = outcome.text or "(the subtask finished without a result)"
         ended = Out(SubtaskEnded(subtask_id, mode, outcome.ok, summarize(text)), parent)
         result = Out(ToolResultEvent(call.call_id, outcome.ok, summarize(text), text), parent)

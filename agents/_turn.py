@@ -26,9 +26,10 @@ from sessions import (
 from ._closing import approval_closings, final_closings
 from ._core._events import ErrorEvent, TurnEndReason, TurnStarted
 from ._core._model_choice import model_for
+from ._core._state import cancelled_text
 from ._errors import AgentError, ModelError, PairingViolation
 from ._live_turn import LiveTurn, Out
-from ._runner import TurnRunner
+from ._runner import StepsExhausted, TurnRunner
 from ._session import LiveSession
 from ._session_commands import COMPACT_KEY
 
@@ -66,13 +67,18 @@ async def run_turn(runner: TurnRunner, *, grace: float) -> None:
         with running.scope:
             if not running.resume:
                 await start_turn(runner)
-            runner.agents[None] = runner.live.state.agent or runner.turn.agent
+            state = runner.live.state
+            if state.open_turn == runner.turn.id:
+                # The budget is the turn's: resumed, it goes on with what is left.
+                runner.steps = state.turn_steps
+            runner.agents[None] = state.agent or runner.turn.agent
             if runner.turn.state.get(COMPACT_KEY):
                 await runner.compact_now(runner.turn.state.get("instructions"))
-                reason = "completed"
             else:
-                outcome = await runner.agent_loop(runner.agents[None])
-                reason = "max_steps" if outcome.reason == "max_steps" else "completed"
+                await runner.agent_loop(runner.agents[None])
+            reason = "completed"
+    except StepsExhausted:
+        reason = "max_steps"
     except ModelError as exc:
         reason, error = "error", ErrorEvent(exc.code, str(exc), exc.retryable)
     except PairingViolation as exc:
@@ -153,7 +159,7 @@ async def close_turn(
         current = turn.row
         if not current.status.active:
             return
-        why = f"cancelled: the turn ended ({reason})"
+        why = cancelled_text(reason)
         for call_id, outs in approval_closings(state, current.id, why):
             approval = live.close_approval(
                 call_id, ApprovalStatus.CANCELLED, {"decision": "cancel"}, "cancel"

@@ -31,7 +31,7 @@ from ._core._events import (
 from ._core._mcp import MountedTools, is_mcp_name
 from ._core._modes import ModeRegistry
 from ._core._policy import Decision
-from ._core._state import CallState, PendingCall
+from ._core._state import QUESTION_EXPIRED, TOOL_EXPIRED, CallState, PendingCall
 from ._core._tools import TOOLS, validate_call
 from ._errors import ToolError
 from ._live_turn import LiveTurn, Out
@@ -249,8 +249,6 @@ class TurnCalls:
                 ]
                 await self.live.commit_locked(outs, turn_id=self.turn.id, approval=approval)
         elif call.state is CallState.QUESTION:
-            await self.tool_result(call.call_id, False, "no answer to the question in time", sub)
+            await self.tool_result(call.call_id, False, QUESTION_EXPIRED, sub)
         else:
-            await self.tool_result(
-                call.call_id, False, "the IDE did not return a result in time", sub
-            )
+            await self.tool_result(call.call_id, False, TOOL_EXPIRED, sub)

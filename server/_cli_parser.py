@@ -51,7 +51,9 @@ def command_parser() -> argparse.ArgumentParser:
     llm.add_argument(
         "--llm-first-token-timeout", metavar="S", help="request → first token (default 60)"
     )
-    llm.add_argument("--llm-idle-timeout", metavar="S", help="between two streamed events (default 60)")
+    llm.add_argument(
+        "--llm-idle-timeout", metavar="S", help="between two streamed events (default 60)"
+    )
     llm.add_argument(
         "--llm-retries", metavar="N", help="retries before the first token (default 3)"
     )

@@ -11,8 +11,8 @@ TOML layout (every key optional)::
     [llm]     provider ("scripted" | "openai"), url, model, pace,
               connect_timeout, first_token_timeout, idle_timeout, retries,
               max_connections, max_keepalive
-    [agents]  modes, policy, max_steps, approval_timeout, shutdown_grace,
-              session_idle_ttl, max_idle_sessions
+    [agents]  modes, policy, max_steps, max_subtask_depth, approval_timeout,
+              shutdown_grace, session_idle_ttl, max_idle_sessions
     [auth]    tokens = { "<token>" = "<principal>" }
     [limits]  max_message_bytes, commands_per_second, sessions_per_principal
     [context] compact_at, keep_user_messages, compaction_model, tool_result_share
@@ -130,6 +130,7 @@ class ServeConfig:
     llm_max_connections: int = 100
     llm_max_keepalive: int = 100
     max_steps: int = 25
+    max_subtask_depth: int = 4
     approval_timeout: float = 600.0
     shutdown_grace: float = 5.0
     # Live sessions with no work are dropped from memory after this many seconds

@@ -155,6 +155,7 @@ def runtime_config(config: ServeConfig) -> RuntimeConfig:
     return RuntimeConfig(
         model=config.model_name,
         max_steps=config.max_steps,
+        max_subtask_depth=config.max_subtask_depth,
         approval_timeout=config.approval_timeout,
         shutdown_grace=config.shutdown_grace,
         session_idle_ttl=config.session_idle_ttl,

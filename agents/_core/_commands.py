@@ -39,6 +39,8 @@ MAX_ID_LENGTH = 200
 _EDIT_ARGUMENTS: Final = (
     "field 'arguments' (an object) is required with decision 'edit' and only allowed there"
 )
+_FEEDBACK: Final = "field 'feedback' is only allowed with decision 'reject'"
+_REMEMBER: Final = "field 'remember' may be 'session' only with decision 'approve' or 'edit'"
 _C = TypeVar("_C")
 
 
@@ -83,6 +85,12 @@ class SubmitApproval:
             raise ValueError("'arguments' is required with decision 'edit' and only allowed there")
         if self.decision != "respond" and self.result is not None:
             raise ValueError("'result' is only allowed with decision 'respond'")
+        # Refused rather than dropped: feedback on an approval, or a rejection
+        # "remembered" for the session, would be a wish the runtime silently ignores.
+        if self.decision != "reject" and self.feedback is not None:
+            raise ValueError(_FEEDBACK)
+        if self.decision not in ("approve", "edit") and self.remember != "once":
+            raise ValueError(_REMEMBER)
 
 
 @frozen

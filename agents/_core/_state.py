@@ -52,6 +52,31 @@ SUBTASK_KEY = "subtask_id"
 REMEMBER_KEY = "remember"
 PARENT_CALL_KEY = "call_id"  # on subtask.started: the new_task call it answers
 
+# The results the runtime writes itself for a call nobody answered: the fold
+# recognises them, so that an answer coming too late is told how its call ended
+# (cancelled, expired) rather than that somebody answered it. A client's own
+# failure is always sent as "error: ..." (``submit_tool_result``), so it cannot
+# be taken for one of these.
+QUESTION_EXPIRED = "no answer to the question in time"
+TOOL_EXPIRED = "the IDE did not return a result in time"
+FORKED = "not run: the session was forked before this call finished"
+_CANCELLED = "cancelled: the turn ended ("
+
+
+def cancelled_text(reason: str) -> str:
+    """The result of a call still open when its turn ended with *reason*."""
+    return f"{_CANCELLED}{reason})"
+
+
+def closed_how(content: str) -> str | None:
+    """``cancelled`` / ``expired`` if *content* is a result the runtime wrote for an
+    unanswered call (see :data:`QUESTION_EXPIRED`), else ``None``."""
+    if content in (QUESTION_EXPIRED, TOOL_EXPIRED):
+        return "expired"
+    if content.startswith(_CANCELLED) or content == FORKED:
+        return "cancelled"
+    return None
+
 
 class CallState(enum.Enum):
     REQUESTED = "requested"  # in an assistant message, not yet sent anywhere
@@ -96,6 +121,8 @@ class SessionState:
     subtask_messages: dict[str, list[ChatMessage]] = attrs.field(factory=dict)
     pending: dict[str, PendingCall] = attrs.field(factory=dict)
     known_calls: set[str] = attrs.field(factory=set)
+    # Calls the runtime resolved because nobody answered: call_id -> cancelled / expired.
+    unanswered: dict[str, str] = attrs.field(factory=dict)
     remembered: list[tuple[str, str]] = attrs.field(factory=list)  # (tool, arguments JSON)
     open_turn: str | None = None
     open_subtasks: dict[str, tuple[str, str]] = attrs.field(factory=dict)  # id -> (call, agent)
@@ -112,6 +139,10 @@ class SessionState:
     summary_from: int | None = None  # messages[0] is a summary covering events from here
     compactions: int = 0
     turn_seq: int | None = None  # the open turn's turn.started
+    # LLM steps the open turn took, subtasks included (its step budget, SPEC §4.1):
+    # each step that went on commits one assistant message, so a turn resumed
+    # after a restart goes on with what is left of its budget.
+    turn_steps: int = 0
     meters: dict[str | None, ContextMeter] = attrs.field(factory=dict)  # size, per context
     cuts: dict[str, ChatMessage] = attrs.field(factory=dict)  # oversized results, cut once
     usage: UsageTotals = attrs.field(factory=UsageTotals)  # the whole session's LLM calls
@@ -164,6 +195,7 @@ class SessionState:
             case TurnStarted():
                 self.open_turn = ev.turn_id
                 self.turn_seq = ev.seq
+                self.turn_steps = 0
                 self.turn_usage = UsageTotals()
                 self.agent = typed.agent
                 if typed.user_message_seq is not None:
@@ -186,6 +218,8 @@ class SessionState:
             case AssistantMessage():
                 self.partial_text.pop(typed.message_id, None)
                 self.partial_context.pop(typed.message_id, None)
+                if not typed.truncated and ev.turn_id is not None and ev.turn_id == self.open_turn:
+                    self.turn_steps += 1  # a truncated one is the turn's closing, not a step
                 calls = tuple(
                     ToolCallRequest(c.call_id, c.name, json.dumps(c.arguments))
                     for c in typed.tool_calls
@@ -246,7 +280,11 @@ class SessionState:
                     ChatMessage("tool", typed.content, tool_call_id=typed.call_id),
                     ev.seq,
                 )
-                self.pending.pop(typed.call_id, None)
+                closed = self.pending.pop(typed.call_id, None)
+                if closed is not None and not typed.ok:
+                    how = closed_how(typed.content)
+                    if how is not None:
+                        self.unanswered[typed.call_id] = how
             case SubtaskStarted():
                 parent_call = ev.data.get(PARENT_CALL_KEY)
                 if isinstance(parent_call, str):
@@ -303,6 +341,22 @@ class SessionState:
             if parent_call == call_id:
                 return subtask_id, agent
         return None
+
+    def subtask_depth(self, subtask_id: str | None) -> int:
+        """How deep context *subtask_id* is nested: 0 for the main context, 1 for a
+        subtask the main context started, 2 for one that subtask started, ...
+
+        Followed through each open subtask's ``new_task`` call (pending while its
+        subtask runs) to the context that made it; bounded, so a malformed log
+        cannot loop.
+        """
+        depth = 0
+        while subtask_id is not None and depth <= len(self.open_subtasks):
+            depth += 1
+            entry = self.open_subtasks.get(subtask_id)
+            parent = self.pending.get(entry[0]) if entry is not None else None
+            subtask_id = parent.subtask_id if parent is not None else None
+        return depth
 
     def pending_of_turn(self, turn_id: str) -> list[PendingCall]:
         return [call for call in self.pending.values() if call.turn_id == turn_id]

@@ -20,6 +20,7 @@ from sessions import JSON, JSONObject, dumps
 
 from .._core._model import SUBTASK_MARKER, ChatMessage, ModelRequest, ToolCallRequest
 from .._core._modes import match_keyword
+from .._core._state import FORKED, QUESTION_EXPIRED, TOOL_EXPIRED
 from ._scripted_gates import Gates, Hold
 
 MAX_STREAM_WORDS = 100_000
@@ -71,8 +72,13 @@ _INFORMATIVE = frozenset(
         "new_task",
     }
 )
-# How the runtime words refusals and failures (tools, modes, policy, switches).
-_ERROR_PREFIXES = ("error", "denied", "unknown", "too many")
+# How the runtime words refusals and failures (tools, modes, policy, switches, a
+# failed subtask), and the results it writes for calls nobody answered: rejected
+# (an expired approval), cancelled (the turn ended), timed out, cut off by a fork.
+_ERROR_PREFIXES = (
+    *("error", "denied", "unknown", "too many", "subtask failed"),
+    *("rejected", "cancelled", QUESTION_EXPIRED, TOOL_EXPIRED.lower(), FORKED),
+)
 _TARGET_KEYS = ("path", "source", "command", "mode", "question", "regex")
 _PREFACE = {
     "read_file": "Reading {path}.",

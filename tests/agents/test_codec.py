@@ -166,9 +166,14 @@ COMMAND_WIRE: list[tuple[Command, str]] = [
         '{"type": "tool_result", "id": "c3", "call_id": "k", "error": "no"}',
     ),
     (
-        SubmitApproval("c4", "k", "edit", arguments={"a": 1}, feedback="f", remember="session"),
+        SubmitApproval("c4", "k", "edit", arguments={"a": 1}, remember="session"),
         '{"type": "approval", "id": "c4", "call_id": "k", "decision": "edit", "arguments":'
-        ' {"a": 1}, "feedback": "f", "remember": "session", "by": "user"}',
+        ' {"a": 1}, "remember": "session", "by": "user"}',
+    ),
+    (
+        SubmitApproval("c4r", "k", "reject", feedback="f"),
+        '{"type": "approval", "id": "c4r", "call_id": "k", "decision": "reject",'
+        ' "feedback": "f", "remember": "once", "by": "user"}',
     ),
     (
         SubmitApproval("c5", "k", "respond", result=None, by="policy"),

@@ -41,9 +41,9 @@ def approvals(draw: st.DrawFn) -> SubmitApproval:
         call_id=draw(texts),
         decision=decision,
         arguments=draw(json_objects) if decision == "edit" else None,
-        feedback=draw(opt_texts),
+        feedback=draw(opt_texts) if decision == "reject" else None,
         result=draw(json_values) if decision == "respond" else None,
-        remember=draw(st.sampled_from(REMEMBER)),
+        remember=draw(st.sampled_from(REMEMBER)) if decision in ("approve", "edit") else "once",
         by=draw(st.sampled_from(DECIDED_BY)),
     )
 

@@ -9,7 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-from agents import ModelError, PairingViolation, Policy, RuntimeConfig
+from agents import ModelError, PairingViolation, Policy, RuntimeConfig, ScriptedModel
+from agents._core._model import SUBTASK_MARKER
 from agents.model import (
     ChatMessage,
     FinishDelta,
@@ -68,23 +69,43 @@ async def test_followup_question_is_answered() -> None:
         await h.assert_paired(s)
 
 
-async def test_failing_child_returns_an_error_result_to_the_parent(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    config = RuntimeConfig(max_steps=3, tool_timeout=5)
-    async with open_runtime(config) as h:
+class FailingChildModel:
+    """The scripted model, except that every call of a subtask fails upstream."""
+
+    name = "failing-child"
+
+    def __init__(self) -> None:
+        self.inner = ScriptedModel()
+
+    @asynccontextmanager
+    async def stream(self, request: ModelRequest) -> AsyncIterator[AsyncIterator[ModelDelta]]:
+        system = request.messages[0].content or ""
+        if SUBTASK_MARKER in system:
+            raise ModelError("upstream returned 500", code="upstream_error")
+        async with self.inner.stream(request) as deltas:
+            yield deltas
+
+
+async def test_failing_child_returns_an_error_result_to_the_parent() -> None:
+    # (A child that runs out of LLM steps does not fail: the turn's budget is
+    # spent, and the whole turn ends max_steps; see test_turn_budget.py.)
+    async with open_runtime(model=FailingChildModel()) as h:
         s = await h.session()
-        await h.message(s, "first loop then explain the result")
+        await h.message(s, "first explain a.py then explain b.py")
         end = await h.wait_for(s, "turn.ended")
         assert end.data["reason"] == "completed"
         events = await h.events(s)
         ended = [ev for ev in events if ev.type == "subtask.ended"]
-        assert ended[0].data["ok"] is False
-        # The IDE never answered the child's read_file: each call timed out.
-        timeouts = [
-            ev for ev in events if ev.type == "tool.result" and "in time" in str(ev.data["content"])
+        assert [ev.data["ok"] for ev in ended] == [False, False]
+        started = [ev for ev in events if ev.type == "subtask.started"]
+        parent_results = [
+            ev
+            for ev in events
+            if ev.type == "tool.result"
+            and ev.data["call_id"] in {st.data["call_id"] for st in started}
         ]
-        assert len(timeouts) == 3
+        assert [ev.data["ok"] for ev in parent_results] == [False, False]
+        assert all("subtask failed" in str(ev.data["content"]) for ev in parent_results)
         await h.assert_paired(s)
 
 

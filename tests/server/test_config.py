@@ -342,6 +342,15 @@ def test_model_connection_pool_limits_are_settings(tmp_path: Path) -> None:
         load_config(flags={"llm_max_connections": "0"})
 
 
+def test_the_subtask_depth_is_a_setting(tmp_path: Path) -> None:
+    assert load_config().max_subtask_depth == 4
+    file = write(tmp_path / "agent.toml", "[agents]\nmax_subtask_depth = 2\n")
+    assert load_config(config_file=file).max_subtask_depth == 2
+    assert load_config(env={"AGENT_RUNTIME_MAX_SUBTASK_DEPTH": "1"}).max_subtask_depth == 1
+    with pytest.raises(ConfigurationError, match="AGENT_RUNTIME_MAX_SUBTASK_DEPTH: expected a pos"):
+        load_config(env={"AGENT_RUNTIME_MAX_SUBTASK_DEPTH": "0"})
+
+
 def test_live_session_eviction_settings(tmp_path: Path) -> None:
     defaults = load_config()
     assert (defaults.session_idle_ttl, defaults.max_idle_sessions) == (60.0, 1000)
