@@ -12,13 +12,18 @@ end together:
   responses to the requests we sent, runs ``session/cancel`` at once and starts
   one task per client request (at most :data:`MAX_IN_FLIGHT`; beyond that a
   request is refused rather than queued, so the dispatcher never stops reading
-  the responses that would unblock the others);
+  the responses that would unblock the others). Those tasks run in no set
+  order, so what the order of the input means is decided as each request is
+  read (:class:`Incoming`): a request naming a session whose ``session/load``
+  came before it waits for that load (at most :data:`LOAD_WAIT`), and a prompt
+  knows whether a ``session/cancel`` came after it;
 - one :class:`~server.acp._bridge.SessionBridge` per session opened with
   ``session/new`` or ``session/load``.
 
 End of input (once every message read before it is dispatched), a broken output
 or *shutdown* (the CLI's SIGTERM/SIGINT) end the connection the same way:
-prompts whose turns are streaming are cancelled and answered so; prompts whose
+prompts whose turns are streaming are cancelled and answered so (also one whose
+ack comes only after stopping began); prompts whose
 turns wait for the IDE fail (the runtime suspends those turns); requests in
 flight get up to :data:`STOP_TIMEOUT` to be answered; then every task is
 cancelled (commands are killed, terminals released), the writer flushes what is
@@ -34,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+import attrs
 import trio
 
 from agents.mcp import McpServerConfig
@@ -71,8 +77,30 @@ MAX_IN_FLIGHT: Final = 64
 INCOMING_BUFFER: Final = 64
 # Seconds the shutdown may spend cancelling streaming turns before it stops anyway.
 STOP_TIMEOUT: Final = 3.0
+# Seconds a request may wait for a session/load of its session sent before it.
+LOAD_WAIT: Final = 30.0
 
-Handler = Callable[[RequestId, JSONObject], Awaitable["JSON | _Responded"]]
+
+@attrs.define(eq=False)
+class _Loads:
+    """The ``session/load`` requests of one session read and not answered yet."""
+
+    count: int = 0
+    done: trio.Event = attrs.field(factory=trio.Event)  # set when the count is back at 0
+
+
+@attrs.frozen
+class Incoming:
+    """A request, with what the dispatcher had read of its session when it read it."""
+
+    id: RequestId
+    session_id: str | None = None  # its params' sessionId
+    cancels: int = 0  # session/cancel notifications of that session read before it
+    # A session/load: the loads it counts in; anything else: the loads running before it.
+    loads: _Loads | None = None
+
+
+Handler = Callable[[Incoming, JSONObject], Awaitable["JSON | _Responded"]]
 
 
 class _Responded:
@@ -118,6 +146,11 @@ class AcpAgent:
         self._bridges: dict[str, SessionBridge] = {}
         # session id -> the lock its loads take turns on (only while one runs)
         self._loading: dict[str, trio.Lock] = {}
+        # session id -> its loads read and not answered (the dispatcher counts them)
+        self._loads: dict[str, _Loads] = {}
+        # session id -> session/cancel notifications read (open or loading sessions)
+        self._cancels: dict[str, int] = {}
+        self._stopping = False
         self._in_flight = 0
         self._answered = trio.Event()  # set (and replaced) whenever a request is done
         self._methods: dict[str, Handler] = {
@@ -148,14 +181,43 @@ class AcpAgent:
                         await self.peer.respond_error(message.id, error)
                     case Request():
                         self._in_flight += 1
-                        self._nursery.start_soon(self._serve_request, message)
+                        self._nursery.start_soon(
+                            self._serve_request, message, self._incoming(message)
+                        )
+
+    def _incoming(self, request: Request) -> Incoming:
+        """*request* as read now, in input order (see :class:`Incoming`)."""
+        params = request.params
+        session_id = params.get("sessionId") if isinstance(params, dict) else None
+        if not isinstance(session_id, str):
+            return Incoming(request.id)
+        loads = self._loads.get(session_id)
+        if request.method == "session/load":
+            loads = self._loads.setdefault(session_id, _Loads())
+            loads.count += 1
+        return Incoming(request.id, session_id, self._cancels.get(session_id, 0), loads)
+
+    def _load_answered(self, incoming: Incoming) -> None:
+        loads, session_id = incoming.loads, incoming.session_id
+        assert loads is not None and session_id is not None
+        loads.count -= 1
+        if loads.count == 0:
+            loads.done.set()
+            if self._loads.get(session_id) is loads:
+                del self._loads[session_id]
 
     def _notification(self, note: Notification) -> None:
         if note.method == "session/cancel" and isinstance(note.params, dict):
             session_id = note.params.get("sessionId")
-            bridge = self._bridges.get(session_id) if isinstance(session_id, str) else None
-            if bridge is not None:
-                bridge.cancel()
+            if isinstance(session_id, str) and (
+                session_id in self._bridges or session_id in self._loads
+            ):
+                # Counted for the prompts read before it that have not submitted yet
+                # (one may wait for a load): they cancel their turns themselves.
+                self._cancels[session_id] = self._cancels.get(session_id, 0) + 1
+                bridge = self._bridges.get(session_id)
+                if bridge is not None:
+                    bridge.cancel()
             else:
                 log.info("session/cancel for a session not open here: %r", session_id)
         elif note.method in self._methods:  # nothing to answer it to: say so where we can
@@ -163,7 +225,7 @@ class AcpAgent:
         else:
             log.debug("ignoring notification %r", note.method)
 
-    async def _serve_request(self, request: Request) -> None:
+    async def _serve_request(self, request: Request, incoming: Incoming) -> None:
         try:
             handler = self._methods.get(request.method)
             if handler is None and request.method == "session/cancel":
@@ -173,7 +235,7 @@ class AcpAgent:
             params = {} if request.params is None else request.params
             if not isinstance(params, dict):
                 raise RpcError(INVALID_PARAMS, '"params" must be an object')
-            result = await handler(request.id, params)
+            result = await handler(incoming, params)
         except RpcError as error:
             await self.peer.respond_error(request.id, error)
         except LinkError as error:
@@ -188,13 +250,15 @@ class AcpAgent:
             if not isinstance(result, _Responded):
                 await self.peer.respond(request.id, result)
         finally:
+            if request.method == "session/load" and incoming.loads is not None:
+                self._load_answered(incoming)
             self._in_flight -= 1
             self._answered.set()
             self._answered = trio.Event()
 
     # -- methods -----------------------------------------------------------------------
 
-    async def _initialize(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
+    async def _initialize(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
         result, self.caps = negotiate(params)
         return result
 
@@ -213,29 +277,28 @@ class AcpAgent:
         tools = ToolRunner(
             self.peer, session_id, workspace, self.caps, tool_timeout=self.link.tool_timeout
         )
-        bridge = SessionBridge(session_id, self.link, self.peer, tools, Translator(cwd))
+        bridge = SessionBridge(session_id, self.link, self.peer, tools, Translator(cwd), mcp)
         if replay:
             await bridge.replay()
         self._bridges[session_id] = bridge
-        await self._nursery.start(self._run_bridge, bridge, mcp)
+        await self._nursery.start(self._run_bridge, bridge)
+        if self._stopping:  # opened by a load that was still running when stopping began
+            await bridge.stop()
         return bridge
 
     async def _run_bridge(
         self,
         bridge: SessionBridge,
-        mcp: tuple[McpServerConfig, ...],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
-            # The client's MCP servers live as long as it follows the session.
-            async with self.link.session_mcp(bridge.session_id, mcp):
-                await bridge.run(task_status=task_status)
+            await bridge.run(task_status=task_status)
         finally:
             if self._bridges.get(bridge.session_id) is bridge:
                 del self._bridges[bridge.session_id]
 
-    async def _new_session(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
+    async def _new_session(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
         workspace = _workspace(params, self.link.tool_timeout)
         servers = mcp_servers(params)
         _, instructions = await trio.to_thread.run_sync(
@@ -246,7 +309,7 @@ class AcpAgent:
         await self._open(info.id, workspace, replay=False, mcp=servers)
         return {"sessionId": info.id, "modes": await self._modes(info.current_agent)}
 
-    async def _load_session(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
+    async def _load_session(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
         session_id = _string(params, "sessionId")
         workspace = _workspace(params, self.link.tool_timeout)
         servers = mcp_servers(params)
@@ -257,7 +320,7 @@ class AcpAgent:
         lock = self._loading.setdefault(session_id, trio.Lock())
         try:
             async with lock:
-                return await self._load_alone(request_id, session_id, workspace, servers)
+                return await self._load_alone(incoming.id, session_id, workspace, servers)
         finally:
             if not lock.locked() and self._loading.get(session_id) is lock:
                 del self._loading[session_id]
@@ -272,18 +335,22 @@ class AcpAgent:
         info = await self.link.load_session(session_id)
         if info is None:
             raise RpcError(RESOURCE_NOT_FOUND, f"session {session_id!r} not found")
-        await self.book.remember(session_id, str(workspace.root))
         bridge = self._bridges.get(session_id)
         if bridge is not None:
-            # Already followed here: replay its history again, up to where it is.
+            # Already followed here: this load's cwd and MCP servers apply from now on
+            # (refused while a turn is in progress), and its history is replayed
+            # again, up to where the follower is.
+            await bridge.move(workspace, servers)
+            await self.book.remember(session_id, str(workspace.root))
             await bridge.replay_history()
             return {"modes": await self._modes(info.current_agent)}
+        await self.book.remember(session_id, str(workspace.root))
         bridge = await self._open(session_id, workspace, replay=True, mcp=servers)
         await self.peer.respond(request_id, {"modes": await self._modes(info.current_agent)})
         bridge.adopt()  # the work a turn was waiting for before, after the answer
         return RESPONDED
 
-    async def _list_sessions(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
+    async def _list_sessions(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
         cursor, wanted = params.get("cursor"), params.get("cwd")
         if cursor is not None and not isinstance(cursor, str):
             raise RpcError(INVALID_PARAMS, '"cursor" must be a string')
@@ -310,21 +377,34 @@ class AcpAgent:
             )
         return {"sessions": sessions, "nextCursor": page.next_cursor}
 
-    def _bridge(self, params: JSONObject) -> SessionBridge:
+    async def _bridge(self, incoming: Incoming, params: JSONObject) -> SessionBridge:
+        """The bridge of the session the request names, once the loads of that session
+        read before the request are answered."""
         session_id = _string(params, "sessionId")
+        if incoming.loads is not None:
+            # Sent after a session/load of the session (pipelined): meant for what it opens.
+            with trio.move_on_after(LOAD_WAIT):
+                await incoming.loads.done.wait()
         bridge = self._bridges.get(session_id)
         if bridge is None:
+            why = "is still loading" if session_id in self._loads else "is not open"
             raise RpcError(
-                RESOURCE_NOT_FOUND, f"session {session_id!r} is not open: session/load it first"
+                RESOURCE_NOT_FOUND, f"session {session_id!r} {why}: session/load it first"
             )
         return bridge
 
-    async def _prompt(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
-        bridge = self._bridge(params)
-        return await bridge.prompt(prompt_text(params.get("prompt")))
+    async def _prompt(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
+        bridge = await self._bridge(incoming, params)
+        text = prompt_text(params.get("prompt"))
+        session_id = bridge.session_id
 
-    async def _set_mode(self, request_id: RequestId, params: JSONObject) -> JSON | _Responded:
-        bridge = self._bridge(params)
+        def cancelled() -> bool:  # a session/cancel came after this prompt
+            return self._cancels.get(session_id, 0) != incoming.cancels
+
+        return await bridge.prompt(text, cancelled=cancelled)
+
+    async def _set_mode(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
+        bridge = await self._bridge(incoming, params)
         mode = _string(params, "modeId")
         ack = await bridge.submit({"type": "switch_agent", "agent": mode})
         if ack.get("status") == "rejected":
@@ -338,6 +418,7 @@ class AcpAgent:
 
         Cancellation: safe; what is left is cancelled with the connection.
         """
+        self._stopping = True  # a bridge a load opens from now on stops at once
         for bridge in list(self._bridges.values()):
             await bridge.stop()
         while self._in_flight:

@@ -22,11 +22,21 @@ of its own for the work it does for the runtime:
 ``session/cancel`` (:meth:`SessionBridge.cancel`) abandons the open work of the
 prompts' turns at once and submits ``cancel`` for each; the runtime ends the turn
 within 1 s and the prompt is answered ``cancelled`` (whatever the turn's end
-says: the client asked to stop).
+says: the client asked to stop). A prompt whose ``user_message`` was still on
+its way cancels its turn itself once the ack comes (the dispatcher tells it
+whether a ``session/cancel`` came after it); so does one acked after
+:meth:`SessionBridge.stop`.
 
 After ``session/load`` the open work the log ends with (a turn that was waiting
 for the IDE when the last adapter stopped) is handled like live work, once the
-load is answered (:meth:`SessionBridge.adopt`).
+load is answered (:meth:`SessionBridge.adopt`). A later ``session/load`` on the
+same connection replays the log again up to where the follower is, the follower
+waiting meanwhile (:meth:`SessionBridge.replay_history`), and may move the
+session to another cwd and other MCP servers while no turn is in progress
+(:meth:`SessionBridge.move`).
+
+The client's MCP servers are mounted for the session by a task of the bridge's
+nursery, as long as it follows the session (:meth:`RuntimeLink.session_mcp`).
 
 Cancellation: cancelling :meth:`SessionBridge.run` cancels every handler
 (commands are killed and terminals released, shielded and bounded) and wakes the
@@ -45,10 +55,12 @@ from typing import Final
 import attrs
 import trio
 
+from agents.mcp import McpServerConfig
 from sessions import JSON, JSONObject
 
+from ..chat import Workspace
 from ._connection import ConnectionClosed, Peer
-from ._jsonrpc import INTERNAL_ERROR, RpcError
+from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
 from ._link import RuntimeLink
 from ._mapping import Translator, stop_reason, turn_error
 from ._tools import ToolRunner
@@ -68,6 +80,14 @@ class _End:
     error: JSONObject | None
 
 
+@attrs.frozen
+class _Mount:
+    """The task that keeps the client's MCP servers mounted: cancel, then wait for *ended*."""
+
+    scope: trio.CancelScope
+    ended: trio.Event
+
+
 def _text(event: JSONObject, key: str) -> str:
     value = event.get(key)
     return value if isinstance(value, str) else ""
@@ -83,23 +103,30 @@ class SessionBridge:
         peer: Peer,
         tools: ToolRunner,
         translator: Translator,
+        mcp: tuple[McpServerConfig, ...] = (),
     ) -> None:
         self.session_id = session_id
         self.link = link
         self.peer = peer
         self.tools = tools
         self.translator = translator
+        self.mcp = mcp
         self.last_seq = 0
         self._open: dict[str, Work] = {}
         self._ended: OrderedDict[str, _End] = OrderedDict()
         self._errors: dict[str, JSONObject] = {}
+        self._running: set[str] = set()  # turns started and not ended
         self._prompts: set[str] = set()
         self._cancelling: set[str] = set()
-        self._cancel_epoch = 0
         self._given_up: set[str] = set()  # prompts left unanswered by the turn (stopping)
+        self._stopping = False
         self._changed = trio.Event()
         self._stopped = False
         self._nursery: trio.Nursery | None = None
+        self._mount: _Mount | None = None
+        # Held while updates of the log go out: by the follower for each batch, by a
+        # second load's replay for all of it (the follower then goes on where it ends).
+        self._sending = trio.Lock()
         self._prefix = f"acp-{secrets.token_hex(4)}"
         self._count = 0
         self._handlers = Handlers(
@@ -114,36 +141,42 @@ class SessionBridge:
         Call before :meth:`run`; the work is handled once :meth:`adopt` is called.
         """
         self.translator.replay = True
-        try:
-            while True:
-                page = await self.link.read_events(
-                    self.session_id, after=self.last_seq, limit=REPLAY_PAGE
-                )
-                for event in page:
-                    await self._event(event, start=False)
-                if len(page) < REPLAY_PAGE:
-                    return
-        finally:
-            self.translator.replay = False
+        while True:
+            page = await self.link.read_events(
+                self.session_id, after=self.last_seq, limit=REPLAY_PAGE
+            )
+            for event in page:
+                await self._event(event, start=False)
+            if len(page) < REPLAY_PAGE:
+                break
+        # A reply the log ends in the middle of: its text so far, before the rest live.
+        for update in self.translator.end_replay():
+            await self._update(update)
 
     async def replay_history(self) -> None:
         """Send the log up to :attr:`last_seq` as updates again (a second ``session/load``).
 
-        The follower goes on meanwhile; this uses a translator of its own.
+        This uses a translator of its own; the follower waits meanwhile, so the
+        replay ends exactly where the follower goes on (the text of a reply in
+        progress included): no gap, no duplicate, nothing live in between.
         """
-        translator = Translator(self.translator.cwd, replay=True)
-        cursor, limit = 0, self.last_seq
-        while cursor < limit:
-            page = await self.link.read_events(self.session_id, after=cursor, limit=REPLAY_PAGE)
-            for event in page:
-                seq = event.get("seq")
-                if not isinstance(seq, int) or seq > limit:
-                    return
-                cursor = seq
-                for update in translator.feed(event):
-                    await self._update(update)
-            if not page:
-                return
+        async with self._sending:
+            translator = Translator(self.translator.cwd, replay=True)
+            cursor, limit = 0, self.last_seq
+            while cursor < limit:
+                page = await self.link.read_events(self.session_id, after=cursor, limit=REPLAY_PAGE)
+                if not page:
+                    break
+                for event in page:
+                    seq = event.get("seq")
+                    if not isinstance(seq, int) or seq > limit:
+                        cursor = limit
+                        break
+                    cursor = seq
+                    for update in translator.feed(event):
+                        await self._update(update)
+            for update in translator.end_replay():
+                await self._update(update)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the session from :attr:`last_seq` until cancelled or the runtime stops.
@@ -154,6 +187,7 @@ class SessionBridge:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self._mount = await nursery.start(self._mounted, self.mcp)
                 task_status.started()
                 try:
                     await self.link.follow(
@@ -166,6 +200,58 @@ class SessionBridge:
             self._stopped = True
             self._notify()
 
+    async def _mounted(
+        self,
+        servers: tuple[McpServerConfig, ...],
+        *,
+        task_status: trio.TaskStatus[_Mount] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Keep *servers* mounted for the session until cancelled (the client's ``mcpServers``)."""
+        ended = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                async with self.link.session_mcp(self.session_id, servers):
+                    task_status.started(_Mount(scope, ended))
+                    await trio.sleep_forever()
+        finally:
+            ended.set()
+
+    @property
+    def busy(self) -> bool:
+        """A turn of the session is in progress, queued by a prompt here, or waits for the IDE."""
+        return bool(self._running or self._prompts or self._open)
+
+    async def move(self, workspace: Workspace, mcp: tuple[McpServerConfig, ...]) -> None:
+        """Work in *workspace* with the client's MCP servers *mcp* from now on (a later
+        ``session/load`` names them).
+
+        Raises:
+            RpcError: ``INVALID_PARAMS`` when they differ from the current ones while
+                :attr:`busy`: a turn's calls would run half in each directory (or see
+                its tools vanish), and its paths were shown for the first.
+        """
+        moved = workspace.root != self.tools.workspace.root
+        if not moved and mcp == self.mcp:
+            return
+        if self.busy:
+            field = '"cwd"' if moved else '"mcpServers"'
+            raise RpcError(
+                INVALID_PARAMS,
+                f"{field}: session {self.session_id!r} works in {self.tools.workspace.root} "
+                "with the MCP servers it was opened with, and a turn is in progress; load it "
+                "with those, or with new ones once the turn has ended",
+            )
+        if mcp != self.mcp:
+            assert self._nursery is not None and self._mount is not None, "run() started"
+            # Mounts are per session: the old servers are unmounted before the new ones.
+            self._mount.scope.cancel()
+            await self._mount.ended.wait()
+            self.mcp = ()
+            self._mount = await self._nursery.start(self._mounted, mcp)
+            self.mcp = mcp
+        self.tools.workspace = workspace
+        self.translator.cwd = str(workspace.root)
+
     def adopt(self) -> None:
         """Start handling the open work :meth:`replay` found (a turn waiting since before)."""
         for key, work in list(self._open.items()):
@@ -173,8 +259,9 @@ class SessionBridge:
                 self._start(key, work)
 
     async def _on_events(self, batch: Sequence[JSONObject]) -> None:
-        for event in batch:
-            await self._event(event, start=True)
+        async with self._sending:
+            for event in batch:
+                await self._event(event, start=True)
 
     async def _event(self, event: JSONObject, *, start: bool) -> None:
         seq = event.get("seq")
@@ -211,7 +298,10 @@ class SessionBridge:
                 self._close(f"question:{_text(event, 'question_id')}")
             case "error" if turn_id is not None:
                 self._errors[turn_id] = event
+            case "turn.started" if turn_id is not None:
+                self._running.add(turn_id)
             case "turn.ended" if turn_id is not None:
+                self._running.discard(turn_id)
                 for key in [k for k, w in self._open.items() if w.turn_id == turn_id]:
                     self._close(key)
                 reason = _text(event, "reason") or "error"
@@ -270,8 +360,12 @@ class SessionBridge:
         while not predicate():
             await self._changed.wait()
 
-    async def prompt(self, text: str) -> JSONObject:
+    async def prompt(self, text: str, *, cancelled: Callable[[], bool]) -> JSONObject:
         """Run one prompt turn; the ``session/prompt`` result once its turn ended.
+
+        *cancelled* says whether a ``session/cancel`` of the session came after
+        this prompt: the dispatcher knows the order they came in, and this task
+        may have started after both.
 
         Raises:
             RpcError: the runtime refused the message, the turn failed (the error
@@ -279,7 +373,6 @@ class SessionBridge:
 
         Cancellation: stops waiting; the turn goes on in the runtime.
         """
-        epoch = self._cancel_epoch
         ack = await self.submit({"type": "user_message", "content": text})
         turn_id = ack.get("turn_id")
         if ack.get("status") == "rejected" or not isinstance(turn_id, str):
@@ -289,7 +382,11 @@ class SessionBridge:
             )
         self._prompts.add(turn_id)
         try:
-            if self._cancel_epoch != epoch:  # cancelled while the message was on its way
+            # Checked with no checkpoint since the add: stop() and cancel() see the
+            # turn in _prompts, or this sees what they did (never both, never neither).
+            if self._stopping:  # the adapter began stopping while the message was on its way
+                await self._stop_turn(turn_id)
+            elif cancelled():  # cancelled while the message was on its way
                 await self._cancel_turn(turn_id)
             await self._wait_until(
                 lambda: turn_id in self._ended or turn_id in self._given_up or self._stopped
@@ -304,11 +401,11 @@ class SessionBridge:
                 "the agent stopped while the turn waits for the editor; load the session to go on",
                 {"code": "shutting_down"},
             )
-        cancelled = turn_id in self._cancelling
+        asked_to_cancel = turn_id in self._cancelling
         self._cancelling.discard(turn_id)
         if end is None:
             raise RpcError(INTERNAL_ERROR, "the session stopped before the turn ended")
-        if cancelled:
+        if asked_to_cancel:
             return {"stopReason": "cancelled"}
         reason = stop_reason(end.reason)
         if reason is None:
@@ -319,10 +416,12 @@ class SessionBridge:
         return result
 
     def cancel(self) -> None:
-        """``session/cancel``: stop the prompts' turns (their answers say ``cancelled``)."""
-        self._cancel_epoch += 1
-        assert self._nursery is not None
+        """``session/cancel``: stop the prompts' turns (their answers say ``cancelled``).
+
+        A prompt whose ack has not come yet sees the cancel itself (see :meth:`prompt`).
+        """
         for turn_id in list(self._prompts):
+            assert self._nursery is not None, "prompts wait on a running bridge"
             self._abandon_turn(turn_id)
             self._nursery.start_soon(self._cancel_turn, turn_id)
 
@@ -338,15 +437,19 @@ class SessionBridge:
 
     async def stop(self) -> None:
         """The adapter is stopping: cancel the prompts' turns that are streaming, and
-        fail the prompts whose turns wait for the IDE.
+        fail the prompts whose turns wait for the IDE; a prompt acked from now on
+        does the same for its own turn (:meth:`prompt`).
 
         A turn waiting for a tool result or an approval is left to the runtime's
         shutdown, which suspends it: a later ``session/load`` picks its work up.
         """
-        waiting = {work.turn_id for work in self._open.values()}
+        self._stopping = True  # before the snapshot, with no checkpoint in between
         for turn_id in list(self._prompts):
-            if turn_id in waiting:
-                self._given_up.add(turn_id)
-                self._notify()
-            else:
-                await self._cancel_turn(turn_id)
+            await self._stop_turn(turn_id)
+
+    async def _stop_turn(self, turn_id: str) -> None:
+        if any(work.turn_id == turn_id for work in self._open.values()):
+            self._given_up.add(turn_id)
+            self._notify()
+        else:
+            await self._cancel_turn(turn_id)

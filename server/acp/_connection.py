@@ -12,18 +12,23 @@
   get our own ids (:class:`~server.acp._jsonrpc.OutboundIds`); the dispatcher
   hands their responses to :meth:`Peer.deliver`, which wakes the waiting caller.
   A caller that gives up (cancelled) forgets its id, so a late answer is logged
-  and dropped.
+  and dropped, unless it asked for its *undo*: a request whose effect the client
+  starts as it reads it (``terminal/create`` starts the command) still gets its
+  answer, bounded by :data:`UNDO_TIMEOUT`, and the undo (kill and release the
+  terminal) is done with it.
 
 Cancellation: a cancelled :meth:`Peer.request` sends nothing more and forgets its
-id. After :meth:`Peer.abandon` (the adapter stops reading) requests are still sent
-but never waited for. After :meth:`Peer.close`, requests fail with :class:`ConnectionClosed`,
-notifications and responses are dropped, and the writer flushes what is queued
-for at most its *flush_timeout* before it closes the stream.
+id (with an undo, once the undo is done). After :meth:`Peer.abandon` (the adapter
+stops reading) requests are still sent but never waited for. After
+:meth:`Peer.close`, requests fail with :class:`ConnectionClosed`, notifications
+and responses are dropped, and the writer flushes what is queued for at most its
+*flush_timeout* before it closes the stream.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import attrs
@@ -47,6 +52,10 @@ log = logging.getLogger("agent_runtime.acp")
 MAX_LINE: Final = 64 * 1024 * 1024
 OUTGOING_BUFFER: Final = 256
 FLUSH_TIMEOUT: Final = 2.0
+# Seconds a cancelled request with an undo still waits for its answer, and undoes it.
+UNDO_TIMEOUT: Final = 5.0
+
+Undo = Callable[[JSON], Awaitable[None]]
 
 
 class ConnectionClosed(Exception):
@@ -158,14 +167,18 @@ class Peer:
     async def respond_error(self, request_id: RequestId, error: RpcError) -> None:
         await self._emit(encode_error(request_id, error))
 
-    async def request(self, method: str, params: JSONObject) -> JSON:
+    async def request(self, method: str, params: JSONObject, *, undo: Undo | None = None) -> JSON:
         """Call *method* on the client; its result.
 
         Raises:
             RpcError: the client answered with an error (or an invalid response).
             ConnectionClosed: the connection closed before the answer came.
 
-        Cancellation: the request is abandoned; its late answer is ignored.
+        Cancellation: the request is abandoned; its late answer is ignored. With
+        *undo*, a request already sent still waits for its answer (shielded, at
+        most :data:`UNDO_TIMEOUT`, and not once the adapter stops reading) and
+        hands a result to *undo* (within the same bound) before the cancellation
+        goes on: the client may have started something only an answer names.
         """
         if self._closed:
             raise ConnectionClosed(f"cannot call {method}: the connection is closed")
@@ -178,7 +191,18 @@ class Peer:
         try:
             if not await self._emit(encode_request(request_id, method, params)):
                 raise ConnectionClosed(f"cannot call {method}: the connection is closed")
-            await waiter.done.wait()
+            try:
+                await waiter.done.wait()
+            except trio.Cancelled:
+                if undo is not None:
+                    with trio.CancelScope(shield=True), trio.move_on_after(UNDO_TIMEOUT):
+                        await waiter.done.wait()
+                        if waiter.error is None:
+                            try:
+                                await undo(waiter.result)
+                            except Exception:  # must not replace the cancellation
+                                log.exception("undoing the abandoned %s failed", method)
+                raise
         finally:
             self._waiting.pop(request_id, None)
             self._ids.forget(request_id)

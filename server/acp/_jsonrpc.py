@@ -8,9 +8,10 @@ knows nothing of streams or tasks, so every rule below is testable with strings:
   raises: bad input becomes the error the peer must be told (``-32700`` for text
   that is not JSON, ``-32600`` for JSON that is not a request, a batch included:
   ACP sends none, so arrays are refused), with the request's id echoed whenever
-  it could be read. Values no layer below may meet (lone surrogates, NaN, integers
-  beyond 64 bits, nesting past 64 levels) are refused at this boundary, as the
-  WebSocket transport refuses them (``server/_json_input.py``).
+  it could be read. Values no layer below may meet (lone surrogates, integers
+  beyond 64 bits, nesting past 64 levels: ``-32600``; NaN and Infinity, which
+  are not JSON: ``-32700``) are refused at this boundary, as the WebSocket
+  transport refuses them (``server/_json_input.py``).
 - A response whose shape is wrong is still a :class:`Response` (``valid`` false),
   so the caller can fail the request it answers, or log and drop it when it
   answers nothing we sent: a response never gets a reply.

@@ -9,7 +9,11 @@ It is a fold over the log, with two modes:
   that had no delta). The user's own prompt is not echoed: the client sent it.
 - *replay* (``session/load``): deltas are skipped, each ``message`` gives its whole
   text at once and ``user.message`` becomes ``user_message_chunk``; errors, which
-  live reach the client as the prompt's JSON-RPC error, become text.
+  live reach the client as the prompt's JSON-RPC error, become text. A log read
+  in the middle of a reply has its deltas but not yet its ``message``:
+  :meth:`Translator.end_replay` sends that text and goes live, where the
+  ``message`` then does not repeat it (so the reply is whole across a load, with
+  no gap and no duplicate).
 
 Tool calls: the assistant ``message`` that makes a call announces it
 (``tool_call``, ``pending``, with its kind, title, locations and a preview of an
@@ -206,6 +210,8 @@ class Translator:
         self.cwd = cwd
         self.replay = replay
         self._streamed: set[str] = set()  # message ids whose text went out as deltas
+        # replay: the deltas of messages not committed yet (id -> chunk kind, text)
+        self._unsent: dict[str, tuple[str, str]] = {}
         self._calls: dict[str, tuple[str, JSONObject]] = {}  # open calls: name, arguments
         self._content: dict[str, list[JSON]] = {}
 
@@ -228,6 +234,10 @@ class Translator:
                 self._streamed.add(_text(event, "message_id"))
                 text = _text(event, "text")
                 return [chunk(text_kind, text)] if text else []
+            case "text.delta":  # kept in case the replay ends before its message
+                message_id = _text(event, "message_id")
+                _, unsent = self._unsent.get(message_id, (text_kind, ""))
+                self._unsent[message_id] = (text_kind, unsent + _text(event, "text"))
             case "message":
                 return self._message(event, text_kind)
             case "tool.call" | "tool.started":  # tool.started: the runtime runs it (MCP)
@@ -248,18 +258,39 @@ class Translator:
                 code, message = _text(event, "code"), _text(event, "message")
                 return [chunk("agent_message_chunk", f"\n[error {code}: {message}]\n")]
             case "turn.ended":
+                # A reply whose commit failed has deltas and no message: shown, as live.
+                out = self._flush_unsent() if self.replay else []
                 self._streamed.clear()
                 self._calls.clear()
                 self._content.clear()
+                return out
             case "session.deleted":
                 # ACP has no such notice; the editor would otherwise only see its
                 # next prompt refused.
                 return [chunk("agent_message_chunk", DELETED_NOTICE)]
         return []
 
+    def end_replay(self) -> list[JSONObject]:
+        """Go live after a replay; the updates of the text the log ends in the middle of.
+
+        That is the text of a reply streamed (its deltas are in the log) but not
+        committed as a ``message`` yet: it goes out now, and counts as streamed,
+        so the ``message`` that comes live does not repeat it.
+        """
+        out = self._flush_unsent()
+        self.replay = False
+        return out
+
+    def _flush_unsent(self) -> list[JSONObject]:
+        out = [chunk(kind, text) for kind, text in self._unsent.values() if text]
+        self._streamed.update(self._unsent)
+        self._unsent.clear()
+        return out
+
     def _message(self, event: Mapping[str, JSON], text_kind: str) -> list[JSONObject]:
         out: list[JSONObject] = []
         message_id, content = _text(event, "message_id"), _text(event, "content")
+        self._unsent.pop(message_id, None)
         if content and (self.replay or message_id not in self._streamed):
             out.append(chunk(text_kind, content))
         self._streamed.discard(message_id)

@@ -19,6 +19,8 @@ tool                      through the client
                           ``timeout_s``, at most the runtime's tool timeout),
                           ``terminal/kill`` on timeout or cancel,
                           ``terminal/output``, and ``terminal/release`` always
+                          (a ``terminal/create`` answered after a cancel
+                          included)
 ========================  =====================================================
 
 Everything else (``list_files``, ``search_files``, ``create_directory``,
@@ -51,7 +53,7 @@ from ..chat._diff import changed_lines
 from ..chat._text import plural
 from ..chat._tools import IDE_TOOLS, search_replace
 from ._capabilities import ClientCaps
-from ._connection import Peer
+from ._connection import Peer, Undo
 from ._jsonrpc import RpcError
 from ._mapping import diff_content
 
@@ -114,8 +116,10 @@ class ToolRunner:
             ConnectionClosed: the client went away.
 
         Cancellation: a client request is abandoned; a command is killed and its
-        terminal released (shielded, bounded by :data:`RELEASE_TIMEOUT`); a local
-        file operation completes (as in the terminal client).
+        terminal released (shielded, bounded by :data:`RELEASE_TIMEOUT`), also when
+        ``terminal/create`` is answered only after the cancel (bounded by
+        :data:`~._connection.UNDO_TIMEOUT`); a local file operation completes (as
+        in the terminal client).
         """
         if name not in IDE_TOOLS:
             raise ToolFailure(
@@ -138,10 +142,12 @@ class ToolRunner:
 
     # -- through the client ------------------------------------------------------------
 
-    async def _call(self, method: str, params: JSONObject) -> JSONObject:
+    async def _call(
+        self, method: str, params: JSONObject, *, undo: Undo | None = None
+    ) -> JSONObject:
         try:
             return _object(
-                await self.peer.request(method, {"sessionId": self.session_id, **params})
+                await self.peer.request(method, {"sessionId": self.session_id, **params}, undo=undo)
             )
         except RpcError as error:
             raise ToolFailure(f"{method} failed in the editor: {error.message}") from None
@@ -226,6 +232,9 @@ class ToolRunner:
                 "cwd": str(cwd),
                 "outputByteLimit": MAX_OUTPUT,
             },
+            # The editor starts the command as it reads the request: cancelled before
+            # its answer, the terminal it names must still be killed and released.
+            undo=self._release_abandoned,
         )
         terminal_id = created.get("terminalId")
         if not isinstance(terminal_id, str):
@@ -258,6 +267,11 @@ class ToolRunner:
         if output.get("truncated") is True:
             result["truncated"] = True
         return ToolOutcome(result, [{"type": "terminal", **ident}])
+
+    async def _release_abandoned(self, created: JSON) -> None:
+        terminal_id = _object(created).get("terminalId")
+        if isinstance(terminal_id, str):
+            await self._release({"terminalId": terminal_id}, kill=True)
 
     async def _release(self, ident: JSONObject, *, kill: bool) -> None:
         """Kill (when still running) and release a terminal; failures are only logged."""

@@ -22,6 +22,7 @@ import pytest
 import trio
 import trio.testing
 
+from agents._providers._scripted import stream_words
 from server._config import ServeConfig
 from server.acp import EmbeddedLink, LinkError, SessionBook, SessionInfo, open_embedded_link
 from server.acp._agent import serve_acp
@@ -82,10 +83,21 @@ class Client:
         return message
 
     async def request(self, method: str, params: Message) -> int:
+        message = self.make_request(method, params)
+        await self.send(message)
+        return int(message["id"])
+
+    def make_request(self, method: str, params: Message) -> Message:
+        """A request with the next id, not sent yet (see :meth:`send_together`)."""
         request_id = self.next_id
         self.next_id += 1
-        await self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-        return request_id
+        return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+
+    async def send_together(self, *messages: Message) -> None:
+        """*messages* in one write, as a client pipelining them sends them."""
+        for message in messages:
+            self.conformance.client_sent(message)
+        await self.to_agent.send_all(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
 
     async def call(self, method: str, params: Message) -> Message:
         """Send a request; answer the adapter's own requests until its response comes."""
@@ -98,6 +110,10 @@ class Client:
                 await self.answer(message)
             elif message.get("id") == request_id and "method" not in message:
                 return message
+
+    async def response(self, request_id: int) -> Message:
+        """The response to our request *request_id*, received already or to come."""
+        return await self.until(lambda m: m.get("id") == request_id and "method" not in m)
 
     async def until(self, predicate: Callable[[Message], bool]) -> Message:
         """The first message matching *predicate*, among those received already or,
@@ -214,6 +230,76 @@ async def connected(
 
 def text_of(updates: list[Message]) -> str:
     return "".join(u["content"]["text"] for u in updates)
+
+
+def session_text(client: Client, session_id: str, *, after: int = 0) -> str:
+    """The ``agent_message_chunk`` text of *session_id* in what *client* received from
+    position *after* on."""
+    return "".join(
+        m["params"]["update"]["content"]["text"]
+        for m in client.received[after:]
+        if m.get("method") == "session/update"
+        and m["params"]["sessionId"] == session_id
+        and m["params"]["update"]["sessionUpdate"] == "agent_message_chunk"
+    )
+
+
+async def until_text(client: Client, session_id: str, text: str, *, after: int = 0) -> None:
+    """Wait until *session_id*'s text from *after* on is *text* (a held reply's head)."""
+    await client.until(lambda _: session_text(client, session_id, after=after) == text)
+
+
+def prompt_params(session_id: str, text: str) -> Message:
+    return {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
+
+
+def load_params(session_id: str, cwd: Path, servers: Sequence[Message] = ()) -> Message:
+    return {"sessionId": session_id, "cwd": str(cwd), "mcpServers": list(servers)}
+
+
+def cancel_note(session_id: str) -> Message:
+    return {"jsonrpc": "2.0", "method": "session/cancel", "params": {"sessionId": session_id}}
+
+
+async def load_mid_reply_from_another_adapter(link: Any, tmp_path: Path) -> None:
+    """A session loaded by a second adapter while its reply streams: the replay ends
+    with the reply so far, the rest follows live, with no gap and no duplicate."""
+    async with connected(link, tmp_path) as first:
+        await first.initialize()
+        session_id = await first.new_session()
+        held = prompt_params(session_id, "stream 10 words then hold MIDLOAD then 10 words")
+        prompt_id = await first.request("session/prompt", held)
+        await until_text(first, session_id, stream_words(10))  # held at its gate
+        async with connected(link, tmp_path) as second:
+            await second.initialize()
+            loaded = await second.call("session/load", load_params(session_id, second.workspace))
+            assert "result" in loaded, loaded
+            assert session_text(second, session_id) == stream_words(10)
+            other = await first.new_session()
+            await first.prompt(other, "release MIDLOAD")
+            assert (await first.response(prompt_id))["result"]["stopReason"] == "end_turn"
+            # A later turn's answer comes after every update of the held one.
+            await second.prompt(session_id, "stream 2 words")
+            assert session_text(second, session_id) == stream_words(20) + stream_words(2)
+
+
+async def load_mid_reply_again(link: Any, tmp_path: Path) -> None:
+    """The session loaded again on the same connection while its reply streams: the
+    replay (which the editor shows in place of what it had) has the reply whole, once."""
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        held = prompt_params(session_id, "stream 10 words then hold MIDRELOAD then 10 words")
+        prompt_id = await client.request("session/prompt", held)
+        await until_text(client, session_id, stream_words(10))
+        mark = len(client.received)
+        loaded = await client.call("session/load", load_params(session_id, client.workspace))
+        assert "result" in loaded, loaded
+        assert session_text(client, session_id, after=mark) == stream_words(10)
+        other = await client.new_session()
+        await client.prompt(other, "release MIDRELOAD")
+        assert (await client.response(prompt_id))["result"]["stopReason"] == "end_turn"
+        assert session_text(client, session_id, after=mark) == stream_words(20)
 
 
 async def test_initialize_negotiates_version_1_and_text_prompts(
@@ -655,3 +741,227 @@ async def test_following_a_session_ends_when_it_is_deleted(link: EmbeddedLink) -
             nursery.start_soon(functools.partial(link.follow, info.id, after=0, sink=sink))
             await link._supervisor.delete_session(session)
     assert seen == ["session.deleted"]
+
+
+class HeldAcks:
+    """The embedded link, except that a ``user_message``'s ack waits for :attr:`release`
+    once the message took effect: a prompt whose answer is still on its way."""
+
+    def __init__(self, inner: EmbeddedLink) -> None:
+        self.inner = inner
+        self.release = trio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def submit(self, session_id: str, command: JSONObject) -> JSONObject:
+        ack = await self.inner.submit(session_id, command)
+        if command.get("type") == "user_message":
+            await self.release.wait()
+        return ack
+
+
+async def test_a_prompt_acked_after_end_of_input_is_answered_cancelled(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    held = HeldAcks(link)
+    async with connected(held, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        params = prompt_params(session_id, "stream 3 words then hold ACKLATE")
+        prompt_id = await client.request("session/prompt", params)
+        await client.to_agent.aclose()
+        # Every task waits: the adapter is stopping, and the prompt's ack is on its way.
+        await trio.testing.wait_all_tasks_blocked()
+        held.release.set()
+    rest = []
+    while isinstance(line := await client.reader.next_line(), bytes):
+        rest.append(json.loads(line))
+        client.conformance.check(rest[-1])
+    assert rest[-1] == {"jsonrpc": "2.0", "id": prompt_id, "result": {"stopReason": "cancelled"}}
+    events = await link.read_events(session_id)
+    assert [e["reason"] for e in events if e["type"] == "turn.ended"] == ["cancelled"]
+
+
+async def test_a_second_load_moves_the_session_to_its_cwd_and_mcp_servers_when_idle(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.txt").write_text(f"from {name}\n")
+    time_server = str(Path(sys.executable).parent / "mcp-server-time")
+    servers = [{"name": "time zone", "command": time_server, "args": [], "env": []}]
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        a, b = client.workspace / "a", client.workspace / "b"
+        opened = await client.call("session/new", {"cwd": str(a), "mcpServers": []})
+        session_id = opened["result"]["sessionId"]
+        held = prompt_params(session_id, "stream 3 words then hold MOVE")
+        prompt_id = await client.request("session/prompt", held)
+        await until_text(client, session_id, stream_words(3))
+        # Mid-turn only the cwd and servers it has are accepted.
+        refused = await client.call("session/load", load_params(session_id, b))
+        assert refused["error"]["code"] == -32602, refused
+        assert refused["error"]["message"].startswith('"cwd": ')
+        assert "a turn is in progress" in refused["error"]["message"]
+        refused = await client.call("session/load", load_params(session_id, a, servers))
+        assert refused["error"]["message"].startswith('"mcpServers": '), refused
+        same = await client.call("session/load", load_params(session_id, a))
+        assert "result" in same, same
+        other = await client.new_session()
+        await client.prompt(other, "release MOVE")
+        assert (await client.response(prompt_id))["result"]["stopReason"] == "end_turn"
+        # Idle, the load's cwd and MCP servers apply to what follows.
+        moved = await client.call("session/load", load_params(session_id, b, servers))
+        assert "result" in moved, moved
+        await client.prompt(session_id, "read x.txt")
+        read = [m for m in client.received if m.get("method") == "fs/read_text_file"]
+        assert [m["params"]["path"] for m in read] == [str(b / "x.txt")]
+        assert "from b" in json.dumps(client.updates("tool_call_update")[-1])
+        call = 'call mcp__time-zone__get_current_time {"timezone": "UTC"}'
+        answer = await client.prompt(session_id, call)
+        assert answer["result"]["stopReason"] == "end_turn"
+        finished = client.updates("tool_call_update")[-1]
+        assert finished["status"] == "completed" and "UTC" in json.dumps(finished)
+        listed = await client.call("session/list", {})
+        cwds = {s["sessionId"]: s["cwd"] for s in listed["result"]["sessions"]}
+        assert cwds[session_id] == str(b)
+
+
+async def test_a_load_mid_reply_from_another_adapter_shows_the_reply_whole(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    await load_mid_reply_from_another_adapter(link, tmp_path)
+
+
+async def test_a_load_mid_reply_again_shows_the_reply_whole(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    await load_mid_reply_again(link, tmp_path)
+
+
+async def test_a_terminal_created_after_a_cancel_is_killed_and_released(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        client.hold = {"terminal/create"}
+        await client.initialize()
+        session_id = await client.new_session()
+        prompt_id = await client.request(
+            "session/prompt", prompt_params(session_id, "run sleep 30")
+        )
+        create = await client.until(lambda m: m.get("method") == "terminal/create")
+        await client.send(cancel_note(session_id))
+        assert (await client.response(prompt_id))["result"] == {"stopReason": "cancelled"}
+        # The editor started the command as it read the request; its answer comes late.
+        result = await client.serve("terminal/create", create["params"])
+        await client.send({"jsonrpc": "2.0", "id": create["id"], "result": result})
+        release = await client.until(lambda m: m.get("method") == "terminal/release")
+        await client.answer(release)
+        assert client.killed == ["term-1"] and client.released == ["term-1"]
+
+
+async def test_requests_pipelined_after_a_load_wait_for_it(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    book = SessionBook()
+    async with connected(link, tmp_path, book) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        await client.prompt(session_id, "stream 3 words")
+    async with connected(link, tmp_path, book) as client:
+        await client.initialize()
+        load = client.make_request("session/load", load_params(session_id, client.workspace))
+        prompt = client.make_request("session/prompt", prompt_params(session_id, "stream 2 words"))
+        mode = client.make_request("session/set_mode", {"sessionId": session_id, "modeId": "ask"})
+        await client.send_together(load, prompt, mode)
+        loaded = await client.response(load["id"])
+        assert "result" in loaded, loaded
+        assert (await client.response(prompt["id"]))["result"]["stopReason"] == "end_turn"
+        assert (await client.response(mode["id"]))["result"] == {}
+        # The prompt's turn streamed after the load's replay.
+        assert session_text(client, session_id, after=client.received.index(loaded)) == (
+            stream_words(2)
+        )
+    async with connected(link, tmp_path, book) as client:
+        await client.initialize()
+        # A cancel read behind a prompt still waiting for the load cancels it.
+        load = client.make_request("session/load", load_params(session_id, client.workspace))
+        prompt = client.make_request("session/prompt", prompt_params(session_id, "stream 2 words"))
+        await client.send_together(load, prompt, cancel_note(session_id))
+        assert "result" in await client.response(load["id"])
+        assert (await client.response(prompt["id"]))["result"] == {"stopReason": "cancelled"}
+
+
+async def test_a_cancel_pipelined_behind_a_prompt_cancels_it(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    """The prompt's task may start after the dispatcher handled the cancel: the order
+    on the wire is what counts."""
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        # Which task trio runs first is random: each round gives the bad order a chance.
+        for _ in range(10):
+            text = prompt_params(session_id, "stream 2 words")
+            prompt = client.make_request("session/prompt", text)
+            await client.send_together(prompt, cancel_note(session_id))
+            assert (await client.response(prompt["id"]))["result"] == {"stopReason": "cancelled"}
+
+
+class HeldRead:
+    """The embedded link, except that the first :meth:`read_events` once :attr:`armed`
+    waits for :attr:`release` (a replay whose store read is slow)."""
+
+    def __init__(self, inner: EmbeddedLink) -> None:
+        self.inner = inner
+        self.armed = False
+        self.reading = trio.Event()
+        self.release = trio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def read_events(
+        self, session_id: str, *, after: int = 0, limit: int = 500
+    ) -> Sequence[JSONObject]:
+        if self.armed:
+            self.armed = False
+            self.reading.set()
+            await self.release.wait()
+        return await self.inner.read_events(session_id, after=after, limit=limit)
+
+
+async def test_nothing_live_goes_out_in_the_middle_of_a_second_loads_replay(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    reads = HeldRead(link)
+    async with connected(reads, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        held = prompt_params(session_id, "stream 10 words then hold INTERLEAVE then 10 words")
+        prompt_id = await client.request("session/prompt", held)
+        await until_text(client, session_id, stream_words(10))
+        mark = len(client.received)
+        reads.armed = True
+        load_id = await client.request("session/load", load_params(session_id, client.workspace))
+        await reads.reading.wait()  # the replay has begun
+        # The rest of the reply is committed while the replay is still reading...
+        turn_ended = trio.Event()
+
+        async def sink(batch: Sequence[JSONObject]) -> None:
+            if any(event["type"] == "turn.ended" for event in batch):
+                turn_ended.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(link.follow, session_id, after=0, sink=sink))
+            other = await client.new_session()
+            await client.prompt(other, "release INTERLEAVE")
+            await turn_ended.wait()
+            nursery.cancel_scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()  # ...and would be sent by now
+        reads.release.set()
+        assert "result" in await client.response(load_id)
+        assert (await client.response(prompt_id))["result"]["stopReason"] == "end_turn"
+        # ...but only goes out after it: the replay's head, then the live tail.
+        assert session_text(client, session_id, after=mark) == stream_words(20)

@@ -20,7 +20,13 @@ from server import main
 from server.acp import LinkError, SessionBook
 from server.acp._connected import ConnectedLink, open_connected_link
 from sessions import JSONObject
-from tests.acp.test_adapter import connected, selected, text_of
+from tests.acp.test_adapter import (
+    connected,
+    load_mid_reply_again,
+    load_mid_reply_from_another_adapter,
+    selected,
+    text_of,
+)
 from tests.server.helpers import ALICE, LiveServer, make_config, start_server
 
 
@@ -289,3 +295,15 @@ async def test_following_a_session_ends_when_it_is_deleted(
             async with server.http() as http:
                 assert (await http.delete(f"/v1/sessions/{info.id}")).status_code == 204
     assert seen[-2:] == ["turn.ended", "session.deleted"]
+
+
+async def test_a_load_mid_reply_from_another_adapter_shows_the_reply_whole(
+    link: ConnectedLink, tmp_path: Path
+) -> None:
+    await load_mid_reply_from_another_adapter(link, tmp_path)
+
+
+async def test_a_load_mid_reply_again_shows_the_reply_whole(
+    link: ConnectedLink, tmp_path: Path
+) -> None:
+    await load_mid_reply_again(link, tmp_path)

@@ -235,6 +235,39 @@ def test_replay_sends_whole_messages_and_the_user_s_side() -> None:
     assert "model_timeout" in updates[-1]["content"]["text"]
 
 
+def test_a_replay_that_ends_mid_reply_sends_its_text_once() -> None:
+    translator = Translator(CWD, replay=True)
+    head = [
+        event("user.message", message_id="m0", content="go"),
+        event("text.delta", message_id="m1", text="Hello"),
+        event("text.delta", message_id="m1", text=" there"),
+        event("text.delta", message_id="m2", text="thinking", subtask_id="sub_1"),
+    ]
+    assert [u["sessionUpdate"] for e in head for u in translator.feed(e)] == ["user_message_chunk"]
+    # The log ends here: the reply so far, then live, where its message repeats nothing.
+    assert conforming(translator.end_replay()) == [
+        {
+            "sessionUpdate": "agent_message_chunk",
+            "content": {"type": "text", "text": "Hello there"},
+        },
+        {"sessionUpdate": "agent_thought_chunk", "content": {"type": "text", "text": "thinking"}},
+    ]
+    assert translator.replay is False
+    tail = [
+        event("text.delta", message_id="m1", text="!"),
+        event("message", message_id="m1", content="Hello there!"),
+        event("turn.ended", reason="completed"),
+    ]
+    updates = conforming([u for e in tail for u in translator.feed(e)])
+    assert [u["content"]["text"] for u in updates] == ["!"]
+    # A reply with no message by its turn's end (its commit failed) is shown too.
+    again = Translator(CWD, replay=True)
+    lost = [event("text.delta", message_id="m1", text="cut"), event("turn.ended", reason="error")]
+    shown = conforming([u for e in lost for u in again.feed(e)])
+    assert [u["content"]["text"] for u in shown] == ["cut"]
+    assert again.end_replay() == []
+
+
 def test_initialize_answers_version_1_whatever_is_asked() -> None:
     for asked in (0, 1, 2, 65535):
         result, caps = negotiate({"protocolVersion": asked})
