@@ -200,13 +200,20 @@ class Window:
         return ContextMeter().estimate([], self.system, self.tools, self.cut)
 
 
-def overflow_error(model: str, window: int) -> ModelError:
-    """The turn's error when even a compacted history does not fit."""
+def overflow_error(model: str, window: int, provider: str, *, compacted: bool) -> ModelError:
+    """The turn's error when the provider refuses the history as too large, and
+    compacting it did not help (*compacted*) or could not (nothing to compact, or
+    inside a subtask). *provider* is what the provider said: its window may be
+    smaller than the one configured for *model*."""
+    how = (
+        "even after compacting it: the current turn alone is too large"
+        if compacted
+        else "and nothing of it could be compacted"
+    )
     return ModelError(
-        f"the conversation does not fit the context window of {model!r} ({window} tokens), "
-        "even after compacting it: the current turn alone is too large. Send a shorter "
-        "request, start a new session or fork an earlier point, or use a model with a "
-        "larger window",
+        f"the conversation does not fit the context window of {model!r} ({window} tokens "
+        f"configured), {how} (the provider said: {provider}). Send a shorter request, "
+        "start a new session or fork an earlier point, or use a model with a larger window",
         retryable=False,
         code=OVERFLOW,
     )

@@ -45,6 +45,7 @@ from ._core._events import (
     summarize,
 )
 from ._core._model import (
+    CUT_OFF_REASONS,
     SUBTASK_MARKER,
     ChatMessage,
     FinishDelta,
@@ -246,7 +247,7 @@ class TurnRunner:
                 agent=agent,
             )
             try:
-                content, calls, provider_data, held = await self._stream(
+                content, calls, provider_data, held, finish = await self._stream(
                     request, message_id, subtask_id, limits
                 )
                 break
@@ -257,12 +258,16 @@ class TurnRunner:
             if not (isinstance(error, ModelError) and error.code == OVERFLOW):
                 raise error from None
             # The provider says it does not fit: compact and retry once.
-            if (
-                subtask_id is not None
-                or compacted
-                or not await self._keep_within(window, "overflow", force=True)
+            if compacted:
+                raise overflow_error(
+                    model_name, limits.context_window, str(error), compacted=True
+                ) from None
+            if subtask_id is not None or not await self._keep_within(
+                window, "overflow", force=True
             ):
-                raise overflow_error(model_name, limits.context_window) from None
+                raise overflow_error(
+                    model_name, limits.context_window, str(error), compacted=False
+                ) from None
             compacted = True
         infos = []
         unique: list[ToolCallRequest] = []
@@ -272,8 +277,10 @@ class TurnRunner:
             infos.append(ToolCallInfo(call.id, call.name, _arguments_object(call.arguments)))
         outs = list(held)
         if content or unique:
+            # Said on the message: whole as sent, but not what the model meant to say.
+            cut_off = finish if finish in CUT_OFF_REASONS else None
             message = AssistantMessage(
-                message_id, content, agent, False, tuple(infos), provider_data
+                message_id, content, agent, False, tuple(infos), provider_data, cut_off
             )
             outs.append(Out(message, subtask_id))
         if outs:
@@ -311,12 +318,13 @@ class TurnRunner:
 
     async def _stream(
         self, request: ModelRequest, message_id: str, subtask_id: str | None, limits: ModelLimits
-    ) -> tuple[str, list[ToolCallRequest], dict[str, JSON], list[Out]]:
+    ) -> tuple[str, list[ToolCallRequest], dict[str, JSON], list[Out], str]:
         """Pump the model into a bounded channel; commit its text as it arrives.
 
-        Returns the full text, the tool calls, the provider data and the events
+        Returns the full text, the tool calls, the provider data, the events
         held back for the message's commit (usage: nobody waits for it, and a
-        step then costs one commit fewer). When the model fails, the text it
+        step then costs one commit fewer) and why the answer ended (the
+        :class:`FinishDelta`'s reason, ``stop`` if none came). When the model fails, the text it
         sent before is committed first, then its error is raised: that text stays
         in the state as partial text (closed as truncated, without provider
         data), as does text committed before a cancel.
@@ -325,6 +333,7 @@ class TurnRunner:
         calls: list[ToolCallRequest] = []
         provider_data: dict[str, JSON] = {}
         held: list[Out] = []
+        finish = "stop"
         failures: list[Exception] = []
         # Text is queued, not waited for: a paced turn wakes once per chunk, not twice.
         texts = TextCommits(self.live, self.turn.id)
@@ -362,13 +371,15 @@ class TurnRunner:
                             provider_data[delta.provider] = _valid_json(delta.data)
                         elif isinstance(delta, UsageDelta):
                             held.append(Out(self._usage(delta, limits), subtask_id))
+                        elif isinstance(delta, FinishDelta):
+                            finish = delta.reason
                     if chunk:  # text is shown as it comes; the rest waits for it
                         outs, held = held, []
                         await texts.commit(outs)
         await texts.drain()
         if failures:
             raise failures[0]
-        return "".join(text), calls, provider_data, held
+        return "".join(text), calls, provider_data, held, finish
 
     def _usage(self, delta: UsageDelta, limits: ModelLimits) -> UsageEvent:
         cached, reasoning = delta.cached_tokens, delta.reasoning_tokens
@@ -402,8 +413,6 @@ class TurnRunner:
                             self.metrics.llm_first_token.labels(self.model.name).observe(
                                 trio.current_time() - started
                             )
-                        if isinstance(delta, FinishDelta):
-                            continue
                         await send_quickly(send, delta)
             except Exception as failure:
                 failures.append(failure)

@@ -95,6 +95,10 @@ class ToolCallInfo:
 class AssistantMessage:
     """A final assistant message; ``truncated`` when cut short by cancel or error.
 
+    ``cut_off`` says the provider ended the answer early (``max_tokens``: the
+    output token limit; ``content_filter``): the message is whole as the model
+    sent it, but not what it meant to say. Absent when the answer ended normally.
+
     ``provider_data`` is the opaque data the model provider attached to its answer
     (keyed by provider name, see ``_model.ProviderDataDelta``); stored here so the
     fold can hand it back to the provider. Absent from the payload when empty.
@@ -107,6 +111,7 @@ class AssistantMessage:
     truncated: bool = False
     tool_calls: tuple[ToolCallInfo, ...] = ()
     provider_data: Mapping[str, JSON] = field(factory=dict)
+    cut_off: str | None = None
 
 
 @frozen
@@ -350,7 +355,7 @@ EVENTS: Final = TaggedUnion[AgentEvent](
             constants={"role": "assistant"},
             order=(
                 *("message_id", "role", "content", "agent"),
-                *("truncated", "tool_calls", "provider_data"),
+                *("truncated", "tool_calls", "provider_data", "cut_off"),
             ),
             # Omitted when empty: messages without it keep their old wire form.
             omit_empty=("provider_data",),

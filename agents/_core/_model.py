@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import ClassVar, Literal, Protocol, TypeAlias, assert_never
+from typing import ClassVar, Final, Literal, Protocol, TypeAlias, assert_never
 
 from attrs import field, frozen
 
@@ -206,8 +206,17 @@ class ProviderDataDelta:
     data: JSON
 
 
+#: Why an answer ended, in the provider-neutral words a provider maps its own onto
+#: (OpenAI's ``length`` is ``max_tokens``). A reason it cannot map is passed as it is.
+CUT_OFF_REASONS: Final = frozenset({"max_tokens", "content_filter"})
+
+
 @frozen
 class FinishDelta:
+    """The end of an answer, and why: ``stop`` (the model finished), ``tool_calls``,
+    or one of :data:`CUT_OFF_REASONS`: ``max_tokens`` (cut off at the output token
+    limit) and ``content_filter`` (cut off by the provider's filter)."""
+
     reason: str = field(default="stop")
 
 

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import uuid
+from typing import Final
 
 import attrs
 
@@ -38,6 +39,10 @@ _EOL = re.compile(r"\r\n|\r|\n")
 
 MAX_LINE = 8 * 1024 * 1024
 """A line (or an event's data) longer than this is refused rather than buffered without bound."""
+
+
+# OpenAI's finish reasons in the neutral words of FinishDelta (the others are the same).
+_NEUTRAL_FINISH: Final = {"length": "max_tokens"}
 
 
 class SSEDecoder:
@@ -317,7 +322,8 @@ class ChunkAssembler:
         out = self._flush_calls()
         if self._usage is not None:
             out.append(self._usage)
-        out.append(FinishDelta(self.finish_reason or "stop"))
+        reason = self.finish_reason or "stop"
+        out.append(FinishDelta(_NEUTRAL_FINISH.get(reason, reason)))
         self.done = True
         return out
 

@@ -260,7 +260,27 @@ async def test_overflow_that_compaction_cannot_fix_ends_the_turn_with_a_clear_er
         errors = [ev.data for ev in await h.events(s) if ev.type == "error"]
         assert errors[-1]["code"] == "context_overflow"
         assert errors[-1]["retryable"] is False
-        assert "window" in str(errors[-1]["message"])
+        message = str(errors[-1]["message"])
+        # It passes the provider's words on (its window may be smaller than the
+        # one configured), and claims no compaction where there was none to make.
+        assert "window" in message and "nothing of it could be compacted" in message
+        assert "(the provider said: maximum context length exceeded)" in message
+
+
+async def test_overflow_after_compacting_says_the_turn_alone_is_too_large() -> None:
+    model = Recording()
+    async with open_runtime(config(), model=model) as h:
+        s = await h.session("coder")
+        for n in range(3):
+            assert await turn(h, s.id, f"hello {n}") == "completed"
+        model.overflow_chat = 10
+        assert await turn(h, s.id, "one more") == "error"
+        events = await h.events(s)
+        assert [ev.data["reason"] for ev in events if ev.type == "compaction.started"] == [
+            "overflow"
+        ]
+        message = str([ev.data for ev in events if ev.type == "error"][-1]["message"])
+        assert "even after compacting it" in message and "the provider said:" in message
 
 
 async def test_an_oversized_tool_result_is_cut_for_the_model_only() -> None:

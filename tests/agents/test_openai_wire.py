@@ -20,6 +20,7 @@ from agents._providers._openai_wire import (
 )
 from agents.model import (
     ChatMessage,
+    FinishDelta,
     ModelRequest,
     TextPart,
     ToolCallDelta,
@@ -396,3 +397,21 @@ def test_done_after_nothing_and_no_finish_reason_is_a_protocol_error() -> None:
     assembler = ChunkAssembler("m", "test")
     assembler.feed(json.dumps(FINISH))
     assert [type(d).__name__ for d in assembler.feed("[DONE]")] == ["FinishDelta"]
+
+
+@pytest.mark.parametrize(
+    ("openai", "neutral"),
+    [
+        ("stop", "stop"),
+        ("tool_calls", "tool_calls"),
+        ("length", "max_tokens"),
+        ("content_filter", "content_filter"),
+        ("something_new", "something_new"),
+    ],
+)
+def test_finish_reasons_are_given_in_the_neutral_words(openai: str, neutral: str) -> None:
+    assembler = ChunkAssembler("m", "test")
+    assembler.feed(json.dumps({"choices": [{"index": 0, "delta": {"content": "Hi"}}]}))
+    assembler.feed(json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": openai}]}))
+    [finish] = [d for d in assembler.complete() if isinstance(d, FinishDelta)]
+    assert finish.reason == neutral
