@@ -262,6 +262,9 @@ class Renderer(Screen):
             self.end_stream()
         if message.truncated:
             self.lines("[message truncated]", depth, "dim")
+        elif message.cut_off is not None:
+            why = visible(message.cut_off)
+            self.lines(f"[answer cut off by the provider: {why}]", depth, "dim")
 
     def _erase_stream(self) -> bool:
         """Erase the open stream from the screen, if all of it is still there."""

@@ -248,6 +248,9 @@ const HANDLERS = {
     if (event.truncated) {
       stream.node.classList.add("truncated");
       body.append(el("div.chip.truncated-badge", { text: "truncated" }));
+    } else if (event.cut_off) {
+      // Whole as the model sent it, but cut by the provider (output limit, filter).
+      body.append(el("div.chip.truncated-badge", { text: `cut off: ${visible(event.cut_off)}` }));
     }
     const container = stream.node.parentElement;
     for (const call of event.tool_calls || []) this.tool(event, call, container);

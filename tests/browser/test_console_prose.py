@@ -189,3 +189,17 @@ async def test_prose_keeps_the_characters_text_needs(server: LiveServer, page: P
     assert rendered["streamed"] == [text]
     # Streamed (kept, hidden, once the message came), paragraph, code block, result.
     assert rendered["text"].count(text) == 4, rendered["text"]
+
+
+async def test_an_answer_the_provider_cut_off_is_marked(server: LiveServer, page: Page) -> None:
+    await page.navigate(server.url + "/")
+    turn = {"turn_id": "t1", "agent": "coder"}
+    events: list[dict[str, object]] = [
+        {"seq": 1, "type": "turn.started", **turn},
+        {"seq": 2, "type": "message", **turn, "message_id": "m1", "content": "The first"}
+        | {"cut_off": "max_tokens", "truncated": False},
+        {"seq": 3, "type": "message", **turn, "message_id": "m2", "content": "Whole"}
+        | {"truncated": False},
+    ]
+    rendered = await page.eval(feed(events))
+    assert rendered["text"].count("cut off: max_tokens") == 1, rendered["text"]

@@ -81,6 +81,18 @@ def test_multi_line_text_keeps_its_lines_and_tabs() -> None:
     assert out == "coder: one\n\ttwo\nthree\\rX\n"
 
 
+def test_an_answer_the_provider_cut_off_says_so() -> None:
+    message: JSONObject = {
+        "message_id": "m1",
+        "agent": "coder",
+        "truncated": False,
+        "tool_calls": [],
+    }
+    out = render(_event(1, "message", content="The first half", cut_off="max_tokens", **message))
+    assert out == "coder: The first half\n[answer cut off by the provider: max_tokens]\n"
+    assert "cut off" not in render(_event(1, "message", content="Whole", **message))
+
+
 def test_the_approval_header_cannot_be_spoofed() -> None:
     arguments: JSONObject = {"command": SPOOF}
     out = render(
