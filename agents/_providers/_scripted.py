@@ -65,6 +65,9 @@ agent ``orchestrator``: anything else              ``switch_mode{mode: route(msg
 ``stream N words then hold GATE``                  text of N words, then the stream is held
                                                    until ``release GATE`` (see **Gates**)
 ``stream N words then hold GATE then M words``     the same, then M more words once released
+``stream N words then cut off [by REASON]``        text of N words, ended as the provider cuts
+                                                   an answer off: ``max_tokens`` (the default)
+                                                   or ``content_filter``
 ``release GATE``                                   ``Released GATE: 1 held stream continues.``
                                                    (see **Gates**), no tool call
 anything else                                      ≥ 3 sentences naming the agent, no tool call
@@ -234,7 +237,7 @@ class ScriptedModel:
         )
         completion = _count(reply.text) + sum(_count(call.arguments) for call in calls)
         yield UsageDelta(prompt, completion, request.model)
-        yield FinishDelta("tool_calls" if calls else "stop")
+        yield FinishDelta(reply.finish or ("tool_calls" if calls else "stop"))
 
 
 @asynccontextmanager

@@ -41,6 +41,7 @@ _CREATE = re.compile(rf"(?:create|write) {_NOUN}(\S+) with (.+)", _F)
 _EDIT = re.compile(rf"edit {_NOUN}(\S+) replace (.+?) with (.+)", _F)
 _FIRST_THEN = re.compile(r"first (.+?),? then (.+)", _F)
 _STREAM = re.compile(r"stream (\d+) words?\b.*", _F)
+_CUT_OFF = re.compile(r"stream (\d+) words?,? then cut off(?: by (max_tokens|content_filter))?", _F)
 _HOLD = re.compile(r"stream (\d+) words?,? then hold (\S+)(?:,? then (\d+) words?\b)?.*", _F)
 _RELEASE = re.compile(r"release (\S+).*", _F)
 _SWITCH = re.compile(r"switch to (\S+).*", _F)
@@ -106,6 +107,7 @@ class Reply:
     text: str
     calls: tuple[Call, ...] = ()
     hold: Hold | None = None
+    finish: str = ""  # the FinishDelta's reason; "": stop, or tool_calls
 
 
 def stream_words(count: int) -> str:
@@ -214,6 +216,8 @@ def _fresh(
         return _hold(match, gates)
     elif match := _RELEASE.fullmatch(message):
         return _release(match[1], gates)
+    elif match := _CUT_OFF.fullmatch(message):
+        return Reply(stream_words(int(match[1])), finish=(match[2] or "max_tokens").lower())
     elif match := _STREAM.fullmatch(message):
         return Reply(stream_words(int(match[1])))
     elif match := _CALL.fullmatch(message):

@@ -78,6 +78,7 @@ class _End:
     reason: str
     usage: JSON
     error: JSONObject | None
+    cut_off: str | None = None  # why the provider cut the turn's last answer, if it did
 
 
 @attrs.frozen
@@ -115,6 +116,8 @@ class SessionBridge:
         self._open: dict[str, Work] = {}
         self._ended: OrderedDict[str, _End] = OrderedDict()
         self._errors: dict[str, JSONObject] = {}
+        # The cut_off of each running turn's last answer in its main context.
+        self._cut_off: dict[str, str | None] = {}
         self._running: set[str] = set()  # turns started and not ended
         self._prompts: set[str] = set()
         self._cancelling: set[str] = set()
@@ -298,6 +301,9 @@ class SessionBridge:
                 self._close(f"question:{_text(event, 'question_id')}")
             case "error" if turn_id is not None:
                 self._errors[turn_id] = event
+            case "message" if turn_id is not None and "subtask_id" not in event:
+                cut_off = event.get("cut_off")
+                self._cut_off[turn_id] = cut_off if isinstance(cut_off, str) else None
             case "turn.started" if turn_id is not None:
                 self._running.add(turn_id)
             case "turn.ended" if turn_id is not None:
@@ -306,7 +312,10 @@ class SessionBridge:
                     self._close(key)
                 reason = _text(event, "reason") or "error"
                 self._ended[turn_id] = _End(
-                    reason, event.get("usage"), self._errors.pop(turn_id, None)
+                    reason,
+                    event.get("usage"),
+                    self._errors.pop(turn_id, None),
+                    self._cut_off.pop(turn_id, None),
                 )
                 while len(self._ended) > _ENDED_KEPT:
                     self._ended.popitem(last=False)
@@ -407,7 +416,7 @@ class SessionBridge:
             raise RpcError(INTERNAL_ERROR, "the session stopped before the turn ended")
         if asked_to_cancel:
             return {"stopReason": "cancelled"}
-        reason = stop_reason(end.reason)
+        reason = stop_reason(end.reason, end.cut_off)
         if reason is None:
             raise turn_error(end.error)
         result: JSONObject = {"stopReason": reason}

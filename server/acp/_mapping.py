@@ -65,8 +65,21 @@ def tool_kind(name: str) -> str:
     return TOOL_KINDS.get(name, "other")
 
 
-def stop_reason(reason: str) -> str | None:
-    """The ACP stop reason for a ``turn.ended`` *reason*; ``None`` for ``error``."""
+# A completed turn whose last answer the provider cut off (message.cut_off).
+CUT_OFF_STOP_REASONS: Final[Mapping[str, str]] = {
+    "max_tokens": "max_tokens",
+    "content_filter": "refusal",
+}
+
+
+def stop_reason(reason: str, cut_off: str | None = None) -> str | None:
+    """The ACP stop reason for a ``turn.ended`` *reason*; ``None`` for ``error``.
+
+    *cut_off* is the ``cut_off`` of the turn's last answer: a turn that completed
+    on an answer cut at the output limit, or by a filter, says so to the editor.
+    """
+    if reason == "completed" and cut_off is not None:
+        return CUT_OFF_STOP_REASONS.get(cut_off, "end_turn")
     return STOP_REASONS.get(reason)
 
 

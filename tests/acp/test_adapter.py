@@ -302,6 +302,25 @@ async def load_mid_reply_again(link: Any, tmp_path: Path) -> None:
         assert session_text(client, session_id, after=mark) == stream_words(20)
 
 
+@pytest.mark.parametrize(
+    ("ending", "stop"),
+    [
+        ("", "end_turn"),
+        (" then cut off", "max_tokens"),
+        (" then cut off by content_filter", "refusal"),
+    ],
+)
+async def test_an_answer_cut_off_by_the_provider_is_its_stop_reason(
+    link: EmbeddedLink, tmp_path: Path, ending: str, stop: str
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        response = await client.prompt(session_id, f"stream 5 words{ending}")
+        assert response["result"]["stopReason"] == stop
+        assert session_text(client, session_id) == stream_words(5)
+
+
 async def test_initialize_negotiates_version_1_and_text_prompts(
     link: EmbeddedLink, tmp_path: Path
 ) -> None:

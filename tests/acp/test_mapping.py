@@ -24,6 +24,7 @@ from server.acp._capabilities import (
 from server.acp._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
 from server.acp._link import AgentInfo
 from server.acp._mapping import (
+    CUT_OFF_STOP_REASONS,
     DELETED_NOTICE,
     Translator,
     absolute,
@@ -375,3 +376,12 @@ def test_a_server_side_call_shows_as_in_progress_and_is_never_run_by_the_client(
     assert conforming(translator.feed(event("tool.started", **search, server="docs"))) == [
         {"sessionUpdate": "tool_call_update", "toolCallId": "call_9", "status": "in_progress"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("cut_off", "expected"), [*CUT_OFF_STOP_REASONS.items(), ("new", "end_turn")]
+)
+def test_a_completed_turn_cut_off_by_the_provider_says_so(cut_off: str, expected: str) -> None:
+    assert stop_reason("completed", cut_off) == expected
+    assert problems("StopReason", expected) == []
+    assert stop_reason("cancelled", cut_off) == "cancelled"  # a cancel says cancelled whatever
