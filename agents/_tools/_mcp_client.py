@@ -13,7 +13,7 @@ The SDK is anyio-based and runs under trio. What it does that we rely on:
   "closed" event, so :class:`_Watched` wraps the read stream the session consumes
   and notices its end.
 * A line the transport cannot parse reaches the session as an exception item,
-  which the SDK only logs. Two kinds, told apart by :func:`_screened`:
+  which the SDK only logs. Two kinds, told apart by :func:`~agents._tools._mcp_output.screened`:
 
   - Stray output (a banner, a ``print``, a JSON log line: anything without an
     ``id``): logged briefly and dropped, as the SDKs' own clients do, so a server
@@ -34,12 +34,9 @@ The SDK is anyio-based and runs under trio. What it does that we rely on:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import unicodedata
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar
@@ -59,6 +56,7 @@ from .._core._mcp import (
 )
 from .._errors import McpUnavailable
 from ._mcp_convert import convert_tool, flatten
+from ._mcp_output import StderrTail, log_stderr, screened
 
 if TYPE_CHECKING:
     import mcp_types
@@ -79,18 +77,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("agents.mcp")
 
 MISSING_SDK = INSTALL_HINT
-#: Longest stderr line of a stdio server we log; the rest of the line is dropped.
-_STDERR_LINE = 4096
-#: What of a server's stderr its ``last_error`` quotes: the last lines, at most so many chars.
-_TAIL_LINES = 5
-_TAIL_CHARS = 400
 #: How long a stopped stdio server's stderr may take to reach its end (a grandchild
 #: holding the pipe open would otherwise hold up every restart and the shutdown).
 _STDERR_SETTLE = 0.5
 #: What the read stream's screen does with an item (see :class:`_Watched`).
 _Verdict: TypeAlias = Literal["pass", "skip", "end"]
-#: How much of an unparseable message its description quotes.
-_EXCERPT_CHARS = 60
 #: Bound on ``tools/list`` pages: a server whose cursor never ends must not hang us.
 _MAX_PAGES = 64
 #: Tools mounted per server: every one is in every request of the modes that select it.
@@ -250,7 +241,7 @@ class McpConnection:
         import mcp_types
 
         if isinstance(item, Exception):
-            fault, excerpt = _screened(item)
+            fault, excerpt = screened(item)
             if fault is None:
                 logger.warning(
                     "MCP server %s wrote what is not an MCP message to its output (ignored): %s",
@@ -406,75 +397,6 @@ class McpConnection:
         return McpOutcome("ok", text)
 
 
-def _screened(item: Exception) -> tuple[str | None, str]:
-    """What a server did to send *item* (an exception on the read stream), briefly,
-    or ``None`` for stray output; and an excerpt of what it sent.
-
-    The SDK validates each line as the union of JSON-RPC messages; for a JSON
-    value, every failed member's error carries the whole value as its input.
-    """
-    import pydantic
-
-    if not isinstance(item, pydantic.ValidationError):
-        detail = _printable(str(item), _EXCERPT_CHARS, keep="head")
-        return f"broke its connection ({type(item).__name__}{f': {detail}' if detail else ''})", ""
-    errors = item.errors()
-    if errors and errors[0]["type"] == "json_invalid":
-        raw = errors[0].get("input")
-        return None, _printable(raw if isinstance(raw, str) else "", _EXCERPT_CHARS, keep="head")
-    message = next((e["input"] for e in errors if isinstance(e.get("input"), dict)), None)
-    text = ""
-    with contextlib.suppress(TypeError, ValueError):
-        text = json.dumps(message if message is not None else errors[0].get("input"))
-    excerpt = _printable(text, _EXCERPT_CHARS, keep="head")
-    if message is None or "id" not in message:
-        return None, excerpt  # a JSON log line, a bare value: nothing it could answer
-    return f"sent an unparseable message (not a JSON-RPC message: {excerpt})", excerpt
-
-
-def _printable(text: str, limit: int, *, keep: Literal["head", "tail"] = "tail") -> str:
-    """*text* with control characters escaped, cut to its head or tail of *limit* chars (…)."""
-    chars = text if keep == "head" else reversed(text)
-    out: list[str] = []
-    size = 0
-    for char in chars:
-        safe = _escaped(char)
-        if size + len(safe) > limit:
-            out.append("…")
-            break
-        out.append(safe)
-        size += len(safe)
-    return "".join(out if keep == "head" else reversed(out))
-
-
-def _escaped(char: str) -> str:
-    # Cc/Cf/Zl/Zp: what could break a log line or a terminal (ANSI escapes, bidi overrides).
-    if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp"):
-        return char
-    return char.encode("unicode_escape").decode("ascii")
-
-
-class StderrTail:
-    """The last lines a stdio server wrote to stderr (bounded), to say why it stopped."""
-
-    def __init__(self) -> None:
-        self._lines: deque[str] = deque(maxlen=_TAIL_LINES)
-        #: Set once the stream was read to its end (or its reader stopped).
-        self.ended = trio.Event()
-
-    def add(self, line: str) -> None:
-        self._lines.append(line)
-
-    def text(self) -> str:
-        """The last lines, ``\\n`` between them, control characters escaped, cut to its tail."""
-        return _printable("\n".join(self._lines), _TAIL_CHARS)
-
-    def quoted(self, reason: str) -> str:
-        """*reason*, followed by the server's last stderr lines if it wrote any."""
-        text = self.text()
-        return f"{reason}; its stderr: {text}" if text else reason
-
-
 def _invalid_tool(tool: object, version: str) -> str | None:
     """Why the SDK would refuse a page listing *tool* (as at protocol *version*), or ``None``."""
     import mcp_types
@@ -616,7 +538,7 @@ async def _stdio(name: str, transport: StdioTransport, tail: StderrTail) -> Asyn
 
             # The stack exits first: the SDK stops the child, then the logger stops.
             stack.push_async_callback(settle)
-            nursery.start_soon(_log_stderr, name, stderr, tail)
+            nursery.start_soon(log_stderr, name, stderr, tail)
             try:
                 read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
             except OSError as exc:
@@ -630,29 +552,6 @@ async def _stdio(name: str, transport: StdioTransport, tail: StderrTail) -> Asyn
     finally:
         errlog.close()
         await stderr.aclose()
-
-
-async def _log_stderr(name: str, stream: trio.lowlevel.FdStream, tail: StderrTail) -> None:
-    """Log each stderr line of the server, keeping the last in *tail*; bounded memory."""
-    try:
-        pending = b""
-        while chunk := await stream.receive_some(65536):
-            *lines, pending = (pending + chunk).split(b"\n")
-            if len(pending) > _STDERR_LINE:
-                lines.append(pending)
-                pending = b""
-            _log_lines(name, lines, tail)
-        _log_lines(name, [pending], tail)  # a last line without its newline
-    finally:
-        tail.ended.set()
-
-
-def _log_lines(name: str, lines: Iterable[bytes], tail: StderrTail) -> None:
-    for line in lines:
-        text = line[:_STDERR_LINE].decode("utf-8", "replace").rstrip()
-        if text:
-            logger.info("MCP server %s: %s", name, text)
-            tail.add(text)
 
 
 def _child_with_stderr(pipe_inode: int) -> int | None:

@@ -37,7 +37,8 @@ from sessions import JSONObject
 
 from .._core._mcp import McpOutcome, McpServerConfig, McpTool, StdioTransport
 from .._errors import McpUnavailable
-from ._mcp_client import MISSING_SDK, McpConnection, StderrTail, connect, open_transport
+from ._mcp_client import MISSING_SDK, McpConnection, connect, open_transport
+from ._mcp_output import StderrTail
 from ._mcp_status import McpMetrics, McpServerStatus, ServerState
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.shared.message import SessionMessage
 
 from agents._core._mcp import HttpTransport, McpServerConfig
-from agents._tools._mcp_client import StderrTail
+from agents._tools._mcp_output import StderrTail
 
 OBJECT: dict[str, Any] = {"type": "object", "properties": {"text": {"type": "string"}}}
 
