@@ -146,9 +146,13 @@ class DeltaStream:
                 await self._open()
             payload = await self._next_payload()
             if payload is None:
+                if self._chunks.empty and self._head is None:
+                    # Not one byte of a body: a proxy or a restarting server hung up
+                    # after the headers. Worth another attempt while one is allowed.
+                    raise Transient("the stream ended before any byte of its body")
                 if self._chunks.empty:
-                    # As after [DONE] (ChunkAssembler.complete): an upstream that says
-                    # nothing and ends will say nothing again; a retry would hide what it sent.
+                    # As after [DONE] (ChunkAssembler.complete): an upstream that sent
+                    # a body of no output will send it again; a retry would hide it.
                     raise self._nothing_came()
                 if self._chunks.finish_reason is None:
                     raise Transient("the stream ended before the model finished")

@@ -182,6 +182,14 @@ async def test_a_body_of_no_events_is_a_protocol_error_naming_what_came(
     assert upstream.requests == 1
 
 
+async def test_an_empty_body_is_retried_as_a_hang_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    upstream = Upstream([b""], [text("Hi"), finish(), DONE])
+    deltas = await collect(upstream)
+    assert upstream.requests == 2 and TextDelta("Hi") in deltas
+
+
 @pytest.mark.parametrize("end", [pytest.param(DONE, id="[DONE]"), pytest.param(b"", id="EOF")])
 async def test_a_stream_of_no_output_and_no_finish_reason_is_a_protocol_error(
     autojump_clock: trio.testing.MockClock, end: bytes
