@@ -89,7 +89,7 @@ class TurnCalls:
             try:
                 arguments = await self._validate(call, subtask_id)
             except ToolError as exc:
-                await self.tool_result(call.call_id, False, str(exc), subtask_id)
+                await self.tool_result(call.call_id, False, _refusal(call, exc), subtask_id)
                 continue
             permitted.append(ToolCall(call, arguments, subtask_id))
         # Round trips to the IDE first: the IDE works on them while the turn runs
@@ -252,3 +252,19 @@ class TurnCalls:
             await self.tool_result(call.call_id, False, QUESTION_EXPIRED, sub)
         else:
             await self.tool_result(call.call_id, False, TOOL_EXPIRED, sub)
+
+
+def _refusal(call: PendingCall, error: ToolError) -> str:
+    """What the model is told of a call whose arguments were refused.
+
+    An answer cut at the output token limit is the likely cause when its call's
+    arguments do not validate (a large file written in one call): the schema's
+    complaint alone ("'content' is a required property") would not say so.
+    """
+    if call.cut_off != "max_tokens":
+        return str(error)
+    return (
+        f"{error}. Your answer was cut off at the output token limit (max_tokens), so this "
+        "call's arguments are likely incomplete: send it again with less in it (write a "
+        "large file in parts)"
+    )

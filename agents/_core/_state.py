@@ -101,6 +101,9 @@ class PendingCall:
     # The approval asked for this call, while no decision is recorded: the one
     # place the runtime reads it from (the store's row is its durable projection).
     approval: Approval | None = None
+    # Why the provider cut off the answer that made the call (message.cut_off):
+    # its arguments may have been cut with it.
+    cut_off: str | None = None
 
     def arguments_object(self) -> JSONObject:
         try:
@@ -238,7 +241,13 @@ class SessionState:
                 for c in calls:
                     self.known_calls.add(c.id)
                     self.pending[c.id] = PendingCall(
-                        c.id, c.name, c.arguments, typed.agent, ev.turn_id, subtask_id
+                        c.id,
+                        c.name,
+                        c.arguments,
+                        typed.agent,
+                        ev.turn_id,
+                        subtask_id,
+                        cut_off=typed.cut_off,
                     )
             case ApprovalRequested():
                 self._move(typed.call_id, CallState.APPROVAL)
