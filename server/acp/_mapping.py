@@ -223,8 +223,9 @@ class Translator:
         self.cwd = cwd
         self.replay = replay
         self._streamed: set[str] = set()  # message ids whose text went out as deltas
-        # replay: the deltas of messages not committed yet (id -> chunk kind, text)
-        self._unsent: dict[str, tuple[str, str]] = {}
+        # replay: the deltas of messages not committed yet (id -> chunk kind, pieces),
+        # joined once when sent (a long reply has thousands of deltas)
+        self._unsent: dict[str, tuple[str, list[str]]] = {}
         self._calls: dict[str, tuple[str, JSONObject]] = {}  # open calls: name, arguments
         self._content: dict[str, list[JSON]] = {}
 
@@ -249,8 +250,7 @@ class Translator:
                 return [chunk(text_kind, text)] if text else []
             case "text.delta":  # kept in case the replay ends before its message
                 message_id = _text(event, "message_id")
-                _, unsent = self._unsent.get(message_id, (text_kind, ""))
-                self._unsent[message_id] = (text_kind, unsent + _text(event, "text"))
+                self._unsent.setdefault(message_id, (text_kind, []))[1].append(_text(event, "text"))
             case "message":
                 return self._message(event, text_kind)
             case "tool.call" | "tool.started":  # tool.started: the runtime runs it (MCP)
@@ -295,7 +295,8 @@ class Translator:
         return out
 
     def _flush_unsent(self) -> list[JSONObject]:
-        out = [chunk(kind, text) for kind, text in self._unsent.values() if text]
+        texts = ((kind, "".join(pieces)) for kind, pieces in self._unsent.values())
+        out = [chunk(kind, text) for kind, text in texts if text]
         self._streamed.update(self._unsent)
         self._unsent.clear()
         return out
