@@ -44,10 +44,20 @@ async def session_json(state: ServerState, session: Session) -> JSONObject:
     return out
 
 
+def new_session_json(session: Session) -> JSONObject:
+    """A session just made (created, forked), as the API shows it: it runs nothing yet,
+    so no replica is asked."""
+    return _shown(session, None)
+
+
 async def sessions_json(state: ServerState, sessions: Sequence[Session]) -> list[JSONObject]:
     """Each session as the API shows it, with its running turn (one store read at most)."""
     running = await state.supervisor.running_turns([s.id for s in sessions])
-    return [s.to_json() | {"running_turn": running.get(s.id)} for s in sessions]
+    return [_shown(s, running.get(s.id)) for s in sessions]
+
+
+def _shown(session: Session, running_turn: str | None) -> JSONObject:
+    return session.to_json() | {"running_turn": running_turn}
 
 
 def approval_json(approval: Approval) -> JSONObject:
@@ -267,7 +277,7 @@ def register(app: QuartTrio, state: ServerState) -> None:
             )
         except CommandError as error:
             raise command_error(error) from None
-        return json_response(await session_json(state, session), 201)
+        return json_response(new_session_json(session), 201)
 
     @app.get("/v1/sessions")
     async def list_sessions() -> Response:
@@ -332,7 +342,7 @@ def register(app: QuartTrio, state: ServerState) -> None:
             )
         except CommandError as error:
             raise command_error(error) from None
-        out = await session_json(state, fork.session)
+        out = new_session_json(fork.session)
         out["forked_from"] = {"session_id": source.id, "at_seq": fork.at_seq}
         return json_response(out, 201)
 
