@@ -201,7 +201,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                     response = await connection.handle_async_request(core)
             except (httpx.NetworkError, httpx.RemoteProtocolError):
                 stale = socket is not None and socket.received == received
-                if not stale or not isinstance(request.stream, httpx.ByteStream):
+                if not stale or not isinstance(request.stream, _REPLAYABLE):
                     raise
                 logger.debug("a kept-alive connection to %s was gone; resending", url.host)
                 closing, connection = connection, None
@@ -283,6 +283,30 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 await connection.aclose()
         finally:
             self._slots.release()
+
+
+class RequestParts(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A request body sent as the pieces it was built from, each as it is.
+
+    httpx's ``content=`` takes one ``bytes`` (or a one-off iterator): joining a
+    long session's body into one object allocated and copied all of it for every
+    call. These pieces can be sent again (see :meth:`KeepAliveTransport.\
+handle_async_request`); the request must carry their ``Content-Length``.
+    """
+
+    def __init__(self, parts: tuple[bytes, ...]) -> None:
+        self.parts = parts
+        self.length = sum(len(part) for part in parts)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.parts
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            yield part
+
+
+_REPLAYABLE = (httpx.ByteStream, RequestParts)
 
 
 class _ResponseStream(httpx.AsyncByteStream):

@@ -34,7 +34,7 @@ from sessions import JSONObject
 from .._core._model import ModelClient, ModelDelta, ModelRequest
 from ._http_pool import pooled_transport
 from ._openai_stream import CLOSE_GRACE, DeltaStream, Transient
-from ._openai_wire import PROVIDER, request_body, request_bytes
+from ._openai_wire import PROVIDER, request_body, request_parts
 from ._settings import ProviderSettings
 
 _Transient = Transient  # its name when it was defined here (tests use it)
@@ -166,7 +166,7 @@ class OpenAIClient:
         closes the HTTP response at once (shielded, so the upstream sees the
         disconnect and stops generating).
         """
-        deltas = DeltaStream(self, request.model or self.model, request_bytes(request, self.model))
+        deltas = DeltaStream(self, request.model or self.model, request_parts(request, self.model))
         try:
             yield deltas
         finally:

@@ -25,6 +25,7 @@ from sessions import JSON
 
 from .._core._model import ModelDelta
 from .._errors import ModelError, ModelTimeout
+from ._http_pool import RequestParts
 from ._openai_response import (
     ChunkAssembler,
     SSEDecoder,
@@ -96,10 +97,10 @@ class DeltaStream:
     ever spans a ``yield`` and closing is explicit (:meth:`aclose`).
     """
 
-    def __init__(self, client: _Client, model: str, body: bytes) -> None:
+    def __init__(self, client: _Client, model: str, body: tuple[bytes, ...]) -> None:
         self._client = client
         self._model = model
-        self._body = body
+        self._body = RequestParts(body)
         self._pending: deque[ModelDelta] = deque()
         self._delivered = False
         self._done = False
@@ -188,12 +189,14 @@ class DeltaStream:
         self._start_attempt_state()
         client = self._client
         url = client.url
+        # stream=, not content=: httpx adds no Host or Content-Length then.
+        headers = [
+            (b"Host", url.netloc),
+            *client.headers.raw,
+            (b"Content-Length", str(self._body.length).encode()),
+        ]
         request = httpx.Request(
-            "POST",
-            url,
-            headers=client.headers,
-            content=self._body,
-            extensions={"timeout": client.timeout},
+            "POST", url, headers=headers, stream=self._body, extensions={"timeout": client.timeout}
         )
         body = b""
         try:

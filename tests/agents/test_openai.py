@@ -326,6 +326,26 @@ async def test_a_kept_alive_connection_the_server_dropped_costs_no_attempt() -> 
     assert fake.connections == 2
 
 
+async def test_a_long_history_sent_in_parts_arrives_whole_and_is_resent_whole() -> None:
+    # A body of several parts (see request_parts), one of them 100 KB: the server
+    # gets the same bytes each time, the resend on a new connection included.
+    history = (
+        ChatMessage("system", "be brief"),
+        ChatMessage("user", "x" * 100_000),
+        ChatMessage("assistant", "ok"),
+        ChatMessage("user", "and now?"),
+    )
+    longer = ModelRequest(model="fake-model", messages=history)
+    script: list[Behaviour] = [stream_text("a"), HangUp(), stream_text("b")]
+    async with running(script, max_retries=0) as (fake, client):
+        assert (await collect(client, longer))[0] == TextDelta("a")
+        assert (await collect(client, longer))[0] == TextDelta("b")
+        expected = client.request_body(longer)
+    assert [request.json() for request in fake.requests] == [expected] * 3
+    assert fake.requests[1].raw == fake.requests[2].raw
+    assert fake.connections == 2
+
+
 async def test_stall_after_the_first_token_hits_the_idle_timeout() -> None:
     steps = Stream((text_chunk("a"), Stall()))
     async with running([steps], idle_timeout=0.2) as (fake, client):

@@ -17,6 +17,7 @@ from agents._providers._openai_wire import (
     is_context_overflow,
     request_body,
     request_bytes,
+    request_parts,
 )
 from agents.model import (
     ChatMessage,
@@ -188,6 +189,34 @@ def test_a_growing_history_reuses_its_text_and_a_changed_one_does_not() -> None:
     history.append(ChatMessage("assistant", "later"))
     sent(history)
     assert json.loads(before) == request_body(request, "m")
+
+
+def test_a_long_history_goes_out_as_its_settled_part_not_a_copy_per_call() -> None:
+    system = ChatMessage("system", "be brief")
+    # Past the settling size from the first call: settled at once.
+    history = [ChatMessage("user", "x" * 70_000)]
+    settled: list[bytes] = []
+    for n in range(100):
+        history.append(ChatMessage("assistant", f"answer {n} " + "y" * 2_000))
+        request = ModelRequest(model="", messages=(system, *history))
+        parts = request_parts(request, "m")
+        assert json.loads(b"".join(parts)) == request_body(request, "m")
+        first, middle, last = parts
+        assert first.startswith(b'{"model":"m","messages":[{"role":"system"')
+        assert len(last) < 64 * 1024 + 100
+        if not settled or middle is not settled[-1]:
+            settled.append(middle)
+    # 100 calls adding ~205 KB: the history's text was copied into a new settled
+    # part once per 64 KiB of growth (3 times), not once per call.
+    assert len(settled) == 4
+    assert settled[0].startswith(b'{"role":"user","content":"xxx')
+
+
+def test_a_short_history_is_one_part() -> None:
+    history = (ChatMessage("system", "s"), ChatMessage("user", "a"), ChatMessage("user", "b"))
+    request = ModelRequest(model="", messages=history)
+    [body] = request_parts(request, "m")
+    assert json.loads(body) == request_body(request, "m")
 
 
 OPENAI_OVERFLOW: JSON = {
