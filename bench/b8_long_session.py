@@ -42,7 +42,9 @@ Measured per phase, from the first measured ``user_message`` to the last
 ``turn.ended``: server CPU (all threads, and the main trio thread alone, from
 ``/proc``) per turn, fake LLM CPU per turn, turns/s, the p50 of one turn
 (``user_message`` sent → ``turn.ended`` received), and the mean size of a
-model request (the fake's ``/v1/stats``). Every turn must end
+model request (the fake's ``/v1/stats``), and the server's minor page faults per
+turn (``/proc``: pages mapped on first touch, as when a large buffer is allocated
+afresh; unlike CPU time, hardly moved by other work on the machine). Every turn must end
 ``completed`` after exactly one round trip, or the bench fails. ``/proc``
 counts CPU in ticks (10 ms at ``CLK_TCK`` 100): a phase needs many turns (the
 defaults: 100) for the per-turn figures, and their ratio, to mean much.
@@ -96,6 +98,7 @@ from ._common import (
     cpu_probe,
     fmt_ms,
     median,
+    minor_faults,
     note,
     open_child,
     parse_frame,
@@ -358,6 +361,7 @@ class Result:
     client_cpu: float
     reasons: str
     request_bytes: float  # mean body of a model request, as the fake received it
+    server_faults: int  # minor page faults of the server during the phase
 
     @property
     def turns_per_s(self) -> float:
@@ -394,10 +398,12 @@ async def _phase(
         with trio.fail_after(2 * STEP + len(sessions) * 0.1):
             await tally.all_ready.wait()
         stats_before = await fake_stats(fake)
+        faults_before = minor_faults(server.pid)
         async with profiled(server.pid, output):
             tally.start()
             with trio.fail_after(RUN_LIMIT):
                 await tally.done.wait()
+        faults = minor_faults(server.pid) - faults_before
         stats_after = await fake_stats(fake)
     requests = stats_after[0] - stats_before[0]
     body_bytes = stats_after[1] - stats_before[1]
@@ -418,6 +424,7 @@ async def _phase(
         client_cpu=cpu.client,
         reasons=",".join(f"{k}={v}" for k, v in sorted(tally.reasons.items())),
         request_bytes=body_bytes / max(1, requests),
+        server_faults=faults,
     )
 
 
@@ -475,6 +482,7 @@ class Row:
             out[f"p50_{phase}"] = r.turn_p50
             out[f"fake_{phase}"] = r.per_turn_ms(r.fake_cpu)
             out[f"kib_{phase}"] = r.request_bytes / 1024
+            out[f"flt_{phase}"] = r.server_faults / r.turns
         return out
 
 
@@ -487,7 +495,7 @@ HEADER = (
     "| run | order | fresh server CPU ms/turn | long | heavy | **long/fresh** | long/heavy "
     "| main thread ms/turn (fresh / long / heavy) | turns/s (f / l / h) "
     "| turn p50 ms (f / l / h) | fake CPU ms/turn (f / l / h) "
-    "| model request KiB (f / l / h) | turn.ended |"
+    "| model request KiB (f / l / h) | server page faults/turn (f / l / h) | turn.ended |"
 )
 
 
@@ -500,7 +508,8 @@ def _cells(label: str, order: str, v: dict[str, float], reasons: str, mark: str 
         f"| {label} | {order} | {v['cpu_fresh']:.2f} | {v['cpu_long']:.2f} "
         f"| {v['cpu_heavy']:.2f} | {v['ratio']:.2f}{mark} | {v['control']:.2f} "
         f"| {three('main', '.2f')} | {three('tps', ',.1f')} | {p50s} "
-        f"| {three('fake', '.2f')} | {three('kib', ',.1f')} | {reasons} |"
+        f"| {three('fake', '.2f')} | {three('kib', ',.1f')} | {three('flt', ',.1f')} "
+        f"| {reasons} |"
     )
 
 
@@ -527,7 +536,9 @@ async def main(sessions: int, prior: int, turns: int, runs: int, profile: Path |
                 f"(main thread {r.per_turn_ms(r.main_cpu):.2f}), "
                 f"fake CPU {r.per_turn_ms(r.fake_cpu):.2f} ms/turn, "
                 f"client CPU {r.client_cpu:.2f} s, turn p50 {r.turn_p50 * 1000:.1f} ms, "
-                f"request {r.request_bytes / 1024:,.1f} KiB, wall {r.seconds:.2f} s, {r.reasons}"
+                f"request {r.request_bytes / 1024:,.1f} KiB, "
+                f"page faults {r.server_faults / r.turns:,.1f}/turn, "
+                f"wall {r.seconds:.2f} s, {r.reasons}"
             )
         row = Row(", ".join(order), {name: results[name] for name in PHASES})
         rows.append(row)
