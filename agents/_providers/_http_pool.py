@@ -288,10 +288,11 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
 class RequestParts(httpx.SyncByteStream, httpx.AsyncByteStream):
     """A request body sent as the pieces it was built from, each as it is.
 
-    httpx's ``content=`` takes one ``bytes`` (or a one-off iterator): joining a
-    long session's body into one object allocated and copied all of it for every
-    call. These pieces can be sent again (see :meth:`KeepAliveTransport.\
-handle_async_request`); the request must carry their ``Content-Length``.
+    With httpx's ``content=``, a body is one ``bytes`` (joining a long session's
+    body allocated and copied all of it for every call) or an iterable wrapped
+    in a stream this pool cannot tell from a one-off one. These pieces can be
+    sent again (see :meth:`KeepAliveTransport.handle_async_request`); the
+    request must carry their ``Content-Length``.
     """
 
     def __init__(self, parts: tuple[bytes, ...]) -> None:
