@@ -258,15 +258,13 @@ class TurnRunner:
             if not (isinstance(error, ModelError) and error.code == OVERFLOW):
                 raise error from None
             # The provider says it does not fit: compact and retry once.
-            if compacted:
-                raise overflow_error(
-                    model_name, limits.context_window, str(error), compacted=True
-                ) from None
-            if subtask_id is not None or not await self._keep_within(
-                window, "overflow", force=True
+            if (
+                compacted
+                or subtask_id is not None
+                or not await self._keep_within(window, "overflow", force=True)
             ):
                 raise overflow_error(
-                    model_name, limits.context_window, str(error), compacted=False
+                    model_name, limits.context_window, str(error), compacted=compacted
                 ) from None
             compacted = True
         infos = []
