@@ -164,10 +164,11 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
 
         When a kept-alive connection fails (closed or reset) before any byte of the
         response came, *request* is sent once more on a new connection, if its body
-        can be sent again (bytes, not a one-off stream). The server may have read it
-        (a POST), but a server that closes an idle connection does so when it has no
-        request to answer, and the caller would send it again on this error anyway,
-        only later and counted as a failed attempt.
+        can be sent again (bytes or :class:`RequestParts`, not a one-off stream).
+        The server may have read it (a POST), but a server that closes an idle
+        connection does so when it has no request to answer, and the caller would
+        send it again on this error anyway, only later and counted as a failed
+        attempt.
 
         Cancellation: a cancelled request closes its connection and frees its slot.
         """
