@@ -3,13 +3,19 @@
 Valid JSON can still hold what no layer below should meet: a lone UTF-16
 surrogate (``"\\ud800"``) that UTF-8 and so the database cannot hold, integers
 beyond what SQLite stores, ``NaN``/``Infinity`` (not JSON at all, though Python
-parses them) and nesting deep enough to exhaust recursion. Each is refused here
-with a 400 / ``error`` frame that names the field, so no client input can fail a
-store batch or a handler with a 500.
+parses them), nesting deep enough to exhaust recursion, and an object that
+names one key twice. Each is refused here with a 400 / ``error`` frame that
+names the field (or the key), so no client input can fail a store batch or a
+handler with a 500.
+
+A repeated key is valid JSON syntax, but parsers disagree on which value counts
+(Python keeps the last, others the first or refuse), so a proxy, an audit log or
+the IDE could read ``{"decision": "deny", "decision": "approve"}`` differently
+from us. Refusing it is the only reading everyone shares.
 
 Limits (docs/protocol.md §9): nesting depth :data:`MAX_DEPTH`, integers within
 :data:`INT_MIN`..:data:`INT_MAX` (SQLite's signed 64 bits), text that UTF-8 can
-encode, finite numbers.
+encode, finite numbers, unique keys.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import json
 import math
 from typing import Final
 
-from sessions import JSON
+from sessions import JSON, JSONObject
 
 from ._errors import ApiError, bad_request
 
@@ -31,13 +37,18 @@ def decode_json(raw: str | bytes, what: str) -> JSON:
     """Parse *raw* (a body or frame, described as *what* in errors) and vet it.
 
     Raises:
-        ApiError: 400 with code ``bad_json``, ``too_deep``, ``invalid_number`` or
-            ``invalid_text``; the message names the offending field.
+        ApiError: 400 with code ``bad_json`` (also for a repeated key),
+            ``too_deep``, ``invalid_number`` or ``invalid_text``; the message
+            names the offending field or key.
     """
     try:
-        value: JSON = json.loads(raw, parse_constant=_refuse_constant)
+        value: JSON = json.loads(
+            raw, parse_constant=_refuse_constant, object_pairs_hook=unique_keys
+        )
     except RecursionError:
         raise _too_deep(what) from None
+    except DuplicateKey as error:
+        raise bad_request("bad_json", f"{what}: {error}") from None
     except _NotJSON as error:
         raise bad_request("invalid_number", f"{what}: {error}") from None
     except (ValueError, UnicodeDecodeError) as error:
@@ -78,6 +89,33 @@ def vet_json(value: JSON, what: str) -> None:
                 stack.append((child, (*path, key)))
         else:
             stack.extend((child, (*path, index)) for index, child in enumerate(item))
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names :attr:`key` twice (raised by :func:`unique_keys`)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"the key {_printable(key)!r} appears twice in one object; "
+            "duplicate keys are refused, since which one counts is ambiguous"
+        )
+
+
+def unique_keys(pairs: list[tuple[str, JSON]]) -> JSONObject:
+    """``object_pairs_hook`` for :func:`json.loads`: the object, unless a key repeats.
+
+    Raises:
+        DuplicateKey: the first key that appears a second time.
+    """
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return value
 
 
 class _NotJSON(ValueError):

@@ -33,7 +33,7 @@ from attrs import frozen
 from sessions import JSON, JSONObject, dumps
 
 from .._errors import ApiError
-from .._json_input import vet_json
+from .._json_input import DuplicateKey, unique_keys, vet_json
 
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
@@ -126,22 +126,28 @@ def parse_line(line: str | bytes) -> Message | None:
     """
     if not line.strip():
         return None
+    refused: str | None = None
     try:
-        value: JSON = json.loads(line, parse_constant=_not_json)
+        value: JSON = json.loads(line, parse_constant=_not_json, object_pairs_hook=unique_keys)
     except RecursionError:
         return Malformed(None, RpcError(INVALID_REQUEST, "the message nests too deep"))
+    except DuplicateKey as error:
+        refused, value = f"message: {error}", _last_key_wins(line)
     except ValueError as error:  # UnicodeDecodeError included
         return Malformed(None, RpcError(PARSE_ERROR, f"not valid JSON: {error}"))
-    try:
-        vet_json(value, "message")
-    except ApiError as error:
+    if refused is None:
+        try:
+            vet_json(value, "message")
+        except ApiError as error:
+            refused = error.message
+    if refused is not None:
         if not isinstance(value, dict):
-            return Malformed(None, RpcError(INVALID_REQUEST, error.message))
+            return Malformed(None, RpcError(INVALID_REQUEST, refused))
         raw = value.get("id")
         echo = raw if _valid_id(raw) else None
         if _is_response(value):  # never answered: the request it answers fails instead
-            return Response(echo, error=RpcError(INTERNAL_ERROR, error.message), valid=False)
-        return Malformed(echo, RpcError(INVALID_REQUEST, error.message))
+            return Response(echo, error=RpcError(INTERNAL_ERROR, refused), valid=False)
+        return Malformed(echo, RpcError(INVALID_REQUEST, refused))
     if isinstance(value, list):
         return Malformed(None, RpcError(INVALID_REQUEST, "batch requests are not supported"))
     if not isinstance(value, dict):
@@ -156,6 +162,19 @@ def parse_line(line: str | bytes) -> Message | None:
     if "method" in value:
         return _call(value, echo)
     return Malformed(echo, RpcError(INVALID_REQUEST, 'a request needs a string "method"'))
+
+
+def _last_key_wins(line: str | bytes) -> JSON:
+    """*line* parsed as Python would, only to learn the id a refusal answers.
+
+    ``None`` if that fails too: the repeated key stopped the first parse early,
+    so the rest of the line may not be JSON at all, or nest too deep.
+    """
+    try:
+        value: JSON = json.loads(line, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        return None
+    return value
 
 
 def _is_response(value: JSONObject) -> bool:

@@ -75,6 +75,11 @@ def test_text_that_is_not_json_is_a_parse_error_with_a_null_id(line: str | bytes
         ('{"jsonrpc": "2.0", "id": 7, "method": "x", "params": {"t": "\\ud800"}}', 7),
         ('{"jsonrpc": "2.0", "id": 8, "method": "x", "params": [' + "[" * 80 + "]" * 80 + "]}", 8),
         ('{"jsonrpc": "2.0", "id": 9, "method": "x", "params": {"n": 100000000000000000000}}', 9),
+        ('{"jsonrpc": "2.0", "id": 10, "method": "x", "method": "y"}', 10),  # a key twice
+        ('{"jsonrpc": "2.0", "id": 11, "method": "x", "params": {"cwd": "/a", "cwd": "/b"}}', 11),
+        ('{"jsonrpc": "2.0", "id": 12, "id": 13, "method": "x"}', 13),  # which is unclear
+        # The repeated key ends the parse early; what follows is not JSON: no id to echo.
+        ('{"jsonrpc": "2.0", "id": 14, "params": {"a": 1, "a": 2}, nonsense', None),
     ],
 )
 def test_json_that_is_no_request_is_an_invalid_request(line: str, echoed: object) -> None:
@@ -121,6 +126,7 @@ def test_responses_carry_a_result_or_an_error() -> None:
         ('{"jsonrpc": "2.0", "result": {}}', None),  # no id
         ('{"jsonrpc": "2.0", "id": 1.5, "result": {}}', None),
         ('{"jsonrpc": "2.0", "id": 6, "result": {"content": "\\udc00"}}', 6),
+        ('{"jsonrpc": "2.0", "id": 7, "result": {"outcome": "a", "outcome": "b"}}', 7),
     ],
 )
 def test_invalid_responses_are_never_answered(line: str, request_id: object) -> None:

@@ -90,6 +90,48 @@ async def test_a_surrogate_over_websocket_gets_an_error_frame_and_the_connection
         await client.until(ended)
 
 
+async def test_a_key_named_twice_is_refused_over_http_and_websocket(server: LiveServer) -> None:
+    """Parsers disagree on which of two equal keys counts; we take neither."""
+    session_id = await server.new_session()
+    base = f"/v1/sessions/{session_id}"
+    cases: list[tuple[str, str, str, str]] = [
+        (
+            "POST",
+            f"{base}/commands",
+            '{"type":"approval","id":"a1","call_id":"x","decision":"deny","decision":"approve"}',
+            "decision",
+        ),
+        (
+            "POST",
+            f"{base}/commands",
+            '{"type":"tool_result","id":"c1","call_id":"x","result":{"ok":true,"ok":false}}',
+            "ok",
+        ),
+        ("POST", "/v1/sessions", '{"title":"a","title":"b"}', "title"),
+        ("PATCH", base, '{"title":"a","title":"a"}', "title"),  # even with equal values
+        ("POST", f"{base}/messages", '{"content":"x","content":"y"}', "content"),
+    ]
+    async with server.http() as http:
+        for method, path, body, key in cases:
+            response = await http.request(
+                method, path, content=body.encode(), headers={"Content-Type": "application/json"}
+            )
+            assert response.status_code == 400, (path, body, response.text)
+            error = response.json()["error"]
+            assert error["code"] == "bad_json", error
+            assert f"{key!r} appears twice" in error["message"], error
+        # Nothing reached the store; the session kept its title.
+        assert (await http.get(f"{base}/events")).json()["events"] == []
+        assert (await http.get(base)).json()["title"] != "a"
+    async with server.ws(session_id) as client:
+        await client.ws.send_message('{"type":"user_message","id":"m1","id":"m2","content":"hi"}')
+        error = await client.error()
+        assert error["code"] == "bad_json" and "'id' appears twice" in error["message"], error
+        ack = await client.command({"type": "user_message", "id": "m3", "content": "hello"})
+        assert ack["status"] == "accepted"
+        await client.until(ended)
+
+
 async def test_integers_past_sqlite_range_are_400_not_500(server: LiveServer) -> None:
     session_id = await server.new_session()
     base = f"/v1/sessions/{session_id}"
