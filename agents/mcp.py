@@ -5,7 +5,8 @@ them as a service (each server a task of its nursery, started lazily or at
 startup, restarted with backoff); ``McpTools`` mounts their tools into a
 :class:`~agents._tools.ToolCatalogue` (``ToolCatalogue.builtin().with_mcp(...)``),
 passed to ``open_supervisor(tools=...)``. Only ``agents/_tools/_mcp_client.py``
-imports the ``mcp`` SDK (the optional ``mcp`` extra).
+and ``agents/_tools/_mcp_transports.py`` import the ``mcp`` SDK (the optional
+``mcp`` extra), lazily.
 """
 
 from ._core._mcp import (

@@ -36,7 +36,8 @@ log = logging.getLogger("agent_runtime.mcp")
 def sdk_problem() -> str | None:
     """Why MCP servers cannot run here (the SDK is not installed), or ``None``.
 
-    Looks without importing: only ``_mcp_client.py`` imports the SDK.
+    Looks without importing: only ``_mcp_client.py`` and ``_mcp_transports.py``
+    import the SDK.
     """
     return None if importlib.util.find_spec("mcp") is not None else INSTALL_HINT
 

@@ -1,6 +1,7 @@
 """One live connection to one MCP server, over the official ``mcp`` SDK.
 
-The only module that imports the SDK, and only inside :func:`connect` (and the
+The SDK is imported by this module and :mod:`~agents._tools._mcp_transports`
+(which opens the streams) only, and lazily: inside :func:`connect` (and the
 functions it hands out), so ``import agents`` works without the ``mcp`` extra:
 the first connection attempt raises :class:`McpUnavailable` instead.
 
@@ -35,9 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar
 
@@ -45,18 +45,11 @@ import trio
 
 from sessions import JSONObject
 
-from .._core._mcp import (
-    INSTALL_HINT,
-    HttpTransport,
-    McpOutcome,
-    McpServerConfig,
-    McpTool,
-    StdioTransport,
-    tool_name,
-)
+from .._core._mcp import INSTALL_HINT, McpOutcome, McpServerConfig, McpTool, tool_name
 from .._errors import McpUnavailable
 from ._mcp_convert import convert_tool, flatten
-from ._mcp_output import StderrTail, log_stderr, screened
+from ._mcp_output import StderrTail, screened
+from ._mcp_transports import open_transport
 
 if TYPE_CHECKING:
     import mcp_types
@@ -64,22 +57,11 @@ if TYPE_CHECKING:
     from mcp.client.session import ClientSession, IncomingMessage
     from mcp.shared.message import SessionMessage
 
-    #: A transport's streams, and the stdio child's pid (``None``: HTTP, or not found).
-    _Streams: TypeAlias = tuple[
-        ReadStream[SessionMessage | Exception], WriteStream[SessionMessage], int | None
-    ]
-    #: Opens the streams to the server of a config (stdio or HTTP; a test's in memory),
-    #: keeping what a stdio server writes to stderr in the tail it is given.
-    Transport: TypeAlias = Callable[
-        [McpServerConfig, "StderrTail"], AbstractAsyncContextManager[_Streams]
-    ]
+    from ._mcp_transports import Transport
 
 logger = logging.getLogger("agents.mcp")
 
 MISSING_SDK = INSTALL_HINT
-#: How long a stopped stdio server's stderr may take to reach its end (a grandchild
-#: holding the pipe open would otherwise hold up every restart and the shutdown).
-_STDERR_SETTLE = 0.5
 #: What the read stream's screen does with an item (see :class:`_Watched`).
 _Verdict: TypeAlias = Literal["pass", "skip", "end"]
 #: Bound on ``tools/list`` pages: a server whose cursor never ends must not hang us.
@@ -418,19 +400,6 @@ def _invalid_tool(tool: object, version: str) -> str | None:
 # --------------------------------------------------------------------------- connecting
 
 
-def open_transport(
-    config: McpServerConfig, stderr: StderrTail
-) -> AbstractAsyncContextManager[_Streams]:
-    """The streams to the server of *config*: its stdio child, or streamable HTTP.
-
-    A stdio child's stderr lines are kept in *stderr*; it is complete once the
-    streams are closed.
-    """
-    if isinstance(config.transport, StdioTransport):
-        return _stdio(config.name, config.transport, stderr)
-    return _http(config.name, config.transport)
-
-
 @asynccontextmanager
 async def connect(
     config: McpServerConfig,
@@ -505,92 +474,3 @@ def _client_info() -> mcp_types.Implementation:
     except importlib.metadata.PackageNotFoundError:
         version = "0"
     return mcp_types.Implementation(name="agent-runtime", version=version)
-
-
-@asynccontextmanager
-async def _stdio(name: str, transport: StdioTransport, tail: StderrTail) -> AsyncIterator[_Streams]:
-    """The SDK's stdio client, with the child's stderr logged (never on our stdout) and kept."""
-    from mcp.client.stdio import StdioServerParameters, stdio_client
-
-    params = StdioServerParameters(
-        command=transport.command,
-        args=list(transport.args),
-        env=dict(transport.env),  # the SDK merges it over its minimal default environment
-        cwd=transport.cwd,
-    )
-    read_fd, write_fd = os.pipe()
-    stderr = trio.lowlevel.FdStream(read_fd)
-    pipe_inode = os.fstat(write_fd).st_ino
-    errlog = os.fdopen(write_fd, "w")
-    try:
-        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
-
-            async def settle() -> None:
-                # Reading the child's last words to their end before the logger is
-                # cancelled: they say why it stopped. Our copy of the pipe would hold
-                # it open (when the spawn failed, there is nothing to wait for).
-                errlog.close()
-                try:
-                    with trio.move_on_after(_STDERR_SETTLE):
-                        await tail.ended.wait()
-                finally:
-                    nursery.cancel_scope.cancel()
-
-            # The stack exits first: the SDK stops the child, then the logger stops.
-            stack.push_async_callback(settle)
-            nursery.start_soon(log_stderr, name, stderr, tail)
-            try:
-                read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
-            except OSError as exc:
-                raise McpUnavailable(
-                    f"cannot start the MCP server {name}: {transport.command!r}: "
-                    f"{exc.strerror or exc}"
-                ) from exc
-            # The child has its own copy; ours would hold the pipe open after it exits.
-            errlog.close()
-            yield read, write, _child_with_stderr(pipe_inode)
-    finally:
-        errlog.close()
-        await stderr.aclose()
-
-
-def _child_with_stderr(pipe_inode: int) -> int | None:
-    """The pid of our child whose stderr is the pipe we made (Linux ``/proc``; else ``None``).
-
-    Looked up right after the spawn; while the child is unreaped its pid cannot be reused.
-    """
-    try:
-        tasks = os.listdir("/proc/self/task")
-        children: set[int] = set()
-        for task in tasks:
-            with open(f"/proc/self/task/{task}/children") as f:
-                children.update(int(pid) for pid in f.read().split())
-        for pid in children:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/2") == f"pipe:[{pipe_inode}]":
-                    return pid
-            except OSError:
-                continue
-    except OSError:
-        pass
-    return None
-
-
-@asynccontextmanager
-async def _http(name: str, transport: HttpTransport) -> AsyncIterator[_Streams]:
-    """The SDK's streamable HTTP client, with configured headers (secrets from the environment)."""
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
-
-    headers = dict(transport.headers)
-    for header, variable in transport.headers_env.items():
-        value = os.environ.get(variable)
-        if value is None:
-            raise McpUnavailable(
-                f"the MCP server {name} needs the environment variable {variable} "
-                f"(for the header {header}), which is not set"
-            )
-        headers[header] = value
-    async with create_mcp_http_client(headers=headers) as http:
-        async with streamable_http_client(transport.url, http_client=http) as (read, write):
-            yield read, write, None

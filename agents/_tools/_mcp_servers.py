@@ -37,12 +37,13 @@ from sessions import JSONObject
 
 from .._core._mcp import McpOutcome, McpServerConfig, McpTool, StdioTransport
 from .._errors import McpUnavailable
-from ._mcp_client import MISSING_SDK, McpConnection, connect, open_transport
+from ._mcp_client import MISSING_SDK, McpConnection, connect
 from ._mcp_output import StderrTail
 from ._mcp_status import McpMetrics, McpServerStatus, ServerState
+from ._mcp_transports import open_transport
 
 if TYPE_CHECKING:
-    from ._mcp_client import Transport
+    from ._mcp_transports import Transport
 
 logger = logging.getLogger("agents.mcp")
 
