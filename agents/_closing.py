@@ -10,7 +10,8 @@ turn. Closing happens in two steps, because an append carries one approval row:
    decision gets ``approval.resolved {decision: cancel, by: cancel}`` and a
    failed ``tool.result``, one call per commit;
 2. :func:`final_closings`, computed from the state *after* step 1: the error
-   (if any), every partial streamed text as a truncated ``message``, then context
+   (if any), every partial streamed text as a truncated ``message``, an
+   estimated ``usage`` for each LLM call cut while it answered, then context
    by context from the innermost out, a failed ``tool.result`` for each of its
    pending calls and a failed ``subtask.ended`` for it (so a subtask ends before
    the ``new_task`` call of its parent gets its result), then the single
@@ -23,6 +24,9 @@ effect unknown, so the turn can carry on without ever running them again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from ._core._budget import estimate_tokens
 from ._core._events import (
     ApprovalResolved,
     AssistantMessage,
@@ -31,10 +35,11 @@ from ._core._events import (
     ToolResultEvent,
     TurnEnded,
     TurnEndReason,
+    UsageEvent,
 )
 from ._core._mcp import split_name
 from ._core._state import CallState, PendingCall, SessionState
-from ._live_turn import Out
+from ._live_turn import AnsweringCall, Out
 
 
 def approval_closings(state: SessionState, turn_id: str, why: str) -> list[tuple[str, list[Out]]]:
@@ -65,16 +70,24 @@ def final_closings(
     why: str,
     error: ErrorEvent | None = None,
     context: tuple[int, int] | None = None,
+    answering: Mapping[str, AnsweringCall] | None = None,
 ) -> list[Out]:
     """The events that end turn *turn_id* once its approvals are closed.
 
     *agent* writes the truncated messages; *why* is the text of the failed
-    results and subtasks; *error* (if any) comes first.
+    results and subtasks; *error* (if any) comes first. *answering* are the
+    turn's LLM calls cut while the model answered (by message id): each gets
+    an estimated ``usage``, counted in the turn's totals.
     """
     outs = [Out(error)] if error is not None else []
     for message_id, text in list(state.partial_text.items()):
         sub = state.partial_context.get(message_id)
         outs.append(Out(AssistantMessage(message_id, text, agent, True), sub))
+    totals = state.turn_usage
+    for message_id, cut in (answering or {}).items():
+        usage = estimated_usage(cut, state.partial_text.get(message_id, ""))
+        outs.append(Out(usage, cut.subtask_id))
+        totals = totals.add(usage)
     # Innermost context first: a subtask's own calls, then the subtask itself, then
     # in the parent's context the new_task call it answers, as when a subtask
     # finishes. A client nesting its view by subtask never sees a call
@@ -95,8 +108,21 @@ def final_closings(
     # The turn's usage totals are the fold's (every usage event of the turn,
     # subtasks and compactions included); *context* is the runner's last estimate.
     tokens, window = context if context is not None else (None, None)
-    outs.append(Out(TurnEnded(reason, state.turn_usage, tokens, window)))
+    outs.append(Out(TurnEnded(reason, totals, tokens, window)))
     return outs
+
+
+def estimated_usage(call: AnsweringCall, received: str) -> UsageEvent:
+    """The usage of *call*, cut after the model sent *received*: estimated, and priced.
+
+    Cached tokens are unknown, so the prompt is priced as if none were: an
+    estimate errs towards what the provider may bill, never towards 0.
+    """
+    completion = estimate_tokens(received)
+    cost = call.limits.cost(call.prompt_tokens, completion, 0)
+    return UsageEvent(
+        call.prompt_tokens, completion, call.model, cost=cost, purpose=call.purpose, estimated=True
+    )
 
 
 def lost_server_calls(state: SessionState, turn_id: str) -> list[Out]:

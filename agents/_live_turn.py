@@ -7,6 +7,7 @@ import trio
 
 from sessions import JSONObject, NewEvent, Turn
 
+from ._core._budget import ModelLimits
 from ._core._events import AgentEvent, ErrorEvent, TurnEndReason, encode_event
 from ._core._state import SUBTASK_KEY
 from ._signal import Signal
@@ -29,6 +30,22 @@ class Out:
         for key, value in self.extra.items():
             data.setdefault(key, value)
         return NewEvent(wire_type, data, turn_id)
+
+
+@attrs.frozen
+class AnsweringCall:
+    """An LLM call the model has begun to answer and whose usage is not reported yet.
+
+    If the turn closes with it still open (cut by a cancel, an error or
+    shutdown), its usage is *estimated* from this (the provider bills it all
+    the same): see :func:`~agents._closing.final_closings`.
+    """
+
+    model: str
+    prompt_tokens: int  # the request as the context meter estimated it
+    limits: ModelLimits  # its prices
+    subtask_id: str | None = None
+    purpose: str = "chat"  # as its usage would have said (see UsageEvent)
 
 
 @attrs.define(eq=False)
@@ -60,6 +77,8 @@ class LiveTurn:
     unclosed: tuple[TurnEndReason, ErrorEvent | None] | None = None
     # The main context's estimated size for its next call, and the model's window.
     context: tuple[int, int] | None = None
+    # message_id -> its call, from the model's first delta until its usage came.
+    answering: dict[str, AnsweringCall] = attrs.field(factory=dict)
 
     @property
     def turn_id(self) -> str:

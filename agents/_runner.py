@@ -29,9 +29,10 @@ from sessions import (
     valid_text,
 )
 
+from ._closing import estimated_usage
 from ._compaction import OVERFLOW, Window, keep_within, overflow_error
 from ._config import RuntimeConfig
-from ._core._budget import ModelLimits
+from ._core._budget import MESSAGE_OVERHEAD, ModelLimits, estimate_tokens
 from ._core._context import fit_history
 from ._core._events import (
     AgentSwitched,
@@ -68,7 +69,7 @@ from ._core._state import (
     check_pairing,
 )
 from ._errors import AgentError, ModelError
-from ._live_turn import LiveTurn, Out
+from ._live_turn import AnsweringCall, LiveTurn, Out
 from ._metrics import RuntimeMetrics
 from ._session import LiveSession
 from ._text_commits import TextCommits
@@ -152,13 +153,28 @@ class TurnRunner:
             purpose="route",
         )
         answer: list[str] = []
+        usage: list[Out] = []
+        # Billed like any call: in the ledger as purpose "route", estimated if cut.
+        limits = self.config.models.limits(self.config.model)
+        prompt = sum(estimate_tokens(m.content or "") + MESSAGE_OVERHEAD for m in request.messages)
+        this_call = AnsweringCall(self.config.model, prompt, limits, purpose="route")
+        answering, key = self.live_turn.answering, new_id("route")
         try:
             async with self.model.stream(request) as deltas:
                 async for delta in deltas:
+                    answering.setdefault(key, this_call)
                     if isinstance(delta, TextDelta):
                         answer.append(delta.text)
+                    elif isinstance(delta, UsageDelta):
+                        answering.pop(key, None)
+                        usage.append(Out(attrs.evolve(self._usage(delta, limits), purpose="route")))
         except AgentError as exc:
             log.info("routing call failed (%s); using keywords", exc)
+            if key in answering:  # it failed mid-answer: billed, and the turn goes on
+                usage.append(Out(estimated_usage(this_call, "".join(answer))))
+        answering.pop(key, None)
+        if usage:
+            await self.live.commit(usage, turn_id=self.turn.id)
         parsed = parse_route_answer("".join(answer), self.modes)
         if parsed is not None:
             return parsed
@@ -247,8 +263,9 @@ class TurnRunner:
                 agent=agent,
             )
             try:
+                answering = AnsweringCall(model_name, estimate, limits, subtask_id)
                 content, calls, provider_data, held, finish = await self._stream(
-                    request, message_id, subtask_id, limits
+                    request, message_id, answering
                 )
                 break
             except ModelError as failure:
@@ -315,7 +332,7 @@ class TurnRunner:
         )
 
     async def _stream(
-        self, request: ModelRequest, message_id: str, subtask_id: str | None, limits: ModelLimits
+        self, request: ModelRequest, message_id: str, this_call: AnsweringCall
     ) -> tuple[str, list[ToolCallRequest], dict[str, JSON], list[Out], str]:
         """Pump the model into a bounded channel; commit its text as it arrives.
 
@@ -326,7 +343,13 @@ class TurnRunner:
         sent before is committed first, then its error is raised: that text stays
         in the state as partial text (closed as truncated, without provider
         data), as does text committed before a cancel.
+
+        From the model's first delta until its usage arrives, *this_call* is in the
+        turn's :attr:`~LiveTurn.answering`: a call cut in between (cancel,
+        error, shutdown) gets an estimated usage when the turn closes.
         """
+        subtask_id, limits = this_call.subtask_id, this_call.limits
+        answering, answered = self.live_turn.answering, False
         text: list[str] = []
         calls: list[ToolCallRequest] = []
         provider_data: dict[str, JSON] = {}
@@ -340,6 +363,9 @@ class TurnRunner:
             nursery.start_soon(self._pump, request, send, failures)
             async with receive:
                 async for first in receive:
+                    if not answered:
+                        answered = True
+                        answering.setdefault(message_id, this_call)
                     # Paced tokens find nothing in flight; in a burst, what comes
                     # while a chunk commits joins the next one (TextCommits.ready).
                     await texts.ready()
@@ -368,6 +394,7 @@ class TurnRunner:
                         elif isinstance(delta, ProviderDataDelta):
                             provider_data[delta.provider] = _valid_json(delta.data)
                         elif isinstance(delta, UsageDelta):
+                            answering.pop(message_id, None)  # reported: nothing to estimate
                             held.append(Out(self._usage(delta, limits), subtask_id))
                         elif isinstance(delta, FinishDelta):
                             finish = delta.reason
@@ -377,6 +404,8 @@ class TurnRunner:
         await texts.drain()
         if failures:
             raise failures[0]
+        # Answered in full: a provider that reports no usage is not estimated.
+        answering.pop(message_id, None)
         return "".join(text), calls, provider_data, held, finish
 
     def _usage(self, delta: UsageDelta, limits: ModelLimits) -> UsageEvent:
@@ -452,14 +481,20 @@ class TurnRunner:
                 {PARENT_CALL_KEY: call.call_id},
             )
             await self.live.commit([started], turn_id=self.turn.id)
+        cut: list[Out] = []
         try:
             outcome = await self.agent_loop(mode, subtask_id)
         except AgentError as exc:
             outcome = Outcome("error", f"subtask failed: {exc}", ok=False)
+            # Its call that failed mid-answer is billed: estimated, before the subtask ends.
+            answering = self.live_turn.answering
+            for message_id in [m for m, c in answering.items() if c.subtask_id == subtask_id]:
+                received = state.partial_text.get(message_id, "")
+                cut.append(Out(estimated_usage(answering.pop(message_id), received), subtask_id))
         text = outcome.text or "(the subtask finished without a result)"
         ended = Out(SubtaskEnded(subtask_id, mode, outcome.ok, summarize(text)), parent)
         result = Out(ToolResultEvent(call.call_id, outcome.ok, summarize(text), text), parent)
-        await self.live.commit([ended, result], turn_id=self.turn.id)
+        await self.live.commit([*cut, ended, result], turn_id=self.turn.id)
 
 
 def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:

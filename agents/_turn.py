@@ -166,7 +166,9 @@ async def close_turn(
             )
             await live.commit_locked(outs, turn_id=current.id, approval=approval)
         agent = state.agent or current.agent
-        outs = final_closings(state, current.id, agent, reason, why, error, turn.context)
+        outs = final_closings(
+            state, current.id, agent, reason, why, error, turn.context, turn.answering
+        )
         final = attrs.evolve(current, status=_FINAL_STATUS[reason], updated_at=now())
         await live.commit_locked(outs, turn_id=current.id, turn=final)
         turn.row = final

@@ -214,6 +214,11 @@ class UsageEvent:
 
     ``purpose`` is ``"chat"`` for the turn's own steps, ``"route"`` for
     orchestrator routing and ``"compact"`` for writing a summary.
+
+    ``estimated``: the call was cut (a cancel, an error, shutdown) after the
+    model had begun to answer, so the provider never reported its usage, though
+    it bills it. The tokens are the runtime's estimates instead: the request's
+    size as the context meter saw it, and the text received.
     """
 
     type: ClassVar[str] = "usage"
@@ -224,6 +229,7 @@ class UsageEvent:
     reasoning_tokens: int | None = None
     cost: float | None = None
     purpose: str = "chat"
+    estimated: bool = False
 
 
 @frozen
@@ -370,7 +376,8 @@ EVENTS: Final = TaggedUnion[AgentEvent](
         record(SubtaskStarted),
         record(SubtaskEnded, order=("subtask_id", "agent", "summary", "ok")),
         # An unpriced call's cost is null (unknown), not absent and not 0.
-        record(UsageEvent, null_last=("cost",)),
+        # ``estimated`` only when true: reported usage keeps its wire form.
+        record(UsageEvent, null_last=("cost",), omit_empty=("estimated",)),
         record(ErrorEvent),
         record(TurnEnded),
         record(CompactionStarted),

@@ -280,7 +280,10 @@ class SlashCommands:
             self.renderer.diff(diff)
 
     async def _cost(self) -> None:
-        totals = {"calls": 0, "prompt": 0, "completion": 0, "cached": 0, "unpriced": 0}
+        # "estimated": calls cut mid-answer, counted by the server's estimate.
+        totals = dict.fromkeys(
+            ("calls", "prompt", "completion", "cached", "unpriced", "estimated"), 0
+        )
         cost = 0.0
         after = 0
         while True:
@@ -296,6 +299,7 @@ class SlashCommands:
                 if not isinstance(event, dict) or event.get("type") != "usage":
                     continue
                 totals["calls"] += 1
+                totals["estimated"] += event.get("estimated") is True
                 for key, field in (
                     ("prompt", "prompt_tokens"),
                     ("completion", "completion_tokens"),
@@ -322,6 +326,8 @@ class SlashCommands:
         line += f", ${cost:.4f}" if priced else ", cost unknown"
         if totals["unpriced"] and priced:
             line += f" ({plural(totals['unpriced'], 'call')} unpriced)"
+        if totals["estimated"]:
+            line += f" ({plural(totals['estimated'], 'call')} estimated: cut mid-answer)"
         self.renderer.note(line + "]")
 
     def _auto_approve(self, glob: str) -> None:

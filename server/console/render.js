@@ -413,7 +413,9 @@ const HANDLERS = {
       this.priced = true;
     }
     this.totalTokens += (event.prompt_tokens || 0) + (event.completion_tokens || 0);
-    const node = el("div.usage", {}, el("span", { text: visible(event.model) }), el("span", { text: tokens(event) }), el("span.cost", { text: formatCost(event.cost) }));
+    // A call cut mid-answer: the runtime's estimate, since the provider never reported it.
+    const counted = event.estimated === true ? `≈ ${tokens(event)} (estimated)` : tokens(event);
+    const node = el("div.usage", {}, el("span", { text: visible(event.model) }), el("span", { text: counted }), el("span.cost", { text: formatCost(event.cost) }));
     this.container(event).append(node);
     return node;
   },

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import trio
+import trio.testing
+
 from agents import RuntimeConfig
-from agents._core._budget import ModelCatalog, ModelLimits
+from agents._core._budget import ModelCatalog, ModelLimits, estimate_tokens
+from agents._core._model import SUBTASK_MARKER, ModelDelta, ModelRequest, TextDelta
+from agents._errors import ModelError
+from agents._providers._scripted import ScriptedModel, stream_words
 from sessions import Event
 
 from .harness import open_runtime
@@ -24,6 +33,8 @@ async def test_turn_and_session_totals_are_the_sum_of_usage_subtasks_included() 
         events = await h.events(s)
         calls = usages(events)
         assert any("subtask_id" in ev.data for ev in calls)  # delegated work was counted
+        assert calls[0].data["purpose"] == "route"  # the orchestrator's routing call too
+        assert all("estimated" not in ev.data for ev in calls)  # all reported by the model
         totals = ended.data["usage"]
         assert isinstance(totals, dict)
         assert totals["calls"] == len(calls)
@@ -55,3 +66,131 @@ async def test_an_unpriced_model_costs_null_not_zero() -> None:
 def test_cached_tokens_are_priced_at_the_cached_rate() -> None:
     assert PRICED.cost(1_000_000, 0, cached_tokens=400_000) == 0.6 + 0.2
     assert ModelLimits().cost(10, 10) is None
+
+
+def number(ev: Event, key: str) -> float:
+    value = ev.data[key]
+    assert isinstance(value, int | float), (key, value)
+    return value
+
+
+async def test_a_call_cut_while_answering_is_estimated_and_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The provider bills a cancelled stream; the ledger must not say it cost nothing."""
+    config = RuntimeConfig(models=ModelCatalog({"scripted": PRICED}))
+    async with open_runtime(config) as h:
+        s = await h.session("ask")
+        ack = await h.message(s, "stream 20 words then hold cut then 480 words")
+        text: list[str] = []
+
+        def head_sent(ev: Event) -> bool:
+            text.append(str(ev.data["text"]))
+            return "".join(text) == stream_words(20)
+
+        with trio.fail_after(60):
+            await h.wait_for(s, "text.delta", where=head_sent)
+            cancel = await h.send(s, {"type": "cancel", "turn_id": ack.turn_id})
+            assert cancel.status == "accepted"
+            ended = await h.wait_for(s, "turn.ended")
+        events = await h.events(s)
+        assert [ev.type for ev in events][-3:] == ["message", "usage", "turn.ended"]
+        usage = events[-2]
+        assert usage.data["estimated"] is True and usage.data["purpose"] == "chat"
+        completion = estimate_tokens(stream_words(20))
+        # The request's size as the context meter saw it (the same estimate the
+        # turn reports as its context), and the text that came before the cut.
+        assert number(usage, "prompt_tokens") == number(ended, "context_tokens") > 0
+        assert number(usage, "completion_tokens") == completion
+        prompt = int(number(usage, "prompt_tokens"))
+        assert number(usage, "cost") == PRICED.cost(prompt, completion)
+        totals = ended.data["usage"]
+        assert isinstance(totals, dict)
+        assert (totals["calls"], totals["prompt_tokens"]) == (1, prompt)
+        assert totals["completion_tokens"] == completion
+        session = await h.store.get_session(s.id)
+        assert session is not None
+        assert (await h.supervisor.usage(session))["calls"] == 1
+
+
+async def test_a_call_cut_before_any_answer_is_not_estimated(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Nothing came back, so nothing says the call was billed: no made-up usage."""
+    config = RuntimeConfig(models=ModelCatalog({"scripted": PRICED}))
+    async with open_runtime(config) as h:
+        s = await h.session("ask")
+        ack = await h.message(s, "stream 0 words then hold silent then 5 words")
+        with trio.fail_after(60):
+            await h.wait_for(s, "turn.started")
+            await trio.testing.wait_all_tasks_blocked()
+            cancel = await h.send(s, {"type": "cancel", "turn_id": ack.turn_id})
+            assert cancel.status == "accepted"
+            ended = await h.wait_for(s, "turn.ended")
+        assert usages(await h.events(s)) == []
+        totals = ended.data["usage"]
+        assert isinstance(totals, dict) and totals["calls"] == 0
+
+
+def is_subtask(request: ModelRequest) -> bool:
+    return any(m.role == "system" and SUBTASK_MARKER in (m.content or "") for m in request.messages)
+
+
+class BreaksMidAnswer:
+    """The scripted model, except that the calls *breaks* picks fail after their first words."""
+
+    name = "scripted"
+
+    def __init__(self, breaks: Callable[[ModelRequest], bool]) -> None:
+        self.inner = ScriptedModel()
+        self.breaks = breaks
+
+    @asynccontextmanager
+    async def stream(self, request: ModelRequest) -> AsyncIterator[AsyncIterator[ModelDelta]]:
+        if not self.breaks(request):
+            async with self.inner.stream(request) as deltas:
+                yield deltas
+            return
+
+        async def broken() -> AsyncIterator[ModelDelta]:
+            yield TextDelta('{"agent": "co')
+            raise ModelError("connection reset mid-answer")
+
+        yield broken()
+
+
+async def test_a_routing_call_that_breaks_mid_answer_is_estimated_and_the_turn_goes_on() -> None:
+    config = RuntimeConfig(models=ModelCatalog({"scripted": PRICED}))
+    model = BreaksMidAnswer(lambda request: request.purpose == "route")
+    async with open_runtime(config, model=model) as h:
+        s = await h.session("orchestrator")
+        await h.message(s, "explain the parser")
+        ended = await h.wait_for(s, "turn.ended")
+        assert ended.data["reason"] == "completed"  # routed by keywords instead
+        calls = usages(await h.events(s))
+        route = calls[0]
+        assert (route.data["purpose"], route.data["estimated"]) == ("route", True)
+        assert number(route, "completion_tokens") == estimate_tokens('{"agent": "co')
+        assert number(route, "prompt_tokens") > 0
+        assert all("estimated" not in ev.data for ev in calls[1:])
+        totals = ended.data["usage"]
+        assert isinstance(totals, dict) and totals["calls"] == len(calls)
+
+
+async def test_a_subtask_call_that_breaks_mid_answer_is_estimated_before_the_subtask_ends() -> None:
+    config = RuntimeConfig(models=ModelCatalog({"scripted": PRICED}))
+    async with open_runtime(config, model=BreaksMidAnswer(is_subtask)) as h:
+        s = await h.session("orchestrator")
+        await h.message(s, "first explain the parser then explain the lexer")
+        ended = await h.wait_for(s, "turn.ended")
+        events = await h.events(s)
+        failed = [ev for ev in events if ev.type == "subtask.ended" and ev.data["ok"] is False]
+        assert failed, "the subtasks were to fail"
+        for end in failed:
+            sub = end.data["subtask_id"]
+            own = [ev for ev in events if ev.data.get("subtask_id") == sub and ev.type == "usage"]
+            assert len(own) == 1 and own[0].data["estimated"] is True, own
+            assert own[0].seq < end.seq  # the subtask's usage, before the subtask ended
+        totals = ended.data["usage"]
+        assert isinstance(totals, dict) and totals["calls"] == len(usages(events))
+        assert (await h.types(s)).count("turn.ended") == 1

@@ -185,6 +185,13 @@ async def test_cancel_mid_stream_shows_the_partial_text_truncated(
     events = await assert_rendered_log(page, server, session_id)
     message = next(e for e in events if e["type"] == "message")
     assert message["truncated"] is True
+    # The cut call's usage is the runtime's estimate, and the page says so.
+    assert [e.get("estimated") for e in events if e["type"] == "usage"][-1] is True
+    await page.wait_for(
+        "[...document.querySelectorAll('#conversation .usage')]"
+        ".some(n => n.textContent.includes('(estimated)'))",
+        "an estimated usage row",
+    )
 
 
 async def test_reload_mid_stream_resumes_without_duplicate_or_gap(

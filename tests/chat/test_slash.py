@@ -31,7 +31,7 @@ from sessions import JSON, JSONObject
 EVENTS: list[JSON] = [
     {"type": "usage", "prompt_tokens": 100, "completion_tokens": 10, "cost": 0.5},
     {"type": "text.delta", "text": "hi"},
-    {"type": "usage", "prompt_tokens": 20, "completion_tokens": 2, "cost": 0.25},
+    {"type": "usage", "prompt_tokens": 20, "completion_tokens": 2, "cost": 0.25, "estimated": True},
 ]
 
 
@@ -145,6 +145,7 @@ async def test_quit_and_listing_commands(fx: Fixture) -> None:
 async def test_cost_sums_the_usage_events_of_every_page(fx: Fixture) -> None:
     shown = await fx.run("/cost")
     assert "2 model calls, tokens 120 in (0 cached) / 12 out, $0.7500" in shown
+    assert "(1 call estimated: cut mid-answer)" in shown
 
 
 async def test_auto_approve_is_applied_by_the_decider(fx: Fixture) -> None:

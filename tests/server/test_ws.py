@@ -38,13 +38,15 @@ async def test_ide_conversation_then_replay(server: LiveServer) -> None:
         assert client.sync is not None
         assert client.sync["after"] == 0
     seen = types(events)
-    # user message → routing → coder asks approval → tool runs in the IDE → answer
-    assert seen[:3] == ["user.message", "turn.started", "agent.switched"]
+    # user message → routing (its call's usage) → coder asks approval → tool runs in
+    # the IDE → answer
+    assert seen[:4] == ["user.message", "turn.started", "usage", "agent.switched"]
+    assert events[2]["purpose"] == "route"
     order = ["agent.switched", "approval.requested", "approval.resolved", "tool.call"]
     order += ["tool.result", "message", "turn.ended"]
     positions = [max(i for i, t in enumerate(seen) if t == name) for name in order]
     assert positions == sorted(positions), seen
-    switched = events[2]
+    switched = events[3]
     assert (switched["from"], switched["to"]) == ("orchestrator", "coder")
     call = next(e for e in events if e["type"] == "tool.call")
     assert call["name"] == "write_file"
