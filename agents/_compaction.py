@@ -20,6 +20,9 @@ import logging
 
 import attrs
 
+from sessions import new_id
+
+from ._closing import estimated_usage
 from ._config import RuntimeConfig
 from ._core._budget import CHARS_PER_TOKEN, ModelLimits
 from ._core._context import (
@@ -29,6 +32,7 @@ from ._core._context import (
     compacted_history,
     compaction_plans,
     fit_tool_result,
+    message_tokens,
     transcript,
 )
 from ._core._events import CompactionStarted, ContextCompacted, UsageEvent
@@ -41,7 +45,7 @@ from ._core._model import (
     UsageDelta,
 )
 from ._errors import AgentError, ModelError
-from ._live_turn import Out
+from ._live_turn import AnsweringCall, Out
 from ._metrics import RuntimeMetrics
 from ._session import LiveSession
 
@@ -63,12 +67,15 @@ async def compact(
     tokens_before: int,
     overhead_tokens: int = 0,
     instructions: str | None = None,
+    answering: dict[str, AnsweringCall] | None = None,
 ) -> bool:
     """Compact the main context of *live*; ``False`` if nothing can be cut.
 
     *overhead_tokens* is the estimated size of what every request sends besides
     the history (system prompt, tools): ``tokens_after`` includes it, like
-    *tokens_before*.
+    *tokens_before*. *answering* is the turn's (:attr:`LiveTurn.answering`):
+    the summary call is in it while the model answers, so a cut one is billed
+    by estimate.
 
     Raises:
         AgentError: the summary call failed or gave no text (nothing more is
@@ -110,12 +117,24 @@ async def compact(
     )
     parts: list[str] = []
     usage: UsageDelta | None = None
-    async with model.stream(request) as deltas:
-        async for delta in deltas:
-            if isinstance(delta, TextDelta):
-                parts.append(delta.text)
-            elif isinstance(delta, UsageDelta):
-                usage = delta
+    prompt = sum(message_tokens(message) for message in request.messages)
+    this_call = AnsweringCall(summariser, prompt, limits, purpose="compact")
+    key, answering = new_id("compact"), {} if answering is None else answering
+    try:
+        async with model.stream(request) as deltas:
+            async for delta in deltas:
+                answering.setdefault(key, this_call)
+                if isinstance(delta, TextDelta):
+                    parts.append(delta.text)
+                elif isinstance(delta, UsageDelta):
+                    usage = delta
+                    answering.pop(key, None)
+    except AgentError:
+        if answering.pop(key, None) is not None:
+            # Failed mid-answer, billed all the same; the turn may go on without it.
+            await live.commit([Out(estimated_usage(this_call, "".join(parts)))], turn_id=turn_id)
+        raise
+    answering.pop(key, None)
     summary = "".join(parts).strip()
     if not summary:
         raise AgentError(f"the model {summariser!r} gave an empty summary")
@@ -230,6 +249,7 @@ async def keep_within(
     *,
     force: bool = False,
     instructions: str | None = None,
+    answering: dict[str, AnsweringCall] | None = None,
 ) -> bool:
     """Compact the main context if its next request would pass the threshold.
 
@@ -255,6 +275,7 @@ async def keep_within(
             tokens_before=estimate,
             overhead_tokens=window.overhead,
             instructions=instructions,
+            answering=answering,
         )
     except AgentError as exc:
         if force:

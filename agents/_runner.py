@@ -32,8 +32,8 @@ from sessions import (
 from ._closing import estimated_usage
 from ._compaction import OVERFLOW, Window, keep_within, overflow_error
 from ._config import RuntimeConfig
-from ._core._budget import MESSAGE_OVERHEAD, ModelLimits, estimate_tokens
-from ._core._context import fit_history
+from ._core._budget import ModelLimits
+from ._core._context import fit_history, message_tokens
 from ._core._events import (
     AgentSwitched,
     AssistantMessage,
@@ -156,7 +156,7 @@ class TurnRunner:
         usage: list[Out] = []
         # Billed like any call: in the ledger as purpose "route", estimated if cut.
         limits = self.config.models.limits(self.config.model)
-        prompt = sum(estimate_tokens(m.content or "") + MESSAGE_OVERHEAD for m in request.messages)
+        prompt = sum(message_tokens(message) for message in request.messages)
         this_call = AnsweringCall(self.config.model, prompt, limits, purpose="route")
         answering, key = self.live_turn.answering, new_id("route")
         try:
@@ -329,6 +329,7 @@ class TurnRunner:
             reason,
             force=force,
             instructions=instructions,
+            answering=self.live_turn.answering,
         )
 
     async def _stream(

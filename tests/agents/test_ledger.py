@@ -194,3 +194,32 @@ async def test_a_subtask_call_that_breaks_mid_answer_is_estimated_before_the_sub
         totals = ended.data["usage"]
         assert isinstance(totals, dict) and totals["calls"] == len(usages(events))
         assert (await h.types(s)).count("turn.ended") == 1
+
+
+async def test_a_summary_call_that_breaks_mid_answer_is_estimated() -> None:
+    config = RuntimeConfig(models=ModelCatalog({"scripted": PRICED}))
+    model = BreaksMidAnswer(lambda request: request.purpose == "compact")
+    async with open_runtime(config, model=model) as h:
+        s = await h.session("coder")
+        last = 0
+        for i in range(4):
+            await h.message(s, f"remember fact {i}")
+            last = (await h.wait_for(s, "turn.ended", after=last)).seq
+        await h.send(s, {"type": "compact"})
+        ended = await h.wait_for(s, "turn.ended", after=last)
+        assert ended.data["reason"] == "error"  # a requested compaction that failed
+        events = [ev for ev in await h.events(s) if ev.seq > last]
+        # Committed when the call failed (so a crash later cannot lose it), not at the close.
+        assert [ev.type for ev in events][-4:] == [
+            "compaction.started",
+            "usage",
+            "error",
+            "turn.ended",
+        ]
+        calls = usages(events)
+        assert [(ev.data["purpose"], ev.data.get("estimated")) for ev in calls] == [
+            ("compact", True)
+        ]
+        assert number(calls[0], "completion_tokens") == estimate_tokens('{"agent": "co')
+        totals = ended.data["usage"]
+        assert isinstance(totals, dict) and totals["calls"] == 1
