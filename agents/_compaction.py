@@ -119,11 +119,13 @@ async def compact(
     usage: UsageDelta | None = None
     prompt = sum(message_tokens(message) for message in request.messages)
     this_call = AnsweringCall(summariser, prompt, limits, purpose="compact")
-    key, answering = new_id("compact"), {} if answering is None else answering
+    key, answering, first = new_id("compact"), {} if answering is None else answering, True
     try:
         async with model.stream(request) as deltas:
             async for delta in deltas:
-                answering.setdefault(key, this_call)
+                if first:  # answering from its first delta until its usage came
+                    first = False
+                    answering[key] = this_call
                 if isinstance(delta, TextDelta):
                     parts.append(delta.text)
                 elif isinstance(delta, UsageDelta):

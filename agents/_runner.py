@@ -158,11 +158,13 @@ class TurnRunner:
         limits = self.config.models.limits(self.config.model)
         prompt = sum(message_tokens(message) for message in request.messages)
         this_call = AnsweringCall(self.config.model, prompt, limits, purpose="route")
-        answering, key = self.live_turn.answering, new_id("route")
+        answering, key, first = self.live_turn.answering, new_id("route"), True
         try:
             async with self.model.stream(request) as deltas:
                 async for delta in deltas:
-                    answering.setdefault(key, this_call)
+                    if first:  # answering from its first delta until its usage came
+                        first = False
+                        answering[key] = this_call
                     if isinstance(delta, TextDelta):
                         answer.append(delta.text)
                     elif isinstance(delta, UsageDelta):
