@@ -45,7 +45,7 @@ from ._core._model import (
     UsageDelta,
 )
 from ._errors import AgentError, ModelError
-from ._live_turn import AnsweringCall, Out
+from ._live_turn import Answering, AnsweringCall, Out
 from ._metrics import RuntimeMetrics
 from ._session import LiveSession
 
@@ -119,24 +119,22 @@ async def compact(
     usage: UsageDelta | None = None
     prompt = sum(message_tokens(message) for message in request.messages)
     this_call = AnsweringCall(summariser, prompt, limits, purpose="compact")
-    key, answering, first = new_id("compact"), {} if answering is None else answering, True
+    tracked = Answering({} if answering is None else answering, new_id("compact"), this_call)
     try:
         async with model.stream(request) as deltas:
             async for delta in deltas:
-                if first:  # answering from its first delta until its usage came
-                    first = False
-                    answering[key] = this_call
+                tracked.saw(delta)
                 if isinstance(delta, TextDelta):
                     parts.append(delta.text)
                 elif isinstance(delta, UsageDelta):
                     usage = delta
-                    answering.pop(key, None)
     except AgentError:
-        if answering.pop(key, None) is not None:
+        if tracked.cut:
             # Failed mid-answer, billed all the same; the turn may go on without it.
+            tracked.answered()
             await live.commit([Out(estimated_usage(this_call, "".join(parts)))], turn_id=turn_id)
         raise
-    answering.pop(key, None)
+    tracked.answered()
     summary = "".join(parts).strip()
     if not summary:
         raise AgentError(f"the model {summariser!r} gave an empty summary")

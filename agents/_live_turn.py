@@ -9,6 +9,7 @@ from sessions import JSONObject, NewEvent, Turn
 
 from ._core._budget import ModelLimits
 from ._core._events import AgentEvent, ErrorEvent, TurnEndReason, encode_event
+from ._core._model import ModelDelta, UsageDelta
 from ._core._state import SUBTASK_KEY
 from ._signal import Signal
 
@@ -46,6 +47,44 @@ class AnsweringCall:
     limits: ModelLimits  # its prices
     subtask_id: str | None = None
     purpose: str = "chat"  # as its usage would have said (see UsageEvent)
+
+
+@attrs.define(eq=False)
+class Answering:
+    """Keeps one LLM call in a turn's :attr:`LiveTurn.answering` while the model answers.
+
+    :meth:`saw` each delta: the call is in from the first until its usage
+    (or :meth:`began` at its first and :meth:`reported` at its usage).
+    :meth:`answered` when the stream ended in full (a provider that reports no
+    usage is not estimated). If neither took it out, :attr:`cut` is true.
+    """
+
+    calls: dict[str, AnsweringCall]
+    key: str
+    call: AnsweringCall
+    started: bool = False
+
+    def began(self) -> None:
+        if not self.started:
+            self.started = True
+            self.calls[self.key] = self.call
+
+    def saw(self, delta: ModelDelta) -> None:
+        self.began()
+        if isinstance(delta, UsageDelta):
+            self.reported()
+
+    def reported(self) -> None:
+        """Its usage came: nothing to estimate."""
+        self.calls.pop(self.key, None)
+
+    def answered(self) -> None:
+        self.calls.pop(self.key, None)
+
+    @property
+    def cut(self) -> bool:
+        """The model began to answer and its usage never came."""
+        return self.key in self.calls
 
 
 @attrs.define(eq=False)

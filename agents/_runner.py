@@ -69,7 +69,7 @@ from ._core._state import (
     check_pairing,
 )
 from ._errors import AgentError, ModelError
-from ._live_turn import AnsweringCall, LiveTurn, Out
+from ._live_turn import Answering, AnsweringCall, LiveTurn, Out
 from ._metrics import RuntimeMetrics
 from ._session import LiveSession
 from ._text_commits import TextCommits
@@ -158,23 +158,20 @@ class TurnRunner:
         limits = self.config.models.limits(self.config.model)
         prompt = sum(message_tokens(message) for message in request.messages)
         this_call = AnsweringCall(self.config.model, prompt, limits, purpose="route")
-        answering, key, first = self.live_turn.answering, new_id("route"), True
+        tracked = Answering(self.live_turn.answering, new_id("route"), this_call)
         try:
             async with self.model.stream(request) as deltas:
                 async for delta in deltas:
-                    if first:  # answering from its first delta until its usage came
-                        first = False
-                        answering[key] = this_call
+                    tracked.saw(delta)
                     if isinstance(delta, TextDelta):
                         answer.append(delta.text)
                     elif isinstance(delta, UsageDelta):
-                        answering.pop(key, None)
                         usage.append(Out(attrs.evolve(self._usage(delta, limits), purpose="route")))
         except AgentError as exc:
             log.info("routing call failed (%s); using keywords", exc)
-            if key in answering:  # it failed mid-answer: billed, and the turn goes on
+            if tracked.cut:  # it failed mid-answer: billed, and the turn goes on
                 usage.append(Out(estimated_usage(this_call, "".join(answer))))
-        answering.pop(key, None)
+        tracked.answered()
         if usage:
             await self.live.commit(usage, turn_id=self.turn.id)
         parsed = parse_route_answer("".join(answer), self.modes)
@@ -352,7 +349,7 @@ class TurnRunner:
         error, shutdown) gets an estimated usage when the turn closes.
         """
         subtask_id, limits = this_call.subtask_id, this_call.limits
-        answering, answered = self.live_turn.answering, False
+        tracked = Answering(self.live_turn.answering, message_id, this_call)
         text: list[str] = []
         calls: list[ToolCallRequest] = []
         provider_data: dict[str, JSON] = {}
@@ -366,9 +363,7 @@ class TurnRunner:
             nursery.start_soon(self._pump, request, send, failures)
             async with receive:
                 async for first in receive:
-                    if not answered:
-                        answered = True
-                        answering.setdefault(message_id, this_call)
+                    tracked.began()  # before any wait: from here a cut is estimated
                     # Paced tokens find nothing in flight; in a burst, what comes
                     # while a chunk commits joins the next one (TextCommits.ready).
                     await texts.ready()
@@ -397,7 +392,7 @@ class TurnRunner:
                         elif isinstance(delta, ProviderDataDelta):
                             provider_data[delta.provider] = _valid_json(delta.data)
                         elif isinstance(delta, UsageDelta):
-                            answering.pop(message_id, None)  # reported: nothing to estimate
+                            tracked.reported()
                             held.append(Out(self._usage(delta, limits), subtask_id))
                         elif isinstance(delta, FinishDelta):
                             finish = delta.reason
@@ -407,8 +402,7 @@ class TurnRunner:
         await texts.drain()
         if failures:
             raise failures[0]
-        # Answered in full: a provider that reports no usage is not estimated.
-        answering.pop(message_id, None)
+        tracked.answered()
         return "".join(text), calls, provider_data, held, finish
 
     def _usage(self, delta: UsageDelta, limits: ModelLimits) -> UsageEvent:
