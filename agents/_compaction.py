@@ -131,10 +131,10 @@ async def compact(
     except AgentError:
         if tracked.cut:
             # Failed mid-answer, billed all the same; the turn may go on without it.
-            tracked.answered()
+            tracked.settled()
             await live.commit([Out(estimated_usage(this_call, "".join(parts)))], turn_id=turn_id)
         raise
-    tracked.answered()
+    tracked.settled()
     summary = "".join(parts).strip()
     if not summary:
         raise AgentError(f"the model {summariser!r} gave an empty summary")

@@ -54,9 +54,9 @@ class Answering:
     """Keeps one LLM call in a turn's :attr:`LiveTurn.answering` while the model answers.
 
     :meth:`saw` each delta: the call is in from the first until its usage
-    (or :meth:`began` at its first and :meth:`reported` at its usage).
-    :meth:`answered` when the stream ended in full (a provider that reports no
-    usage is not estimated). If neither took it out, :attr:`cut` is true.
+    (or :meth:`began` at its first and :meth:`settled` at its usage).
+    :meth:`settled` also when the stream ended in full (a provider that reports
+    no usage is not estimated). Until then, :attr:`cut` is true.
     """
 
     calls: dict[str, AnsweringCall]
@@ -72,13 +72,10 @@ class Answering:
     def saw(self, delta: ModelDelta) -> None:
         self.began()
         if isinstance(delta, UsageDelta):
-            self.reported()
+            self.settled()
 
-    def reported(self) -> None:
-        """Its usage came: nothing to estimate."""
-        self.calls.pop(self.key, None)
-
-    def answered(self) -> None:
+    def settled(self) -> None:
+        """Its usage came, or its answer ended in full: nothing to estimate."""
         self.calls.pop(self.key, None)
 
     @property

@@ -171,7 +171,7 @@ class TurnRunner:
             log.info("routing call failed (%s); using keywords", exc)
             if tracked.cut:  # it failed mid-answer: billed, and the turn goes on
                 usage.append(Out(estimated_usage(this_call, "".join(answer))))
-        tracked.answered()
+        tracked.settled()
         if usage:
             await self.live.commit(usage, turn_id=self.turn.id)
         parsed = parse_route_answer("".join(answer), self.modes)
@@ -262,9 +262,9 @@ class TurnRunner:
                 agent=agent,
             )
             try:
-                answering = AnsweringCall(model_name, estimate, limits, subtask_id)
+                this_call = AnsweringCall(model_name, estimate, limits, subtask_id)
                 content, calls, provider_data, held, finish = await self._stream(
-                    request, message_id, answering
+                    request, message_id, this_call
                 )
                 break
             except ModelError as failure:
@@ -392,7 +392,7 @@ class TurnRunner:
                         elif isinstance(delta, ProviderDataDelta):
                             provider_data[delta.provider] = _valid_json(delta.data)
                         elif isinstance(delta, UsageDelta):
-                            tracked.reported()
+                            tracked.settled()
                             held.append(Out(self._usage(delta, limits), subtask_id))
                         elif isinstance(delta, FinishDelta):
                             finish = delta.reason
@@ -402,7 +402,7 @@ class TurnRunner:
         await texts.drain()
         if failures:
             raise failures[0]
-        tracked.answered()
+        tracked.settled()
         return "".join(text), calls, provider_data, held, finish
 
     def _usage(self, delta: UsageDelta, limits: ModelLimits) -> UsageEvent:
