@@ -1,6 +1,6 @@
 """Every message the adapter sends, checked against the one ACP schema definition it must match.
 
-The schema (``schema/acp-schema.json``, ``@agentclientprotocol/sdk`` 0.12.0) marks
+The schema (``schema/acp-schema.json``, ``@agentclientprotocol/sdk`` 0.14.1) marks
 each method's definitions with ``x-method`` and ``x-side`` (who handles it), so a
 message is validated against its own definition, not the union of all of them:
 
