@@ -64,6 +64,7 @@ from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
 from ._link import RuntimeLink
 from ._mapping import Translator, stop_reason, turn_error
 from ._tools import ToolRunner
+from ._usage import prompt_usage
 from ._work import Handlers, Work
 
 log = logging.getLogger("agent_runtime.acp")
@@ -414,12 +415,14 @@ class SessionBridge:
         self._cancelling.discard(turn_id)
         if end is None:
             raise RpcError(INTERNAL_ERROR, "the session stopped before the turn ended")
-        if asked_to_cancel:
-            return {"stopReason": "cancelled"}
-        reason = stop_reason(end.reason, end.cut_off)
+        reason = "cancelled" if asked_to_cancel else stop_reason(end.reason, end.cut_off)
         if reason is None:
             raise turn_error(end.error)
         result: JSONObject = {"stopReason": reason}
+        # A cancelled turn was billed too (its cut call estimated): its usage is told.
+        usage = prompt_usage(end.usage)
+        if usage is not None:
+            result["usage"] = usage
         if isinstance(end.usage, dict):
             result["_meta"] = {"agent-runtime": {"usage": end.usage}}
         return result

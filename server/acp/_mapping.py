@@ -24,6 +24,9 @@ subtask's agent in its title, and ``tool.result`` ends it ``completed`` or
 (:meth:`Translator.note_content`: the real diff of an edit, the terminal of a
 command), else the result's text. Text of a subtask's agent is reported as
 ``agent_thought_chunk``: it is the delegate's work, not the answer.
+
+Each ``turn.ended`` gives a ``usage_update`` (the context meter and the session's
+cost so far, ``_usage.py``), once a turn has said how full its context is.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Final
 from sessions import JSON, JSONObject
 
 from ._jsonrpc import INTERNAL_ERROR, RpcError
+from ._usage import UsageMeter
 
 # Tool name → ACP ToolKind (anything else is "other").
 TOOL_KINDS: Final[Mapping[str, str]] = {
@@ -228,6 +232,7 @@ class Translator:
         self._unsent: dict[str, tuple[str, list[str]]] = {}
         self._calls: dict[str, tuple[str, JSONObject]] = {}  # open calls: name, arguments
         self._content: dict[str, list[JSON]] = {}
+        self._meter = UsageMeter()
 
     def note_content(self, call_id: str, content: Sequence[JSON]) -> None:
         """Show *content* (instead of the result's text) when *call_id* finishes."""
@@ -276,7 +281,8 @@ class Translator:
                 self._streamed.clear()
                 self._calls.clear()
                 self._content.clear()
-                return out
+                self._meter.turn_ended(event)
+                return out if self.replay else out + self._usage()
             case "session.deleted":
                 # ACP has no such notice; the editor would otherwise only see its
                 # next prompt refused.
@@ -288,11 +294,19 @@ class Translator:
 
         That is the text of a reply streamed (its deltas are in the log) but not
         committed as a ``message`` yet: it goes out now, and counts as streamed,
-        so the ``message`` that comes live does not repeat it.
+        so the ``message`` that comes live does not repeat it. Then the session's
+        ``usage_update`` (its context meter and cost as the log leaves them), which
+        a replay does not send turn by turn.
         """
-        out = self._flush_unsent()
+        out = self._flush_unsent() + self._usage()
         self.replay = False
         return out
+
+    def _usage(self) -> list[JSONObject]:
+        # Live after every turn; on a replay once, at its end: the meter of the
+        # session loaded, not of each turn it had.
+        update = self._meter.update()
+        return [] if update is None else [update]
 
     def _flush_unsent(self) -> list[JSONObject]:
         texts = ((kind, "".join(pieces)) for kind, pieces in self._unsent.values())

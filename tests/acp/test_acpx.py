@@ -172,7 +172,11 @@ async def test_file_written_by_acpx_fs(acpx: Acpx, acp_traffic: AcpTraffic) -> N
     session_id = await acpx.new_session()
     done = await acpx("--approve-all", "prompt", "create hello.py with print(1)")
     assert done.returncode == 0, done.describe()
-    done.json_lines()  # acpx's output is JSON lines (fails the test otherwise)
+    printed = done.json_lines()  # acpx's output is JSON lines (fails the test otherwise)
+    # acpx took the turn's context and cost meter (its SDK validates every update).
+    updates = [line.get("params", {}).get("update", {}) for line in printed]
+    (meter,) = [u for u in updates if u.get("sessionUpdate") == "usage_update"]
+    assert meter["size"] == 4096 and meter["used"] > 0
     conn = prompt_connection(acp_traffic)
     assert loaded_and_prompted(conn, session_id)["stopReason"] == "end_turn"
     permission = conn.call("session/request_permission")

@@ -85,9 +85,14 @@ def python_sdk() -> None:
 
 
 async def sdk_run(
-    tmp_path: Path, traffic: AcpTraffic, *steps: str, permission: str = "allow"
+    tmp_path: Path,
+    traffic: AcpTraffic,
+    *steps: str,
+    permission: str = "allow",
+    agent_args: tuple[str, ...] = (),
 ) -> Run:
-    """Run ``sdk_client.py`` with *steps* against the adapter (store in *tmp_path*)."""
+    """Run ``sdk_client.py`` with *steps* against the adapter (store in *tmp_path*,
+    *agent_args* appended to its command line)."""
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)
     argv = [
@@ -101,7 +106,7 @@ async def sdk_run(
         str(PROCESS_TIMEOUT - 10),
         *steps,
         "--",
-        *traffic.wrap(agent_command(tmp_path / "acp.db")),
+        *traffic.wrap([*agent_command(tmp_path / "acp.db"), *agent_args]),
     ]
     finished = await run(argv, cwd=workdir)
     events = finished.json_lines()
@@ -239,6 +244,42 @@ async def test_load_session_replays_history(
     acp_traffic.assert_conforms()
 
 
+async def test_usage_update_meters_context_and_cost(
+    tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
+) -> None:
+    """Each turn ends with the SDK's ``UsageUpdate``: the context meter and the
+    session's cost so far; the prompt's answer has the turn's tokens; a load ends
+    its replay with the meter as the log leaves it."""
+    config = tmp_path / "agent.toml"
+    config.write_text("[models.scripted]\ninput_price = 1.0\noutput_price = 2.0\n")
+    result = await sdk_run(
+        tmp_path,
+        acp_traffic,
+        "prompt:hello",
+        "prompt:stream 3 words",
+        "reload",
+        agent_args=("--config", str(config)),
+    )
+    paid = 0.0
+    meters = []
+    for step in (1, 2):
+        usage = result.one("prompt_result", step)["response"]["usage"]
+        assert usage["inputTokens"] > 0 and usage["outputTokens"] > 0
+        assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
+        # Every call of the turn is the scripted model's, priced $1 / $2 per million.
+        paid += (usage["inputTokens"] + 2 * usage["outputTokens"]) / 1e6
+        (meter,) = result.updates(step, "usage_update")
+        assert meter["size"] == 4096 and 0 < meter["used"] < 4096
+        assert meter["cost"]["currency"] == "USD"
+        assert meter["cost"]["amount"] == pytest.approx(paid, abs=1e-9)
+        meters.append(meter)
+    assert meters[1]["cost"]["amount"] > meters[0]["cost"]["amount"]
+    # The replay of session/load: one meter, at its end, the one the log left.
+    assert result.updates(3, "usage_update") == [meters[1]]
+    assert result.updates(3)[-1] == meters[1]
+    acp_traffic.assert_conforms()
+
+
 def test_the_conformance_check_can_fail() -> None:
     """The check of the adapter's lines these tests rely on rejects what it must."""
     prompt = {"jsonrpc": "2.0", "id": 7, "method": "session/prompt", "params": {}}
@@ -258,6 +299,9 @@ def test_the_conformance_check_can_fail() -> None:
         "answers nothing": {"line": json.dumps(_answer(8, {"stopReason": "end_turn"}))},
         "not JSON-RPC 2.0": {"line": json.dumps({"id": 7, "result": {"stopReason": "end_turn"}})},
         "stray member": {"line": json.dumps({**_answer(7, {"stopReason": "end_turn"}), "x": 1})},
+        "usage without size": {
+            "line": json.dumps(_update({"sessionUpdate": "usage_update", "used": 1}))
+        },
         "not JSON": {"line": "{"},
         "no newline": {"unterminated": json.dumps(_answer(7, {"stopReason": "end_turn"}))},
         "not UTF-8": {"hex": "ff"},
