@@ -160,14 +160,6 @@ async def compact(
                 )
             )
         )
-        metrics.count_usage(
-            usage.model,
-            usage.prompt_tokens,
-            usage.completion_tokens,
-            usage.cached_tokens,
-            usage.reasoning_tokens,
-            cost,
-        )
     outs.append(
         Out(
             ContextCompacted(

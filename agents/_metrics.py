@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ._core._events import UsageEvent
 from ._tools._mcp_status import McpMetrics
 
 
@@ -46,21 +47,29 @@ class RuntimeMetrics:
             ["provider"],
             registry=self.registry,
         )
+        # The token and cost counters are the ledger's: each committed ``usage``,
+        # the estimates of cut calls included (the provider bills those too).
         self.llm_tokens = Counter(
             "agent_runtime_llm_tokens",
-            "Tokens reported by the model",
+            "Tokens of LLM calls (reported by the model, or estimated for a cut call)",
             ["kind"],
             registry=self.registry,
         )
         self.model_tokens = Counter(
             "agent_runtime_model_tokens",
-            "Tokens by model and kind (prompt, completion, cached, reasoning)",
+            "Tokens by model and kind (prompt, completion, cached, reasoning), estimates included",
             ["model", "kind"],
             registry=self.registry,
         )
         self.model_cost = Counter(
             "agent_runtime_model_cost_dollars",
-            "Cost of LLM calls in US dollars, by model (priced models only)",
+            "Cost of LLM calls in US dollars, by model (priced models only), estimates included",
+            ["model"],
+            registry=self.registry,
+        )
+        self.estimated_calls = Counter(
+            "agent_runtime_model_estimated_calls",
+            "LLM calls cut while the model answered, whose usage is the runtime's estimate",
             ["model"],
             registry=self.registry,
         )
@@ -71,27 +80,23 @@ class RuntimeMetrics:
             registry=self.registry,
         )
 
-    def count_usage(
-        self,
-        model: str,
-        prompt: int,
-        completion: int,
-        cached: int | None,
-        reasoning: int | None,
-        cost: float | None,
-    ) -> None:
+    def count_usage(self, usage: UsageEvent) -> None:
+        """Count a committed ``usage`` event (call it once the event is in the log)."""
+        model, prompt, completion = usage.model, usage.prompt_tokens, usage.completion_tokens
         self.llm_tokens.labels("prompt").inc(prompt)
         self.llm_tokens.labels("completion").inc(completion)
         for kind, tokens in (
             ("prompt", prompt),
             ("completion", completion),
-            ("cached", cached),
-            ("reasoning", reasoning),
+            ("cached", usage.cached_tokens),
+            ("reasoning", usage.reasoning_tokens),
         ):
             if tokens:
                 self.model_tokens.labels(model, kind).inc(tokens)
-        if cost is not None:
-            self.model_cost.labels(model).inc(cost)
+        if usage.cost is not None:
+            self.model_cost.labels(model).inc(usage.cost)
+        if usage.estimated:
+            self.estimated_calls.labels(model).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -408,9 +408,6 @@ class TurnRunner:
     def _usage(self, delta: UsageDelta, limits: ModelLimits) -> UsageEvent:
         cached, reasoning = delta.cached_tokens, delta.reasoning_tokens
         cost = limits.cost(delta.prompt_tokens, delta.completion_tokens, cached or 0)
-        self.metrics.count_usage(
-            delta.model, delta.prompt_tokens, delta.completion_tokens, cached, reasoning, cost
-        )
         return UsageEvent(
             delta.prompt_tokens, delta.completion_tokens, delta.model, cached, reasoning, cost
         )

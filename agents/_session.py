@@ -45,6 +45,7 @@ from sessions import (
     now,
 )
 
+from ._core._events import UsageEvent
 from ._core._mcp import MountedTools
 from ._core._policy import Policy
 from ._core._state import SessionState
@@ -173,6 +174,8 @@ class LiveSession:
         # just encoded (a duplicate returned above; otherwise one event per out).
         for event, out in zip(committed.events, outs, strict=True):
             self.state.apply(event, out.event)
+            if isinstance(out.event, UsageEvent):
+                self.metrics.count_usage(out.event)
         if session is not None:
             self.session = session
         running = self.running
@@ -215,6 +218,8 @@ class LiveSession:
                 if isinstance(outcome, Committed) and not outcome.duplicate:
                     for event, out in zip(outcome.events, outs, strict=True):
                         self.state.apply(event, out.event)
+                        if isinstance(out.event, UsageEvent):
+                            self.metrics.count_usage(out.event)
                     self.metrics.events.inc(len(outcome.events))
             finally:
                 # Even if the fold failed (a bug, logged by the writer): a count

@@ -15,7 +15,7 @@ from agents._errors import ModelError
 from agents._providers._scripted import ScriptedModel, stream_words
 from sessions import Event
 
-from .harness import open_runtime
+from .harness import Harness, open_runtime
 
 PRICED = ModelLimits(4_096, 512, input_price=1.0, output_price=2.0, cached_input_price=0.5)
 
@@ -111,6 +111,37 @@ async def test_a_call_cut_while_answering_is_estimated_and_counted(
         session = await h.store.get_session(s.id)
         assert session is not None
         assert (await h.supervisor.usage(session))["calls"] == 1
+        # The counters are the ledger's: the estimate counts, and says it is one.
+        assert counted(h, "agent_runtime_model_estimated_calls_total") == 1
+        assert counted(h, "agent_runtime_model_tokens_total", kind="completion") == completion
+        assert counted(h, "agent_runtime_model_cost_dollars_total") == number(usage, "cost")
+
+
+def counted(h: Harness, name: str, **labels: str) -> float | None:
+    """The scripted model's sample *name* in the runtime's metrics (None: never counted)."""
+    registry = h.supervisor.metrics.registry
+    return registry.get_sample_value(name, {"model": "scripted", **labels})
+
+
+async def test_the_metrics_count_each_committed_usage_once() -> None:
+    """Chat, routing and summary calls: the token and cost counters are the log's sums."""
+    config = RuntimeConfig(models=ModelCatalog({"scripted": PRICED}))
+    async with open_runtime(config) as h:
+        s = await h.session("orchestrator")
+        last = 0
+        for i in range(3):
+            await h.message(s, f"remember fact {i}")
+            last = (await h.wait_for(s, "turn.ended", after=last)).seq
+        await h.send(s, {"type": "compact"})
+        await h.wait_for(s, "turn.ended", after=last)
+        calls = usages(await h.events(s))
+        assert {str(ev.data["purpose"]) for ev in calls} == {"route", "chat", "compact"}
+        for kind in ("prompt", "completion"):
+            logged = sum(number(ev, f"{kind}_tokens") for ev in calls)
+            assert counted(h, "agent_runtime_model_tokens_total", kind=kind) == logged
+        cost = counted(h, "agent_runtime_model_cost_dollars_total")
+        assert cost is not None and abs(cost - sum(number(ev, "cost") for ev in calls)) < 1e-12
+        assert counted(h, "agent_runtime_model_estimated_calls_total") is None
 
 
 async def test_a_call_cut_before_any_answer_is_not_estimated(
