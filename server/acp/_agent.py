@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -67,7 +66,7 @@ from ._jsonrpc import (
     parse_line,
 )
 from ._link import LinkError, RuntimeLink
-from ._mapping import Translator
+from ._mapping import Translator, iso_time
 from ._mcp import mcp_servers
 from ._tools import ToolRunner
 
@@ -126,10 +125,6 @@ def _workspace(params: JSONObject, command_timeout: float) -> Workspace:
         return Workspace(cwd, default_timeout=command_timeout)
     except ValueError as error:
         raise RpcError(INVALID_PARAMS, f'"cwd": {error}') from None
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 class AcpAgent:
@@ -372,7 +367,7 @@ class AcpAgent:
                     "sessionId": session.id,
                     "cwd": cwd,
                     "title": session.title or None,
-                    "updatedAt": _iso(session.updated_at),
+                    "updatedAt": iso_time(session.updated_at),
                 }
             )
         return {"sessions": sessions, "nextCursor": page.next_cursor}

@@ -5,7 +5,9 @@ of its own for the work it does for the runtime:
 
 - the *follower* (:meth:`SessionBridge.run`) takes the session's committed events
   in seq order, sends the ``session/update`` notifications the
-  :class:`~server.acp._mapping.Translator` makes of them, and tracks *open work*:
+  :class:`~server.acp._mapping.Translator` makes of them (and, at each
+  ``user.message``, the session's title and last change as the runtime has them:
+  ``session_info_update``), and tracks *open work*:
   what the runtime waits for from an IDE (a ``tool.call`` without its result, an
   ``approval.requested`` without its resolution, a ``question.asked`` without its
   answer; a turn's end closes what is left of it);
@@ -61,8 +63,8 @@ from sessions import JSON, JSONObject
 from ..chat import Workspace
 from ._connection import ConnectionClosed, Peer
 from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
-from ._link import RuntimeLink
-from ._mapping import Translator, stop_reason, turn_error
+from ._link import LinkError, RuntimeLink
+from ._mapping import Translator, session_info_update, stop_reason, turn_error
 from ._tools import ToolRunner
 from ._usage import prompt_usage
 from ._work import Handlers, Work
@@ -128,6 +130,7 @@ class SessionBridge:
         self._stopped = False
         self._nursery: trio.Nursery | None = None
         self._mount: _Mount | None = None
+        self._info_told: tuple[str, float] | None = None  # title, updated_at last sent
         # Held while updates of the log go out: by the follower for each batch, by a
         # second load's replay for all of it (the follower then goes on where it ends).
         self._sending = trio.Lock()
@@ -156,6 +159,7 @@ class SessionBridge:
         # A reply the log ends in the middle of: its text so far, before the rest live.
         for update in self.translator.end_replay():
             await self._update(update)
+        await self._tell_info()
 
     async def replay_history(self) -> None:
         """Send the log up to :attr:`last_seq` as updates again (a second ``session/load``).
@@ -181,6 +185,7 @@ class SessionBridge:
                         await self._update(update)
             for update in translator.end_replay():
                 await self._update(update)
+            await self._tell_info(again=True)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the session from :attr:`last_seq` until cancelled or the runtime stops.
@@ -273,7 +278,26 @@ class SessionBridge:
             self.last_seq = seq
         for update in self.translator.feed(event):
             await self._update(update)
+        if start and event.get("type") == "user.message":
+            # Committed with the session's new title (the first message names it)
+            # and its new updated_at: an editor's list of sessions follows.
+            await self._tell_info()
         self._track(event, start=start)
+
+    async def _tell_info(self, *, again: bool = False) -> None:
+        """Send the session's ``session_info_update`` if its title or last change moved
+        since this bridge last told it (or *again*: the client replays the session)."""
+        try:
+            info = await self.link.load_session(self.session_id)
+        except LinkError as error:
+            log.warning("session %s: reading its title failed: %s", self.session_id, error)
+            return
+        if info is None:
+            return  # deleted: its session.deleted says so
+        told = (info.title, info.updated_at)
+        if told != self._info_told or again:
+            self._info_told = told
+            await self._update(session_info_update(info))
 
     async def _update(self, update: JSONObject) -> None:
         await self.peer.notify("session/update", {"sessionId": self.session_id, "update": update})

@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import os.path
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Final
 
 from sessions import JSON, JSONObject
 
 from ._jsonrpc import INTERNAL_ERROR, RpcError
+from ._link import SessionInfo
 from ._usage import UsageMeter
 
 # Tool name → ACP ToolKind (anything else is "other").
@@ -212,6 +214,20 @@ def tool_call(call_id: str, name: str, args: JSONObject, cwd: str, status: str) 
 def chunk(kind: str, text: str) -> JSONObject:
     """A ``user_message_chunk`` / ``agent_message_chunk`` / ``agent_thought_chunk`` update."""
     return {"sessionUpdate": kind, "content": {"type": "text", "text": text}}
+
+
+def iso_time(ts: float) -> str:
+    """A Unix time as ACP writes times (ISO 8601, UTC, ``Z``)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def session_info_update(info: SessionInfo) -> JSONObject:
+    """The ``session_info_update`` of *info*: its title (none yet: left out) and last change."""
+    update: JSONObject = {"sessionUpdate": "session_info_update"}
+    if info.title:
+        update["title"] = info.title
+    update["updatedAt"] = iso_time(info.updated_at)
+    return update
 
 
 DELETED_NOTICE: Final = "\n[this session was deleted (by another client); start a new one]\n"

@@ -114,6 +114,22 @@ async def test_prompt_with_permission_writes_through_the_client(
         assert client.received[-1]["id"] == 3
 
 
+async def test_a_title_set_over_rest_reaches_the_editor_at_the_next_message(
+    link: ConnectedLink, server: LiveServer, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        assert (await client.prompt(session_id, "hello"))["result"]["stopReason"] == "end_turn"
+        async with server.http() as http:
+            renamed = await http.patch(f"/v1/sessions/{session_id}", json={"title": "Parser work"})
+            assert renamed.status_code == 200, renamed.text
+        again = await client.prompt(session_id, "stream 3 words")
+        assert again["result"]["stopReason"] == "end_turn"
+        titles = [u.get("title") for u in client.updates("session_info_update")]
+        assert titles == ["hello", "Parser work"]
+
+
 async def test_a_rejected_permission_runs_nothing(link: ConnectedLink, tmp_path: Path) -> None:
     async with connected(link, tmp_path) as client:
         client.permission = lambda _: selected("reject_once")

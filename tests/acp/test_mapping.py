@@ -22,13 +22,15 @@ from server.acp._capabilities import (
     question_options,
 )
 from server.acp._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
-from server.acp._link import AgentInfo
+from server.acp._link import AgentInfo, SessionInfo
 from server.acp._mapping import (
     CUT_OFF_STOP_REASONS,
     DELETED_NOTICE,
     Translator,
     absolute,
     diff_content,
+    iso_time,
+    session_info_update,
     stop_reason,
     tool_kind,
     tool_title,
@@ -196,6 +198,22 @@ def test_modes_subtasks_and_questions() -> None:
     assert (
         translator.feed(event("error", code="model_error", message="x")) == []
     )  # live: the prompt
+
+
+def test_session_info_update_names_the_session_once_it_has_a_title() -> None:
+    named = session_info_update(SessionInfo("ses_1", "fix the parser", "coder", 0.0, 1767225600.5))
+    assert conforming([named]) == [
+        {
+            "sessionUpdate": "session_info_update",
+            "title": "fix the parser",
+            "updatedAt": "2026-01-01T00:00:00.500000Z",
+        }
+    ]
+    untitled = session_info_update(SessionInfo("ses_1", "", "coder", 0.0, 0.0))
+    assert conforming([untitled]) == [
+        {"sessionUpdate": "session_info_update", "updatedAt": iso_time(0.0)}
+    ]
+    assert iso_time(0.0) == "1970-01-01T00:00:00Z"
 
 
 def test_a_deletion_is_said_in_the_conversation() -> None:

@@ -276,7 +276,27 @@ async def test_usage_update_meters_context_and_cost(
     assert meters[1]["cost"]["amount"] > meters[0]["cost"]["amount"]
     # The replay of session/load: one meter, at its end, the one the log left.
     assert result.updates(3, "usage_update") == [meters[1]]
-    assert result.updates(3)[-1] == meters[1]
+    ending = [u["sessionUpdate"] for u in result.updates(3)][-2:]
+    assert ending == ["usage_update", "session_info_update"]
+    acp_traffic.assert_conforms()
+
+
+async def test_session_info_update_gives_the_title_as_the_first_message_names_it(
+    tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
+) -> None:
+    result = await sdk_run(tmp_path, acp_traffic, "prompt:hello   there", "prompt:hello", "reload")
+    (first,) = result.updates(1, "session_info_update")
+    assert first["title"] == "hello there"  # as GET /v1/sessions and session/list say
+    assert first["updatedAt"].endswith("Z")
+    # Before the turn's text: the editor names the session while it answers.
+    kinds = [u["sessionUpdate"] for u in result.updates(1)]
+    assert kinds.index("session_info_update") < kinds.index("agent_message_chunk")
+    # The second message keeps the title and moves updatedAt on.
+    (second,) = result.updates(2, "session_info_update")
+    assert second["title"] == "hello there" and second["updatedAt"] >= first["updatedAt"]
+    # A load tells it once, after the replay.
+    assert result.updates(3, "session_info_update") == [second]
+    assert result.updates(3)[-1] == second
     acp_traffic.assert_conforms()
 
 
