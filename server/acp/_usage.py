@@ -12,9 +12,9 @@ Pure: no I/O, no clock. Two shapes (docs/acp.md, "Usage and cost"):
   :class:`UsageMeter` is that fold over the log;
 - a prompt response's ``usage``: the turn's own token totals (:func:`prompt_usage`).
 
-Both are in ACP 1 (``usage_update`` stable since June 2026; the schema the tests
-pin, ``@agentclientprotocol/sdk`` 0.14.1, still marks them unstable, with the same
-members).
+``usage_update`` is stable ACP since June 2026 (the schema the tests pin,
+``@agentclientprotocol/sdk`` 0.14.1, still marks it unstable, with the same
+members); a prompt's ``usage`` is still marked unstable there.
 """
 
 from __future__ import annotations
