@@ -13,7 +13,7 @@ from agents._core._budget import ModelCatalog, ModelLimits, estimate_tokens
 from agents._core._model import SUBTASK_MARKER, ModelDelta, ModelRequest, TextDelta
 from agents._errors import ModelError
 from agents._providers._scripted import ScriptedModel, stream_words
-from sessions import Event
+from sessions import Event, Session
 
 from .harness import Harness, open_runtime
 
@@ -123,17 +123,22 @@ def counted(h: Harness, name: str, **labels: str) -> float | None:
     return registry.get_sample_value(name, {"model": "scripted", **labels})
 
 
+async def turns_then_compact(h: Harness, s: Session, turns: int) -> tuple[int, Event]:
+    """*turns* one-message turns, then a ``compact``: the seq before it, and its turn.ended."""
+    last = 0
+    for i in range(turns):
+        await h.message(s, f"remember fact {i}")
+        last = (await h.wait_for(s, "turn.ended", after=last)).seq
+    await h.send(s, {"type": "compact"})
+    return last, await h.wait_for(s, "turn.ended", after=last)
+
+
 async def test_the_metrics_count_each_committed_usage_once() -> None:
     """Chat, routing and summary calls: the token and cost counters are the log's sums."""
     config = RuntimeConfig(models=ModelCatalog({"scripted": PRICED}))
     async with open_runtime(config) as h:
         s = await h.session("orchestrator")
-        last = 0
-        for i in range(3):
-            await h.message(s, f"remember fact {i}")
-            last = (await h.wait_for(s, "turn.ended", after=last)).seq
-        await h.send(s, {"type": "compact"})
-        await h.wait_for(s, "turn.ended", after=last)
+        await turns_then_compact(h, s, 3)
         calls = usages(await h.events(s))
         assert {str(ev.data["purpose"]) for ev in calls} == {"route", "chat", "compact"}
         for kind in ("prompt", "completion"):
@@ -232,12 +237,7 @@ async def test_a_summary_call_that_breaks_mid_answer_is_estimated() -> None:
     model = BreaksMidAnswer(lambda request: request.purpose == "compact")
     async with open_runtime(config, model=model) as h:
         s = await h.session("coder")
-        last = 0
-        for i in range(4):
-            await h.message(s, f"remember fact {i}")
-            last = (await h.wait_for(s, "turn.ended", after=last)).seq
-        await h.send(s, {"type": "compact"})
-        ended = await h.wait_for(s, "turn.ended", after=last)
+        last, ended = await turns_then_compact(h, s, 4)
         assert ended.data["reason"] == "error"  # a requested compaction that failed
         events = [ev for ev in await h.events(s) if ev.seq > last]
         # Committed when the call failed (so a crash later cannot lose it), not at the close.
