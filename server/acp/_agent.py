@@ -49,6 +49,7 @@ from ..chat._instructions import read_instructions
 from ._book import SessionBook
 from ._bridge import SessionBridge
 from ._capabilities import ClientCaps, mode_state, negotiate, prompt_text
+from ._commands import commands_update, prompt_command
 from ._connection import ConnectionClosed, LineReader, Peer, TooLong
 from ._jsonrpc import (
     INTERNAL_ERROR,
@@ -302,7 +303,10 @@ class AcpAgent:
         info = await self.link.create_session(instructions=instructions)
         await self.book.remember(info.id, str(workspace.root))
         await self._open(info.id, workspace, replay=False, mcp=servers)
-        return {"sessionId": info.id, "modes": await self._modes(info.current_agent)}
+        modes = await self._modes(info.current_agent)
+        await self.peer.respond(incoming.id, {"sessionId": info.id, "modes": modes})
+        await self._announce_commands(info.id)  # after the answer: the client knows the id
+        return RESPONDED
 
     async def _load_session(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
         session_id = _string(params, "sessionId")
@@ -343,7 +347,13 @@ class AcpAgent:
         bridge = await self._open(session_id, workspace, replay=True, mcp=servers)
         await self.peer.respond(request_id, {"modes": await self._modes(info.current_agent)})
         bridge.adopt()  # the work a turn was waiting for before, after the answer
+        await self._announce_commands(session_id)
         return RESPONDED
+
+    async def _announce_commands(self, session_id: str) -> None:
+        await self.peer.notify(
+            "session/update", {"sessionId": session_id, "update": commands_update()}
+        )
 
     async def _list_sessions(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
         cursor, wanted = params.get("cursor"), params.get("cwd")
@@ -396,7 +406,7 @@ class AcpAgent:
         def cancelled() -> bool:  # a session/cancel came after this prompt
             return self._cancels.get(session_id, 0) != incoming.cancels
 
-        return await bridge.prompt(text, cancelled=cancelled)
+        return await bridge.prompt(prompt_command(text), cancelled=cancelled)
 
     async def _set_mode(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
         bridge = await self._bridge(incoming, params)

@@ -394,8 +394,11 @@ class SessionBridge:
         while not predicate():
             await self._changed.wait()
 
-    async def prompt(self, text: str, *, cancelled: Callable[[], bool]) -> JSONObject:
+    async def prompt(self, command: JSONObject, *, cancelled: Callable[[], bool]) -> JSONObject:
         """Run one prompt turn; the ``session/prompt`` result once its turn ended.
+
+        *command* is what the prompt asks the runtime (``_commands.prompt_command``):
+        a ``user_message``, or a command that runs as a turn of its own (``compact``).
 
         *cancelled* says whether a ``session/cancel`` of the session came after
         this prompt: the dispatcher knows the order they came in, and this task
@@ -407,7 +410,7 @@ class SessionBridge:
 
         Cancellation: stops waiting; the turn goes on in the runtime.
         """
-        ack = await self.submit({"type": "user_message", "content": text})
+        ack = await self.submit(command)
         turn_id = ack.get("turn_id")
         if ack.get("status") == "rejected" or not isinstance(turn_id, str):
             data: JSONObject = {"code": ack.get("code") or "internal", "message": ack.get("error")}

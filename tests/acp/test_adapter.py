@@ -409,6 +409,29 @@ async def test_a_command_runs_in_a_client_terminal(link: EmbeddedLink, tmp_path:
         assert '{"exit_code":0,"output":"hi\\n"}' in text_of(client.updates("agent_message_chunk"))
 
 
+async def test_a_slash_compact_prompt_compacts_and_anything_else_is_a_message(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        for i in range(3):
+            await client.prompt(session_id, f"remember fact {i}")
+        compacted = await client.prompt(session_id, "/compact   keep the facts")
+        assert compacted["result"]["stopReason"] == "end_turn"
+        await client.prompt(session_id, "/compactor is not a command")
+    events = await link.read_events(session_id)
+    started = [e for e in events if e["type"] == "compaction.started"]
+    assert [e["reason"] for e in started] == ["requested"]
+    assert any(e["type"] == "context.compacted" for e in events)
+    said = [str(e["content"]) for e in events if e["type"] == "user.message"]
+    assert said[-1] == "/compactor is not a command" and not any(
+        "keep the facts" in t for t in said
+    )
+    announced = client.updates("available_commands_update")
+    assert [c["name"] for u in announced for c in u["availableCommands"]] == ["compact"]
+
+
 async def test_cancel_mid_stream_answers_cancelled_within_a_second(
     link: EmbeddedLink, tmp_path: Path
 ) -> None:

@@ -244,6 +244,36 @@ async def test_load_session_replays_history(
     acp_traffic.assert_conforms()
 
 
+def replayed(run: Run, step: int) -> list[dict[str, Any]]:
+    """The updates of a reload *step*, without the commands announced after its answer."""
+    return [u for u in run.updates(step) if u["sessionUpdate"] != "available_commands_update"]
+
+
+async def test_sessions_announce_compact_and_a_slash_compact_prompt_runs_it(
+    tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
+) -> None:
+    steps = [f"prompt:remember fact {i}" for i in range(3)]
+    result = await sdk_run(
+        tmp_path, acp_traffic, *steps, "prompt:/compact keep the facts", "reload"
+    )
+    # The SDK parsed the announcement (AvailableCommandsUpdate), sent after session/new
+    # was answered (the client knows the session by then), and again after the load.
+    announced = [
+        u
+        for e in result.of("update")
+        if (u := e["update"])["sessionUpdate"] == "available_commands_update"
+    ]
+    assert len(announced) == 2
+    (command,) = announced[0]["availableCommands"]
+    assert command["name"] == "compact" and command["input"]["hint"]
+    wire = [e.get("update") or e.get("method") or "response" for e in result.of("recv")]
+    first = wire.index("available_commands_update")
+    assert wire[:first] == ["response", "response"]  # initialize, session/new
+    assert result.stop_reason(4) == "end_turn"
+    assert result.text(4) == ""  # a compaction says nothing in the conversation
+    acp_traffic.assert_conforms()
+
+
 async def test_usage_update_meters_context_and_cost(
     tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
 ) -> None:
@@ -276,7 +306,7 @@ async def test_usage_update_meters_context_and_cost(
     assert meters[1]["cost"]["amount"] > meters[0]["cost"]["amount"]
     # The replay of session/load: one meter, at its end, the one the log left.
     assert result.updates(3, "usage_update") == [meters[1]]
-    ending = [u["sessionUpdate"] for u in result.updates(3)][-2:]
+    ending = [u["sessionUpdate"] for u in replayed(result, 3)][-2:]
     assert ending == ["usage_update", "session_info_update"]
     acp_traffic.assert_conforms()
 
@@ -296,7 +326,7 @@ async def test_session_info_update_gives_the_title_as_the_first_message_names_it
     assert second["title"] == "hello there" and second["updatedAt"] >= first["updatedAt"]
     # A load tells it once, after the replay.
     assert result.updates(3, "session_info_update") == [second]
-    assert result.updates(3)[-1] == second
+    assert replayed(result, 3)[-1] == second
     acp_traffic.assert_conforms()
 
 
