@@ -17,14 +17,14 @@ of its own for the work it does for the runtime:
   scope is cancelled: a permission request is abandoned (a late answer from the
   client is then ignored), a command is killed and its terminal released;
 - :meth:`SessionBridge.prompt` (called by a ``session/prompt`` request task)
-  submits the ``user_message`` and waits for its turn's ``turn.ended``, which the
-  follower records only after every update of that turn went out, so the answer
-  always comes after them.
+  submits the prompt's command (its ``user_message``, or ``compact``) and waits
+  for its turn's ``turn.ended``, which the follower records only after every
+  update of that turn went out, so the answer always comes after them.
 
 ``session/cancel`` (:meth:`SessionBridge.cancel`) abandons the open work of the
 prompts' turns at once and submits ``cancel`` for each; the runtime ends the turn
 within 1 s and the prompt is answered ``cancelled`` (whatever the turn's end
-says: the client asked to stop). A prompt whose ``user_message`` was still on
+says: the client asked to stop). A prompt whose command was still on
 its way cancels its turn itself once the ack comes (the dispatcher tells it
 whether a ``session/cancel`` came after it); so does one acked after
 :meth:`SessionBridge.stop`.

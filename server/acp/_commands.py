@@ -7,6 +7,7 @@ table, the update that announces it, and what a prompt's text asks the runtime.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from sessions import JSONObject
@@ -14,7 +15,7 @@ from sessions import JSONObject
 COMPACT: Final = "compact"
 
 # name → (description, hint for the text after it); the editor shows both.
-COMMANDS: Final[dict[str, tuple[str, str]]] = {
+COMMANDS: Final[Mapping[str, tuple[str, str]]] = {
     COMPACT: (
         "Summarise the oldest history now, to free the context window",
         "what the summary must keep (optional)",
