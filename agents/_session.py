@@ -172,10 +172,7 @@ class LiveSession:
         # so the committed events always follow the folded state without a gap.
         # Fold the typed events this commit already has: no decode of what was
         # just encoded (a duplicate returned above; otherwise one event per out).
-        for event, out in zip(committed.events, outs, strict=True):
-            self.state.apply(event, out.event)
-            if isinstance(out.event, UsageEvent):
-                self.metrics.count_usage(out.event)
+        self._fold(committed, outs)
         if session is not None:
             self.session = session
         running = self.running
@@ -185,8 +182,15 @@ class LiveSession:
                 running.wake.fire()
             elif turn_id == running.turn_id:
                 running.wake.fire()
-        self.metrics.events.inc(len(committed.events))
         return committed
+
+    def _fold(self, committed: Committed, outs: Sequence[Out]) -> None:
+        """Fold a commit's typed events (one per out) into the state, and count them."""
+        for event, out in zip(committed.events, outs, strict=True):
+            self.state.apply(event, out.event)
+            if isinstance(out.event, UsageEvent):
+                self.metrics.count_usage(out.event)
+        self.metrics.events.inc(len(committed.events))
 
     async def commit_soon(
         self,
@@ -216,11 +220,7 @@ class LiveSession:
             # In the writer's task, before it publishes; nothing here checkpoints.
             try:
                 if isinstance(outcome, Committed) and not outcome.duplicate:
-                    for event, out in zip(outcome.events, outs, strict=True):
-                        self.state.apply(event, out.event)
-                        if isinstance(out.event, UsageEvent):
-                            self.metrics.count_usage(out.event)
-                    self.metrics.events.inc(len(outcome.events))
+                    self._fold(outcome, outs)
             finally:
                 # Even if the fold failed (a bug, logged by the writer): a count
                 # left above zero would hold every later lock holder forever.

@@ -159,6 +159,8 @@ class SessionBridge:
         # A reply the log ends in the middle of: its text so far, before the rest live.
         for update in self.translator.end_replay():
             await self._update(update)
+        # Read again, not taken from the load's read: a message committed since is
+        # in the replay (not sent live), and so is the title it gave.
         await self._tell_info()
 
     async def replay_history(self) -> None:
