@@ -4,7 +4,7 @@
 # installs the pinned clients of .ci/acp/package-lock.json into .ci/acp/node_modules
 # (git-ignored) with `npm ci`, and exports
 #   AGENT_RUNTIME_TEST_ACPX        the acpx executable (tests/acp/test_acpx.py)
-#   AGENT_RUNTIME_TEST_ACP_SCHEMA  the ACP JSON schema of @agentclientprotocol/sdk
+#   AGENT_RUNTIME_TEST_ACP_SCHEMA  the stable ACP v1 JSON schema of @agentclientprotocol/sdk
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "ci: installing Node.js and npm" >&2
@@ -16,6 +16,6 @@ ACP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/acp" && pwd)"
 (cd "$ACP_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 
 export AGENT_RUNTIME_TEST_ACPX="$ACP_DIR/node_modules/.bin/acpx"
-export AGENT_RUNTIME_TEST_ACP_SCHEMA="$ACP_DIR/node_modules/@agentclientprotocol/sdk/schema/schema.json"
+export AGENT_RUNTIME_TEST_ACP_SCHEMA="$ACP_DIR/node_modules/@agentclientprotocol/sdk/schema/v1/schema.json"
 [ -x "$AGENT_RUNTIME_TEST_ACPX" ] || { echo "ci: acpx did not install" >&2; return 1; }
 echo "ci: acpx $("$AGENT_RUNTIME_TEST_ACPX" --version 2>/dev/null) on node $(node --version)" >&2

@@ -12,9 +12,8 @@ Pure: no I/O, no clock. Two shapes (docs/acp.md, "Usage and cost"):
   :class:`UsageMeter` is that fold over the log;
 - a prompt response's ``usage``: the turn's own token totals (:func:`prompt_usage`).
 
-``usage_update`` is stable ACP since June 2026 (the schema the tests pin,
-``@agentclientprotocol/sdk`` 0.14.1, still marks it unstable, with the same
-members); a prompt's ``usage`` is still marked unstable there.
+``usage_update`` is stable ACP v1; a prompt's ``usage`` is still unstable (in the
+v1 schemas of ``@agentclientprotocol/sdk`` 2.4.0, which the tests pin).
 """
 
 from __future__ import annotations

@@ -1,8 +1,15 @@
 """Every message the adapter sends, checked against the one ACP schema definition it must match.
 
-The schema (``schema/acp-schema.json``, ``@agentclientprotocol/sdk`` 0.14.1) marks
-each method's definitions with ``x-method`` and ``x-side`` (who handles it), so a
-message is validated against its own definition, not the union of all of them:
+The schemas are ACP v1's, from ``@agentclientprotocol/sdk`` 2.4.0: the stable one
+(``schema/acp-schema.json``), which is the contract, and the full one with the
+unstable additions (``schema/acp-schema.unstable.json``). Every message must match
+both: the stable schema decides which methods exist (an unstable method is an
+unknown one), and the full schema checks the unstable members the adapter sends
+anyway (the prompt's ``usage``), which the stable one lets through unchecked.
+
+The schemas mark each method's definitions with ``x-method`` and ``x-side`` (who
+handles it), so a message is validated against its own definition, not the union
+of all of them:
 
 - a request the agent sends (``fs/*``, ``terminal/*``,
   ``session/request_permission``): its params against the method's ``x-side:
@@ -28,22 +35,24 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "acp-schema.json"
+UNSTABLE_SCHEMA_PATH = SCHEMA_PATH.with_name("acp-schema.unstable.json")
+SCHEMA_PATHS = (SCHEMA_PATH, UNSTABLE_SCHEMA_PATH)
 
 
 @cache
-def _schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+def _schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return loaded
 
 
 @cache
-def _validator(definition: str) -> Draft202012Validator:
-    return Draft202012Validator({"$ref": f"#/$defs/{definition}", "$defs": _schema()["$defs"]})
+def _validator(definition: str, path: Path) -> Draft202012Validator:
+    return Draft202012Validator({"$ref": f"#/$defs/{definition}", "$defs": _schema(path)["$defs"]})
 
 
 @cache
 def definitions(side: str) -> dict[str, dict[str, str]]:
-    """``method → {"params": def, "result": def}`` of the methods *side* handles."""
+    """``method → {"params": def, "result": def}`` of the stable methods *side* handles."""
     table: dict[str, dict[str, str]] = {}
     for name, definition in _schema()["$defs"].items():
         if definition.get("x-side") != side or not isinstance(definition.get("x-method"), str):
@@ -54,11 +63,18 @@ def definitions(side: str) -> dict[str, dict[str, str]]:
 
 
 def problems(definition: str, value: object) -> list[str]:
-    """Why *value* does not match ``$defs/<definition>`` (empty when it does)."""
-    return [
-        f"{definition} at {'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}"
-        for error in _validator(definition).iter_errors(value)
-    ]
+    """Why *value* does not match ``$defs/<definition>`` of each schema that defines it
+    (empty when it does; a problem the two share is named once). An unstable type
+    (``Usage``) is only in the full schema."""
+    found: dict[str, None] = {}
+    paths = [path for path in SCHEMA_PATHS if definition in _schema(path)["$defs"]]
+    if not paths:
+        return [f"no ACP v1 definition {definition!r}"]
+    for path in paths:
+        for error in _validator(definition, path).iter_errors(value):
+            where = "/".join(map(str, error.absolute_path)) or "(root)"
+            found[f"{definition} at {where}: {error.message}"] = None
+    return list(found)
 
 
 class Conformance:

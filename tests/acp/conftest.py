@@ -51,7 +51,7 @@ SCHEMA_ENV = "AGENT_RUNTIME_TEST_ACP_SCHEMA"
 AGENT_ENV = "AGENT_RUNTIME_TEST_ACP_AGENT"
 NODE_MODULES = ROOT / ".ci" / "acp" / "node_modules"
 LOCAL_ACPX = NODE_MODULES / ".bin" / "acpx"
-LOCAL_SCHEMA = NODE_MODULES / "@agentclientprotocol" / "sdk" / "schema" / "schema.json"
+LOCAL_SCHEMA = NODE_MODULES / "@agentclientprotocol" / "sdk" / "schema" / "v1" / "schema.json"
 # Generous: a first run on a cold machine imports a lot; a hang still ends the test.
 PROCESS_TIMEOUT = 60.0
 
@@ -63,7 +63,8 @@ def require_acpx() -> Path:
 
 
 def require_sdk_schema() -> Path:
-    """The schema file of the pinned npm ``@agentclientprotocol/sdk``."""
+    """The stable ACP v1 schema file of the pinned npm ``@agentclientprotocol/sdk`` (the
+    full one, ``schema.unstable.json``, is beside it)."""
     named = os.environ.get(SCHEMA_ENV)
     if named:
         return Path(named)

@@ -6,10 +6,12 @@ a subprocess with ``--agent "<python> tee_agent.py LOG -- <python> -m server acp
 
 * Sessions persist per ``(agent command, cwd, name)`` under ``$HOME/.acpx``: each
   test gets its own HOME. ``sessions new`` spawns the agent for ``initialize`` +
-  ``session/new``; every ``prompt`` then spawns a fresh agent process (through a
-  detached "queue owner" acpx process) and sends ``initialize``, ``session/load``
-  of the saved session id, ``session/prompt``, and ends it. So each prompt after
-  the first is a second invocation that loads the session from our store.
+  ``session/new``; a ``prompt`` then hands its text to a detached "queue owner" acpx
+  process (starting one if none runs), which spawns an agent process, sends
+  ``initialize`` and ``session/load`` of the saved session id, then
+  ``session/prompt``. The queue owner keeps that agent process for the prompts that
+  follow until its TTL ends, so a test that needs a second invocation (one that
+  loads the session from our store) ends the queue owners between prompts.
 * acpx serves ``fs/*`` and ``terminal/*`` itself, and answers permission requests
   per ``--approve-all`` / ``--deny-all`` / ``--non-interactive-permissions``.
 * ``--format json`` prints every JSON-RPC message it exchanges (the replay during
@@ -37,7 +39,7 @@ import attrs
 import pytest
 import trio
 
-from tests.acp.conformance import SCHEMA_PATH
+from tests.acp.conformance import SCHEMA_PATH, UNSTABLE_SCHEMA_PATH
 from tests.acp.conftest import (
     PROCESS_TIMEOUT,
     AcpTraffic,
@@ -137,14 +139,18 @@ async def acpx(
 
 
 def test_vendored_schema_is_the_pinned_sdks() -> None:
-    """tests/acp/schema is the schema of the @agentclientprotocol/sdk .ci/acp pins."""
+    """tests/acp/schema holds the v1 schemas of the @agentclientprotocol/sdk .ci/acp pins."""
     pinned = require_sdk_schema()
     lock = json.loads((Path(__file__).parents[2] / ".ci/acp/package-lock.json").read_text())
     version = lock["packages"]["node_modules/@agentclientprotocol/sdk"]["version"]
     assert f"**version {version}**" in (SCHEMA_PATH.parent / "README.md").read_text()
-    assert json.loads(pinned.read_text()) == json.loads(SCHEMA_PATH.read_text()), (
-        f"{SCHEMA_PATH} differs from {pinned} (@agentclientprotocol/sdk {version})"
-    )
+    for vendored, theirs in [
+        (SCHEMA_PATH, pinned),
+        (UNSTABLE_SCHEMA_PATH, pinned.with_name("schema.unstable.json")),
+    ]:
+        assert json.loads(theirs.read_text()) == json.loads(vendored.read_text()), (
+            f"{vendored} differs from {theirs} (@agentclientprotocol/sdk {version})"
+        )
 
 
 def prompt_connection(traffic: AcpTraffic) -> Connection:
@@ -300,6 +306,9 @@ async def test_second_invocation_loads_the_session(acpx: Acpx, acp_traffic: AcpT
     assert loaded_and_prompted(first_conn, session_id)["stopReason"] == "end_turn"
     first_reply = first_conn.text(after=first_conn.call("session/prompt").at)
 
+    # acpx's queue owner keeps its agent process for the next prompt while it lives:
+    # end it, so the second prompt is a new process that must load the session.
+    await acpx.stop_queue_owners()
     second = await acpx("--approve-all", "prompt", "stream 3 words")
     assert second.returncode == 0, second.describe()
     connections = acp_traffic.connections()
