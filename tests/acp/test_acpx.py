@@ -332,3 +332,24 @@ async def test_second_invocation_loads_the_session(acpx: Acpx, acp_traffic: AcpT
     assert not conn.calls("fs/write_text_file")
     assert conn.text(after=conn.call("session/prompt").at) == "alpha beta gamma"
     acp_traffic.assert_conforms()
+
+
+async def test_acpx_records_each_prompts_tokens(acpx: Acpx, acp_traffic: AcpTraffic) -> None:
+    """acpx keeps the tokens of each prompt's answer (ACP ``usage``) in its session record."""
+    session_id = await acpx.new_session()
+    for words in (3, 5):
+        done = await acpx("prompt", f"stream {words} words")
+        assert done.returncode == 0, done.describe()
+    prompts = [
+        call.result["usage"]
+        for conn in acp_traffic.connections()
+        for call in conn.calls("session/prompt")
+    ]
+    assert len(prompts) == 2
+    record = json.loads((acpx.home / ".acpx" / "sessions" / f"{session_id}.json").read_text())
+    recorded = list(record["request_token_usage"].values())
+    assert [(u["input_tokens"], u["output_tokens"], u["total_tokens"]) for u in recorded] == [
+        (p["inputTokens"], p["outputTokens"], p["totalTokens"]) for p in prompts
+    ]
+    assert record["cumulative_token_usage"] == recorded[-1]  # acpx keeps the last one
+    acp_traffic.assert_conforms()
