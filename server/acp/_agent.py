@@ -273,7 +273,8 @@ class AcpAgent:
         tools = ToolRunner(
             self.peer, session_id, workspace, self.caps, tool_timeout=self.link.tool_timeout
         )
-        bridge = SessionBridge(session_id, self.link, self.peer, tools, Translator(cwd), mcp)
+        translator = Translator(cwd, compaction=self.caps.compaction)
+        bridge = SessionBridge(session_id, self.link, self.peer, tools, translator, mcp)
         if replay:
             await bridge.replay()
         self._bridges[session_id] = bridge

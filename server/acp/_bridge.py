@@ -171,7 +171,9 @@ class SessionBridge:
         progress included): no gap, no duplicate, nothing live in between.
         """
         async with self._sending:
-            translator = Translator(self.translator.cwd, replay=True)
+            translator = Translator(
+                self.translator.cwd, replay=True, compaction=self.translator.compaction
+            )
             cursor, limit = 0, self.last_seq
             while cursor < limit:
                 page = await self.link.read_events(self.session_id, after=cursor, limit=REPLAY_PAGE)

@@ -12,7 +12,9 @@
 - Agents are ACP *modes* (:func:`mode_state`).
 - Approvals become ``session/request_permission`` with the four standard options
   (:data:`PERMISSION_OPTIONS`); :func:`permission_answer` reads the outcome.
-  A question with choices becomes the same request, one option per choice.
+  A question with choices becomes the same request, one option per choice; one
+  without, a one-field form (``elicitation/create``, :func:`question_form`) for a
+  client that takes forms.
 """
 
 from __future__ import annotations
@@ -33,22 +35,34 @@ PROTOCOL_VERSION: Final = 1
 
 @frozen
 class ClientCaps:
-    """The client methods the client said it serves."""
+    """The client methods and updates the client said it takes.
+
+    ``elicitation_form``: ``elicitation/create`` in form mode (``elicitation.form``);
+    ``compaction``: ``compaction_update`` (``session.compaction``). ACP advertises
+    both as an object, ``{}`` included; absent or ``null`` means unsupported.
+    """
 
     read_text_file: bool = False
     write_text_file: bool = False
     terminal: bool = False
+    elicitation_form: bool = False
+    compaction: bool = False
 
     @classmethod
     def from_json(cls, value: JSON | None) -> ClientCaps:
         caps = value if isinstance(value, dict) else {}
-        fs = caps.get("fs")
-        fs = fs if isinstance(fs, dict) else {}
         return cls(
-            read_text_file=fs.get("readTextFile") is True,
-            write_text_file=fs.get("writeTextFile") is True,
+            read_text_file=_member(caps, "fs", "readTextFile") is True,
+            write_text_file=_member(caps, "fs", "writeTextFile") is True,
             terminal=caps.get("terminal") is True,
+            elicitation_form=isinstance(_member(caps, "elicitation", "form"), dict),
+            compaction=isinstance(_member(caps, "session", "compaction"), dict),
         )
+
+
+def _member(caps: JSONObject, group: str, name: str) -> JSON | None:
+    inner = caps.get(group)
+    return inner.get(name) if isinstance(inner, dict) else None
 
 
 def negotiate(params: JSONObject) -> tuple[JSONObject, ClientCaps]:
@@ -195,3 +209,40 @@ def question_answer(result: JSON, choices: Sequence[str]) -> str | None:
     if not index.isdigit() or int(index) >= len(choices):
         return None
     return choices[int(index)]
+
+
+ANSWER_FIELD: Final = "answer"
+DECLINED: Final = "(no answer: the user declined to answer)"
+DISMISSED: Final = "(no answer: the user dismissed the question)"
+
+
+def question_form(session_id: str, text: str) -> JSONObject:
+    """The ``elicitation/create`` params asking *text* as a form of one text field."""
+    field: JSONObject = {"type": "string", "title": "Answer", "minLength": 1}
+    return {
+        "sessionId": session_id,
+        "mode": "form",
+        "message": text,
+        "requestedSchema": {
+            "type": "object",
+            "properties": {ANSWER_FIELD: field},
+            "required": [ANSWER_FIELD],
+        },
+    }
+
+
+def form_answer(result: JSON) -> str:
+    """The answer an ``elicitation/create`` result gives (a "no answer" note if none).
+
+    ``accept`` with a non-blank ``answer`` is the user's text; ``decline`` says the
+    user refused; ``cancel``, an empty form or anything unreadable, that they
+    dismissed it.
+    """
+    action = result.get("action") if isinstance(result, dict) else None
+    if action == "decline":
+        return DECLINED
+    content = result.get("content") if isinstance(result, dict) else None
+    answer = content.get(ANSWER_FIELD) if isinstance(content, dict) else None
+    if action == "accept" and isinstance(answer, str) and answer.strip():
+        return answer
+    return DISMISSED

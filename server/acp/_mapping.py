@@ -27,6 +27,8 @@ command), else the result's text. Text of a subtask's agent is reported as
 
 Each ``turn.ended`` gives a ``usage_update`` (the context meter and the session's
 cost so far, ``_usage.py``), once a turn has said how full its context is.
+Compactions become ``compaction_update`` for a client that takes them
+(``_compaction.py``), before the update of the event that ends them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Final
 
 from sessions import JSON, JSONObject
 
+from ._compaction import CompactionUpdates
 from ._jsonrpc import INTERNAL_ERROR, RpcError
 from ._link import SessionInfo
 from ._usage import UsageMeter
@@ -236,12 +239,16 @@ DELETED_NOTICE: Final = "\n[this session was deleted (by another client); start 
 class Translator:
     """The ``session/update`` payloads of one session's events (see the module docstring).
 
-    *cwd* is the session's workspace (absolute), for the paths ACP shows.
+    *cwd* is the session's workspace (absolute), for the paths ACP shows. With
+    *compaction* (the client advertised ``session.compaction``) compactions are
+    shown too (``_compaction.py``).
     """
 
-    def __init__(self, cwd: str, *, replay: bool = False) -> None:
+    def __init__(self, cwd: str, *, replay: bool = False, compaction: bool = False) -> None:
         self.cwd = cwd
         self.replay = replay
+        self.compaction = compaction
+        self._compactions = CompactionUpdates() if compaction else None
         self._streamed: set[str] = set()  # message ids whose text went out as deltas
         # replay: the deltas of messages not committed yet (id -> chunk kind, pieces),
         # joined once when sent (a long reply has thousands of deltas)
@@ -260,6 +267,12 @@ class Translator:
 
     def feed(self, event: Mapping[str, JSON]) -> list[JSONObject]:
         """The updates *event* makes (often none)."""
+        if self._compactions is None:
+            return self._feed(event)
+        shown = self._compactions.feed(event)
+        return shown + self._feed(event) if shown else self._feed(event)
+
+    def _feed(self, event: Mapping[str, JSON]) -> list[JSONObject]:
         kind = event.get("type")
         text_kind = "agent_thought_chunk" if event.get("subtask_id") else "agent_message_chunk"
         match kind:

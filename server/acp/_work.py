@@ -16,8 +16,10 @@ the command on its way.
   turns the outcome into the ``approval``. "Always reject" is kept here
   (:attr:`Handlers.rejected_tools`): the runtime's ``remember`` only allows.
 - :meth:`Handlers.ask_question` offers a question's choices as permission
-  options; a question without choices (ACP has no free-text question) is
-  answered at once with :data:`NO_ANSWER`; its text was shown as a message.
+  options. A question without choices is a form with one text field
+  (``elicitation/create``) when the client takes forms; else it is answered at
+  once with :data:`NO_ANSWER` (its text was shown as a message), and so is one the
+  client failed to ask.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from sessions import JSONObject
 from ..chat._command import ToolFailure
 from ._capabilities import (
     PERMISSION_OPTIONS,
+    form_answer,
     permission_answer,
     question_answer,
+    question_form,
     question_options,
 )
 from ._connection import ConnectionClosed, Peer
@@ -46,7 +50,7 @@ from ._tools import ToolRunner
 log = logging.getLogger("agent_runtime.acp")
 
 NO_ANSWER: Final = (
-    "(no answer: the editor can only offer choices; the user may answer in their next message)"
+    "(no answer: the editor could not ask the user; the user may answer in their next message)"
 )
 
 
@@ -201,6 +205,15 @@ class Handlers:
             except RpcError:
                 result = None
             answer = question_answer(result, choices)
+        elif self.tools.caps.elicitation_form:
+            try:
+                form = await self.peer.request(
+                    "elicitation/create", question_form(self.session_id, text)
+                )
+            except RpcError as error:
+                log.warning("session %s: the editor could not ask: %s", self.session_id, error)
+            else:
+                answer = form_answer(form)
         await self._answer(
             work, {"type": "answer", "question_id": question_id, "text": answer or NO_ANSWER}
         )

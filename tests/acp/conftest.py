@@ -31,7 +31,7 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ import attrs
 import pytest
 import trio
 
+from server._config import ServeConfig
+from server.acp import EmbeddedLink, open_embedded_link
 from tests.acp.conformance import SCHEMA_PATH, Conformance
 from tests.components import missing, require_executable
 
@@ -283,6 +285,15 @@ def check_log(path: Path) -> tuple[int, list[str]]:
         problems += [f"agent pid {pid}, {problem}" for problem in check_connection(records)]
     lines = sum(1 for records in by_pid.values() for r in records if r.get("from") == "agent")
     return lines, problems
+
+
+@pytest.fixture
+async def link() -> AsyncIterator[EmbeddedLink]:
+    """The embedded runtime the in-process adapter tests drive (in-memory store, scripted
+    model with no pacing); test_connected.py overrides it with a connected link."""
+    config = ServeConfig(db=":memory:", scripted_pace=0.0, shutdown_grace=1.0)
+    async with open_embedded_link(config) as opened:
+        yield opened
 
 
 @pytest.fixture

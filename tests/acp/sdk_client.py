@@ -2,15 +2,17 @@
 
 Usage::
 
-    python sdk_client.py --workdir DIR [--permission allow|deny] [--timeout S] \\
-        STEP... -- AGENT_COMMAND...
+    python sdk_client.py --workdir DIR [--permission allow|deny] [--answer TEXT] \\
+        [--timeout S] STEP... -- AGENT_COMMAND...
 
 It spawns AGENT_COMMAND (e.g. ``python -m server acp --db PATH``, usually wrapped
 in ``tee_agent.py``) with the SDK's ``spawn_agent_process`` and acts as the
 client: it advertises ``fs.readTextFile`` and ``fs.writeTextFile`` (served from
 DIR, nothing outside it) but no terminal, answers ``session/request_permission``
-as ``--permission`` says (the first ``allow_*`` or ``reject_*`` option), sends
-``initialize`` and ``session/new`` (cwd DIR), then runs the STEPs in order:
+as ``--permission`` says (the first ``allow_*`` or ``reject_*`` option). With
+``--answer`` it also advertises form elicitation and accepts every form with TEXT
+in each of its string fields. It sends ``initialize`` and ``session/new`` (cwd
+DIR), then runs the STEPs in order:
 
 ``prompt:TEXT``
     ``session/prompt`` TEXT and wait for its stop reason.
@@ -33,6 +35,7 @@ pytest side (tests/acp/test_python_sdk.py) to assert on::
         (what the agent sent, in wire order: the SDK handles messages in tasks)
     {"event": "update", "step": N, "update": {...}}    {"event": "cancel_sent", "step": N}
     {"event": "permission", "step": N, "request": {...}, "outcome": {...}}
+    {"event": "elicitation", "step": N, "message": M, "mode": {...}, "response": {...}}
     {"event": "write_text_file", "path": P, "content": C}   {"event": "read_text_file", ...}
     {"event": "prompt_result", "step": N, "response": {...}}
     {"event": "prompt_error", "step": N, "error": "..."}  {"event": "load_session", ...}
@@ -59,6 +62,7 @@ from acp import PROTOCOL_VERSION, RequestError, spawn_agent_process, text_block
 from acp.client.connection import ClientSideConnection
 from acp.connection import StreamDirection, StreamEvent
 from acp.schema import (
+    AcceptElicitationResponse,
     AgentMessageChunk,
     AgentPlanContentUpdate,
     AgentPlanRemovedUpdate,
@@ -72,6 +76,8 @@ from acp.schema import (
     CreateTerminalResponse,
     CurrentModeUpdate,
     DeniedOutcome,
+    ElicitationCapabilities,
+    ElicitationFormCapabilities,
     ElicitationMode,
     EnvVariable,
     FileSystemCapabilities,
@@ -126,9 +132,10 @@ def dump(model: BaseModel | None) -> Any:
 class TestClient:
     """The client side: permission answers, a sandboxed file system, event output."""
 
-    def __init__(self, workdir: Path, permission: Permission) -> None:
+    def __init__(self, workdir: Path, permission: Permission, answer: str | None) -> None:
         self.workdir = workdir.resolve()
         self.permission = permission
+        self.answer = answer
         self.step = 0
         self.conn: ClientSideConnection | None = None
         self.session_id: str | None = None
@@ -255,7 +262,16 @@ class TestClient:
     async def create_elicitation(
         self, message: str, mode: ElicitationMode, **_: Any
     ) -> CreateElicitationResponse:
-        raise RequestError.method_not_found("elicitation/create")
+        if self.answer is None:
+            raise RequestError.method_not_found("elicitation/create")
+        schema = getattr(mode, "requested_schema", None)
+        fields = dump(schema).get("properties", {}) if schema is not None else {}
+        content = {name: self.answer for name, field in fields.items() if field["type"] == "string"}
+        response = AcceptElicitationResponse(action="accept", content=content)
+        emit(
+            "elicitation", step=self.step, message=message, mode=dump(mode), response=dump(response)
+        )
+        return response
 
     async def complete_elicitation(self, elicitation_id: str, **_: Any) -> None:
         raise RequestError.method_not_found("elicitation/complete")
@@ -294,6 +310,8 @@ async def connect(client: TestClient, command: list[str]) -> AsyncIterator[Clien
         env=dict(os.environ),  # the SDK passes on only a few variables by default
         transport_kwargs={"stderr": None},  # the agent's stderr is ours (the test shows it)
         observers=[observe],
+        # Elicitation is stable ACP v1, still "unstable" in this SDK (0.12): opt in.
+        use_unstable_protocol=client.answer is not None,
     ) as (conn, process):
         client.conn = conn
         response = await conn.initialize(
@@ -301,6 +319,11 @@ async def connect(client: TestClient, command: list[str]) -> AsyncIterator[Clien
             client_capabilities=ClientCapabilities(
                 fs=FileSystemCapabilities(read_text_file=True, write_text_file=True),
                 terminal=False,
+                elicitation=(
+                    None
+                    if client.answer is None
+                    else ElicitationCapabilities(form=ElicitationFormCapabilities())
+                ),
             ),
             client_info=Implementation(name="agent-runtime-tests", version="1"),
         )
@@ -323,7 +346,7 @@ async def prompt(client: TestClient, conn: ClientSideConnection, text: str) -> N
 
 
 async def run(args: argparse.Namespace) -> None:
-    client = TestClient(Path(args.workdir), args.permission)
+    client = TestClient(Path(args.workdir), args.permission, args.answer)
     command: list[str] = args.command
     steps: list[str] = args.steps
     index = 0
@@ -360,6 +383,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--workdir", required=True, help="the session's cwd and fs root")
     parser.add_argument("--permission", choices=["allow", "deny"], default="allow")
+    parser.add_argument("--answer", help="take forms; fill every text field with this")
     parser.add_argument("--timeout", type=float, default=60.0, help="for the whole run")
     parser.add_argument("steps", nargs="*", help="prompt:TEXT, cancel-after-chunk:TEXT, ...")
     argv = sys.argv[1:]

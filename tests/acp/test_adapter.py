@@ -23,8 +23,7 @@ import trio
 import trio.testing
 
 from agents._providers._scripted import stream_words
-from server._config import ServeConfig
-from server.acp import EmbeddedLink, LinkError, SessionBook, SessionInfo, open_embedded_link
+from server.acp import EmbeddedLink, LinkError, SessionBook, SessionInfo
 from server.acp._agent import serve_acp
 from server.acp._connection import LineReader
 from sessions import JSONObject
@@ -34,13 +33,6 @@ Message = dict[str, Any]
 # Seconds a test waits for the adapter's next message before it fails.
 RECEIVE_TIMEOUT = 10.0
 CAPS: Message = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
-
-
-@pytest.fixture
-async def link() -> AsyncIterator[EmbeddedLink]:
-    config = ServeConfig(db=":memory:", scripted_pace=0.0, shutdown_grace=1.0)
-    async with open_embedded_link(config) as opened:
-        yield opened
 
 
 class Client:
@@ -58,6 +50,7 @@ class Client:
         self.conformance = Conformance()
         self.next_id = 1
         self.permission: Callable[[Message], Message] = lambda _: selected("allow_once")
+        self.elicit: Callable[[Message], Message] = lambda _: {"action": "decline"}
         self.received: list[Message] = []  # every agent message, in order
         self.terminals: dict[str, Message] = {}
         self.released: list[str] = []
@@ -144,6 +137,8 @@ class Client:
         path = Path(params.get("path", "/nonexistent"))
         if method == "session/request_permission":
             return self.permission(params)
+        if method == "elicitation/create":
+            return self.elicit(params)
         if method == "fs/read_text_file":
             assert path.is_absolute() and self.workspace in path.parents
             return {"content": await trio.Path(path).read_text()}

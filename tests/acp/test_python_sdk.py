@@ -89,6 +89,7 @@ async def sdk_run(
     traffic: AcpTraffic,
     *steps: str,
     permission: str = "allow",
+    answer: str | None = None,
     agent_args: tuple[str, ...] = (),
 ) -> Run:
     """Run ``sdk_client.py`` with *steps* against the adapter (store in *tmp_path*,
@@ -104,6 +105,7 @@ async def sdk_run(
         permission,
         "--timeout",
         str(PROCESS_TIMEOUT - 10),
+        *(() if answer is None else ("--answer", answer)),
         *steps,
         "--",
         *traffic.wrap([*agent_command(tmp_path / "acp.db"), *agent_args]),
@@ -329,6 +331,21 @@ async def test_session_info_update_gives_the_title_as_the_first_message_names_it
     # A load tells it once, after the replay.
     assert result.updates(3, "session_info_update") == [second]
     assert replayed(result, 3)[-1] == second
+    acp_traffic.assert_conforms()
+
+
+async def test_a_question_without_choices_is_a_form_the_sdk_fills_in(
+    tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
+) -> None:
+    result = await sdk_run(
+        tmp_path, acp_traffic, "prompt:ask which file should I use?", answer="main.py"
+    )
+    form = result.one("elicitation", 1)  # the SDK parsed elicitation/create as a form
+    assert form["message"] == "which file should I use?"
+    assert form["mode"]["sessionId"] == result.one("new_session")["response"]["sessionId"]
+    assert form["response"] == {"action": "accept", "content": {"answer": "main.py"}}
+    assert result.stop_reason(1) == "end_turn"
+    assert "main.py" in result.text(1)  # the model got the answer, and quotes it
     acp_traffic.assert_conforms()
 
 
