@@ -18,7 +18,8 @@ end together:
   came before it waits for that load (at most :data:`LOAD_WAIT`), and a prompt
   knows whether a ``session/cancel`` came after it;
 - one :class:`~server.acp._bridge.SessionBridge` per session opened with
-  ``session/new`` or ``session/load``.
+  ``session/new``, ``session/load`` or ``session/resume``, until the session is
+  closed (``session/close``, ``session/delete``).
 
 End of input (once every message read before it is dispatched), a broken output
 or *shutdown* (the CLI's SIGTERM/SIGINT) end the connection the same way:
@@ -79,6 +80,8 @@ INCOMING_BUFFER: Final = 64
 STOP_TIMEOUT: Final = 3.0
 # Seconds a request may wait for a session/load of its session sent before it.
 LOAD_WAIT: Final = 30.0
+# The requests that open a session with its log (a request after one waits for it).
+_LOADS: Final = frozenset({"session/load", "session/resume"})
 
 
 @attrs.define(eq=False)
@@ -153,6 +156,9 @@ class AcpAgent:
             "initialize": self._initialize,
             "session/new": self._new_session,
             "session/load": self._load_session,
+            "session/resume": self._resume_session,
+            "session/close": self._close_session,
+            "session/delete": self._delete_session,
             "session/list": self._list_sessions,
             "session/prompt": self._prompt,
             "session/set_mode": self._set_mode,
@@ -188,7 +194,7 @@ class AcpAgent:
         if not isinstance(session_id, str):
             return Incoming(request.id)
         loads = self._loads.get(session_id)
-        if request.method == "session/load":
+        if request.method in _LOADS:
             loads = self._loads.setdefault(session_id, _Loads())
             loads.count += 1
         return Incoming(request.id, session_id, self._cancels.get(session_id, 0), loads)
@@ -208,18 +214,22 @@ class AcpAgent:
             if isinstance(session_id, str) and (
                 session_id in self._bridges or session_id in self._loads
             ):
-                # Counted for the prompts read before it that have not submitted yet
-                # (one may wait for a load): they cancel their turns themselves.
-                self._cancels[session_id] = self._cancels.get(session_id, 0) + 1
-                bridge = self._bridges.get(session_id)
-                if bridge is not None:
-                    bridge.cancel()
+                self._cancel(session_id)
             else:
                 log.info("session/cancel for a session not open here: %r", session_id)
         elif note.method in self._methods:  # nothing to answer it to: say so where we can
             log.warning("ignoring %r sent without an id: a request needs one", note.method)
         else:
             log.debug("ignoring notification %r", note.method)
+
+    def _cancel(self, session_id: str) -> None:
+        """Cancel the session's prompts read so far (``session/cancel``, ``session/close``)."""
+        # Counted for the prompts read before it that have not submitted yet (one
+        # may wait for a load): they cancel their turns themselves.
+        self._cancels[session_id] = self._cancels.get(session_id, 0) + 1
+        bridge = self._bridges.get(session_id)
+        if bridge is not None:
+            bridge.cancel()
 
     async def _serve_request(self, request: Request, incoming: Incoming) -> None:
         try:
@@ -246,7 +256,7 @@ class AcpAgent:
             if not isinstance(result, _Responded):
                 await self.peer.respond(request.id, result)
         finally:
-            if request.method == "session/load" and incoming.loads is not None:
+            if request.method in _LOADS and incoming.loads is not None:
                 self._load_answered(incoming)
             self._in_flight -= 1
             self._answered.set()
@@ -267,8 +277,10 @@ class AcpAgent:
         workspace: Workspace,
         *,
         replay: bool,
+        quiet: bool = False,
         mcp: tuple[McpServerConfig, ...] = (),
     ) -> SessionBridge:
+        """Follow the session here; with *replay*, its log first (*quiet*: read, not sent)."""
         cwd = str(workspace.root)
         tools = ToolRunner(
             self.peer, session_id, workspace, self.caps, tool_timeout=self.link.tool_timeout
@@ -276,7 +288,7 @@ class AcpAgent:
         translator = Translator(cwd, compaction=self.caps.compaction)
         bridge = SessionBridge(session_id, self.link, self.peer, tools, translator, mcp)
         if replay:
-            await bridge.replay()
+            await bridge.replay(quiet=quiet)
         self._bridges[session_id] = bridge
         await self._nursery.start(self._run_bridge, bridge)
         if self._stopping:  # opened by a load that was still running when stopping began
@@ -309,7 +321,9 @@ class AcpAgent:
         await self._announce_commands(info.id)  # after the answer: the client knows the id
         return RESPONDED
 
-    async def _load_session(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
+    async def _load_session(
+        self, incoming: Incoming, params: JSONObject, *, resume: bool = False
+    ) -> JSON | _Responded:
         session_id = _string(params, "sessionId")
         workspace = _workspace(params, self.link.tool_timeout)
         servers = mcp_servers(params)
@@ -320,7 +334,9 @@ class AcpAgent:
         lock = self._loading.setdefault(session_id, trio.Lock())
         try:
             async with lock:
-                return await self._load_alone(incoming.id, session_id, workspace, servers)
+                return await self._load_alone(
+                    incoming.id, session_id, workspace, servers, resume=resume
+                )
         finally:
             if not lock.locked() and self._loading.get(session_id) is lock:
                 del self._loading[session_id]
@@ -331,6 +347,8 @@ class AcpAgent:
         session_id: str,
         workspace: Workspace,
         servers: tuple[McpServerConfig, ...],
+        *,
+        resume: bool,
     ) -> JSON | _Responded:
         info = await self.link.load_session(session_id)
         if info is None:
@@ -342,14 +360,53 @@ class AcpAgent:
             # again, up to where the follower is.
             await bridge.move(workspace, servers)
             await self.book.remember(session_id, str(workspace.root))
-            await bridge.replay_history()
+            if not resume:
+                await bridge.replay_history()
             return {"modes": await self._modes(info.current_agent)}
         await self.book.remember(session_id, str(workspace.root))
-        bridge = await self._open(session_id, workspace, replay=True, mcp=servers)
+        bridge = await self._open(session_id, workspace, replay=True, quiet=resume, mcp=servers)
         await self.peer.respond(request_id, {"modes": await self._modes(info.current_agent)})
         bridge.adopt()  # the work a turn was waiting for before, after the answer
         await self._announce_commands(session_id)
         return RESPONDED
+
+    async def _resume_session(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
+        """``session/load`` without the replay: the client keeps its own history."""
+        return await self._load_session(incoming, params, resume=True)
+
+    async def _close_session(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
+        """Cancel the session's prompts and stop following it here (``{}`` also when it
+        is not open here); the session stays in the runtime, to load again."""
+        session_id = _string(params, "sessionId")
+        if not await self._closed(incoming, session_id) and not await self.link.load_session(
+            session_id
+        ):
+            raise RpcError(RESOURCE_NOT_FOUND, f"session {session_id!r} not found")
+        return {}
+
+    async def _delete_session(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
+        """Close the session here (if open), then delete it in the runtime."""
+        session_id = _string(params, "sessionId")
+        await self._closed(incoming, session_id)
+        if not await self.link.delete_session(session_id):
+            raise RpcError(RESOURCE_NOT_FOUND, f"session {session_id!r} not found")
+        await self.book.forget(session_id)
+        return {}
+
+    async def _closed(self, incoming: Incoming, session_id: str) -> bool:
+        """Close the session on this connection, once the loads of it read before the
+        request are answered; whether it was open here."""
+        if incoming.loads is not None:
+            with trio.move_on_after(LOAD_WAIT):
+                await incoming.loads.done.wait()
+        bridge = self._bridges.get(session_id)
+        if bridge is None:
+            return False
+        self._cancel(session_id)
+        await bridge.close(STOP_TIMEOUT)
+        if self._bridges.get(session_id) is bridge:
+            del self._bridges[session_id]
+        return True
 
     async def _announce_commands(self, session_id: str) -> None:
         await self.peer.notify(

@@ -70,9 +70,20 @@ class SessionBook:
             return
         async with self._lock:
             self._cwds[session_id] = cwd
-            if self.path is not None:
-                snapshot = dict(self._cwds)
-                await trio.to_thread.run_sync(_write, self.path, snapshot)
+            await self._save()
+
+    async def forget(self, session_id: str) -> None:
+        """Drop *session_id* (it was deleted; written through when it was known)."""
+        if session_id not in self._cwds:
+            return
+        async with self._lock:
+            self._cwds.pop(session_id, None)
+            await self._save()
+
+    async def _save(self) -> None:
+        if self.path is not None:
+            snapshot = dict(self._cwds)
+            await trio.to_thread.run_sync(_write, self.path, snapshot)
 
 
 def _read(path: Path) -> dict[str, str]:

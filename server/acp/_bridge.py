@@ -29,13 +29,15 @@ its way cancels its turn itself once the ack comes (the dispatcher tells it
 whether a ``session/cancel`` came after it); so does one acked after
 :meth:`SessionBridge.stop`.
 
-After ``session/load`` the open work the log ends with (a turn that was waiting
+After ``session/load`` (or ``session/resume``, which reads the log the same way
+but sends none of it) the open work the log ends with (a turn that was waiting
 for the IDE when the last adapter stopped) is handled like live work, once the
 load is answered (:meth:`SessionBridge.adopt`). A later ``session/load`` on the
 same connection replays the log again up to where the follower is, the follower
 waiting meanwhile (:meth:`SessionBridge.replay_history`), and may move the
 session to another cwd and other MCP servers while no turn is in progress
-(:meth:`SessionBridge.move`).
+(:meth:`SessionBridge.move`). ``session/close`` cancels the prompts' turns and
+then stops following the session (:meth:`SessionBridge.close`).
 
 The client's MCP servers are mounted for the session by a task of the bridge's
 nursery, as long as it follows the session (:meth:`RuntimeLink.session_mcp`).
@@ -128,6 +130,8 @@ class SessionBridge:
         self._stopping = False
         self._changed = trio.Event()
         self._stopped = False
+        self._following = trio.CancelScope()  # around run(): close() cancels it
+        self._done = trio.Event()  # run() has ended
         self._nursery: trio.Nursery | None = None
         self._mount: _Mount | None = None
         self._info_told: tuple[str, float] | None = None  # title, updated_at last sent
@@ -142,8 +146,13 @@ class SessionBridge:
 
     # -- following the log -----------------------------------------------------------
 
-    async def replay(self) -> None:
+    async def replay(self, *, quiet: bool = False) -> None:
         """Send the whole log as updates (``session/load``) and note its open work.
+
+        With *quiet* (``session/resume``: the client keeps its own history) nothing
+        of the log is sent, only the session's ``usage_update`` and title where the
+        log leaves them; the log is still read, for the open work and for what the
+        translator must know of it (the calls shown, a reply in progress).
 
         Call before :meth:`run`; the work is handled once :meth:`adopt` is called.
         """
@@ -153,12 +162,14 @@ class SessionBridge:
                 self.session_id, after=self.last_seq, limit=REPLAY_PAGE
             )
             for event in page:
-                await self._event(event, start=False)
+                await self._event(event, start=False, send=not quiet)
             if len(page) < REPLAY_PAGE:
                 break
-        # A reply the log ends in the middle of: its text so far, before the rest live.
+        # A reply the log ends in the middle of: its text so far, before the rest live
+        # (resumed: the client has that text, and the rest follows live).
         for update in self.translator.end_replay():
-            await self._update(update)
+            if not quiet or update["sessionUpdate"] == "usage_update":
+                await self._update(update)
         # Read again, not taken from the load's read: a message committed since is
         # in the replay (not sent live), and so is the title it gave.
         await self._tell_info()
@@ -198,20 +209,36 @@ class SessionBridge:
         released); prompts waiting here are woken and fail.
         """
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self._mount = await nursery.start(self._mounted, self.mcp)
-                task_status.started()
-                try:
-                    await self.link.follow(
-                        self.session_id, after=self.last_seq, sink=self._on_events
-                    )
-                except Exception:
-                    log.exception("session %s: following it failed", self.session_id)
-                nursery.cancel_scope.cancel()  # the runtime stopped: so does the work
+            with self._following:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self._mount = await nursery.start(self._mounted, self.mcp)
+                    task_status.started()
+                    try:
+                        await self.link.follow(
+                            self.session_id, after=self.last_seq, sink=self._on_events
+                        )
+                    except Exception:
+                        log.exception("session %s: following it failed", self.session_id)
+                    nursery.cancel_scope.cancel()  # the runtime stopped: so does the work
         finally:
             self._stopped = True
             self._notify()
+            self._done.set()
+
+    async def close(self, grace: float) -> None:
+        """``session/close``: cancel the prompts' turns (:meth:`cancel`), give their
+        answers up to *grace* seconds to go out, then stop following the session
+        (:meth:`run` is cancelled: handlers too, the client's MCP servers are
+        unmounted); returns once :meth:`run` has ended.
+
+        A prompt still waiting then fails (the session stopped before its turn ended).
+        """
+        self.cancel()
+        with trio.move_on_after(grace):
+            await self._wait_until(lambda: not self._prompts)
+        self._following.cancel()
+        await self._done.wait()
 
     async def _mounted(
         self,
@@ -276,12 +303,13 @@ class SessionBridge:
             for event in batch:
                 await self._event(event, start=True)
 
-    async def _event(self, event: JSONObject, *, start: bool) -> None:
+    async def _event(self, event: JSONObject, *, start: bool, send: bool = True) -> None:
         seq = event.get("seq")
         if isinstance(seq, int):
             self.last_seq = seq
         for update in self.translator.feed(event):
-            await self._update(update)
+            if send:
+                await self._update(update)
         if start and event.get("type") == "user.message":
             # Committed with the session's new title (the first message names it)
             # and its new updated_at: an editor's list of sessions follows.

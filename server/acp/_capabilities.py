@@ -80,7 +80,7 @@ def negotiate(params: JSONObject) -> tuple[JSONObject, ClientCaps]:
             "loadSession": True,
             "promptCapabilities": {"image": False, "audio": False, "embeddedContext": False},
             "mcpCapabilities": {"http": True, "sse": False},
-            "sessionCapabilities": {"list": {}},
+            "sessionCapabilities": {"list": {}, "resume": {}, "close": {}, "delete": {}},
         },
         "agentInfo": {"name": PROGRAM, "title": "agent-runtime", "version": version()},
         "authMethods": [],

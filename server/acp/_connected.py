@@ -214,6 +214,18 @@ class ConnectedLink(SessionFollower):
             raise _error_of(response)
         return _session(_json_object(response))
 
+    async def delete_session(self, session_id: str) -> bool:
+        if not session_id or len(session_id) > 200 or "/" in session_id:
+            return False
+        # Retried like a read: a delete whose answer was lost and that is sent again
+        # finds the session gone (404), which reads as "no such session".
+        response = await self._request("DELETE", f"/v1/sessions/{session_id}")
+        if response.status_code == 404:
+            return False
+        if response.status_code != 204:
+            raise _error_of(response)
+        return True
+
     async def list_sessions(self, *, cursor: str | None = None, limit: int = 50) -> SessionPage:
         params: dict[str, str | int] = {"limit": limit}
         if cursor:

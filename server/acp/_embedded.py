@@ -112,6 +112,19 @@ class EmbeddedLink:
         session = await self._owned(session_id)
         return None if session is None else _info(session)
 
+    async def delete_session(self, session_id: str) -> bool:
+        session = await self._owned(session_id)
+        if session is None:
+            return False
+        try:
+            await self._supervisor.delete_session(session)
+        except CommandError as error:
+            raise LinkError(error.code, str(error)) from None
+        except StoreError as error:
+            raise _link_error(error) from None
+        self._sessions.pop(session_id, None)
+        return True
+
     async def list_sessions(self, *, cursor: str | None = None, limit: int = 50) -> SessionPage:
         try:
             before = decode_cursor(cursor) if cursor else None

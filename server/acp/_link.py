@@ -100,6 +100,11 @@ class RuntimeLink(Protocol):
         """This principal's sessions, newest first, from *cursor* (an earlier page's)."""
         ...
 
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete the session (its turn cancelled, its queue dropped; its log ends with
+        ``session.deleted``); ``False`` if it does not exist (or is not this principal's)."""
+        ...
+
     async def read_events(
         self, session_id: str, *, after: int = 0, limit: int = 500
     ) -> Sequence[JSONObject]:

@@ -26,6 +26,10 @@ DIR), then runs the STEPs in order:
 ``reload``
     end the agent process (close its stdin), spawn AGENT_COMMAND again,
     ``initialize`` and ``session/load`` the same session.
+``resume``
+    the same, with ``session/resume`` (no history replayed).
+``close``
+    ``session/close`` the session (later prompts of it are refused).
 
 It prints one JSON object per line on stdout, in the order observed, for the
 pytest side (tests/acp/test_python_sdk.py) to assert on::
@@ -39,6 +43,7 @@ pytest side (tests/acp/test_python_sdk.py) to assert on::
     {"event": "write_text_file", "path": P, "content": C}   {"event": "read_text_file", ...}
     {"event": "prompt_result", "step": N, "response": {...}}
     {"event": "prompt_error", "step": N, "error": "..."}  {"event": "load_session", ...}
+    {"event": "resume_session", ...}                   {"event": "close_session", ...}
     {"event": "agent_exit", "returncode": R}           {"event": "done"} (last, on success)
 
 This program uses asyncio (the SDK is asyncio-only) and so runs in its own process,
@@ -350,12 +355,18 @@ async def run(args: argparse.Namespace) -> None:
     command: list[str] = args.command
     steps: list[str] = args.steps
     index = 0
+    reopen = "reload"  # how a later agent process opens the session
     while True:
         async with connect(client, command) as conn:
             if client.session_id is None:
                 new = await conn.new_session(cwd=str(client.workdir), mcp_servers=[])
                 client.session_id = new.session_id
                 emit("new_session", response=dump(new))
+            elif reopen == "resume":
+                resumed = await conn.resume_session(
+                    cwd=str(client.workdir), session_id=client.session_id, mcp_servers=[]
+                )
+                emit("resume_session", step=client.step, response=dump(resumed))
             else:
                 loaded = await conn.load_session(
                     cwd=str(client.workdir), session_id=client.session_id, mcp_servers=[]
@@ -365,8 +376,14 @@ async def run(args: argparse.Namespace) -> None:
                 step = steps[index]
                 index += 1
                 client.step = index
-                if step == "reload":
+                if step in ("reload", "resume"):
+                    reopen = step
                     break
+                if step == "close":
+                    assert client.session_id is not None
+                    closed = await conn.close_session(session_id=client.session_id)
+                    emit("close_session", step=client.step, response=dump(closed))
+                    continue
                 kind, _, text = step.partition(":")
                 client.cancelled = asyncio.Event()
                 client.cancel_at_chunk = kind == "cancel-after-chunk"

@@ -8,10 +8,11 @@ a subprocess with ``--agent "<python> tee_agent.py LOG -- <python> -m server acp
   test gets its own HOME. ``sessions new`` spawns the agent for ``initialize`` +
   ``session/new``; a ``prompt`` then hands its text to a detached "queue owner" acpx
   process (starting one if none runs), which spawns an agent process, sends
-  ``initialize`` and ``session/load`` of the saved session id, then
-  ``session/prompt``. The queue owner keeps that agent process for the prompts that
-  follow until its TTL ends, so a test that needs a second invocation (one that
-  loads the session from our store) ends the queue owners between prompts.
+  ``initialize`` and ``session/resume`` of the saved session id (acpx prefers it to
+  ``session/load`` when the agent offers both), then ``session/prompt``. The queue
+  owner keeps that agent process for the prompts that follow until its TTL ends,
+  so a test that needs a second invocation (one that resumes the session from our
+  store) ends the queue owners between prompts.
 * acpx serves ``fs/*`` and ``terminal/*`` itself, and answers permission requests
   per ``--approve-all`` / ``--deny-all`` / ``--non-interactive-permissions``.
 * ``--format json`` prints every JSON-RPC message it exchanges (the replay during
@@ -160,17 +161,17 @@ def prompt_connection(traffic: AcpTraffic) -> Connection:
     return connections[-1]
 
 
-def loaded_and_prompted(conn: Connection, session_id: str) -> Any:
+def resumed_and_prompted(conn: Connection, session_id: str) -> Any:
     """Check acpx's prompt sequence on *conn*; the ``session/prompt`` result."""
     assert [c.method for c in conn.calls() if c.caller == "client"][:3] == [
         "initialize",
-        "session/load",
+        "session/resume",
         "session/prompt",
     ]
     assert conn.call("initialize").result["agentCapabilities"]["loadSession"] is True
-    load = conn.call("session/load")
-    assert load.params["sessionId"] == session_id
-    load.result  # noqa: B018  (asserts the load succeeded)
+    resume = conn.call("session/resume")
+    assert resume.params["sessionId"] == session_id
+    resume.result  # noqa: B018  (asserts the resume succeeded)
     return conn.call("session/prompt").result
 
 
@@ -184,7 +185,7 @@ async def test_file_written_by_acpx_fs(acpx: Acpx, acp_traffic: AcpTraffic) -> N
     (meter,) = [u for u in updates if u.get("sessionUpdate") == "usage_update"]
     assert meter["size"] == 4096 and meter["used"] > 0
     conn = prompt_connection(acp_traffic)
-    assert loaded_and_prompted(conn, session_id)["stopReason"] == "end_turn"
+    assert resumed_and_prompted(conn, session_id)["stopReason"] == "end_turn"
     permission = conn.call("session/request_permission")
     assert permission.result["outcome"]["outcome"] == "selected"
     # acpx advertised fs.writeTextFile: the adapter must write through acpx.
@@ -205,7 +206,7 @@ async def test_command_runs_in_acpx_terminal(acpx: Acpx, acp_traffic: AcpTraffic
     done = await acpx("--approve-all", "prompt", "run echo hi")
     assert done.returncode == 0, done.describe()
     conn = prompt_connection(acp_traffic)
-    assert loaded_and_prompted(conn, session_id)["stopReason"] == "end_turn"
+    assert resumed_and_prompted(conn, session_id)["stopReason"] == "end_turn"
     # acpx advertised terminal: the command runs in a terminal acpx created.
     create = conn.call("terminal/create")
     terminal_id = create.result["terminalId"]
@@ -232,7 +233,7 @@ async def test_refused_permission(
     assert done.returncode == ACPX_PERMISSION_DENIED, done.describe()
     conn = prompt_connection(acp_traffic)
     # The turn still ends normally: a refused tool call is not a failed turn.
-    assert loaded_and_prompted(conn, session_id)["stopReason"] == "end_turn"
+    assert resumed_and_prompted(conn, session_id)["stopReason"] == "end_turn"
     permission = conn.call("session/request_permission")
     chosen = permission.result["outcome"]
     assert chosen["outcome"] == "selected"
@@ -285,7 +286,7 @@ async def test_cancel_command_ends_the_turn_cancelled(acpx: Acpx, acp_traffic: A
     assert any(line.get("cancelled") is True for line in cancelled.json_lines()), cancelled.stdout
     assert prompting.returncode == 0, reader.lines[-5:]
     conn = prompt_connection(acp_traffic)
-    assert loaded_and_prompted(conn, session_id)["stopReason"] == "cancelled"
+    assert resumed_and_prompted(conn, session_id)["stopReason"] == "cancelled"
     cancels = [
         at
         for at, (source, message) in enumerate(conn.sent)
@@ -297,17 +298,17 @@ async def test_cancel_command_ends_the_turn_cancelled(acpx: Acpx, acp_traffic: A
     acp_traffic.assert_conforms()
 
 
-async def test_second_invocation_loads_the_session(acpx: Acpx, acp_traffic: AcpTraffic) -> None:
+async def test_second_invocation_resumes_the_session(acpx: Acpx, acp_traffic: AcpTraffic) -> None:
     session_id = await acpx.new_session()
     first_prompt = "create hello.py with print(1)"
     first = await acpx("--approve-all", "prompt", first_prompt)
     assert first.returncode == 0, first.describe()
     first_conn = prompt_connection(acp_traffic)
-    assert loaded_and_prompted(first_conn, session_id)["stopReason"] == "end_turn"
+    assert resumed_and_prompted(first_conn, session_id)["stopReason"] == "end_turn"
     first_reply = first_conn.text(after=first_conn.call("session/prompt").at)
 
     # acpx's queue owner keeps its agent process for the next prompt while it lives:
-    # end it, so the second prompt is a new process that must load the session.
+    # end it, so the second prompt is a new process that must resume the session.
     await acpx.stop_queue_owners()
     second = await acpx("--approve-all", "prompt", "stream 3 words")
     assert second.returncode == 0, second.describe()
@@ -316,18 +317,17 @@ async def test_second_invocation_loads_the_session(acpx: Acpx, acp_traffic: AcpT
     assert len(connections) == 3, len(connections)
     assert connections[0].call("session/new").result["sessionId"] == session_id
     conn = connections[-1]
-    assert loaded_and_prompted(conn, session_id)["stopReason"] == "end_turn"
-    # session/load replayed the first turn before answering (acpx hides the replay
-    # from its own output; the tee log has it).
-    load = conn.call("session/load")
-    assert load.answered_at is not None
-    start, end = load.at, load.answered_at
-    assert conn.text("user_message_chunk", after=start, before=end) == first_prompt
-    assert conn.text(after=start, before=end) == first_reply
-    tool_calls = conn.updates("tool_call", after=start, before=end)
-    assert [u["toolCallId"] for u in tool_calls] == [
-        u["toolCallId"] for u in first_conn.updates("tool_call")
-    ]
+    assert resumed_and_prompted(conn, session_id)["stopReason"] == "end_turn"
+    # session/resume sent none of the first turn (acpx keeps its own transcript), only
+    # the session's meter and title, read from the store this new process opened.
+    resume = conn.call("session/resume")
+    assert resume.answered_at is not None
+    start, end = resume.at, resume.answered_at
+    kinds = [u["sessionUpdate"] for u in conn.updates(after=start, before=end)]
+    assert kinds == ["usage_update", "session_info_update"], kinds
+    (info,) = conn.updates("session_info_update", after=start, before=end)
+    assert info["title"] == first_prompt
+    assert first_reply  # the first turn said something, which was not sent again
     assert not conn.calls("session/request_permission")
     assert not conn.calls("fs/write_text_file")
     assert conn.text(after=conn.call("session/prompt").at) == "alpha beta gamma"

@@ -27,6 +27,7 @@ from tests.acp.test_adapter import (
     selected,
     text_of,
 )
+from tests.acp.test_lifecycle import delete_then_gone
 from tests.server.helpers import ALICE, LiveServer, make_config, start_server
 
 
@@ -323,3 +324,14 @@ async def test_a_load_mid_reply_again_shows_the_reply_whole(
     link: ConnectedLink, tmp_path: Path
 ) -> None:
     await load_mid_reply_again(link, tmp_path)
+
+
+async def test_delete_cancels_the_prompt_and_removes_the_session_on_the_server(
+    link: ConnectedLink, server: LiveServer, tmp_path: Path
+) -> None:
+    await delete_then_gone(link, tmp_path)
+    assert await link.delete_session("ses_nothing") is False
+    assert await link.delete_session("a/b") is False  # never a path of another resource
+    async with server.http() as http:
+        listed = (await http.get("/v1/sessions")).json()["sessions"]
+    assert len(listed) == 1  # the session the scenario kept

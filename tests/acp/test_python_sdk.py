@@ -349,6 +349,26 @@ async def test_a_question_without_choices_is_a_form_the_sdk_fills_in(
     acp_traffic.assert_conforms()
 
 
+async def test_resume_then_close_with_the_sdk(
+    tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
+) -> None:
+    steps = ["prompt:stream 3 words", "resume", "prompt:stream 2 words", "close", "prompt:hi"]
+    result = await sdk_run(tmp_path, acp_traffic, *steps)
+    capabilities = result.of("initialize")[0]["response"]["agentCapabilities"]
+    assert {"resume", "close", "delete"} <= set(capabilities["sessionCapabilities"])
+    resumed = result.one("resume_session", 2)["response"]
+    assert resumed["modes"]["currentModeId"]
+    # Resumed: the session's meter and title, none of its messages.
+    kinds = [u["sessionUpdate"] for u in result.updates(2)]
+    assert "usage_update" in kinds and "session_info_update" in kinds
+    assert not {"user_message_chunk", "agent_message_chunk"} & set(kinds)
+    assert result.stop_reason(3) == "end_turn" and result.text(3) == "alpha beta"
+    assert result.one("close_session", 4)["response"] == {}
+    (refused,) = result.of("prompt_error", 5)  # closed: not followed by this agent any more
+    assert refused["data"]["code"] == -32002
+    acp_traffic.assert_conforms()
+
+
 def test_the_conformance_check_can_fail() -> None:
     """The check of the adapter's lines these tests rely on rejects what it must."""
     prompt = {"jsonrpc": "2.0", "id": 7, "method": "session/prompt", "params": {}}
