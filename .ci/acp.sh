@@ -12,6 +12,12 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
 
+# The lock's entries for @openclaw/fs-safe's native packages of other systems
+# (darwin, win32, linux-arm64; an optional dependency of acpx) are written by hand,
+# without integrity: the registry this project's machines reach serves only the
+# linux-x64 ones, and `npm ci` refuses a lock that lacks any optional dependency.
+# npm skips them on linux-x64 and fetches (unverified) the one a Mac or Windows
+# needs. After `npm install` regenerates the lock, add them back.
 ACP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/acp" && pwd)"
 (cd "$ACP_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 
