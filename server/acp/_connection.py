@@ -17,12 +17,12 @@
   answer, bounded by :data:`UNDO_TIMEOUT`, and the undo (kill and release the
   terminal) is done with it.
 
-Cancellation: a cancelled :meth:`Peer.request` sends nothing more and forgets its
-id (with an undo, once the undo is done). After :meth:`Peer.abandon` (the adapter
-stops reading) requests are still sent but never waited for. After
-:meth:`Peer.close`, requests fail with :class:`ConnectionClosed`, notifications
-and responses are dropped, and the writer flushes what is queued for at most its
-*flush_timeout* before it closes the stream.
+Cancellation: a cancelled :meth:`Peer.request` sends ``$/cancel_request`` for it
+(without an undo) and forgets its id (with an undo, once the undo is done). After
+:meth:`Peer.abandon` (the adapter stops reading) requests are still sent but never
+waited for. After :meth:`Peer.close`, requests fail with :class:`ConnectionClosed`,
+notifications and responses are dropped, and the writer flushes what is queued for
+at most its *flush_timeout* before it closes the stream.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ OUTGOING_BUFFER: Final = 256
 FLUSH_TIMEOUT: Final = 2.0
 # Seconds a cancelled request with an undo still waits for its answer, and undoes it.
 UNDO_TIMEOUT: Final = 5.0
+# ACP's (and LSP's) notification that a request is no longer waited for.
+CANCEL_REQUEST: Final = "$/cancel_request"
 
 Undo = Callable[[JSON], Awaitable[None]]
 
@@ -174,11 +176,13 @@ class Peer:
             RpcError: the client answered with an error (or an invalid response).
             ConnectionClosed: the connection closed before the answer came.
 
-        Cancellation: the request is abandoned; its late answer is ignored. With
-        *undo*, a request already sent still waits for its answer (shielded, at
-        most :data:`UNDO_TIMEOUT`, and not once the adapter stops reading) and
-        hands a result to *undo* (within the same bound) before the cancellation
-        goes on: the client may have started something only an answer names.
+        Cancellation: the request is abandoned and the client is told so
+        (``$/cancel_request``, so an editor can take down a dialog nobody waits
+        on any more); its late answer is ignored. With *undo*, a request already
+        sent still waits for its answer (shielded, at most :data:`UNDO_TIMEOUT`,
+        and not once the adapter stops reading) and hands a result to *undo*
+        (within the same bound) before the cancellation goes on: the client may
+        have started something only an answer names.
         """
         if self._closed:
             raise ConnectionClosed(f"cannot call {method}: the connection is closed")
@@ -194,7 +198,9 @@ class Peer:
             try:
                 await waiter.done.wait()
             except trio.Cancelled:
-                if undo is not None:
+                if undo is None:
+                    self._tell_cancelled(request_id)
+                else:
                     with trio.CancelScope(shield=True), trio.move_on_after(UNDO_TIMEOUT):
                         await waiter.done.wait()
                         if waiter.error is None:
@@ -209,6 +215,17 @@ class Peer:
         if waiter.error is not None:
             raise waiter.error
         return waiter.result
+
+    def _tell_cancelled(self, request_id: int) -> None:
+        """Queue ``$/cancel_request`` for *request_id* without waiting: it runs in a
+        cancelled task, and it is a courtesy (a full queue or a closed writer skips it)."""
+        if self._closed:
+            return
+        line = encode_notification(CANCEL_REQUEST, {"requestId": request_id})
+        try:
+            self._send.send_nowait(line)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            log.debug("not telling the client that request %r is cancelled", request_id)
 
     def deliver(self, response: Response) -> None:
         """Hand a response from the client to the request it answers (if still waiting)."""

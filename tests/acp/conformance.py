@@ -52,10 +52,13 @@ def _validator(definition: str, path: Path) -> Draft202012Validator:
 
 @cache
 def definitions(side: str) -> dict[str, dict[str, str]]:
-    """``method → {"params": def, "result": def}`` of the stable methods *side* handles."""
+    """``method → {"params": def, "result": def}`` of the stable methods *side* handles
+    (the protocol's own, ``$/cancel_request``, either side does)."""
     table: dict[str, dict[str, str]] = {}
     for name, definition in _schema()["$defs"].items():
-        if definition.get("x-side") != side or not isinstance(definition.get("x-method"), str):
+        if definition.get("x-side") not in (side, "protocol"):
+            continue
+        if not isinstance(definition.get("x-method"), str):
             continue
         role = "result" if name.endswith("Response") else "params"
         table.setdefault(definition["x-method"], {})[role] = name

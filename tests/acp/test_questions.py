@@ -147,8 +147,11 @@ async def test_a_cancel_while_the_form_is_open_cancels_the_turn(
         with trio.fail_after(5):
             response = await client.response(prompt_id)
         assert response["result"]["stopReason"] == "cancelled"
-        # The form's late answer is ignored, and the session goes on.
+        # The editor is told the form is no longer waited for (it may take it down).
         (form,) = [m for m in client.received if m.get("method") == "elicitation/create"]
+        told = await client.until(lambda m: m.get("method") == "$/cancel_request")
+        assert told["params"] == {"requestId": form["id"]} and "id" not in told
+        # The form's late answer is ignored, and the session goes on.
         accept = {"action": "accept", "content": {"answer": "too late"}}
         await client.send({"jsonrpc": "2.0", "id": form["id"], "result": accept})
         assert (await client.prompt(session_id, "stream 2 words"))["result"]["stopReason"] == (
