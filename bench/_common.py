@@ -264,6 +264,25 @@ def postgres_cpu_probe(dsn: str) -> Callable[[], float]:
 # -- statistics -----------------------------------------------------------------
 
 
+class JsonLines:
+    """The JSON objects a child writes one per line (an ACP agent's stdout)."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream, self.buffer = stream, b""
+
+    async def next(self) -> tuple[JSONObject, int]:
+        """The next object, and the bytes its line took (newline included)."""
+        while b"\n" not in self.buffer:
+            data = await self.stream.receive_some(1 << 16)
+            if not data:
+                raise RuntimeError("the child closed its output")
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        value = json.loads(line)
+        assert isinstance(value, dict)
+        return value, len(line) + 1
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 

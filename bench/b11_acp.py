@@ -20,7 +20,6 @@ adapter's overhead per update over the WebSocket path.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from sessions import JSONObject, dumps
 from ._common import (
     STEP,
     TOKEN,
+    JsonLines,
     cpu_seconds,
     hello,
     median,
@@ -93,22 +93,6 @@ async def over_ws(words: int) -> Run:
                 return Run(updates, time.perf_counter() - started, server.cpu() - cpu)
 
 
-class _Lines:
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self.stream, self.buffer = stream, b""
-
-    async def next(self) -> JSONObject:
-        while b"\n" not in self.buffer:
-            data = await self.stream.receive_some(1 << 16)
-            if not data:
-                raise RuntimeError("the adapter closed its stdout")
-            self.buffer += data
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        value = json.loads(line)
-        assert isinstance(value, dict)
-        return value
-
-
 async def over_acp(words: int) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "b11.db")
@@ -118,14 +102,14 @@ async def over_acp(words: int) -> Run:
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
             )
         assert process.stdin is not None and process.stdout is not None
-        lines = _Lines(process.stdout)
+        lines = JsonLines(process.stdout)
 
         async def call(id_: int, method: str, params: JSONObject) -> JSONObject:
             assert process.stdin is not None
             message: JSONObject = {"jsonrpc": "2.0", "id": id_, "method": method, "params": params}
             await process.stdin.send_all(dumps(message).encode() + b"\n")
             while True:
-                answer = await lines.next()
+                answer, _ = await lines.next()
                 if answer.get("id") == id_ and "method" not in answer:
                     return answer
 
@@ -150,7 +134,7 @@ async def over_acp(words: int) -> Run:
             updates = 0
             with trio.fail_after(300):
                 while True:
-                    got = await lines.next()
+                    got, _ = await lines.next()
                     if got.get("id") == 3:
                         break
                     params = got.get("params")

@@ -15,7 +15,6 @@ request to its answer: the wall time, the adapter's CPU (``/proc``), and the
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import trio
 
 from sessions import JSON, JSONObject, dumps
 
-from ._common import STEP, cpu_seconds, median, note, print_header
+from ._common import STEP, JsonLines, cpu_seconds, median, note, print_header
 
 
 @attrs.frozen
@@ -45,20 +44,9 @@ class Adapter:
 
     def __init__(self, process: trio.Process) -> None:
         assert process.stdin is not None and process.stdout is not None
-        self.process, self.stdin, self.stdout = process, process.stdin, process.stdout
-        self.buffer = b""
+        self.process, self.stdin = process, process.stdin
+        self.lines = JsonLines(process.stdout)
         self.next_id = 0
-
-    async def line(self) -> tuple[JSONObject, int]:
-        while b"\n" not in self.buffer:
-            data = await self.stdout.receive_some(1 << 16)
-            if not data:
-                raise RuntimeError("the adapter closed its stdout")
-            self.buffer += data
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        value = json.loads(line)
-        assert isinstance(value, dict)
-        return value, len(line) + 1
 
     async def call(self, method: str, params: JSONObject) -> tuple[JSONObject, int, int]:
         """Send a request; its answer, and the updates and bytes read until it came."""
@@ -70,7 +58,7 @@ class Adapter:
         updates = received = 0
         with trio.fail_after(STEP):
             while True:
-                got, size = await self.line()
+                got, size = await self.lines.next()
                 received += size
                 if got.get("id") == request_id and "method" not in got:
                     assert "result" in got, got

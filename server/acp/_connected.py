@@ -204,27 +204,26 @@ class ConnectedLink(SessionFollower):
             raise _error_of(response)
         return _session(_json_object(response))
 
-    async def load_session(self, session_id: str) -> SessionInfo | None:
+    async def _on_session(self, method: str, session_id: str, ok: int) -> httpx.Response | None:
+        """*method* on the session's resource; ``None`` when there is no such session (an
+        id that could name another resource is none), an error unless status *ok*."""
         if not session_id or len(session_id) > 200 or "/" in session_id:
             return None
-        response = await self._request("GET", f"/v1/sessions/{session_id}")
+        response = await self._request(method, f"/v1/sessions/{session_id}")
         if response.status_code == 404:
             return None
-        if response.status_code != 200:
+        if response.status_code != ok:
             raise _error_of(response)
-        return _session(_json_object(response))
+        return response
+
+    async def load_session(self, session_id: str) -> SessionInfo | None:
+        response = await self._on_session("GET", session_id, 200)
+        return None if response is None else _session(_json_object(response))
 
     async def delete_session(self, session_id: str) -> bool:
-        if not session_id or len(session_id) > 200 or "/" in session_id:
-            return False
         # Retried like a read: a delete whose answer was lost and that is sent again
         # finds the session gone (404), which reads as "no such session".
-        response = await self._request("DELETE", f"/v1/sessions/{session_id}")
-        if response.status_code == 404:
-            return False
-        if response.status_code != 204:
-            raise _error_of(response)
-        return True
+        return await self._on_session("DELETE", session_id, 204) is not None
 
     async def list_sessions(self, *, cursor: str | None = None, limit: int = 50) -> SessionPage:
         params: dict[str, str | int] = {"limit": limit}
