@@ -324,12 +324,21 @@ class McpConnection:
             )
         return tuple(tools.values())
 
-    async def call(self, tool: str, arguments: JSONObject, read_timeout: float) -> McpOutcome:
+    async def call(
+        self,
+        tool: str,
+        arguments: JSONObject,
+        read_timeout: float,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - only named in the outcome
+    ) -> McpOutcome:
         """Call *tool*; every way it can end is an outcome.
 
         *read_timeout* is the SDK's: past it, the SDK sends ``notifications/cancelled``
         with a reason and the outcome is ``timeout`` (a cancel scope would look to
-        the SDK like a cancelled caller).
+        the SDK like a cancelled caller). *timeout* is the call's whole timeout, which
+        the outcome names (default: *read_timeout*); the caller may have spent some
+        of it already, waiting for a slot.
 
         Cancellation: if the caller is cancelled, the SDK sends the server
         ``notifications/cancelled`` for the request (shielded, at most 5 s on a
@@ -350,7 +359,8 @@ class McpConnection:
                 return McpOutcome(
                     "timeout",
                     f"the MCP server {self.name} did not answer {tool} "
-                    f"within {read_timeout:.3g} s; the call was cancelled, {unknown}",
+                    f"within {read_timeout if timeout is None else timeout:.3g} s; "
+                    f"the call was cancelled, {unknown}",
                 )
             if exc.code == mcp_types.CONNECTION_CLOSED and (
                 self.closed.is_set() or exc.message == "Connection closed"

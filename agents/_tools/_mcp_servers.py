@@ -305,7 +305,8 @@ class McpServers:
                 f"for all of {timeout:g} s; the call was not sent",
             )
         try:
-            return await connection.call(tool, arguments, deadline - trio.current_time())
+            remaining = deadline - trio.current_time()
+            return await connection.call(tool, arguments, remaining, timeout=timeout)
         finally:
             entry.slots.release()
 
