@@ -64,6 +64,7 @@ from sessions import JSON, JSONObject
 
 from ..chat import Workspace
 from ._connection import ConnectionClosed, Peer
+from ._fields import str_field
 from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
 from ._link import LinkError, RuntimeLink
 from ._mapping import Translator, session_info_update, stop_reason, turn_error
@@ -92,11 +93,6 @@ class _Mount:
 
     scope: trio.CancelScope
     ended: trio.Event
-
-
-def _text(event: JSONObject, key: str) -> str:
-    value = event.get(key)
-    return value if isinstance(value, str) else ""
 
 
 class SessionBridge:
@@ -343,19 +339,19 @@ class SessionBridge:
                 prefix = {"tool.call": "call", "approval.requested": "approval"}.get(
                     kind, "question"
                 )
-                item = _text(event, "question_id" if prefix == "question" else "call_id")
+                item = str_field(event, "question_id" if prefix == "question" else "call_id")
                 key = f"{prefix}:{item}"
                 if key not in self._open:
                     self._open[key] = work = Work(turn_id, event)
                     if start:
                         self._start(key, work)
             case "tool.result":
-                self._close(f"call:{_text(event, 'call_id')}")
-                self._close(f"question:{_text(event, 'call_id')}")
+                self._close(f"call:{str_field(event, 'call_id')}")
+                self._close(f"question:{str_field(event, 'call_id')}")
             case "approval.resolved":
-                self._close(f"approval:{_text(event, 'call_id')}")
+                self._close(f"approval:{str_field(event, 'call_id')}")
             case "question.answered":
-                self._close(f"question:{_text(event, 'question_id')}")
+                self._close(f"question:{str_field(event, 'question_id')}")
             case "error" if turn_id is not None:
                 self._errors[turn_id] = event
             case "message" if turn_id is not None and "subtask_id" not in event:
@@ -367,7 +363,7 @@ class SessionBridge:
                 self._running.discard(turn_id)
                 for key in [k for k, w in self._open.items() if w.turn_id == turn_id]:
                     self._close(key)
-                reason = _text(event, "reason") or "error"
+                reason = str_field(event, "reason") or "error"
                 self._ended[turn_id] = _End(
                     reason,
                     event.get("usage"),

@@ -29,15 +29,12 @@ from typing import Final
 
 from sessions import JSON, JSONObject
 
+from ._fields import str_field
+
 # What ends a compaction still in progress: the turn went on, failed or ended.
 _PAST_IT: Final = frozenset({"error", "text.delta", "message", "turn.ended"})
 _CANCELLED: Final = frozenset({"cancelled", "interrupted"})
 FAILED: Final = "the summary could not be made; the turn went on without it"
-
-
-def _text(event: Mapping[str, JSON], key: str) -> str:
-    value = event.get(key)
-    return value if isinstance(value, str) else ""
 
 
 class CompactionUpdates:
@@ -56,15 +53,15 @@ class CompactionUpdates:
         if kind == "context.compacted":
             compaction_id = self._open or f"compaction-{event.get('seq')}"
             self._open = None
-            summary = _text(event, "summary")
+            summary = str_field(event, "summary")
             update = _update(compaction_id, "completed")
             update["summary"] = [{"type": "text", "text": summary}] if summary else []
             return [update]
         if self._open is None or kind not in _PAST_IT:
             return []
         if kind == "error":
-            return self._end("failed", _text(event, "message") or FAILED)
-        if kind == "turn.ended" and _text(event, "reason") in _CANCELLED:
+            return self._end("failed", str_field(event, "message") or FAILED)
+        if kind == "turn.ended" and str_field(event, "reason") in _CANCELLED:
             return self._end("cancelled", None)
         return self._end("failed", FAILED)
 

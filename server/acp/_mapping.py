@@ -41,6 +41,7 @@ from typing import Final
 from sessions import JSON, JSONObject
 
 from ._compaction import CompactionUpdates
+from ._fields import str_field
 from ._jsonrpc import INTERNAL_ERROR, RpcError
 from ._link import SessionInfo
 from ._usage import UsageMeter
@@ -100,16 +101,11 @@ def turn_error(error: JSONObject | None) -> RpcError:
     """
     if error is None:
         return RpcError(INTERNAL_ERROR, "the turn failed", {"code": "internal"})
-    message = _text(error, "message") or "the turn failed"
-    data: JSONObject = {"code": _text(error, "code") or "internal", "message": message}
+    message = str_field(error, "message") or "the turn failed"
+    data: JSONObject = {"code": str_field(error, "code") or "internal", "message": message}
     if isinstance(error.get("retryable"), bool):
         data["retryable"] = error["retryable"]
     return RpcError(INTERNAL_ERROR, message, data)
-
-
-def _text(obj: Mapping[str, JSON], key: str) -> str:
-    value = obj.get(key)
-    return value if isinstance(value, str) else ""
 
 
 def _clip(text: str, limit: int = _TITLE_LIMIT) -> str:
@@ -119,7 +115,7 @@ def _clip(text: str, limit: int = _TITLE_LIMIT) -> str:
 
 def tool_title(name: str, args: Mapping[str, JSON]) -> str:
     """A one-line title for a call, as an editor shows it above the call."""
-    path = _text(args, "path")
+    path = str_field(args, "path")
     match name:
         case "read_file":
             start, end = args.get("start_line"), args.get("end_line")
@@ -132,23 +128,23 @@ def tool_title(name: str, args: Mapping[str, JSON]) -> str:
         case "list_files":
             return _clip(f"List {path or '.'}")
         case "search_files":
-            return _clip(f"Search {_text(args, 'regex')!r} in {path or '.'}")
+            return _clip(f"Search {str_field(args, 'regex')!r} in {path or '.'}")
         case "create_directory":
             return _clip(f"Create directory {path}")
         case "delete_file":
             return _clip(f"Delete {path}")
         case "move_file":
-            return _clip(f"Move {_text(args, 'source')} to {_text(args, 'destination')}")
+            return _clip(f"Move {str_field(args, 'source')} to {str_field(args, 'destination')}")
         case "execute_command":
-            return _clip(f"Run {_text(args, 'command')}")
+            return _clip(f"Run {str_field(args, 'command')}")
         case "switch_mode":
-            return _clip(f"Switch to {_text(args, 'mode')}")
+            return _clip(f"Switch to {str_field(args, 'mode')}")
         case "new_task":
-            return _clip(f"Delegate to {_text(args, 'mode')}: {_text(args, 'message')}")
+            return _clip(f"Delegate to {str_field(args, 'mode')}: {str_field(args, 'message')}")
         case "attempt_completion":
             return "Complete the task"
         case "ask_followup_question":
-            return _clip(f"Ask: {_text(args, 'question')}")
+            return _clip(f"Ask: {str_field(args, 'question')}")
         case _:
             return _clip(name)
 
@@ -167,7 +163,7 @@ def tool_locations(name: str, args: Mapping[str, JSON], cwd: str) -> list[JSON]:
     keys = ("source", "destination") if name == "move_file" else ("path",)
     out: list[JSON] = []
     for key in keys:
-        path = _text(args, key)
+        path = str_field(args, key)
         if path and name in TOOL_KINDS and name != "switch_mode":
             location: JSONObject = {"path": absolute(cwd, path)}
             start = args.get("start_line")
@@ -193,11 +189,13 @@ def preview_content(name: str, args: Mapping[str, JSON], cwd: str) -> list[JSON]
     ``write_file`` shows the new content; ``apply_diff`` its search and replace
     text. The finished call shows the real diff (:meth:`Translator.note_content`).
     """
-    path = _text(args, "path")
+    path = str_field(args, "path")
     if name == "write_file" and path:
-        return [diff_content(absolute(cwd, path), None, _text(args, "content"))]
+        return [diff_content(absolute(cwd, path), None, str_field(args, "content"))]
     if name == "apply_diff" and path:
-        return [diff_content(absolute(cwd, path), _text(args, "search"), _text(args, "replace"))]
+        return [
+            diff_content(absolute(cwd, path), str_field(args, "search"), str_field(args, "replace"))
+        ]
     return []
 
 
@@ -277,14 +275,16 @@ class Translator:
         text_kind = "agent_thought_chunk" if event.get("subtask_id") else "agent_message_chunk"
         match kind:
             case "user.message" if self.replay:
-                return [chunk("user_message_chunk", _text(event, "content"))]
+                return [chunk("user_message_chunk", str_field(event, "content"))]
             case "text.delta" if not self.replay:
-                self._streamed.add(_text(event, "message_id"))
-                text = _text(event, "text")
+                self._streamed.add(str_field(event, "message_id"))
+                text = str_field(event, "text")
                 return [chunk(text_kind, text)] if text else []
             case "text.delta":  # kept in case the replay ends before its message
-                message_id = _text(event, "message_id")
-                self._unsent.setdefault(message_id, (text_kind, []))[1].append(_text(event, "text"))
+                message_id = str_field(event, "message_id")
+                self._unsent.setdefault(message_id, (text_kind, []))[1].append(
+                    str_field(event, "text")
+                )
             case "message":
                 return self._message(event, text_kind)
             case "tool.call" | "tool.started":  # tool.started: the runtime runs it (MCP)
@@ -295,14 +295,17 @@ class Translator:
                 return self._finished(event)
             case "agent.switched":
                 return [
-                    {"sessionUpdate": "current_mode_update", "currentModeId": _text(event, "to")}
+                    {
+                        "sessionUpdate": "current_mode_update",
+                        "currentModeId": str_field(event, "to"),
+                    }
                 ]
             case "question.asked":
                 return [chunk(text_kind, _question(event))]
             case "question.answered" if self.replay:
-                return [chunk("user_message_chunk", _text(event, "text"))]
+                return [chunk("user_message_chunk", str_field(event, "text"))]
             case "error" if self.replay:
-                code, message = _text(event, "code"), _text(event, "message")
+                code, message = str_field(event, "code"), str_field(event, "message")
                 return [chunk("agent_message_chunk", f"\n[error {code}: {message}]\n")]
             case "turn.ended":
                 # A reply whose commit failed has deltas and no message: shown, as live.
@@ -346,7 +349,7 @@ class Translator:
 
     def _message(self, event: Mapping[str, JSON], text_kind: str) -> list[JSONObject]:
         out: list[JSONObject] = []
-        message_id, content = _text(event, "message_id"), _text(event, "content")
+        message_id, content = str_field(event, "message_id"), str_field(event, "content")
         self._unsent.pop(message_id, None)
         if content and (self.replay or message_id not in self._streamed):
             out.append(chunk(text_kind, content))
@@ -355,7 +358,11 @@ class Translator:
         for item in calls if isinstance(calls, list) else []:
             if not isinstance(item, dict):
                 continue
-            call_id, name, args = _text(item, "call_id"), _text(item, "name"), item.get("arguments")
+            call_id, name, args = (
+                str_field(item, "call_id"),
+                str_field(item, "name"),
+                item.get("arguments"),
+            )
             if call_id and name:
                 arguments = args if isinstance(args, dict) else {}
                 self._calls[call_id] = (name, arguments)
@@ -364,7 +371,7 @@ class Translator:
         return out
 
     def _started(self, event: Mapping[str, JSON]) -> list[JSONObject]:
-        call_id = _text(event, "call_id")
+        call_id = str_field(event, "call_id")
         if call_id in self._calls:
             return [
                 {
@@ -374,7 +381,7 @@ class Translator:
                 }
             ]
         # Announced before what we read (cannot happen with a whole log): announce it now.
-        name, args = _text(event, "name"), event.get("arguments")
+        name, args = str_field(event, "name"), event.get("arguments")
         arguments = args if isinstance(args, dict) else {}
         self._calls[call_id] = (name, arguments)
         return [
@@ -385,10 +392,10 @@ class Translator:
         ]
 
     def _subtask(self, event: Mapping[str, JSON]) -> list[JSONObject]:
-        call_id = _text(event, "call_id")  # the new_task call the subtask answers
+        call_id = str_field(event, "call_id")  # the new_task call the subtask answers
         if not call_id:
             return []
-        title = _clip(f"Delegate to {_text(event, 'agent')}: {_text(event, 'message')}")
+        title = _clip(f"Delegate to {str_field(event, 'agent')}: {str_field(event, 'message')}")
         return [
             {
                 "sessionUpdate": "tool_call_update",
@@ -399,11 +406,11 @@ class Translator:
         ]
 
     def _finished(self, event: Mapping[str, JSON]) -> list[JSONObject]:
-        call_id = _text(event, "call_id")
+        call_id = str_field(event, "call_id")
         self._calls.pop(call_id, None)
         ok = event.get("ok") is True
         noted = self._content.pop(call_id, None)
-        summary = _text(event, "summary") or _text(event, "content")
+        summary = str_field(event, "summary") or str_field(event, "content")
         content: list[JSON] = (
             noted if ok and noted is not None else ([text_content(summary)] if summary else [])
         )
@@ -418,7 +425,7 @@ class Translator:
 
 
 def _question(event: Mapping[str, JSON]) -> str:
-    text = _text(event, "text")
+    text = str_field(event, "text")
     options = event.get("options")
     choices = [o for o in options if isinstance(o, str)] if isinstance(options, list) else []
     listed = "".join(f"\n- {choice}" for choice in choices)

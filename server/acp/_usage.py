@@ -23,14 +23,10 @@ from typing import Final
 
 from sessions import JSON, JSONObject
 
+from ._fields import count_field
+
 # Costs are summed as floats: rounded when sent, so 0.1 + 0.2 reads 0.3 (to a nano-dollar).
 _COST_DIGITS: Final = 9
-
-
-def _count(obj: Mapping[str, JSON], key: str) -> int | None:
-    """A non-negative integer member of *obj* (``None`` when absent or anything else)."""
-    value = obj.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 class UsageMeter:
@@ -42,7 +38,7 @@ class UsageMeter:
 
     def turn_ended(self, event: Mapping[str, JSON]) -> None:
         """Count a ``turn.ended`` event: its context figures, its cost."""
-        used, size = _count(event, "context_tokens"), _count(event, "context_window")
+        used, size = count_field(event, "context_tokens"), count_field(event, "context_window")
         if used is not None and size is not None:
             self._context = (used, size)
         usage = event.get("usage")
@@ -71,7 +67,10 @@ def prompt_usage(usage: JSON) -> JSONObject | None:
     """
     if not isinstance(usage, dict):
         return None
-    prompt, completion = _count(usage, "prompt_tokens"), _count(usage, "completion_tokens")
+    prompt, completion = (
+        count_field(usage, "prompt_tokens"),
+        count_field(usage, "completion_tokens"),
+    )
     if prompt is None or completion is None:
         return None
     result: JSONObject = {
@@ -83,7 +82,7 @@ def prompt_usage(usage: JSON) -> JSONObject | None:
         ("cached_tokens", "cachedReadTokens"),
         ("reasoning_tokens", "thoughtTokens"),
     ):
-        count = _count(usage, ours)
+        count = count_field(usage, ours)
         if count is not None:
             result[theirs] = count
     return result

@@ -43,6 +43,7 @@ from ._capabilities import (
     question_options,
 )
 from ._connection import ConnectionClosed, Peer
+from ._fields import str_field
 from ._jsonrpc import RpcError
 from ._mapping import Translator, preview_content, text_content, tool_call
 from ._tools import ToolRunner
@@ -62,11 +63,6 @@ class Work:
     event: JSONObject
     scope: trio.CancelScope | None = None
     answered: bool = False  # its command is being submitted: closing it must not cancel that
-
-
-def _text(event: JSONObject, key: str) -> str:
-    value = event.get(key)
-    return value if isinstance(value, str) else ""
 
 
 class Handlers:
@@ -108,8 +104,8 @@ class Handlers:
     async def run_tool(self, work: Work) -> None:
         event = work.event
         call_id, name, arguments = (
-            _text(event, "call_id"),
-            _text(event, "name"),
+            str_field(event, "call_id"),
+            str_field(event, "name"),
             event.get("arguments"),
         )
 
@@ -136,7 +132,11 @@ class Handlers:
 
     async def ask_permission(self, work: Work) -> None:
         event = work.event
-        call_id, name, rule = _text(event, "call_id"), _text(event, "name"), _text(event, "rule")
+        call_id, name, rule = (
+            str_field(event, "call_id"),
+            str_field(event, "name"),
+            str_field(event, "rule"),
+        )
         command: JSONObject = {"type": "approval", "call_id": call_id}
         if name in self.rejected_tools:
             feedback = f"{name} is always rejected in this session (the user's choice)"
@@ -181,7 +181,7 @@ class Handlers:
 
     async def ask_question(self, work: Work) -> None:
         event = work.event
-        question_id, text = _text(event, "question_id"), _text(event, "text")
+        question_id, text = str_field(event, "question_id"), str_field(event, "text")
         options = event.get("options")
         choices = [o for o in options if isinstance(o, str)] if isinstance(options, list) else []
         answer: str | None = None
