@@ -5,6 +5,8 @@ commands and the model seam are in :mod:`agents.events`, :mod:`agents.commands`
 and :mod:`agents.model`; test aids in :mod:`agents.testing`.
 """
 
+from typing import TYPE_CHECKING
+
 from ._config import RuntimeConfig
 from ._core._commands import Ack
 from ._core._events import AgentEvent, decode_event, encode_event
@@ -22,9 +24,11 @@ from ._errors import (
     ToolError,
 )
 from ._metrics import RuntimeMetrics
-from ._providers._openai import open_openai_client
 from ._providers._scripted import ScriptedModel
 from ._supervisor import Supervisor, open_supervisor
+
+if TYPE_CHECKING:
+    from ._providers._openai import open_openai_client
 
 __all__ = [
     "TOOLS",
@@ -53,3 +57,14 @@ __all__ = [
     "open_supervisor",
     "validate_arguments",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The OpenAI client is imported on first use, as the provider registry does (see
+    # ``_providers/__init__.py``): it brings httpx, which most start-ups never use.
+    if name == "open_openai_client":
+        from ._providers._openai import open_openai_client
+
+        globals()["open_openai_client"] = open_openai_client
+        return open_openai_client
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,6 +5,8 @@ OpenAI-compatible client are the built-in ones). :data:`PROVIDERS` names every
 provider; :func:`open_provider` opens one from :class:`ProviderSettings`.
 """
 
+from typing import TYPE_CHECKING
+
 from ._core._model import (
     ChatMessage,
     ContentPart,
@@ -21,7 +23,9 @@ from ._core._model import (
     UsageDelta,
 )
 from ._providers import PROVIDERS, ProviderFactory, ProviderSettings, open_provider
-from ._providers._openai import OpenAIClient
+
+if TYPE_CHECKING:
+    from ._providers._openai import OpenAIClient
 
 __all__ = [
     "PROVIDERS",
@@ -43,3 +47,14 @@ __all__ = [
     "UsageDelta",
     "open_provider",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The OpenAI client is imported on first use, as the provider registry does (see
+    # ``_providers/__init__.py``): it brings httpx, which most start-ups never use.
+    if name == "OpenAIClient":
+        from ._providers._openai import OpenAIClient
+
+        globals()["OpenAIClient"] = OpenAIClient
+        return OpenAIClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

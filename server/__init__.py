@@ -4,11 +4,15 @@
 ``main()`` is the ``agent-runtime`` command (the program's only ``trio.run``).
 """
 
+from typing import TYPE_CHECKING
+
 from ._auth import Authenticator, ensure_tokens, is_loopback
 from ._cli import main
 from ._config import Limits, ServeConfig, load_config
 from ._errors import ApiError, ConfigurationError, ServerError
-from ._serve import serve
+
+if TYPE_CHECKING:
+    from ._serve import serve
 
 __all__ = [
     "ApiError",
@@ -23,3 +27,15 @@ __all__ = [
     "main",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # ``serve`` is imported on first use: it brings the HTTP stack (quart, hypercorn),
+    # which the CLI's other verbs (``acp`` above all: an editor waits for its start-up)
+    # do not need.
+    if name == "serve":
+        from ._serve import serve
+
+        globals()["serve"] = serve
+        return serve
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,7 +32,7 @@ from ._config import ServeConfig
 from ._errors import ConfigurationError
 from ._logging import configure_logging
 from ._migrate import check_arguments, migrate
-from ._serve import open_configured_store, serve
+from ._runtime import open_configured_store
 from ._startup import PROGRAM, banner, describe_failure
 
 logger = logging.getLogger("agent_runtime.server")
@@ -72,6 +72,10 @@ async def _serve_then_stop(
     *,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    # Imported here: only ``serve`` needs the HTTP stack (quart, hypercorn), and the
+    # other verbs, ``acp`` above all, start faster without it.
+    from ._serve import serve
+
     await serve(config, shutdown=shutdown, task_status=task_status)
     done.cancel()  # stops following signals
 

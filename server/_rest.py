@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from typing import Final
 
@@ -22,12 +20,11 @@ from sessions import (
     Session,
     SessionStore,
     StoreError,
-    dumps,
 )
 
-from ._errors import STORAGE_RETRY_AFTER, ApiError, bad_request, command_error
+from ._cursor import decode_cursor, encode_cursor
+from ._errors import STORAGE_RETRY_AFTER, bad_request, command_error
 from ._http import authenticate, int_arg, owned_session, read_json_object
-from ._json_input import decode_json
 from ._metrics import lease_counts
 from ._responses import json_response
 from ._state import ServerState
@@ -71,30 +68,6 @@ def approval_json(approval: Approval) -> JSONObject:
         "expires_at": approval.expires_at,
         "status": approval.status.value,
     }
-
-
-def encode_cursor(session: Session) -> str:
-    raw = dumps([session.created_at, session.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """The ``(created_at, id)`` an opaque page cursor stands for.
-
-    Raises:
-        ApiError: 400 ``bad_parameter`` for anything this server did not issue.
-    """
-    try:
-        value = decode_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), "cursor")
-    except (ValueError, binascii.Error, ApiError):
-        raise bad_request("bad_parameter", "invalid cursor") from None
-    match value:
-        case [int() | float() as created_at, str() as session_id] if not isinstance(
-            created_at, bool
-        ):
-            return float(created_at), session_id
-        case _:
-            raise bad_request("bad_parameter", "invalid cursor")
 
 
 def _title(body: JSONObject, *, required: bool) -> str | None:

@@ -37,17 +37,18 @@ import math
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from attrs import field, frozen
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from sessions import JSON, JSONObject
 
 from .._errors import ConfigError, ToolError
 from ._model import ToolSpec
 from ._tools import parse_arguments
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 INSTALL_HINT = "MCP servers need the 'mcp' extra: pip install 'agent-runtime[mcp]'"
 PREFIX = "mcp__"
@@ -270,6 +271,10 @@ class MountedTools:
         return MountedTools(MappingProxyType({**self.tools, **other.tools}))
 
     def check(self, tool: McpTool, arguments: JSONObject) -> JSONObject:
+        # Imported on first use: jsonschema is a tenth of the ACP adapter's start-up.
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
         validator = self._validators.get(tool.name)
         if validator is None:
             try:

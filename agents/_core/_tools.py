@@ -21,21 +21,24 @@ argument and what is wrong.
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from attrs import frozen
-from jsonschema import Draft202012Validator
 
 from sessions import JSON, JSONObject
 
 from .._errors import ToolError
 from ._budget import MAX_MODEL_NAME
 from ._model import ToolSpec
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 Side: TypeAlias = Literal["ide", "server"]
 Group: TypeAlias = Literal["read", "edit", "command", "mode"]
@@ -204,7 +207,15 @@ _DEFS = (
 
 TOOLS: Mapping[str, ToolDef] = MappingProxyType({tool.name: tool for tool in _DEFS})
 
-_VALIDATORS = {tool.name: Draft202012Validator(tool.parameters) for tool in _DEFS}
+
+@functools.cache
+def _validator(name: str) -> Draft202012Validator:
+    # Built on first use, and jsonschema imported then: it is a tenth of the ACP
+    # adapter's start-up, and most processes validate no call before they answer.
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(TOOLS[name].parameters)
+
 
 # A drive letter ("C:", "c:/x", "C:x") is absolute or drive-relative on Windows;
 # both point outside the workspace.
@@ -268,7 +279,7 @@ def validate_arguments(name: str, arguments: JSONObject) -> JSONObject:
         ToolError: unknown tool, schema violation or a path outside the workspace.
     """
     tool_def(name)
-    errors = sorted(_VALIDATORS[name].iter_errors(arguments), key=lambda e: list(map(str, e.path)))
+    errors = sorted(_validator(name).iter_errors(arguments), key=lambda e: list(map(str, e.path)))
     if errors:
         problems = []
         for error in errors:

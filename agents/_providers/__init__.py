@@ -23,16 +23,28 @@ from typing import TypeAlias
 
 from .._core._model import ModelClient
 from .._errors import ConfigError
-from . import _openai, _scripted
+from . import _scripted
 from ._settings import ProviderSettings
 
 ProviderFactory: TypeAlias = Callable[[ProviderSettings], AbstractAsyncContextManager[ModelClient]]
 """Opens a provider; leaving the context closes it (its connections, at once)."""
 
+
+@asynccontextmanager
+async def _open_openai(settings: ProviderSettings) -> AsyncIterator[ModelClient]:
+    # Imported when chosen: httpx (which loads its own CLI's click, rich and pygments)
+    # and httpcore are a large share of start-up, which the scripted model and the
+    # ACP adapter's connected mode never use.
+    from . import _openai
+
+    async with _openai.open_from_settings(settings) as client:
+        yield client
+
+
 PROVIDERS: Mapping[str, ProviderFactory] = MappingProxyType(
     {
         "scripted": _scripted.open_from_settings,
-        "openai": _openai.open_from_settings,
+        "openai": _open_openai,
     }
 )
 """Every provider by name (the first is the default)."""

@@ -26,9 +26,9 @@ from sessions import JSONObject, Session, SessionStore, StoreError, SubscriberTo
 
 from .._auth import LOCAL_PRINCIPAL
 from .._config import ServeConfig
+from .._cursor import decode_cursor, encode_cursor
 from .._errors import ApiError, store_error
-from .._rest import decode_cursor, encode_cursor
-from .._serve import (
+from .._runtime import (
     load_agents,
     open_configured_store,
     open_model,

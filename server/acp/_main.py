@@ -14,10 +14,9 @@ import os
 import trio
 
 from .._config import ServeConfig
-from .._serve import runtime_config
+from .._runtime import runtime_config
 from ._agent import serve_acp
 from ._book import SessionBook, book_path
-from ._connected import open_connected_link
 from ._embedded import open_embedded_link
 from ._link import RuntimeLink
 
@@ -46,6 +45,10 @@ async def run_acp(
     closes (shielded, bounded).
     """
     if connect is not None:
+        # Imported here: the connected link's httpx and trio-websocket are not worth
+        # an embedded adapter's start-up, which an editor waits for.
+        from ._connected import open_connected_link
+
         url, token = connect
         tool_timeout = runtime_config(config).tool_timeout
         async with open_connected_link(url, token, tool_timeout=tool_timeout) as connected:

@@ -32,26 +32,30 @@ agent's file changes, for ``/undo`` and ``/diff``), ``_journal_store`` (the jour
 index, blobs, lock and validation), ``_journal_model`` (the journal's records).
 """
 
-from ._client import Interrupts
-from ._input import LineSource
-from ._main import chat_main, run_chat, run_chat_args
-from ._options import (
-    DEFAULT_URL,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_NOT_APPROVED,
-    EXIT_OK,
-    EXIT_USAGE,
-    TOKEN_ENV,
-    URL_ENV,
-    ChatOptions,
-    UsageError,
-    add_chat_arguments,
-    chat_parser,
-    http_url,
-    options_from_args,
-)
-from ._tools import Workspace
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._client import Interrupts
+    from ._input import LineSource
+    from ._main import chat_main, run_chat, run_chat_args
+    from ._options import (
+        DEFAULT_URL,
+        EXIT_FAILED,
+        EXIT_INTERRUPTED,
+        EXIT_NOT_APPROVED,
+        EXIT_OK,
+        EXIT_USAGE,
+        TOKEN_ENV,
+        URL_ENV,
+        ChatOptions,
+        UsageError,
+        add_chat_arguments,
+        chat_parser,
+        http_url,
+        options_from_args,
+    )
+    from ._tools import Workspace
 
 __all__ = [
     "DEFAULT_URL",
@@ -75,3 +79,39 @@ __all__ = [
     "run_chat",
     "run_chat_args",
 ]
+
+# Where each public name lives. The package imports them on first use: the ACP
+# adapter runs the same workspace tools (``_tools``, ``_command``, ``_diff``, ...) and
+# must not pay, at every editor's start-up, for the terminal's prompt_toolkit and
+# rich that the rest of the client imports.
+_EXPORTS: dict[str, str] = {
+    "ChatOptions": "._options",
+    "DEFAULT_URL": "._options",
+    "EXIT_FAILED": "._options",
+    "EXIT_INTERRUPTED": "._options",
+    "EXIT_NOT_APPROVED": "._options",
+    "EXIT_OK": "._options",
+    "EXIT_USAGE": "._options",
+    "Interrupts": "._client",
+    "LineSource": "._input",
+    "TOKEN_ENV": "._options",
+    "URL_ENV": "._options",
+    "UsageError": "._options",
+    "Workspace": "._tools",
+    "add_chat_arguments": "._options",
+    "chat_main": "._main",
+    "chat_parser": "._options",
+    "http_url": "._options",
+    "options_from_args": "._options",
+    "run_chat": "._main",
+    "run_chat_args": "._main",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

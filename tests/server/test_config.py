@@ -24,7 +24,7 @@ from server._auth import bearer_token
 from server._cli import main
 from server._config import default_db_path, parse_tokens
 from server._logging import JsonFormatter, configure_logging, redact_query
-from server._serve import open_model, runtime_config
+from server._runtime import open_model, runtime_config
 from tests.fakes.openai_server import Stall, Stream, open_fake_openai
 from tests.server.helpers import LiveServer, ended, make_config, start_server
 from tests.server.test_readme_commands import ROOT, code_blocks
@@ -637,7 +637,7 @@ async def test_serve_says_how_to_install_the_mcp_extra(
 
 
 def test_the_readme_mcp_example_loads(tmp_path: Path) -> None:
-    from server._serve import load_agents
+    from server._runtime import load_agents
 
     readme = (ROOT / "README.md").read_text("utf-8")
     section = readme[readme.index("## MCP servers") :]
