@@ -365,6 +365,17 @@ async def stop_process(process: trio.Process, grace: float = 20.0) -> None:
                 await process.wait()
 
 
+async def end_stdio_child(process: trio.Process) -> None:
+    """Close a stdio child's stdin (its end of input: an ACP adapter exits), wait for
+    it within :data:`STEP`, then kill it if it is still running."""
+    assert process.stdin is not None
+    await process.stdin.aclose()
+    with trio.move_on_after(STEP):
+        await process.wait()
+    if process.returncode is None:
+        process.kill()
+
+
 @asynccontextmanager
 async def open_child(
     name: str, args: Sequence[str], env: Mapping[str, str] | None = None

@@ -38,6 +38,7 @@ from ._common import (
     TOKEN,
     JsonLines,
     cpu_seconds,
+    end_stdio_child,
     hello,
     median,
     note,
@@ -146,11 +147,7 @@ async def over_acp(words: int) -> Run:
                             updates += 1
             return Run(updates, time.perf_counter() - started, cpu_seconds(process.pid) - cpu)
         finally:
-            await process.stdin.aclose()
-            with trio.move_on_after(STEP):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
+            await end_stdio_child(process)
 
 
 async def main(words: int, runs: int) -> None:

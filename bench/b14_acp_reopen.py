@@ -28,7 +28,7 @@ import trio
 
 from sessions import JSON, JSONObject, dumps
 
-from ._common import STEP, JsonLines, cpu_seconds, median, note, print_header
+from ._common import STEP, JsonLines, cpu_seconds, end_stdio_child, median, note, print_header
 
 
 @attrs.frozen
@@ -78,11 +78,7 @@ async def adapter(db: Path, workdir: Path) -> AsyncIterator[Adapter]:
         await client.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
         yield client
     finally:
-        await client.stdin.aclose()
-        with trio.move_on_after(STEP):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
+        await end_stdio_child(process)
 
 
 async def write_session(db: Path, workdir: Path, turns: int, words: int) -> str:

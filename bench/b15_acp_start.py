@@ -33,7 +33,17 @@ import trio
 
 from sessions import JSONObject, dumps
 
-from ._common import REPO, STEP, JsonLines, cpu_seconds, median, note, peak_rss_kib, print_header
+from ._common import (
+    REPO,
+    STEP,
+    JsonLines,
+    cpu_seconds,
+    end_stdio_child,
+    median,
+    note,
+    peak_rss_kib,
+    print_header,
+)
 
 PROVIDERS = {
     "scripted": [],
@@ -88,11 +98,7 @@ async def start_once(root: Path, workdir: Path, provider: str) -> Started:
         cpu, peak = cpu_seconds(process.pid), peak_rss_kib(process.pid)
         new = await call(2, "session/new", {"cwd": str(workdir), "mcpServers": []})
     finally:
-        await process.stdin.aclose()
-        with trio.move_on_after(STEP):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
+        await end_stdio_child(process)
     return Started(initialize, new, cpu, peak)
 
 
