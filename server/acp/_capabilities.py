@@ -12,9 +12,10 @@
 - Agents are ACP *modes* (:func:`mode_state`).
 - Approvals become ``session/request_permission`` with the four standard options
   (:data:`PERMISSION_OPTIONS`); :func:`permission_answer` reads the outcome.
-  A question with choices becomes the same request, one option per choice; one
-  without, a one-field form (``elicitation/create``, :func:`question_form`) for a
-  client that takes forms.
+  For a client that takes forms a question is a form (``elicitation/create``,
+  :func:`question_form`): its choices as a select beside a free-text field, or
+  the text field alone. Without forms, a question with choices becomes a
+  permission request, one option per choice (:func:`question_options`).
 """
 
 from __future__ import annotations
@@ -202,47 +203,68 @@ def question_options(choices: Sequence[str]) -> list[JSON]:
 
 def question_answer(result: JSON, choices: Sequence[str]) -> str | None:
     """The chosen choice of a question's permission request; ``None`` for none."""
-    selected = _selected(result)
-    if selected is None or not selected.startswith("choice_"):
+    return _choice(_selected(result), choices)
+
+
+def _choice(value: JSON, choices: Sequence[str]) -> str | None:
+    """The choice a ``choice_<index>`` option id or form value stands for, if any."""
+    if not isinstance(value, str) or not value.startswith("choice_"):
         return None
-    index = selected.removeprefix("choice_")
+    index = value.removeprefix("choice_")
     if not index.isdigit() or int(index) >= len(choices):
         return None
     return choices[int(index)]
 
 
 ANSWER_FIELD: Final = "answer"
+CHOICE_FIELD: Final = "choice"
 DECLINED: Final = "(no answer: the user declined to answer)"
 DISMISSED: Final = "(no answer: the user dismissed the question)"
 
 
-def question_form(session_id: str, text: str) -> JSONObject:
-    """The ``elicitation/create`` params asking *text* as a form of one text field."""
-    field: JSONObject = {"type": "string", "title": "Answer", "minLength": 1}
+def question_form(session_id: str, text: str, choices: Sequence[str] = ()) -> JSONObject:
+    """The ``elicitation/create`` params asking *text* as a form.
+
+    Without *choices*: one required text field, ``answer``. With them: a single
+    select ``choice`` (one titled option per choice, ``choice_<index>`` as its
+    value, as the permission options have) and an optional ``answer`` in the user's
+    own words, since the model's choices are suggestions and any text is an answer.
+    """
+    properties: JSONObject
+    if not choices:
+        properties = {ANSWER_FIELD: {"type": "string", "title": "Answer", "minLength": 1}}
+        required: list[JSON] = [ANSWER_FIELD]
+    else:
+        options: list[JSON] = [
+            {"const": f"choice_{index}", "title": choice} for index, choice in enumerate(choices)
+        ]
+        properties = {
+            CHOICE_FIELD: {"type": "string", "title": "Answer", "oneOf": options},
+            ANSWER_FIELD: {"type": "string", "title": "Or answer in your own words"},
+        }
+        required = []
     return {
         "sessionId": session_id,
         "mode": "form",
         "message": text,
-        "requestedSchema": {
-            "type": "object",
-            "properties": {ANSWER_FIELD: field},
-            "required": [ANSWER_FIELD],
-        },
+        "requestedSchema": {"type": "object", "properties": properties, "required": required},
     }
 
 
-def form_answer(result: JSON) -> str:
+def form_answer(result: JSON, choices: Sequence[str] = ()) -> str:
     """The answer an ``elicitation/create`` result gives (a "no answer" note if none).
 
-    ``accept`` with a non-blank ``answer`` is the user's text; ``decline`` says the
-    user refused; ``cancel``, an empty form or anything unreadable, that they
-    dismissed it.
+    ``accept`` with a non-blank ``answer`` is the user's text; else, with *choices*,
+    the chosen ``choice``; ``decline`` says the user refused; ``cancel``, an empty
+    form or anything unreadable, that they dismissed it.
     """
     action = result.get("action") if isinstance(result, dict) else None
     if action == "decline":
         return DECLINED
     content = result.get("content") if isinstance(result, dict) else None
-    answer = content.get(ANSWER_FIELD) if isinstance(content, dict) else None
-    if action == "accept" and isinstance(answer, str) and answer.strip():
+    if action != "accept" or not isinstance(content, dict):
+        return DISMISSED
+    answer = content.get(ANSWER_FIELD)
+    if isinstance(answer, str) and answer.strip():
         return answer
-    return DISMISSED
+    return _choice(content.get(CHOICE_FIELD), choices) or DISMISSED

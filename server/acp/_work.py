@@ -15,11 +15,11 @@ the command on its way.
   standard options, the policy rule that asked as the call's first content) and
   turns the outcome into the ``approval``. "Always reject" is kept here
   (:attr:`Handlers.rejected_tools`): the runtime's ``remember`` only allows.
-- :meth:`Handlers.ask_question` offers a question's choices as permission
-  options. A question without choices is a form with one text field
-  (``elicitation/create``) when the client takes forms; else it is answered at
-  once with :data:`NO_ANSWER` (its text was shown as a message), and so is one the
-  client failed to ask.
+- :meth:`Handlers.ask_question` asks a question as a form (``elicitation/create``)
+  when the client takes forms: its choices as a single select beside a text field,
+  or one text field when it has none. Without forms (or when the form fails) its
+  choices are permission options, and a question without choices is answered at
+  once with :data:`NO_ANSWER` (its text was shown as a message).
 """
 
 from __future__ import annotations
@@ -185,7 +185,19 @@ class Handlers:
         options = event.get("options")
         choices = [o for o in options if isinstance(o, str)] if isinstance(options, list) else []
         answer: str | None = None
-        if choices:
+        asked = False
+        if self.tools.caps.elicitation_form:
+            try:
+                form = await self.peer.request(
+                    "elicitation/create", question_form(self.session_id, text, choices)
+                )
+            except RpcError as error:
+                # Asked as a client without forms would be: choices as a permission
+                # request, no choices as "no answer".
+                log.warning("session %s: the editor could not ask: %s", self.session_id, error)
+            else:
+                answer, asked = form_answer(form, choices), True
+        if choices and not asked:
             request: JSONObject = {
                 "toolCallId": question_id,
                 "title": f"Question: {text}"[:200],
@@ -205,15 +217,6 @@ class Handlers:
             except RpcError:
                 result = None
             answer = question_answer(result, choices)
-        elif self.tools.caps.elicitation_form:
-            try:
-                form = await self.peer.request(
-                    "elicitation/create", question_form(self.session_id, text)
-                )
-            except RpcError as error:
-                log.warning("session %s: the editor could not ask: %s", self.session_id, error)
-            else:
-                answer = form_answer(form)
         await self._answer(
             work, {"type": "answer", "question_id": question_id, "text": answer or NO_ANSWER}
         )

@@ -10,9 +10,10 @@ in ``tee_agent.py``) with the SDK's ``spawn_agent_process`` and acts as the
 client: it advertises ``fs.readTextFile`` and ``fs.writeTextFile`` (served from
 DIR, nothing outside it) but no terminal, answers ``session/request_permission``
 as ``--permission`` says (the first ``allow_*`` or ``reject_*`` option). With
-``--answer`` it also advertises form elicitation and accepts every form with TEXT
-in each of its string fields. It sends ``initialize`` and ``session/new`` (cwd
-DIR), then runs the STEPs in order:
+``--answer`` it also advertises form elicitation and accepts every form as a user
+answering TEXT would: a single select whose option is titled TEXT gets that option
+(and the form nothing else); otherwise TEXT goes in each free-text string field.
+It sends ``initialize`` and ``session/new`` (cwd DIR), then runs the STEPs in order:
 
 ``prompt:TEXT``
     ``session/prompt`` TEXT and wait for its stop reason.
@@ -271,7 +272,17 @@ class TestClient:
             raise RequestError.method_not_found("elicitation/create")
         schema = getattr(mode, "requested_schema", None)
         fields = dump(schema).get("properties", {}) if schema is not None else {}
-        content = {name: self.answer for name, field in fields.items() if field["type"] == "string"}
+        picked = {
+            name: option["const"]
+            for name, field in fields.items()
+            for option in field.get("oneOf") or []
+            if option.get("title") == self.answer
+        }
+        content = picked or {
+            name: self.answer
+            for name, field in fields.items()
+            if field["type"] == "string" and not field.get("oneOf")
+        }
         response = AcceptElicitationResponse(action="accept", content=content)
         emit(
             "elicitation", step=self.step, message=message, mode=dump(mode), response=dump(response)

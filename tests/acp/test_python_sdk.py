@@ -349,6 +349,20 @@ async def test_a_question_without_choices_is_a_form_the_sdk_fills_in(
     acp_traffic.assert_conforms()
 
 
+async def test_a_question_with_choices_is_a_select_the_sdk_picks_from(
+    tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
+) -> None:
+    ask = 'call ask_followup_question {"question": "Which file?", "options": ["a.py", "b.py"]}'
+    result = await sdk_run(tmp_path, acp_traffic, f"prompt:{ask}", answer="b.py")
+    form = result.one("elicitation", 1)  # the SDK parsed the select (oneOf) as a form
+    options = form["mode"]["requestedSchema"]["properties"]["choice"]["oneOf"]
+    assert [o["title"] for o in options] == ["a.py", "b.py"]
+    assert form["response"] == {"action": "accept", "content": {"choice": "choice_1"}}
+    assert result.stop_reason(1) == "end_turn"
+    assert "b.py" in result.text(1)  # the model got the choice, and quotes it
+    acp_traffic.assert_conforms()
+
+
 async def test_resume_then_close_with_the_sdk(
     tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
 ) -> None:

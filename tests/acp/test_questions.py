@@ -1,6 +1,7 @@
-"""A question without choices → an ACP form (``elicitation/create``), for a client that
-takes forms: the pure pieces, and the adapter end to end over the embedded runtime
-(``test_adapter.py``'s client; every message checked against both ACP v1 schemas)."""
+"""Questions → ACP forms (``elicitation/create``) for a client that takes forms: one text
+field without choices, a select beside it with choices. The pure pieces, and the
+adapter end to end over the embedded runtime (``test_adapter.py``'s client; every
+message checked against both ACP v1 schemas)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,50 @@ def test_only_an_accepted_non_blank_answer_is_an_answer(result: JSON, answer: st
     assert form_answer(result) == answer
 
 
+CHOICES = ["a.py", "b.py"]
+
+
+def test_a_form_with_choices_is_a_select_beside_a_text_field() -> None:
+    params = question_form("ses_1", "Which file?", CHOICES)
+    assert problems("CreateElicitationRequest", params) == []
+    assert params["requestedSchema"] == {
+        "type": "object",
+        "properties": {
+            "choice": {
+                "type": "string",
+                "title": "Answer",
+                "oneOf": [
+                    {"const": "choice_0", "title": "a.py"},
+                    {"const": "choice_1", "title": "b.py"},
+                ],
+            },
+            "answer": {"type": "string", "title": "Or answer in your own words"},
+        },
+        "required": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "answer"),
+    [
+        ({"choice": "choice_1"}, "b.py"),
+        ({"choice": "choice_0", "answer": "  "}, "a.py"),
+        # The user's own words win over a choice left selected.
+        ({"choice": "choice_0", "answer": "c.py"}, "c.py"),
+        ({"answer": "c.py"}, "c.py"),
+        ({"choice": "choice_2"}, DISMISSED),
+        ({"choice": "b.py"}, DISMISSED),
+        ({"choice": "choice_-1"}, DISMISSED),
+        ({}, DISMISSED),
+    ],
+)
+def test_a_choice_or_the_users_own_words_is_the_answer(
+    content: dict[str, JSON], answer: str
+) -> None:
+    assert form_answer({"action": "accept", "content": content}, CHOICES) == answer
+    assert form_answer({"action": "decline", "content": content}, CHOICES) == DECLINED
+
+
 def answers(events: Sequence[Mapping[str, JSON]]) -> list[str]:
     return [str(e["text"]) for e in events if e["type"] == "question.answered"]
 
@@ -121,6 +166,59 @@ async def test_a_form_the_client_fails_is_no_answer(link: EmbeddedLink, tmp_path
         await client.initialize(FORM_CAPS)
         client.elicit = fail
         assert await asked(client, link) == ("end_turn", [NO_ANSWER])
+
+
+ASK_WITH_CHOICES = (
+    'call ask_followup_question {"question": "Which file?", "options": ["a.py", "b.py"]}'
+)
+
+
+async def asked_with_choices(client: Client, link: EmbeddedLink) -> list[str]:
+    session_id = await client.new_session()
+    response = await client.prompt(session_id, ASK_WITH_CHOICES)
+    assert response["result"]["stopReason"] == "end_turn"
+    return answers(await link.read_events(session_id))
+
+
+async def test_a_question_with_choices_is_a_form_for_a_client_that_takes_forms(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize(FORM_CAPS)
+        client.elicit = lambda _: {"action": "accept", "content": {"choice": "choice_1"}}
+        assert await asked_with_choices(client, link) == ["b.py"]
+        (form,) = [m for m in client.received if m.get("method") == "elicitation/create"]
+        titles = [
+            o["title"] for o in form["params"]["requestedSchema"]["properties"]["choice"]["oneOf"]
+        ]
+        assert form["params"]["message"] == "Which file?" and titles == CHOICES
+        assert not [m for m in client.received if m.get("method") == "session/request_permission"]
+
+
+async def test_a_failed_form_with_choices_falls_back_to_a_permission_request(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    def fail(_: dict[str, Any]) -> dict[str, Any]:
+        raise OSError("no form here")  # the test client answers a JSON-RPC error
+
+    async with connected(link, tmp_path) as client:
+        await client.initialize(FORM_CAPS)
+        client.elicit = fail
+        client.permission = lambda _: {"outcome": {"outcome": "selected", "optionId": "choice_0"}}
+        assert await asked_with_choices(client, link) == ["a.py"]
+        (asked,) = [m for m in client.received if m.get("method") == "session/request_permission"]
+        names = [o["name"] for o in asked["params"]["options"]]
+        assert names == [*CHOICES, "None of these"]
+
+
+async def test_without_forms_a_question_with_choices_is_a_permission_request(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize(CAPS)
+        client.permission = lambda _: {"outcome": {"outcome": "selected", "optionId": "choice_1"}}
+        assert await asked_with_choices(client, link) == ["b.py"]
+        assert not [m for m in client.received if m.get("method") == "elicitation/create"]
 
 
 async def test_without_forms_a_question_is_answered_at_once(
