@@ -49,7 +49,14 @@ from ..chat import Workspace
 from ..chat._instructions import read_instructions
 from ._book import SessionBook
 from ._bridge import SessionBridge
-from ._capabilities import ClientCaps, mode_state, negotiate, prompt_text
+from ._capabilities import (
+    MODE_OPTION,
+    ClientCaps,
+    config_options,
+    mode_state,
+    negotiate,
+    prompt_text,
+)
 from ._commands import commands_update, prompt_command
 from ._connection import ConnectionClosed, LineReader, Peer, TooLong
 from ._jsonrpc import (
@@ -162,6 +169,7 @@ class AcpAgent:
             "session/list": self._list_sessions,
             "session/prompt": self._prompt,
             "session/set_mode": self._set_mode,
+            "session/set_config_option": self._set_config_option,
         }
 
     # -- dispatch ----------------------------------------------------------------------
@@ -269,7 +277,12 @@ class AcpAgent:
         return result
 
     async def _modes(self, current: str) -> JSONObject:
-        return mode_state(await self.link.agents(), current)
+        """A session's ``modes`` and ``configOptions`` (its agent, both ways)."""
+        agents = await self.link.agents()
+        return {
+            "modes": mode_state(agents, current),
+            "configOptions": config_options(agents, current),
+        }
 
     async def _open(
         self,
@@ -285,7 +298,8 @@ class AcpAgent:
         tools = ToolRunner(
             self.peer, session_id, workspace, self.caps, tool_timeout=self.link.tool_timeout
         )
-        translator = Translator(cwd, compaction=self.caps.compaction)
+        agents = await self.link.agents()
+        translator = Translator(cwd, compaction=self.caps.compaction, agents=agents)
         bridge = SessionBridge(session_id, self.link, self.peer, tools, translator, mcp)
         if replay:
             await bridge.replay(quiet=quiet)
@@ -317,7 +331,7 @@ class AcpAgent:
         await self.book.remember(info.id, str(workspace.root))
         await self._open(info.id, workspace, replay=False, mcp=servers)
         modes = await self._modes(info.current_agent)
-        await self.peer.respond(incoming.id, {"sessionId": info.id, "modes": modes})
+        await self.peer.respond(incoming.id, {"sessionId": info.id, **modes})
         await self._announce_commands(info.id)  # after the answer: the client knows the id
         return RESPONDED
 
@@ -362,10 +376,10 @@ class AcpAgent:
             await self.book.remember(session_id, str(workspace.root))
             if not resume:
                 await bridge.replay_history()
-            return {"modes": await self._modes(info.current_agent)}
+            return await self._modes(info.current_agent)
         await self.book.remember(session_id, str(workspace.root))
         bridge = await self._open(session_id, workspace, replay=True, quiet=resume, mcp=servers)
-        await self.peer.respond(request_id, {"modes": await self._modes(info.current_agent)})
+        await self.peer.respond(request_id, await self._modes(info.current_agent))
         bridge.adopt()  # the work a turn was waiting for before, after the answer
         await self._announce_commands(session_id)
         return RESPONDED
@@ -467,13 +481,25 @@ class AcpAgent:
         return await bridge.prompt(prompt_command(text), cancelled=cancelled)
 
     async def _set_mode(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
+        await self._switch_agent(await self._bridge(incoming, params), _string(params, "modeId"))
+        return {}
+
+    async def _set_config_option(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
         bridge = await self._bridge(incoming, params)
-        mode = _string(params, "modeId")
-        ack = await bridge.submit({"type": "switch_agent", "agent": mode})
+        config_id = _string(params, "configId")
+        if config_id != MODE_OPTION:
+            raise RpcError(INVALID_PARAMS, f"unknown config option {config_id!r}")
+        value = params.get("value")
+        if params.get("type", "value_id") != "value_id" or not isinstance(value, str):
+            raise RpcError(INVALID_PARAMS, f'"value" of {MODE_OPTION!r} must be an agent name')
+        await self._switch_agent(bridge, value)
+        return {"configOptions": config_options(await self.link.agents(), value)}
+
+    async def _switch_agent(self, bridge: SessionBridge, agent: str) -> None:
+        ack = await bridge.submit({"type": "switch_agent", "agent": agent})
         if ack.get("status") == "rejected":
             code = INVALID_PARAMS if ack.get("code") == "unknown_agent" else INTERNAL_ERROR
             raise RpcError(code, str(ack.get("error")), {"code": ack.get("code")})
-        return {}
 
     async def stop(self) -> None:
         """End every session's prompts (see :meth:`SessionBridge.stop`), then wait for

@@ -179,7 +179,10 @@ class SessionBridge:
         """
         async with self._sending:
             translator = Translator(
-                self.translator.cwd, replay=True, compaction=self.translator.compaction
+                self.translator.cwd,
+                replay=True,
+                compaction=self.translator.compaction,
+                agents=self.translator.agents,
             )
             cursor, limit = 0, self.last_seq
             while cursor < limit:

@@ -9,7 +9,8 @@
   blocks and resource links (written into the message as their URI). An embedded
   text resource a client sends anyway is inlined; anything else is refused with
   invalid params.
-- Agents are ACP *modes* (:func:`mode_state`).
+- Agents are ACP *modes* (:func:`mode_state`), and the session's one config
+  option, ``mode`` (:func:`config_options`).
 - Approvals become ``session/request_permission`` with the four standard options
   (:data:`PERMISSION_OPTIONS`); :func:`permission_answer` reads the outcome.
   For a client that takes forms a question is a form (``elicitation/create``,
@@ -96,6 +97,32 @@ def mode_state(agents: Sequence[AgentInfo], current: str) -> JSONObject:
         for agent in agents
     ]
     return {"currentModeId": current, "availableModes": modes}
+
+
+MODE_OPTION: Final = "mode"
+
+
+def config_options(agents: Sequence[AgentInfo], current: str) -> list[JSON]:
+    """ACP's ``configOptions`` of a session: one select, the agent (category ``mode``).
+
+    ACP v1's config options supersede ``modes``; both are sent, so a client that
+    shows config options and one that shows only modes each get a selector.
+    """
+    options: list[JSON] = [
+        {"value": agent.name, "name": agent.name.capitalize(), "description": agent.description}
+        for agent in agents
+    ]
+    return [
+        {
+            "id": MODE_OPTION,
+            "name": "Agent",
+            "description": "Which agent works on the session",
+            "category": "mode",
+            "type": "select",
+            "currentValue": current,
+            "options": options,
+        }
+    ]
 
 
 def prompt_text(blocks: JSON | None) -> str:

@@ -31,6 +31,8 @@ It sends ``initialize`` and ``session/new`` (cwd DIR), then runs the STEPs in or
     the same, with ``session/resume`` (no history replayed).
 ``close``
     ``session/close`` the session (later prompts of it are refused).
+``config:ID=VALUE``
+    ``session/set_config_option`` ID to VALUE (an error is printed, not raised).
 
 It prints one JSON object per line on stdout, in the order observed, for the
 pytest side (tests/acp/test_python_sdk.py) to assert on::
@@ -43,6 +45,7 @@ pytest side (tests/acp/test_python_sdk.py) to assert on::
     {"event": "elicitation", "step": N, "message": M, "mode": {...}, "response": {...}}
     {"event": "write_text_file", "path": P, "content": C}   {"event": "read_text_file", ...}
     {"event": "prompt_result", "step": N, "response": {...}}
+    {"event": "set_config_option", "step": N, "response": {...}} / {"event": "config_error", ...}
     {"event": "prompt_error", "step": N, "error": "..."}  {"event": "load_session", ...}
     {"event": "resume_session", ...}                   {"event": "close_session", ...}
     {"event": "agent_exit", "returncode": R}           {"event": "done"} (last, on success)
@@ -361,6 +364,18 @@ async def prompt(client: TestClient, conn: ClientSideConnection, text: str) -> N
         emit("prompt_result", step=client.step, response=dump(response))
 
 
+async def set_config(client: TestClient, conn: Any, config_id: str, value: str) -> None:
+    assert client.session_id is not None
+    try:
+        response = await conn.set_config_option(
+            config_id=config_id, session_id=client.session_id, value=value
+        )
+    except RequestError as error:
+        emit("config_error", step=client.step, data=error.to_error_obj())
+    else:
+        emit("set_config_option", step=client.step, response=dump(response))
+
+
 async def run(args: argparse.Namespace) -> None:
     client = TestClient(Path(args.workdir), args.permission, args.answer)
     command: list[str] = args.command
@@ -396,6 +411,9 @@ async def run(args: argparse.Namespace) -> None:
                     emit("close_session", step=client.step, response=dump(closed))
                     continue
                 kind, _, text = step.partition(":")
+                if kind == "config":
+                    await set_config(client, conn, *text.split("=", 1))
+                    continue
                 client.cancelled = asyncio.Event()
                 client.cancel_at_chunk = kind == "cancel-after-chunk"
                 client.cancel_at_permission = kind == "cancel-at-permission"

@@ -542,6 +542,50 @@ async def test_set_mode_switches_the_agent(link: EmbeddedLink, tmp_path: Path) -
         assert unknown["error"]["code"] == -32602
 
 
+async def test_the_agent_is_a_config_option_the_client_can_set(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
+    async with connected(link, tmp_path) as client:
+        await client.initialize()
+        created = await client.call("session/new", {"cwd": str(tmp_path), "mcpServers": []})
+        session_id = created["result"]["sessionId"]
+        (option,) = created["result"]["configOptions"]
+        assert option["id"] == "mode" and option["currentValue"] == "orchestrator"
+        assert [o["value"] for o in option["options"]] == [
+            m["id"] for m in created["result"]["modes"]["availableModes"]
+        ]
+        params = {"sessionId": session_id, "configId": "mode", "value": "ask"}
+        response = await client.call("session/set_config_option", params)
+        (option,) = response["result"]["configOptions"]
+        assert option["currentValue"] == "ask"
+        # The switch is told both ways: as the mode and as the config option.
+        update = await client.until(
+            lambda m: (
+                m.get("params", {}).get("update", {}).get("sessionUpdate") == "config_option_update"
+            )
+        )
+        assert update["params"]["update"]["configOptions"][0]["currentValue"] == "ask"
+        assert [u["currentModeId"] for u in client.updates("current_mode_update")] == ["ask"]
+        # Its log says the agent switched; a load reports it as current.
+        events = await link.read_events(session_id)
+        assert [e["to"] for e in events if e["type"] == "agent.switched"] == ["ask"]
+        loaded = await client.call(
+            "session/load", {"sessionId": session_id, "cwd": str(tmp_path), "mcpServers": []}
+        )
+        assert loaded["result"]["configOptions"][0]["currentValue"] == "ask"
+        bad_params: list[dict[str, Any]] = [
+            {"configId": "model", "value": "gpt"},
+            {"configId": "mode", "value": "nobody"},
+            {"configId": "mode", "type": "boolean", "value": True},
+            {"configId": "mode"},
+        ]
+        for bad in bad_params:
+            refused = await client.call(
+                "session/set_config_option", {"sessionId": session_id, **bad}
+            )
+            assert refused["error"]["code"] == -32602, (bad, refused)
+
+
 async def test_malformed_input_gets_errors_and_the_adapter_goes_on(
     link: EmbeddedLink, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -14,6 +14,7 @@ from server.acp._capabilities import (
     NO_CHOICE,
     PERMISSION_OPTIONS,
     ClientCaps,
+    config_options,
     mode_state,
     negotiate,
     permission_answer,
@@ -181,10 +182,11 @@ def test_text_without_deltas_is_sent_whole_and_failures_say_why() -> None:
 
 
 def test_modes_subtasks_and_questions() -> None:
-    translator = Translator(CWD)
+    translator = Translator(CWD, agents=AGENTS)
     switched = translator.feed(event("agent.switched", **{"from": "orchestrator", "to": "coder"}))
     assert conforming(switched) == [
-        {"sessionUpdate": "current_mode_update", "currentModeId": "coder"}
+        {"sessionUpdate": "current_mode_update", "currentModeId": "coder"},
+        {"sessionUpdate": "config_option_update", "configOptions": config_options(AGENTS, "coder")},
     ]
     started = translator.feed(
         event("subtask.started", subtask_id="sub_1", agent="ask", message="explain", call_id="c9")
@@ -310,14 +312,27 @@ def test_client_capabilities() -> None:
     assert ClientCaps.from_json(None) == ClientCaps()
 
 
+AGENTS = [AgentInfo("orchestrator", "routes"), AgentInfo("coder", "writes code")]
+
+
 def test_agents_are_modes() -> None:
-    agents = [AgentInfo("orchestrator", "routes"), AgentInfo("coder", "writes code")]
-    state = mode_state(agents, "coder")
+    state = mode_state(AGENTS, "coder")
     assert problems("SessionModeState", state) == []
     assert state["currentModeId"] == "coder"
     assert state["availableModes"] == [
         {"id": "orchestrator", "name": "Orchestrator", "description": "routes"},
         {"id": "coder", "name": "Coder", "description": "writes code"},
+    ]
+
+
+def test_the_agent_is_also_a_config_option() -> None:
+    (option,) = config_options(AGENTS, "coder")
+    assert problems("SessionConfigOption", option) == [] and isinstance(option, dict)
+    assert option["id"] == "mode" and option["category"] == "mode" and option["type"] == "select"
+    assert option["currentValue"] == "coder"
+    assert option["options"] == [
+        {"value": "orchestrator", "name": "Orchestrator", "description": "routes"},
+        {"value": "coder", "name": "Coder", "description": "writes code"},
     ]
 
 

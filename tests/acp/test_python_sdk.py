@@ -363,6 +363,28 @@ async def test_a_question_with_choices_is_a_select_the_sdk_picks_from(
     acp_traffic.assert_conforms()
 
 
+async def test_the_sdk_sets_the_agent_as_a_config_option(
+    tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
+) -> None:
+    steps = ["config:mode=ask", "prompt:hi", "config:model=gpt", "resume"]
+    result = await sdk_run(tmp_path, acp_traffic, *steps)
+    # The SDK's models parsed the option in session/new's answer and in the update.
+    (created,) = result.one("new_session")["response"]["configOptions"]
+    assert created["id"] == "mode" and created["currentValue"] == "orchestrator"
+    (option,) = result.one("set_config_option", 1)["response"]["configOptions"]
+    assert option["currentValue"] == "ask"
+    switched = result.updates(2, "config_option_update") or result.updates(
+        1, "config_option_update"
+    )
+    assert switched and switched[0]["configOptions"][0]["currentValue"] == "ask"
+    (refused,) = result.of("config_error", 3)
+    assert refused["data"]["code"] == -32602
+    resumed = result.one("resume_session", 4)["response"]
+    assert resumed["configOptions"][0]["currentValue"] == "ask"
+    assert resumed["modes"]["currentModeId"] == "ask"
+    acp_traffic.assert_conforms()
+
+
 async def test_resume_then_close_with_the_sdk(
     tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
 ) -> None:
