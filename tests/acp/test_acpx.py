@@ -353,3 +353,32 @@ async def test_acpx_records_each_prompts_tokens(acpx: Acpx, acp_traffic: AcpTraf
     ]
     assert record["cumulative_token_usage"] == recorded[-1]  # acpx keeps the last one
     acp_traffic.assert_conforms()
+
+
+async def test_acpx_sets_the_agent_as_a_config_option(acpx: Acpx, acp_traffic: AcpTraffic) -> None:
+    session_id = await acpx.new_session()
+    created = acp_traffic.connections()[0].call("session/new").result
+    assert created["configOptions"][0]["currentValue"] == "orchestrator"
+    done = await acpx("set", "mode", "ask")
+    assert done.returncode == 0, done.describe()
+    (set_mode,) = acp_traffic.connections()[-1].calls("session/set_config_option")
+    assert set_mode.params == {"sessionId": session_id, "configId": "mode", "value": "ask"}
+    assert set_mode.result["configOptions"][0]["currentValue"] == "ask"
+    # acpx read the options we offer: a key we do not offer is refused before sending.
+    refused = await acpx("set", "model", "gpt")
+    assert refused.returncode != 0, refused.describe()
+    sent = [
+        c.params["configId"]
+        for conn in acp_traffic.connections()
+        for c in conn.calls()
+        if c.method == "session/set_config_option"
+    ]
+    assert "model" not in sent, sent
+    # A new agent process resumes the session on the agent set (kept by the runtime).
+    await acpx.stop_queue_owners()
+    prompted = await acpx("prompt", "what does hello.py do?")
+    assert prompted.returncode == 0, prompted.describe()
+    conn = prompt_connection(acp_traffic)
+    assert conn.call("session/resume").result["configOptions"][0]["currentValue"] == "ask"
+    assert conn.call("session/prompt").result["stopReason"] == "end_turn"
+    acp_traffic.assert_conforms()
