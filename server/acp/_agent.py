@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -74,7 +74,7 @@ from ._jsonrpc import (
     RpcError,
     parse_line,
 )
-from ._link import LinkError, RuntimeLink
+from ._link import AgentInfo, LinkError, RuntimeLink
 from ._mapping import Translator, iso_time
 from ._mcp import mcp_servers
 from ._tools import ToolRunner
@@ -150,6 +150,9 @@ class AcpAgent:
         self.caps = ClientCaps()
         self._nursery = nursery
         self._bridges: dict[str, SessionBridge] = {}
+        # The runtime's agents, read once: they are fixed while it runs (its modes file
+        # is read at start), and a connected link would ask the server each time.
+        self._agent_list: Sequence[AgentInfo] | None = None
         # session id -> the lock its loads take turns on (only while one runs)
         self._loading: dict[str, trio.Lock] = {}
         # session id -> its loads read and not answered (the dispatcher counts them)
@@ -276,9 +279,14 @@ class AcpAgent:
         result, self.caps = negotiate(params)
         return result
 
+    async def _agents(self) -> Sequence[AgentInfo]:
+        if self._agent_list is None:
+            self._agent_list = await self.link.agents()
+        return self._agent_list
+
     async def _modes(self, current: str) -> JSONObject:
         """A session's ``modes`` and ``configOptions`` (its agent, both ways)."""
-        agents = await self.link.agents()
+        agents = await self._agents()
         return {
             "modes": mode_state(agents, current),
             "configOptions": config_options(agents, current),
@@ -298,7 +306,7 @@ class AcpAgent:
         tools = ToolRunner(
             self.peer, session_id, workspace, self.caps, tool_timeout=self.link.tool_timeout
         )
-        agents = await self.link.agents()
+        agents = await self._agents()
         translator = Translator(cwd, compaction=self.caps.compaction, agents=agents)
         bridge = SessionBridge(session_id, self.link, self.peer, tools, translator, mcp)
         if replay:
@@ -493,7 +501,7 @@ class AcpAgent:
         if params.get("type", "value_id") != "value_id" or not isinstance(value, str):
             raise RpcError(INVALID_PARAMS, f'"value" of {MODE_OPTION!r} must be an agent name')
         await self._switch_agent(bridge, value)
-        return {"configOptions": config_options(await self.link.agents(), value)}
+        return {"configOptions": config_options(await self._agents(), value)}
 
     async def _switch_agent(self, bridge: SessionBridge, agent: str) -> None:
         ack = await bridge.submit({"type": "switch_agent", "agent": agent})
