@@ -124,11 +124,13 @@ def answers(events: Sequence[Mapping[str, JSON]]) -> list[str]:
     return [str(e["text"]) for e in events if e["type"] == "question.answered"]
 
 
-async def asked(client: Client, link: EmbeddedLink) -> tuple[str, list[str]]:
-    """A new session asked a question without choices: the prompt's stop reason and
-    the answers the log has."""
+async def asked(
+    client: Client, link: EmbeddedLink, prompt: str = "ask which file should I use?"
+) -> tuple[str, list[str]]:
+    """A new session was sent *prompt* (by default a question without choices): the
+    prompt's stop reason and the answers the log has."""
     session_id = await client.new_session()
-    response = await client.prompt(session_id, "ask which file should I use?")
+    response = await client.prompt(session_id, prompt)
     return response["result"]["stopReason"], answers(await link.read_events(session_id))
 
 
@@ -173,20 +175,13 @@ ASK_WITH_CHOICES = (
 )
 
 
-async def asked_with_choices(client: Client, link: EmbeddedLink) -> list[str]:
-    session_id = await client.new_session()
-    response = await client.prompt(session_id, ASK_WITH_CHOICES)
-    assert response["result"]["stopReason"] == "end_turn"
-    return answers(await link.read_events(session_id))
-
-
 async def test_a_question_with_choices_is_a_form_for_a_client_that_takes_forms(
     link: EmbeddedLink, tmp_path: Path
 ) -> None:
     async with connected(link, tmp_path) as client:
         await client.initialize(FORM_CAPS)
         client.elicit = lambda _: {"action": "accept", "content": {"choice": "choice_1"}}
-        assert await asked_with_choices(client, link) == ["b.py"]
+        assert await asked(client, link, ASK_WITH_CHOICES) == ("end_turn", ["b.py"])
         (form,) = [m for m in client.received if m.get("method") == "elicitation/create"]
         titles = [
             o["title"] for o in form["params"]["requestedSchema"]["properties"]["choice"]["oneOf"]
@@ -205,9 +200,9 @@ async def test_a_failed_form_with_choices_falls_back_to_a_permission_request(
         await client.initialize(FORM_CAPS)
         client.elicit = fail
         client.permission = lambda _: {"outcome": {"outcome": "selected", "optionId": "choice_0"}}
-        assert await asked_with_choices(client, link) == ["a.py"]
-        (asked,) = [m for m in client.received if m.get("method") == "session/request_permission"]
-        names = [o["name"] for o in asked["params"]["options"]]
+        assert await asked(client, link, ASK_WITH_CHOICES) == ("end_turn", ["a.py"])
+        (request,) = [m for m in client.received if m.get("method") == "session/request_permission"]
+        names = [o["name"] for o in request["params"]["options"]]
         assert names == [*CHOICES, "None of these"]
 
 
@@ -217,7 +212,7 @@ async def test_without_forms_a_question_with_choices_is_a_permission_request(
     async with connected(link, tmp_path) as client:
         await client.initialize(CAPS)
         client.permission = lambda _: {"outcome": {"outcome": "selected", "optionId": "choice_1"}}
-        assert await asked_with_choices(client, link) == ["b.py"]
+        assert await asked(client, link, ASK_WITH_CHOICES) == ("end_turn", ["b.py"])
         assert not [m for m in client.received if m.get("method") == "elicitation/create"]
 
 
