@@ -18,8 +18,8 @@ end together:
   came before it waits for that load (at most :data:`LOAD_WAIT`), and a prompt
   knows whether a ``session/cancel`` came after it;
 - one :class:`~server.acp._bridge.SessionBridge` per session opened with
-  ``session/new``, ``session/load`` or ``session/resume``, until the session is
-  closed (``session/close``, ``session/delete``).
+  ``session/new``, ``session/load``, ``session/resume`` or ``session/fork``, until
+  the session is closed (``session/close``, ``session/delete``).
 
 End of input (once every message read before it is dispatched), a broken output
 or *shutdown* (the CLI's SIGTERM/SIGINT) end the connection the same way:
@@ -74,7 +74,7 @@ from ._jsonrpc import (
     RpcError,
     parse_line,
 )
-from ._link import AgentInfo, LinkError, RuntimeLink
+from ._link import AgentInfo, LinkError, RuntimeLink, SessionInfo
 from ._mapping import Translator, iso_time
 from ._mcp import mcp_servers
 from ._tools import ToolRunner
@@ -167,6 +167,7 @@ class AcpAgent:
             "session/new": self._new_session,
             "session/load": self._load_session,
             "session/resume": self._resume_session,
+            "session/fork": self._fork_session,
             "session/close": self._close_session,
             "session/delete": self._delete_session,
             "session/list": self._list_sessions,
@@ -386,11 +387,47 @@ class AcpAgent:
                 await bridge.replay_history()
             return await self._modes(info.current_agent)
         await self.book.remember(session_id, str(workspace.root))
-        bridge = await self._open(session_id, workspace, replay=True, quiet=resume, mcp=servers)
-        await self.peer.respond(request_id, await self._modes(info.current_agent))
+        return await self._follow_from_log(
+            request_id, info, workspace, servers, quiet=resume, answer={}
+        )
+
+    async def _follow_from_log(
+        self,
+        request_id: RequestId,
+        info: SessionInfo,
+        workspace: Workspace,
+        servers: tuple[McpServerConfig, ...],
+        *,
+        quiet: bool,
+        answer: JSONObject,
+    ) -> _Responded:
+        """Open a session not followed here from its log (*quiet*: read, not sent),
+        answer *answer* with its modes, then take up the work its log ends with."""
+        bridge = await self._open(info.id, workspace, replay=True, quiet=quiet, mcp=servers)
+        await self.peer.respond(request_id, {**answer, **await self._modes(info.current_agent)})
         bridge.adopt()  # the work a turn was waiting for before, after the answer
-        await self._announce_commands(session_id)
+        await self._announce_commands(info.id)
         return RESPONDED
+
+    async def _fork_session(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
+        """A new session whose log is the source's so far, opened as ``session/resume``
+        opens one: the client has the history already (it forked what it shows).
+
+        The source is only read: it need not be open here, and its turn, if one is
+        running, goes on (in the fork that turn is closed as interrupted). The fork
+        keeps the source's project instructions; ``systemPrompt`` is not offered
+        (no ``sessionCapabilities.systemPrompt``), so it is ignored.
+        """
+        source = _string(params, "sessionId")
+        workspace = _workspace(params, self.link.tool_timeout)
+        servers = mcp_servers(params)
+        info = await self.link.fork_session(source)
+        if info is None:
+            raise RpcError(RESOURCE_NOT_FOUND, f"session {source!r} not found")
+        await self.book.remember(info.id, str(workspace.root))
+        return await self._follow_from_log(
+            incoming.id, info, workspace, servers, quiet=True, answer={"sessionId": info.id}
+        )
 
     async def _resume_session(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
         """``session/load`` without the replay: the client keeps its own history."""

@@ -82,7 +82,13 @@ def negotiate(params: JSONObject) -> tuple[JSONObject, ClientCaps]:
             "loadSession": True,
             "promptCapabilities": {"image": False, "audio": False, "embeddedContext": False},
             "mcpCapabilities": {"http": True, "sse": False},
-            "sessionCapabilities": {"list": {}, "resume": {}, "close": {}, "delete": {}},
+            "sessionCapabilities": {
+                "list": {},
+                "resume": {},
+                "close": {},
+                "delete": {},
+                "fork": {},  # unstable in ACP v1; a client that does not know it ignores it
+            },
         },
         "agentInfo": {"name": PROGRAM, "title": "agent-runtime", "version": version()},
         "authMethods": [],

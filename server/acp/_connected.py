@@ -204,12 +204,18 @@ class ConnectedLink(SessionFollower):
             raise _error_of(response)
         return _session(_json_object(response))
 
-    async def _on_session(self, method: str, session_id: str, ok: int) -> httpx.Response | None:
-        """*method* on the session's resource; ``None`` when there is no such session (an
-        id that could name another resource is none), an error unless status *ok*."""
+    async def _on_session(
+        self, method: str, session_id: str, ok: int, *, action: str = "", retry: bool = True
+    ) -> httpx.Response | None:
+        """*method* on the session's resource (+ *action*, e.g. ``/fork``, with an empty
+        JSON body); ``None`` when there is no such session (an id that could name
+        another resource is none), an error unless status *ok*."""
         if not session_id or len(session_id) > 200 or "/" in session_id:
             return None
-        response = await self._request(method, f"/v1/sessions/{session_id}")
+        body: JSONObject | None = {} if action else None
+        response = await self._request(
+            method, f"/v1/sessions/{session_id}{action}", body=body, retry=retry
+        )
         if response.status_code == 404:
             return None
         if response.status_code != ok:
@@ -218,6 +224,11 @@ class ConnectedLink(SessionFollower):
 
     async def load_session(self, session_id: str) -> SessionInfo | None:
         response = await self._on_session("GET", session_id, 200)
+        return None if response is None else _session(_json_object(response))
+
+    async def fork_session(self, session_id: str) -> SessionInfo | None:
+        # Not retried, like a creation: a fork whose answer was lost would leave two.
+        response = await self._on_session("POST", session_id, 201, action="/fork", retry=False)
         return None if response is None else _session(_json_object(response))
 
     async def delete_session(self, session_id: str) -> bool:

@@ -22,7 +22,14 @@ from typing import Final
 from agents import CommandError, RuntimeMetrics, Supervisor, open_supervisor
 from agents.events import SessionDeleted
 from agents.mcp import McpServerConfig, McpTools, open_mcp_servers
-from sessions import JSONObject, Session, SessionStore, StoreError, SubscriberTooSlow
+from sessions import (
+    JSONObject,
+    Session,
+    SessionNotFound,
+    SessionStore,
+    StoreError,
+    SubscriberTooSlow,
+)
 
 from .._auth import LOCAL_PRINCIPAL
 from .._config import ServeConfig
@@ -111,6 +118,23 @@ class EmbeddedLink:
     async def load_session(self, session_id: str) -> SessionInfo | None:
         session = await self._owned(session_id)
         return None if session is None else _info(session)
+
+    async def fork_session(self, session_id: str) -> SessionInfo | None:
+        source = await self._owned(session_id)
+        if source is None:
+            return None
+        try:
+            fork = await self._supervisor.fork_session(
+                source, max_live_sessions=self._max_live_sessions
+            )
+        except SessionNotFound:  # deleted since it was read
+            return None
+        except CommandError as error:
+            raise LinkError(error.code, str(error)) from None
+        except StoreError as error:
+            raise _link_error(error) from None
+        self._sessions[fork.session.id] = fork.session
+        return _info(fork.session)
 
     async def delete_session(self, session_id: str) -> bool:
         session = await self._owned(session_id)

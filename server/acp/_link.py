@@ -96,6 +96,12 @@ class RuntimeLink(Protocol):
         """The session, or ``None`` if it does not exist (or is not this principal's)."""
         ...
 
+    async def fork_session(self, session_id: str) -> SessionInfo | None:
+        """A new session whose log is the session's so far (``POST .../fork``: a turn
+        open there is closed in the fork as interrupted, the title gains " (fork)");
+        ``None`` if there is no such session (or it is not this principal's)."""
+        ...
+
     async def list_sessions(self, *, cursor: str | None = None, limit: int = 50) -> SessionPage:
         """This principal's sessions, newest first, from *cursor* (an earlier page's)."""
         ...

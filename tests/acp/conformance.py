@@ -4,8 +4,10 @@ The schemas are ACP v1's, from ``@agentclientprotocol/sdk`` 2.4.0: the stable on
 (``schema/acp-schema.json``), which is the contract, and the full one with the
 unstable additions (``schema/acp-schema.unstable.json``). Every message must match
 both: the stable schema decides which methods exist (an unstable method is an
-unknown one), and the full schema checks the unstable members the adapter sends
-anyway (the prompt's ``usage``), which the stable one lets through unchecked.
+unknown one, except the few in :data:`ADOPTED_UNSTABLE`), and the full schema
+checks the unstable members the adapter sends anyway (the prompt's ``usage``),
+which the stable one lets through unchecked. An adopted method's messages are
+checked against the full schema only: the stable one does not define them.
 
 The schemas mark each method's definitions with ``x-method`` and ``x-side`` (who
 handles it), so a message is validated against its own definition, not the union
@@ -50,18 +52,26 @@ def _validator(definition: str, path: Path) -> Draft202012Validator:
     return Draft202012Validator({"$ref": f"#/$defs/{definition}", "$defs": _schema(path)["$defs"]})
 
 
+# Unstable methods the adapter implements on purpose (and advertises); any other
+# unstable method is an unknown one.
+ADOPTED_UNSTABLE: frozenset[str] = frozenset({"session/fork"})
+
+
 @cache
 def definitions(side: str) -> dict[str, dict[str, str]]:
     """``method → {"params": def, "result": def}`` of the stable methods *side* handles
-    (the protocol's own, ``$/cancel_request``, either side does)."""
+    (the protocol's own, ``$/cancel_request``, either side does), and of the
+    :data:`ADOPTED_UNSTABLE` ones."""
     table: dict[str, dict[str, str]] = {}
-    for name, definition in _schema()["$defs"].items():
-        if definition.get("x-side") not in (side, "protocol"):
-            continue
-        if not isinstance(definition.get("x-method"), str):
-            continue
-        role = "result" if name.endswith("Response") else "params"
-        table.setdefault(definition["x-method"], {})[role] = name
+    for path in SCHEMA_PATHS:
+        for name, definition in _schema(path)["$defs"].items():
+            method = definition.get("x-method")
+            if definition.get("x-side") not in (side, "protocol") or not isinstance(method, str):
+                continue
+            if path != SCHEMA_PATH and method not in ADOPTED_UNSTABLE:
+                continue
+            role = "result" if name.endswith("Response") else "params"
+            table.setdefault(method, {})[role] = name
     return table
 
 

@@ -31,6 +31,8 @@ It sends ``initialize`` and ``session/new`` (cwd DIR), then runs the STEPs in or
     the same, with ``session/resume`` (no history replayed).
 ``close``
     ``session/close`` the session (later prompts of it are refused).
+``fork``
+    ``session/fork`` the session; the later steps use the fork.
 ``config:ID=VALUE``
     ``session/set_config_option`` ID to VALUE (an error is printed, not raised).
 
@@ -48,6 +50,7 @@ pytest side (tests/acp/test_python_sdk.py) to assert on::
     {"event": "set_config_option", "step": N, "response": {...}} / {"event": "config_error", ...}
     {"event": "prompt_error", "step": N, "error": "..."}  {"event": "load_session", ...}
     {"event": "resume_session", ...}                   {"event": "close_session", ...}
+    {"event": "fork_session", "step": N, "response": {...}}
     {"event": "agent_exit", "returncode": R}           {"event": "done"} (last, on success)
 
 This program uses asyncio (the SDK is asyncio-only) and so runs in its own process,
@@ -409,6 +412,14 @@ async def run(args: argparse.Namespace) -> None:
                     assert client.session_id is not None
                     closed = await conn.close_session(session_id=client.session_id)
                     emit("close_session", step=client.step, response=dump(closed))
+                    continue
+                if step == "fork":
+                    assert client.session_id is not None
+                    forked = await conn.fork_session(
+                        session_id=client.session_id, cwd=str(client.workdir), mcp_servers=[]
+                    )
+                    client.session_id = forked.session_id
+                    emit("fork_session", step=client.step, response=dump(forked))
                     continue
                 kind, _, text = step.partition(":")
                 if kind == "config":

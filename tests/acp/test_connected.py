@@ -27,6 +27,7 @@ from tests.acp.test_adapter import (
     selected,
     text_of,
 )
+from tests.acp.test_fork import fork_then_go_on
 from tests.acp.test_lifecycle import delete_then_gone
 from tests.server.helpers import ALICE, LiveServer, make_config, start_server
 
@@ -335,3 +336,14 @@ async def test_delete_cancels_the_prompt_and_removes_the_session_on_the_server(
     async with server.http() as http:
         listed = (await http.get("/v1/sessions")).json()["sessions"]
     assert len(listed) == 1  # the session the scenario kept
+
+
+async def test_a_fork_goes_on_from_the_sources_history_on_the_server(
+    link: ConnectedLink, server: LiveServer, tmp_path: Path
+) -> None:
+    await fork_then_go_on(link, tmp_path)
+    assert await link.fork_session("ses_nothing") is None
+    assert await link.fork_session("a/b") is None  # never a path of another resource
+    async with server.http() as http:
+        listed = (await http.get("/v1/sessions")).json()["sessions"]
+    assert [s["title"] for s in listed] == ["stream 3 words (fork)", "stream 3 words"]

@@ -30,7 +30,9 @@ def history_updates(client: Client) -> list[str]:
     return [u["sessionUpdate"] for u in client.updates() if u["sessionUpdate"] in kinds]
 
 
-async def test_the_agent_offers_resume_close_and_delete(link: EmbeddedLink, tmp_path: Path) -> None:
+async def test_the_agent_offers_resume_close_delete_and_fork(
+    link: EmbeddedLink, tmp_path: Path
+) -> None:
     async with connected(link, tmp_path) as client:
         result = await client.initialize()
     assert result["agentCapabilities"]["sessionCapabilities"] == {
@@ -38,6 +40,7 @@ async def test_the_agent_offers_resume_close_and_delete(link: EmbeddedLink, tmp_
         "resume": {},
         "close": {},
         "delete": {},
+        "fork": {},  # tests/acp/test_fork.py
     }
 
 

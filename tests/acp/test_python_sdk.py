@@ -405,6 +405,26 @@ async def test_resume_then_close_with_the_sdk(
     acp_traffic.assert_conforms()
 
 
+async def test_fork_with_the_sdk_goes_on_from_the_history_in_a_new_session(
+    tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
+) -> None:
+    steps = ["prompt:stream 3 words", "fork", "prompt:stream 2 words", "reload"]
+    result = await sdk_run(tmp_path, acp_traffic, *steps)
+    capabilities = result.of("initialize")[0]["response"]["agentCapabilities"]
+    assert capabilities["sessionCapabilities"]["fork"] == {}
+    source = result.of("new_session")[0]["response"]["sessionId"]
+    forked = result.one("fork_session", 2)["response"]
+    assert forked["sessionId"] != source
+    assert forked["modes"]["currentModeId"] == forked["configOptions"][0]["currentValue"]
+    kinds = [u["sessionUpdate"] for u in result.updates(2)]
+    assert not {"user_message_chunk", "agent_message_chunk"} & set(kinds)
+    assert result.stop_reason(3) == "end_turn" and result.text(3) == "alpha beta"
+    # A new agent process loads the fork: the source's message, then the fork's own.
+    loaded = [u for u in result.updates(4) if u["sessionUpdate"] == "user_message_chunk"]
+    assert [u["content"]["text"] for u in loaded] == ["stream 3 words", "stream 2 words"]
+    acp_traffic.assert_conforms()
+
+
 def test_the_conformance_check_can_fail() -> None:
     """The check of the adapter's lines these tests rely on rejects what it must."""
     prompt = {"jsonrpc": "2.0", "id": 7, "method": "session/prompt", "params": {}}
