@@ -101,6 +101,12 @@ def _session(body: JSONObject) -> SessionInfo:
     )
 
 
+def _addressable(session_id: str) -> bool:
+    """Whether *session_id* can be a session's id in a path (one that could name
+    another resource is no session's)."""
+    return bool(session_id) and len(session_id) <= 200 and "/" not in session_id
+
+
 def _rejected(command: JSONObject, code: str, message: str) -> JSONObject:
     command_id = command.get("id")
     return {
@@ -158,6 +164,21 @@ class ConnectedLink(SessionFollower):
         retry: bool = True,
     ) -> httpx.Response:
         """One request; transport errors, 5xx and 429 are retried when *retry*."""
+        response, _ = await self._request_counted(
+            method, path, body=body, params=params, retry=retry
+        )
+        return response
+
+    async def _request_counted(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: JSONObject | None = None,
+        params: dict[str, str | int] | None = None,
+        retry: bool = True,
+    ) -> tuple[httpx.Response, int]:
+        """:meth:`_request`, and how many tries failed before its answer."""
         failures = 0
         while True:
             try:
@@ -176,7 +197,7 @@ class ConnectedLink(SessionFollower):
                 raise LinkError(
                     "unauthorized", f"the server refused the token: {_error_of(response)}"
                 )
-            return response
+            return response, failures
 
     async def agents(self) -> Sequence[AgentInfo]:
         response = await self._request("GET", "/v1/agents")
@@ -208,9 +229,8 @@ class ConnectedLink(SessionFollower):
         self, method: str, session_id: str, ok: int, *, action: str = "", retry: bool = True
     ) -> httpx.Response | None:
         """*method* on the session's resource (+ *action*, e.g. ``/fork``, with an empty
-        JSON body); ``None`` when there is no such session (an id that could name
-        another resource is none), an error unless status *ok*."""
-        if not session_id or len(session_id) > 200 or "/" in session_id:
+        JSON body); ``None`` when there is no such session, an error unless status *ok*."""
+        if not _addressable(session_id):
             return None
         body: JSONObject | None = {} if action else None
         response = await self._request(
@@ -232,9 +252,16 @@ class ConnectedLink(SessionFollower):
         return None if response is None else _session(_json_object(response))
 
     async def delete_session(self, session_id: str) -> bool:
-        # Retried like a read: a delete whose answer was lost and that is sent again
-        # finds the session gone (404), which reads as "no such session".
-        return await self._on_session("DELETE", session_id, 204) is not None
+        if not _addressable(session_id):
+            return False
+        # Retried like a read. A delete whose answer was lost finds the session gone
+        # when it is sent again (404): that is this delete done, not "no such session".
+        response, failures = await self._request_counted("DELETE", f"/v1/sessions/{session_id}")
+        if response.status_code == 404:
+            return failures > 0
+        if response.status_code != 204:
+            raise _error_of(response)
+        return True
 
     async def list_sessions(self, *, cursor: str | None = None, limit: int = 50) -> SessionPage:
         params: dict[str, str | int] = {"limit": limit}

@@ -347,3 +347,23 @@ async def test_a_fork_goes_on_from_the_sources_history_on_the_server(
     async with server.http() as http:
         listed = (await http.get("/v1/sessions")).json()["sessions"]
     assert [s["title"] for s in listed] == ["stream 3 words (fork)", "stream 3 words"]
+
+
+async def test_a_delete_whose_answer_was_lost_is_done_when_its_retry_finds_nothing() -> None:
+    sessions = {"ses_a"}
+    deletes: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        session_id = request.url.path.rsplit("/", 1)[-1]
+        deletes.append(session_id)
+        if session_id not in sessions:
+            return httpx.Response(404, json={"error": {"code": "not_found", "message": "gone"}})
+        sessions.discard(session_id)
+        raise httpx.ReadError("connection reset before the answer")  # deleted, answer lost
+
+    transport = httpx.MockTransport(server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://x") as http:
+        link = ConnectedLink(http, "t", backoff=0.0)
+        assert await link.delete_session("ses_a") is True
+        assert deletes == ["ses_a", "ses_a"]
+        assert await link.delete_session("ses_b") is False  # found nothing the first time
