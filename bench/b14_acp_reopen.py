@@ -135,8 +135,14 @@ async def main(turns: int, words: int, runs: int) -> None:
         )
     load, resume = results["session/load"], results["session/resume"]
     wall = median([r.seconds for r in resume]) / median([r.seconds for r in load])
-    cpu = median([r.cpu for r in resume]) / median([r.cpu for r in load])
-    print(f"\nresume / load: answer {wall:.2f}x, CPU {cpu:.2f}x")
+    load_cpu = median([r.cpu for r in load])
+    # CPU is read in clock ticks (10 ms): a small session's load may cost none.
+    cpu = (
+        "n/a (under a clock tick)"
+        if load_cpu <= 0
+        else f"{median([r.cpu for r in resume]) / load_cpu:.2f}x"
+    )
+    print(f"\nresume / load: answer {wall:.2f}x, CPU {cpu}")
 
 
 if __name__ == "__main__":
