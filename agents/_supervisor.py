@@ -39,6 +39,7 @@ from ._close_retry import close_when_writable
 from ._config import RuntimeConfig
 from ._core._commands import Ack, Cancel, parse_command
 from ._core._model import ChatMessage, ModelClient
+from ._core._model_choice import known_models
 from ._core._modes import ModeRegistry
 from ._core._policy import Policy
 from ._core._state import SessionState
@@ -88,6 +89,11 @@ class Supervisor:
             max_idle=self.config.max_idle_sessions,
         )
         self._sessions.on_load = self._recover_orphans
+
+    def known_models(self) -> tuple[str, ...]:
+        """The model names the configuration names, the server's first (see
+        :func:`agents._core._model_choice.known_models`)."""
+        return known_models(self.config.model, self.modes.modes.values(), self.config.models)
 
     @property
     def sessions(self) -> SessionRegistry:

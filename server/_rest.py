@@ -224,6 +224,22 @@ def register(app: QuartTrio, state: ServerState) -> None:
         ]
         return json_response({"agents": items})
 
+    @app.get("/v1/models")
+    async def list_models() -> Response:
+        authenticate(state)
+        catalog = state.supervisor.config.models
+        items: list[JSON] = []
+        for name in state.supervisor.known_models():
+            limits = catalog.limits(name)
+            items.append(
+                {
+                    "name": name,
+                    "context_window": limits.context_window,
+                    "max_output_tokens": limits.max_output_tokens,
+                }
+            )
+        return json_response({"default": state.supervisor.config.model, "models": items})
+
     @app.get("/v1/mcp")
     async def list_mcp_servers() -> Response:
         authenticate(state)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import trio
 
+from agents._core._budget import SCRIPTED_LIMITS, ModelCatalog, ModelLimits
 from tests.server.helpers import (
     ALICE,
     BOB,
@@ -225,3 +228,37 @@ async def test_sessions_per_principal_limit(nursery: trio.Nursery) -> None:
         assert response.status_code == 429
         assert response.json()["error"]["code"] == "too_many_sessions"
     await server.new_session(BOB)
+
+
+async def test_models_lists_the_servers_the_agents_and_the_tables_models(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    modes = tmp_path / "modes.toml"
+    modes.write_text('[modes.debug]\nmodel = "deep"\n[modes.ask]\nmodel = "big"\n')
+    tables = {
+        "scripted": SCRIPTED_LIMITS,
+        "big": ModelLimits(200_000, 8_000),
+        "small": ModelLimits(),
+    }
+    server = await start_server(nursery, make_config(modes=modes, models=ModelCatalog(tables)))
+    async with server.http() as http:
+        listed = (await http.get("/v1/models")).json()
+    assert listed["default"] == "scripted"
+    assert [m["name"] for m in listed["models"]] == ["scripted", "deep", "big", "small"]
+    scripted, deep, big, _ = listed["models"]
+    assert (scripted["context_window"], scripted["max_output_tokens"]) == (4_096, 512)
+    assert deep["context_window"] == ModelLimits().context_window  # no table: the default's
+    assert (big["context_window"], big["max_output_tokens"]) == (200_000, 8_000)
+
+
+async def test_models_offers_the_built_in_scripted_table_only_as_the_servers_model(
+    nursery: trio.Nursery,
+) -> None:
+    server = await start_server(nursery, make_config(model="gpt-4.1"))
+    async with server.http() as http:
+        listed = (await http.get("/v1/models")).json()
+        assert (
+            await http.get("/v1/models", headers={"Authorization": "Bearer x"})
+        ).status_code == 401
+    assert listed["default"] == "gpt-4.1"
+    assert [m["name"] for m in listed["models"]] == ["gpt-4.1"]
