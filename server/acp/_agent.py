@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
@@ -49,14 +49,7 @@ from ..chat import Workspace
 from ..chat._instructions import read_instructions
 from ._book import SessionBook
 from ._bridge import SessionBridge
-from ._capabilities import (
-    MODE_OPTION,
-    ClientCaps,
-    config_options,
-    mode_state,
-    negotiate,
-    prompt_text,
-)
+from ._capabilities import ClientCaps, negotiate, prompt_text
 from ._commands import commands_update, prompt_command
 from ._connection import ConnectionClosed, LineReader, Peer, TooLong
 from ._jsonrpc import (
@@ -74,9 +67,10 @@ from ._jsonrpc import (
     RpcError,
     parse_line,
 )
-from ._link import AgentInfo, LinkError, RuntimeLink, SessionInfo
+from ._link import LinkError, RuntimeLink, SessionInfo
 from ._mapping import Translator, iso_time
 from ._mcp import mcp_servers
+from ._options import MODE_OPTION, MODEL_OPTION, Choices, SessionOptions
 from ._tools import ToolRunner
 
 log = logging.getLogger("agent_runtime.acp")
@@ -150,9 +144,9 @@ class AcpAgent:
         self.caps = ClientCaps()
         self._nursery = nursery
         self._bridges: dict[str, SessionBridge] = {}
-        # The runtime's agents, read once: they are fixed while it runs (its modes file
-        # is read at start), and a connected link would ask the server each time.
-        self._agent_list: Sequence[AgentInfo] | None = None
+        # The runtime's agents and models, read once: they are fixed while it runs (its
+        # configuration is read at start), and a connected link would ask each time.
+        self._choice_list: Choices | None = None
         # session id -> the lock its loads take turns on (only while one runs)
         self._loading: dict[str, trio.Lock] = {}
         # session id -> its loads read and not answered (the dispatcher counts them)
@@ -280,22 +274,15 @@ class AcpAgent:
         result, self.caps = negotiate(params)
         return result
 
-    async def _agents(self) -> Sequence[AgentInfo]:
-        if self._agent_list is None:
-            self._agent_list = await self.link.agents()
-        return self._agent_list
-
-    async def _modes(self, current: str) -> JSONObject:
-        """A session's ``modes`` and ``configOptions`` (its agent, both ways)."""
-        agents = await self._agents()
-        return {
-            "modes": mode_state(agents, current),
-            "configOptions": config_options(agents, current),
-        }
+    async def _choices(self) -> Choices:
+        if self._choice_list is None:
+            agents = tuple(await self.link.agents())
+            self._choice_list = Choices(agents, await self.link.models())
+        return self._choice_list
 
     async def _open(
         self,
-        session_id: str,
+        info: SessionInfo,
         workspace: Workspace,
         *,
         replay: bool,
@@ -303,12 +290,13 @@ class AcpAgent:
         mcp: tuple[McpServerConfig, ...] = (),
     ) -> SessionBridge:
         """Follow the session here; with *replay*, its log first (*quiet*: read, not sent)."""
-        cwd = str(workspace.root)
+        session_id, cwd = info.id, str(workspace.root)
         tools = ToolRunner(
             self.peer, session_id, workspace, self.caps, tool_timeout=self.link.tool_timeout
         )
-        agents = await self._agents()
-        translator = Translator(cwd, compaction=self.caps.compaction, agents=agents)
+        # The model as the log starts (the defaults): a replay reads its switches.
+        options = SessionOptions(await self._choices(), info.current_agent)
+        translator = Translator(cwd, compaction=self.caps.compaction, options=options)
         bridge = SessionBridge(session_id, self.link, self.peer, tools, translator, mcp)
         if replay:
             await bridge.replay(quiet=quiet)
@@ -338,9 +326,8 @@ class AcpAgent:
         )
         info = await self.link.create_session(instructions=instructions)
         await self.book.remember(info.id, str(workspace.root))
-        await self._open(info.id, workspace, replay=False, mcp=servers)
-        modes = await self._modes(info.current_agent)
-        await self.peer.respond(incoming.id, {"sessionId": info.id, **modes})
+        bridge = await self._open(info, workspace, replay=False, mcp=servers)
+        await self.peer.respond(incoming.id, {"sessionId": info.id, **_answer(bridge)})
         await self._announce_commands(info.id)  # after the answer: the client knows the id
         return RESPONDED
 
@@ -385,7 +372,7 @@ class AcpAgent:
             await self.book.remember(session_id, str(workspace.root))
             if not resume:
                 await bridge.replay_history()
-            return await self._modes(info.current_agent)
+            return _answer(bridge)
         await self.book.remember(session_id, str(workspace.root))
         return await self._follow_from_log(
             request_id, info, workspace, servers, quiet=resume, answer={}
@@ -403,8 +390,8 @@ class AcpAgent:
     ) -> _Responded:
         """Open a session not followed here from its log (*quiet*: read, not sent),
         answer *answer* with its modes, then take up the work its log ends with."""
-        bridge = await self._open(info.id, workspace, replay=True, quiet=quiet, mcp=servers)
-        await self.peer.respond(request_id, {**answer, **await self._modes(info.current_agent)})
+        bridge = await self._open(info, workspace, replay=True, quiet=quiet, mcp=servers)
+        await self.peer.respond(request_id, {**answer, **_answer(bridge)})
         bridge.adopt()  # the work a turn was waiting for before, after the answer
         await self._announce_commands(info.id)
         return RESPONDED
@@ -530,15 +517,28 @@ class AcpAgent:
         return {}
 
     async def _set_config_option(self, incoming: Incoming, params: JSONObject) -> JSON | _Responded:
+        """Switch the agent (``mode``) or the model (``model``); the answer shows the
+        options as they are once the switch is committed."""
         bridge = await self._bridge(incoming, params)
-        config_id = _string(params, "configId")
-        if config_id != MODE_OPTION:
+        config_id, value = _string(params, "configId"), params.get("value")
+        options = _options(bridge)
+        if params.get("type", "value_id") != "value_id":
+            raise RpcError(INVALID_PARAMS, f"config option {config_id!r} is a select")
+        if config_id == MODE_OPTION:
+            if not isinstance(value, str):
+                raise RpcError(INVALID_PARAMS, f'"value" of {MODE_OPTION!r} must be an agent name')
+            await self._switch_agent(bridge, value)
+            switched = attrs.evolve(options, agent=value)
+        elif config_id == MODEL_OPTION and options.choices.models is not None:
+            model = options.chosen_model(value)
+            ack = await bridge.submit({"type": "switch_model", "model": model})
+            if ack.get("status") == "rejected":
+                code = INVALID_PARAMS if ack.get("code") == "invalid_command" else INTERNAL_ERROR
+                raise RpcError(code, str(ack.get("error")), {"code": ack.get("code")})
+            switched = attrs.evolve(options, model=model)
+        else:
             raise RpcError(INVALID_PARAMS, f"unknown config option {config_id!r}")
-        value = params.get("value")
-        if params.get("type", "value_id") != "value_id" or not isinstance(value, str):
-            raise RpcError(INVALID_PARAMS, f'"value" of {MODE_OPTION!r} must be an agent name')
-        await self._switch_agent(bridge, value)
-        return {"configOptions": config_options(await self._agents(), value)}
+        return {"configOptions": switched.config_options()}
 
     async def _switch_agent(self, bridge: SessionBridge, agent: str) -> None:
         ack = await bridge.submit({"type": "switch_agent", "agent": agent})
@@ -557,6 +557,17 @@ class AcpAgent:
             await bridge.stop()
         while self._in_flight:
             await self._answered.wait()
+
+
+def _options(bridge: SessionBridge) -> SessionOptions:
+    options = bridge.translator.options
+    assert options is not None  # every bridge of a connection has them (_open)
+    return options
+
+
+def _answer(bridge: SessionBridge) -> JSONObject:
+    """``modes`` and ``configOptions`` of a session opened here, as its log says now."""
+    return _options(bridge).answer()
 
 
 async def _read(stream: trio.abc.ReceiveStream, out: trio.MemorySendChannel[Message]) -> None:

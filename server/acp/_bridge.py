@@ -182,7 +182,11 @@ class SessionBridge:
                 self.translator.cwd,
                 replay=True,
                 compaction=self.translator.compaction,
-                agents=self.translator.agents,
+                # A copy from the log's start (default model): the replay's switches
+                # must not move what the follower shows.
+                options=None
+                if self.translator.options is None
+                else attrs.evolve(self.translator.options, model=None),
             )
             cursor, limit = 0, self.last_seq
             while cursor < limit:

@@ -9,8 +9,7 @@
   blocks and resource links (written into the message as their URI). An embedded
   text resource a client sends anyway is inlined; anything else is refused with
   invalid params.
-- Agents are ACP *modes* (:func:`mode_state`), and the session's one config
-  option, ``mode`` (:func:`config_options`).
+- A session's agent and model selectors are ``_options.py``'s.
 - Approvals become ``session/request_permission`` with the four standard options
   (:data:`PERMISSION_OPTIONS`); :func:`permission_answer` reads the outcome.
   For a client that takes forms a question is a form (``elicitation/create``,
@@ -30,7 +29,6 @@ from sessions import JSON, JSONObject
 
 from .._startup import PROGRAM, version
 from ._jsonrpc import INVALID_PARAMS, RpcError
-from ._link import AgentInfo
 
 PROTOCOL_VERSION: Final = 1
 
@@ -94,41 +92,6 @@ def negotiate(params: JSONObject) -> tuple[JSONObject, ClientCaps]:
         "authMethods": [],
     }
     return result, ClientCaps.from_json(params.get("clientCapabilities"))
-
-
-def mode_state(agents: Sequence[AgentInfo], current: str) -> JSONObject:
-    """ACP's ``modes`` of a session: every agent, and the session's current one."""
-    modes: list[JSON] = [
-        {"id": agent.name, "name": agent.name.capitalize(), "description": agent.description}
-        for agent in agents
-    ]
-    return {"currentModeId": current, "availableModes": modes}
-
-
-MODE_OPTION: Final = "mode"
-
-
-def config_options(agents: Sequence[AgentInfo], current: str) -> list[JSON]:
-    """ACP's ``configOptions`` of a session: one select, the agent (category ``mode``).
-
-    ACP v1's config options supersede ``modes``; both are sent, so a client that
-    shows config options and one that shows only modes each get a selector.
-    """
-    options: list[JSON] = [
-        {"value": agent.name, "name": agent.name.capitalize(), "description": agent.description}
-        for agent in agents
-    ]
-    return [
-        {
-            "id": MODE_OPTION,
-            "name": "Agent",
-            "description": "Which agent works on the session",
-            "category": "mode",
-            "type": "select",
-            "currentValue": current,
-            "options": options,
-        }
-    ]
 
 
 def prompt_text(blocks: JSON | None) -> str:

@@ -32,7 +32,7 @@ from server.client import base_url as client_base_url
 from sessions import JSON, JSONObject
 
 from ._connected_follow import SessionFollower
-from ._link import AgentInfo, LinkError, SessionInfo, SessionPage
+from ._link import AgentInfo, LinkError, ModelChoices, SessionInfo, SessionPage
 
 log = logging.getLogger("agent_runtime.acp")
 
@@ -216,6 +216,21 @@ class ConnectedLink(SessionFollower):
                     )
                 )
         return found
+
+    async def models(self) -> ModelChoices | None:
+        response = await self._request("GET", "/v1/models")
+        if response.status_code == 404:
+            return None  # a server older than GET /v1/models: no model to offer
+        if response.status_code != 200:
+            raise _error_of(response)
+        body = _json_object(response)
+        default, items = body.get("default"), body.get("models")
+        if not isinstance(default, str) or not isinstance(items, list):
+            raise LinkError("bad_response", "GET /v1/models: no 'default' name or 'models' list")
+        names = [
+            str(i["name"]) for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)
+        ]
+        return ModelChoices(default, tuple(dict.fromkeys([default, *names])))
 
     async def create_session(self, *, instructions: str | None = None) -> SessionInfo:
         body: JSONObject = {} if instructions is None else {"instructions": instructions}

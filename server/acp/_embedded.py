@@ -42,7 +42,7 @@ from .._runtime import (
     runtime_config,
     tool_catalogue,
 )
-from ._link import AgentInfo, EventSink, LinkError, SessionInfo, SessionPage
+from ._link import AgentInfo, EventSink, LinkError, ModelChoices, SessionInfo, SessionPage
 
 # Live events a follower may fall behind by before it resumes from its cursor.
 FOLLOW_BUFFER: Final = 1024
@@ -88,6 +88,9 @@ class EmbeddedLink:
         return [
             AgentInfo(mode.name, mode.description) for mode in self._supervisor.modes.modes.values()
         ]
+
+    async def models(self) -> ModelChoices | None:
+        return ModelChoices(self._supervisor.config.model, self._supervisor.known_models())
 
     async def create_session(self, *, instructions: str | None = None) -> SessionInfo:
         try:

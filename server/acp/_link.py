@@ -50,6 +50,15 @@ class AgentInfo:
 
 
 @frozen
+class ModelChoices:
+    """The models a session can switch to, as ``GET /v1/models`` lists them: the
+    server's *default* and every name the configuration names (*default* first)."""
+
+    default: str
+    names: tuple[str, ...]
+
+
+@frozen
 class SessionInfo:
     """A session as ``GET /v1/sessions/{id}`` shows it (the fields the adapter uses)."""
 
@@ -86,6 +95,11 @@ class RuntimeLink(Protocol):
 
     async def agents(self) -> Sequence[AgentInfo]:
         """The agents a session can switch to, in the runtime's order."""
+        ...
+
+    async def models(self) -> ModelChoices | None:
+        """The models to offer for ``switch_model``; ``None`` when the runtime does not
+        list them (a server older than ``GET /v1/models``)."""
         ...
 
     async def create_session(self, *, instructions: str | None = None) -> SessionInfo:

@@ -40,11 +40,11 @@ from typing import Final
 
 from sessions import JSON, JSONObject
 
-from ._capabilities import config_options
 from ._compaction import CompactionUpdates
 from ._fields import str_field
 from ._jsonrpc import INTERNAL_ERROR, RpcError
-from ._link import AgentInfo, SessionInfo
+from ._link import SessionInfo
+from ._options import SessionOptions
 from ._usage import UsageMeter
 
 # Tool name → ACP ToolKind (anything else is "other").
@@ -240,8 +240,9 @@ class Translator:
 
     *cwd* is the session's workspace (absolute), for the paths ACP shows. With
     *compaction* (the client advertised ``session.compaction``) compactions are
-    shown too (``_compaction.py``). *agents* are the runtime's, for the config
-    option an agent switch updates.
+    shown too (``_compaction.py``). *options* are the session's selectors, which
+    agent and model switches update (``_options.py``; without them an agent
+    switch is a mode update alone).
     """
 
     def __init__(
@@ -250,12 +251,12 @@ class Translator:
         *,
         replay: bool = False,
         compaction: bool = False,
-        agents: Sequence[AgentInfo] = (),
+        options: SessionOptions | None = None,
     ) -> None:
         self.cwd = cwd
         self.replay = replay
         self.compaction = compaction
-        self.agents = tuple(agents)
+        self.options = options
         self._compactions = CompactionUpdates() if compaction else None
         self._streamed: set[str] = set()  # message ids whose text went out as deltas
         # replay: the deltas of messages not committed yet (id -> chunk kind, pieces),
@@ -303,17 +304,15 @@ class Translator:
                 return self._subtask(event)
             case "tool.result":
                 return self._finished(event)
+            case "agent.switched" | "model.switched" if self.options is not None:
+                return self.options.feed(event)
             case "agent.switched":
-                to = str_field(event, "to")
-                updates: list[JSONObject] = [
-                    {"sessionUpdate": "current_mode_update", "currentModeId": to}
+                return [
+                    {
+                        "sessionUpdate": "current_mode_update",
+                        "currentModeId": str_field(event, "to"),
+                    }
                 ]
-                if self.agents:
-                    options = config_options(self.agents, to)
-                    updates.append(
-                        {"sessionUpdate": "config_option_update", "configOptions": options}
-                    )
-                return updates
             case "question.asked":
                 return [chunk(text_kind, _question(event))]
             case "question.answered" if self.replay:

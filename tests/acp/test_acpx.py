@@ -355,30 +355,42 @@ async def test_acpx_records_each_prompts_tokens(acpx: Acpx, acp_traffic: AcpTraf
     acp_traffic.assert_conforms()
 
 
-async def test_acpx_sets_the_agent_as_a_config_option(acpx: Acpx, acp_traffic: AcpTraffic) -> None:
+async def test_acpx_sets_the_agent_and_the_model_as_config_options(
+    acpx: Acpx, acp_traffic: AcpTraffic
+) -> None:
     session_id = await acpx.new_session()
     created = acp_traffic.connections()[0].call("session/new").result
-    assert created["configOptions"][0]["currentValue"] == "orchestrator"
+    assert [o["currentValue"] for o in created["configOptions"]] == ["orchestrator", "default"]
     done = await acpx("set", "mode", "ask")
     assert done.returncode == 0, done.describe()
-    (set_mode,) = acp_traffic.connections()[-1].calls("session/set_config_option")
+    chosen = await acpx("set", "model", "scripted")
+    assert chosen.returncode == 0, chosen.describe()
+    set_mode, set_model = [
+        c for conn in acp_traffic.connections() for c in conn.calls("session/set_config_option")
+    ]
     assert set_mode.params == {"sessionId": session_id, "configId": "mode", "value": "ask"}
     assert set_mode.result["configOptions"][0]["currentValue"] == "ask"
-    # acpx read the options we offer: a key we do not offer is refused before sending.
-    refused = await acpx("set", "model", "gpt")
-    assert refused.returncode != 0, refused.describe()
-    sent = [
-        c.params["configId"]
+    assert set_model.params == {"sessionId": session_id, "configId": "model", "value": "scripted"}
+    assert set_model.result["configOptions"][1]["currentValue"] == "scripted"
+    # A model we do not offer is refused by acpx itself (it read the options: nothing
+    # is sent); a key we do not offer is sent, and refused by us.
+    for refused_args in (("model", "gpt"), ("effort", "high")):
+        refused = await acpx("set", *refused_args)
+        assert refused.returncode != 0, refused.describe()
+    sent = {
+        (c.params["configId"], c.params["value"]): c.response
         for conn in acp_traffic.connections()
-        for c in conn.calls()
-        if c.method == "session/set_config_option"
-    ]
-    assert "model" not in sent, sent
-    # A new agent process resumes the session on the agent set (kept by the runtime).
+        for c in conn.calls("session/set_config_option")
+    }
+    assert ("model", "gpt") not in sent, sent
+    effort = sent[("effort", "high")]
+    assert effort is not None and effort["error"]["code"] == -32602, effort
+    # A new agent process resumes the session on the agent and model set (kept by the runtime).
     await acpx.stop_queue_owners()
     prompted = await acpx("prompt", "what does hello.py do?")
     assert prompted.returncode == 0, prompted.describe()
     conn = prompt_connection(acp_traffic)
-    assert conn.call("session/resume").result["configOptions"][0]["currentValue"] == "ask"
+    resumed = conn.call("session/resume").result["configOptions"]
+    assert [o["currentValue"] for o in resumed] == ["ask", "scripted"]
     assert conn.call("session/prompt").result["stopReason"] == "end_turn"
     acp_traffic.assert_conforms()

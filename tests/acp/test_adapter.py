@@ -22,8 +22,10 @@ import pytest
 import trio
 import trio.testing
 
+from agents._core._budget import SCRIPTED_LIMITS, ModelCatalog, ModelLimits
 from agents._providers._scripted import stream_words
-from server.acp import EmbeddedLink, LinkError, SessionBook, SessionInfo
+from server._config import ServeConfig
+from server.acp import EmbeddedLink, LinkError, SessionBook, SessionInfo, open_embedded_link
 from server.acp._agent import serve_acp
 from server.acp._connection import LineReader
 from sessions import JSONObject
@@ -549,15 +551,16 @@ async def test_the_agent_is_a_config_option_the_client_can_set(
         await client.initialize()
         created = await client.call("session/new", {"cwd": str(tmp_path), "mcpServers": []})
         session_id = created["result"]["sessionId"]
-        (option,) = created["result"]["configOptions"]
+        option, model = created["result"]["configOptions"]
         assert option["id"] == "mode" and option["currentValue"] == "orchestrator"
+        assert model["id"] == "model" and model["currentValue"] == "default"
         assert [o["value"] for o in option["options"]] == [
             m["id"] for m in created["result"]["modes"]["availableModes"]
         ]
         params = {"sessionId": session_id, "configId": "mode", "value": "ask"}
         response = await client.call("session/set_config_option", params)
-        (option,) = response["result"]["configOptions"]
-        assert option["currentValue"] == "ask"
+        option, model = response["result"]["configOptions"]
+        assert option["currentValue"] == "ask" and model["currentValue"] == "default"
         # The switch is told both ways: as the mode and as the config option.
         update = await client.until(
             lambda m: (
@@ -584,6 +587,43 @@ async def test_the_agent_is_a_config_option_the_client_can_set(
                 "session/set_config_option", {"sessionId": session_id, **bad}
             )
             assert refused["error"]["code"] == -32602, (bad, refused)
+
+
+async def test_the_model_is_a_config_option_the_client_can_set(tmp_path: Path) -> None:
+    tables = {"scripted": SCRIPTED_LIMITS, "big": ModelLimits(200_000, 8_000)}
+    config = ServeConfig(db=":memory:", scripted_pace=0.0, models=ModelCatalog(tables))
+    async with open_embedded_link(config) as link, connected(link, tmp_path) as client:
+        await client.initialize()
+        session_id = await client.new_session()
+        params = {"sessionId": session_id, "configId": "model", "value": "big"}
+        response = await client.call("session/set_config_option", params)
+        _, model = response["result"]["configOptions"]
+        assert model["currentValue"] == "big"
+        assert [o["value"] for o in model["options"]] == ["default", "scripted", "big"]
+        update = await client.until(
+            lambda m: (
+                m.get("params", {}).get("update", {}).get("sessionUpdate") == "config_option_update"
+            )
+        )
+        assert update["params"]["update"]["configOptions"][1]["currentValue"] == "big"
+        assert (await client.prompt(session_id, "stream 2 words"))["result"]["stopReason"]
+        events = await link.read_events(session_id)
+        assert [e["to"] for e in events if e["type"] == "model.switched"] == ["big"]
+        assert [e["model"] for e in events if e["type"] == "turn.started"] == ["big"]
+        # Loaded, resumed or forked elsewhere, the session says which model it is on.
+        async with connected(link, tmp_path) as other:
+            await other.initialize()
+            for method in ("session/load", "session/resume", "session/fork"):
+                opened = await other.call(method, load_params(session_id, other.workspace))
+                assert opened["result"]["configOptions"][1]["currentValue"] == "big", method
+        back = {**params, "value": "default"}
+        answer = await client.call("session/set_config_option", back)
+        assert answer["result"]["configOptions"][1]["currentValue"] == "default"
+        refused = await client.call("session/set_config_option", {**params, "value": "gpt-5"})
+        assert refused["error"]["code"] == -32602
+        assert "default, scripted, big" in refused["error"]["message"]
+        events = await link.read_events(session_id)
+        assert [e["to"] for e in events if e["type"] == "model.switched"] == ["big", None]
 
 
 async def test_malformed_input_gets_errors_and_the_adapter_goes_on(

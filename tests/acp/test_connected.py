@@ -19,6 +19,7 @@ import trio
 from server import main
 from server.acp import LinkError, SessionBook
 from server.acp._connected import ConnectedLink, open_connected_link
+from server.acp._link import ModelChoices
 from sessions import JSONObject
 from tests.acp.test_adapter import (
     connected,
@@ -261,6 +262,7 @@ async def test_answers_that_are_not_the_protocol_are_link_errors() -> None:
             link.list_sessions,
             lambda: link.read_events("s"),
             lambda: link.submit("s", {"type": "cancel", "id": "c"}),
+            link.models,
         ]
         for call in calls:
             with pytest.raises(LinkError) as raised:
@@ -367,3 +369,15 @@ async def test_a_delete_whose_answer_was_lost_is_done_when_its_retry_finds_nothi
         assert await link.delete_session("ses_a") is True
         assert deletes == ["ses_a", "ses_a"]
         assert await link.delete_session("ses_b") is False  # found nothing the first time
+
+
+async def test_the_models_to_offer_come_from_the_server_and_an_older_one_offers_none(
+    link: ConnectedLink,
+) -> None:
+    assert await link.models() == ModelChoices("scripted", ("scripted",))
+
+    def older(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no route"}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(older), base_url="http://x") as http:
+        assert await ConnectedLink(http, "t", attempts=1).models() is None

@@ -14,8 +14,6 @@ from server.acp._capabilities import (
     NO_CHOICE,
     PERMISSION_OPTIONS,
     ClientCaps,
-    config_options,
-    mode_state,
     negotiate,
     permission_answer,
     prompt_text,
@@ -23,7 +21,7 @@ from server.acp._capabilities import (
     question_options,
 )
 from server.acp._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
-from server.acp._link import AgentInfo, SessionInfo
+from server.acp._link import AgentInfo, ModelChoices, SessionInfo
 from server.acp._mapping import (
     CUT_OFF_STOP_REASONS,
     DELETED_NOTICE,
@@ -37,6 +35,7 @@ from server.acp._mapping import (
     tool_title,
     turn_error,
 )
+from server.acp._options import Choices, SessionOptions, mode_state
 from sessions import JSONObject
 from tests.acp.conformance import problems
 
@@ -182,12 +181,15 @@ def test_text_without_deltas_is_sent_whole_and_failures_say_why() -> None:
 
 
 def test_modes_subtasks_and_questions() -> None:
-    translator = Translator(CWD, agents=AGENTS)
+    translator = Translator(CWD, options=SessionOptions(Choices(AGENTS), "orchestrator"))
     switched = translator.feed(event("agent.switched", **{"from": "orchestrator", "to": "coder"}))
+    options = SessionOptions(Choices(AGENTS), "coder").config_options()
     assert conforming(switched) == [
         {"sessionUpdate": "current_mode_update", "currentModeId": "coder"},
-        {"sessionUpdate": "config_option_update", "configOptions": config_options(AGENTS, "coder")},
+        {"sessionUpdate": "config_option_update", "configOptions": options},
     ]
+    bare = Translator(CWD).feed(event("agent.switched", **{"from": "coder", "to": "ask"}))
+    assert bare == [{"sessionUpdate": "current_mode_update", "currentModeId": "ask"}]
     started = translator.feed(
         event("subtask.started", subtask_id="sub_1", agent="ask", message="explain", call_id="c9")
     )
@@ -312,7 +314,7 @@ def test_client_capabilities() -> None:
     assert ClientCaps.from_json(None) == ClientCaps()
 
 
-AGENTS = [AgentInfo("orchestrator", "routes"), AgentInfo("coder", "writes code")]
+AGENTS = (AgentInfo("orchestrator", "routes"), AgentInfo("coder", "writes code"))
 
 
 def test_agents_are_modes() -> None:
@@ -326,7 +328,7 @@ def test_agents_are_modes() -> None:
 
 
 def test_the_agent_is_also_a_config_option() -> None:
-    (option,) = config_options(AGENTS, "coder")
+    (option,) = SessionOptions(Choices(AGENTS), "coder").config_options()
     assert problems("SessionConfigOption", option) == [] and isinstance(option, dict)
     assert option["id"] == "mode" and option["category"] == "mode" and option["type"] == "select"
     assert option["currentValue"] == "coder"
@@ -334,6 +336,57 @@ def test_the_agent_is_also_a_config_option() -> None:
         {"value": "orchestrator", "name": "Orchestrator", "description": "routes"},
         {"value": "coder", "name": "Coder", "description": "writes code"},
     ]
+
+
+def conforming_options(options: SessionOptions) -> list[dict[str, Any]]:
+    shown = [o for o in options.config_options() if isinstance(o, dict)]
+    for option in shown:
+        assert problems("SessionConfigOption", option) == [], option
+    return shown
+
+
+MODELS = Choices(AGENTS, ModelChoices("gpt-4.1", ("gpt-4.1", "o3", "default")))
+
+
+def test_the_model_is_a_config_option_when_the_runtime_lists_models() -> None:
+    options = SessionOptions(MODELS, "coder")
+    agent, model = conforming_options(options)
+    assert agent["id"] == "mode"
+    assert model["id"] == "model" and model["category"] == "model" and model["type"] == "select"
+    assert model["currentValue"] == "default"
+    values = [o["value"] for o in model["options"]]
+    assert values == ["default", "gpt-4.1", "o3"]  # a model named "default" is the defaults
+    assert "gpt-4.1" in model["options"][0]["description"]  # what the defaults come to
+    assert options.chosen_model("o3") == "o3" and options.chosen_model("default") is None
+    for bad in ("gpt-5", "", None, 3):
+        with pytest.raises(RpcError) as raised:
+            options.chosen_model(bad)
+        assert raised.value.code == INVALID_PARAMS
+    # Without models listed (an older server): the agent alone, and no model to set.
+    alone = SessionOptions(Choices(AGENTS), "coder")
+    assert [o["id"] for o in conforming_options(alone)] == ["mode"]
+    with pytest.raises(RpcError):
+        alone.chosen_model("o3")
+
+
+def test_a_model_switch_updates_the_options_and_a_name_not_listed_is_shown() -> None:
+    translator = Translator(CWD, options=SessionOptions(MODELS, "coder"))
+    switched = translator.feed(event("model.switched", **{"from": None, "to": "mine-7b"}))
+    ((update,),) = [conforming(switched)]
+    assert update["sessionUpdate"] == "config_option_update"
+    agent, model = update["configOptions"]
+    assert agent["currentValue"] == "coder"
+    assert model["currentValue"] == "mine-7b"
+    assert [o["value"] for o in model["options"]][-1] == "mine-7b"
+    assert translator.options is not None and translator.options.chosen_model("mine-7b")
+    back = conforming(translator.feed(event("model.switched", **{"from": "mine-7b", "to": None})))
+    assert back[0]["configOptions"][1]["currentValue"] == "default"
+    assert (
+        Translator(CWD, options=SessionOptions(Choices(AGENTS), "coder")).feed(
+            event("model.switched", **{"from": None, "to": "o3"})
+        )
+        == []
+    )
 
 
 def selected(option: str) -> dict[str, Any]:

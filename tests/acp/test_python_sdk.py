@@ -363,24 +363,28 @@ async def test_a_question_with_choices_is_a_select_the_sdk_picks_from(
     acp_traffic.assert_conforms()
 
 
-async def test_the_sdk_sets_the_agent_as_a_config_option(
+async def test_the_sdk_sets_the_agent_and_the_model_as_config_options(
     tmp_path: Path, acp_traffic: AcpTraffic, python_sdk: None
 ) -> None:
-    steps = ["config:mode=ask", "prompt:hi", "config:model=gpt", "resume"]
+    steps = ["config:mode=ask", "prompt:hi", "config:model=gpt", "config:model=scripted", "resume"]
     result = await sdk_run(tmp_path, acp_traffic, *steps)
-    # The SDK's models parsed the option in session/new's answer and in the update.
-    (created,) = result.one("new_session")["response"]["configOptions"]
+    # The SDK's models parsed the options in session/new's answer and in the updates.
+    created, model = result.one("new_session")["response"]["configOptions"]
     assert created["id"] == "mode" and created["currentValue"] == "orchestrator"
-    (option,) = result.one("set_config_option", 1)["response"]["configOptions"]
+    assert model["id"] == "model" and model["category"] == "model"
+    assert [o["value"] for o in model["options"]] == ["default", "scripted"]
+    option, _ = result.one("set_config_option", 1)["response"]["configOptions"]
     assert option["currentValue"] == "ask"
     switched = result.updates(2, "config_option_update") or result.updates(
         1, "config_option_update"
     )
     assert switched and switched[0]["configOptions"][0]["currentValue"] == "ask"
-    (refused,) = result.of("config_error", 3)
+    (refused,) = result.of("config_error", 3)  # not a model the runtime offers
     assert refused["data"]["code"] == -32602
-    resumed = result.one("resume_session", 4)["response"]
-    assert resumed["configOptions"][0]["currentValue"] == "ask"
+    _, chosen = result.one("set_config_option", 4)["response"]["configOptions"]
+    assert chosen["currentValue"] == "scripted"
+    resumed = result.one("resume_session", 5)["response"]
+    assert [o["currentValue"] for o in resumed["configOptions"]] == ["ask", "scripted"]
     assert resumed["modes"]["currentModeId"] == "ask"
     acp_traffic.assert_conforms()
 
