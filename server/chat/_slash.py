@@ -166,6 +166,8 @@ class SlashCommands:
 
     async def _model(self, name: str) -> None:
         if not name:
+            for line in await self._models():
+                self.renderer.note(line)
             self.renderer.note("usage: /model NAME (or /model default)", "yellow")
             return
         model: JSON = None if name == "default" else name
@@ -173,6 +175,26 @@ class SlashCommands:
         if not self._refused("/model", ack):
             shown = "the default" if model is None else visible(name)
             self.renderer.note(f"[model: {shown}]", "cyan")
+
+    async def _models(self) -> list[str]:
+        """The server's models (``GET /v1/models``) as lines to show; none from a server
+        that does not list them (older than the endpoint)."""
+        response = await self.http.get("/v1/models")
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        data: JSON = response.json()
+        raw = data.get("models") if isinstance(data, dict) else None
+        default = data.get("default") if isinstance(data, dict) else None
+        lines = []
+        for item in raw if isinstance(raw, list) else []:
+            if isinstance(item, dict) and isinstance(name := item.get("name"), str):
+                window = item.get("context_window")
+                about = f"{window:,} tokens" if isinstance(window, int) else ""
+                if name == default:
+                    about += ", the server's"
+                lines.append(f"  {visible(name)}" + (f" ({about.lstrip(', ')})" if about else ""))
+        return lines
 
     async def _compact(self, instructions: str) -> Outcome:
         command: JSONObject = {"type": "compact"}

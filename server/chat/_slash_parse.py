@@ -23,7 +23,9 @@ class SlashCommand:
 COMMANDS: Final = (
     SlashCommand("/help", "", "this list"),
     SlashCommand("/agent", "NAME", "switch the session's agent (no NAME: list the agents)"),
-    SlashCommand("/model", "NAME", "switch the session's model (`/model default` to reset)"),
+    SlashCommand(
+        "/model", "NAME", "switch the session's model (`/model default` to reset; no NAME: list)"
+    ),
     SlashCommand("/compact", "[INSTRUCTIONS]", "summarise the session's older history now"),
     SlashCommand("/sessions", "", "list your sessions, newest first"),
     SlashCommand("/session", "ID", "continue session ID here (see /sessions)"),

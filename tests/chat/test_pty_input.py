@@ -87,6 +87,7 @@ def test_slash_commands_are_handled_by_the_client(server_url: str, tmp_path: Pat
         command(chat, "/agent", "  coder", "usage: /agent NAME")
         command(chat, "/agent ask", "[agent: ask]")
         command(chat, "/agent nobody", "! /agent refused [")
+        command(chat, "/model", "  scripted (4,096 tokens, the server's)", "usage: /model NAME")
         command(chat, "/model other-model", "[model: other-model]")
         command(chat, "/model default", "[model: the default]")
         command(chat, "/agent coder", "[agent: coder]")
