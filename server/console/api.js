@@ -80,6 +80,7 @@ const sid = (id) => encodeURIComponent(id);
 
 export const api = {
   agents: () => request("GET", "/v1/agents"),
+  models: () => request("GET", "/v1/models"),
   sessions: (limit = 20, cursor = null) =>
     request(
       "GET",

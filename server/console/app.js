@@ -270,6 +270,8 @@ function sessionView(sessionId) {
   const live = el("span.live#live", { text: "connecting" });
   const title = el("h1.session-title", { text: visible(sessionId) });
   const agentSelect = el("select#agent", { "aria-label": "switch agent" });
+  // "" is switch_model's null: the agent's model, else the server's.
+  const modelSelect = el("select#model", { "aria-label": "switch model" }, el("option", { value: "", text: "default model", title: "the agent's model, else the server's" }));
   const cancel = el("button.danger#cancel", { type: "button", text: "Cancel turn", hidden: true });
   const banner = el("div.banner#pending", { hidden: true });
   const costSlot = el("span.muted#cost");
@@ -310,6 +312,12 @@ function sessionView(sessionId) {
       }
       agentSelect.value = conversation.agent;
     }
+    const model = conversation.model ?? "";
+    if (modelSelect.value !== model) {
+      // A model switched to by another client, not in the server's list: shown as it is.
+      if (![...modelSelect.options].some((o) => o.value === model)) modelSelect.append(el("option", { value: model, text: visible(model) }));
+      modelSelect.value = model;
+    }
     if (stuckToBottom) scroller.scrollTop = scroller.scrollHeight;
   }
   let scheduled = false;
@@ -344,6 +352,26 @@ function sessionView(sessionId) {
     }
     if (conversation.agent) agentSelect.value = conversation.agent;
   }, handleError);
+
+  api.models().then((r) => {
+    for (const m of r.models || []) {
+      if (![...modelSelect.options].some((o) => o.value === m.name)) {
+        const about = m.name === r.default ? "the server's model" : "";
+        modelSelect.append(el("option", { value: m.name, text: visible(m.name), title: about }));
+      }
+    }
+    modelSelect.value = conversation.model ?? "";
+  }, () => {}); // a server older than GET /v1/models: the default, and what the log names
+
+  modelSelect.addEventListener("change", async () => {
+    const model = modelSelect.value || null;
+    try {
+      await api.command(sessionId, { type: "switch_model", model });
+    } catch (error) {
+      handleError(error);
+      modelSelect.value = conversation.model ?? "";
+    }
+  });
 
   agentSelect.addEventListener("change", async () => {
     const agent = agentSelect.value;
@@ -429,7 +457,7 @@ function sessionView(sessionId) {
         "div.session-head",
         {},
         el("div.head-left", {}, el("a.back", { href: "#/", text: "← sessions" }), title, el("div.head-meta", {}, statusSlot, live, costSlot)),
-        el("div.actions", {}, el("label.muted", { text: "agent" }, agentSelect), cancel),
+        el("div.actions", {}, el("label.muted", { text: "agent" }, agentSelect), el("label.muted", { text: "model" }, modelSelect), cancel),
       ),
       banner,
       conversationRoot,

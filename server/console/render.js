@@ -71,6 +71,7 @@ export class Conversation {
     this.questionNodes = new Map();
     this.runningTurn = null;
     this.agent = null;
+    this.model = null; // the session's switched model; null: the defaults
     this.totalCost = 0;
     this.totalTokens = 0;
     this.priced = false;
@@ -402,6 +403,7 @@ const HANDLERS = {
   },
 
   "model.switched"(event) {
+    this.model = event.to ?? null;
     const node = el("div.divider", {}, el("span", { text: `model ${visible(event.from ?? "default")} → ${visible(event.to ?? "default")}` }));
     this.container(event).append(node);
     return node;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import trio
 
+from agents._core._budget import SCRIPTED_LIMITS, ModelCatalog, ModelLimits
 from agents._providers._scripted import stream_words
 from tests.browser.cdp import Page
 from tests.browser.console import (
@@ -20,6 +21,7 @@ from tests.browser.console import (
     log,
     open_session,
     sign_in,
+    wait_event,
 )
 from tests.fakes.openai_server import error_reply, open_fake_openai
 from tests.server.gates import hold, release
@@ -375,3 +377,36 @@ async def test_a_cancelled_question_leaves_the_page_and_the_inbox(
     await page.click("nav a[href='#/inbox']")
     await page.wait_for("document.querySelector('#inbox')?.dataset.loaded === 'true'")
     assert await page.eval(f"document.querySelectorAll({js(inbox_card)}).length") == 0
+
+
+async def test_the_model_select_switches_the_model_and_follows_other_clients(
+    nursery: trio.Nursery, page: Page
+) -> None:
+    tables = {"scripted": SCRIPTED_LIMITS, "big": ModelLimits(200_000, 8_000)}
+    server = await start_server(nursery, make_config(models=ModelCatalog(tables)))
+    session_id = await server.new_session(title="models")
+    await sign_in(page, server)
+    await open_session(page, server, session_id)
+    offered = "[...document.querySelectorAll('#model option')].map(o => o.value).join(',')"
+    await page.wait_for(f"{offered} === ',scripted,big'", "the server's models offered")
+    assert await page.eval("document.querySelector('#model').value") == ""
+    await page.eval(
+        "(() => { const s = document.querySelector('#model'); s.value = 'big';"
+        " s.dispatchEvent(new Event('change')); })()"
+    )
+    await wait_event(page, server, session_id, "model.switched")
+    # Another client switches to a model the server does not list: the select shows it.
+    async with server.http() as http:
+        ack = await http.post(
+            f"/v1/sessions/{session_id}/commands",
+            json={"type": "switch_model", "id": "c1", "model": "mine-7b"},
+        )
+        assert ack.json()["status"] == "accepted", ack.json()
+    await page.wait_for(
+        "document.querySelector('#model').value === 'mine-7b'", "the other client's model"
+    )
+    events = await assert_rendered_log(page, server, session_id)
+    assert [e["to"] for e in events if e["type"] == "model.switched"] == ["big", "mine-7b"]
+    # Leave the session page so its stream is closed before this test's server goes.
+    await page.click("nav a[href='#/inbox']")
+    await page.wait_for("document.querySelector('#inbox')?.dataset.loaded === 'true'")
