@@ -264,6 +264,12 @@ function sessionsView() {
 
 // ---------------------------------------------------------------- one session
 
+/** Adds an option for *value* to *select* unless it has one (a name another client chose stays visible). */
+function offer(select, value, title = "") {
+  if ([...select.options].some((o) => o.value === value)) return;
+  select.append(el("option", title ? { value, text: visible(value), title } : { value, text: visible(value) }));
+}
+
 function sessionView(sessionId) {
   const conversationRoot = el("div.conversation#conversation");
   const statusSlot = el("span#session-status");
@@ -271,6 +277,7 @@ function sessionView(sessionId) {
   const title = el("h1.session-title", { text: visible(sessionId) });
   const agentSelect = el("select#agent", { "aria-label": "switch agent" });
   // "" is switch_model's null: the agent's model, else the server's.
+  const currentModel = () => conversation.model ?? "";
   const modelSelect = el("select#model", { "aria-label": "switch model" }, el("option", { value: "", text: "default model", title: "the agent's model, else the server's" }));
   const cancel = el("button.danger#cancel", { type: "button", text: "Cancel turn", hidden: true });
   const banner = el("div.banner#pending", { hidden: true });
@@ -307,16 +314,13 @@ function sessionView(sessionId) {
     const tokens = conversation.totalTokens ? `${conversation.totalTokens} tokens` : "";
     costSlot.textContent = [tokens, conversation.priced ? formatCost(conversation.totalCost) : ""].filter(Boolean).join(" · ");
     if (conversation.agent && agentSelect.value !== conversation.agent) {
-      if (![...agentSelect.options].some((o) => o.value === conversation.agent)) {
-        agentSelect.append(el("option", { value: conversation.agent, text: visible(conversation.agent) }));
-      }
+      offer(agentSelect, conversation.agent);
       agentSelect.value = conversation.agent;
     }
-    const model = conversation.model ?? "";
-    if (modelSelect.value !== model) {
+    if (modelSelect.value !== currentModel()) {
       // A model switched to by another client, not in the server's list: shown as it is.
-      if (![...modelSelect.options].some((o) => o.value === model)) modelSelect.append(el("option", { value: model, text: visible(model) }));
-      modelSelect.value = model;
+      offer(modelSelect, currentModel());
+      modelSelect.value = currentModel();
     }
     if (stuckToBottom) scroller.scrollTop = scroller.scrollHeight;
   }
@@ -345,22 +349,13 @@ function sessionView(sessionId) {
     refresh();
   }, handleError);
   api.agents().then((r) => {
-    for (const a of r.agents || []) {
-      if (![...agentSelect.options].some((o) => o.value === a.name)) {
-        agentSelect.append(el("option", { value: a.name, text: visible(a.name), title: visibleProse(a.description) }));
-      }
-    }
+    for (const a of r.agents || []) offer(agentSelect, a.name, visibleProse(a.description));
     if (conversation.agent) agentSelect.value = conversation.agent;
   }, handleError);
 
   api.models().then((r) => {
-    for (const m of r.models || []) {
-      if (![...modelSelect.options].some((o) => o.value === m.name)) {
-        const about = m.name === r.default ? "the server's model" : "";
-        modelSelect.append(el("option", { value: m.name, text: visible(m.name), title: about }));
-      }
-    }
-    modelSelect.value = conversation.model ?? "";
+    for (const m of r.models || []) offer(modelSelect, m.name, m.name === r.default ? "the server's model" : "");
+    modelSelect.value = currentModel();
   }, () => {}); // a server older than GET /v1/models: the default, and what the log names
 
   modelSelect.addEventListener("change", async () => {
@@ -369,7 +364,7 @@ function sessionView(sessionId) {
       await api.command(sessionId, { type: "switch_model", model });
     } catch (error) {
       handleError(error);
-      modelSelect.value = conversation.model ?? "";
+      modelSelect.value = currentModel();
     }
   });
 
