@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -40,7 +39,7 @@ from .._errors import McpUnavailable
 from ._mcp_client import MISSING_SDK, McpConnection, connect
 from ._mcp_output import StderrTail
 from ._mcp_status import McpMetrics, McpServerStatus, ServerState
-from ._mcp_transports import open_transport
+from ._mcp_transports import open_transport, unrunnable
 
 if TYPE_CHECKING:
     from ._mcp_transports import Transport
@@ -108,7 +107,7 @@ async def open_mcp_servers(
         stdio = config.transport
         if not isinstance(stdio, StdioTransport):
             continue
-        problem = _unrunnable(stdio)
+        problem = unrunnable(stdio)
         if problem is not None:
             logger.warning(
                 "MCP server %s: command %r %s; its tools stay unavailable until it can start",
@@ -126,20 +125,6 @@ async def open_mcp_servers(
         finally:
             servers._stop()
             nursery.start_soon(servers._enforce_shutdown, nursery.cancel_scope, shutdown_timeout)
-
-
-def _unrunnable(transport: StdioTransport) -> str | None:
-    """Why *transport*'s command cannot run, looked up as the child would, or ``None``."""
-    command = transport.command
-    if os.sep not in command:
-        path = transport.env.get("PATH", os.environ.get("PATH", os.defpath))
-        return None if shutil.which(command, path=path) is not None else "is not found"
-    target = os.path.join(transport.cwd or os.getcwd(), command)
-    if os.path.isdir(target):
-        return "is a directory"  # X_OK on a directory means searchable, not runnable
-    if not os.path.exists(target):
-        return "is not found"
-    return None if os.access(target, os.X_OK) else "is not executable"
 
 
 # How long a restart may take once its backoff is over, for a caller deciding to wait.

@@ -1,7 +1,8 @@
 """The transports to an MCP server: the SDK's stdio and streamable-HTTP clients.
 
-Opening the streams is a concern of its own (spawning the child, logging and
-keeping its stderr, finding its pid; HTTP headers from the environment), apart
+Opening the streams is a concern of its own (spawning the child under the
+warden that stops it if we die, logging and keeping its stderr, finding its pid;
+HTTP headers from the environment), apart
 from the connection over them (:mod:`~agents._tools._mcp_client`), and the seam
 a test replaces with in-memory streams. Like that module, it imports the SDK
 only inside its functions, so ``import agents`` works without the ``mcp`` extra.
@@ -10,6 +11,8 @@ only inside its functions, so ``import agents`` works without the ``mcp`` extra.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, TypeAlias
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 #: How long a stopped stdio server's stderr may take to reach its end (a grandchild
 #: holding the pipe open would otherwise hold up every restart and the shutdown).
 _STDERR_SETTLE = 0.5
+#: Run in place of a stdio server, so that it does not outlive us (see the module).
+_WARDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mcp_warden.py")
 
 
 def open_transport(
@@ -57,9 +62,10 @@ async def _stdio(name: str, transport: StdioTransport, tail: StderrTail) -> Asyn
     """The SDK's stdio client, with the child's stderr logged (never on our stdout) and kept."""
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
+    command, args = _warded(transport)
     params = StdioServerParameters(
-        command=transport.command,
-        args=list(transport.args),
+        command=command,
+        args=args,
         env=dict(transport.env),  # the SDK merges it over its minimal default environment
         cwd=transport.cwd,
     )
@@ -97,6 +103,35 @@ async def _stdio(name: str, transport: StdioTransport, tail: StderrTail) -> Asyn
     finally:
         errlog.close()
         await stderr.aclose()
+
+
+def unrunnable(transport: StdioTransport) -> str | None:
+    """Why *transport*'s command cannot run, looked up as the child would, or ``None``."""
+    command = transport.command
+    if os.sep not in command:
+        path = transport.env.get("PATH", os.environ.get("PATH", os.defpath))
+        return None if shutil.which(command, path=path) is not None else "is not found"
+    target = os.path.join(transport.cwd or os.getcwd(), command)
+    if os.path.isdir(target):
+        return "is a directory"  # X_OK on a directory means searchable, not runnable
+    if not os.path.exists(target):
+        return "is not found"
+    return None if os.access(target, os.X_OK) else "is not executable"
+
+
+def _warded(transport: StdioTransport) -> tuple[str, list[str]]:
+    """The command line that starts *transport*'s server under the warden, if it can.
+
+    The warden (:mod:`~agents._tools._mcp_warden`) stops the server when we die.
+    Only on Linux, and only for a command that can run: it runs it with the same
+    environment and directory, so it finds what the SDK would; one that cannot run
+    is started directly, for the SDK's error to say why ("No such file or directory").
+    """
+    args = list(transport.args)
+    if sys.platform != "linux" or not sys.executable or unrunnable(transport) is not None:
+        return transport.command, args
+    # -I -S: no site, no PYTHON* variables (the server's, not the warden's).
+    return sys.executable, ["-I", "-S", _WARDEN, str(os.getpid()), "--", transport.command, *args]
 
 
 def _child_with_stderr(pipe_inode: int) -> int | None:

@@ -136,6 +136,12 @@ def children() -> set[int]:
     return pids
 
 
+def parent_of(pid: int) -> int:
+    """The pid of *pid*'s parent (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])
+
+
 def alive(pid: int) -> bool:
     """Whether *pid* runs (a zombie, exited but unreaped, counts as gone)."""
     try:

@@ -30,7 +30,14 @@ from tests.fakes.openai_server import (
     tool_chunk,
     tool_fragment,
 )
-from tests.mcp.servers import Tap, everything_config, everything_http, time_config
+from tests.mcp.servers import (
+    Tap,
+    everything_config,
+    everything_http,
+    parent_of,
+    time_config,
+    wait_gone,
+)
 from tests.server.helpers import (
     STEP,
     Frame,
@@ -370,9 +377,15 @@ async def test_sigkill_of_the_runtime_mid_call_resolves_it_failed_unknown_never_
         session_id = await server.new_session(TOKEN, agent="librarian")
         async with server.ws(session_id, TOKEN) as client:
             await start_long_call(client, tap)
+            pids = tap.pids()
+            assert pids is not None
+            warden = parent_of(pids["tap"])
             process.kill()  # SIGKILL of the runtime while the MCP call is in flight
             await process.wait()
     assert process.returncode == -signal.SIGKILL
+    # Nothing of the runtime runs on: its warden stopped the server (busy in the
+    # call, it would not have noticed its stdin closing) and what that started.
+    await wait_gone({warden, *pids.values()})
     calls_before = [m for m in tap.messages() if m.get("method") == "tools/call"]
 
     async with running_server(db, log, "--config", str(config_file)) as (_, server):
