@@ -327,7 +327,7 @@ async def test_initialize_negotiates_version_1_and_text_prompts(
     caps = result["agentCapabilities"]
     assert caps["loadSession"] is True
     assert caps["promptCapabilities"] == {"image": False, "audio": False, "embeddedContext": False}
-    assert set(caps["sessionCapabilities"]) == {"list", "resume", "close", "delete", "fork"}
+    # The session capabilities: tests/acp/test_lifecycle.py.
 
 
 async def test_a_prompt_asks_permission_then_writes_through_the_client(
