@@ -59,39 +59,51 @@ def main(argv: list[str]) -> int:
         return 2
     runtime_pid, command = int(argv[0]), argv[2:]
     signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        runtime = os.pidfd_open(runtime_pid)
-    except OSError:
-        if os.getppid() != runtime_pid:
-            return 0  # the runtime is gone already: nothing to start
-        os.execvp(command[0], command)  # no pidfds here: run the server as before
-    # Checked after opening: while we are its child, the pid cannot have been reused.
-    if os.getppid() != runtime_pid:
-        return 0
     server: subprocess.Popen[bytes] | None = None
     try:
+        try:
+            runtime = os.pidfd_open(runtime_pid)
+        except OSError:
+            if os.getppid() != runtime_pid:
+                return 0  # the runtime is gone already: nothing to start
+            return _become(command)  # no pidfds here: run the server as before
+        # Checked after opening: while we are its child, the pid cannot have been reused.
+        if os.getppid() != runtime_pid:
+            return 0
         # Blocked across the spawn, so that a SIGTERM cannot land between the fork
         # and `server` being set (unblocked in the child: the mask is inherited).
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             server = subprocess.Popen(command, preexec_fn=_child_setup(os.getpid()))
         except OSError as exc:
-            print(f"cannot run {command[0]!r}: {exc.strerror or exc}", file=sys.stderr)
-            return _CANNOT_RUN
+            return _cannot_run(command, exc)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         _let_go_of_the_pipes()
         watched = select.poll()
         watched.register(runtime, select.POLLIN)
-        watched.register(server_fd := os.pidfd_open(server.pid), select.POLLIN)
-        ready = {fd for fd, _ in watched.poll()}
-        if server_fd in ready:
-            return _status(server.wait())
-        return _stop(server, runtime_gone=True)
+        watched.register(os.pidfd_open(server.pid), select.POLLIN)
+        if runtime in {fd for fd, _ in watched.poll()}:
+            # First, even if the server exited too: what it started may still run.
+            return _stop(server, runtime_gone=True)
+        return _status(server.wait())
     except _Stop:
         if server is None:
             return 128 + signal.SIGTERM
         return _stop(server, runtime_gone=False)
+
+
+def _become(command: list[str]) -> int:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        return _cannot_run(command, exc)
+
+
+def _cannot_run(command: list[str], exc: OSError) -> int:
+    print(f"cannot run {command[0]!r}: {exc.strerror or exc}", file=sys.stderr)
+    return _CANNOT_RUN
 
 
 def _child_setup(warden_pid: int) -> Callable[[], None]:
