@@ -136,17 +136,21 @@ def children() -> set[int]:
     return pids
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name: state, parent pid, ..."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()
+
+
 def parent_of(pid: int) -> int:
     """The pid of *pid*'s parent (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rpartition(")")[2].split()[1])
+    return int(_stat(pid)[1])
 
 
 def alive(pid: int) -> bool:
     """Whether *pid* runs (a zombie, exited but unreaped, counts as gone)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
+        return _stat(pid)[0] != "Z"
     except FileNotFoundError:
         return False
 

@@ -91,6 +91,11 @@ async def exited(pid: int) -> None:
         os.close(fd)
 
 
+def warded(runtime_pid: int, command: list[str]) -> list[str]:
+    """The warden's command line, as the runtime writes it (``_warded``)."""
+    return [sys.executable, "-I", "-S", WARDEN, str(runtime_pid), "--", *command]
+
+
 def server(*flags: str) -> list[str]:
     return [sys.executable, "-c", SERVER, *flags]
 
@@ -130,7 +135,7 @@ async def test_a_server_ignoring_sigterm_is_killed_after_the_grace() -> None:
 
 async def test_sigterm_stops_the_server_and_the_status_says_so() -> None:
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-I", "-S", WARDEN, str(os.getpid()), "--", *server()],
+        warded(os.getpid(), server()),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         start_new_session=True,
@@ -150,7 +155,7 @@ async def test_sigterm_stops_the_server_and_the_status_says_so() -> None:
 
 def run_warded(command: list[str], stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-I", "-S", WARDEN, str(os.getpid()), "--", *command],
+        warded(os.getpid(), command),
         input=stdin,
         capture_output=True,
         start_new_session=True,
@@ -174,9 +179,8 @@ def test_a_command_that_cannot_run_says_why() -> None:
 def test_a_runtime_that_is_not_the_parent_starts_nothing(tmp_path: Path) -> None:
     # Reparented before it looked: the runtime is gone, so the server must not start.
     marker = tmp_path / "started"
-    not_parent = str(os.getppid())
     done = subprocess.run(
-        [sys.executable, "-I", "-S", WARDEN, not_parent, "--", "touch", str(marker)],
+        warded(os.getppid(), ["touch", str(marker)]),
         timeout=WITHIN,
         check=False,
     )
@@ -185,10 +189,7 @@ def test_a_runtime_that_is_not_the_parent_starts_nothing(tmp_path: Path) -> None
 
 def test_only_a_command_that_can_run_is_warded(tmp_path: Path) -> None:
     command, args = _warded(StdioTransport("sh", ("-c", "true")))
-    assert (command, args) == (
-        sys.executable,
-        ["-I", "-S", WARDEN, str(os.getpid()), "--", "sh", "-c", "true"],
-    )
+    assert [command, *args] == warded(os.getpid(), ["sh", "-c", "true"])
     # Started directly, for the SDK's spawn error to say why it cannot start.
     assert _warded(StdioTransport("no-such-mcp-server")) == ("no-such-mcp-server", [])
     assert _warded(StdioTransport("./absent", cwd=str(tmp_path))) == ("./absent", [])
